@@ -1,0 +1,96 @@
+use super::*;
+
+fn temp_spool(name: &str) -> Spool {
+    let dir = std::env::temp_dir().join(format!("mxshield-spool-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    Spool::open(dir).unwrap()
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        sender: "a@remote.test".into(),
+        recipients: vec!["alice@acme.example".into(), "bob@acme.example".into()],
+        received_at: 1_700_000_000,
+        attrs: vec![("contract".into(), "acme".into())],
+    }
+}
+
+#[test]
+fn write_commit_read_back() {
+    let spool = temp_spool("rw");
+    let mut w = spool.create(&envelope()).unwrap();
+    w.write(b"Subject: hi\r\n\r\n").unwrap();
+    w.write(b"body\r\n").unwrap();
+    let id = w.commit().unwrap();
+    let (env, data) = spool.read_data(&id).unwrap();
+    assert_eq!(env, envelope());
+    assert_eq!(data, b"Subject: hi\r\n\r\nbody\r\n");
+    let found = spool.recover().unwrap();
+    assert!(matches!(&found[..], [Recovered::Ok { id: got, .. }] if *got == id));
+}
+
+#[test]
+fn uncommitted_writes_vanish() {
+    let spool = temp_spool("drop");
+    let mut w = spool.create(&envelope()).unwrap();
+    w.write(b"partial").unwrap();
+    drop(w);
+    assert!(spool.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn damaged_files_move_to_corrupt() {
+    let spool = temp_spool("corrupt");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut w = spool.create(&envelope()).unwrap();
+        w.write(&vec![b'x'; 10_000]).unwrap();
+        ids.push(w.commit().unwrap());
+    }
+    // flip one data byte in the first, truncate the second, leave the third
+    let p0 = spool.root().join("queue").join(format!("{}.msg", ids[0]));
+    let mut bytes = fs::read(&p0).unwrap();
+    bytes[500] ^= 1;
+    fs::write(&p0, bytes).unwrap();
+    let p1 = spool.root().join("queue").join(format!("{}.msg", ids[1]));
+    let bytes = fs::read(&p1).unwrap();
+    fs::write(&p1, &bytes[..bytes.len() - 30]).unwrap();
+    let found = spool.recover().unwrap();
+    let corrupt = found.iter().filter(|r| matches!(r, Recovered::Corrupt { .. })).count();
+    assert_eq!(corrupt, 2);
+    assert_eq!(spool.list().unwrap(), vec![ids[2].clone()]);
+    assert!(spool.root().join("corrupt").join(format!("{}.msg", ids[0])).exists());
+}
+
+#[test]
+fn status_roundtrip_and_damage() {
+    let spool = temp_spool("status");
+    let mut w = spool.create(&envelope()).unwrap();
+    w.write(b"x\r\n").unwrap();
+    let id = w.commit().unwrap();
+    let mut st = spool.read_status(&id, 2).unwrap();
+    assert_eq!(st, Status::new(2));
+    st.attempts = 3;
+    st.next_attempt = 42;
+    st.rcpts[0].state = RcptState::Delivered;
+    st.rcpts[1] = RcptStatus { state: RcptState::Deferred, last_error: "451 4.3.0\tbusy\n".into(), remote: "127.0.0.1:2600".into() };
+    spool.write_status(&id, &st).unwrap();
+    let back = spool.read_status(&id, 2).unwrap();
+    assert_eq!(back.rcpts[1].last_error, "451 4.3.0 busy ");
+    assert_eq!(back.attempts, 3);
+    let mut bytes = st.encode();
+    bytes[15] ^= 0x20;
+    assert!(Status::decode(&bytes).is_err());
+    assert!(spool.remove(&id).unwrap());
+    assert!(!spool.remove(&id).unwrap());
+}
+
+#[test]
+fn ids_are_unique_and_safe() {
+    let a = QueueId::generate();
+    let b = QueueId::generate();
+    assert_ne!(a, b);
+    assert!(QueueId::parse("../../etc/passwd").is_err());
+    assert_eq!(QueueId::parse(a.as_str()).unwrap(), a);
+}
