@@ -185,6 +185,25 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// Takes an optional date, written as a TOML date or a `"YYYY-MM-DD"` string; returns its
+    /// text.
+    pub fn date_text<'t, 'i>(
+        &mut self,
+        section: &mut Section<'t, 'i>,
+        key: &str,
+    ) -> Option<(String, usize)> {
+        let v = section.take(key)?;
+        let line = self.line(v.span());
+        match v.get_ref() {
+            DeValue::String(s) => Some((s.to_string(), line)),
+            DeValue::Datetime(d) => Some((d.to_string(), line)),
+            other => {
+                self.issue(section.child_path(key), line, format!("expected a date, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
     /// Takes an optional non-negative integer.
     pub fn unsigned<'t, 'i>(&mut self, section: &mut Section<'t, 'i>, key: &str) -> Option<(u64, usize)> {
         let v = section.take(key)?;
@@ -284,6 +303,11 @@ impl<'t, 'i> Section<'t, 'i> {
     /// Path of a key inside this section.
     pub fn child_path(&self, key: &str) -> String {
         if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+    }
+
+    /// Whether the key is present (taken or not).
+    pub fn has(&self, key: &str) -> bool {
+        self.table.get(key).is_some()
     }
 
     fn take(&mut self, key: &str) -> Option<&'t Value<'i>> {

@@ -1,0 +1,228 @@
+//! The embedded contract store: SQLite through sqlx, schema by migrations.
+//!
+//! `apply` replaces the whole set of contracts in one transaction and bumps a generation
+//! counter; a running server polls the counter and reloads when it changes.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqliteConnection};
+
+use crate::model::{Contract, Domain, NextHop};
+
+/// Errors of the store, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open contract store {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate contract store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("contract store query failed while {what}: {source}")]
+    Query { what: &'static str, source: sqlx::Error },
+    #[error("contract store holds invalid data: {0}")]
+    Invalid(String),
+}
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
+}
+
+/// A handle on the contract database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the SQLite database at `path`.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Replaces all contracts with `contracts` (already validated) in one transaction.
+    /// Returns the new generation.
+    pub async fn apply(&self, contracts: &[Contract]) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
+        sqlx::query("DELETE FROM domains").execute(&mut *tx).await.map_err(q("clearing domains"))?;
+        sqlx::query("DELETE FROM contracts").execute(&mut *tx).await.map_err(q("clearing contracts"))?;
+        for (pos, c) in contracts.iter().enumerate() {
+            insert_contract(&mut tx, c, pos as i64).await?;
+        }
+        sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            .execute(&mut *tx)
+            .await
+            .map_err(q("bumping the generation"))?;
+        let generation = generation_in(&mut tx).await?;
+        tx.commit().await.map_err(q("committing"))?;
+        Ok(generation)
+    }
+
+    /// The generation counter (changes on every apply).
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(q("connecting"))?;
+        generation_in(&mut conn).await
+    }
+
+    /// Loads every contract and the generation they belong to.
+    pub async fn load(&self) -> Result<(Vec<Contract>, i64), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let generation = generation_in(&mut tx).await?;
+        let rows = sqlx::query(
+            "SELECT id, customer, accounts_limit, starts, ends, sending_servers FROM contracts ORDER BY position",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("reading contracts"))?;
+        let mut contracts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.get("id");
+            let sending: String = row.get("sending_servers");
+            let sending_servers = lines(&sending)
+                .map(|s| s.parse().map_err(|_| StoreError::Invalid(format!("contract {id}: network {s:?}"))))
+                .collect::<Result<_, _>>()?;
+            let ends: Option<String> = row.get("ends");
+            contracts.push(Contract {
+                customer: row.get("customer"),
+                accounts_limit: row.get::<i64, _>("accounts_limit") as u32,
+                starts: date(&row.get::<String, _>("starts"))?,
+                ends: ends.as_deref().map(date).transpose()?,
+                sending_servers,
+                domains: load_domains(&mut tx, &id).await?,
+                id,
+            });
+        }
+        tx.commit().await.map_err(q("finishing the read"))?;
+        Ok((contracts, generation))
+    }
+}
+
+async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
+    let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
+    sqlx::query(
+        "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.id)
+    .bind(&c.customer)
+    .bind(c.accounts_limit as i64)
+    .bind(c.starts.to_string())
+    .bind(c.ends.map(|d| d.to_string()))
+    .bind(sending.join("\n"))
+    .bind(pos)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("inserting a contract"))?;
+    for (dpos, d) in c.domains.iter().enumerate() {
+        let servers: Vec<String> = d.receiving_servers.iter().map(|h| h.to_string()).collect();
+        sqlx::query("INSERT INTO domains (name, contract_id, receiving_servers, position) VALUES (?, ?, ?, ?)")
+            .bind(&d.name)
+            .bind(&c.id)
+            .bind(servers.join("\n"))
+            .bind(dpos as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(q("inserting a domain"))?;
+        for (apos, a) in d.accounts.iter().enumerate() {
+            sqlx::query("INSERT INTO accounts (domain, local_part, position) VALUES (?, ?, ?)")
+                .bind(&d.name)
+                .bind(a)
+                .bind(apos as i64)
+                .execute(&mut *conn)
+                .await
+                .map_err(q("inserting an account"))?;
+        }
+    }
+    Ok(())
+}
+
+async fn load_domains(conn: &mut SqliteConnection, contract: &str) -> Result<Vec<Domain>, StoreError> {
+    let rows = sqlx::query("SELECT name, receiving_servers FROM domains WHERE contract_id = ? ORDER BY position")
+        .bind(contract)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(q("reading domains"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get("name");
+        let servers: String = row.get("receiving_servers");
+        let receiving_servers =
+            lines(&servers).map(|s| NextHop::parse(s).map_err(StoreError::Invalid)).collect::<Result<_, _>>()?;
+        let accounts = sqlx::query_scalar("SELECT local_part FROM accounts WHERE domain = ? ORDER BY position")
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(q("reading accounts"))?;
+        out.push(Domain { name, receiving_servers, accounts });
+    }
+    Ok(out)
+}
+
+async fn generation_in(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT value FROM meta WHERE key = 'generation'")
+        .fetch_one(conn)
+        .await
+        .map_err(q("reading the generation"))
+}
+
+fn lines(s: &str) -> impl Iterator<Item = &str> {
+    s.lines().filter(|l| !l.is_empty())
+}
+
+fn date(s: &str) -> Result<NaiveDate, StoreError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| StoreError::Invalid(format!("date {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Snapshot, parse_file};
+
+    #[tokio::test]
+    async fn apply_load_roundtrip_in_real_sqlite() {
+        let dir = std::env::temp_dir().join(format!("mxshield-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("contracts.db")).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), (vec![], 0));
+        let src = r#"
+[[contract]]
+id = "acme"
+customer = "ACME Corp."
+accounts_limit = 50
+starts = 2026-12-01
+ends = "2027-12-01"
+sending_servers = ["127.0.0.5", "198.51.100.0/28"]
+[[contract.domain]]
+name = "acme.example"
+receiving_servers = ["127.0.0.1:2600", "[::1]:2601"]
+accounts = ["alice", "bob"]
+"#;
+        let contracts = parse_file(src).unwrap();
+        let generation = store.apply(&contracts).await.unwrap();
+        assert_eq!(generation, 1);
+        let (loaded, g) = store.load().await.unwrap();
+        assert_eq!((loaded.clone(), g), (contracts, 1));
+        let snap = Snapshot::new(loaded, g);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        assert!(snap.active_domain("ACME.example", day).unwrap().has_account("Alice"));
+        assert!(snap.active_domain("acme.example", NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()).is_none());
+        assert!(snap.sending_contract("198.51.100.7".parse().unwrap(), day).is_some());
+        assert!(snap.sending_contract("::ffff:127.0.0.5".parse().unwrap(), day).is_some());
+        assert!(snap.sending_contract("198.51.100.16".parse().unwrap(), day).is_none());
+        assert_eq!(store.apply(&[]).await.unwrap(), 2);
+        assert!(store.load().await.unwrap().0.is_empty());
+    }
+}
