@@ -1,1 +1,136 @@
-fn main() {}
+//! `mxshield`: the email virus-scanning gateway (wiring only; the work is in the crates
+//! `smtp`, `spool` and `contracts` and in the modules below).
+
+mod attrs;
+mod cli;
+mod config;
+mod delivery;
+mod filter;
+mod inbound;
+mod live;
+mod logging;
+mod serve;
+mod tls;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// mxshield — an SMTP gateway that accepts mail for registered domains, scans it and relays it.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it, every default applies (see docs/config.md).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage contracts.
+    #[command(subcommand)]
+    Contracts(ContractsCmd),
+    /// Inspect and manage the mail queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCmd),
+    /// Check the configuration file and exit (0 = valid, 2 = errors printed).
+    CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum ContractsCmd {
+    /// Validate FILE (all errors at once) and make it the complete set of contracts.
+    Apply { file: PathBuf },
+    /// Show the stored contracts.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCmd {
+    /// One line per queued message.
+    List,
+    /// Envelope, per-recipient status and headers of one message.
+    Show { id: String },
+    /// Retry every deferred message now.
+    Flush,
+    /// Remove one message from the queue without delivering it.
+    Delete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TlsCmd {
+    /// Write a self-signed certificate and key (PEM) for development.
+    SelfSigned {
+        /// Certificate file to write.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Private key file to write.
+        #[arg(long)]
+        key: PathBuf,
+        /// Host name in the certificate (default: smtp.hostname from the configuration).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => config::Config::load(path),
+        None => Ok(config::Config::defaults()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(issues) => {
+            let name = cli.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            eprintln!("mxshield: invalid configuration {name}:");
+            for i in &issues.0 {
+                eprintln!("  {name}:{i}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mxshield: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(config).await,
+            Command::CheckConfig => {
+                println!("configuration is valid");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
+            Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
+            Command::Queue(QueueCmd::List) => cli::queue_list(&config),
+            Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
+            Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),
+            Command::Queue(QueueCmd::Delete { id }) => cli::queue_delete(&config, &id),
+            Command::Tls(TlsCmd::SelfSigned { cert, key, hostname }) => {
+                let host = hostname.unwrap_or_else(|| config.smtp.hostname.clone());
+                tls::write_self_signed(&host, &cert, &key)?;
+                println!("wrote {} and {} for {host}", cert.display(), key.display());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mxshield: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

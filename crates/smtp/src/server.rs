@@ -65,8 +65,10 @@ pub enum DataAbort {
 
 /// The decisions a session delegates. Every method may be slow (storage, lookups).
 pub trait Policy: Send {
-    /// `HELO`/`EHLO` was accepted with this name.
-    fn helo(&mut self, name: &str) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// `HELO` (`esmtp` false) or `EHLO` (`esmtp` true) with this name.
+    fn helo(&mut self, name: &str, esmtp: bool) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// The connection is now encrypted (after STARTTLS).
+    fn tls_started(&mut self) {}
     /// Decides on a sender; `Ok` answers `250 2.1.0`.
     fn mail_from(
         &mut self,
@@ -239,7 +241,7 @@ impl<P: Policy> Session<P> {
 
     async fn on_helo(&mut self, name: String, esmtp: bool) -> io::Result<Option<SessionEnd>> {
         self.abort_transaction();
-        if let Err(r) = self.policy.helo(&name).await {
+        if let Err(r) = self.policy.helo(&name, esmtp).await {
             return self.error(r).await;
         }
         self.helo = Some(name.clone());
@@ -398,6 +400,7 @@ impl<P: Policy> Session<P> {
         };
         self.stream = BufReader::with_capacity(DATA_CHUNK, Box::new(tls));
         self.tls_active = true;
+        self.policy.tls_started();
         Ok(None)
     }
 

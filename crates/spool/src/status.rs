@@ -60,7 +60,7 @@ pub struct RcptStatus {
 pub struct Status {
     /// Delivery attempts so far.
     pub attempts: u32,
-    /// Unix seconds of the next attempt (0 = now).
+    /// Unix milliseconds of the next attempt (0 = now).
     pub next_attempt: u64,
     /// A DSN for the failed recipients has been queued.
     pub dsn_sent: bool,

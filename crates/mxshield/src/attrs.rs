@@ -1,0 +1,31 @@
+//! Names of the envelope attributes the gateway stores with each queued message.
+
+/// Contract id(s), comma-separated.
+pub const CONTRACT: &str = "contract";
+/// `inbound` or `outbound`.
+pub const DIRECTION: &str = "direction";
+/// The client's IP address.
+pub const CLIENT_IP: &str = "client_ip";
+/// The client's HELO/EHLO name.
+pub const HELO: &str = "helo";
+/// Set on delivery status notifications we generate.
+pub const DSN_OF: &str = "dsn_of";
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the Internet to a customer's server (R1).
+    Inbound,
+    /// From a customer's sending server to the Internet (R2).
+    Outbound,
+}
+
+impl Direction {
+    /// The attribute / log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The gateway configuration: defaults, the TOML file, and validation that reports every
+//! problem (key, line, why) at once. Every key is documented in `docs/config.md`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use confread::{Issues, Reader, Section};
+use contracts::NextHop;
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Spool and embedded store live here.
+    pub data_dir: PathBuf,
+    /// Address in the `From:` of DSNs and notices.
+    pub postmaster: String,
+    pub smtp: SmtpConfig,
+    pub delivery: DeliveryConfig,
+    pub contracts: ContractsConfig,
+    pub log: LogConfig,
+}
+
+/// `[smtp]`: the receiving side.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub max_connections: usize,
+    pub max_recipients: usize,
+    pub max_message_size: u64,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub max_received_headers: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[smtp.tls]`: certificate chain and key for STARTTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[delivery]`: the sending side.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub queue_lifetime: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub workers: usize,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub smtp_port: u16,
+    pub helo_name: String,
+    pub starttls: bool,
+    pub idle_timeout: Duration,
+    pub dead_host_ttl: Duration,
+    pub routes: BTreeMap<String, NextHop>,
+    pub nameservers: Vec<SocketAddr>,
+    pub dns_timeout: Duration,
+}
+
+/// `[contracts]`: where contracts are stored and how often a server looks for changes.
+#[derive(Debug, Clone)]
+pub struct ContractsConfig {
+    pub database: PathBuf,
+    pub reload_interval: Duration,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub json: bool,
+}
+
+impl Config {
+    /// The configuration with no file: every default.
+    pub fn defaults() -> Config {
+        Config::from_str("").expect("the empty configuration is valid")
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, Issues> {
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            Issues(vec![confread::Issue { key: String::new(), line: 0, why: format!("cannot read {}: {e}", path.display()) }])
+        })?;
+        Config::from_str(&src)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_str(src: &str) -> Result<Config, Issues> {
+        let doc = confread::parse(src)?;
+        let mut r = Reader::new(src);
+        let mut root = r.root(&doc);
+        let data_dir = r.string(&mut root, "data_dir").map(|s| PathBuf::from(s.0)).unwrap_or_else(|| "./mxshield-data".into());
+        let mut smtp_sec = r.table(&mut root, "smtp");
+        let smtp = read_smtp(&mut r, smtp_sec.as_mut());
+        let postmaster = match r.string(&mut root, "postmaster") {
+            Some((p, line)) => {
+                if smtp::address::parse_mailbox(&p).is_err() {
+                    r.issue("postmaster", line, format!("{p:?} is not a mail address"));
+                }
+                p
+            }
+            None => format!("postmaster@{}", smtp.hostname),
+        };
+        let mut del_sec = r.table(&mut root, "delivery");
+        let delivery = read_delivery(&mut r, del_sec.as_mut(), &smtp.hostname);
+        let mut con_sec = r.table(&mut root, "contracts");
+        let contracts = read_contracts(&mut r, con_sec.as_mut(), &data_dir);
+        let mut log_sec = r.table(&mut root, "log");
+        let log = read_log(&mut r, log_sec.as_mut());
+        if delivery.retry_min > delivery.retry_max {
+            r.issue("delivery.retry_min", 0, "must not be larger than delivery.retry_max");
+        }
+        r.deny_unknown(&root);
+        r.finish()?;
+        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, log })
+    }
+
+    /// Where the spool lives.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+}
+
+/// Reads an optional value with a default, validating it with `check`.
+fn positive<T: TryFrom<u64>>(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, key: &str, default: T) -> T {
+    let Some(sec) = sec else { return default };
+    match r.unsigned(sec, key) {
+        None => default,
+        Some((0, line)) => {
+            r.issue(sec.child_path(key), line, "must be at least 1");
+            default
+        }
+        Some((n, line)) => T::try_from(n).unwrap_or_else(|_| {
+            r.issue(sec.child_path(key), line, "is too large");
+            default
+        }),
+    }
+}
+
+fn duration(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, key: &str, default: Duration) -> Duration {
+    let Some(sec) = sec else { return default };
+    match r.duration(sec, key) {
+        None => default,
+        Some((d, line)) if d.is_zero() => {
+            r.issue(sec.child_path(key), line, "must be longer than zero");
+            default
+        }
+        Some((d, _)) => d,
+    }
+}
+
+fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpConfig {
+    let mut listen = vec![SocketAddr::from(([127, 0, 0, 1], 2525))];
+    let mut hostname = system_hostname();
+    let mut tls = None;
+    if let Some(s) = sec.as_deref_mut() {
+        if let Some(list) = r.strings(s, "listen") {
+            if list.is_empty() {
+                r.issue(s.child_path("listen"), s.line(), "must list at least one address:port");
+            }
+            listen.clear();
+            for (a, line) in list {
+                match a.parse::<SocketAddr>() {
+                    Ok(addr) => listen.push(addr),
+                    Err(_) => r.issue(s.child_path("listen"), line, format!("{a:?} is not an address:port")),
+                }
+            }
+        }
+        if let Some((h, line)) = r.string(s, "hostname") {
+            if contracts_hostname(&h) {
+                hostname = h;
+            } else {
+                r.issue(s.child_path("hostname"), line, format!("{h:?} is not a host name"));
+            }
+        }
+        if let Some(mut t) = r.table(s, "tls") {
+            let cert = r.string(&mut t, "cert");
+            let key = r.string(&mut t, "key");
+            match (cert, key) {
+                (Some(c), Some(k)) => tls = Some(TlsFiles { cert: c.0.into(), key: k.0.into() }),
+                _ => r.issue(t.path().to_string(), t.line(), "needs both cert and key (PEM files)"),
+            }
+            r.deny_unknown(&t);
+        }
+    }
+    let cfg = SmtpConfig {
+        listen,
+        hostname,
+        max_connections: positive(r, sec.as_deref_mut(), "max_connections", 1000),
+        max_recipients: positive(r, sec.as_deref_mut(), "max_recipients", 100),
+        max_message_size: positive(r, sec.as_deref_mut(), "max_message_size", 52_428_800),
+        max_line_length: positive(r, sec.as_deref_mut(), "max_line_length", 4096),
+        max_errors: positive(r, sec.as_deref_mut(), "max_errors", 10),
+        max_received_headers: positive(r, sec.as_deref_mut(), "max_received_headers", 30),
+        command_timeout: duration(r, sec.as_deref_mut(), "command_timeout", Duration::from_secs(300)),
+        data_timeout: duration(r, sec.as_deref_mut(), "data_timeout", Duration::from_secs(180)),
+        shutdown_timeout: duration(r, sec.as_deref_mut(), "shutdown_timeout", Duration::from_secs(30)),
+        tls,
+    };
+    if let Some(s) = sec {
+        if cfg.max_line_length < 512 {
+            r.issue(s.child_path("max_line_length"), s.line(), "must be at least 512 (RFC 5321)");
+        }
+        r.deny_unknown(s);
+    }
+    cfg
+}
+
+fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, hostname: &str) -> DeliveryConfig {
+    let mut routes = BTreeMap::new();
+    let mut nameservers = Vec::new();
+    let mut helo_name = hostname.to_string();
+    let mut starttls = true;
+    let mut smtp_port = 25;
+    let mut dns_timeout = Duration::from_secs(5);
+    if let Some(s) = sec.as_deref_mut() {
+        if let Some(rt) = r.table(s, "routes") {
+            for (domain, hop, line) in r.string_map(&rt) {
+                let d = domain.to_ascii_lowercase();
+                if !contracts_hostname(&d) {
+                    r.issue(rt.child_path(&domain), line, format!("{domain:?} is not a domain name"));
+                    continue;
+                }
+                match NextHop::parse(&hop) {
+                    Ok(h) => {
+                        routes.insert(d, h);
+                    }
+                    Err(why) => r.issue(rt.child_path(&domain), line, why),
+                }
+            }
+        }
+        if let Some(mut dns) = r.table(s, "dns") {
+            for (ns, line) in r.strings(&mut dns, "nameservers").unwrap_or_default() {
+                let parsed = ns.parse::<SocketAddr>().or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+                match parsed {
+                    Ok(a) => nameservers.push(a),
+                    Err(_) => r.issue(dns.child_path("nameservers"), line, format!("{ns:?} is not an IP address or address:port")),
+                }
+            }
+            dns_timeout = duration(r, Some(&mut dns), "timeout", dns_timeout);
+            r.deny_unknown(&dns);
+        }
+        if let Some((h, line)) = r.string(s, "helo_name") {
+            if contracts_hostname(&h) {
+                helo_name = h;
+            } else {
+                r.issue(s.child_path("helo_name"), line, format!("{h:?} is not a host name"));
+            }
+        }
+        if let Some((b, _)) = r.boolean(s, "starttls") {
+            starttls = b;
+        }
+        smtp_port = positive(r, Some(s), "smtp_port", 25u16);
+    }
+    let cfg = DeliveryConfig {
+        queue_lifetime: duration(r, sec.as_deref_mut(), "queue_lifetime", Duration::from_secs(86_400)),
+        retry_min: duration(r, sec.as_deref_mut(), "retry_min", Duration::from_secs(300)),
+        retry_max: duration(r, sec.as_deref_mut(), "retry_max", Duration::from_secs(3600)),
+        workers: positive(r, sec.as_deref_mut(), "workers", 64),
+        connect_timeout: duration(r, sec.as_deref_mut(), "connect_timeout", Duration::from_secs(30)),
+        command_timeout: duration(r, sec.as_deref_mut(), "command_timeout", Duration::from_secs(300)),
+        data_timeout: duration(r, sec.as_deref_mut(), "data_timeout", Duration::from_secs(600)),
+        idle_timeout: duration(r, sec.as_deref_mut(), "idle_timeout", Duration::from_secs(10)),
+        dead_host_ttl: duration(r, sec.as_deref_mut(), "dead_host_ttl", Duration::from_secs(60)),
+        smtp_port,
+        helo_name,
+        starttls,
+        routes,
+        nameservers,
+        dns_timeout,
+    };
+    if let Some(s) = sec {
+        r.deny_unknown(s);
+    }
+    cfg
+}
+
+fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path) -> ContractsConfig {
+    let mut database = data_dir.join("mxshield.db");
+    if let Some(s) = sec.as_deref_mut()
+        && let Some((p, _)) = r.string(s, "database")
+    {
+        database = p.into();
+    }
+    let cfg = ContractsConfig {
+        database,
+        reload_interval: duration(r, sec.as_deref_mut(), "reload_interval", Duration::from_millis(500)),
+    };
+    if let Some(s) = sec {
+        r.deny_unknown(s);
+    }
+    cfg
+}
+
+fn read_log(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> LogConfig {
+    let mut cfg = LogConfig { level: "info".into(), json: false };
+    let Some(s) = sec else { return cfg };
+    if let Some((level, line)) = r.string(s, "level") {
+        if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            cfg.level = level;
+        } else {
+            r.issue(s.child_path("level"), line, format!("{level:?} is not one of error, warn, info, debug, trace"));
+        }
+    }
+    if let Some((format, line)) = r.string(s, "format") {
+        match format.as_str() {
+            "text" => cfg.json = false,
+            "json" => cfg.json = true,
+            _ => r.issue(s.child_path("format"), line, format!("{format:?} is not \"text\" or \"json\"")),
+        }
+    }
+    r.deny_unknown(s);
+    cfg
+}
+
+fn contracts_hostname(s: &str) -> bool {
+    contracts::is_hostname(s)
+}
+
+/// This machine's host name (for the greeting when none is configured).
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if contracts_hostname(&name) { name } else { "localhost".into() }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

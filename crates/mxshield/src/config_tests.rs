@@ -1,0 +1,73 @@
+use super::*;
+
+#[test]
+fn defaults_without_file() {
+    let c = Config::defaults();
+    assert_eq!(c.data_dir, PathBuf::from("./mxshield-data"));
+    assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+    assert_eq!(c.smtp.max_message_size, 52_428_800);
+    assert_eq!(c.smtp.max_recipients, 100);
+    assert_eq!(c.delivery.queue_lifetime, Duration::from_secs(86_400));
+    assert_eq!(c.contracts.database, PathBuf::from("./mxshield-data/mxshield.db"));
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let c = Config::from_str(
+        r#"
+data_dir = "./mxshield-data"          # spool + embedded store
+[smtp]
+listen = ["127.0.0.1:2525"]
+hostname = "mx1.example.net"
+[delivery]
+queue_lifetime = "1d"                 # R8
+[delivery.routes]                     # fixed next hop per destination domain (transport map)
+"remote.test" = "127.0.0.1:2601"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.smtp.hostname, "mx1.example.net");
+    assert_eq!(c.postmaster, "postmaster@mx1.example.net");
+    assert_eq!(c.delivery.routes["remote.test"].to_string(), "127.0.0.1:2601");
+}
+
+/// Each bad configuration and the errors (line: key: why) it must produce — all of them.
+#[test]
+fn bad_configs_report_every_error() {
+    let table: &[(&str, &[&str])] = &[
+        ("data_dir = 5\n", &["line 1: data_dir: expected a string, found an integer"]),
+        ("[smtp]\nlisten = [\"nowhere\"]\n", &["line 2: smtp.listen: \"nowhere\" is not an address:port"]),
+        (
+            "[smtp]\nmax_recipients = 0\nmax_message_size = -1\nhostnme = \"x\"\n",
+            &[
+                "line 2: smtp.max_recipients: must be at least 1",
+                "line 3: smtp.max_message_size: must not be negative",
+                "line 4: smtp.hostnme: unknown key",
+            ],
+        ),
+        ("[delivery]\nqueue_lifetime = \"1 day\"\n", &["line 2: delivery.queue_lifetime: invalid duration unit"]),
+        (
+            "[delivery.routes]\n\"remote.test\" = \"127.0.0.1:99999\"\n\"bad domain\" = \"x\"\n",
+            &[
+                "line 2: delivery.routes.remote.test: invalid server \"127.0.0.1:99999\"",
+                "line 3: delivery.routes.bad domain: \"bad domain\" is not a domain name",
+            ],
+        ),
+        ("[smtp.tls]\ncert = \"c.pem\"\n", &["line 1: smtp.tls: needs both cert and key"]),
+        ("[log]\nlevel = \"loud\"\nformat = \"xml\"\n", &["line 2: log.level", "line 3: log.format"]),
+        ("[delivery.dns]\nnameservers = [\"dns.example\"]\n", &["line 2: delivery.dns.nameservers"]),
+        ("smtp = 1\n", &["line 1: smtp: expected a table"]),
+        ("[smtp\n", &["line 1: TOML syntax error"]),
+        ("postmaster = \"not an address\"\n", &["line 1: postmaster"]),
+        ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"\n", &["delivery.retry_min: must not be larger"]),
+        ("colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n", &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"]),
+    ];
+    for (src, expected) in table {
+        let issues = Config::from_str(src).expect_err(src).0;
+        let got: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        assert_eq!(got.len(), expected.len(), "config {src:?}: got {got:#?}");
+        for e in *expected {
+            assert!(got.iter().any(|g| g.contains(e)), "config {src:?}: missing {e:?} in {got:#?}");
+        }
+    }
+}

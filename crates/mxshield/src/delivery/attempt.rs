@@ -1,0 +1,216 @@
+//! One delivery attempt of one queued message: route each destination domain, deliver, record
+//! each recipient's outcome in the spool, bounce what failed, and say when to try again.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+
+use chrono::{DateTime, Utc};
+use spool::{Envelope, QueueId, RcptState, RcptStatus, SpoolError, Status};
+
+use super::Ctx;
+use super::courier::Outcome;
+use super::dsn::{self, FailedRcpt};
+use super::route::RouteError;
+use super::scheduler::now_ms;
+use crate::attrs;
+
+/// What the scheduler should do with the message next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Delivered, bounced or gone: forget it.
+    Done,
+    /// Try again at this Unix time in milliseconds.
+    RetryAt(u64),
+}
+
+/// Attempts delivery of every recipient of `id` not yet delivered or failed.
+pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
+    let loaded = {
+        let spool = ctx.spool.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || -> Result<(Envelope, Status), SpoolError> {
+            let env = spool.open_message(&id)?.envelope;
+            let status = spool.read_status(&id, env.recipients.len())?;
+            Ok((env, status))
+        })
+        .await
+    };
+    let (env, mut status) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(SpoolError::NotFound(_))) => return Next::Done,
+        Ok(Err(e)) => {
+            tracing::error!(event = "spool_error", queue_id = %id, error = %e);
+            return Next::RetryAt(now_ms() + ctx.cfg.retry_min.as_millis() as u64);
+        }
+        Err(e) => {
+            tracing::error!(event = "spool_error", queue_id = %id, error = %e);
+            return Next::RetryAt(now_ms() + ctx.cfg.retry_min.as_millis() as u64);
+        }
+    };
+    let log = LogFields::of(id, &env);
+    let mut newly_failed = Vec::new();
+    for (domain, idxs) in pending_by_domain(&env, &status) {
+        let rcpts: Vec<String> = idxs.iter().map(|&i| env.recipients[i].clone()).collect();
+        let outcomes = match ctx.router.route(&domain).await {
+            Ok(candidates) => ctx.courier.deliver(&ctx.spool, id, &env.sender, &rcpts, &candidates).await,
+            Err(RouteError::Permanent(st, text)) => {
+                vec![Outcome::Failed { remote: String::new(), status: st.into(), diagnostic: text }; rcpts.len()]
+            }
+            Err(RouteError::Temporary(text)) => vec![Outcome::Deferred { remote: String::new(), error: text }; rcpts.len()],
+        };
+        for (&i, outcome) in idxs.iter().zip(outcomes) {
+            let rcpt = &env.recipients[i];
+            status.rcpts[i] = record(&log, rcpt, &outcome);
+            if let Outcome::Failed { remote, status: st, diagnostic } = outcome {
+                newly_failed.push(FailedRcpt { rcpt: rcpt.clone(), status: st, remote, diagnostic });
+            }
+        }
+    }
+    status.attempts += 1;
+    let now = now_ms();
+    let expires = env.received_at * 1000 + ctx.cfg.queue_lifetime.as_millis() as u64;
+    if now >= expires {
+        let lifetime = humantime::format_duration(ctx.cfg.queue_lifetime);
+        for (i, st) in status.rcpts.iter_mut().enumerate() {
+            if st.state.is_final() {
+                continue;
+            }
+            let diagnostic = format!("gave up after {lifetime} in the queue; last error: {}", st.last_error);
+            tracing::info!(
+                event = "bounced", queue_id = %log.id, contract = %log.contract, direction = %log.direction,
+                from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
+            );
+            newly_failed.push(FailedRcpt {
+                rcpt: env.recipients[i].clone(),
+                status: "4.4.7".into(),
+                remote: st.remote.clone(),
+                diagnostic: diagnostic.clone(),
+            });
+            *st = RcptStatus { state: RcptState::Failed, last_error: diagnostic, remote: st.remote.clone() };
+        }
+    }
+    if !newly_failed.is_empty() {
+        if env.sender.is_empty() {
+            tracing::info!(event = "dsn_suppressed", queue_id = %id, reason = "null sender");
+        } else if let Err(e) = queue_dsn(ctx, id, &env, &newly_failed).await {
+            tracing::error!(event = "dsn_failed", queue_id = %id, error = %e);
+        } else {
+            status.dsn_sent = true;
+        }
+    }
+    if status.is_complete() {
+        if let Err(e) = ctx.spool.remove(id) {
+            tracing::error!(event = "spool_error", queue_id = %id, error = %e);
+        }
+        return Next::Done;
+    }
+    let next = (now + backoff_ms(ctx, status.attempts)).min(expires.max(now + 1000));
+    status.next_attempt = next;
+    if let Err(e) = ctx.spool.write_status(id, &status) {
+        tracing::error!(event = "spool_error", queue_id = %id, error = %e);
+    }
+    Next::RetryAt(next)
+}
+
+/// Recipients not yet final, grouped by lower-case domain (one transaction per domain).
+fn pending_by_domain(env: &Envelope, status: &Status) -> BTreeMap<String, Vec<usize>> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, st) in status.rcpts.iter().enumerate() {
+        if st.state.is_final() {
+            continue;
+        }
+        let domain = env.recipients[i].rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase();
+        groups.entry(domain).or_default().push(i);
+    }
+    groups
+}
+
+/// Retry delay after `attempts` attempts: `retry_min` doubling up to `retry_max`, ±20 % jitter.
+fn backoff_ms(ctx: &Ctx, attempts: u32) -> u64 {
+    let min = ctx.cfg.retry_min.as_millis() as u64;
+    let max = ctx.cfg.retry_max.as_millis() as u64;
+    let base = min.saturating_mul(1u64 << attempts.saturating_sub(1).min(20)).min(max);
+    let jitter = base / 5;
+    base - jitter + fastrand::u64(0..=2 * jitter)
+}
+
+struct LogFields {
+    id: String,
+    contract: String,
+    direction: String,
+    from: String,
+}
+
+impl LogFields {
+    fn of(id: &QueueId, env: &Envelope) -> Self {
+        LogFields {
+            id: id.to_string(),
+            contract: env.attr(attrs::CONTRACT).unwrap_or("").to_string(),
+            direction: env.attr(attrs::DIRECTION).unwrap_or("").to_string(),
+            from: env.sender.clone(),
+        }
+    }
+}
+
+/// Logs an outcome and turns it into the recipient's new status.
+fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
+    let (id, contract, direction, from) = (&log.id, &log.contract, &log.direction, &log.from);
+    match outcome {
+        Outcome::Delivered { remote, reply } => {
+            tracing::info!(event = "delivered", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, reply = %reply);
+            RcptStatus { state: RcptState::Delivered, last_error: String::new(), remote: remote.clone() }
+        }
+        Outcome::Failed { remote, status, diagnostic } => {
+            tracing::info!(event = "bounced", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, status = %status, reply = %diagnostic);
+            RcptStatus { state: RcptState::Failed, last_error: diagnostic.clone(), remote: remote.clone() }
+        }
+        Outcome::Deferred { remote, error } => {
+            tracing::info!(event = "deferred", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, reply = %error);
+            RcptStatus { state: RcptState::Deferred, last_error: error.clone(), remote: remote.clone() }
+        }
+    }
+}
+
+/// Builds a DSN for `failed` recipients and queues it (from `<>` to the original sender).
+async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt]) -> anyhow::Result<()> {
+    let spool = ctx.spool.clone();
+    let original = id.clone();
+    let headers = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, anyhow::Error> {
+        let mut m = spool.open_message(&original)?;
+        m.file.seek(SeekFrom::Start(m.data_offset))?;
+        let mut buf = Vec::new();
+        (&mut m.file).take(m.data_len.min(64 * 1024)).read_to_end(&mut buf)?;
+        Ok(dsn::header_section(&buf, 64 * 1024).to_vec())
+    })
+    .await??;
+    let arrival = DateTime::<Utc>::from_timestamp(env.received_at as i64, 0).unwrap_or_else(Utc::now);
+    let body = dsn::build(&dsn::DsnInput {
+        reporting_host: &ctx.hostname,
+        postmaster: &ctx.postmaster,
+        original_sender: &env.sender,
+        queue_id: id.as_str(),
+        arrival,
+        failed,
+        original_headers: &headers,
+    });
+    let dsn_env = Envelope {
+        sender: String::new(),
+        recipients: vec![env.sender.clone()],
+        received_at: Utc::now().timestamp() as u64,
+        attrs: vec![
+            (attrs::CONTRACT.into(), env.attr(attrs::CONTRACT).unwrap_or("").into()),
+            (attrs::DIRECTION.into(), "dsn".into()),
+            (attrs::DSN_OF.into(), id.to_string()),
+        ],
+    };
+    let spool = ctx.spool.clone();
+    let dsn_id = tokio::task::spawn_blocking(move || -> Result<QueueId, SpoolError> {
+        let mut w = spool.create(&dsn_env)?;
+        w.write(&body)?;
+        w.commit()
+    })
+    .await??;
+    tracing::info!(event = "dsn_queued", queue_id = %dsn_id, dsn_of = %id, to = %env.sender, recipients = failed.len());
+    let _ = ctx.queued.send(dsn_id);
+    Ok(())
+}

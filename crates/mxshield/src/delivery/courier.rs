@@ -1,0 +1,276 @@
+//! Delivering one message to one destination: try each candidate host in order, the next on
+//! connection failure or 4xx; reuse idle connections; opportunistic STARTTLS; remember hosts
+//! that refused connections so a dead server costs nothing while it stays dead.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use smtp::Reply;
+use smtp::client::{Client, ClientError, ClientTimeouts, Transaction, opportunistic_tls};
+use spool::{QueueId, Spool};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use super::route::Candidate;
+use crate::config::DeliveryConfig;
+
+/// What happened to one recipient in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered { remote: String, reply: String },
+    /// Permanent failure: (remote, enhanced status, diagnostic).
+    Failed { remote: String, status: String, diagnostic: String },
+    /// Temporary failure: (remote, error).
+    Deferred { remote: String, error: String },
+}
+
+/// Most idle connections kept per host.
+const MAX_IDLE_PER_HOST: usize = 8;
+
+/// The SMTP client side of delivery.
+pub struct Courier {
+    cfg: DeliveryConfig,
+    tls: TlsConnector,
+    idle: Mutex<HashMap<SocketAddr, Vec<(Client, Instant)>>>,
+    dead: Mutex<HashMap<SocketAddr, (Instant, String)>>,
+}
+
+enum HostError {
+    /// Could not talk to the host; `dead` if the connection itself failed.
+    Unreachable { error: String, dead: bool },
+    /// The host answered the greeting or EHLO with an error.
+    Refused(Reply),
+}
+
+impl Courier {
+    /// A courier with this configuration.
+    pub fn new(cfg: DeliveryConfig) -> Courier {
+        Courier { cfg, tls: opportunistic_tls(), idle: Mutex::default(), dead: Mutex::default() }
+    }
+
+    fn timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts {
+            connect: self.cfg.connect_timeout,
+            command: self.cfg.command_timeout,
+            data_end: self.cfg.data_timeout,
+        }
+    }
+
+    /// Delivers message `id` from `sender` to `rcpts` via `candidates`; one outcome per
+    /// recipient, in order.
+    pub async fn deliver(
+        &self,
+        spool: &Spool,
+        id: &QueueId,
+        sender: &str,
+        rcpts: &[String],
+        candidates: &[Candidate],
+    ) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        let mut last = ("".to_string(), "no next hop was reachable".to_string());
+        'hosts: for cand in candidates {
+            for &addr in &cand.addrs {
+                let remaining: Vec<usize> = (0..rcpts.len()).filter(|&i| outcomes[i].is_none()).collect();
+                if remaining.is_empty() {
+                    break 'hosts;
+                }
+                let remote = format!("{} [{}]", cand.name, addr);
+                if let Some(why) = self.is_dead(addr) {
+                    last = (remote, format!("host not tried: {why}"));
+                    continue;
+                }
+                let subset: Vec<String> = remaining.iter().map(|&i| rcpts[i].clone()).collect();
+                let tx = match self.transaction(spool, id, addr, &cand.name, sender, &subset).await {
+                    Ok(tx) => tx,
+                    Err(HostError::Unreachable { error, dead }) => {
+                        if dead {
+                            self.mark_dead(addr, &error);
+                        }
+                        last = (remote, error);
+                        continue;
+                    }
+                    Err(HostError::Refused(reply)) => {
+                        last = (remote, reply.one_line());
+                        continue;
+                    }
+                };
+                if tx.mail.is_permanent() {
+                    for &i in &remaining {
+                        outcomes[i] = Some(failed(&remote, &tx.mail));
+                    }
+                    break 'hosts;
+                }
+                if !tx.mail.is_positive() {
+                    last = (remote, tx.mail.one_line());
+                    continue;
+                }
+                for (k, &i) in remaining.iter().enumerate() {
+                    let Some(r) = tx.rcpts.get(k) else { continue };
+                    outcomes[i] = match (r, &tx.data) {
+                        (r, _) if r.is_permanent() => Some(failed(&remote, r)),
+                        (r, _) if !r.is_positive() => None,
+                        (_, Some(d)) if d.is_positive() => {
+                            Some(Outcome::Delivered { remote: remote.clone(), reply: d.one_line() })
+                        }
+                        (_, Some(d)) if d.is_permanent() => Some(failed(&remote, d)),
+                        _ => None,
+                    };
+                    if outcomes[i].is_none() {
+                        let err = tx.data.as_ref().filter(|_| r.is_positive()).unwrap_or(r);
+                        last = (remote.clone(), err.one_line());
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Deferred { remote: last.0.clone(), error: last.1.clone() }))
+            .collect()
+    }
+
+    async fn transaction(
+        &self,
+        spool: &Spool,
+        id: &QueueId,
+        addr: SocketAddr,
+        name: &str,
+        sender: &str,
+        rcpts: &[String],
+    ) -> Result<Transaction, HostError> {
+        if let Some(mut client) = self.checkout(addr) {
+            match self.send_on(&mut client, spool, id, sender, rcpts).await {
+                Ok(tx) => {
+                    self.checkin(addr, client, &tx).await;
+                    return Ok(tx);
+                }
+                // The idle connection went stale: fall through to a fresh one.
+                Err(_) => {}
+            }
+        }
+        let mut client = self.open(addr, name, self.cfg.starttls).await?;
+        match self.send_on(&mut client, spool, id, sender, rcpts).await {
+            Ok(tx) => {
+                self.checkin(addr, client, &tx).await;
+                Ok(tx)
+            }
+            Err(e) => Err(HostError::Unreachable { error: e.to_string(), dead: false }),
+        }
+    }
+
+    async fn send_on(
+        &self,
+        client: &mut Client,
+        spool: &Spool,
+        id: &QueueId,
+        sender: &str,
+        rcpts: &[String],
+    ) -> Result<Transaction, ClientError> {
+        let stored = spool.open_message(id).map_err(|e| ClientError::Protocol(format!("spool: {e}")))?;
+        let mut file = tokio::fs::File::from_std(stored.file);
+        file.seek(SeekFrom::Start(stored.data_offset)).await?;
+        let body = file.take(stored.data_len);
+        client.send(sender, rcpts, Some(stored.data_len), body).await
+    }
+
+    async fn open(&self, addr: SocketAddr, name: &str, try_tls: bool) -> Result<Client, HostError> {
+        let unreachable = |e: ClientError| {
+            let dead = matches!(e, ClientError::Connect { .. } | ClientError::Timeout("connecting"));
+            HostError::Unreachable { error: e.to_string(), dead }
+        };
+        let mut client = match Client::connect(addr, self.timeouts()).await.map_err(unreachable)? {
+            Ok(c) => c,
+            Err(greeting) => return Err(HostError::Refused(greeting)),
+        };
+        let ehlo = client.ehlo(&self.cfg.helo_name).await.map_err(unreachable)?;
+        if !ehlo.is_positive() {
+            return Err(HostError::Refused(ehlo));
+        }
+        if try_tls && client.extensions.starttls {
+            let server_name = ServerName::try_from(name.to_string())
+                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+            match client.starttls(&self.tls, server_name).await {
+                Ok(true) => {
+                    let ehlo = client.ehlo(&self.cfg.helo_name).await.map_err(unreachable)?;
+                    if !ehlo.is_positive() {
+                        return Err(HostError::Refused(ehlo));
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::info!(event = "starttls_failed", remote = %addr, error = %e);
+                    return Box::pin(self.open(addr, name, false)).await;
+                }
+            }
+        }
+        Ok(client)
+    }
+
+    fn checkout(&self, addr: SocketAddr) -> Option<Client> {
+        let mut idle = self.idle.lock().expect("idle pool lock");
+        let list = idle.get_mut(&addr)?;
+        while let Some((client, since)) = list.pop() {
+            if since.elapsed() < self.cfg.idle_timeout {
+                return Some(client);
+            }
+        }
+        None
+    }
+
+    async fn checkin(&self, addr: SocketAddr, mut client: Client, tx: &Transaction) {
+        let complete = tx.data.as_ref().is_some_and(|d| d.code != 354);
+        if !complete && client.rset().await.is_err() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("idle pool lock");
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push((client, Instant::now()));
+        }
+    }
+
+    /// Closes connections idle longer than `idle_timeout`.
+    pub fn sweep(&self) {
+        let mut stale = Vec::new();
+        {
+            let mut idle = self.idle.lock().expect("idle pool lock");
+            for list in idle.values_mut() {
+                let (old, fresh): (Vec<_>, Vec<_>) =
+                    list.drain(..).partition(|(_, since)| since.elapsed() >= self.cfg.idle_timeout);
+                *list = fresh;
+                stale.extend(old.into_iter().map(|(c, _)| c));
+            }
+            idle.retain(|_, l| !l.is_empty());
+        }
+        for c in stale {
+            tokio::spawn(c.quit());
+        }
+        let ttl = self.cfg.dead_host_ttl;
+        self.dead.lock().expect("dead host lock").retain(|_, (since, _)| since.elapsed() < ttl);
+    }
+
+    fn is_dead(&self, addr: SocketAddr) -> Option<String> {
+        let dead = self.dead.lock().expect("dead host lock");
+        dead.get(&addr).filter(|(since, _)| since.elapsed() < self.cfg.dead_host_ttl).map(|(_, why)| why.clone())
+    }
+
+    fn mark_dead(&self, addr: SocketAddr, why: &str) {
+        self.dead.lock().expect("dead host lock").insert(addr, (Instant::now(), why.to_string()));
+    }
+
+    /// Forgets every dead-host mark (after `queue flush`).
+    pub fn forget_dead(&self) {
+        self.dead.lock().expect("dead host lock").clear();
+    }
+}
+
+fn failed(remote: &str, reply: &Reply) -> Outcome {
+    let status = reply
+        .enhanced
+        .map(|(a, b, c)| format!("{a}.{b}.{c}"))
+        .unwrap_or_else(|| format!("{}.0.0", reply.code / 100));
+    Outcome::Failed { remote: remote.to_string(), status, diagnostic: reply.one_line() }
+}

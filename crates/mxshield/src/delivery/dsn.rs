@@ -1,0 +1,124 @@
+//! Delivery status notifications (RFC 3464): a `multipart/report` with a human-readable part,
+//! a `message/delivery-status` part and the original headers (`text/rfc822-headers`).
+
+use chrono::{DateTime, Utc};
+
+/// One recipient that could not be delivered.
+#[derive(Debug, Clone)]
+pub struct FailedRcpt {
+    pub rcpt: String,
+    /// Enhanced status code, e.g. `5.1.1`.
+    pub status: String,
+    /// The remote host that answered, if any.
+    pub remote: String,
+    /// The reply or error text.
+    pub diagnostic: String,
+}
+
+/// What a DSN is about.
+pub struct DsnInput<'a> {
+    pub reporting_host: &'a str,
+    pub postmaster: &'a str,
+    pub original_sender: &'a str,
+    pub queue_id: &'a str,
+    pub arrival: DateTime<Utc>,
+    pub failed: &'a [FailedRcpt],
+    /// The original message's header section.
+    pub original_headers: &'a [u8],
+}
+
+/// Builds the DSN message (CRLF line endings).
+pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
+    let now = Utc::now();
+    let boundary = format!("=_mxshield_dsn_{}_{}", input.queue_id, fastrand::u64(..));
+    let mut m = String::new();
+    let mut h = |k: &str, v: &str| m.push_str(&format!("{k}: {v}\r\n"));
+    h("From", &format!("Mail Delivery System <{}>", input.postmaster));
+    h("To", &format!("<{}>", input.original_sender));
+    h("Subject", "Undelivered Mail Returned to Sender");
+    h("Date", &now.to_rfc2822());
+    h("Message-ID", &format!("<{}.{}.dsn@{}>", input.queue_id, now.timestamp(), input.reporting_host));
+    h("Auto-Submitted", "auto-replied");
+    h("MIME-Version", "1.0");
+    h("Content-Type", &format!("multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""));
+    m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+
+    m.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
+    m.push_str(&format!(
+        "This is the mail system at host {}.\r\n\r\nYour message (queue id {}) could not be delivered to one or more\r\nrecipients. The mail system gave up for the reasons below.\r\n\r\n",
+        input.reporting_host, input.queue_id
+    ));
+    for f in input.failed {
+        let via = if f.remote.is_empty() { String::new() } else { format!(" (via {})", f.remote) };
+        m.push_str(&format!("<{}>{via}:\r\n    {}\r\n\r\n", f.rcpt, one_line(&f.diagnostic)));
+    }
+
+    m.push_str(&format!("--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"));
+    m.push_str(&format!("Reporting-MTA: dns; {}\r\nX-Mxshield-Queue-ID: {}\r\nArrival-Date: {}\r\n", input.reporting_host, input.queue_id, input.arrival.to_rfc2822()));
+    for f in input.failed {
+        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n", f.rcpt, f.status));
+        if !f.remote.is_empty() {
+            let host = f.remote.split_whitespace().next().unwrap_or(&f.remote);
+            m.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
+        }
+        let kind = if f.diagnostic.chars().take(3).all(|c| c.is_ascii_digit()) { "smtp" } else { "x-mxshield" };
+        m.push_str(&format!("Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {}\r\n", one_line(&f.diagnostic), now.to_rfc2822()));
+    }
+    m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
+    let mut out = m.into_bytes();
+    out.extend_from_slice(input.original_headers);
+    if !input.original_headers.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// The header section of a message (up to and excluding the blank line), at most `max` bytes.
+pub fn header_section(data: &[u8], max: usize) -> &[u8] {
+    let limit = data.len().min(max);
+    let end = data[..limit].windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2).unwrap_or(limit);
+    &data[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_structure() {
+        let failed = vec![FailedRcpt {
+            rcpt: "alice@acme.example".into(),
+            status: "5.1.1".into(),
+            remote: "127.0.0.1 [127.0.0.1:2600]".into(),
+            diagnostic: "550 5.1.1 no such user".into(),
+        }];
+        let headers = b"From: a@remote.test\r\nSubject: hello\r\n";
+        let dsn = build(&DsnInput {
+            reporting_host: "mx1.example.net",
+            postmaster: "postmaster@mx1.example.net",
+            original_sender: "a@remote.test",
+            queue_id: "0123456789ABCDEF",
+            arrival: Utc::now(),
+            failed: &failed,
+            original_headers: headers,
+        });
+        let text = String::from_utf8(dsn).unwrap();
+        assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+        assert!(text.contains("Final-Recipient: rfc822; alice@acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user"));
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@remote.test\r\nSubject: hello\r\n"));
+        assert!(text.contains("Auto-Submitted: auto-replied"));
+        assert!(!text.contains("\n\n") || text.contains("\r\n\r\n"));
+    }
+
+    #[test]
+    fn header_section_stops_at_blank_line() {
+        assert_eq!(header_section(b"A: 1\r\nB: 2\r\n\r\nbody", 1000), b"A: 1\r\nB: 2\r\n");
+        assert_eq!(header_section(b"A: 1\r\nB: 2", 4), b"A: 1");
+    }
+}

@@ -1,0 +1,170 @@
+//! The delivery scheduler: decides which queued message is attempted when.
+//!
+//! Fresh messages (just received, or DSNs) go to a FIFO that is always served first. A message
+//! that must be retried waits in a timer heap, apart, until its next attempt is due; due
+//! retries may use at most half of the workers, so a backlog for a dead customer server
+//! never delays fresh mail for others. The number of messages in flight is bounded by
+//! `delivery.workers`. `mxshield queue flush` (a touched `flush` file in the spool) makes
+//! every waiting retry due at once.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use spool::QueueId;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::Ctx;
+use super::attempt::{Next, attempt};
+
+/// A message known to the scheduler at start-up.
+pub struct Known {
+    pub id: QueueId,
+    /// Unix milliseconds of the next attempt; 0 = fresh.
+    pub next_attempt: u64,
+}
+
+struct Finished {
+    id: QueueId,
+    next: Next,
+}
+
+/// The scheduler's state.
+struct Scheduler {
+    ctx: Ctx,
+    fresh: VecDeque<QueueId>,
+    due: VecDeque<QueueId>,
+    waiting: BinaryHeap<Reverse<(u64, QueueId)>>,
+    in_flight: HashSet<QueueId>,
+    workers: Arc<Semaphore>,
+    retry_slots: Arc<Semaphore>,
+    flush_file: PathBuf,
+    flush_seen: Option<SystemTime>,
+}
+
+/// Runs the scheduler until `shutdown` turns true; in-flight attempts are left to finish.
+pub async fn run(
+    ctx: Ctx,
+    known: Vec<Known>,
+    mut incoming: mpsc::UnboundedReceiver<QueueId>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let workers = ctx.cfg.workers;
+    let flush_file = ctx.spool.root().join("flush");
+    let flush_seen = std::fs::metadata(&flush_file).and_then(|m| m.modified()).ok();
+    let mut s = Scheduler {
+        ctx,
+        fresh: VecDeque::new(),
+        due: VecDeque::new(),
+        waiting: BinaryHeap::new(),
+        in_flight: HashSet::new(),
+        workers: Arc::new(Semaphore::new(workers)),
+        retry_slots: Arc::new(Semaphore::new(workers.div_ceil(2))),
+        flush_file,
+        flush_seen,
+    };
+    for k in known {
+        if k.next_attempt == 0 {
+            s.fresh.push_back(k.id);
+        } else {
+            s.waiting.push(Reverse((k.next_attempt, k.id)));
+        }
+    }
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        s.release_due();
+        s.dispatch(&done_tx);
+        let sleep_for = s.until_next_due().min(Duration::from_secs(1));
+        tokio::select! {
+            Some(id) = incoming.recv() => s.fresh.push_back(id),
+            Some(f) = done_rx.recv() => s.finished(f),
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = tick.tick() => {
+                s.ctx.courier.sweep();
+                s.check_flush();
+            }
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+    }
+}
+
+impl Scheduler {
+    fn release_due(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((at, _))) = self.waiting.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, id)) = self.waiting.pop().expect("peeked");
+            self.due.push_back(id);
+        }
+    }
+
+    fn until_next_due(&self) -> Duration {
+        match self.waiting.peek() {
+            Some(Reverse((at, _))) => Duration::from_millis(at.saturating_sub(now_ms()).max(5)),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    fn dispatch(&mut self, done: &mpsc::UnboundedSender<Finished>) {
+        while !self.fresh.is_empty() {
+            let Ok(permit) = self.workers.clone().try_acquire_owned() else { return };
+            let id = self.fresh.pop_front().expect("not empty");
+            self.spawn(id, (permit, None), done);
+        }
+        while !self.due.is_empty() {
+            let Ok(retry) = self.retry_slots.clone().try_acquire_owned() else { return };
+            let Ok(permit) = self.workers.clone().try_acquire_owned() else { return };
+            let id = self.due.pop_front().expect("not empty");
+            self.spawn(id, (permit, Some(retry)), done);
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        id: QueueId,
+        permits: (tokio::sync::OwnedSemaphorePermit, Option<tokio::sync::OwnedSemaphorePermit>),
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        if !self.in_flight.insert(id.clone()) {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let next = attempt(&ctx, &id).await;
+            drop(permits);
+            let _ = done.send(Finished { id, next });
+        });
+    }
+
+    fn finished(&mut self, f: Finished) {
+        self.in_flight.remove(&f.id);
+        if let Next::RetryAt(at) = f.next {
+            self.waiting.push(Reverse((at, f.id)));
+        }
+    }
+
+    fn check_flush(&mut self) {
+        let seen = std::fs::metadata(&self.flush_file).and_then(|m| m.modified()).ok();
+        if seen.is_some() && seen != self.flush_seen {
+            self.flush_seen = seen;
+            let n = self.waiting.len();
+            while let Some(Reverse((_, id))) = self.waiting.pop() {
+                self.due.push_back(id);
+            }
+            self.ctx.courier.forget_dead();
+            tracing::info!(event = "queue_flushed", messages = n);
+        }
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,159 @@
+//! The relay policy as pure functions of (contracts snapshot, client IP, day, envelope).
+//!
+//! - A recipient in a domain under an active contract is accepted for that domain if its local
+//!   part is a registered account (R1, R5), else `550 5.1.1`.
+//! - A client whose IP is in an active contract's `sending_servers` may relay anywhere (R2).
+//! - Anything else is `550 5.7.1` relaying denied. Source routes and address literals are
+//!   refused outright; `%` and `!` local parts and quoted local parts never match an account
+//!   (account names cannot contain them), so they cannot be used to relay.
+
+use std::net::IpAddr;
+
+use chrono::NaiveDate;
+use contracts::Snapshot;
+use smtp::{Path, Reply};
+
+use crate::attrs::Direction;
+
+/// What to do with one `RCPT TO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptDecision {
+    /// Accept; the contract that covers this recipient (inbound) or the sender (outbound).
+    Accept { direction: Direction, contract: String },
+    /// Refuse with this reply.
+    Refuse(Reply),
+}
+
+/// The direction of a session's mail: outbound when the client is a registered sending server.
+pub fn client_direction(snap: &Snapshot, client: IpAddr, day: NaiveDate) -> (Direction, Option<String>) {
+    match snap.sending_contract(client, day) {
+        Some(c) => (Direction::Outbound, Some(c.id.clone())),
+        None => (Direction::Inbound, None),
+    }
+}
+
+/// Decides on `MAIL FROM`.
+pub fn decide_sender(from: &Path) -> Result<(), Reply> {
+    if from.source_route.is_some() {
+        return Err(Reply::new(553, (5, 7, 1), "Source routes are not accepted"));
+    }
+    Ok(())
+}
+
+/// Decides on one `RCPT TO`.
+pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path) -> RcptDecision {
+    let refuse = |r: Reply| RcptDecision::Refuse(r);
+    let Some(mailbox) = &rcpt.mailbox else {
+        return refuse(Reply::new(501, (5, 1, 3), "Null recipient is not allowed"));
+    };
+    if rcpt.source_route.is_some() {
+        return refuse(Reply::new(550, (5, 7, 1), "Source routes are not accepted"));
+    }
+    let (direction, sender_contract) = client_direction(snap, client, day);
+    if mailbox.is_domain_literal() {
+        return refuse(Reply::new(550, (5, 7, 1), "Relaying denied: address literals are not accepted"));
+    }
+    if let Some(domain) = snap.active_domain(&mailbox.domain, day) {
+        if mailbox.quoted_local || !domain.has_account(&mailbox.local) {
+            return refuse(Reply::new(550, (5, 1, 1), "Recipient address rejected: no such account"));
+        }
+        let contract = sender_contract.unwrap_or_else(|| domain.contract.id.clone());
+        return RcptDecision::Accept { direction, contract };
+    }
+    match sender_contract {
+        Some(contract) => RcptDecision::Accept { direction, contract },
+        None => refuse(Reply::new(550, (5, 7, 1), "Relaying denied")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::parse_file;
+
+    fn snapshot() -> Snapshot {
+        let src = r#"
+[[contract]]
+id = "acme"
+customer = "ACME"
+accounts_limit = 5
+starts = "2026-01-01"
+sending_servers = ["127.0.0.5", "198.51.100.0/28"]
+[[contract.domain]]
+name = "acme.example"
+receiving_servers = ["127.0.0.1:2600"]
+accounts = ["alice", "bob"]
+
+[[contract]]
+id = "future"
+customer = "Later Inc."
+accounts_limit = 5
+starts = "2030-01-01"
+sending_servers = ["127.0.0.9"]
+[[contract.domain]]
+name = "later.example"
+receiving_servers = ["127.0.0.1:2600"]
+accounts = ["carol"]
+"#;
+        Snapshot::new(parse_file(src).unwrap(), 1)
+    }
+
+    fn path(s: &str) -> Path {
+        smtp::address::parse_path(s).unwrap().0
+    }
+
+    /// (client IP, RCPT argument, expected: Ok(direction) or Err(reply code + enhanced code))
+    #[test]
+    fn relay_table() {
+        let snap = snapshot();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let internet = "203.0.113.7";
+        let sender = "198.51.100.3";
+        type Expect = Result<Direction, (u16, (u8, u16, u16))>;
+        let denied: Expect = Err((550, (5, 7, 1)));
+        let unknown: Expect = Err((550, (5, 1, 1)));
+        let table: Vec<(&str, &str, Expect)> = vec![
+            (internet, "<alice@acme.example>", Ok(Direction::Inbound)),
+            (internet, "<ALICE@ACME.Example>", Ok(Direction::Inbound)),
+            (internet, "<carol@acme.example>", unknown.clone()),
+            (internet, "<bob@remote.test>", denied.clone()),
+            (internet, "<bob%remote.test@acme.example>", unknown.clone()),
+            (internet, "<remote.test!bob@acme.example>", unknown.clone()),
+            (internet, "<\"bob@remote.test\"@acme.example>", unknown.clone()),
+            (internet, "<\"alice\"@acme.example>", unknown.clone()),
+            (internet, "<@acme.example:bob@remote.test>", denied.clone()),
+            (internet, "<@remote.test:alice@acme.example>", denied.clone()),
+            (internet, "<alice@[127.0.0.1]>", denied.clone()),
+            (internet, "<alice@[IPv6:::1]>", denied.clone()),
+            (internet, "<bob@ACME.example.remote.test>", denied.clone()),
+            (internet, "<carol@later.example>", denied.clone()),
+            (internet, "<>", Err((501, (5, 1, 3)))),
+            ("127.0.0.9", "<bob@remote.test>", denied.clone()),
+            (sender, "<bob@remote.test>", Ok(Direction::Outbound)),
+            (sender, "<bob%other.test@remote.test>", Ok(Direction::Outbound)),
+            (sender, "<alice@acme.example>", Ok(Direction::Outbound)),
+            (sender, "<nobody@acme.example>", unknown.clone()),
+            (sender, "<bob@[192.0.2.1]>", denied.clone()),
+            ("198.51.100.16", "<bob@remote.test>", denied.clone()),
+            ("::ffff:127.0.0.5", "<bob@remote.test>", Ok(Direction::Outbound)),
+        ];
+        for (ip, rcpt, expect) in table {
+            let got = decide_rcpt(&snap, ip.parse().unwrap(), day, &path(rcpt));
+            let got: Expect = match got {
+                RcptDecision::Accept { direction, .. } => Ok(direction),
+                RcptDecision::Refuse(r) => Err((r.code, r.enhanced.unwrap())),
+            };
+            assert_eq!(got, expect, "client {ip} RCPT TO:{rcpt}");
+        }
+    }
+
+    #[test]
+    fn contract_attribution() {
+        let snap = snapshot();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let d = decide_rcpt(&snap, "203.0.113.7".parse().unwrap(), day, &path("<bob@acme.example>"));
+        assert_eq!(d, RcptDecision::Accept { direction: Direction::Inbound, contract: "acme".into() });
+        assert!(decide_sender(&path("<@a.example:x@b.example>")).is_err());
+        assert!(decide_sender(&path("<>")).is_ok());
+    }
+}

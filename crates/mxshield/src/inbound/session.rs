@@ -1,0 +1,231 @@
+//! One client's session as the gateway sees it: the relay policy for each command, the
+//! message streamed into the spool with a `Received:` header, loop detection, the filter
+//! stage, and `250` only once the message is durable.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use contracts::Snapshot;
+use smtp::server::{DataAbort, MailParams, Policy};
+use smtp::{Path, Reply};
+use spool::{Envelope, Writer};
+
+use super::hops::HopCounter;
+use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
+use super::InboundContext;
+use crate::attrs::{self, Direction};
+use crate::filter::{FilterVerdict, MessageFacts};
+
+/// The gateway's answer to every SMTP decision of one connection.
+pub struct GatewaySession {
+    ctx: Arc<InboundContext>,
+    client: IpAddr,
+    helo: String,
+    esmtp: bool,
+    tls: bool,
+    txn: Option<Transaction>,
+}
+
+struct Transaction {
+    snapshot: Arc<Snapshot>,
+    sender: String,
+    direction: Direction,
+    contracts: Vec<String>,
+    rcpts: Vec<String>,
+    writer: Option<Writer>,
+    hops: HopCounter,
+    failed: bool,
+}
+
+impl GatewaySession {
+    /// A session for a client at `client`.
+    pub fn new(ctx: Arc<InboundContext>, client: IpAddr) -> Self {
+        GatewaySession { ctx, client, helo: String::new(), esmtp: false, tls: false, txn: None }
+    }
+
+    fn refused(&self, stage: &str, to: &str, reply: &Reply) {
+        let from = self.txn.as_ref().map(|t| t.sender.as_str()).unwrap_or("");
+        self.log_refused(stage, from, to, reply);
+    }
+
+    fn log_refused(&self, stage: &str, from: &str, to: &str, reply: &Reply) {
+        tracing::info!(
+            event = "refused", stage, client_ip = %self.client, helo = %self.helo,
+            from, to, reply = %reply.one_line()
+        );
+    }
+
+    fn received_header(&self, id: &str, rcpts: &[String]) -> String {
+        let proto = match (self.esmtp, self.tls) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "ESMTPS",
+        };
+        let helo = self.helo.replace(|c: char| c.is_control() || c == '(' || c == ')', "");
+        let for_part = match rcpts {
+            [one] => format!("\r\n\tfor <{one}>;"),
+            _ => ";".to_string(),
+        };
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (mxshield) with {proto} id {id}{for_part} {date}\r\n",
+            ip = self.client,
+            host = self.ctx.smtp.hostname,
+            date = Utc::now().to_rfc2822(),
+        )
+    }
+}
+
+impl Policy for GatewaySession {
+    async fn helo(&mut self, name: &str, esmtp: bool) -> Result<(), Reply> {
+        self.helo = name.to_string();
+        self.esmtp = esmtp;
+        Ok(())
+    }
+
+    fn tls_started(&mut self) {
+        self.tls = true;
+    }
+
+    async fn mail_from(&mut self, from: &Path, _params: &MailParams) -> Result<(), Reply> {
+        if let Err(r) = decide_sender(from) {
+            self.refused("mail", "", &r);
+            return Err(r);
+        }
+        let snapshot = self.ctx.contracts.get();
+        let (direction, _) = client_direction(&snapshot, self.client, Utc::now().date_naive());
+        self.txn = Some(Transaction {
+            snapshot,
+            sender: from.to_string(),
+            direction,
+            contracts: Vec::new(),
+            rcpts: Vec::new(),
+            writer: None,
+            hops: HopCounter::default(),
+            failed: false,
+        });
+        Ok(())
+    }
+
+    async fn rcpt_to(&mut self, to: &Path) -> Result<(), Reply> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(Reply::new(503, (5, 5, 1), "Need MAIL before RCPT"));
+        };
+        match decide_rcpt(&txn.snapshot, self.client, Utc::now().date_naive(), to) {
+            RcptDecision::Accept { direction, contract } => {
+                txn.direction = direction;
+                if !txn.contracts.contains(&contract) {
+                    txn.contracts.push(contract);
+                }
+                txn.rcpts.push(to.to_string());
+                Ok(())
+            }
+            RcptDecision::Refuse(r) => {
+                let rcpt = to.to_string();
+                self.refused("rcpt", &rcpt, &r);
+                Err(r)
+            }
+        }
+    }
+
+    async fn data_start(&mut self) -> Result<(), Reply> {
+        let txn = self.txn.as_ref().ok_or_else(|| Reply::new(503, (5, 5, 1), "Need MAIL command"))?;
+        let envelope = Envelope {
+            sender: txn.sender.clone(),
+            recipients: txn.rcpts.clone(),
+            received_at: Utc::now().timestamp() as u64,
+            attrs: vec![
+                (attrs::CONTRACT.into(), txn.contracts.join(",")),
+                (attrs::DIRECTION.into(), txn.direction.as_str().into()),
+                (attrs::CLIENT_IP.into(), self.client.to_string()),
+                (attrs::HELO.into(), self.helo.clone()),
+            ],
+        };
+        let mut writer = self.ctx.spool.create(&envelope).map_err(|e| {
+            tracing::error!(event = "spool_error", error = %e);
+            local_error()
+        })?;
+        let header = self.received_header(writer.id().as_str(), &txn.rcpts);
+        writer.write(header.as_bytes()).map_err(|e| {
+            tracing::error!(event = "spool_error", error = %e);
+            local_error()
+        })?;
+        if let Some(t) = self.txn.as_mut() {
+            t.writer = Some(writer);
+        }
+        Ok(())
+    }
+
+    async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+        let Some(txn) = self.txn.as_mut() else { return Ok(()) };
+        txn.hops.feed(chunk);
+        let Some(w) = txn.writer.as_mut() else { return Ok(()) };
+        if let Err(e) = w.write(chunk) {
+            tracing::error!(event = "spool_error", error = %e);
+            txn.failed = true;
+            txn.writer = None;
+            return Err(local_error());
+        }
+        Ok(())
+    }
+
+    async fn data_end(&mut self) -> Reply {
+        let Some(mut txn) = self.txn.take() else {
+            return Reply::new(503, (5, 5, 1), "No transaction");
+        };
+        let Some(writer) = txn.writer.take() else {
+            return local_error();
+        };
+        let size = writer.data_len();
+        let facts = MessageFacts { received_headers: txn.hops.count };
+        let reply = match self.ctx.filter.check(&facts).await {
+            FilterVerdict::Refuse(r) => {
+                drop(writer);
+                r
+            }
+            FilterVerdict::Accept => match tokio::task::spawn_blocking(move || writer.commit()).await {
+                Ok(Ok(id)) => {
+                    tracing::info!(
+                        event = "received", queue_id = %id, contract = %txn.contracts.join(","),
+                        direction = txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
+                        from = %txn.sender, to = %txn.rcpts.join(","), size,
+                    );
+                    let _ = self.ctx.queued.send(id.clone());
+                    Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(event = "spool_error", error = %e);
+                    local_error()
+                }
+                Err(e) => {
+                    tracing::error!(event = "spool_error", error = %e);
+                    local_error()
+                }
+            },
+        };
+        if !reply.is_positive() {
+            self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
+        }
+        reply
+    }
+
+    async fn data_abort(&mut self, why: DataAbort) {
+        if let Some(txn) = self.txn.take() {
+            drop(txn.writer);
+            if why == DataAbort::TooBig {
+                let reply = Reply::new(552, (5, 3, 4), "Message size exceeds fixed maximum message size");
+                self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
+            } else if !txn.failed {
+                tracing::info!(event = "aborted", client_ip = %self.client, from = %txn.sender, reason = ?why);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.txn = None;
+    }
+}
+
+fn local_error() -> Reply {
+    Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
+}

@@ -1,0 +1,109 @@
+//! `mxshield serve`: wires the spool, the contract store, delivery and the SMTP listeners,
+//! and shuts down gracefully on SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use contracts::Store;
+use smtp::server::SessionConfig;
+use spool::{Recovered, Spool};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::delivery::courier::Courier;
+use crate::delivery::route::Router;
+use crate::delivery::scheduler::{self, Known};
+use crate::delivery::DeliveryContext;
+use crate::filter::Filter;
+use crate::inbound::{self, InboundContext};
+use crate::live::LiveContracts;
+use crate::{logging, tls};
+
+/// Runs the gateway until a termination signal.
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    logging::init(&config.log);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let spool = Spool::open(config.spool_dir())?;
+    let store = Store::open(&config.contracts.database).await?;
+    let contracts = LiveContracts::load(&store).await?;
+    contracts.watch(store.clone(), config.contracts.reload_interval);
+    let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
+
+    let known = recover(&spool)?;
+    let queued_at_start = known.len();
+    let (queued_tx, queued_rx) = mpsc::unbounded_channel();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let delivery = Arc::new(DeliveryContext {
+        router: Router::new(&config.delivery, contracts.clone())?,
+        courier: Courier::new(config.delivery.clone()),
+        cfg: config.delivery.clone(),
+        spool: spool.clone(),
+        hostname: config.smtp.hostname.clone(),
+        postmaster: config.postmaster.clone(),
+        queued: queued_tx.clone(),
+    });
+    let scheduler = tokio::spawn(scheduler::run(delivery, known, queued_rx, shutdown_rx.clone()));
+
+    let mut listeners = Vec::new();
+    for addr in &config.smtp.listen {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push(l);
+    }
+    let session_config = SessionConfig {
+        hostname: config.smtp.hostname.clone(),
+        max_message_size: config.smtp.max_message_size,
+        max_recipients: config.smtp.max_recipients,
+        max_line_length: config.smtp.max_line_length,
+        command_timeout: config.smtp.command_timeout,
+        data_timeout: config.smtp.data_timeout,
+        max_errors: config.smtp.max_errors,
+        tls,
+    };
+    let listen: Vec<String> = config.smtp.listen.iter().map(|a| a.to_string()).collect();
+    tracing::info!(
+        event = "started", version = env!("CARGO_PKG_VERSION"), listen = %listen.join(","),
+        hostname = %config.smtp.hostname, data_dir = %config.data_dir.display(), queued = queued_at_start,
+        contracts = contracts.get().contracts().len()
+    );
+    let ctx = Arc::new(InboundContext {
+        smtp: config.smtp.clone(),
+        spool,
+        contracts,
+        filter: Filter { max_received_headers: config.smtp.max_received_headers },
+        queued: queued_tx,
+    });
+    let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
+    wait_for_signal().await;
+    tracing::info!(event = "shutting_down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let _ = scheduler.await;
+    tracing::info!(event = "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates the spool; returns what to deliver and logs what was set aside.
+fn recover(spool: &Spool) -> anyhow::Result<Vec<Known>> {
+    let mut known = Vec::new();
+    for r in spool.recover()? {
+        match r {
+            Recovered::Ok { id, status, .. } => known.push(Known { id, next_attempt: status.next_attempt }),
+            Recovered::Corrupt { file, moved_to, why } => tracing::error!(
+                event = "spool_corrupt", file = %file.display(), moved_to = %moved_to.display(), reason = %why
+            ),
+        }
+    }
+    Ok(known)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
