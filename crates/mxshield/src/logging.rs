@@ -1,5 +1,7 @@
 //! Structured logs: one line per event (`event=received queue_id=… …`), text or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
@@ -9,7 +11,9 @@ use crate::config::LogConfig;
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_env("MXSHIELD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,mxshield={}", cfg.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    let ansi = std::io::stderr().is_terminal();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_writer(std::io::stderr);
     if cfg.json {
         builder.json().flatten_event(true).init();
     } else {

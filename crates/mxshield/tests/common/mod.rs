@@ -1,0 +1,94 @@
+//! The world of the black-box tests: the real binary, a customer server sink, a remote MX
+//! sink, one contract, all on loopback.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use testkit::gateway::Gateway;
+use testkit::sink::{Behaviour, Sink};
+use testkit::{TempDir, free_port};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mxshield");
+
+/// IP of the registered sending server (outbound relay) in the standard contract.
+pub const SENDING_SERVER: &str = "127.0.0.5";
+
+pub struct World {
+    pub gw: Gateway,
+    pub customer: Sink,
+    pub remote: Sink,
+    pub dir: TempDir,
+}
+
+/// Standard configuration; `extra` is appended inside `[delivery]` (keys) before the routes.
+pub fn config(port: u16, remote: SocketAddr, delivery_extra: &str, top_extra: &str) -> String {
+    format!(
+        r#"data_dir = "data"
+postmaster = "postmaster@mx.test"
+{top_extra}
+[smtp]
+listen = ["127.0.0.1:{port}"]
+hostname = "mx.test"
+command_timeout = "20s"
+
+[delivery]
+retry_min = "1s"
+retry_max = "2s"
+dead_host_ttl = "1s"
+connect_timeout = "2s"
+{delivery_extra}
+
+[delivery.routes]
+"remote.test" = "{remote}"
+
+[contracts]
+reload_interval = "100ms"
+"#
+    )
+}
+
+/// The standard contract: acme.example (alice, bob) received by `customer`, sending server
+/// 127.0.0.5.
+pub fn contracts(customer: &str) -> String {
+    format!(
+        r#"[[contract]]
+id = "acme"
+customer = "ACME Corp."
+accounts_limit = 5
+starts = "2026-01-01"
+sending_servers = ["{SENDING_SERVER}"]
+[[contract.domain]]
+name = "acme.example"
+receiving_servers = [{customer}]
+accounts = ["alice", "bob"]
+"#
+    )
+}
+
+pub fn apply(gw: &Gateway, contracts_toml: &str) {
+    let file = gw.dir.join("contracts.toml");
+    std::fs::write(&file, contracts_toml).unwrap();
+    let out = gw.cli(&["contracts", "apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Starts sinks and the gateway with the standard contract.
+pub async fn world(name: &str) -> World {
+    world_with(name, "", "", Behaviour::Accept).await
+}
+
+pub async fn world_with(name: &str, delivery_extra: &str, top_extra: &str, customer_behaviour: Behaviour) -> World {
+    let dir = TempDir::new(name);
+    let customer = Sink::start(customer_behaviour).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut gw = Gateway::new(Path::new(BIN), dir.path(), addr, &config(port, remote.addr, delivery_extra, top_extra));
+    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
+    gw.spawn();
+    World { gw, customer, remote, dir }
+}
+
+pub const WAIT: Duration = Duration::from_secs(15);

@@ -1,0 +1,293 @@
+//! Black-box tests of SMTP reception: the real binary over loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testkit::client::{RawClient, message, send_one};
+
+#[tokio::test]
+async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
+    let w = world("inbound").await;
+    let (mut c, greeting) = RawClient::connect(w.gw.addr).await.unwrap();
+    assert_eq!(greeting.code, 220);
+    assert!(greeting.text.starts_with("mx.test"));
+    let ehlo = c.cmd("EHLO client.test").await.unwrap();
+    assert_eq!(ehlo.code, 250);
+    for ext in ["PIPELINING", "SIZE 52428800", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"] {
+        assert!(ehlo.text.lines().any(|l| l == ext), "EHLO lacks {ext}: {}", ehlo.text);
+    }
+    assert_eq!(c.cmd("VRFY alice").await.unwrap().code, 252);
+    assert_eq!(c.cmd("NOOP").await.unwrap().code, 250);
+    let body = message("hello alice", "Hi Alice,\r\n.leading dot line\r\nbye");
+    let r = c.send_mail("sender@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text.contains("queued as"));
+    assert_eq!(c.cmd("QUIT").await.unwrap().code, 221);
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "log:\n{}", w.gw.log());
+    let m = &got[0];
+    assert_eq!(m.from, "sender@remote.test");
+    assert_eq!(m.rcpts, vec!["alice@acme.example"]);
+    let text = m.text();
+    assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mxshield) with ESMTP id "), "{text}");
+    assert!(text.contains("for <alice@acme.example>;"));
+    assert!(m.data.ends_with(&body), "original message must follow the trace header unchanged");
+    let log = w.gw.wait_log("event=\"delivered\"", WAIT);
+    assert!(log.contains("event=\"received\""));
+    assert!(log.contains("direction=\"inbound\"") || log.contains("direction=inbound"));
+}
+
+#[tokio::test]
+async fn relay_tricks_are_refused_over_smtp() {
+    let w = world("relay").await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO attacker.test").await.unwrap();
+    // (RCPT argument, expected code, expected enhanced code)
+    let table = [
+        ("<victim@remote.test>", 550, "5.7.1"),
+        ("<victim%remote.test@acme.example>", 550, "5.1.1"),
+        ("<remote.test!victim@acme.example>", 550, "5.1.1"),
+        ("<@acme.example:victim@remote.test>", 550, "5.7.1"),
+        ("<\"victim@remote.test\"@acme.example>", 550, "5.1.1"),
+        ("<alice@acme.example.>", 501, "5.1.3"),
+        ("<victim@[127.0.0.1]>", 550, "5.7.1"),
+        ("<VICTIM@REMOTE.TEST>", 550, "5.7.1"),
+        ("<nobody@acme.example>", 550, "5.1.1"),
+        ("<>", 501, "5.1.3"),
+        ("<@acme.example>", 501, "5.1.3"),
+        ("victim@remote.test", 501, "5.1.3"),
+    ];
+    let long_local = format!("<{}@acme.example>", "a".repeat(65));
+    let long_path = format!("<a@{}.example>", "d".repeat(260));
+    let mut rows: Vec<(String, u16, &str)> = table.iter().map(|(a, c, e)| (a.to_string(), *c, *e)).collect();
+    rows.push((long_local, 501, "5.1.3"));
+    rows.push((long_path, 501, "5.1.3"));
+    for (arg, code, enhanced) in &rows {
+        let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+        c.cmd("EHLO attacker.test").await.unwrap();
+        assert_eq!(c.cmd("MAIL FROM:<attacker@remote.test>").await.unwrap().code, 250);
+        let r = c.cmd(&format!("RCPT TO:{arg}")).await.unwrap();
+        assert_eq!((r.code, r.enhanced()), (*code, Some(*enhanced)), "RCPT TO:{arg} -> {r:?}");
+    }
+    assert_eq!(c.cmd("MAIL FROM:<attacker@remote.test>").await.unwrap().code, 250);
+    // mixed case registered address is accepted
+    let r = c.cmd("RCPT TO:<ALICE@Acme.EXAMPLE>").await.unwrap();
+    assert_eq!(r.code, 250);
+    let r = c.cmd("MAIL FROM:<@relay.test:attacker@remote.test>").await.unwrap();
+    assert_eq!(r.code, 503, "nested MAIL");
+    assert_eq!(c.cmd("RSET").await.unwrap().code, 250);
+    let r = c.cmd("MAIL FROM:<@relay.test:attacker@remote.test>").await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (553, Some("5.7.1")));
+    assert!(w.gw.log().contains("event=\"refused\""));
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.remote.messages().is_empty());
+}
+
+#[tokio::test]
+async fn registered_sending_server_may_relay_out() {
+    let w = world("outbound").await;
+    let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), w.gw.addr).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    let body = message("outbound", "to the world");
+    let r = c.send_mail("alice@acme.example", &["someone@remote.test", "bob@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    let remote = w.remote.wait_for(1, WAIT).await;
+    let local = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(remote.len(), 1);
+    assert_eq!(remote[0].rcpts, vec!["someone@remote.test"]);
+    assert_eq!(local[0].rcpts, vec!["bob@acme.example"]);
+    let log = w.gw.wait_log("direction=\"outbound\"", WAIT);
+    assert!(log.contains("contract=\"acme\"") || log.contains("contract=acme"), "{log}");
+    // the same client from another IP may not relay
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<someone@remote.test>").await.unwrap().code, 550);
+}
+
+#[tokio::test]
+async fn size_limits_declared_and_actual() {
+    let w = world_with("size", "", "", testkit::sink::Behaviour::Accept).await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    let r = c.cmd("MAIL FROM:<a@remote.test> SIZE=52428801").await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")));
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test> SIZE=1000").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@acme.example>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    // 53 MB of real data: drained, discarded, 552
+    let line = format!("{}\r\n", "x".repeat(998));
+    let chunk = line.repeat(1024);
+    c.send_raw(b"Subject: big\r\n\r\n").await.unwrap();
+    for _ in 0..53 {
+        c.send_raw(chunk.as_bytes()).await.unwrap();
+    }
+    c.send_raw(b".\r\n").await.unwrap();
+    let r = c.reply().await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")));
+    // the session is still usable afterwards
+    let r = c.send_mail("a@remote.test", &["alice@acme.example"], &message("small", "ok")).await.unwrap();
+    assert_eq!(r.code, 250);
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].text().contains("Subject: small"));
+    let queue = std::fs::read_dir(w.dir.path().join("data/spool/tmp")).unwrap().count();
+    assert_eq!(queue, 0, "nothing of the refused message stays in the spool");
+}
+
+#[tokio::test]
+async fn mail_loops_are_refused() {
+    let w = world("loop").await;
+    let mut msg = String::new();
+    for i in 0..31 {
+        msg.push_str(&format!("Received: from hop{i}.test by hop{i}.test; Sat, 28 Nov 2026 07:00:00 +0000\r\n"));
+    }
+    msg.push_str("Subject: loop\r\n\r\nbody\r\n");
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], msg.as_bytes()).await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (554, Some("5.4.6")));
+    // 30 is still fine
+    let ok = msg.replacen("Received: from hop0.test by hop0.test; Sat, 28 Nov 2026 07:00:00 +0000\r\n", "", 1);
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], ok.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 250);
+}
+
+#[tokio::test]
+async fn recipient_limit_and_pipelining() {
+    let w = world("pipelining").await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    // one write with the whole transaction (RFC 2920)
+    let mut batch = String::from("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@acme.example>\r\nRCPT TO:<nobody@acme.example>\r\nRCPT TO:<bob@acme.example>\r\nDATA\r\n");
+    c.send_raw(batch.as_bytes()).await.unwrap();
+    let codes: Vec<u16> = [(); 5].iter().map(|_| 0).collect();
+    let mut got = Vec::new();
+    for _ in codes {
+        got.push(c.reply().await.unwrap().code);
+    }
+    assert_eq!(got, vec![250, 250, 550, 250, 354]);
+    batch = String::from_utf8(testkit::client::stuff(&message("piped", "x"))).unwrap();
+    batch.push_str("QUIT\r\n");
+    c.send_raw(batch.as_bytes()).await.unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    assert_eq!(c.reply().await.unwrap().code, 221);
+    let m = w.customer.wait_for(1, WAIT).await;
+    let mut rcpts = m[0].rcpts.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["alice@acme.example", "bob@acme.example"]);
+
+    // 101st recipient: 452 4.5.3
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
+    for i in 0..100 {
+        let r = c.cmd(if i % 2 == 0 { "RCPT TO:<alice@acme.example>" } else { "RCPT TO:<bob@acme.example>" }).await.unwrap();
+        assert_eq!(r.code, 250);
+    }
+    let r = c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (452, Some("4.5.3")));
+}
+
+#[tokio::test]
+async fn protocol_errors_and_error_limit() {
+    let w = world("errors").await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test>").await.unwrap().code, 503);
+    c.cmd("EHLO client.test").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<alice@acme.example>").await.unwrap().code, 503);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 503);
+    assert_eq!(c.cmd("MAIL FROM:<a@remote.test> FROBNICATE=1").await.unwrap().code, 555);
+    assert_eq!(c.cmd("AUTH PLAIN AAAA").await.unwrap().code, 502);
+    let long = format!("NOOP {}", "x".repeat(5000));
+    assert_eq!(c.cmd(&long).await.unwrap().code, 500);
+    c.send_raw(b"\xff\xfe\r\n").await.unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 500);
+    // errors so far: 7; three more reach the default limit of 10 -> 421 and close
+    for _ in 0..2 {
+        assert_eq!(c.cmd("BOGUS").await.unwrap().code, 502);
+    }
+    let r = c.cmd("BOGUS").await.unwrap();
+    assert_eq!(r.code, 502);
+    let r = c.reply().await.unwrap();
+    assert_eq!(r.code, 421);
+    assert!(c.cmd("NOOP").await.is_err(), "connection must be closed");
+}
+
+#[tokio::test]
+async fn starttls_is_offered_and_works() {
+    let dir = testkit::TempDir::new("starttls-certs");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let out = std::process::Command::new(BIN)
+        .args(["tls", "self-signed", "--hostname", "mx.test", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tls = format!("[smtp.tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
+    // smtp.tls must come after the [smtp] keys: append it after the whole config
+    let w = world_with("starttls", "", "", testkit::sink::Behaviour::Accept).await;
+    drop(w);
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let port = testkit::free_port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let wdir = testkit::TempDir::new("starttls");
+    let cfg = format!("{}\n{tls}", config(port, customer.addr, "", ""));
+    let mut gw = testkit::gateway::Gateway::new(std::path::Path::new(BIN), wdir.path(), addr, &cfg);
+    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
+    gw.spawn();
+    // a real TLS client: our own smtp client with opportunistic TLS
+    let mut client = smtp::client::Client::connect(addr, Default::default()).await.unwrap().unwrap();
+    client.ehlo("client.test").await.unwrap();
+    assert!(client.extensions.starttls);
+    let name = rustls_pki_types::ServerName::try_from("mx.test").unwrap();
+    assert!(client.starttls(&smtp::client::opportunistic_tls(), name).await.unwrap());
+    client.ehlo("client.test").await.unwrap();
+    assert!(!client.extensions.starttls, "STARTTLS is not offered twice");
+    let body = message("secret", "over TLS");
+    let tx = client.send("a@remote.test", &["alice@acme.example".to_string()], None, &body[..]).await.unwrap();
+    assert_eq!(tx.data.unwrap().code, 250);
+    let got = customer.wait_for(1, WAIT).await;
+    assert!(got[0].text().contains("with ESMTPS id"), "{}", got[0].text());
+}
+
+#[tokio::test]
+async fn contract_changes_apply_without_restart_or_dropping_sessions() {
+    let w = world("reload").await;
+    // a session opened before the change stays up
+    let (mut old, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    old.cmd("EHLO client.test").await.unwrap();
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<carol@acme.example>").await.unwrap().code, 550);
+    let updated = contracts(&format!("\"{}\"", w.customer.addr)).replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
+    apply(&w.gw, &updated);
+    let start = std::time::Instant::now();
+    loop {
+        c.cmd("RSET").await.unwrap();
+        c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
+        if c.cmd("RCPT TO:<carol@acme.example>").await.unwrap().code == 250 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "change not picked up within a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = old.send_mail("a@remote.test", &["carol@acme.example"], &message("after reload", "x")).await.unwrap();
+    assert_eq!(r.code, 250, "old session still works and sees the new contract");
+    assert!(w.gw.log().contains("contracts_reloaded"));
+}
+
+#[tokio::test]
+async fn over_connection_limit_gets_421() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let port = testkit::free_port();
+    let dir = testkit::TempDir::new("connlimit");
+    let cfg = config(port, customer.addr, "", "").replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2");
+    let gw = testkit::gateway::Gateway::start(std::path::Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
+    let (_a, g1) = RawClient::connect(gw.addr).await.unwrap();
+    let (_b, g2) = RawClient::connect(gw.addr).await.unwrap();
+    let (_c, g3) = RawClient::connect(gw.addr).await.unwrap();
+    assert_eq!((g1.code, g2.code, g3.code), (220, 220, 421));
+}

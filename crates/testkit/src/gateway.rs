@@ -1,0 +1,118 @@
+//! Runs the real `mxshield` binary for black-box tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `mxshield serve` with its own data directory and config file.
+pub struct Gateway {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Gateway {
+    /// Writes `config_toml` to `dir/mxshield.toml`; does not start the process yet.
+    pub fn new(bin: &Path, dir: &Path, addr: SocketAddr, config_toml: &str) -> Gateway {
+        let config = dir.join("mxshield.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        Gateway {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            config,
+            addr,
+            child: None,
+            log_path: dir.join("mxshield.log"),
+        }
+    }
+
+    /// [`Gateway::new`], then [`Gateway::spawn`].
+    pub fn start(bin: &Path, dir: &Path, addr: SocketAddr, config_toml: &str) -> Gateway {
+        let mut g = Gateway::new(bin, dir, addr, config_toml);
+        g.spawn();
+        g
+    }
+
+    /// (Re)starts the process and waits for the listener.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start mxshield");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("mxshield exited with {status}; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "mxshield did not listen on {}; log:\n{}", self.addr, self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Kills the process with SIGKILL (no clean-up at all) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().ok()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (or panics after `limit`).
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "log never contained {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Runs `mxshield --config <config> ARGS…` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run mxshield")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,225 @@
+//! An SMTP sink: accepts connections on loopback, records each message, and answers as told.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use smtp::Reply;
+use smtp::server::{DataAbort, MailParams, Policy, Session, SessionConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How the sink answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 250 to everything.
+    Accept,
+    /// This reply to every RCPT.
+    RcptReply(u16, (u8, u16, u16)),
+    /// This reply to the final dot (the message is not recorded).
+    DataReply(u16, (u8, u16, u16)),
+    /// Wait this long before answering the final dot (the message is recorded first).
+    SlowData(Duration),
+    /// Refuse recipients whose local part is in the list with 550 5.1.1.
+    UnknownUsers(Vec<String>),
+}
+
+/// A message the sink accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub data: Vec<u8>,
+    pub tls: bool,
+}
+
+impl Received {
+    /// The data as (lossy) text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    messages: Vec<Received>,
+    connections: usize,
+}
+
+/// A running sink.
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    /// Starts a sink on a free loopback port.
+    pub async fn start(behaviour: Behaviour) -> Sink {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), behaviour, false).await
+    }
+
+    /// Starts a sink on `addr`, optionally offering STARTTLS with a self-signed certificate.
+    pub async fn start_on(addr: SocketAddr, behaviour: Behaviour, tls: bool) -> Sink {
+        let listener = TcpListener::bind(addr).await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let config = SessionConfig {
+            hostname: "sink.test".into(),
+            max_message_size: 100 * 1024 * 1024,
+            max_recipients: 1000,
+            max_line_length: 4096,
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(60),
+            max_errors: 1000,
+            tls: tls.then(self_signed_acceptor),
+        };
+        let (st, bh) = (state.clone(), behaviour.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                st.lock().expect("sink state").connections += 1;
+                let policy = SinkPolicy { state: st.clone(), behaviour: bh.clone(), txn: None, tls: false };
+                let cfg = config.clone();
+                tokio::spawn(async move {
+                    let _ = Session::new(Box::new(stream), policy, cfg, None).run().await;
+                });
+            }
+        });
+        Sink { addr, state, behaviour, task }
+    }
+
+    /// Changes how the sink answers from now on.
+    pub fn set_behaviour(&self, b: Behaviour) {
+        *self.behaviour.lock().expect("sink behaviour") = b;
+    }
+
+    /// Messages accepted so far.
+    pub fn messages(&self) -> Vec<Received> {
+        self.state.lock().expect("sink state").messages.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().expect("sink state").connections
+    }
+
+    /// Waits until at least `n` messages arrived (or `limit` passes); returns them.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || tokio::time::Instant::now() >= deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops listening (the port refuses connections afterwards).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct SinkPolicy {
+    state: Arc<Mutex<State>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    txn: Option<Received>,
+    tls: bool,
+}
+
+impl SinkPolicy {
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour.lock().expect("sink behaviour").clone()
+    }
+}
+
+impl Policy for SinkPolicy {
+    async fn helo(&mut self, _name: &str, _esmtp: bool) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    fn tls_started(&mut self) {
+        self.tls = true;
+    }
+
+    async fn mail_from(&mut self, from: &smtp::Path, _params: &MailParams) -> Result<(), Reply> {
+        self.txn = Some(Received { from: from.to_string(), rcpts: Vec::new(), data: Vec::new(), tls: self.tls });
+        Ok(())
+    }
+
+    async fn rcpt_to(&mut self, to: &smtp::Path) -> Result<(), Reply> {
+        match self.behaviour() {
+            Behaviour::RcptReply(code, e) => return Err(Reply::new(code, e, "sink says no")),
+            Behaviour::UnknownUsers(users) => {
+                let local = to.mailbox.as_ref().map(|m| m.local.to_ascii_lowercase()).unwrap_or_default();
+                if users.contains(&local) {
+                    return Err(Reply::new(550, (5, 1, 1), "no such user here"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(t) = self.txn.as_mut() {
+            t.rcpts.push(to.to_string());
+        }
+        Ok(())
+    }
+
+    async fn data_start(&mut self) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+        if let Some(t) = self.txn.as_mut() {
+            t.data.extend_from_slice(chunk);
+        }
+        Ok(())
+    }
+
+    async fn data_end(&mut self) -> Reply {
+        let Some(msg) = self.txn.take() else { return Reply::new(503, (5, 5, 1), "no transaction") };
+        match self.behaviour() {
+            Behaviour::DataReply(code, e) => return Reply::new(code, e, "sink refuses the data"),
+            Behaviour::SlowData(d) => {
+                self.state.lock().expect("sink state").messages.push(msg);
+                tokio::time::sleep(d).await;
+            }
+            _ => self.state.lock().expect("sink state").messages.push(msg),
+        }
+        Reply::new(250, (2, 0, 0), "sink queued it")
+    }
+
+    async fn data_abort(&mut self, _why: DataAbort) {
+        self.txn = None;
+    }
+
+    fn reset(&mut self) {
+        self.txn = None;
+    }
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `sink.test`.
+pub fn self_signed_acceptor() -> TlsAcceptor {
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let pair = rcgen::generate_simple_self_signed(vec!["sink.test".to_string()]).expect("cert");
+    let cert = pair.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pair.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    TlsAcceptor::from(Arc::new(config))
+}
