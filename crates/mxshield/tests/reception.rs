@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use testkit::client::{RawClient, message, send_one};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
     let w = world("inbound").await;
     let (mut c, greeting) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -34,12 +34,12 @@ async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
     assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mxshield) with ESMTP id "), "{text}");
     assert!(text.contains("for <alice@acme.example>;"));
     assert!(m.data.ends_with(&body), "original message must follow the trace header unchanged");
-    let log = w.gw.wait_log("event=\"delivered\"", WAIT);
+    let log = w.gw.wait_log("event=\"delivered\"", WAIT).await;
     assert!(log.contains("event=\"received\""));
     assert!(log.contains("direction=\"inbound\"") || log.contains("direction=inbound"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_tricks_are_refused_over_smtp() {
     let w = world("relay").await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -86,7 +86,7 @@ async fn relay_tricks_are_refused_over_smtp() {
     assert!(w.remote.messages().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_sending_server_may_relay_out() {
     let w = world("outbound").await;
     let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), w.gw.addr).await.unwrap();
@@ -99,7 +99,7 @@ async fn registered_sending_server_may_relay_out() {
     assert_eq!(remote.len(), 1);
     assert_eq!(remote[0].rcpts, vec!["someone@remote.test"]);
     assert_eq!(local[0].rcpts, vec!["bob@acme.example"]);
-    let log = w.gw.wait_log("direction=\"outbound\"", WAIT);
+    let log = w.gw.wait_log("direction=\"outbound\"", WAIT).await;
     assert!(log.contains("contract=\"acme\"") || log.contains("contract=acme"), "{log}");
     // the same client from another IP may not relay
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -108,7 +108,7 @@ async fn registered_sending_server_may_relay_out() {
     assert_eq!(c.cmd("RCPT TO:<someone@remote.test>").await.unwrap().code, 550);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_limits_declared_and_actual() {
     let w = world_with("size", "", "", testkit::sink::Behaviour::Accept).await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -138,7 +138,7 @@ async fn size_limits_declared_and_actual() {
     assert_eq!(queue, 0, "nothing of the refused message stays in the spool");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_loops_are_refused() {
     let w = world("loop").await;
     let mut msg = String::new();
@@ -154,7 +154,7 @@ async fn mail_loops_are_refused() {
     assert_eq!(r.code, 250);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_limit_and_pipelining() {
     let w = world("pipelining").await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -190,7 +190,7 @@ async fn recipient_limit_and_pipelining() {
     assert_eq!((r.code, r.enhanced()), (452, Some("4.5.3")));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_and_error_limit() {
     let w = world("errors").await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
@@ -215,7 +215,7 @@ async fn protocol_errors_and_error_limit() {
     assert!(c.cmd("NOOP").await.is_err(), "connection must be closed");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_is_offered_and_works() {
     let dir = testkit::TempDir::new("starttls-certs");
     let cert = dir.path().join("cert.pem");
@@ -252,7 +252,7 @@ async fn starttls_is_offered_and_works() {
     assert!(got[0].text().contains("with ESMTPS id"), "{}", got[0].text());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_changes_apply_without_restart_or_dropping_sessions() {
     let w = world("reload").await;
     // a session opened before the change stays up
@@ -279,7 +279,7 @@ async fn contract_changes_apply_without_restart_or_dropping_sessions() {
     assert!(w.gw.log().contains("contracts_reloaded"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_connection_limit_gets_421() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
     let port = testkit::free_port();

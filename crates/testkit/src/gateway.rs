@@ -76,6 +76,30 @@ impl Gateway {
         c.wait().ok()
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        if let Some(c) = self.child.as_ref() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+    }
+
+    /// Waits for the process to exit (at most `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
@@ -87,7 +111,7 @@ impl Gateway {
     }
 
     /// Waits until the log contains `needle` (or panics after `limit`).
-    pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let log = self.log();
@@ -95,7 +119,7 @@ impl Gateway {
                 return log;
             }
             assert!(Instant::now() < deadline, "log never contained {needle:?}:\n{log}");
-            std::thread::sleep(Duration::from_millis(25));
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -223,3 +223,30 @@ pub fn self_signed_acceptor() -> TlsAcceptor {
         .expect("server config");
     TlsAcceptor::from(Arc::new(config))
 }
+
+/// A server that accepts TCP connections and never says anything (a hung mail server).
+pub struct Tarpit {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tarpit {
+    /// Starts a tarpit on a free loopback port.
+    pub async fn start() -> Tarpit {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tarpit");
+        let addr = listener.local_addr().expect("tarpit addr");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        Tarpit { addr, task }
+    }
+}
+
+impl Drop for Tarpit {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

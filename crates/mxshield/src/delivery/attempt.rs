@@ -68,7 +68,8 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     }
     status.attempts += 1;
     let now = now_ms();
-    let expires = env.received_at * 1000 + ctx.cfg.queue_lifetime.as_millis() as u64;
+    // received_at has whole seconds: round up so a message never expires early.
+    let expires = (env.received_at + 1) * 1000 + ctx.cfg.queue_lifetime.as_millis() as u64;
     if now >= expires {
         let lifetime = humantime::format_duration(ctx.cfg.queue_lifetime);
         for (i, st) in status.rcpts.iter_mut().enumerate() {
