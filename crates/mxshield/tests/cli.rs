@@ -1,0 +1,139 @@
+//! The command line: configuration errors, contracts and queue commands, defaults.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use testkit::TempDir;
+use testkit::client::{RawClient, message, send_one};
+use testkit::sink::{Behaviour, Sink};
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Each bad configuration file, and every error line it must print; exit code 2.
+#[test]
+fn bad_configs_exit_2_with_every_error() {
+    let dir = TempDir::new("badconfig");
+    let table: &[(&str, &[&str])] = &[
+        (
+            "data_dir = 1\n[smtp]\nlisten = [\"127.0.0.1\"]\nmax_recipients = 0\n[delivery]\nqueue_lifetime = \"forever\"\nbogus = true\n",
+            &[
+                "bad.toml:line 1: data_dir: expected a string, found an integer",
+                "bad.toml:line 3: smtp.listen: \"127.0.0.1\" is not an address:port",
+                "bad.toml:line 4: smtp.max_recipients: must be at least 1",
+                "bad.toml:line 6: delivery.queue_lifetime: invalid duration",
+                "bad.toml:line 7: delivery.bogus: unknown key",
+            ],
+        ),
+        ("[smtp\nlisten = 1\n", &["bad.toml:line 1: TOML syntax error"]),
+        ("[delivery.routes]\n\"x.test\" = \"::bad::\"\n", &["bad.toml:line 2: delivery.routes.x.test: invalid server"]),
+        ("[log]\nformat = \"xml\"\n", &["bad.toml:line 2: log.format: \"xml\" is not \"text\" or \"json\""]),
+    ];
+    for (src, expected) in table {
+        std::fs::write(dir.path().join("bad.toml"), src).unwrap();
+        for cmd in [&["serve"][..], &["check-config"], &["queue", "list"]] {
+            let mut args = vec!["--config", "bad.toml"];
+            args.extend_from_slice(cmd);
+            let (code, _, err) = run(dir.path(), &args);
+            assert_eq!(code, 2, "{cmd:?} with {src:?}: {err}");
+            for e in *expected {
+                assert!(err.contains(e), "{cmd:?} with {src:?}: missing {e:?} in:\n{err}");
+            }
+            assert_eq!(err.lines().filter(|l| l.contains("bad.toml:line")).count(), expected.len(), "{err}");
+        }
+    }
+    let (code, _, err) = run(dir.path(), &["--config", "missing.toml", "serve"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read missing.toml"));
+}
+
+#[test]
+fn contracts_apply_validates_everything_and_changes_nothing_on_error() {
+    let dir = TempDir::new("contracts-cli");
+    std::fs::write(dir.path().join("c.toml"), contracts("\"127.0.0.1:2600\"")).unwrap();
+    let (code, out, err) = run(dir.path(), &["contracts", "apply", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied 1 contracts (1 domains)"));
+    let bad = contracts("\"127.0.0.1:2600\"")
+        .replace("accounts_limit = 5", "accounts_limit = 1")
+        .replace("starts = \"2026-01-01\"", "starts = \"someday\"");
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let (code, _, err) = run(dir.path(), &["contracts", "apply", "bad.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nothing was changed"));
+    assert!(err.contains("contract[0].starts: \"someday\" is not a date"), "{err}");
+    assert!(err.contains("contract has 2 accounts but accounts_limit is 1"), "{err}");
+    let (code, out, _) = run(dir.path(), &["contracts", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("acme") && out.contains("2/5") && out.contains("acme.example -> 127.0.0.1:2600"), "{out}");
+    assert!(out.contains("sending servers: 127.0.0.5/32"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_show_flush_delete() {
+    let customer = Sink::start(Behaviour::DataReply(451, (4, 3, 0))).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let dir = TempDir::new("queue-cli");
+    let port = testkit::free_port();
+    let cfg = config(port, remote.addr, "", "").replace("retry_min = \"1s\"\nretry_max = \"2s\"", "retry_min = \"1h\"\nretry_max = \"2h\"");
+    let mut gw = testkit::gateway::Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
+    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
+    gw.spawn();
+    let w = common::World { gw, customer, remote, dir };
+    let mut ids = Vec::new();
+    for subject in ["keep me", "delete me"] {
+        let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &message(subject, "x")).await.unwrap();
+        assert_eq!(r.code, 250);
+        ids.push(r.text.rsplit(' ').next().unwrap().to_string());
+    }
+    w.gw.wait_log("event=\"deferred\"", WAIT).await;
+    let out = w.gw.cli(&["queue", "show", &ids[0]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("from:         <a@remote.test>") && text.contains("<alice@acme.example> deferred"), "{text}");
+    assert!(text.contains("Subject: keep me"));
+    let out = w.gw.cli(&["queue", "delete", &ids[1]]);
+    assert!(out.status.success());
+    let out = w.gw.cli(&["queue", "delete", &ids[1]]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = w.gw.cli(&["queue", "show", "../../etc/passwd"]);
+    assert!(!out.status.success());
+    // retries are an hour apart: nothing happens until the flush
+    w.customer.set_behaviour(Behaviour::Accept);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(w.customer.messages().is_empty());
+    let out = w.gw.cli(&["queue", "flush"]);
+    assert!(out.status.success());
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].text().contains("Subject: keep me"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.customer.messages().len(), 1, "the deleted message is never delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_config_uses_the_defaults() {
+    let dir = TempDir::new("defaults");
+    let mut child = Command::new(BIN).arg("serve").current_dir(dir.path()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let addr = "127.0.0.1:2525".parse().unwrap();
+    let mut greeting = None;
+    for _ in 0..200 {
+        if let Ok((_, g)) = RawClient::connect(addr).await {
+            greeting = Some(g);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(greeting.expect("listening on 127.0.0.1:2525").code, 220);
+    assert!(status.success());
+    assert!(dir.path().join("mxshield-data/spool/queue").is_dir());
+    assert!(dir.path().join("mxshield-data/mxshield.db").is_file());
+}
