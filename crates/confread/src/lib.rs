@@ -9,8 +9,8 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-pub use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+pub use toml::de::{DeTable, DeValue};
 
 /// A parsed TOML table with spans.
 pub type Table<'i> = DeTable<'i>;
@@ -126,11 +126,7 @@ impl<'s> Reader<'s> {
     }
 
     /// Takes an optional sub-table.
-    pub fn table<'t, 'i>(
-        &mut self,
-        section: &mut Section<'t, 'i>,
-        key: &str,
-    ) -> Option<Section<'t, 'i>> {
+    pub fn table<'t, 'i>(&mut self, section: &mut Section<'t, 'i>, key: &str) -> Option<Section<'t, 'i>> {
         let v = section.take(key)?;
         let path = section.child_path(key);
         let line = self.line(v.span());
@@ -144,11 +140,7 @@ impl<'s> Reader<'s> {
     }
 
     /// Takes an optional array of tables (`[[key]]`).
-    pub fn tables<'t, 'i>(
-        &mut self,
-        section: &mut Section<'t, 'i>,
-        key: &str,
-    ) -> Vec<Section<'t, 'i>> {
+    pub fn tables<'t, 'i>(&mut self, section: &mut Section<'t, 'i>, key: &str) -> Vec<Section<'t, 'i>> {
         let Some(v) = section.take(key) else { return Vec::new() };
         let path = section.child_path(key);
         let line = self.line(v.span());
@@ -160,12 +152,9 @@ impl<'s> Reader<'s> {
         for (i, item) in items.iter().enumerate() {
             let line = self.line(item.span());
             match item.get_ref() {
-                DeValue::Table(t) => out.push(Section {
-                    path: format!("{path}[{i}]"),
-                    line,
-                    table: t,
-                    taken: Vec::new(),
-                }),
+                DeValue::Table(t) => {
+                    out.push(Section { path: format!("{path}[{i}]"), line, table: t, taken: Vec::new() })
+                }
                 _ => self.issue(format!("{path}[{i}]"), line, "expected a table"),
             }
         }
@@ -187,11 +176,7 @@ impl<'s> Reader<'s> {
 
     /// Takes an optional date, written as a TOML date or a `"YYYY-MM-DD"` string; returns its
     /// text.
-    pub fn date_text<'t, 'i>(
-        &mut self,
-        section: &mut Section<'t, 'i>,
-        key: &str,
-    ) -> Option<(String, usize)> {
+    pub fn date_text<'t, 'i>(&mut self, section: &mut Section<'t, 'i>, key: &str) -> Option<(String, usize)> {
         let v = section.take(key)?;
         let line = self.line(v.span());
         match v.get_ref() {
@@ -239,11 +224,7 @@ impl<'s> Reader<'s> {
     }
 
     /// Takes an optional array of strings; each element comes with its line.
-    pub fn strings<'t, 'i>(
-        &mut self,
-        section: &mut Section<'t, 'i>,
-        key: &str,
-    ) -> Option<Vec<(String, usize)>> {
+    pub fn strings<'t, 'i>(&mut self, section: &mut Section<'t, 'i>, key: &str) -> Option<Vec<(String, usize)>> {
         let v = section.take(key)?;
         let path = section.child_path(key);
         let line = self.line(v.span());
@@ -282,7 +263,9 @@ impl<'s> Reader<'s> {
             let line = self.line(k.span());
             match v.get_ref() {
                 DeValue::String(s) => out.push((key, s.to_string(), line)),
-                other => self.issue(section.child_path(&key), line, format!("expected a string, found {}", kind(other))),
+                other => {
+                    self.issue(section.child_path(&key), line, format!("expected a string, found {}", kind(other)))
+                }
             }
         }
         out

@@ -20,7 +20,11 @@ pub fn parse_file(src: &str) -> Result<Vec<Contract>, Issues> {
     for mut sec in r.tables(&mut root, "contract") {
         let Some(c) = read_contract(&mut r, &mut sec, &mut domains) else { continue };
         if let Some(first) = ids.insert(c.id.clone(), sec.line()) {
-            r.issue(sec.child_path("id"), sec.line(), format!("duplicate contract id {:?} (first at line {first})", c.id));
+            r.issue(
+                sec.child_path("id"),
+                sec.line(),
+                format!("duplicate contract id {:?} (first at line {first})", c.id),
+            );
         }
         contracts.push(c);
     }
@@ -102,7 +106,6 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
     })
 }
 
-
 fn read_domain(r: &mut Reader<'_>, sec: &mut Section<'_, '_>) -> Option<Domain> {
     let name = required(r, sec, "name", |s| {
         let n = s.trim().to_ascii_lowercase();
@@ -110,8 +113,12 @@ fn read_domain(r: &mut Reader<'_>, sec: &mut Section<'_, '_>) -> Option<Domain> 
     });
     let mut servers = Vec::new();
     match r.strings(sec, "receiving_servers") {
-        None => r.issue(sec.child_path("receiving_servers"), sec.line(), "missing (customer mail servers for this domain)"),
-        Some(list) if list.is_empty() => r.issue(sec.child_path("receiving_servers"), sec.line(), "must list at least one server"),
+        None => {
+            r.issue(sec.child_path("receiving_servers"), sec.line(), "missing (customer mail servers for this domain)")
+        }
+        Some(list) if list.is_empty() => {
+            r.issue(sec.child_path("receiving_servers"), sec.line(), "must list at least one server")
+        }
         Some(list) => {
             for (s, line) in list {
                 match NextHop::parse(&s) {
@@ -125,7 +132,11 @@ fn read_domain(r: &mut Reader<'_>, sec: &mut Section<'_, '_>) -> Option<Domain> 
     for (a, line) in r.strings(sec, "accounts").unwrap_or_default() {
         let a = a.trim().to_ascii_lowercase();
         if !is_account_name(&a) {
-            r.issue(sec.child_path("accounts"), line, format!("{a:?} is not a valid account name (no quotes, %, ! or @)"));
+            r.issue(
+                sec.child_path("accounts"),
+                line,
+                format!("{a:?} is not a valid account name (no quotes, %, ! or @)"),
+            );
         } else if accounts.contains(&a) {
             r.issue(sec.child_path("accounts"), line, format!("account {a:?} is listed twice"));
         } else {
@@ -264,7 +275,8 @@ receiving_servers = ["127.0.0.1"]
 
     #[test]
     fn duplicate_ids_and_syntax() {
-        let src = format!("{GOOD}\n{}", GOOD.replace("Acme.Example", "x.example").replace("acme2.example", "y.example"));
+        let src =
+            format!("{GOOD}\n{}", GOOD.replace("Acme.Example", "x.example").replace("acme2.example", "y.example"));
         assert!(errors(&src).iter().any(|l| l.contains("duplicate contract id \"acme\"")));
         assert!(errors("[[contract]\n").iter().any(|l| l.starts_with("line 1: TOML syntax error")));
     }

@@ -75,9 +75,7 @@ impl Snapshot {
     /// The active contract whose sending servers include `ip` (R2).
     pub fn sending_contract(&self, ip: IpAddr, day: NaiveDate) -> Option<&Arc<Contract>> {
         let ip = canonical(ip);
-        self.contracts
-            .iter()
-            .find(|c| c.is_active(day) && c.sending_servers.iter().any(|n| n.contains(&ip)))
+        self.contracts.iter().find(|c| c.is_active(day) && c.sending_servers.iter().any(|n| n.contains(&ip)))
     }
 }
 

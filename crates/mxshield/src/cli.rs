@@ -37,7 +37,10 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.contracts.database).await?;
     let (contracts, generation) = store.load().await?;
     let today = Utc::now().date_naive();
-    println!("{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} DOMAINS", "ID", "CUSTOMER", "ACCOUNTS", "STARTS", "ENDS", "STATE");
+    println!(
+        "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} DOMAINS",
+        "ID", "CUSTOMER", "ACCOUNTS", "STARTS", "ENDS", "STATE"
+    );
     for c in &contracts {
         let state = if c.is_active(today) { "active" } else { "inactive" };
         let ends = c.ends.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -52,7 +55,13 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
         let accounts = format!("{}/{}", c.accounts_used(), c.accounts_limit);
         println!(
             "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} {}",
-            c.id, c.customer, accounts, c.starts, ends, state, domains.join("; ")
+            c.id,
+            c.customer,
+            accounts,
+            c.starts,
+            ends,
+            state,
+            domains.join("; ")
         );
         if !c.sending_servers.is_empty() {
             let nets: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
@@ -72,7 +81,9 @@ fn parse_id(id: &str) -> anyhow::Result<QueueId> {
 }
 
 fn time_ms(ms: u64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms as i64).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// `queue list`.
@@ -80,7 +91,10 @@ pub fn queue_list(config: &Config) -> anyhow::Result<ExitCode> {
     let spool = open_spool(config)?;
     let mut ids = spool.list()?;
     ids.sort();
-    println!("{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} LAST ERROR", "ID", "RECEIVED", "SIZE", "DIRECTION", "FROM -> TO", "NEXT ATTEMPT");
+    println!(
+        "{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} LAST ERROR",
+        "ID", "RECEIVED", "SIZE", "DIRECTION", "FROM -> TO", "NEXT ATTEMPT"
+    );
     let mut n = 0;
     for id in ids {
         let Ok(m) = spool.open_message(&id) else { continue };

@@ -89,7 +89,11 @@ impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, Issues> {
         let src = std::fs::read_to_string(path).map_err(|e| {
-            Issues(vec![confread::Issue { key: String::new(), line: 0, why: format!("cannot read {}: {e}", path.display()) }])
+            Issues(vec![confread::Issue {
+                key: String::new(),
+                line: 0,
+                why: format!("cannot read {}: {e}", path.display()),
+            }])
         })?;
         Config::from_str(&src)
     }
@@ -99,7 +103,8 @@ impl Config {
         let doc = confread::parse(src)?;
         let mut r = Reader::new(src);
         let mut root = r.root(&doc);
-        let data_dir = r.string(&mut root, "data_dir").map(|s| PathBuf::from(s.0)).unwrap_or_else(|| "./mxshield-data".into());
+        let data_dir =
+            r.string(&mut root, "data_dir").map(|s| PathBuf::from(s.0)).unwrap_or_else(|| "./mxshield-data".into());
         let mut smtp_sec = r.table(&mut root, "smtp");
         let smtp = read_smtp(&mut r, smtp_sec.as_mut());
         let postmaster = match r.string(&mut root, "postmaster") {
@@ -241,10 +246,15 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
         }
         if let Some(mut dns) = r.table(s, "dns") {
             for (ns, line) in r.strings(&mut dns, "nameservers").unwrap_or_default() {
-                let parsed = ns.parse::<SocketAddr>().or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+                let parsed =
+                    ns.parse::<SocketAddr>().or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
                 match parsed {
                     Ok(a) => nameservers.push(a),
-                    Err(_) => r.issue(dns.child_path("nameservers"), line, format!("{ns:?} is not an IP address or address:port")),
+                    Err(_) => r.issue(
+                        dns.child_path("nameservers"),
+                        line,
+                        format!("{ns:?} is not an IP address or address:port"),
+                    ),
                 }
             }
             dns_timeout = duration(r, Some(&mut dns), "timeout", dns_timeout);

@@ -60,7 +60,10 @@ fn bad_configs_report_every_error() {
         ("[smtp\n", &["line 1: TOML syntax error"]),
         ("postmaster = \"not an address\"\n", &["line 1: postmaster"]),
         ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"\n", &["delivery.retry_min: must not be larger"]),
-        ("colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n", &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"]),
+        (
+            "colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n",
+            &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"],
+        ),
     ];
     for (src, expected) in table {
         let issues = Config::from_str(src).expect_err(src).0;

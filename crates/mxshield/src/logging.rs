@@ -12,8 +12,11 @@ pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_env("MXSHIELD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,mxshield={}", cfg.level)));
     let ansi = std::io::stderr().is_terminal();
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     if cfg.json {
         builder.json().flatten_event(true).init();
     } else {

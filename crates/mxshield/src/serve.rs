@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::delivery::DeliveryContext;
 use crate::delivery::courier::Courier;
 use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
-use crate::delivery::DeliveryContext;
 use crate::filter::Filter;
 use crate::inbound::{self, InboundContext};
 use crate::live::LiveContracts;

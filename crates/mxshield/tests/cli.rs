@@ -13,7 +13,11 @@ use testkit::sink::{Behaviour, Sink};
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Each bad configuration file, and every error line it must print; exit code 2.
@@ -81,8 +85,10 @@ async fn queue_show_flush_delete() {
     let remote = Sink::start(Behaviour::Accept).await;
     let dir = TempDir::new("queue-cli");
     let port = testkit::free_port();
-    let cfg = config(port, remote.addr, "", "").replace("retry_min = \"1s\"\nretry_max = \"2s\"", "retry_min = \"1h\"\nretry_max = \"2h\"");
-    let mut gw = testkit::gateway::Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
+    let cfg = config(port, remote.addr, "", "")
+        .replace("retry_min = \"1s\"\nretry_max = \"2s\"", "retry_min = \"1h\"\nretry_max = \"2h\"");
+    let mut gw =
+        testkit::gateway::Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
     apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
     gw.spawn();
     let w = common::World { gw, customer, remote, dir };
@@ -120,7 +126,8 @@ async fn queue_show_flush_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_config_uses_the_defaults() {
     let dir = TempDir::new("defaults");
-    let mut child = Command::new(BIN).arg("serve").current_dir(dir.path()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        Command::new(BIN).arg("serve").current_dir(dir.path()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let addr = "127.0.0.1:2525".parse().unwrap();
     let mut greeting = None;
     for _ in 0..200 {

@@ -38,7 +38,9 @@ async fn next_receiving_server_on_connection_failure_or_4xx() {
     let remote = Sink::start(Behaviour::Accept).await;
     let servers = format!("\"{}\", \"{}\", \"{}\"", dead_addr(), busy.addr, good.addr);
     let (gw, _dir) = gateway_with_servers("nexthop", &servers, "", &remote).await;
-    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example", "bob@acme.example"], &message("hop", "x")).await.unwrap();
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example", "bob@acme.example"], &message("hop", "x"))
+        .await
+        .unwrap();
     assert_eq!(r.code, 250);
     let got = good.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1, "log:\n{}", gw.log());
@@ -69,7 +71,10 @@ fn check_dsn(dsn: &testkit::sink::Received, rcpt: &str, status: &str, original_s
     let text = dsn.text();
     assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"), "{text}");
     assert!(text.contains("Content-Type: message/delivery-status"));
-    assert!(text.contains(&format!("Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n")), "{text}");
+    assert!(
+        text.contains(&format!("Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n")),
+        "{text}"
+    );
     assert!(text.contains("Content-Type: text/rfc822-headers"));
     assert!(text.contains(&format!("Subject: {original_subject}")), "original headers are carried: {text}");
     assert!(text.contains("From: Mail Delivery System <postmaster@mx.test>"));
@@ -79,9 +84,14 @@ fn check_dsn(dsn: &testkit::sink::Received, rcpt: &str, status: &str, original_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_failure_bounces_at_once_with_a_dsn() {
     let w = world_with("bounce", "", "", Behaviour::UnknownUsers(vec!["bob".into()])).await;
-    let r = send_one(w.gw.addr, "sender@remote.test", &["alice@acme.example", "bob@acme.example"], &message("for bob", "x"))
-        .await
-        .unwrap();
+    let r = send_one(
+        w.gw.addr,
+        "sender@remote.test",
+        &["alice@acme.example", "bob@acme.example"],
+        &message("for bob", "x"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.code, 250);
     let dsn = w.remote.wait_for(1, WAIT).await;
     assert_eq!(dsn.len(), 1, "log:\n{}", w.gw.log());
@@ -109,9 +119,11 @@ async fn null_sender_is_never_bounced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_bounces_after_the_queue_lifetime() {
     let remote = Sink::start(Behaviour::Accept).await;
-    let (gw, _dir) = gateway_with_servers("expire", &format!("\"{}\"", dead_addr()), "queue_lifetime = \"3s\"", &remote).await;
+    let (gw, _dir) =
+        gateway_with_servers("expire", &format!("\"{}\"", dead_addr()), "queue_lifetime = \"3s\"", &remote).await;
     let start = Instant::now();
-    let r = send_one(gw.addr, "sender@remote.test", &["alice@acme.example"], &message("never arrives", "x")).await.unwrap();
+    let r =
+        send_one(gw.addr, "sender@remote.test", &["alice@acme.example"], &message("never arrives", "x")).await.unwrap();
     assert_eq!(r.code, 250);
     let dsn = remote.wait_for(1, WAIT).await;
     assert_eq!(dsn.len(), 1, "log:\n{}", gw.log());
@@ -141,7 +153,10 @@ async fn outbound_uses_mx_lookup_with_fallbacks_and_null_mx() {
     let (gw, _dir) = gateway_with_servers("mx", &format!("\"{}\"", customer.addr), &extra, &remote).await;
     let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
     c.cmd("EHLO mail.acme.example").await.unwrap();
-    let r = c.send_mail("alice@acme.example", &["x@mx.example", "y@implicit.example"], &message("via mx", "x")).await.unwrap();
+    let r = c
+        .send_mail("alice@acme.example", &["x@mx.example", "y@implicit.example"], &message("via mx", "x"))
+        .await
+        .unwrap();
     assert_eq!(r.code, 250);
     let got = mx2.wait_for(2, WAIT).await;
     assert_eq!(got.len(), 2, "log:\n{}", gw.log());
@@ -149,11 +164,18 @@ async fn outbound_uses_mx_lookup_with_fallbacks_and_null_mx() {
     rcpts.sort();
     assert_eq!(rcpts, vec!["x@mx.example", "y@implicit.example"]);
     // null MX and a domain that does not exist: immediate bounces to the sender (a customer)
-    let r = c.send_mail("alice@acme.example", &["x@nullmx.example", "y@nx.example"], &message("no way", "x")).await.unwrap();
+    let r = c
+        .send_mail("alice@acme.example", &["x@nullmx.example", "y@nx.example"], &message("no way", "x"))
+        .await
+        .unwrap();
     assert_eq!(r.code, 250);
     let dsns = customer.wait_for(2, WAIT).await;
     let all: String = dsns.iter().map(|d| d.text()).collect();
-    assert!(all.contains("Final-Recipient: rfc822; x@nullmx.example\r\nAction: failed\r\nStatus: 5.1.10"), "{all}\n{}", gw.log());
+    assert!(
+        all.contains("Final-Recipient: rfc822; x@nullmx.example\r\nAction: failed\r\nStatus: 5.1.10"),
+        "{all}\n{}",
+        gw.log()
+    );
     assert!(all.contains("Final-Recipient: rfc822; y@nx.example\r\nAction: failed\r\nStatus: 5.1.2"), "{all}");
     assert!(dsns.iter().all(|d| d.rcpts == vec!["alice@acme.example"]));
 }
@@ -192,7 +214,8 @@ async fn deferred_backlog_for_a_dead_server_does_not_delay_fresh_mail() {
     let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
     c.cmd("EHLO client.test").await.unwrap();
     for i in 0..20 {
-        let r = c.send_mail("a@remote.test", &["info@dead.example"], &message(&format!("backlog {i}"), "x")).await.unwrap();
+        let r =
+            c.send_mail("a@remote.test", &["info@dead.example"], &message(&format!("backlog {i}"), "x")).await.unwrap();
         assert_eq!(r.code, 250);
     }
     // wait until the whole backlog has been deferred once and is being retried
@@ -203,7 +226,8 @@ async fn deferred_backlog_for_a_dead_server_does_not_delay_fresh_mail() {
     }
     for i in 0..5 {
         let sent = Instant::now();
-        let r = c.send_mail("a@remote.test", &["alice@acme.example"], &message(&format!("fresh {i}"), "x")).await.unwrap();
+        let r =
+            c.send_mail("a@remote.test", &["alice@acme.example"], &message(&format!("fresh {i}"), "x")).await.unwrap();
         assert_eq!(r.code, 250);
         let got = customer.wait_for(i + 1, WAIT).await;
         assert_eq!(got.len(), i + 1);

@@ -20,7 +20,12 @@ async fn kill9_right_after_250_loses_nothing() {
     let remote = Sink::start(Behaviour::Accept).await;
     let dir = TempDir::new("kill-after-250");
     let port = free_port();
-    let mut gw = Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &config(port, remote.addr, "", ""));
+    let mut gw = Gateway::new(
+        Path::new(BIN),
+        dir.path(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &config(port, remote.addr, "", ""),
+    );
     apply(&gw, &contracts(&format!("\"{customer_addr}\"")));
     gw.spawn();
     let mut bodies = Vec::new();
@@ -69,16 +74,27 @@ async fn damaged_spool_files_move_to_corrupt_at_startup() {
     let remote = Sink::start(Behaviour::Accept).await;
     let dir = TempDir::new("corrupt");
     let port = free_port();
-    let mut gw = Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &config(port, remote.addr, "", ""));
+    let mut gw = Gateway::new(
+        Path::new(BIN),
+        dir.path(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &config(port, remote.addr, "", ""),
+    );
     apply(&gw, &contracts(&format!("\"{customer_addr}\"")));
     gw.spawn();
     for i in 0..2 {
-        let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &message(&format!("m{i}"), "body")).await.unwrap();
+        let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &message(&format!("m{i}"), "body"))
+            .await
+            .unwrap();
         assert_eq!(r.code, 250);
     }
     gw.kill9();
     let queue = dir.path().join("data/spool/queue");
-    let mut msgs: Vec<_> = std::fs::read_dir(&queue).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "msg")).collect();
+    let mut msgs: Vec<_> = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "msg"))
+        .collect();
     msgs.sort();
     assert_eq!(msgs.len(), 2);
     let mut bytes = std::fs::read(&msgs[0]).unwrap();

@@ -31,7 +31,10 @@ async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
     assert_eq!(m.from, "sender@remote.test");
     assert_eq!(m.rcpts, vec!["alice@acme.example"]);
     let text = m.text();
-    assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mxshield) with ESMTP id "), "{text}");
+    assert!(
+        text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test (mxshield) with ESMTP id "),
+        "{text}"
+    );
     assert!(text.contains("for <alice@acme.example>;"));
     assert!(m.data.ends_with(&body), "original message must follow the trace header unchanged");
     let log = w.gw.wait_log("event=\"delivered\"", WAIT).await;
@@ -160,7 +163,9 @@ async fn recipient_limit_and_pipelining() {
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
     c.cmd("EHLO client.test").await.unwrap();
     // one write with the whole transaction (RFC 2920)
-    let mut batch = String::from("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@acme.example>\r\nRCPT TO:<nobody@acme.example>\r\nRCPT TO:<bob@acme.example>\r\nDATA\r\n");
+    let mut batch = String::from(
+        "MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@acme.example>\r\nRCPT TO:<nobody@acme.example>\r\nRCPT TO:<bob@acme.example>\r\nDATA\r\n",
+    );
     c.send_raw(batch.as_bytes()).await.unwrap();
     let codes: Vec<u16> = [(); 5].iter().map(|_| 0).collect();
     let mut got = Vec::new();
@@ -183,7 +188,10 @@ async fn recipient_limit_and_pipelining() {
     c.cmd("EHLO client.test").await.unwrap();
     c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
     for i in 0..100 {
-        let r = c.cmd(if i % 2 == 0 { "RCPT TO:<alice@acme.example>" } else { "RCPT TO:<bob@acme.example>" }).await.unwrap();
+        let r = c
+            .cmd(if i % 2 == 0 { "RCPT TO:<alice@acme.example>" } else { "RCPT TO:<bob@acme.example>" })
+            .await
+            .unwrap();
         assert_eq!(r.code, 250);
     }
     let r = c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
@@ -221,7 +229,16 @@ async fn starttls_is_offered_and_works() {
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     let out = std::process::Command::new(BIN)
-        .args(["tls", "self-signed", "--hostname", "mx.test", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .args([
+            "tls",
+            "self-signed",
+            "--hostname",
+            "mx.test",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -262,7 +279,8 @@ async fn contract_changes_apply_without_restart_or_dropping_sessions() {
     c.cmd("EHLO client.test").await.unwrap();
     c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
     assert_eq!(c.cmd("RCPT TO:<carol@acme.example>").await.unwrap().code, 550);
-    let updated = contracts(&format!("\"{}\"", w.customer.addr)).replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
+    let updated =
+        contracts(&format!("\"{}\"", w.customer.addr)).replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
     apply(&w.gw, &updated);
     let start = std::time::Instant::now();
     loop {
@@ -284,8 +302,14 @@ async fn over_connection_limit_gets_421() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
     let port = testkit::free_port();
     let dir = testkit::TempDir::new("connlimit");
-    let cfg = config(port, customer.addr, "", "").replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2");
-    let gw = testkit::gateway::Gateway::start(std::path::Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
+    let cfg = config(port, customer.addr, "", "")
+        .replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2");
+    let gw = testkit::gateway::Gateway::start(
+        std::path::Path::new(BIN),
+        dir.path(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &cfg,
+    );
     let (_a, g1) = RawClient::connect(gw.addr).await.unwrap();
     let (_b, g2) = RawClient::connect(gw.addr).await.unwrap();
     let (_c, g3) = RawClient::connect(gw.addr).await.unwrap();

@@ -87,10 +87,7 @@ pub struct Client {
 
 impl Client {
     /// Connects and reads the greeting; a non-220 greeting is returned as `Err(Ok(reply))`.
-    pub async fn connect(
-        addr: SocketAddr,
-        timeouts: ClientTimeouts,
-    ) -> Result<Result<Client, Reply>, ClientError> {
+    pub async fn connect(addr: SocketAddr, timeouts: ClientTimeouts) -> Result<Result<Client, Reply>, ClientError> {
         let tcp = match timeout(timeouts.connect, TcpStream::connect(addr)).await {
             Err(_) => return Err(ClientError::Timeout("connecting")),
             Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),

@@ -7,8 +7,14 @@ use crate::address::{AddressError, Path, parse_path};
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { from: Path, params: Vec<Param> },
-    Rcpt { to: Path, params: Vec<Param> },
+    Mail {
+        from: Path,
+        params: Vec<Param>,
+    },
+    Rcpt {
+        to: Path,
+        params: Vec<Param>,
+    },
     Data,
     Rset,
     Noop,

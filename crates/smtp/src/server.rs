@@ -70,11 +70,7 @@ pub trait Policy: Send {
     /// The connection is now encrypted (after STARTTLS).
     fn tls_started(&mut self) {}
     /// Decides on a sender; `Ok` answers `250 2.1.0`.
-    fn mail_from(
-        &mut self,
-        from: &Path,
-        params: &MailParams,
-    ) -> impl Future<Output = Result<(), Reply>> + Send;
+    fn mail_from(&mut self, from: &Path, params: &MailParams) -> impl Future<Output = Result<(), Reply>> + Send;
     /// Decides on a recipient; `Ok` answers `250 2.1.5`.
     fn rcpt_to(&mut self, to: &Path) -> impl Future<Output = Result<(), Reply>> + Send;
     /// DATA is about to start (at least one recipient was accepted).
@@ -124,12 +120,7 @@ enum Line {
 
 impl<P: Policy> Session<P> {
     /// A session over `io`; `shutdown` (if given) turning `true` ends it between transactions.
-    pub fn new(
-        io: Box<dyn Io>,
-        policy: P,
-        config: SessionConfig,
-        shutdown: Option<watch::Receiver<bool>>,
-    ) -> Self {
+    pub fn new(io: Box<dyn Io>, policy: P, config: SessionConfig, shutdown: Option<watch::Receiver<bool>>) -> Self {
         Session {
             config,
             policy,

@@ -74,7 +74,11 @@ fn status_roundtrip_and_damage() {
     st.attempts = 3;
     st.next_attempt = 42;
     st.rcpts[0].state = RcptState::Delivered;
-    st.rcpts[1] = RcptStatus { state: RcptState::Deferred, last_error: "451 4.3.0\tbusy\n".into(), remote: "127.0.0.1:2600".into() };
+    st.rcpts[1] = RcptStatus {
+        state: RcptState::Deferred,
+        last_error: "451 4.3.0\tbusy\n".into(),
+        remote: "127.0.0.1:2600".into(),
+    };
     spool.write_status(&id, &st).unwrap();
     let back = spool.read_status(&id, 2).unwrap();
     assert_eq!(back.rcpts[1].last_error, "451 4.3.0 busy ");

@@ -56,7 +56,9 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
             Err(RouteError::Permanent(st, text)) => {
                 vec![Outcome::Failed { remote: String::new(), status: st.into(), diagnostic: text }; rcpts.len()]
             }
-            Err(RouteError::Temporary(text)) => vec![Outcome::Deferred { remote: String::new(), error: text }; rcpts.len()],
+            Err(RouteError::Temporary(text)) => {
+                vec![Outcome::Deferred { remote: String::new(), error: text }; rcpts.len()]
+            }
         };
         for (&i, outcome) in idxs.iter().zip(outcomes) {
             let rcpt = &env.recipients[i];

@@ -21,11 +21,21 @@ use crate::config::DeliveryConfig;
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { remote: String, reply: String },
+    Delivered {
+        remote: String,
+        reply: String,
+    },
     /// Permanent failure: (remote, enhanced status, diagnostic).
-    Failed { remote: String, status: String, diagnostic: String },
+    Failed {
+        remote: String,
+        status: String,
+        diagnostic: String,
+    },
     /// Temporary failure: (remote, error).
-    Deferred { remote: String, error: String },
+    Deferred {
+        remote: String,
+        error: String,
+    },
 }
 
 /// Most idle connections kept per host.
@@ -141,16 +151,13 @@ impl Courier {
         sender: &str,
         rcpts: &[String],
     ) -> Result<Transaction, HostError> {
-        if let Some(mut client) = self.checkout(addr) {
-            match self.send_on(&mut client, spool, id, sender, rcpts).await {
-                Ok(tx) => {
-                    self.checkin(addr, client, &tx).await;
-                    return Ok(tx);
-                }
-                // The idle connection went stale: fall through to a fresh one.
-                Err(_) => {}
-            }
+        if let Some(mut client) = self.checkout(addr)
+            && let Ok(tx) = self.send_on(&mut client, spool, id, sender, rcpts).await
+        {
+            self.checkin(addr, client, &tx).await;
+            return Ok(tx);
         }
+        // No idle connection, or it went stale: open a fresh one.
         let mut client = self.open(addr, name, self.cfg.starttls).await?;
         match self.send_on(&mut client, spool, id, sender, rcpts).await {
             Ok(tx) => {
@@ -190,8 +197,8 @@ impl Courier {
             return Err(HostError::Refused(ehlo));
         }
         if try_tls && client.extensions.starttls {
-            let server_name = ServerName::try_from(name.to_string())
-                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+            let server_name =
+                ServerName::try_from(name.to_string()).unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
             match client.starttls(&self.tls, server_name).await {
                 Ok(true) => {
                     let ehlo = client.ehlo(&self.cfg.helo_name).await.map_err(unreachable)?;
@@ -221,8 +228,8 @@ impl Courier {
     }
 
     async fn checkin(&self, addr: SocketAddr, mut client: Client, tx: &Transaction) {
-        let complete = tx.data.as_ref().is_some_and(|d| d.code != 354);
-        if !complete && client.rset().await.is_err() {
+        // Without a final reply to DATA the server may still hold MAIL/RCPT state.
+        if tx.data.is_none() && client.rset().await.is_err() {
             return;
         }
         let mut idle = self.idle.lock().expect("idle pool lock");
@@ -268,9 +275,7 @@ impl Courier {
 }
 
 fn failed(remote: &str, reply: &Reply) -> Outcome {
-    let status = reply
-        .enhanced
-        .map(|(a, b, c)| format!("{a}.{b}.{c}"))
-        .unwrap_or_else(|| format!("{}.0.0", reply.code / 100));
+    let status =
+        reply.enhanced.map(|(a, b, c)| format!("{a}.{b}.{c}")).unwrap_or_else(|| format!("{}.0.0", reply.code / 100));
     Outcome::Failed { remote: remote.to_string(), status, diagnostic: reply.one_line() }
 }

@@ -43,7 +43,9 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     h("Content-Type", &format!("multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""));
     m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
-    m.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ));
     m.push_str(&format!(
         "This is the mail system at host {}.\r\n\r\nYour message (queue id {}) could not be delivered to one or more\r\nrecipients. The mail system gave up for the reasons below.\r\n\r\n",
         input.reporting_host, input.queue_id
@@ -54,7 +56,12 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     }
 
     m.push_str(&format!("--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"));
-    m.push_str(&format!("Reporting-MTA: dns; {}\r\nX-Mxshield-Queue-ID: {}\r\nArrival-Date: {}\r\n", input.reporting_host, input.queue_id, input.arrival.to_rfc2822()));
+    m.push_str(&format!(
+        "Reporting-MTA: dns; {}\r\nX-Mxshield-Queue-ID: {}\r\nArrival-Date: {}\r\n",
+        input.reporting_host,
+        input.queue_id,
+        input.arrival.to_rfc2822()
+    ));
     for f in input.failed {
         m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n", f.rcpt, f.status));
         if !f.remote.is_empty() {
@@ -62,7 +69,11 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
             m.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
         }
         let kind = if f.diagnostic.chars().take(3).all(|c| c.is_ascii_digit()) { "smtp" } else { "x-mxshield" };
-        m.push_str(&format!("Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {}\r\n", one_line(&f.diagnostic), now.to_rfc2822()));
+        m.push_str(&format!(
+            "Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {}\r\n",
+            one_line(&f.diagnostic),
+            now.to_rfc2822()
+        ));
     }
     m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
     let mut out = m.into_bytes();

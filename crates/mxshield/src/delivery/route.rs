@@ -59,7 +59,10 @@ impl Router {
                     NameServerConfig::new(a.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
         };
         builder.options_mut().timeout = cfg.dns_timeout;
         builder.options_mut().attempts = 2;
@@ -150,7 +153,10 @@ impl Router {
             Ok(ips) => {
                 let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, self.smtp_port)).collect();
                 if addrs.is_empty() {
-                    return Err(RouteError::Permanent("5.1.2", format!("domain {domain} has no MX or address records")));
+                    return Err(RouteError::Permanent(
+                        "5.1.2",
+                        format!("domain {domain} has no MX or address records"),
+                    ));
                 }
                 Ok(vec![Candidate { name: domain.to_string(), addrs }])
             }

@@ -11,9 +11,9 @@ use smtp::server::{DataAbort, MailParams, Policy};
 use smtp::{Path, Reply};
 use spool::{Envelope, Writer};
 
+use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
-use super::InboundContext;
 use crate::attrs::{self, Direction};
 use crate::filter::{FilterVerdict, MessageFacts};
 

@@ -1,0 +1,133 @@
+//! Benchmark of the mail path: N messages of S bytes over P parallel SMTP sessions, sent
+//! (a) straight to a sink and (b) through the real `mxshield` binary to the same sink, in the
+//! same run. Prints messages/s for both. Usage:
+//!
+//! ```text
+//! mxshield-bench [--messages 2000] [--size 10240] [--sessions 8] [--mxshield PATH]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use smtp::client::Client;
+use testkit::gateway::Gateway;
+use testkit::sink::{Behaviour, Sink};
+use testkit::{TempDir, free_port};
+
+struct Args {
+    messages: usize,
+    size: usize,
+    sessions: usize,
+    bin: PathBuf,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        messages: 2000,
+        size: 10 * 1024,
+        sessions: 8,
+        bin: std::env::current_exe()?.with_file_name("mxshield"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--messages" => a.messages = value.parse()?,
+            "--size" => a.size = value.parse()?,
+            "--sessions" => a.sessions = value.parse()?,
+            "--mxshield" => a.bin = value.into(),
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(a)
+}
+
+/// A deterministic message of about `size` bytes (headers + 76-column text lines).
+fn message(i: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Bench <bench@remote.test>\r\nTo: alice@acme.example\r\nSubject: bench message {i}\r\nMessage-ID: <bench.{i}@remote.test>\r\nDate: Sat, 28 Nov 2026 07:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let mut n = i as u64;
+    while m.len() + 78 <= size {
+        for _ in 0..76 {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            m.push(b'a' + ((n >> 33) % 26) as u8);
+        }
+        m.extend_from_slice(b"\r\n");
+    }
+    m
+}
+
+/// Sends `count` messages over `sessions` connections; returns when every reply is in.
+async fn push(addr: SocketAddr, count: usize, size: usize, sessions: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        let share = count / sessions + usize::from(s < count % sessions);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr, Default::default()).await?.map_err(|r| anyhow::anyhow!("greeting {r}"))?;
+            c.ehlo("bench.test").await?;
+            let rcpts = vec!["alice@acme.example".to_string()];
+            for k in 0..share {
+                let body = message(s * 1_000_000 + k, size);
+                let tx = c.send("bench@remote.test", &rcpts, Some(body.len() as u64), &body[..]).await?;
+                let code = tx.data.map(|r| r.code).unwrap_or(0);
+                anyhow::ensure!(code == 250, "message refused: {code}");
+            }
+            c.quit().await;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(start.elapsed())
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    anyhow::ensure!(a.bin.exists(), "mxshield binary not found at {} (build with --release)", a.bin.display());
+    println!("workload: {} messages of {} bytes over {} sessions", a.messages, a.size, a.sessions);
+
+    // (a) straight to the sink
+    let direct = Sink::start(Behaviour::Accept).await;
+    let t_direct = push(direct.addr, a.messages, a.size, a.sessions).await?;
+    anyhow::ensure!(direct.messages().len() == a.messages, "sink got {} messages", direct.messages().len());
+    drop(direct);
+
+    // (b) through mxshield (durable spool) to a sink acting as the customer server
+    let sink = Sink::start(Behaviour::Accept).await;
+    let dir = TempDir::new("bench");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let config = format!(
+        "data_dir = \"data\"\n[smtp]\nlisten = [\"{addr}\"]\nhostname = \"mx.bench\"\n[log]\nlevel = \"warn\"\n[contracts]\nreload_interval = \"1s\"\n"
+    );
+    let mut gw = Gateway::new(&a.bin, dir.path(), addr, &config);
+    let contracts = format!(
+        "[[contract]]\nid = \"bench\"\ncustomer = \"Bench\"\naccounts_limit = 1\nstarts = \"2026-01-01\"\n[[contract.domain]]\nname = \"acme.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"alice\"]\n",
+        sink.addr
+    );
+    std::fs::write(dir.path().join("contracts.toml"), contracts)?;
+    let out = gw.cli(&["contracts", "apply", "contracts.toml"]);
+    anyhow::ensure!(out.status.success(), "contracts apply: {}", String::from_utf8_lossy(&out.stderr));
+    gw.spawn();
+    let start = Instant::now();
+    let t_accept = push(addr, a.messages, a.size, a.sessions).await?;
+    let got = sink.wait_for(a.messages, Duration::from_secs(600)).await;
+    let t_end = start.elapsed();
+    anyhow::ensure!(got.len() == a.messages, "customer sink got {} of {} messages", got.len(), a.messages);
+    gw.terminate();
+
+    println!("straight to sink:            {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_direct), t_direct.as_secs_f64());
+    println!("mxshield, accepted (250):    {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_accept), t_accept.as_secs_f64());
+    println!("mxshield, end-to-end:        {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_end), t_end.as_secs_f64());
+    Ok(())
+}
