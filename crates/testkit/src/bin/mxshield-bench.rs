@@ -23,12 +23,8 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        messages: 2000,
-        size: 10 * 1024,
-        sessions: 8,
-        bin: std::env::current_exe()?.with_file_name("mxshield"),
-    };
+    let mut a =
+        Args { messages: 2000, size: 10 * 1024, sessions: 8, bin: std::env::current_exe()?.with_file_name("mxshield") };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
@@ -67,7 +63,8 @@ async fn push(addr: SocketAddr, count: usize, size: usize, sessions: usize) -> a
     for s in 0..sessions {
         let share = count / sessions + usize::from(s < count % sessions);
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(addr, Default::default()).await?.map_err(|r| anyhow::anyhow!("greeting {r}"))?;
+            let mut c =
+                Client::connect(addr, Default::default()).await?.map_err(|r| anyhow::anyhow!("greeting {r}"))?;
             c.ehlo("bench.test").await?;
             let rcpts = vec!["alice@acme.example".to_string()];
             for k in 0..share {
@@ -126,8 +123,16 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(got.len() == a.messages, "customer sink got {} of {} messages", got.len(), a.messages);
     gw.terminate();
 
-    println!("straight to sink:            {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_direct), t_direct.as_secs_f64());
-    println!("mxshield, accepted (250):    {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_accept), t_accept.as_secs_f64());
+    println!(
+        "straight to sink:            {:>8.0} msg/s  ({:.2} s)",
+        rate(a.messages, t_direct),
+        t_direct.as_secs_f64()
+    );
+    println!(
+        "mxshield, accepted (250):    {:>8.0} msg/s  ({:.2} s)",
+        rate(a.messages, t_accept),
+        t_accept.as_secs_f64()
+    );
     println!("mxshield, end-to-end:        {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_end), t_end.as_secs_f64());
     Ok(())
 }
