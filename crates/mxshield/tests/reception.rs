@@ -315,3 +315,35 @@ async fn over_connection_limit_gets_421() {
     let (_c, g3) = RawClient::connect(gw.addr).await.unwrap();
     assert_eq!((g1.code, g2.code, g3.code), (220, 220, 421));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_time_out_with_421() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let port = testkit::free_port();
+    let dir = testkit::TempDir::new("timeouts");
+    let cfg = config(port, customer.addr, "", "")
+        .replace("command_timeout = \"20s\"", "command_timeout = \"1s\"\ndata_timeout = \"1s\"");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut gw = testkit::gateway::Gateway::new(std::path::Path::new(BIN), dir.path(), addr, &cfg);
+    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
+    gw.spawn();
+    // waiting for a command
+    let (mut c, _) = RawClient::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
+    let r = c.reply().await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (421, Some("4.4.2")));
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    // waiting for data, after part of a message: nothing is queued
+    let (mut c, _) = RawClient::connect(addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<a@remote.test>").await.unwrap();
+    c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(b"Subject: half\r\n\r\nthe rest never comes").await.unwrap();
+    let r = c.reply().await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (421, Some("4.4.2")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = gw.cli(&["queue", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(0 messages)"));
+    assert!(customer.messages().is_empty());
+}

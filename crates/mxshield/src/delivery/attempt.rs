@@ -81,7 +81,7 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
             let diagnostic = format!("gave up after {lifetime} in the queue; last error: {}", st.last_error);
             tracing::info!(
                 event = "bounced", queue_id = %log.id, contract = %log.contract, direction = %log.direction,
-                from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
+                client_ip = %log.client_ip, from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
             );
             newly_failed.push(FailedRcpt {
                 rcpt: env.recipients[i].clone(),
@@ -141,6 +141,7 @@ struct LogFields {
     id: String,
     contract: String,
     direction: String,
+    client_ip: String,
     from: String,
 }
 
@@ -150,6 +151,7 @@ impl LogFields {
             id: id.to_string(),
             contract: env.attr(attrs::CONTRACT).unwrap_or("").to_string(),
             direction: env.attr(attrs::DIRECTION).unwrap_or("").to_string(),
+            client_ip: env.attr(attrs::CLIENT_IP).unwrap_or("").to_string(),
             from: env.sender.clone(),
         }
     }
@@ -157,18 +159,19 @@ impl LogFields {
 
 /// Logs an outcome and turns it into the recipient's new status.
 fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
-    let (id, contract, direction, from) = (&log.id, &log.contract, &log.direction, &log.from);
+    let (id, contract, direction, client_ip, from) =
+        (&log.id, &log.contract, &log.direction, &log.client_ip, &log.from);
     match outcome {
         Outcome::Delivered { remote, reply } => {
-            tracing::info!(event = "delivered", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, reply = %reply);
+            tracing::info!(event = "delivered", queue_id = %id, contract = %contract, direction = %direction, client_ip = %client_ip, from = %from, to = %rcpt, remote = %remote, reply = %reply);
             RcptStatus { state: RcptState::Delivered, last_error: String::new(), remote: remote.clone() }
         }
         Outcome::Failed { remote, status, diagnostic } => {
-            tracing::info!(event = "bounced", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, status = %status, reply = %diagnostic);
+            tracing::info!(event = "bounced", queue_id = %id, contract = %contract, direction = %direction, client_ip = %client_ip, from = %from, to = %rcpt, remote = %remote, status = %status, reply = %diagnostic);
             RcptStatus { state: RcptState::Failed, last_error: diagnostic.clone(), remote: remote.clone() }
         }
         Outcome::Deferred { remote, error } => {
-            tracing::info!(event = "deferred", queue_id = %id, contract = %contract, direction = %direction, from = %from, to = %rcpt, remote = %remote, reply = %error);
+            tracing::info!(event = "deferred", queue_id = %id, contract = %contract, direction = %direction, client_ip = %client_ip, from = %from, to = %rcpt, remote = %remote, reply = %error);
             RcptStatus { state: RcptState::Deferred, last_error: error.clone(), remote: remote.clone() }
         }
     }

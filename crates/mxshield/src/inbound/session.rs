@@ -67,9 +67,12 @@ impl GatewaySession {
             [one] => format!("\r\n\tfor <{one}>;"),
             _ => ";".to_string(),
         };
+        let ip = match self.client {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("IPv6:{v6}"),
+        };
         format!(
             "Received: from {helo} ([{ip}])\r\n\tby {host} (mxshield) with {proto} id {id}{for_part} {date}\r\n",
-            ip = self.client,
             host = self.ctx.smtp.hostname,
             date = Utc::now().to_rfc2822(),
         )
