@@ -83,14 +83,9 @@ fn contracts_apply_validates_everything_and_changes_nothing_on_error() {
 async fn queue_show_flush_delete() {
     let customer = Sink::start(Behaviour::DataReply(451, (4, 3, 0))).await;
     let remote = Sink::start(Behaviour::Accept).await;
-    let dir = TempDir::new("queue-cli");
-    let port = testkit::free_port();
-    let cfg = config(port, remote.addr, "", "")
-        .replace("retry_min = \"1s\"\nretry_max = \"2s\"", "retry_min = \"1h\"\nretry_max = \"2h\"");
-    let mut gw =
-        testkit::gateway::Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
-    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
-    gw.spawn();
+    let (gw, dir) = gateway("queue-cli", &quoted(customer.addr), remote.addr, |c| {
+        c.replace("retry_min = \"1s\"\nretry_max = \"2s\"", "retry_min = \"1h\"\nretry_max = \"2h\"")
+    });
     let w = common::World { gw, customer, remote, dir };
     let mut ids = Vec::new();
     for subject in ["keep me", "delete me"] {

@@ -2,33 +2,19 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use testkit::TempDir;
 use testkit::client::{RawClient, message, send_one};
 use testkit::dns::{DnsServer, Zone};
 use testkit::gateway::Gateway;
 use testkit::sink::{Behaviour, Sink, Tarpit};
-use testkit::{TempDir, free_port};
 
-/// A gateway whose acme.example contract lists `receiving` (TOML array items) as servers.
-async fn gateway_with_servers(name: &str, receiving: &str, delivery_extra: &str, remote: &Sink) -> (Gateway, TempDir) {
-    let dir = TempDir::new(name);
-    let port = free_port();
-    let mut gw = Gateway::new(
-        Path::new(BIN),
-        dir.path(),
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &config(port, remote.addr, delivery_extra, ""),
-    );
-    apply(&gw, &contracts(receiving));
-    gw.spawn();
-    (gw, dir)
-}
-
-fn dead_addr() -> String {
-    format!("127.0.0.1:{}", free_port())
+/// A gateway whose acme.example contract lists `receiving` as servers, with `extra` keys in
+/// `[delivery]`.
+fn gateway_with_servers(name: &str, receiving: &str, extra: &str, remote: &Sink) -> (Gateway, TempDir) {
+    gateway(name, receiving, remote.addr, |c| c.replace("[delivery]\n", &format!("[delivery]\n{extra}\n")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,8 +22,8 @@ async fn next_receiving_server_on_connection_failure_or_4xx() {
     let busy = Sink::start(Behaviour::RcptReply(451, (4, 3, 0))).await;
     let good = Sink::start(Behaviour::Accept).await;
     let remote = Sink::start(Behaviour::Accept).await;
-    let servers = format!("\"{}\", \"{}\", \"{}\"", dead_addr(), busy.addr, good.addr);
-    let (gw, _dir) = gateway_with_servers("nexthop", &servers, "", &remote).await;
+    let servers = format!("{}, {}, {}", quoted(down_addr()), quoted(busy.addr), quoted(good.addr));
+    let (gw, _dir) = gateway_with_servers("nexthop", &servers, "", &remote);
     let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example", "bob@acme.example"], &message("hop", "x"))
         .await
         .unwrap();
@@ -119,8 +105,7 @@ async fn null_sender_is_never_bounced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_bounces_after_the_queue_lifetime() {
     let remote = Sink::start(Behaviour::Accept).await;
-    let (gw, _dir) =
-        gateway_with_servers("expire", &format!("\"{}\"", dead_addr()), "queue_lifetime = \"3s\"", &remote).await;
+    let (gw, _dir) = gateway_with_servers("expire", &quoted(down_addr()), "queue_lifetime = \"3s\"", &remote);
     let start = Instant::now();
     let r =
         send_one(gw.addr, "sender@remote.test", &["alice@acme.example"], &message("never arrives", "x")).await.unwrap();
@@ -149,8 +134,10 @@ async fn outbound_uses_mx_lookup_with_fallbacks_and_null_mx() {
     let dns = DnsServer::start(zone).await;
     let customer = Sink::start(Behaviour::Accept).await;
     let remote = Sink::start(Behaviour::Accept).await;
-    let extra = format!("smtp_port = {port}\n[delivery.dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"", dns.addr);
-    let (gw, _dir) = gateway_with_servers("mx", &format!("\"{}\"", customer.addr), &extra, &remote).await;
+    let dns_table = format!("[delivery.dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n", dns.addr);
+    let (gw, _dir) = gateway("mx", &quoted(customer.addr), remote.addr, |c| {
+        format!("{}\n{dns_table}", c.replace("[delivery]\n", &format!("[delivery]\nsmtp_port = {port}\n")))
+    });
     let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
     c.cmd("EHLO mail.acme.example").await.unwrap();
     let r = c
@@ -184,7 +171,7 @@ async fn outbound_uses_mx_lookup_with_fallbacks_and_null_mx() {
 async fn outbound_delivery_uses_starttls_when_offered() {
     let remote = Sink::start_on("127.0.0.1:0".parse().unwrap(), Behaviour::Accept, true).await;
     let customer = Sink::start(Behaviour::Accept).await;
-    let (gw, _dir) = gateway_with_servers("tlsout", &format!("\"{}\"", customer.addr), "", &remote).await;
+    let (gw, _dir) = gateway_with_servers("tlsout", &quoted(customer.addr), "", &remote);
     let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
     c.cmd("EHLO mail.acme.example").await.unwrap();
     let r = c.send_mail("alice@acme.example", &["x@remote.test"], &message("tls", "x")).await.unwrap();
@@ -199,18 +186,17 @@ async fn deferred_backlog_for_a_dead_server_does_not_delay_fresh_mail() {
     let tarpit = Tarpit::start().await;
     let customer = Sink::start(Behaviour::Accept).await;
     let remote = Sink::start(Behaviour::Accept).await;
-    let dir = TempDir::new("fairness");
-    let port = free_port();
-    let extra = "workers = 8\ncommand_timeout = \"2s\"\nretry_min = \"1s\"";
-    let cfg = config(port, remote.addr, extra, "").replace("retry_min = \"1s\"\nretry_max", "retry_max");
-    let mut gw = Gateway::new(Path::new(BIN), dir.path(), format!("127.0.0.1:{port}").parse().unwrap(), &cfg);
+    let extra = "workers = 8\ncommand_timeout = \"2s\"";
+    let (gw, _dir) = gateway("fairness", &quoted(customer.addr), remote.addr, |c| {
+        c.replace("[delivery]\n", &format!("[delivery]\n{extra}\n"))
+    });
     let two = format!(
         "{}\n[[contract]]\nid = \"deadco\"\ncustomer = \"Dead Co\"\naccounts_limit = 1\nstarts = \"2026-01-01\"\n[[contract.domain]]\nname = \"dead.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"info\"]\n",
-        contracts(&format!("\"{}\"", customer.addr)),
+        contracts(&quoted(customer.addr)),
         tarpit.addr
     );
     apply(&gw, &two);
-    gw.spawn();
+    gw.wait_log("contracts_reloaded", WAIT).await;
     let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
     c.cmd("EHLO client.test").await.unwrap();
     for i in 0..20 {

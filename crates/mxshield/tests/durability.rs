@@ -3,31 +3,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use testkit::client::{RawClient, message, send_one};
-use testkit::gateway::Gateway;
 use testkit::sink::{Behaviour, Sink};
-use testkit::{TempDir, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_right_after_250_loses_nothing() {
     // The customer server is down while the message is received.
-    let customer_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let customer_addr = down_addr();
     let remote = Sink::start(Behaviour::Accept).await;
-    let dir = TempDir::new("kill-after-250");
-    let port = free_port();
-    let mut gw = Gateway::new(
-        Path::new(BIN),
-        dir.path(),
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &config(port, remote.addr, "", ""),
-    );
-    apply(&gw, &contracts(&format!("\"{customer_addr}\"")));
-    gw.spawn();
+    let (mut gw, _dir) = gateway("kill-after-250", &quoted(customer_addr), remote.addr, |c| c);
     let mut bodies = Vec::new();
     let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
     c.cmd("EHLO client.test").await.unwrap();
@@ -70,18 +57,9 @@ async fn kill9_during_delivery_redelivers_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_spool_files_move_to_corrupt_at_startup() {
-    let customer_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let customer_addr = down_addr();
     let remote = Sink::start(Behaviour::Accept).await;
-    let dir = TempDir::new("corrupt");
-    let port = free_port();
-    let mut gw = Gateway::new(
-        Path::new(BIN),
-        dir.path(),
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &config(port, remote.addr, "", ""),
-    );
-    apply(&gw, &contracts(&format!("\"{customer_addr}\"")));
-    gw.spawn();
+    let (mut gw, dir) = gateway("corrupt", &quoted(customer_addr), remote.addr, |c| c);
     for i in 0..2 {
         let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &message(&format!("m{i}"), "body"))
             .await

@@ -243,17 +243,10 @@ async fn starttls_is_offered_and_works() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tls = format!("[smtp.tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
-    // smtp.tls must come after the [smtp] keys: append it after the whole config
-    let w = world_with("starttls", "", "", testkit::sink::Behaviour::Accept).await;
-    drop(w);
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
-    let port = testkit::free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let wdir = testkit::TempDir::new("starttls");
-    let cfg = format!("{}\n{tls}", config(port, customer.addr, "", ""));
-    let mut gw = testkit::gateway::Gateway::new(std::path::Path::new(BIN), wdir.path(), addr, &cfg);
-    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
-    gw.spawn();
+    // [smtp.tls] goes after every other table of the standard config
+    let (_gw, _wdir) = gateway("starttls", &quoted(customer.addr), customer.addr, |c| format!("{c}\n{tls}"));
+    let addr = _gw.addr;
     // a real TLS client: our own smtp client with opportunistic TLS
     let mut client = smtp::client::Client::connect(addr, Default::default()).await.unwrap().unwrap();
     client.ehlo("client.test").await.unwrap();
@@ -300,16 +293,9 @@ async fn contract_changes_apply_without_restart_or_dropping_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_connection_limit_gets_421() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
-    let port = testkit::free_port();
-    let dir = testkit::TempDir::new("connlimit");
-    let cfg = config(port, customer.addr, "", "")
-        .replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2");
-    let gw = testkit::gateway::Gateway::start(
-        std::path::Path::new(BIN),
-        dir.path(),
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        &cfg,
-    );
+    let (gw, _dir) = gateway("connlimit", &quoted(customer.addr), customer.addr, |c| {
+        c.replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2")
+    });
     let (_a, g1) = RawClient::connect(gw.addr).await.unwrap();
     let (_b, g2) = RawClient::connect(gw.addr).await.unwrap();
     let (_c, g3) = RawClient::connect(gw.addr).await.unwrap();
@@ -319,14 +305,10 @@ async fn over_connection_limit_gets_421() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clients_time_out_with_421() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
-    let port = testkit::free_port();
-    let dir = testkit::TempDir::new("timeouts");
-    let cfg = config(port, customer.addr, "", "")
-        .replace("command_timeout = \"20s\"", "command_timeout = \"1s\"\ndata_timeout = \"1s\"");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut gw = testkit::gateway::Gateway::new(std::path::Path::new(BIN), dir.path(), addr, &cfg);
-    apply(&gw, &contracts(&format!("\"{}\"", customer.addr)));
-    gw.spawn();
+    let (gw, _dir) = gateway("timeouts", &quoted(customer.addr), customer.addr, |c| {
+        c.replace("command_timeout = \"20s\"", "command_timeout = \"1s\"\ndata_timeout = \"1s\"")
+    });
+    let addr = gw.addr;
     // waiting for a command
     let (mut c, _) = RawClient::connect(addr).await.unwrap();
     let start = std::time::Instant::now();

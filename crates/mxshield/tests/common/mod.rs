@@ -74,6 +74,28 @@ pub fn apply(gw: &Gateway, contracts_toml: &str) {
     assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Starts a gateway whose acme.example lists `receiving` (TOML array items) as its servers,
+/// with the standard configuration passed through `edit` first.
+pub fn gateway(name: &str, receiving: &str, remote: SocketAddr, edit: impl Fn(String) -> String) -> (Gateway, TempDir) {
+    let dir = TempDir::new(name);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut gw = Gateway::new(Path::new(BIN), dir.path(), addr, &edit(config(port, remote, "", "")));
+    apply(&gw, &contracts(receiving));
+    gw.spawn();
+    (gw, dir)
+}
+
+/// A customer server address where nothing listens (yet).
+pub fn down_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// `"addr"` as a TOML array item.
+pub fn quoted(addr: SocketAddr) -> String {
+    format!("\"{addr}\"")
+}
+
 /// Starts sinks and the gateway with the standard contract.
 pub async fn world(name: &str) -> World {
     world_with(name, "", "", Behaviour::Accept).await
