@@ -190,7 +190,7 @@ impl Policy for GatewaySession {
                 Ok(Ok(id)) => {
                     tracing::info!(
                         event = "received", queue_id = %id, contract = %txn.contracts.join(","),
-                        direction = txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
+                        direction = %txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
                         from = %txn.sender, to = %txn.rcpts.join(","), size,
                     );
                     let _ = self.ctx.queued.send(id.clone());
