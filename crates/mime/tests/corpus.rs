@@ -123,3 +123,34 @@ fn normalise(b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+fn ruby(name: &str) -> Vec<u8> {
+    std::fs::read(corpus().join("ruby-mail-gem/spec/fixtures/emails/multi_charset").join(name)).unwrap()
+}
+
+#[test]
+fn japanese_attachment_names_decode() {
+    let raw = ruby("japanese_attachment.eml");
+    let m = mime::parse(&raw);
+    let names: Vec<String> = m.root.walk().iter().filter_map(|(_, p)| p.filename()).collect();
+    assert_eq!(names, vec!["てすと.txt"]);
+
+    let raw = ruby("japanese_attachment_long_name.eml");
+    let m = mime::parse(&raw);
+    let names: Vec<String> = m.root.walk().iter().filter_map(|(_, p)| p.filename()).collect();
+    assert_eq!(names, vec!["かきくけこ".repeat(5) + ".txt"]);
+    let subject = m.root.header_text(&raw, "subject").unwrap();
+    assert_eq!(subject, "まみむめも".repeat(10));
+}
+
+#[test]
+fn japanese_bodies_decode_with_their_charsets() {
+    for (file, needle) in [("japanese_shift_jis.eml", "\u{3042}"), ("japanese_iso_2022.eml", "")] {
+        let raw = ruby(file);
+        let m = mime::parse(&raw);
+        let body = m.root.decoded_body(&raw);
+        let text = mime::charset::decode(&body, m.root.charset());
+        assert!(!text.contains('\u{fffd}'), "{file}: replacement characters in {text:?}");
+        assert!(text.contains(needle));
+    }
+}
