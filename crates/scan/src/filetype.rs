@@ -1,0 +1,182 @@
+//! File types by content (magic bytes), never by name.
+
+use serde::Serialize;
+
+/// What a buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    Zip,
+    Gzip,
+    Bzip2,
+    Xz,
+    Tar,
+    SevenZip,
+    Rar,
+    Pdf,
+    Ole2,
+    Pe,
+    Elf,
+    MachO,
+    Java,
+    Flash,
+    Image,
+    Mail,
+    Html,
+    Text,
+    Binary,
+}
+
+impl FileType {
+    /// Detects the type of `d`.
+    pub fn detect(d: &[u8]) -> FileType {
+        let starts = |m: &[u8]| d.starts_with(m);
+        if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
+            FileType::Zip
+        } else if starts(&[0x1f, 0x8b]) {
+            FileType::Gzip
+        } else if starts(b"BZh") && d.get(3).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+            FileType::Bzip2
+        } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            FileType::Xz
+        } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
+            FileType::SevenZip
+        } else if starts(b"Rar!\x1a\x07") {
+            FileType::Rar
+        } else if starts(b"%PDF-") || d.get(..1024).is_some_and(|h| memchr::memmem::find(h, b"%PDF-").is_some()) {
+            FileType::Pdf
+        } else if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
+            FileType::Ole2
+        } else if starts(b"MZ") {
+            FileType::Pe
+        } else if starts(b"\x7fELF") {
+            FileType::Elf
+        } else if starts(&[0xfe, 0xed, 0xfa, 0xce])
+            || starts(&[0xfe, 0xed, 0xfa, 0xcf])
+            || starts(&[0xce, 0xfa, 0xed, 0xfe])
+            || starts(&[0xcf, 0xfa, 0xed, 0xfe])
+        {
+            FileType::MachO
+        } else if starts(&[0xca, 0xfe, 0xba, 0xbe]) {
+            FileType::Java
+        } else if starts(b"FWS") || starts(b"CWS") || starts(b"ZWS") {
+            FileType::Flash
+        } else if starts(b"GIF8") || starts(b"\x89PNG") || starts(&[0xff, 0xd8, 0xff]) || starts(b"BM") {
+            FileType::Image
+        } else if is_tar(d) {
+            FileType::Tar
+        } else if looks_like_mail(d) {
+            FileType::Mail
+        } else if looks_like_html(d) {
+            FileType::Html
+        } else if is_text(d) {
+            FileType::Text
+        } else {
+            FileType::Binary
+        }
+    }
+
+    /// Whether ClamAV target type `t` applies to this type.
+    pub fn matches_target(self, t: u32) -> bool {
+        match t {
+            0 => true,
+            1 => self == FileType::Pe,
+            2 => self == FileType::Ole2,
+            5 => self == FileType::Image,
+            6 => self == FileType::Elf,
+            9 => self == FileType::MachO,
+            10 => self == FileType::Pdf,
+            11 => self == FileType::Flash,
+            12 => self == FileType::Java,
+            _ => false,
+        }
+    }
+
+    /// Whether the unpackers open this type.
+    pub fn is_container(self) -> bool {
+        matches!(
+            self,
+            FileType::Zip
+                | FileType::Gzip
+                | FileType::Bzip2
+                | FileType::Xz
+                | FileType::Tar
+                | FileType::SevenZip
+                | FileType::Rar
+                | FileType::Mail
+        )
+    }
+}
+
+/// A ustar/GNU/old tar header: checksum of the first 512 bytes.
+fn is_tar(d: &[u8]) -> bool {
+    if d.len() < 512 {
+        return false;
+    }
+    let h = &d[..512];
+    if &h[257..262] == b"ustar" {
+        return true;
+    }
+    let field = std::str::from_utf8(&h[148..156]).unwrap_or("");
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else { return false };
+    let sum: u32 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+    stored == sum && h[0] != 0
+}
+
+/// Starts with header fields typical of a message (`From:`, `Received:`, `Content-Type:` …).
+fn looks_like_mail(d: &[u8]) -> bool {
+    let head = &d[..d.len().min(4096)];
+    let mut known = 0;
+    for line in head.split(|&b| b == b'\n').take(40) {
+        let lower: Vec<u8> = line.iter().take(30).map(u8::to_ascii_lowercase).collect();
+        for f in [
+            &b"from:"[..],
+            b"to:",
+            b"subject:",
+            b"received:",
+            b"content-type:",
+            b"mime-version:",
+            b"message-id:",
+            b"date:",
+            b"return-path:",
+        ] {
+            if lower.starts_with(f) {
+                known += 1;
+            }
+        }
+        if line.is_empty() || line == b"\r" {
+            break;
+        }
+    }
+    known >= 2 && (head.starts_with(b"From ") || head.first().is_some_and(|c| c.is_ascii_alphabetic()))
+}
+
+fn looks_like_html(d: &[u8]) -> bool {
+    let head: Vec<u8> = d[..d.len().min(1024)].iter().map(u8::to_ascii_lowercase).collect();
+    let trimmed = head.trim_ascii_start();
+    trimmed.starts_with(b"<!doctype html")
+        || trimmed.starts_with(b"<html")
+        || memchr::memmem::find(&head, b"<html").is_some()
+}
+
+fn is_text(d: &[u8]) -> bool {
+    let sample = &d[..d.len().min(8192)];
+    let bad = sample.iter().filter(|&&b| b < 0x09 || (0x0e..0x20).contains(&b) && b != 0x1b).count();
+    bad * 100 <= sample.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic() {
+        assert_eq!(FileType::detect(b"PK\x03\x04rest"), FileType::Zip);
+        assert_eq!(FileType::detect(b"MZ\x90\x00"), FileType::Pe);
+        assert_eq!(FileType::detect(b"%PDF-1.7"), FileType::Pdf);
+        assert_eq!(FileType::detect(b"From: a@b\nSubject: x\n\nbody"), FileType::Mail);
+        assert_eq!(FileType::detect(b"hello world\n"), FileType::Text);
+        assert_eq!(FileType::detect(&[0u8, 1, 2, 3, 0, 0, 5]), FileType::Binary);
+        assert!(FileType::Pe.matches_target(1) && !FileType::Pe.matches_target(6) && FileType::Text.matches_target(0));
+    }
+}

@@ -1,0 +1,71 @@
+//! mxshield's built-in scanning engine: bytes in, report out (no SMTP, no spool).
+//!
+//! - [`sigdb`]: ClamAV-format databases (`.hdb`, `.hsb`, `.ndb`, `.ldb` subset, `.fp`,
+//!   `.sfp`, `.ign2`, `.cvd`/`.cld`), unsupported kinds counted.
+//! - [`matcher`]: [`Signatures`], the compiled database (hash tables, a 4-byte-anchor
+//!   prefilter with exact verification, logical expressions), shared through an `Arc`.
+//! - [`filetype`], [`unpack`] (zip, gzip, bzip2, xz, tar, 7z, RAR headers), [`encrypted`]
+//!   (R11), [`walk`] (recursion under [`Limits`]), [`report`] ([`Report`], [`Layer`]) and
+//!   [`Verdict`].
+//! - [`Engine`]: one database and one set of limits; cheap to clone.
+
+pub mod encrypted;
+pub mod filetype;
+pub mod limits;
+pub mod matcher;
+pub mod report;
+pub mod sigdb;
+pub mod unpack;
+pub mod verdict;
+pub mod walk;
+
+use std::sync::Arc;
+
+pub use filetype::FileType;
+pub use limits::Limits;
+pub use matcher::{Detection, Signatures};
+pub use report::{Layer, Report};
+pub use verdict::Verdict;
+
+use limits::Budget;
+use walk::Walker;
+
+/// A scanning engine: an immutable compiled database and limits.
+#[derive(Clone)]
+pub struct Engine {
+    sigs: Arc<Signatures>,
+    limits: Limits,
+}
+
+impl Engine {
+    /// An engine over `sigs` with `limits`.
+    pub fn new(sigs: Arc<Signatures>, limits: Limits) -> Engine {
+        Engine { sigs, limits }
+    }
+
+    /// The database in use.
+    pub fn signatures(&self) -> &Arc<Signatures> {
+        &self.sigs
+    }
+
+    /// The limits in use.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Scans a file or buffer; its type (including mail) is detected from its content.
+    pub fn scan_bytes(&self, name: &str, data: &[u8]) -> Report {
+        self.run(name, data, false)
+    }
+
+    /// Scans a message (RFC 5322 bytes): every MIME part, recursively.
+    pub fn scan_message(&self, raw: &[u8]) -> Report {
+        self.run("message", raw, true)
+    }
+
+    fn run(&self, name: &str, data: &[u8], mail: bool) -> Report {
+        let mut w = Walker::new(&self.sigs, Budget::new(self.limits));
+        let root = w.scan(name.to_string(), data, 0, mail);
+        Report { root, bytes_scanned: w.scanned, signatures: self.sigs.version.clone() }
+    }
+}

@@ -1,0 +1,91 @@
+//! The report of a scan: a tree of layers (message › part › archive member …), each with its
+//! type, size, verdict and evidence.
+
+use serde::Serialize;
+
+use crate::filetype::FileType;
+use crate::verdict::Verdict;
+
+/// One layer of what was scanned.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layer {
+    /// This layer's own name: `message`, `part 3 (invoice.zip)`, `docs/eicar.com` …
+    pub name: String,
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+    pub size: u64,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// What matched (signature and where), or why the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// MIME part path (1-based) for parts of a message, e.g. `[2, 1]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_path: Option<Vec<usize>>,
+    /// Decoded file name, when the layer had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Layer>,
+}
+
+impl Layer {
+    /// A clean layer with no children yet.
+    pub fn new(name: impl Into<String>, file_type: FileType, size: u64) -> Layer {
+        Layer {
+            name: name.into(),
+            file_type,
+            size,
+            verdict: Verdict::Clean,
+            evidence: None,
+            mime_path: None,
+            filename: None,
+            children: Vec::new(),
+        }
+    }
+
+    /// The worst verdict in this subtree.
+    pub fn overall(&self) -> Verdict {
+        self.children.iter().fold(self.verdict.clone(), |v, c| v.worst(c.overall()))
+    }
+
+    /// Every layer whose own verdict is not clean, with its path (`a › b › c`).
+    pub fn findings(&self) -> Vec<(String, &Layer)> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, path: &mut Vec<&'a str>, out: &mut Vec<(String, &'a Layer)>) {
+        path.push(&self.name);
+        if self.verdict != Verdict::Clean {
+            out.push((path.join(" › "), self));
+        }
+        for c in &self.children {
+            c.collect(path, out);
+        }
+        path.pop();
+    }
+
+    /// Number of layers in this subtree.
+    pub fn count(&self) -> usize {
+        1 + self.children.iter().map(Layer::count).sum::<usize>()
+    }
+}
+
+/// A finished scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub root: Layer,
+    /// Bytes examined by the matchers (decoded and expanded data included).
+    pub bytes_scanned: u64,
+    /// The signature database version used.
+    pub signatures: String,
+}
+
+impl Report {
+    /// The verdict of the whole scan.
+    pub fn verdict(&self) -> Verdict {
+        self.root.overall()
+    }
+}

@@ -1,0 +1,141 @@
+//! Logical signatures (`.ldb`): a boolean expression over counts of sub-signature matches.
+//!
+//! Supported expressions: sub-signature numbers, `&`, `|`, parentheses, and count conditions
+//! `X=n`, `X>n`, `X<n` (also on parenthesised groups, counting matches of all members).
+
+/// An expression node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    Sub(usize),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Count { expr: Box<Expr>, op: CountOp, n: u32 },
+}
+
+/// Comparison in a count condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOp {
+    Eq,
+    Gt,
+    Lt,
+}
+
+impl Expr {
+    /// Parses a ClamAV logical expression.
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let toks: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut p = 0;
+        let e = parse_or(&toks, &mut p)?;
+        if p != toks.len() {
+            return Err(format!("unexpected {:?} in logical expression {s:?}", toks[p]));
+        }
+        Ok(e)
+    }
+
+    /// Highest sub-signature number used.
+    pub fn max_sub(&self) -> usize {
+        match self {
+            Expr::Sub(n) => *n,
+            Expr::And(v) | Expr::Or(v) => v.iter().map(Expr::max_sub).max().unwrap_or(0),
+            Expr::Count { expr, .. } => expr.max_sub(),
+        }
+    }
+
+    fn total(&self, counts: &[u32]) -> u32 {
+        match self {
+            Expr::Sub(n) => counts.get(*n).copied().unwrap_or(0),
+            Expr::And(v) | Expr::Or(v) => v.iter().map(|e| e.total(counts)).sum(),
+            Expr::Count { expr, .. } => expr.total(counts),
+        }
+    }
+
+    /// Evaluates with the number of matches of each sub-signature.
+    pub fn eval(&self, counts: &[u32]) -> bool {
+        match self {
+            Expr::Sub(n) => counts.get(*n).copied().unwrap_or(0) > 0,
+            Expr::And(v) => v.iter().all(|e| e.eval(counts)),
+            Expr::Or(v) => v.iter().any(|e| e.eval(counts)),
+            Expr::Count { expr, op, n } => {
+                let t = expr.total(counts);
+                match op {
+                    CountOp::Eq => t == *n,
+                    CountOp::Gt => t > *n,
+                    CountOp::Lt => t < *n,
+                }
+            }
+        }
+    }
+}
+
+fn parse_or(t: &[char], p: &mut usize) -> Result<Expr, String> {
+    let mut items = vec![parse_and(t, p)?];
+    while t.get(*p) == Some(&'|') {
+        *p += 1;
+        items.push(parse_and(t, p)?);
+    }
+    Ok(if items.len() == 1 { items.pop().expect("one") } else { Expr::Or(items) })
+}
+
+fn parse_and(t: &[char], p: &mut usize) -> Result<Expr, String> {
+    let mut items = vec![parse_count(t, p)?];
+    while t.get(*p) == Some(&'&') {
+        *p += 1;
+        items.push(parse_count(t, p)?);
+    }
+    Ok(if items.len() == 1 { items.pop().expect("one") } else { Expr::And(items) })
+}
+
+fn parse_count(t: &[char], p: &mut usize) -> Result<Expr, String> {
+    let atom = parse_atom(t, p)?;
+    let op = match t.get(*p) {
+        Some('=') => CountOp::Eq,
+        Some('>') => CountOp::Gt,
+        Some('<') => CountOp::Lt,
+        _ => return Ok(atom),
+    };
+    *p += 1;
+    let n = number(t, p).ok_or("count without a number")?;
+    if t.get(*p) == Some(&',') {
+        return Err("count conditions with ',' (distinct matches) are not supported".into());
+    }
+    Ok(Expr::Count { expr: Box::new(atom), op, n: n as u32 })
+}
+
+fn parse_atom(t: &[char], p: &mut usize) -> Result<Expr, String> {
+    if t.get(*p) == Some(&'(') {
+        *p += 1;
+        let e = parse_or(t, p)?;
+        if t.get(*p) != Some(&')') {
+            return Err("missing ')' in logical expression".into());
+        }
+        *p += 1;
+        return Ok(e);
+    }
+    number(t, p).map(Expr::Sub).ok_or_else(|| format!("expected a sub-signature number at {:?}", t.get(*p)))
+}
+
+fn number(t: &[char], p: &mut usize) -> Option<usize> {
+    let start = *p;
+    while t.get(*p).is_some_and(|c| c.is_ascii_digit()) {
+        *p += 1;
+    }
+    t[start..*p].iter().collect::<String>().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions() {
+        let e = Expr::parse("(0|1)&2").unwrap();
+        assert!(e.eval(&[1, 0, 1]));
+        assert!(!e.eval(&[1, 0, 0]));
+        assert_eq!(e.max_sub(), 2);
+        let c = Expr::parse("0=2&1>1&2<1").unwrap();
+        assert!(c.eval(&[2, 2, 0]));
+        assert!(!c.eval(&[3, 2, 0]));
+        assert!(Expr::parse("0&").is_err());
+        assert!(Expr::parse("0,1").is_err());
+    }
+}

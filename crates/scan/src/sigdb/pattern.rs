@@ -1,0 +1,280 @@
+//! ClamAV body-signature patterns (`.ndb` hex signatures and `.ldb` sub-signatures).
+//!
+//! Supported: hex bytes, `??`, nibbles `a?` / `?a`, `*`, `{n}`, `{-n}`, `{n-}`, `{n-m}`,
+//! `[n-m]`, alternatives `(aa|bbcc|…)` and negated single-byte alternatives `!(aa|bb)`.
+
+use std::fmt;
+
+/// One byte position: value and mask (mask bits that must match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteMatch {
+    pub value: u8,
+    pub mask: u8,
+}
+
+impl ByteMatch {
+    /// Whether `b` matches.
+    #[inline]
+    pub fn matches(self, b: u8) -> bool {
+        b & self.mask == self.value
+    }
+
+    /// A fully specified byte.
+    pub fn exact(value: u8) -> Self {
+        ByteMatch { value, mask: 0xff }
+    }
+
+    fn is_exact(self) -> bool {
+        self.mask == 0xff
+    }
+}
+
+/// A piece of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Bytes to match one after the other.
+    Bytes(Vec<ByteMatch>),
+    /// One of several byte strings (possibly of different lengths).
+    Alt(Vec<Vec<ByteMatch>>),
+    /// Any single byte except these.
+    NotAlt(Vec<u8>),
+    /// Skip between `min` and `max` bytes (`None` = unbounded).
+    Gap { min: usize, max: Option<usize> },
+}
+
+/// A parsed pattern: pieces in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub pieces: Vec<Piece>,
+}
+
+/// Why a hex signature could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("invalid hex signature: {0}")]
+    Syntax(String),
+    #[error("unsupported signature syntax: {0}")]
+    Unsupported(String),
+}
+
+impl Pattern {
+    /// Parses ClamAV hex signature syntax.
+    pub fn parse(hex: &str) -> Result<Pattern, PatternError> {
+        let s = hex.trim().as_bytes();
+        let mut p = Parser { s, i: 0, pieces: Vec::new() };
+        p.run()?;
+        let pat = Pattern { pieces: p.pieces };
+        if !pat.pieces.iter().any(|p| !matches!(p, Piece::Gap { .. })) {
+            return Err(PatternError::Syntax(format!("{hex:?} matches nothing specific")));
+        }
+        Ok(pat)
+    }
+
+    /// Sum of the fixed-width parts (lower bound of a match's length).
+    pub fn fixed_len_min(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Bytes(b) => b.len(),
+                Piece::Alt(a) => a.iter().map(Vec::len).min().unwrap_or(0),
+                Piece::NotAlt(_) => 1,
+                Piece::Gap { min, .. } => *min,
+            })
+            .sum()
+    }
+
+    /// The longest run of exactly specified bytes (at least `min` long) that lies at a fixed
+    /// distance from the pattern start: (piece index, offset inside the piece, bytes).
+    pub fn anchor(&self, min: usize) -> Option<(usize, usize, Vec<u8>)> {
+        let mut best: Option<(usize, usize, Vec<u8>)> = None;
+        for (pi, piece) in self.pieces.iter().enumerate() {
+            let Piece::Bytes(bytes) = piece else { continue };
+            let mut start = 0;
+            while start < bytes.len() {
+                if !bytes[start].is_exact() {
+                    start += 1;
+                    continue;
+                }
+                let end = (start..bytes.len()).find(|&k| !bytes[k].is_exact()).unwrap_or(bytes.len());
+                let run: Vec<u8> = bytes[start..end].iter().map(|b| b.value).collect();
+                if run.len() >= min && best.as_ref().is_none_or(|b| run.len() > b.2.len()) {
+                    best = Some((pi, start, run));
+                }
+                start = end;
+            }
+        }
+        best
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    pieces: Vec<Piece>,
+}
+
+impl Parser<'_> {
+    fn err(&self, why: &str) -> PatternError {
+        PatternError::Syntax(format!("{why} at position {} of {:?}", self.i, String::from_utf8_lossy(self.s)))
+    }
+
+    fn push_byte(&mut self, b: ByteMatch) {
+        if let Some(Piece::Bytes(v)) = self.pieces.last_mut() {
+            v.push(b);
+        } else {
+            self.pieces.push(Piece::Bytes(vec![b]));
+        }
+    }
+
+    fn push_gap(&mut self, min: usize, max: Option<usize>) {
+        if let Some(Piece::Gap { min: m, max: x }) = self.pieces.last_mut() {
+            *m += min;
+            *x = match (*x, max) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        } else {
+            self.pieces.push(Piece::Gap { min, max });
+        }
+    }
+
+    fn run(&mut self) -> Result<(), PatternError> {
+        while self.i < self.s.len() {
+            match self.s[self.i] {
+                b'*' => {
+                    self.push_gap(0, None);
+                    self.i += 1;
+                }
+                b'{' | b'[' => {
+                    let close = if self.s[self.i] == b'{' { b'}' } else { b']' };
+                    let end =
+                        self.s[self.i..].iter().position(|&c| c == close).ok_or_else(|| self.err("unclosed jump"))?;
+                    let body =
+                        std::str::from_utf8(&self.s[self.i + 1..self.i + end]).map_err(|_| self.err("bad jump"))?;
+                    let (min, max) = parse_jump(body).ok_or_else(|| self.err("bad jump"))?;
+                    self.push_gap(min, max);
+                    self.i += end + 1;
+                }
+                b'!' => {
+                    if self.s.get(self.i + 1) != Some(&b'(') {
+                        return Err(self.err("'!' without '('"));
+                    }
+                    self.i += 1;
+                    let alts = self.alternatives()?;
+                    if alts.iter().any(|a| a.len() != 1 || !a[0].is_exact()) {
+                        return Err(PatternError::Unsupported("negated multi-byte alternative".into()));
+                    }
+                    self.pieces.push(Piece::NotAlt(alts.iter().map(|a| a[0].value).collect()));
+                }
+                b'(' => {
+                    let next = self.s.get(self.i + 1).copied();
+                    if matches!(next, Some(b'B' | b'L' | b'W')) && self.s.get(self.i + 2) == Some(&b')') {
+                        return Err(PatternError::Unsupported(format!(
+                            "({}) boundary marker",
+                            next.unwrap_or(b'?') as char
+                        )));
+                    }
+                    let alts = self.alternatives()?;
+                    self.pieces.push(Piece::Alt(alts));
+                }
+                _ => {
+                    let b = self.hex_byte()?;
+                    self.push_byte(b);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses `(aa|bbcc|…)` starting at '('.
+    fn alternatives(&mut self) -> Result<Vec<Vec<ByteMatch>>, PatternError> {
+        let end = self.s[self.i..].iter().position(|&c| c == b')').ok_or_else(|| self.err("unclosed '('"))?;
+        let body = &self.s[self.i + 1..self.i + end];
+        let mut alts = Vec::new();
+        for alt in body.split(|&c| c == b'|') {
+            let mut sub = Parser { s: alt, i: 0, pieces: Vec::new() };
+            let mut bytes = Vec::new();
+            while sub.i < alt.len() {
+                bytes.push(sub.hex_byte()?);
+            }
+            if bytes.is_empty() {
+                return Err(self.err("empty alternative"));
+            }
+            alts.push(bytes);
+        }
+        self.i += end + 1;
+        Ok(alts)
+    }
+
+    fn hex_byte(&mut self) -> Result<ByteMatch, PatternError> {
+        let (Some(&h), Some(&l)) = (self.s.get(self.i), self.s.get(self.i + 1)) else {
+            return Err(self.err("odd number of hex digits"));
+        };
+        let nib = |c: u8| -> Result<Option<u8>, PatternError> {
+            match c {
+                b'?' => Ok(None),
+                _ => (c as char).to_digit(16).map(|d| Some(d as u8)).ok_or_else(|| self.err("not a hex digit")),
+            }
+        };
+        let (h, l) = (nib(h)?, nib(l)?);
+        self.i += 2;
+        Ok(ByteMatch {
+            value: h.unwrap_or(0) << 4 | l.unwrap_or(0),
+            mask: if h.is_some() { 0xf0 } else { 0 } | if l.is_some() { 0x0f } else { 0 },
+        })
+    }
+}
+
+fn parse_jump(body: &str) -> Option<(usize, Option<usize>)> {
+    let body = body.trim();
+    if let Some(max) = body.strip_prefix('-') {
+        return Some((0, Some(max.parse().ok()?)));
+    }
+    if let Some(min) = body.strip_suffix('-') {
+        return Some((min.parse().ok()?, None));
+    }
+    match body.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, Some(b)))
+        }
+        None => {
+            let n = body.parse().ok()?;
+            Some((n, Some(n)))
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} pieces", self.pieces.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_syntax() {
+        let p = Pattern::parse("4d5a??a?{2-4}(50|4545)*ff{-3}!(00|01)").unwrap();
+        assert_eq!(p.pieces.len(), 7, "{:?}", p.pieces);
+        assert!(matches!(p.pieces[1], Piece::Gap { min: 2, max: Some(4) }));
+        assert!(matches!(p.pieces[3], Piece::Gap { min: 0, max: None }));
+        let Piece::Bytes(b) = &p.pieces[0] else { panic!() };
+        assert_eq!(b[2], ByteMatch { value: 0, mask: 0 });
+        assert_eq!(b[3], ByteMatch { value: 0xa0, mask: 0xf0 });
+        assert!(Pattern::parse("4d5").is_err());
+        assert!(Pattern::parse("zz").is_err());
+        assert!(Pattern::parse("{1-2}").is_err());
+        assert!(matches!(Pattern::parse("41(B)42"), Err(PatternError::Unsupported(_))));
+    }
+
+    #[test]
+    fn anchor_is_longest_exact_run() {
+        let p = Pattern::parse("41??42434445{2}464748").unwrap();
+        let (pi, off, run) = p.anchor(3).unwrap();
+        assert_eq!((pi, off, run), (0, 2, b"BCDE".to_vec()));
+        assert!(Pattern::parse("41??42").unwrap().anchor(4).is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! Unpackers, one module per format, all returning members for the recursion driver
+//! ([`crate::walk`]). Every read is bounded by the scan's [`Budget`]: nothing is allocated
+//! beyond the remaining expanded-bytes allowance, and a member that expands faster than the
+//! ratio limit stops early.
+
+mod rar;
+mod sevenz;
+mod single;
+mod tar;
+mod zip;
+
+use std::io::Read;
+
+use crate::filetype::FileType;
+use crate::limits::{Budget, LimitHit};
+
+/// One member of a container.
+#[derive(Debug)]
+pub enum Entry {
+    /// A readable member.
+    File { name: String, data: Vec<u8> },
+    /// A password-protected member (`kind` like `Encrypted.Zip`).
+    Encrypted { name: String, kind: &'static str },
+    /// A member that could not be read, and why.
+    Broken { name: String, why: String },
+}
+
+/// Why a whole container could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("{0}")]
+    Limit(#[from] LimitHit),
+    /// The whole container is encrypted (e.g. 7z with encrypted headers).
+    #[error("{0}")]
+    Encrypted(&'static str),
+    /// Not a valid container (`Broken.Zip: …`).
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// Unpacks a container of type `ft`.
+pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
+    match ft {
+        FileType::Zip => zip::unpack(data, budget),
+        FileType::Gzip => single::gzip(data, budget),
+        FileType::Bzip2 => single::bzip2(data, budget),
+        FileType::Xz => single::xz(data, budget),
+        FileType::Tar => tar::unpack(data, budget),
+        FileType::SevenZip => sevenz::unpack(data, budget),
+        FileType::Rar => rar::unpack(data, budget),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Reads a member into memory within the budget. `packed` (the compressed size, if known)
+/// enables the ratio check.
+pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadError::Io(e.to_string())),
+        };
+        budget.spend(n as u64)?;
+        out.extend_from_slice(&buf[..n]);
+        if let Some(p) = packed {
+            let len = out.len() as u64;
+            if len > 1024 * 1024 && len > p.max(1).saturating_mul(budget.limits.max_ratio) {
+                return Err(ReadError::Limit(LimitHit(format!(
+                    "compression ratio above {}:1 ({} bytes from {p})",
+                    budget.limits.max_ratio,
+                    out.len()
+                ))));
+            }
+        }
+        if out.len() % (4 * 1024 * 1024) < n {
+            budget.check_time()?;
+        }
+    }
+    Ok(out)
+}
+
+/// Why reading a member stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    Limit(LimitHit),
+    Io(String),
+}
+
+impl From<LimitHit> for ReadError {
+    fn from(l: LimitHit) -> Self {
+        ReadError::Limit(l)
+    }
+}
+
+/// Turns a member read result into an entry (or a whole-scan limit error).
+fn member(name: String, r: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
+    match r {
+        Ok(data) => Ok(Entry::File { name, data }),
+        Err(ReadError::Limit(l)) => Err(UnpackError::Limit(l)),
+        Err(ReadError::Io(why)) => Ok(Entry::Broken { name, why }),
+    }
+}

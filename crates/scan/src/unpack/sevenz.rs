@@ -1,0 +1,65 @@
+//! 7z, with encrypted members (and encrypted headers) reported without a password.
+
+use std::io::Cursor;
+
+use sevenz_rust2::{Archive, ArchiveReader, Error, Password};
+
+use super::{Entry, UnpackError, member, read_bounded};
+use crate::limits::Budget;
+
+/// Memory allowed to 7z decoders (dictionaries), in KiB.
+const MEMORY_LIMIT_KB: usize = 256 * 1024;
+
+pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
+    let archive = match Archive::read_with_memory_limit(&mut Cursor::new(data), &Password::empty(), MEMORY_LIMIT_KB) {
+        Ok(a) => a,
+        Err(Error::PasswordRequired) | Err(Error::MaybeBadPassword(_)) => {
+            return Err(UnpackError::Encrypted("Encrypted.7z"));
+        }
+        Err(e) => return Err(UnpackError::Broken(format!("Broken.7z: {e}"))),
+    };
+    let encrypted: Vec<bool> = (0..archive.files.len()).map(|i| archive.is_file_encrypted(i)).collect();
+    let mut out = Vec::new();
+    for (i, f) in archive.files.iter().enumerate() {
+        if encrypted[i] && f.has_stream && !f.is_directory {
+            budget.entry()?;
+            out.push(Entry::Encrypted { name: f.name.clone(), kind: "Encrypted.7z" });
+        }
+    }
+    if encrypted.iter().all(|&e| e) && !out.is_empty() {
+        return Ok(out);
+    }
+    let mut reader = ArchiveReader::from_archive(archive, Cursor::new(data), Password::empty());
+    let mut failure: Option<UnpackError> = None;
+    let mut index = 0usize;
+    let result = reader.for_each_entries(|entry, r| {
+        let i = index;
+        index += 1;
+        if entry.is_directory || !entry.has_stream || encrypted.get(i).copied().unwrap_or(false) {
+            // still consume the stream so later members decode
+            std::io::copy(r, &mut std::io::sink())?;
+            return Ok(true);
+        }
+        if let Err(l) = budget.entry() {
+            failure = Some(UnpackError::Limit(l));
+            return Ok(false);
+        }
+        match member(entry.name.clone(), read_bounded(r, budget, None)) {
+            Ok(e) => {
+                out.push(e);
+                Ok(true)
+            }
+            Err(e) => {
+                failure = Some(e);
+                Ok(false)
+            }
+        }
+    });
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if let Err(e) = result {
+        out.push(Entry::Broken { name: "7z stream".into(), why: format!("Broken.7z: {e}") });
+    }
+    Ok(out)
+}
