@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# archive tools that build the scanner's test carriers, and ClamAV's own test files
+for tool in zip:zip 7z:p7zip-full xz:xz-utils bzip2:bzip2; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+[ -d /usr/share/clamav-testfiles ] || need+=(clamav-testfiles)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

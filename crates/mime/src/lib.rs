@@ -17,4 +17,4 @@ pub mod uuencode;
 
 pub use encoded_word::decode_header;
 pub use rebuild::{remove_part, replace_part};
-pub use tree::{MAX_DEPTH, MAX_PARTS, Message, Part, PartKind, TransferEncoding, parse};
+pub use tree::{MAX_DEPTH, MAX_PARTS, Message, Part, PartKind, TransferEncoding, loose_parts, parse};

@@ -307,3 +307,59 @@ mod tests {
         assert!(m.root.walk().len() <= MAX_DEPTH + 1);
     }
 }
+
+/// Parts found in `raw[range]` by delimiter-like lines (`--token`) whatever the declared
+/// boundary, each kept only if it starts with MIME header fields. Scanners use this on text a
+/// mail reader might still interpret as parts (preambles, epilogues, multiparts whose boundary
+/// never occurs, parts whose headers were garbled on purpose) so that parser differentials
+/// cannot hide an attachment.
+pub fn loose_parts(raw: &[u8], range: Range<usize>) -> Vec<Part> {
+    let region = &raw[range.clone()];
+    if memchr::memmem::find(region, b"\n--").is_none() && !region.starts_with(b"--") {
+        return Vec::new();
+    }
+    let mut starts = Vec::new();
+    let mut pos = range.start;
+    while pos < range.end {
+        let next = line_end(raw, pos, range.end);
+        let line = trim_eol(&raw[pos..next]);
+        if line.len() > 2 && line.starts_with(b"--") && !line[2..].iter().any(|b| b.is_ascii_whitespace()) {
+            starts.push((pos, next));
+        }
+        pos = next;
+    }
+    let mut out = Vec::new();
+    let mut ctx = Ctx { parts: 0, truncated: false };
+    for (k, &(line_start, content_start)) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(range.end, |&(s, _)| preceding_break(raw, s, content_start));
+        if content_start >= end {
+            continue;
+        }
+        let part = parse_part(raw, content_start..end, 1, "text/plain", &mut ctx);
+        let mime_fields = part.headers.iter().any(|h| h.name.to_ascii_lowercase().starts_with("content-"));
+        if mime_fields {
+            let mut part = part;
+            part.outer = line_start..end;
+            out.push(part);
+        }
+        if out.len() >= 1000 {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod loose_tests {
+    use super::*;
+
+    #[test]
+    fn finds_parts_under_any_boundary() {
+        let raw = b"Content-Type: multipart/mixed; boundary=\"X;\"\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\nhi\r\n--X--\r\n--Y\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--Y--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.root.kind, PartKind::Leaf, "the declared boundary never occurs");
+        let loose = loose_parts(raw, m.root.body.clone());
+        assert_eq!(loose.len(), 2);
+        assert_eq!(loose[1].decoded_body(raw), b"hello");
+    }
+}

@@ -31,13 +31,10 @@ impl<'a> Walker<'a> {
             layer.verdict = Verdict::LimitExceeded(l.0);
             return layer;
         }
-        if ft != FileType::Mail {
-            self.scanned += data.len() as u64;
-            if let Some(d) = self.sigs.check(data, ft) {
-                layer.verdict = Verdict::Infected(d.name);
-                layer.evidence = Some(d.evidence);
-                return layer;
-            }
+        // A container's own bytes are matched after its members, so that a finding names the
+        // innermost layer; they are matched at all only if the members could not all be read.
+        if ft != FileType::Mail && !ft.is_container() && self.matched(&mut layer, data, ft) {
+            return layer;
         }
         if let Some(kind) = encrypted::document_encryption(ft, data) {
             layer.verdict = Verdict::Encrypted(kind.to_string());
@@ -54,9 +51,11 @@ impl<'a> Walker<'a> {
             self.message(&mut layer, data, depth);
             return layer;
         }
+        let mut fully_read = true;
         match unpack::unpack(ft, data, &mut self.budget) {
             Ok(entries) => {
                 for e in entries {
+                    fully_read &= !matches!(e, Entry::Broken { .. });
                     let child = self.entry(e, depth);
                     let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
                     layer.children.push(child);
@@ -67,9 +66,34 @@ impl<'a> Walker<'a> {
             }
             Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
             Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
-            Err(UnpackError::Broken(why)) => layer.verdict = Verdict::Unscannable(why),
+            Err(UnpackError::Broken(why)) => {
+                layer.verdict = Verdict::Unscannable(why);
+                fully_read = false;
+            }
+        }
+        if layer.overall().rank() < Verdict::Infected(String::new()).rank() {
+            let own = self.sigs.check_hashes_only(data);
+            let hit = own.or_else(|| if fully_read { None } else { self.sigs.check(data, ft) });
+            self.scanned += data.len() as u64;
+            if let Some(d) = hit {
+                layer.verdict = Verdict::Infected(d.name);
+                layer.evidence = Some(d.evidence);
+            }
         }
         layer
+    }
+
+    /// Runs the signatures on a non-container buffer; true if one matched.
+    fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
+        self.scanned += data.len() as u64;
+        match self.sigs.check(data, ft) {
+            Some(d) => {
+                layer.verdict = Verdict::Infected(d.name);
+                layer.evidence = Some(d.evidence);
+                true
+            }
+            None => false,
+        }
     }
 
     fn entry(&mut self, e: Entry, depth: usize) -> Layer {
@@ -94,7 +118,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Scans every leaf part of a MIME message (and uuencoded files in text parts).
+    /// Scans every leaf part of a MIME message (and uuencoded files in text parts), and the
+    /// parts a mail reader might see where the declared structure says there are none.
     fn message(&mut self, layer: &mut Layer, raw: &[u8], depth: usize) {
         let msg = mime::parse(raw);
         if msg.truncated {
@@ -105,47 +130,77 @@ impl<'a> Walker<'a> {
             ));
         }
         for (path, part) in msg.root.walk() {
-            if part.kind != mime::PartKind::Leaf {
-                continue;
-            }
-            if let Err(l) = self.budget.entry() {
-                layer.verdict = Verdict::LimitExceeded(l.0);
-                return;
-            }
-            let filename = part.filename();
             let label = if path.is_empty() {
                 "body".to_string()
             } else {
                 path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
             };
-            let name = match &filename {
-                Some(f) => format!("part {label} ({f})"),
-                None => format!("part {label}"),
-            };
-            let decoded = part.decoded_body(raw);
-            let mut child = if part.content_type == "message/partial" {
-                let mut l = Layer::new(name, FileType::Mail, decoded.len() as u64);
-                l.verdict =
-                    Verdict::Unscannable("Partial.Message: a message/partial fragment cannot be scanned".into());
-                l
-            } else {
-                let embedded =
-                    part.content_type.starts_with("message/") && part.content_type != "message/delivery-status";
-                self.scan(name, &decoded, depth + 1, embedded)
-            };
-            if part.content_type.starts_with("text/") && child.verdict == Verdict::Clean {
-                for f in mime::uuencode::find(&decoded) {
-                    let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);
-                    uu.filename = Some(f.name);
-                    child.children.push(uu);
+            let mut todo: Vec<(String, &mime::Part)> = Vec::new();
+            if part.kind == mime::PartKind::Leaf {
+                todo.push((label.clone(), part));
+            }
+            let loose = loose_regions(part).into_iter().flat_map(|r| mime::loose_parts(raw, r)).collect::<Vec<_>>();
+            for (k, lp) in loose.iter().enumerate() {
+                todo.push((format!("{label}~{}", k + 1), lp));
+            }
+            for (label, p) in todo {
+                if let Err(l) = self.budget.entry() {
+                    layer.verdict = Verdict::LimitExceeded(l.0);
+                    return;
+                }
+                let child = self.part(raw, p, &label, path.clone(), depth);
+                layer.children.push(child);
+                if matches!(layer.overall(), Verdict::LimitExceeded(_)) {
+                    return;
                 }
             }
-            child.mime_path = Some(path);
-            child.filename = filename;
-            layer.children.push(child);
-            if matches!(layer.overall(), Verdict::LimitExceeded(_)) {
-                return;
+        }
+    }
+
+    fn part(&mut self, raw: &[u8], part: &mime::Part, label: &str, path: Vec<usize>, depth: usize) -> Layer {
+        let filename = part.filename();
+        let name = match &filename {
+            Some(f) => format!("part {label} ({f})"),
+            None => format!("part {label}"),
+        };
+        let decoded = part.decoded_body(raw);
+        let mut child = if part.content_type == "message/partial" {
+            let mut l = Layer::new(name, FileType::Mail, decoded.len() as u64);
+            l.verdict = Verdict::Unscannable("Partial.Message: a message/partial fragment cannot be scanned".into());
+            l
+        } else {
+            let embedded = part.content_type.starts_with("message/") && part.content_type != "message/delivery-status";
+            self.scan(name, &decoded, depth + 1, embedded)
+        };
+        if part.content_type.starts_with("text/") && child.verdict == Verdict::Clean {
+            for f in mime::uuencode::find(&decoded) {
+                let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);
+                uu.filename = Some(f.name);
+                child.children.push(uu);
             }
         }
+        child.mime_path = Some(path);
+        child.filename = filename;
+        child
+    }
+}
+
+/// Regions of a part where a mail reader might find parts the declared structure hides: the
+/// preamble and epilogue of a multipart, the body of a multipart whose boundary never occurs,
+/// and a plain-text body (headers garbled on purpose).
+fn loose_regions(part: &mime::Part) -> Vec<std::ops::Range<usize>> {
+    match part.kind {
+        mime::PartKind::Multipart => {
+            let first = part.children.first().map_or(part.body.end, |c| c.outer.start);
+            let last = part.children.last().map_or(part.body.end, |c| c.body.end);
+            vec![part.body.start..first.max(part.body.start), last.min(part.body.end)..part.body.end]
+        }
+        mime::PartKind::Leaf
+            if part.encoding == mime::TransferEncoding::Identity
+                && (part.content_type.starts_with("multipart/") || part.content_type == "text/plain") =>
+        {
+            vec![part.body.clone()]
+        }
+        _ => Vec::new(),
     }
 }

@@ -161,6 +161,12 @@ impl Signatures {
         None
     }
 
+    /// Only the whole-file hash signatures (for containers, whose members are matched
+    /// separately).
+    pub fn check_hashes_only(&self, data: &[u8]) -> Option<Detection> {
+        self.check_hashes(data, data.len() as u64).flatten()
+    }
+
     /// `Some(None)`: allow-listed; `Some(Some(d))`: a hash signature matched; `None`: go on.
     fn check_hashes(&self, data: &[u8], size: u64) -> Option<Option<Detection>> {
         let tables: [(&HashTable, &HashTable, &str); 3] = [

@@ -1,0 +1,320 @@
+//! EICAR in every carrier the gateway meets, built here with the standard tools (zip, 7z,
+//! tar, gzip, bzip2, xz) or by hand; encrypted archives; bombs; look-alikes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use scan::{Engine, Limits, Signatures, Verdict};
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn engine() -> Engine {
+    Engine::new(Arc::new(Signatures::builtin()), Limits::default())
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("mxshield-carriers-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+    fn run(&self, cmd: &str, args: &[&str]) {
+        let out = Command::new(cmd)
+            .args(args)
+            .current_dir(&self.0)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/test.sh installs it)"));
+        assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.0.join(name)).unwrap()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn verdict(data: &[u8]) -> Verdict {
+    engine().scan_bytes("sample", data).verdict()
+}
+
+fn infected() -> Verdict {
+    Verdict::Infected("Eicar-Test-Signature".into())
+}
+
+#[test]
+fn plain_and_padded_eicar() {
+    assert_eq!(verdict(EICAR), infected());
+    let mut padded = EICAR.to_vec();
+    padded.extend_from_slice(b"\r\n   \r\n");
+    assert_eq!(verdict(&padded), infected());
+    let mut inside = b"some text before ".to_vec();
+    inside.extend_from_slice(EICAR);
+    assert_eq!(verdict(&inside), infected());
+}
+
+#[test]
+fn one_byte_look_alikes_are_clean() {
+    for i in [0, 10, 33, EICAR.len() - 1] {
+        let mut v = EICAR.to_vec();
+        v[i] ^= 0x01;
+        assert_eq!(verdict(&v), Verdict::Clean, "byte {i} changed");
+    }
+    let mut shorter = EICAR.to_vec();
+    shorter.pop();
+    assert_eq!(verdict(&shorter), Verdict::Clean);
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                s.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+        if s.len() % 77 == 76 {
+            s.push_str("\r\n");
+        }
+    }
+    s
+}
+
+fn qp(data: &[u8]) -> String {
+    data.iter()
+        .map(|&b| if b == b'=' || !(33..=126).contains(&b) { format!("={b:02X}") } else { (b as char).to_string() })
+        .collect()
+}
+
+fn uuencode(name: &str, data: &[u8]) -> String {
+    let mut s = format!("begin 644 {name}\n");
+    for line in data.chunks(45) {
+        s.push((32 + line.len() as u8) as char);
+        for c in line.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                let v = (n >> (18 - 6 * k) & 63) as u8;
+                s.push(if v == 0 { '`' } else { (32 + v) as char });
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str("`\nend\n");
+    s
+}
+
+fn multipart(parts: &[String]) -> Vec<u8> {
+    let mut m = String::from(
+        "From: a@remote.test\r\nTo: alice@acme.example\r\nSubject: carrier\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BOUNDARY\"\r\n\r\npreamble\r\n",
+    );
+    for p in parts {
+        m.push_str("--BOUNDARY\r\n");
+        m.push_str(p);
+        m.push_str("\r\n");
+    }
+    m.push_str("--BOUNDARY--\r\n");
+    m.into_bytes()
+}
+
+fn message_findings(raw: &[u8]) -> Vec<String> {
+    let r = engine().scan_message(raw);
+    r.root.findings().into_iter().map(|(path, l)| format!("{path}: {}", l.verdict.label())).collect()
+}
+
+#[test]
+fn eicar_in_mail_encodings_and_parts() {
+    let text = "Content-Type: text/plain\r\n\r\nhello";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "base64 attachment",
+            multipart(&[
+                text.into(),
+                format!(
+                    "Content-Type: application/octet-stream; name=\"eicar.com\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+                    b64(EICAR)
+                ),
+            ]),
+            "message › part 2 (eicar.com): Eicar-Test-Signature FOUND",
+        ),
+        (
+            "quoted-printable part",
+            multipart(&[format!(
+                "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{}",
+                qp(EICAR)
+            )]),
+            "message › part 1: Eicar-Test-Signature FOUND",
+        ),
+        (
+            "uuencoded in a text body",
+            multipart(&[format!("Content-Type: text/plain\r\n\r\nsee below\r\n{}", uuencode("eicar.com", EICAR))]),
+            "message › part 1 › uuencoded eicar.com: Eicar-Test-Signature FOUND",
+        ),
+        (
+            "HTML part",
+            multipart(&[format!(
+                "Content-Type: text/html\r\n\r\n<html><body><p>{}</p></body></html>",
+                String::from_utf8_lossy(EICAR)
+            )]),
+            "message › part 1: Eicar-Test-Signature FOUND",
+        ),
+        (
+            "single-part body",
+            [b"From: a@remote.test\r\nSubject: plain\r\n\r\n".to_vec(), EICAR.to_vec(), b"\r\n".to_vec()].concat(),
+            "message › part body: Eicar-Test-Signature FOUND",
+        ),
+        (
+            "nested message/rfc822",
+            multipart(&[
+                text.into(),
+                format!(
+                    "Content-Type: message/rfc822\r\n\r\nFrom: b@remote.test\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n--inner\r\nContent-Type: application/octet-stream; name=\"x.com\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--inner--\r\n",
+                    b64(EICAR)
+                ),
+            ]),
+            "message › part 2.1.1 (x.com): Eicar-Test-Signature FOUND",
+        ),
+        (
+            "base64-encoded message/rfc822",
+            multipart(&[format!(
+                "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+                b64(&[b"Subject: inner\r\n\r\n".to_vec(), EICAR.to_vec()].concat())
+            )]),
+            "message › part 1 › part body: Eicar-Test-Signature FOUND",
+        ),
+    ];
+    for (what, raw, expected) in cases {
+        let found = message_findings(&raw);
+        assert_eq!(found, vec![expected.to_string()], "{what}");
+    }
+}
+
+#[test]
+fn archives_built_by_the_standard_tools() {
+    let d = Dir::new("archives");
+    d.file("docs/eicar.com", EICAR);
+    d.file("docs/readme.txt", b"nothing to see\n");
+    d.run("zip", &["-q", "-r", "e.zip", "docs"]);
+    d.run("7z", &["a", "-bd", "-bso0", "e.7z", "docs"]);
+    d.run("tar", &["czf", "e.tar.gz", "docs"]);
+    d.run("tar", &["cf", "e.tar", "docs"]);
+    std::fs::copy(d.0.join("docs/eicar.com"), d.0.join("eicar.com")).unwrap();
+    d.run("bzip2", &["-k", "eicar.com"]);
+    d.run("xz", &["-k", "eicar.com"]);
+    d.run("gzip", &["-k", "eicar.com"]);
+    for (file, path) in [
+        ("e.zip", "e.zip › docs/eicar.com"),
+        ("e.7z", "e.7z › docs/eicar.com"),
+        ("e.tar.gz", "e.tar.gz › gzip content › docs/eicar.com"),
+        ("e.tar", "e.tar › docs/eicar.com"),
+        ("eicar.com.bz2", "eicar.com.bz2 › bzip2 content"),
+        ("eicar.com.xz", "eicar.com.xz › xz content"),
+        ("eicar.com.gz", "eicar.com.gz › eicar.com"),
+    ] {
+        let r = engine().scan_bytes(file, &d.read(file));
+        let found: Vec<String> =
+            r.root.findings().into_iter().map(|(p, l)| format!("{p}: {}", l.verdict.label())).collect();
+        assert_eq!(found, vec![format!("{path}: Eicar-Test-Signature FOUND")], "{file}");
+    }
+}
+
+#[test]
+fn zip_in_zip_three_deep() {
+    let d = Dir::new("nested");
+    d.file("eicar.com", EICAR);
+    d.run("zip", &["-q", "l1.zip", "eicar.com"]);
+    d.run("zip", &["-q", "l2.zip", "l1.zip"]);
+    d.run("zip", &["-q", "l3.zip", "l2.zip"]);
+    let r = engine().scan_bytes("l3.zip", &d.read("l3.zip"));
+    let found: Vec<String> = r.root.findings().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(found, vec!["l3.zip › l2.zip › l1.zip › eicar.com"]);
+}
+
+#[test]
+fn encrypted_archives_are_encrypted_not_clean() {
+    let d = Dir::new("encrypted");
+    d.file("eicar.com", EICAR);
+    d.run("zip", &["-q", "-P", "secret", "zipcrypto.zip", "eicar.com"]);
+    d.run("7z", &["a", "-bd", "-bso0", "-tzip", "-mem=AES256", "-psecret", "aes.zip", "eicar.com"]);
+    d.run("7z", &["a", "-bd", "-bso0", "-psecret", "aes.7z", "eicar.com"]);
+    d.run("7z", &["a", "-bd", "-bso0", "-psecret", "-mhe=on", "aes-headers.7z", "eicar.com"]);
+    for (file, kind) in [
+        ("zipcrypto.zip", "Encrypted.Zip"),
+        ("aes.zip", "Encrypted.Zip"),
+        ("aes.7z", "Encrypted.7z"),
+        ("aes-headers.7z", "Encrypted.7z"),
+    ] {
+        let v = verdict(&d.read(file));
+        assert_eq!(v, Verdict::Encrypted(kind.into()), "{file}");
+    }
+}
+
+#[test]
+fn zip_bomb_stops_at_the_limit() {
+    let d = Dir::new("bomb");
+    // 200 MB of zeros compresses to about 200 KB
+    let f = std::fs::File::create(d.0.join("zeros.bin")).unwrap();
+    f.set_len(200_000_000).unwrap();
+    d.run("zip", &["-q", "bomb.zip", "zeros.bin"]);
+    std::fs::remove_file(d.0.join("zeros.bin")).unwrap();
+    let bomb = d.read("bomb.zip");
+    assert!(bomb.len() < 1_000_000);
+    let r = engine().scan_bytes("bomb.zip", &bomb);
+    assert!(matches!(r.verdict(), Verdict::LimitExceeded(_)), "{:?}", r.verdict());
+    // with a generous ratio the expanded-size limit stops it
+    let limits = Limits { max_ratio: u64::MAX, ..Limits::default() };
+    let r = Engine::new(Arc::new(Signatures::builtin()), limits).scan_bytes("bomb.zip", &bomb);
+    let Verdict::LimitExceeded(why) = r.verdict() else { panic!("{:?}", r.verdict()) };
+    assert!(why.contains("60000000"), "{why}");
+}
+
+#[test]
+fn nesting_deeper_than_the_limit() {
+    let d = Dir::new("deep");
+    d.file("f0.txt", b"harmless");
+    let mut prev = "f0.txt".to_string();
+    for i in 1..=20 {
+        let name = format!("n{i}.zip");
+        d.run("zip", &["-q", &name, &prev]);
+        prev = name;
+    }
+    let r = engine().scan_bytes(&prev, &d.read(&prev));
+    let Verdict::LimitExceeded(why) = r.verdict() else { panic!("{:?}", r.verdict()) };
+    assert!(why.contains("nested deeper than 16"), "{why}");
+}
+
+#[test]
+fn clamav_test_file_in_the_corpus_mails() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/clamav-upstream-extra");
+    for f in [
+        "clam.mail-boundary-content-disposition.eml",
+        "clam.mail-disposition-rfc2231-boundary.eml",
+        "clam.mail-semicolon-boundary.eml",
+        "clam.mail-nested-comment-header-name.eml",
+    ] {
+        let raw = std::fs::read(corpus.join(f)).unwrap();
+        let r = engine().scan_message(&raw);
+        assert_eq!(r.verdict(), Verdict::Infected("ClamAV-Test-File".into()), "{f}: {:#?}", r.root);
+    }
+}
