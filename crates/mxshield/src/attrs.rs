@@ -8,6 +8,8 @@ pub const DIRECTION: &str = "direction";
 pub const CLIENT_IP: &str = "client_ip";
 /// The client's HELO/EHLO name.
 pub const HELO: &str = "helo";
+/// Header fields to put in front of the message when it is delivered (scan result).
+pub const PREPEND: &str = "prepend";
 /// Set on delivery status notifications we generate.
 pub const DSN_OF: &str = "dsn_of";
 

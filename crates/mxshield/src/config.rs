@@ -19,7 +19,16 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub delivery: DeliveryConfig,
     pub contracts: ContractsConfig,
+    pub scan: ScanConfig,
     pub log: LogConfig,
+}
+
+/// `[scan]`: the scanning engine.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    /// Directory of ClamAV-format databases; `None` = the built-in database.
+    pub signatures: Option<PathBuf>,
+    pub limits: scan::Limits,
 }
 
 /// `[smtp]`: the receiving side.
@@ -122,12 +131,14 @@ impl Config {
         let contracts = read_contracts(&mut r, con_sec.as_mut(), &data_dir);
         let mut log_sec = r.table(&mut root, "log");
         let log = read_log(&mut r, log_sec.as_mut());
+        let mut scan_sec = r.table(&mut root, "scan");
+        let scan = read_scan(&mut r, scan_sec.as_mut());
         if delivery.retry_min > delivery.retry_max {
             r.issue("delivery.retry_min", 0, "must not be larger than delivery.retry_max");
         }
         r.deny_unknown(&root);
         r.finish()?;
-        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, log })
+        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, scan, log })
     }
 
     /// Where the spool lives.
@@ -310,6 +321,36 @@ fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, dat
         r.deny_unknown(s);
     }
     cfg
+}
+
+fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanConfig {
+    let d = scan::Limits::default();
+    let mut signatures = None;
+    if let Some(s) = sec.as_deref_mut() {
+        if let Some((p, line)) = r.string(s, "signatures") {
+            if p.trim().is_empty() {
+                r.issue(s.child_path("signatures"), line, "must be a directory of signature databases");
+            } else {
+                signatures = Some(PathBuf::from(p));
+            }
+        }
+        if let Some((e, line)) = r.string(s, "engine")
+            && e != "builtin"
+        {
+            r.issue(s.child_path("engine"), line, format!("{e:?} is not supported yet (only \"builtin\")"));
+        }
+    }
+    let limits = scan::Limits {
+        max_expanded: positive(r, sec.as_deref_mut(), "max_expanded", d.max_expanded),
+        max_depth: positive(r, sec.as_deref_mut(), "max_depth", d.max_depth),
+        max_entries: positive(r, sec.as_deref_mut(), "max_entries", d.max_entries),
+        max_ratio: positive(r, sec.as_deref_mut(), "max_ratio", d.max_ratio),
+        max_time: duration(r, sec.as_deref_mut(), "max_time", d.max_time),
+    };
+    if let Some(s) = sec {
+        r.deny_unknown(s);
+    }
+    ScanConfig { signatures, limits }
 }
 
 fn read_log(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> LogConfig {

@@ -11,7 +11,7 @@ use spool::{Recovered, Spool};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{Config, ScanConfig};
 use crate::delivery::DeliveryContext;
 use crate::delivery::courier::Courier;
 use crate::delivery::route::Router;
@@ -31,6 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let contracts = LiveContracts::load(&store).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);
     let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
+    let engine = Arc::new(load_engine(&config.scan)?);
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();
@@ -72,7 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         smtp: config.smtp.clone(),
         spool,
         contracts,
-        filter: Filter { max_received_headers: config.smtp.max_received_headers },
+        filter: Filter { max_received_headers: config.smtp.max_received_headers, engine },
         queued: queued_tx,
     });
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
@@ -83,6 +84,23 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = scheduler.await;
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the signature database named by `[scan]` (or the built-in one).
+pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
+    let started = std::time::Instant::now();
+    let sigs = match &cfg.signatures {
+        Some(dir) => {
+            scan::Signatures::load_dir(dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
+        }
+        None => scan::Signatures::builtin(),
+    };
+    let unsupported: usize = sigs.stats.unsupported.values().sum();
+    tracing::info!(
+        event = "signatures_loaded", version = %sigs.version, signatures = sigs.len(), unsupported,
+        load_ms = started.elapsed().as_millis() as u64
+    );
+    Ok(scan::Engine::new(Arc::new(sigs), cfg.limits))
 }
 
 /// Validates the spool; returns what to deliver and logs what was set aside.

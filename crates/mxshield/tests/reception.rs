@@ -36,7 +36,9 @@ async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
         "{text}"
     );
     assert!(text.contains("for <alice@acme.example>;"));
-    assert!(m.data.ends_with(&body), "original message must follow the trace header unchanged");
+    assert!(m.data.ends_with(&body), "original message must follow the added header fields unchanged");
+    assert!(text.contains("\r\nX-Virus-Scanned: mxshield "), "{text}");
+    assert!(text.contains("\r\nX-Mxshield-Scan: clean\r\n"), "{text}");
     let log = w.gw.wait_log("event=\"delivered\"", WAIT).await;
     assert!(log.contains("event=\"received\""));
     assert!(log.contains("direction=inbound"), "{log}");
@@ -328,4 +330,23 @@ async fn idle_clients_time_out_with_421() {
     let out = gw.cli(&["queue", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("(0 messages)"));
     assert!(customer.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_is_scanned_before_250_and_marked() {
+    let w = world("scanned").await;
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let infected = format!(
+        "From: a@remote.test\r\nSubject: has a virus\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n\r\n{eicar}\r\n--b--\r\n"
+    );
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], infected.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 250);
+    let got = w.customer.wait_for(1, WAIT).await;
+    let text = got[0].text().replace("\r\n ", " ");
+    assert!(
+        text.contains("X-Mxshield-Scan: infected: message > part 2 (eicar.com): Eicar-Test-Signature FOUND"),
+        "{text}"
+    );
+    let log = w.gw.wait_log("verdict=infected", WAIT).await;
+    assert!(log.contains("findings=message › part 2 (eicar.com): Eicar-Test-Signature FOUND"), "{log}");
 }

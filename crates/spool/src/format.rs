@@ -1,9 +1,10 @@
 //! The on-disk format of a queued message.
 //!
 //! ```text
-//! "MXSPOOL" 0x01                       magic and format version
-//! 'E' u32-le length, envelope          strings, each u32-le length + UTF-8 bytes
-//! 'D' message bytes ...                up to the trailer
+//! "MXSPOOL" 0x02                       magic and format version
+//! 'D' message bytes ...                streamed as they arrive
+//! 'E' u32-le length, envelope          strings, each u32-le length + UTF-8 bytes; written at
+//!                                      commit, so it can hold what was decided after the data
 //! "MXEND" u32-le crc32 u64-le length   CRC of everything before the trailer; data length
 //! ```
 
@@ -11,7 +12,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"MXSPOOL\x01";
+const MAGIC: &[u8; 8] = b"MXSPOOL\x02";
+/// Bytes before the message data: magic and the `D` tag.
+pub(crate) const DATA_OFFSET: u64 = 9;
 const TRAILER_MAGIC: &[u8; 5] = b"MXEND";
 const TRAILER_LEN: u64 = 17;
 const MAX_ENVELOPE: u32 = 16 * 1024 * 1024;
@@ -53,7 +56,13 @@ pub enum FormatError {
     BadStatus,
 }
 
-pub(crate) fn encode_head(env: &Envelope) -> Vec<u8> {
+pub(crate) fn encode_start() -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.push(b'D');
+    out
+}
+
+pub(crate) fn encode_envelope(env: &Envelope) -> Vec<u8> {
     let mut payload = Vec::new();
     put_str(&mut payload, &env.sender);
     put_str(&mut payload, &env.received_at.to_string());
@@ -66,12 +75,10 @@ pub(crate) fn encode_head(env: &Envelope) -> Vec<u8> {
         put_str(&mut payload, k);
         put_str(&mut payload, v);
     }
-    let mut out = Vec::with_capacity(payload.len() + 16);
-    out.extend_from_slice(MAGIC);
+    let mut out = Vec::with_capacity(payload.len() + 5);
     out.push(b'E');
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&payload);
-    out.push(b'D');
     out
 }
 
@@ -124,32 +131,25 @@ fn decode_envelope(payload: &[u8]) -> Result<Envelope, FormatError> {
     Ok(Envelope { sender, recipients, received_at, attrs })
 }
 
-/// Reads magic and envelope; leaves `r` at the first data byte. Returns the envelope, the
-/// header bytes (for the CRC) and the data offset.
-fn read_head<R: Read>(r: &mut R) -> Result<(Envelope, Vec<u8>), FormatError> {
-    let mut head = [0u8; 13];
-    r.read_exact(&mut head).map_err(|_| FormatError::Truncated)?;
-    if &head[..8] != MAGIC || head[8] != b'E' {
-        return Err(FormatError::BadMagic);
+/// Reads the envelope record at `at` (just after the data); returns it and its length.
+fn read_envelope(file: &mut File, at: u64, trailer_at: u64) -> Result<(Envelope, u64), FormatError> {
+    if trailer_at < at + 5 {
+        return Err(FormatError::Truncated);
     }
-    let len = u32::from_le_bytes(head[9..13].try_into().expect("4 bytes"));
-    if len > MAX_ENVELOPE {
+    file.seek(SeekFrom::Start(at))?;
+    let mut head = [0u8; 5];
+    file.read_exact(&mut head).map_err(|_| FormatError::Truncated)?;
+    let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes"));
+    if head[0] != b'E' || len > MAX_ENVELOPE || at + 5 + u64::from(len) != trailer_at {
         return Err(FormatError::BadEnvelope);
     }
-    let mut payload = vec![0u8; len as usize + 1];
-    r.read_exact(&mut payload).map_err(|_| FormatError::Truncated)?;
-    if payload.pop() != Some(b'D') {
-        return Err(FormatError::BadEnvelope);
-    }
-    let env = decode_envelope(&payload)?;
-    let mut bytes = head.to_vec();
-    bytes.extend_from_slice(&payload);
-    bytes.push(b'D');
-    Ok((env, bytes))
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact(&mut payload).map_err(|_| FormatError::Truncated)?;
+    Ok((decode_envelope(&payload)?, 5 + u64::from(len)))
 }
 
 fn read_trailer(file: &mut File, size: u64) -> Result<(u32, u64), FormatError> {
-    if size < TRAILER_LEN {
+    if size < DATA_OFFSET + TRAILER_LEN {
         return Err(FormatError::Truncated);
     }
     file.seek(SeekFrom::Start(size - TRAILER_LEN))?;
@@ -163,34 +163,35 @@ fn read_trailer(file: &mut File, size: u64) -> Result<(u32, u64), FormatError> {
     Ok((crc, len))
 }
 
+fn check_magic(file: &mut File) -> Result<(), FormatError> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut m = [0u8; DATA_OFFSET as usize];
+    file.read_exact(&mut m).map_err(|_| FormatError::Truncated)?;
+    if &m[..8] != MAGIC || m[8] != b'D' {
+        return Err(FormatError::BadMagic);
+    }
+    Ok(())
+}
+
 /// Reads the layout of an open spool file without checking the CRC.
 pub(crate) fn read_layout(file: &mut File) -> Result<(Envelope, u64, u64), FormatError> {
     let size = file.metadata()?.len();
-    let (crc_unused, data_len) = read_trailer(file, size)?;
-    let _ = crc_unused;
-    file.seek(SeekFrom::Start(0))?;
-    let (env, head) = read_head(&mut BufReader::new(&mut *file))?;
-    let offset = head.len() as u64;
-    if offset + data_len + TRAILER_LEN != size {
-        return Err(FormatError::Truncated);
-    }
-    Ok((env, offset, data_len))
+    let (_, data_len) = read_trailer(file, size)?;
+    check_magic(file)?;
+    let env_at = DATA_OFFSET.checked_add(data_len).ok_or(FormatError::Truncated)?;
+    let (env, _) = read_envelope(file, env_at, size - TRAILER_LEN)?;
+    Ok((env, DATA_OFFSET, data_len))
 }
 
 /// Fully validates a spool file (structure, lengths and CRC); returns its envelope.
 pub(crate) fn validate_file(path: &Path) -> Result<Envelope, FormatError> {
     let mut file = File::open(path)?;
+    let (env, _, _) = read_layout(&mut file)?;
     let size = file.metadata()?.len();
-    let (crc, data_len) = read_trailer(&mut file, size)?;
+    let (crc, _) = read_trailer(&mut file, size)?;
     file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let (env, head) = read_head(&mut reader)?;
-    if head.len() as u64 + data_len + TRAILER_LEN != size {
-        return Err(FormatError::Truncated);
-    }
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&head);
-    let mut rest = reader.take(data_len);
+    let mut rest = BufReader::with_capacity(256 * 1024, file).take(size - TRAILER_LEN);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = rest.read(&mut buf)?;

@@ -18,10 +18,10 @@ fn envelope() -> Envelope {
 #[test]
 fn write_commit_read_back() {
     let spool = temp_spool("rw");
-    let mut w = spool.create(&envelope()).unwrap();
+    let mut w = spool.create().unwrap();
     w.write(b"Subject: hi\r\n\r\n").unwrap();
     w.write(b"body\r\n").unwrap();
-    let id = w.commit().unwrap();
+    let id = w.commit(&envelope()).unwrap();
     let (env, data) = spool.read_data(&id).unwrap();
     assert_eq!(env, envelope());
     assert_eq!(data, b"Subject: hi\r\n\r\nbody\r\n");
@@ -32,7 +32,7 @@ fn write_commit_read_back() {
 #[test]
 fn uncommitted_writes_vanish() {
     let spool = temp_spool("drop");
-    let mut w = spool.create(&envelope()).unwrap();
+    let mut w = spool.create().unwrap();
     w.write(b"partial").unwrap();
     drop(w);
     assert!(spool.list().unwrap().is_empty());
@@ -44,9 +44,9 @@ fn damaged_files_move_to_corrupt() {
     let spool = temp_spool("corrupt");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let mut w = spool.create(&envelope()).unwrap();
+        let mut w = spool.create().unwrap();
         w.write(&vec![b'x'; 10_000]).unwrap();
-        ids.push(w.commit().unwrap());
+        ids.push(w.commit(&envelope()).unwrap());
     }
     // flip one data byte in the first, truncate the second, leave the third
     let p0 = spool.root().join("queue").join(format!("{}.msg", ids[0]));
@@ -66,9 +66,9 @@ fn damaged_files_move_to_corrupt() {
 #[test]
 fn status_roundtrip_and_damage() {
     let spool = temp_spool("status");
-    let mut w = spool.create(&envelope()).unwrap();
+    let mut w = spool.create().unwrap();
     w.write(b"x\r\n").unwrap();
-    let id = w.commit().unwrap();
+    let id = w.commit(&envelope()).unwrap();
     let mut st = spool.read_status(&id, 2).unwrap();
     assert_eq!(st, Status::new(2));
     st.attempts = 3;

@@ -211,9 +211,9 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
     };
     let spool = ctx.spool.clone();
     let dsn_id = tokio::task::spawn_blocking(move || -> Result<QueueId, SpoolError> {
-        let mut w = spool.create(&dsn_env)?;
+        let mut w = spool.create()?;
         w.write(&body)?;
-        w.commit()
+        w.commit(&dsn_env)
     })
     .await??;
     tracing::info!(event = "dsn_queued", queue_id = %dsn_id, dsn_of = %id, to = %env.sender, recipients = failed.len());

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::route::Candidate;
+use crate::attrs;
 use crate::config::DeliveryConfig;
 
 /// What happened to one recipient in one attempt.
@@ -177,10 +178,12 @@ impl Courier {
         rcpts: &[String],
     ) -> Result<Transaction, ClientError> {
         let stored = spool.open_message(id).map_err(|e| ClientError::Protocol(format!("spool: {e}")))?;
+        let prepend = stored.envelope.attr(attrs::PREPEND).unwrap_or("").as_bytes().to_vec();
         let mut file = tokio::fs::File::from_std(stored.file);
         file.seek(SeekFrom::Start(stored.data_offset)).await?;
-        let body = file.take(stored.data_len);
-        client.send(sender, rcpts, Some(stored.data_len), body).await
+        let size = stored.data_len + prepend.len() as u64;
+        let body = (&prepend[..]).chain(file.take(stored.data_len));
+        client.send(sender, rcpts, Some(size), body).await
     }
 
     async fn open(&self, addr: SocketAddr, name: &str, try_tls: bool) -> Result<Client, HostError> {

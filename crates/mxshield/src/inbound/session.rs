@@ -36,6 +36,7 @@ struct Transaction {
     writer: Option<Writer>,
     hops: HopCounter,
     failed: bool,
+    received_at: u64,
 }
 
 impl GatewaySession {
@@ -106,6 +107,7 @@ impl Policy for GatewaySession {
             writer: None,
             hops: HopCounter::default(),
             failed: false,
+            received_at: 0,
         });
         Ok(())
     }
@@ -132,29 +134,16 @@ impl Policy for GatewaySession {
     }
 
     async fn data_start(&mut self) -> Result<(), Reply> {
-        let txn = self.txn.as_ref().ok_or_else(|| Reply::new(503, (5, 5, 1), "Need MAIL command"))?;
-        let envelope = Envelope {
-            sender: txn.sender.clone(),
-            recipients: txn.rcpts.clone(),
-            received_at: Utc::now().timestamp() as u64,
-            attrs: vec![
-                (attrs::CONTRACT.into(), txn.contracts.join(",")),
-                (attrs::DIRECTION.into(), txn.direction.as_str().into()),
-                (attrs::CLIENT_IP.into(), self.client.to_string()),
-                (attrs::HELO.into(), self.helo.clone()),
-            ],
-        };
-        let mut writer = self.ctx.spool.create(&envelope).map_err(|e| {
-            tracing::error!(event = "spool_error", error = %e);
-            local_error()
-        })?;
-        let header = self.received_header(writer.id().as_str(), &txn.rcpts);
-        writer.write(header.as_bytes()).map_err(|e| {
+        if self.txn.is_none() {
+            return Err(Reply::new(503, (5, 5, 1), "Need MAIL command"));
+        }
+        let writer = self.ctx.spool.create().map_err(|e| {
             tracing::error!(event = "spool_error", error = %e);
             local_error()
         })?;
         if let Some(t) = self.txn.as_mut() {
             t.writer = Some(writer);
+            t.received_at = Utc::now().timestamp() as u64;
         }
         Ok(())
     }
@@ -181,30 +170,50 @@ impl Policy for GatewaySession {
         };
         let size = writer.data_len();
         let facts = MessageFacts { received_headers: txn.hops.count };
-        let reply = match self.ctx.filter.check(&facts).await {
-            FilterVerdict::Refuse(r) => {
+        let (writer, decision) = self.ctx.filter.check(&facts, writer).await;
+        let reply = match (decision.verdict, writer) {
+            (FilterVerdict::Refuse(r), writer) => {
                 drop(writer);
                 r
             }
-            FilterVerdict::Accept => match tokio::task::spawn_blocking(move || writer.commit()).await {
-                Ok(Ok(id)) => {
-                    tracing::info!(
-                        event = "received", queue_id = %id, contract = %txn.contracts.join(","),
-                        direction = %txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
-                        from = %txn.sender, to = %txn.rcpts.join(","), size,
-                    );
-                    let _ = self.ctx.queued.send(id.clone());
-                    Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+            (FilterVerdict::Accept, None) => local_error(),
+            (FilterVerdict::Accept, Some(writer)) => {
+                let mut attrs = vec![
+                    (attrs::CONTRACT.into(), txn.contracts.join(",")),
+                    (attrs::DIRECTION.into(), txn.direction.as_str().into()),
+                    (attrs::CLIENT_IP.into(), self.client.to_string()),
+                    (attrs::HELO.into(), self.helo.clone()),
+                ];
+                // trace header first, then the scan result; the message itself stays as received
+                let trace = self.received_header(writer.id().as_str(), &txn.rcpts);
+                attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
+                let envelope = Envelope {
+                    sender: txn.sender.clone(),
+                    recipients: txn.rcpts.clone(),
+                    received_at: txn.received_at,
+                    attrs,
+                };
+                match tokio::task::spawn_blocking(move || writer.commit(&envelope)).await {
+                    Ok(Ok(id)) => {
+                        tracing::info!(
+                            event = "received", queue_id = %id, contract = %txn.contracts.join(","),
+                            direction = %txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
+                            from = %txn.sender, to = %txn.rcpts.join(","), size,
+                            verdict = %decision.verdict_text, findings = %decision.findings, scan_ms = decision.scan_ms,
+                        );
+                        let _ = self.ctx.queued.send(id.clone());
+                        Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(event = "spool_error", error = %e);
+                        local_error()
+                    }
+                    Err(e) => {
+                        tracing::error!(event = "spool_error", error = %e);
+                        local_error()
+                    }
                 }
-                Ok(Err(e)) => {
-                    tracing::error!(event = "spool_error", error = %e);
-                    local_error()
-                }
-                Err(e) => {
-                    tracing::error!(event = "spool_error", error = %e);
-                    local_error()
-                }
-            },
+            }
         };
         if !reply.is_positive() {
             self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
