@@ -9,6 +9,7 @@ mod filter;
 mod inbound;
 mod live;
 mod logging;
+mod scan_cli;
 mod serve;
 mod tls;
 
@@ -43,6 +44,32 @@ enum Command {
     Tls(TlsCmd),
     /// Check the configuration file and exit (0 = valid, 2 = errors printed).
     CheckConfig,
+    /// Scan files, directories (recursively) and messages, like clamscan. Exit 0 = clean,
+    /// 1 = virus found, 2 = error.
+    Scan {
+        /// Signature directory (ClamAV formats); default: `[scan] signatures`, else built in.
+        #[arg(long, value_name = "DIR")]
+        db: Option<PathBuf>,
+        /// Print the full report tree as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Signature database information.
+    #[command(subcommand)]
+    Sigs(SigsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SigsCmd {
+    /// Load a database and report what it holds and what is not supported.
+    Info {
+        /// Signature directory; default: `[scan] signatures`, else built in.
+        #[arg(long, value_name = "DIR")]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +139,8 @@ fn main() -> ExitCode {
                 println!("configuration is valid");
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Scan { db, json, paths } => scan_cli::scan(&config, db.as_deref(), json, &paths),
+            Command::Sigs(SigsCmd::Info { db }) => scan_cli::sigs_info(&config, db.as_deref()),
             Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
@@ -128,6 +157,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // `mxshield scan … | head` closing the pipe is not an error worth a message
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("mxshield: {e:#}");
             ExitCode::from(1)

@@ -11,6 +11,7 @@ pub enum FileType {
     Bzip2,
     Xz,
     Tar,
+    Cpio,
     SevenZip,
     Rar,
     Pdf,
@@ -41,6 +42,8 @@ impl FileType {
             FileType::Xz
         } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
             FileType::SevenZip
+        } else if starts(b"070701") || starts(b"070702") || starts(b"070707") || starts(&[0xc7, 0x71]) || starts(&[0x71, 0xc7]) {
+            FileType::Cpio
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar
         } else if starts(b"%PDF-") || d.get(..1024).is_some_and(|h| memchr::memmem::find(h, b"%PDF-").is_some()) {
@@ -101,6 +104,7 @@ impl FileType {
                 | FileType::Bzip2
                 | FileType::Xz
                 | FileType::Tar
+                | FileType::Cpio
                 | FileType::SevenZip
                 | FileType::Rar
                 | FileType::Mail

@@ -3,6 +3,7 @@
 //! beyond the remaining expanded-bytes allowance, and a member that expands faster than the
 //! ratio limit stops early.
 
+mod cpio;
 mod rar;
 mod sevenz;
 mod single;
@@ -48,6 +49,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Tar => tar::unpack(data, budget),
         FileType::SevenZip => sevenz::unpack(data, budget),
         FileType::Rar => rar::unpack(data, budget),
+        FileType::Cpio => cpio::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
@@ -96,11 +98,12 @@ impl From<LimitHit> for ReadError {
     }
 }
 
-/// Turns a member read result into an entry (or a whole-scan limit error).
-fn member(name: String, r: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
+/// Turns a member read result into an entry (or a whole-scan limit error); `kind` names the
+/// format in the reason (`Broken.Zip: …`).
+fn member(name: String, kind: &str, r: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
     match r {
         Ok(data) => Ok(Entry::File { name, data }),
         Err(ReadError::Limit(l)) => Err(UnpackError::Limit(l)),
-        Err(ReadError::Io(why)) => Ok(Entry::Broken { name, why }),
+        Err(ReadError::Io(why)) => Ok(Entry::Broken { name, why: format!("{kind}: {why}") }),
     }
 }

@@ -44,7 +44,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             failure = Some(UnpackError::Limit(l));
             return Ok(false);
         }
-        match member(entry.name.clone(), read_bounded(r, budget, None)) {
+        match member(entry.name.clone(), "Broken.7z", read_bounded(r, budget, None)) {
             Ok(e) => {
                 out.push(e);
                 Ok(true)

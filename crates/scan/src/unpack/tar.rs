@@ -24,7 +24,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "tar member".into());
         let size = entry.header().size().unwrap_or(0);
         let read = read_bounded(entry.take(size), budget, None);
-        out.push(member(name, read)?);
+        out.push(member(name, "Broken.Tar", read)?);
     }
     Ok(out)
 }

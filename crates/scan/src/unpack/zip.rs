@@ -40,7 +40,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
                 continue;
             }
         };
-        out.push(member(name, read)?);
+        out.push(member(name, "Broken.Zip", read)?);
     }
     Ok(out)
 }
