@@ -1,9 +1,15 @@
-//! Body signatures: a 4-byte-anchor prefilter (a 2^24-bit bitmap and a table keyed by the
-//! anchor's first four bytes) in front of exact verification with wildcards, alternatives and
-//! jumps. Signatures with a fixed offset are checked directly where they must start.
+//! Body signatures: a 4-byte-anchor prefilter in front of exact verification with wildcards,
+//! alternatives and jumps. Signatures with a fixed offset are checked directly where they must
+//! start.
+//!
+//! The prefilter probes a 2^24-bit bitmap with a hash of a 4-byte window, and on a hit looks
+//! the window up in a flat table (buckets of `(window, pattern, shift)`). A pattern whose
+//! exact anchor run is at least `STRIDE + 3` bytes long is entered once per shift
+//! `0..STRIDE`, so the input needs probing only at every `STRIDE`-th position: one of the
+//! anchor's first `STRIDE` windows always falls on such a position. Shorter anchors go to a
+//! second set probed at every position.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::sigdb::Offset;
 use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
@@ -11,6 +17,9 @@ use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
 /// Work allowed to verify one candidate (bounds pathological `*` patterns).
 const VERIFY_BUDGET: u32 = 100_000;
 const BITMAP_BITS: u32 = 24;
+const BUCKET_BITS: u32 = 20;
+/// Probe distance for long anchors.
+const STRIDE: usize = 4;
 
 /// Who a pattern belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,34 +37,74 @@ struct Compiled {
     owner: Owner,
     anchor_piece: usize,
     anchor_off: usize,
-    /// The anchor run after its first four bytes.
-    anchor_rest: Vec<u8>,
+    /// The whole exact anchor run.
+    anchor: Vec<u8>,
 }
 
-#[derive(Default)]
-struct U32Hasher(u64);
+/// Windows of anchors, probed at every `stride`-th input position.
+struct Prefilter {
+    stride: usize,
+    bitmap: Vec<u64>,
+    /// `buckets[b]..buckets[b + 1]` index `entries` of hash bucket `b`.
+    buckets: Vec<u32>,
+    /// (window, pattern index, shift of the window inside the anchor)
+    entries: Vec<(u32, u32, u8)>,
+    pending: Vec<(u32, u32, u8)>,
+}
 
-impl Hasher for U32Hasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl Prefilter {
+    fn new(stride: usize) -> Self {
+        Prefilter { stride, bitmap: Vec::new(), buckets: Vec::new(), entries: Vec::new(), pending: Vec::new() }
+    }
+
+    fn finish(&mut self) {
+        if self.pending.is_empty() {
+            return;
         }
+        self.bitmap = vec![0u64; (1usize << BITMAP_BITS) / 64];
+        let mut counts = vec![0u32; (1usize << BUCKET_BITS) + 1];
+        for &(key, _, _) in &self.pending {
+            let b = bit_of(key);
+            self.bitmap[b / 64] |= 1 << (b % 64);
+            counts[bucket_of(key) + 1] += 1;
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let mut fill = counts.clone();
+        let mut entries = vec![(0u32, 0u32, 0u8); self.pending.len()];
+        for &e in &self.pending {
+            let b = bucket_of(e.0);
+            entries[fill[b] as usize] = e;
+            fill[b] += 1;
+        }
+        self.buckets = counts;
+        self.entries = entries;
+        self.pending = Vec::new();
     }
-    fn write_u32(&mut self, n: u32) {
-        let h = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
-    fn finish(&self) -> u64 {
-        self.0
+
+    #[inline]
+    fn candidates(&self, key: u32) -> &[(u32, u32, u8)] {
+        let b = bit_of(key);
+        if self.bitmap[b >> 6] & (1 << (b & 63)) == 0 {
+            return &[];
+        }
+        let k = bucket_of(key);
+        &self.entries[self.buckets[k] as usize..self.buckets[k + 1] as usize]
     }
 }
 
 /// The compiled body-signature matcher.
-#[derive(Default)]
 pub struct BodyMatcher {
     compiled: Vec<Compiled>,
-    bitmap: Vec<u64>,
-    table: HashMap<u32, Vec<u32>, BuildHasherDefault<U32Hasher>>,
+    /// Anchors of at least `STRIDE + 3` bytes.
+    long: Prefilter,
+    /// Anchors of 4 to `STRIDE + 2` bytes.
+    short: Prefilter,
     /// Offset-constrained patterns, checked at their allowed starts.
     positioned: Vec<u32>,
     /// Floating patterns without a 4-byte exact run: checked at every position of their first
@@ -72,37 +121,57 @@ pub struct BodyHits {
     pub sub_counts: Vec<(u32, u32)>,
 }
 
+impl Default for BodyMatcher {
+    fn default() -> Self {
+        BodyMatcher {
+            compiled: Vec::new(),
+            long: Prefilter::new(STRIDE),
+            short: Prefilter::new(1),
+            positioned: Vec::new(),
+            unanchored: Vec::new(),
+        }
+    }
+}
+
 #[inline]
 fn bit_of(w: u32) -> usize {
     (w.wrapping_mul(0x9E37_79B1) >> (32 - BITMAP_BITS)) as usize
+}
+
+#[inline]
+fn bucket_of(w: u32) -> usize {
+    (w.wrapping_mul(0x85EB_CA6B) >> (32 - BUCKET_BITS)) as usize
+}
+
+#[inline]
+fn window(d: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
 }
 
 impl BodyMatcher {
     /// Adds a pattern.
     pub fn add(&mut self, pattern: Pattern, offset: Offset, target: u32, owner: Owner) {
         let idx = self.compiled.len() as u32;
-        let anchor = pattern.anchor(4);
-        let (anchor_piece, anchor_off, run) = anchor.clone().unwrap_or((0, 0, Vec::new()));
-        let anchor_rest = run.get(4..).map(<[u8]>::to_vec).unwrap_or_default();
+        let (anchor_piece, anchor_off, run) = pattern.anchor(4).unwrap_or((0, 0, Vec::new()));
         if offset != Offset::Any {
             self.positioned.push(idx);
+        } else if run.len() >= STRIDE + 3 {
+            for shift in 0..STRIDE {
+                self.long.pending.push((window(&run, shift), idx, shift as u8));
+            }
         } else if run.len() >= 4 {
-            let key = u32::from_le_bytes([run[0], run[1], run[2], run[3]]);
-            self.table.entry(key).or_default().push(idx);
+            self.short.pending.push((window(&run, 0), idx, 0));
         } else {
             self.unanchored.push(idx);
         }
-        self.compiled.push(Compiled { pattern, offset, target, owner, anchor_piece, anchor_off, anchor_rest });
+        self.compiled.push(Compiled { pattern, offset, target, owner, anchor_piece, anchor_off, anchor: run });
     }
 
     /// Builds the prefilter; call once after the last `add`.
     pub fn finish(&mut self) {
-        self.bitmap = vec![0u64; (1usize << BITMAP_BITS) / 64];
-        for key in self.table.keys() {
-            let b = bit_of(*key);
-            self.bitmap[b / 64] |= 1 << (b % 64);
-        }
-        self.table.shrink_to_fit();
+        self.long.finish();
+        self.short.finish();
+        self.compiled.shrink_to_fit();
     }
 
     /// Number of patterns.
@@ -172,26 +241,27 @@ impl BodyMatcher {
                 }
             }
         }
-        // anchored floating patterns through the prefilter
-        if self.table.is_empty() || data.len() < 4 {
-            return finish_counts(hits, counts);
-        }
-        let bitmap = &self.bitmap[..];
-        for (i, w) in data.windows(4).enumerate() {
-            let key = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            let b = bit_of(key);
-            if bitmap[b >> 6] & (1 << (b & 63)) == 0 {
+        // anchored floating patterns through the prefilters
+        for pf in [&self.long, &self.short] {
+            if pf.is_empty() || data.len() < 4 {
                 continue;
             }
-            let Some(list) = self.table.get(&key) else { continue };
-            for &ci in list {
-                let c = &self.compiled[ci as usize];
-                if let Some(start) = self.verify_at_anchor(c, data, i)
-                    && target_ok(c.target)
-                    && record(c, start, &mut hits)
-                {
-                    return finish_counts(hits, counts);
+            let last = data.len() - 4;
+            let mut i = 0;
+            while i <= last {
+                for &(key, ci, shift) in pf.candidates(window(data, i)) {
+                    if key != window(data, i) || i < shift as usize {
+                        continue;
+                    }
+                    let c = &self.compiled[ci as usize];
+                    if let Some(start) = self.verify_at_anchor(c, data, i - shift as usize)
+                        && target_ok(c.target)
+                        && record(c, start, &mut hits)
+                    {
+                        return finish_counts(hits, counts);
+                    }
                 }
+                i += pf.stride;
             }
         }
         finish_counts(hits, counts)
@@ -199,10 +269,7 @@ impl BodyMatcher {
 
     /// Verifies a pattern whose anchor run starts at `at`; returns the match start.
     fn verify_at_anchor(&self, c: &Compiled, data: &[u8], at: usize) -> Option<usize> {
-        let rest_start = at + 4;
-        if data.len() < rest_start + c.anchor_rest.len()
-            || data[rest_start..rest_start + c.anchor_rest.len()] != c.anchor_rest[..]
-        {
+        if data.get(at..at + c.anchor.len()) != Some(&c.anchor[..]) {
             return None;
         }
         let pieces = &c.pattern.pieces;
@@ -387,9 +454,12 @@ mod tests {
             m.add(Pattern::parse(&hex).unwrap(), Offset::Any, 0, Owner::Body(i as u32));
         }
         m.finish();
-        let mut data: Vec<u8> = (0..200_000).map(|_| rnd() as u8).collect();
+        let data: Vec<u8> = (0..200_000).map(|_| rnd() as u8).collect();
         assert_eq!(first(&m, &data), None);
-        data[123_456..123_472].copy_from_slice(&pats[4321]);
-        assert_eq!(first(&m, &data), Some((4321, 123_456)));
+        for at in [123_456, 123_457, 123_458, 123_459, 0, 200_000 - 16] {
+            let mut d = data.clone();
+            d[at..at + 16].copy_from_slice(&pats[4321]);
+            assert_eq!(first(&m, &d), Some((4321, at)), "planted at {at}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 use crate::filetype::FileType;
-use crate::sigdb::hashes::HashTable;
+use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
 use crate::sigdb::{LoadError, LoadStats, Names, SigDb};
 use body::{BodyMatcher, Owner};
@@ -33,12 +33,12 @@ struct Logical {
 /// Every signature of a database, ready to match.
 pub struct Signatures {
     names: Names,
-    md5: HashTable,
-    sha1: HashTable,
-    sha256: HashTable,
-    allow_md5: HashTable,
-    allow_sha1: HashTable,
-    allow_sha256: HashTable,
+    md5: HashTable<u128>,
+    sha1: HashTable<[u8; 32]>,
+    sha256: HashTable<[u8; 32]>,
+    allow_md5: HashTable<u128>,
+    allow_sha1: HashTable<[u8; 32]>,
+    allow_sha256: HashTable<[u8; 32]>,
     body: BodyMatcher,
     logical: Vec<Logical>,
     sub_owner: Vec<u32>,
@@ -169,31 +169,33 @@ impl Signatures {
 
     /// `Some(None)`: allow-listed; `Some(Some(d))`: a hash signature matched; `None`: go on.
     fn check_hashes(&self, data: &[u8], size: u64) -> Option<Option<Detection>> {
-        let tables: [(&HashTable, &HashTable, &str); 3] = [
-            (&self.md5, &self.allow_md5, "md5"),
-            (&self.sha1, &self.allow_sha1, "sha1"),
-            (&self.sha256, &self.allow_sha256, "sha256"),
-        ];
         let mut found = None;
-        for (sigs, allow, kind) in tables {
+        if self.md5.wants(size) || self.allow_md5.wants(size) {
+            let d = digest("md5", data);
+            let key = md5_key(&d);
+            if self.allow_md5.lookup(&key, size).is_some() {
+                return Some(None);
+            }
+            found = self.md5.lookup(&key, size).map(|n| self.detection(n, "md5", &d, size));
+        }
+        for (sigs, allow, kind) in [(&self.sha1, &self.allow_sha1, "sha1"), (&self.sha256, &self.allow_sha256, "sha256")] {
             if !sigs.wants(size) && !allow.wants(size) {
                 continue;
             }
-            let digest = digest(kind, data);
-            if allow.lookup(&digest, size).is_some() {
+            let d = digest(kind, data);
+            if allow.lookup(&d, size).is_some() {
                 return Some(None);
             }
-            if found.is_none()
-                && let Some(name) = sigs.lookup(&digest, size)
-            {
-                let hex: String = digest[..digest_len(kind)].iter().map(|b| format!("{b:02x}")).collect();
-                found = Some(Detection {
-                    name: self.names.get(name).to_string(),
-                    evidence: format!("{kind} {hex}:{size}"),
-                });
+            if found.is_none() {
+                found = sigs.lookup(&d, size).map(|n| self.detection(n, kind, &d, size));
             }
         }
         found.map(Some)
+    }
+
+    fn detection(&self, name: u32, kind: &str, digest: &[u8; 32], size: u64) -> Detection {
+        let hex: String = digest[..digest_len(kind)].iter().map(|b| format!("{b:02x}")).collect();
+        Detection { name: self.names.get(name).to_string(), evidence: format!("{kind} {hex}:{size}") }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Whole-file hash signatures (`.hdb` MD5, `.hsb` SHA1/SHA256) and allow-lists (`.fp`,
-//! `.sfp`), stored compactly: sorted arrays and one arena of names, so a million entries
-//! cost tens of megabytes, not hundreds.
+//! `.sfp`), stored compactly: sorted arrays and one arena of names, so a million MD5 entries
+//! cost about 24 MB.
 
 /// Which digest a signature uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,18 +23,25 @@ impl HashKind {
 }
 
 /// Size wildcard in a hash signature.
-pub const ANY_SIZE: u64 = u64::MAX;
+pub const ANY_SIZE: u32 = u32::MAX;
 
-/// Entries of one digest kind: (digest, size or ANY_SIZE, name index), sorted.
-#[derive(Debug, Default)]
-pub struct HashTable {
-    entries: Vec<([u8; 32], u64, u32)>,
-    sizes: Vec<u64>,
+/// Entries of one digest kind: (digest, size or ANY_SIZE, name index), sorted. MD5 digests
+/// are `u128`, SHA digests `[u8; 32]` (SHA1 zero-padded).
+#[derive(Debug)]
+pub struct HashTable<K> {
+    entries: Vec<(K, u32, u32)>,
+    sizes: Vec<u32>,
     any_size: bool,
 }
 
-impl HashTable {
-    pub(crate) fn push(&mut self, digest: [u8; 32], size: u64, name: u32) {
+impl<K> Default for HashTable<K> {
+    fn default() -> Self {
+        HashTable { entries: Vec::new(), sizes: Vec::new(), any_size: false }
+    }
+}
+
+impl<K: Ord + Copy> HashTable<K> {
+    pub(crate) fn push(&mut self, digest: K, size: u32, name: u32) {
         if size == ANY_SIZE {
             self.any_size = true;
         } else {
@@ -44,7 +51,7 @@ impl HashTable {
     }
 
     pub(crate) fn finish(&mut self) {
-        self.entries.sort_unstable();
+        self.entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         self.entries.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         self.sizes.sort_unstable();
         self.sizes.dedup();
@@ -64,11 +71,13 @@ impl HashTable {
 
     /// Whether a file of `size` bytes could match (so its digest is worth computing).
     pub fn wants(&self, size: u64) -> bool {
-        !self.entries.is_empty() && (self.any_size || self.sizes.binary_search(&size).is_ok())
+        !self.entries.is_empty()
+            && (self.any_size || u32::try_from(size).is_ok_and(|s| self.sizes.binary_search(&s).is_ok()))
     }
 
     /// The name index of a signature matching `digest` and `size`.
-    pub fn lookup(&self, digest: &[u8; 32], size: u64) -> Option<u32> {
+    pub fn lookup(&self, digest: &K, size: u64) -> Option<u32> {
+        let size = u32::try_from(size).unwrap_or(ANY_SIZE - 1);
         let start = self.entries.partition_point(|e| e.0 < *digest);
         self.entries[start..]
             .iter()
@@ -78,17 +87,28 @@ impl HashTable {
     }
 }
 
-/// Parses a hex digest into a 32-byte key (zero-padded for MD5/SHA1).
-pub fn digest_key(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Parses a hex digest of up to 32 bytes (zero-padded).
+pub fn digest_bytes(hex: &[u8]) -> Option<[u8; 32]> {
     if !hex.len().is_multiple_of(2) || hex.len() > 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let h = (pair[0] as char).to_digit(16)?;
-        let l = (pair[1] as char).to_digit(16)?;
-        out[i] = (h << 4 | l) as u8;
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
+}
+
+/// An MD5 digest as the key of an MD5 table.
+pub fn md5_key(d: &[u8; 32]) -> u128 {
+    u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }

@@ -14,9 +14,7 @@ pub mod pattern;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
-
-use hashes::{ANY_SIZE, HashKind, HashTable, digest_key};
+use hashes::{ANY_SIZE, HashKind, HashTable, digest_bytes, md5_key};
 use logical::Expr;
 use pattern::{Pattern, PatternError};
 
@@ -104,12 +102,12 @@ impl Names {
 #[derive(Debug, Default)]
 pub struct SigDb {
     pub names: Names,
-    pub md5: HashTable,
-    pub sha1: HashTable,
-    pub sha256: HashTable,
-    pub allow_md5: HashTable,
-    pub allow_sha1: HashTable,
-    pub allow_sha256: HashTable,
+    pub md5: HashTable<u128>,
+    pub sha1: HashTable<[u8; 32]>,
+    pub sha256: HashTable<[u8; 32]>,
+    pub allow_md5: HashTable<u128>,
+    pub allow_sha1: HashTable<[u8; 32]>,
+    pub allow_sha256: HashTable<[u8; 32]>,
     pub body: Vec<BodySig>,
     pub logical: Vec<LogicalSig>,
     pub ignored: HashSet<String>,
@@ -147,13 +145,14 @@ impl SigDb {
             .collect();
         paths.sort();
         let mut db = SigDb::default();
-        let mut digest = Md5::new();
+        let mut digest = crc32fast::Hasher::new();
         let mut versions = Vec::new();
         for p in &paths {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let data = std::fs::read(p).map_err(|e| LoadError { file: name.clone(), line: 0, why: e.to_string() })?;
+            let io = |e: std::io::Error| LoadError { file: name.clone(), line: 0, why: e.to_string() };
             let ext = extension(&name);
             if matches!(ext.as_str(), "cvd" | "cld" | "cud") {
+                let data = std::fs::read(p).map_err(io)?;
                 let (version, members) = cvd::open(&name, &data)?;
                 versions.push(version);
                 for (member, content) in members {
@@ -161,105 +160,134 @@ impl SigDb {
                 }
             } else {
                 digest.update(name.as_bytes());
-                digest.update(&data);
-                db.load_file(&name, &data)?;
+                let file = std::fs::File::open(p).map_err(io)?;
+                db.load_reader(&name, std::io::BufReader::with_capacity(256 * 1024, file), &mut digest)?;
             }
         }
         db.finish();
         let loose = db.stats.files.iter().any(|f| !f.contains('/'));
         if loose {
-            versions.push(format!("local:{}", &hex(&digest.finalize())[..12]));
+            versions.push(format!("local:{:08x}", digest.finalize()));
         }
         db.version = if versions.is_empty() { "empty".into() } else { versions.join(",") };
         Ok(db)
     }
 
-    /// Loads one database file by its name's extension.
+    /// Loads one database file (in memory) by its name's extension.
     pub fn load_file(&mut self, name: &str, data: &[u8]) -> Result<(), LoadError> {
+        self.load_reader(name, data, &mut crc32fast::Hasher::new())
+    }
+
+    /// Loads one database file line by line, feeding its bytes to `digest`.
+    pub fn load_reader(
+        &mut self,
+        name: &str,
+        mut reader: impl std::io::BufRead,
+        digest: &mut crc32fast::Hasher,
+    ) -> Result<(), LoadError> {
         let ext = extension(name);
-        let text = String::from_utf8_lossy(data);
-        let lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-            .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-        let bad = |line: usize, why: String| LoadError { file: name.to_string(), line, why };
-        match ext.as_str() {
-            "hdb" | "hdu" | "hsb" | "hsu" | "fp" | "sfp" => {
-                let allow = ext == "fp" || ext == "sfp";
-                for (n, l) in lines {
-                    self.hash_line(l, allow).map_err(|why| bad(n, why))?;
-                }
-            }
-            "ndb" | "ndu" => {
-                for (n, l) in lines {
-                    self.body_line(l).map_err(|why| bad(n, why))?;
-                }
-            }
-            "ldb" | "ldu" => {
-                for (n, l) in lines {
-                    self.logical_line(l).map_err(|why| bad(n, why))?;
-                }
-            }
-            "ign" | "ign2" => {
-                for (_, l) in lines {
-                    let n = l.split(':').next_back().unwrap_or(l).trim();
-                    self.ignored.insert(n.to_string());
-                    self.stats.ignored_names += 1;
-                }
-            }
+        let kind = match ext.as_str() {
+            "hdb" | "hdu" | "hsb" | "hsu" => Kind::Hash { allow: false },
+            "fp" | "sfp" => Kind::Hash { allow: true },
+            "ndb" | "ndu" => Kind::Body,
+            "ldb" | "ldu" => Kind::Logical,
+            "ign" | "ign2" => Kind::Ignore,
             "info" | "cfg" | "sign" | "txt" | "md" => return Ok(()),
-            other => {
-                let reason = UNSUPPORTED_KINDS
+            other => Kind::Unsupported(
+                UNSUPPORTED_KINDS
                     .iter()
                     .find(|(e, _)| *e == other)
                     .map(|(_, r)| r.to_string())
-                    .unwrap_or_else(|| format!("unknown database kind (.{other})"));
-                *self.stats.unsupported.entry(reason).or_default() += lines.count();
+                    .unwrap_or_else(|| format!("unknown database kind (.{other})")),
+            ),
+        };
+        let mut buf = Vec::with_capacity(256);
+        let mut n = 0;
+        loop {
+            buf.clear();
+            let read = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| LoadError { file: name.to_string(), line: n, why: e.to_string() })?;
+            if read == 0 {
+                break;
             }
+            n += 1;
+            digest.update(&buf);
+            let line = trim_line(&buf);
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            self.load_line(&kind, line).map_err(|why| LoadError { file: name.to_string(), line: n, why })?;
         }
         self.stats.files.push(name.to_string());
         Ok(())
+    }
+
+    fn load_line(&mut self, kind: &Kind, line: &[u8]) -> Result<(), String> {
+        match kind {
+            Kind::Hash { allow } => self.hash_line(line, *allow),
+            Kind::Unsupported(reason) => {
+                *self.stats.unsupported.entry(reason.clone()).or_default() += 1;
+                Ok(())
+            }
+            _ => {
+                let l = std::str::from_utf8(line).map_err(|_| "line is not valid UTF-8".to_string())?;
+                match kind {
+                    Kind::Body => self.body_line(l),
+                    Kind::Logical => self.logical_line(l),
+                    _ => {
+                        let n = l.split(':').next_back().unwrap_or(l).trim();
+                        self.ignored.insert(n.to_string());
+                        self.stats.ignored_names += 1;
+                        Ok(())
+                    }
+                }
+            }
+        }
     }
 
     fn unsupported(&mut self, reason: impl Into<String>) {
         *self.stats.unsupported.entry(reason.into()).or_default() += 1;
     }
 
-    fn hash_line(&mut self, l: &str, allow: bool) -> Result<(), String> {
-        let f: Vec<&str> = l.split(':').collect();
-        if f.len() < 3 {
-            return Err(format!("expected HASH:SIZE:NAME, found {l:?}"));
-        }
-        let kind =
-            HashKind::from_hex_len(f[0].len()).ok_or_else(|| format!("{:?} is not an MD5, SHA1 or SHA256", f[0]))?;
-        let digest = digest_key(f[0]).ok_or_else(|| format!("{:?} is not hexadecimal", f[0]))?;
-        let size = match f[1] {
-            "*" => ANY_SIZE,
-            s => s.parse().map_err(|_| format!("{s:?} is not a file size"))?,
+    fn hash_line(&mut self, l: &[u8], allow: bool) -> Result<(), String> {
+        let text = || String::from_utf8_lossy(l).into_owned();
+        let mut f = l.splitn(4, |&b| b == b':');
+        let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
+            return Err(format!("expected HASH:SIZE:NAME, found {:?}", text()));
         };
-        let name = self.names.add(f[2]);
-        let table = match (kind, allow) {
+        let kind = HashKind::from_hex_len(hash.len())
+            .ok_or_else(|| format!("{:?} is not an MD5, SHA1 or SHA256", String::from_utf8_lossy(hash)))?;
+        let digest = digest_bytes(hash).ok_or_else(|| format!("{:?} is not hexadecimal", String::from_utf8_lossy(hash)))?;
+        let size = match size {
+            b"*" => ANY_SIZE,
+            s => std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|n| u32::try_from(n).unwrap_or(ANY_SIZE - 1))
+                .ok_or_else(|| format!("{:?} is not a file size", String::from_utf8_lossy(s)))?,
+        };
+        let name = self.names.add(&String::from_utf8_lossy(name));
+        match (kind, allow) {
             (HashKind::Md5, false) => {
                 self.stats.md5 += 1;
-                &mut self.md5
+                self.md5.push(md5_key(&digest), size, name);
             }
             (HashKind::Sha1, false) => {
                 self.stats.sha1 += 1;
-                &mut self.sha1
+                self.sha1.push(digest, size, name);
             }
             (HashKind::Sha256, false) => {
                 self.stats.sha256 += 1;
-                &mut self.sha256
+                self.sha256.push(digest, size, name);
             }
-            (HashKind::Md5, true) => &mut self.allow_md5,
-            (HashKind::Sha1, true) => &mut self.allow_sha1,
-            (HashKind::Sha256, true) => &mut self.allow_sha256,
-        };
+            (HashKind::Md5, true) => self.allow_md5.push(md5_key(&digest), size, name),
+            (HashKind::Sha1, true) => self.allow_sha1.push(digest, size, name),
+            (HashKind::Sha256, true) => self.allow_sha256.push(digest, size, name),
+        }
         if allow {
             self.stats.allow += 1;
         }
-        table.push(digest, size, name);
         Ok(())
     }
 
@@ -371,14 +399,9 @@ impl SigDb {
     }
 
     fn finish(&mut self) {
-        for t in [
-            &mut self.md5,
-            &mut self.sha1,
-            &mut self.sha256,
-            &mut self.allow_md5,
-            &mut self.allow_sha1,
-            &mut self.allow_sha256,
-        ] {
+        self.md5.finish();
+        self.allow_md5.finish();
+        for t in [&mut self.sha1, &mut self.sha256, &mut self.allow_sha1, &mut self.allow_sha256] {
             t.finish();
         }
         if !self.ignored.is_empty() {
@@ -398,6 +421,20 @@ impl SigDb {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// How the lines of a database file are read.
+enum Kind {
+    Hash { allow: bool },
+    Body,
+    Logical,
+    Ignore,
+    Unsupported(String),
+}
+
+fn trim_line(b: &[u8]) -> &[u8] {
+    let end = b.iter().rposition(|c| !matches!(c, b'\n' | b'\r' | b' ' | b'\t')).map_or(0, |e| e + 1);
+    &b[..end]
 }
 
 enum OffsetError {
@@ -441,9 +478,6 @@ fn extension(name: &str) -> String {
     name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 #[cfg(test)]
 mod tests;

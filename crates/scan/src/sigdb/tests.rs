@@ -1,4 +1,5 @@
 use super::*;
+use md5::{Digest, Md5};
 
 fn load(files: &[(&str, &str)]) -> Result<SigDb, LoadError> {
     let mut db = SigDb::default();
