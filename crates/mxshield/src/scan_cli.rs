@@ -15,7 +15,9 @@ use crate::config::Config;
 fn load_signatures(config: &Config, db: Option<&Path>) -> anyhow::Result<(Signatures, Duration)> {
     let started = Instant::now();
     let sigs = match db.map(Path::to_path_buf).or_else(|| config.scan.signatures.clone()) {
-        Some(dir) => Signatures::load_dir(&dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?,
+        Some(dir) => {
+            Signatures::load_dir(&dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
+        }
         None => Signatures::builtin(),
     };
     Ok((sigs, started.elapsed()))

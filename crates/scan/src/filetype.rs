@@ -42,7 +42,12 @@ impl FileType {
             FileType::Xz
         } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
             FileType::SevenZip
-        } else if starts(b"070701") || starts(b"070702") || starts(b"070707") || starts(&[0xc7, 0x71]) || starts(&[0x71, 0xc7]) {
+        } else if starts(b"070701")
+            || starts(b"070702")
+            || starts(b"070707")
+            || starts(&[0xc7, 0x71])
+            || starts(&[0x71, 0xc7])
+        {
             FileType::Cpio
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar

@@ -2,12 +2,13 @@
 //! alternatives and jumps. Signatures with a fixed offset are checked directly where they must
 //! start.
 //!
-//! The prefilter probes a 2^24-bit bitmap with a hash of a 4-byte window, and on a hit looks
-//! the window up in a flat table (buckets of `(window, pattern, shift)`). A pattern whose
-//! exact anchor run is at least `STRIDE + 3` bytes long is entered once per shift
-//! `0..STRIDE`, so the input needs probing only at every `STRIDE`-th position: one of the
-//! anchor's first `STRIDE` windows always falls on such a position. Shorter anchors go to a
-//! second set probed at every position.
+//! The prefilter probes a blocked Bloom filter (three bits per key in one 64-bit word, about 20
+//! bits per key) with a hash of a 4-byte window, and on a hit looks the window up in a flat
+//! table (buckets of `(window, pattern, shift)`). A pattern whose exact anchor run is at
+//! least `S + 3` bytes long is entered once per shift `0..S`, so the input needs probing only
+//! at every `S`-th position: one of the anchor's first `S` windows always falls on such a
+//! position. Patterns are grouped in tiers by anchor length ([`TIERS`]), each with its own
+//! stride and filter.
 
 use std::collections::HashMap;
 
@@ -16,10 +17,11 @@ use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
 
 /// Work allowed to verify one candidate (bounds pathological `*` patterns).
 const VERIFY_BUDGET: u32 = 100_000;
-const BITMAP_BITS: u32 = 24;
-const BUCKET_BITS: u32 = 20;
-/// Probe distance for long anchors.
-const STRIDE: usize = 4;
+/// Tiers of anchors: (minimum anchor length, probe stride). An anchor of length `L` may be
+/// probed every `L - 3` bytes; longer anchors mean fewer probes.
+const TIERS: [(usize, usize); 2] = [(7, 4), (4, 1)];
+/// How many probes ahead the filter is prefetched.
+const PREFETCH_PROBES: usize = 8;
 
 /// Who a pattern belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +37,17 @@ struct Compiled {
     offset: Offset,
     target: u32,
     owner: Owner,
-    anchor_piece: usize,
-    anchor_off: usize,
-    /// The whole exact anchor run.
-    anchor: Vec<u8>,
+    /// The exact anchor run is `anchor_len` bytes at `anchor_off` in piece `anchor_piece`.
+    anchor_piece: u16,
+    anchor_off: u16,
+    anchor_len: u16,
 }
 
 /// Windows of anchors, probed at every `stride`-th input position.
 struct Prefilter {
     stride: usize,
+    word_bits: u32,
+    bucket_bits: u32,
     bitmap: Vec<u64>,
     /// `buckets[b]..buckets[b + 1]` index `entries` of hash bucket `b`.
     buckets: Vec<u32>,
@@ -54,19 +58,31 @@ struct Prefilter {
 
 impl Prefilter {
     fn new(stride: usize) -> Self {
-        Prefilter { stride, bitmap: Vec::new(), buckets: Vec::new(), entries: Vec::new(), pending: Vec::new() }
+        Prefilter {
+            stride,
+            word_bits: 0,
+            bucket_bits: 0,
+            bitmap: Vec::new(),
+            buckets: Vec::new(),
+            entries: Vec::new(),
+            pending: Vec::new(),
+        }
     }
 
     fn finish(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        self.bitmap = vec![0u64; (1usize << BITMAP_BITS) / 64];
-        let mut counts = vec![0u32; (1usize << BUCKET_BITS) + 1];
+        let n = self.pending.len();
+        // about 20 filter bits per key, rounded down to a power of two (cache-friendly size)
+        self.word_bits = usize::BITS - 1 - (n / 3).max(1024).leading_zeros();
+        self.bucket_bits = n.max(256).next_power_of_two().trailing_zeros();
+        self.bitmap = vec![0u64; 1usize << self.word_bits];
+        let mut counts = vec![0u32; (1usize << self.bucket_bits) + 1];
         for &(key, _, _) in &self.pending {
-            let b = bit_of(key);
-            self.bitmap[b / 64] |= 1 << (b % 64);
-            counts[bucket_of(key) + 1] += 1;
+            let (word, mask, bucket) = self.probe(key);
+            self.bitmap[word] |= mask;
+            counts[bucket + 1] += 1;
         }
         for i in 1..counts.len() {
             counts[i] += counts[i - 1];
@@ -74,7 +90,7 @@ impl Prefilter {
         let mut fill = counts.clone();
         let mut entries = vec![(0u32, 0u32, 0u8); self.pending.len()];
         for &e in &self.pending {
-            let b = bucket_of(e.0);
+            let b = self.probe(e.0).2;
             entries[fill[b] as usize] = e;
             fill[b] += 1;
         }
@@ -87,24 +103,46 @@ impl Prefilter {
         self.entries.is_empty()
     }
 
+    /// Filter word, the two bits to test in it, and the table bucket of a window.
+    #[inline]
+    fn probe(&self, w: u32) -> (usize, u64, usize) {
+        let h = u64::from(w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let word = (h >> (64 - self.word_bits)) as usize;
+        let mask = (1u64 << ((h >> 40) & 63)) | (1u64 << ((h >> 34) & 63)) | (1u64 << ((h >> 28) & 63));
+        let bucket = ((h >> 12) as usize) & ((1 << self.bucket_bits) - 1);
+        (word, mask, bucket)
+    }
+
+    /// Asks the CPU to load the filter word of a window probed a few steps later, so that the
+    /// probe finds it in cache (the filter is larger than L1).
+    #[inline]
+    fn prefetch(&self, key: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let word = self.probe(key).0;
+            let p = self.bitmap.as_ptr().wrapping_add(word) as *const i8;
+            // SAFETY: a prefetch is a hint; it never faults and `word` is in bounds anyway.
+            unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+
     #[inline]
     fn candidates(&self, key: u32) -> &[(u32, u32, u8)] {
-        let b = bit_of(key);
-        if self.bitmap[b >> 6] & (1 << (b & 63)) == 0 {
+        let (word, mask, bucket) = self.probe(key);
+        if self.bitmap[word] & mask != mask {
             return &[];
         }
-        let k = bucket_of(key);
-        &self.entries[self.buckets[k] as usize..self.buckets[k + 1] as usize]
+        &self.entries[self.buckets[bucket] as usize..self.buckets[bucket + 1] as usize]
     }
 }
 
 /// The compiled body-signature matcher.
 pub struct BodyMatcher {
     compiled: Vec<Compiled>,
-    /// Anchors of at least `STRIDE + 3` bytes.
-    long: Prefilter,
-    /// Anchors of 4 to `STRIDE + 2` bytes.
-    short: Prefilter,
+    /// One prefilter per tier of [`TIERS`].
+    tiers: Vec<Prefilter>,
     /// Offset-constrained patterns, checked at their allowed starts.
     positioned: Vec<u32>,
     /// Floating patterns without a 4-byte exact run: checked at every position of their first
@@ -125,22 +163,11 @@ impl Default for BodyMatcher {
     fn default() -> Self {
         BodyMatcher {
             compiled: Vec::new(),
-            long: Prefilter::new(STRIDE),
-            short: Prefilter::new(1),
+            tiers: TIERS.iter().map(|&(_, stride)| Prefilter::new(stride)).collect(),
             positioned: Vec::new(),
             unanchored: Vec::new(),
         }
     }
-}
-
-#[inline]
-fn bit_of(w: u32) -> usize {
-    (w.wrapping_mul(0x9E37_79B1) >> (32 - BITMAP_BITS)) as usize
-}
-
-#[inline]
-fn bucket_of(w: u32) -> usize {
-    (w.wrapping_mul(0x85EB_CA6B) >> (32 - BUCKET_BITS)) as usize
 }
 
 #[inline]
@@ -155,22 +182,31 @@ impl BodyMatcher {
         let (anchor_piece, anchor_off, run) = pattern.anchor(4).unwrap_or((0, 0, Vec::new()));
         if offset != Offset::Any {
             self.positioned.push(idx);
-        } else if run.len() >= STRIDE + 3 {
-            for shift in 0..STRIDE {
-                self.long.pending.push((window(&run, shift), idx, shift as u8));
+        } else if let Some(t) = TIERS.iter().position(|&(min, _)| run.len() >= min) {
+            let tier = &mut self.tiers[t];
+            for shift in 0..tier.stride {
+                tier.pending.push((window(&run, shift), idx, shift as u8));
             }
-        } else if run.len() >= 4 {
-            self.short.pending.push((window(&run, 0), idx, 0));
         } else {
             self.unanchored.push(idx);
         }
-        self.compiled.push(Compiled { pattern, offset, target, owner, anchor_piece, anchor_off, anchor: run });
+        let small = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        self.compiled.push(Compiled {
+            pattern,
+            offset,
+            target,
+            owner,
+            anchor_piece: small(anchor_piece),
+            anchor_off: small(anchor_off),
+            anchor_len: small(run.len()),
+        });
     }
 
     /// Builds the prefilter; call once after the last `add`.
     pub fn finish(&mut self) {
-        self.long.finish();
-        self.short.finish();
+        for t in &mut self.tiers {
+            t.finish();
+        }
         self.compiled.shrink_to_fit();
     }
 
@@ -242,13 +278,17 @@ impl BodyMatcher {
             }
         }
         // anchored floating patterns through the prefilters
-        for pf in [&self.long, &self.short] {
+        for pf in &self.tiers {
             if pf.is_empty() || data.len() < 4 {
                 continue;
             }
             let last = data.len() - 4;
+            let ahead = PREFETCH_PROBES * pf.stride;
             let mut i = 0;
             while i <= last {
+                if i + ahead <= last {
+                    pf.prefetch(window(data, i + ahead));
+                }
                 for &(key, ci, shift) in pf.candidates(window(data, i)) {
                     if key != window(data, i) || i < shift as usize {
                         continue;
@@ -269,20 +309,22 @@ impl BodyMatcher {
 
     /// Verifies a pattern whose anchor run starts at `at`; returns the match start.
     fn verify_at_anchor(&self, c: &Compiled, data: &[u8], at: usize) -> Option<usize> {
-        if data.get(at..at + c.anchor.len()) != Some(&c.anchor[..]) {
+        let pieces = &c.pattern.pieces;
+        let (ap, ao) = (usize::from(c.anchor_piece), usize::from(c.anchor_off));
+        let Piece::Bytes(bytes) = &pieces[ap] else { return None };
+        let anchor = &bytes[ao..ao + usize::from(c.anchor_len)];
+        if data.len() < at + anchor.len() || !bytes_match(anchor, &data[at..at + anchor.len()]) {
             return None;
         }
-        let pieces = &c.pattern.pieces;
-        let Piece::Bytes(bytes) = &pieces[c.anchor_piece] else { return None };
-        let piece_start = at.checked_sub(c.anchor_off)?;
+        let piece_start = at.checked_sub(ao)?;
         let piece_end = piece_start + bytes.len();
         if piece_end > data.len() || !bytes_match(bytes, &data[piece_start..piece_end]) {
             return None;
         }
         let mut budget = VERIFY_BUDGET;
-        forward(&pieces[c.anchor_piece + 1..], data, piece_end, &mut budget)?;
+        forward(&pieces[ap + 1..], data, piece_end, &mut budget)?;
         let mut start = None;
-        backward(&pieces[..c.anchor_piece], data, piece_start, &mut budget, &mut |s| {
+        backward(&pieces[..ap], data, piece_start, &mut budget, &mut |s| {
             start = Some(s);
             true
         });
@@ -430,6 +472,28 @@ mod tests {
         assert_eq!(first(&m, b"........END!"), Some((1, 8)));
         assert_eq!(first(&m, b"...XXXX"), Some((2, 3)));
         assert_eq!(first(&m, b".....XXXX"), None);
+    }
+
+    #[test]
+    fn every_tier_finds_matches_at_every_alignment() {
+        // anchors of 16 (stride 8), 8 (stride 4) and 5 (stride 1) bytes
+        let m = matcher(&[
+            ("000102030405060708090a0b0c0d0e0f", Offset::Any),
+            ("1011121314151617??ff", Offset::Any),
+            ("2021222324??ff", Offset::Any),
+        ]);
+        let sigs: [&[u8]; 3] = [
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+            &[0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x00, 0xff],
+            &[0x20, 0x21, 0x22, 0x23, 0x24, 0x00, 0xff],
+        ];
+        for (i, sig) in sigs.iter().enumerate() {
+            for at in 0..20 {
+                let mut d = vec![0xeeu8; 64];
+                d[at..at + sig.len()].copy_from_slice(sig);
+                assert_eq!(first(&m, &d), Some((i as u32, at)), "signature {i} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -178,7 +178,9 @@ impl Signatures {
             }
             found = self.md5.lookup(&key, size).map(|n| self.detection(n, "md5", &d, size));
         }
-        for (sigs, allow, kind) in [(&self.sha1, &self.allow_sha1, "sha1"), (&self.sha256, &self.allow_sha256, "sha256")] {
+        for (sigs, allow, kind) in
+            [(&self.sha1, &self.allow_sha1, "sha1"), (&self.sha256, &self.allow_sha256, "sha256")]
+        {
             if !sigs.wants(size) && !allow.wants(size) {
                 continue;
             }

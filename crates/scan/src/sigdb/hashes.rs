@@ -25,38 +25,33 @@ impl HashKind {
 /// Size wildcard in a hash signature.
 pub const ANY_SIZE: u32 = u32::MAX;
 
-/// Entries of one digest kind: (digest, size or ANY_SIZE, name index), sorted. MD5 digests
-/// are `u128`, SHA digests `[u8; 32]` (SHA1 zero-padded).
+/// Entries of one digest kind: (size or ANY_SIZE, digest, name index), sorted by size then
+/// digest, so one binary search tells whether a file size is worth hashing and another finds
+/// the digest. MD5 digests are `u128`, SHA digests `[u8; 32]` (SHA1 zero-padded).
 #[derive(Debug)]
 pub struct HashTable<K> {
-    entries: Vec<(K, u32, u32)>,
-    sizes: Vec<u32>,
-    any_size: bool,
+    entries: Vec<(u32, K, u32)>,
 }
 
 impl<K> Default for HashTable<K> {
     fn default() -> Self {
-        HashTable { entries: Vec::new(), sizes: Vec::new(), any_size: false }
+        HashTable { entries: Vec::new() }
     }
 }
 
 impl<K: Ord + Copy> HashTable<K> {
     pub(crate) fn push(&mut self, digest: K, size: u32, name: u32) {
-        if size == ANY_SIZE {
-            self.any_size = true;
-        } else {
-            self.sizes.push(size);
-        }
-        self.entries.push((digest, size, name));
+        self.entries.push((size, digest, name));
+    }
+
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
     }
 
     pub(crate) fn finish(&mut self) {
         self.entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         self.entries.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        self.sizes.sort_unstable();
-        self.sizes.dedup();
         self.entries.shrink_to_fit();
-        self.sizes.shrink_to_fit();
     }
 
     /// Number of signatures.
@@ -69,32 +64,45 @@ impl<K: Ord + Copy> HashTable<K> {
         self.entries.is_empty()
     }
 
+    fn size_range(&self, size: u32) -> &[(u32, K, u32)] {
+        let start = self.entries.partition_point(|e| e.0 < size);
+        let end = start + self.entries[start..].partition_point(|e| e.0 == size);
+        &self.entries[start..end]
+    }
+
+    fn any_size(&self) -> bool {
+        self.entries.last().is_some_and(|e| e.0 == ANY_SIZE)
+    }
+
     /// Whether a file of `size` bytes could match (so its digest is worth computing).
     pub fn wants(&self, size: u64) -> bool {
-        !self.entries.is_empty()
-            && (self.any_size || u32::try_from(size).is_ok_and(|s| self.sizes.binary_search(&s).is_ok()))
+        self.any_size() || u32::try_from(size).is_ok_and(|s| s != ANY_SIZE && !self.size_range(s).is_empty())
     }
 
     /// The name index of a signature matching `digest` and `size`.
     pub fn lookup(&self, digest: &K, size: u64) -> Option<u32> {
-        let size = u32::try_from(size).unwrap_or(ANY_SIZE - 1);
-        let start = self.entries.partition_point(|e| e.0 < *digest);
-        self.entries[start..]
-            .iter()
-            .take_while(|e| e.0 == *digest)
-            .find(|e| e.1 == size || e.1 == ANY_SIZE)
-            .map(|e| e.2)
+        let find = |range: &[(u32, K, u32)]| range.binary_search_by(|e| e.1.cmp(digest)).ok().map(|i| range[i].2);
+        let exact = u32::try_from(size).ok().filter(|&s| s != ANY_SIZE).and_then(|s| find(self.size_range(s)));
+        exact.or_else(|| if self.any_size() { find(self.size_range(ANY_SIZE)) } else { None })
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Hex digit values; 0xff for anything else.
+static HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Parses a hex digest of up to 32 bytes (zero-padded).
 pub fn digest_bytes(hex: &[u8]) -> Option<[u8; 32]> {
@@ -102,10 +110,13 @@ pub fn digest_bytes(hex: &[u8]) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
+    let mut bad = 0u8;
     for (i, pair) in hex.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        let (h, l) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= h | l;
+        out[i] = h << 4 | (l & 0x0f);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// An MD5 digest as the key of an MD5 table.

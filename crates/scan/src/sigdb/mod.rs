@@ -76,25 +76,35 @@ pub struct LoadError {
     pub why: String,
 }
 
-/// Signature names in one arena.
+/// Signature names in one arena: name `i` ends at `ends[i]` and starts where `i - 1` ends.
 #[derive(Debug, Default)]
 pub struct Names {
     text: String,
-    spans: Vec<(u32, u32)>,
+    ends: Vec<u32>,
 }
 
 impl Names {
     fn add(&mut self, name: &str) -> u32 {
-        let start = self.text.len() as u32;
         self.text.push_str(name);
-        self.spans.push((start, name.len() as u32));
-        (self.spans.len() - 1) as u32
+        self.ends.push(self.text.len() as u32);
+        (self.ends.len() - 1) as u32
     }
 
     /// The name with this index.
     pub fn get(&self, i: u32) -> &str {
-        let (s, l) = self.spans[i as usize];
-        &self.text[s as usize..(s + l) as usize]
+        let end = self.ends[i as usize] as usize;
+        let start = if i == 0 { 0 } else { self.ends[i as usize - 1] as usize };
+        &self.text[start..end]
+    }
+
+    fn reserve(&mut self, names: usize, bytes: usize) {
+        self.ends.reserve(names);
+        self.text.reserve(bytes);
+    }
+
+    fn shrink(&mut self) {
+        self.ends.shrink_to_fit();
+        self.text.shrink_to_fit();
     }
 }
 
@@ -161,6 +171,12 @@ impl SigDb {
             } else {
                 digest.update(name.as_bytes());
                 let file = std::fs::File::open(p).map_err(io)?;
+                if matches!(ext.as_str(), "hdb" | "hdu" | "hsb" | "hsu") {
+                    // about 55 bytes a line, a third of it the name: size the arrays once
+                    let bytes = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                    db.names.reserve(bytes / 50, bytes / 3);
+                    db.md5.reserve(bytes / 50);
+                }
                 db.load_reader(&name, std::io::BufReader::with_capacity(256 * 1024, file), &mut digest)?;
             }
         }
@@ -201,23 +217,42 @@ impl SigDb {
                     .unwrap_or_else(|| format!("unknown database kind (.{other})")),
             ),
         };
-        let mut buf = Vec::with_capacity(256);
+        // Whole lines are taken from the reader's buffer; only a line split across two reads
+        // is copied.
+        let mut carry: Vec<u8> = Vec::new();
         let mut n = 0;
+        let err = |n: usize, why: String| LoadError { file: name.to_string(), line: n, why };
         loop {
-            buf.clear();
-            let read = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| LoadError { file: name.to_string(), line: n, why: e.to_string() })?;
-            if read == 0 {
+            let buf = reader.fill_buf().map_err(|e| err(n, e.to_string()))?;
+            if buf.is_empty() {
                 break;
             }
-            n += 1;
-            digest.update(&buf);
-            let line = trim_line(&buf);
-            if line.is_empty() || line[0] == b'#' {
-                continue;
+            let len = buf.len();
+            digest.update(buf);
+            let mut start = 0;
+            while let Some(p) = memchr::memchr(b'\n', &buf[start..]) {
+                let end = start + p;
+                n += 1;
+                let line: &[u8] = if carry.is_empty() {
+                    &buf[start..end]
+                } else {
+                    carry.extend_from_slice(&buf[start..end]);
+                    &carry
+                };
+                let line = trim_line(line);
+                if !line.is_empty() && line[0] != b'#' {
+                    self.load_line(&kind, line).map_err(|why| err(n, why))?;
+                }
+                carry.clear();
+                start = end + 1;
             }
-            self.load_line(&kind, line).map_err(|why| LoadError { file: name.to_string(), line: n, why })?;
+            carry.extend_from_slice(&buf[start..]);
+            reader.consume(len);
+        }
+        let last = trim_line(&carry);
+        if !last.is_empty() && last[0] != b'#' {
+            n += 1;
+            self.load_line(&kind, last).map_err(|why| err(n, why))?;
         }
         self.stats.files.push(name.to_string());
         Ok(())
@@ -258,7 +293,8 @@ impl SigDb {
         };
         let kind = HashKind::from_hex_len(hash.len())
             .ok_or_else(|| format!("{:?} is not an MD5, SHA1 or SHA256", String::from_utf8_lossy(hash)))?;
-        let digest = digest_bytes(hash).ok_or_else(|| format!("{:?} is not hexadecimal", String::from_utf8_lossy(hash)))?;
+        let digest =
+            digest_bytes(hash).ok_or_else(|| format!("{:?} is not hexadecimal", String::from_utf8_lossy(hash)))?;
         let size = match size {
             b"*" => ANY_SIZE,
             s => std::str::from_utf8(s)
@@ -267,7 +303,8 @@ impl SigDb {
                 .map(|n| u32::try_from(n).unwrap_or(ANY_SIZE - 1))
                 .ok_or_else(|| format!("{:?} is not a file size", String::from_utf8_lossy(s)))?,
         };
-        let name = self.names.add(&String::from_utf8_lossy(name));
+        let name =
+            self.names.add(std::str::from_utf8(name).map_err(|_| "signature name is not valid UTF-8".to_string())?);
         match (kind, allow) {
             (HashKind::Md5, false) => {
                 self.stats.md5 += 1;
@@ -399,6 +436,7 @@ impl SigDb {
     }
 
     fn finish(&mut self) {
+        self.names.shrink();
         self.md5.finish();
         self.allow_md5.finish();
         for t in [&mut self.sha1, &mut self.sha256, &mut self.allow_sha1, &mut self.allow_sha256] {
@@ -477,7 +515,6 @@ fn unsupported_target(t: u32) -> Option<String> {
 fn extension(name: &str) -> String {
     name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default()
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -34,7 +34,8 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             budget.spend(h.size as u64)?;
             out.push(Entry::File { name: h.name, data: data[h.data_at..end].to_vec() });
         }
-        pos = if data[pos..].starts_with(b"07070") && !data[pos..].starts_with(b"070707") { align(end, 4) } else { end };
+        pos =
+            if data[pos..].starts_with(b"07070") && !data[pos..].starts_with(b"070707") { align(end, 4) } else { end };
         if data[pos.min(data.len())..].first().is_some() && is_binary(data, pos) {
             pos = align(pos, 2);
         }
