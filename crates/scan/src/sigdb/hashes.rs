@@ -49,7 +49,7 @@ impl<K: Ord + Copy> HashTable<K> {
     }
 
     pub(crate) fn finish(&mut self) {
-        self.entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        self.entries.sort_unstable_by_key(|e| (e.0, e.1));
         self.entries.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         self.entries.shrink_to_fit();
     }

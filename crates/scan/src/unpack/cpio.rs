@@ -36,7 +36,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         }
         pos =
             if data[pos..].starts_with(b"07070") && !data[pos..].starts_with(b"070707") { align(end, 4) } else { end };
-        if data[pos.min(data.len())..].first().is_some() && is_binary(data, pos) {
+        if is_binary(data, pos) {
             pos = align(pos, 2);
         }
     }
