@@ -12,6 +12,7 @@ for tool in zip:zip 7z:p7zip-full xz:xz-utils bzip2:bzip2; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 [ -d /usr/share/clamav-testfiles ] || need+=(clamav-testfiles)
+[ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -29,6 +29,9 @@ pub struct ScanConfig {
     /// Directory of ClamAV-format databases; `None` = the built-in database.
     pub signatures: Option<PathBuf>,
     pub limits: scan::Limits,
+    /// `engine = "clamd"`: where clamd listens.
+    pub clamd: Option<scan::clamd::ClamdAddr>,
+    pub clamd_timeout: Duration,
 }
 
 /// `[smtp]`: the receiving side.
@@ -326,6 +329,7 @@ fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, dat
 fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanConfig {
     let d = scan::Limits::default();
     let mut signatures = None;
+    let mut clamd = None;
     if let Some(s) = sec.as_deref_mut() {
         if let Some((p, line)) = r.string(s, "signatures") {
             if p.trim().is_empty() {
@@ -334,10 +338,22 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
                 signatures = Some(PathBuf::from(p));
             }
         }
-        if let Some((e, line)) = r.string(s, "engine")
-            && e != "builtin"
-        {
-            r.issue(s.child_path("engine"), line, format!("{e:?} is not supported yet (only \"builtin\")"));
+        let address = r.string(s, "clamd");
+        match r.string(s, "engine") {
+            None => {}
+            Some((e, _)) if e == "builtin" => {}
+            Some((e, line)) if e == "clamd" => match &address {
+                Some((a, aline)) => match scan::clamd::ClamdAddr::parse(a) {
+                    Ok(addr) => clamd = Some(addr),
+                    Err(why) => r.issue(s.child_path("clamd"), *aline, why),
+                },
+                None => r.issue(
+                    s.child_path("clamd"),
+                    line,
+                    "engine = \"clamd\" needs clamd = \"host:port\" or a socket path",
+                ),
+            },
+            Some((e, line)) => r.issue(s.child_path("engine"), line, format!("{e:?} is not \"builtin\" or \"clamd\"")),
         }
     }
     let limits = scan::Limits {
@@ -347,10 +363,11 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
         max_ratio: positive(r, sec.as_deref_mut(), "max_ratio", d.max_ratio),
         max_time: duration(r, sec.as_deref_mut(), "max_time", d.max_time),
     };
+    let clamd_timeout = duration(r, sec.as_deref_mut(), "clamd_timeout", Duration::from_secs(60));
     if let Some(s) = sec {
         r.deny_unknown(s);
     }
-    ScanConfig { signatures, limits }
+    ScanConfig { signatures, limits, clamd, clamd_timeout }
 }
 
 fn read_log(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> LogConfig {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use scan::clamd::Clamd;
 use scan::{Engine, Verdict};
 use smtp::Reply;
 use spool::Writer;
@@ -42,13 +43,32 @@ pub struct MessageFacts {
     pub received_headers: usize,
 }
 
+/// Which engine scans.
+#[derive(Clone)]
+pub enum Scanner {
+    /// The built-in engine.
+    Builtin(Arc<Engine>),
+    /// A running clamd; the string is its version line.
+    Clamd(Clamd, String),
+}
+
+impl Scanner {
+    /// Scans a message; `Err` means it could not be scanned (never treat it as clean).
+    fn scan_message(&self, raw: &[u8]) -> Result<scan::Report, String> {
+        match self {
+            Scanner::Builtin(e) => Ok(e.scan_message(raw)),
+            Scanner::Clamd(c, version) => c.scan_message(raw, version).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The filter stage.
 #[derive(Clone)]
 pub struct Filter {
     /// More `Received:` headers than this is a loop (RFC 5321 §6.3).
     pub max_received_headers: usize,
     /// The scanning engine.
-    pub engine: Arc<Engine>,
+    pub scanner: Scanner,
 }
 
 impl Filter {
@@ -59,11 +79,11 @@ impl Filter {
             let text = format!("Too many hops ({} Received headers): mail loop?", facts.received_headers);
             return (Some(writer), refuse(Reply::new(554, (5, 4, 6), text)));
         }
-        let engine = self.engine.clone();
+        let scanner = self.scanner.clone();
         let mut writer = writer;
         let joined = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let report = writer.read_back().map(|data| engine.scan_message(&data));
+            let report = writer.read_back().map(|data| scanner.scan_message(&data));
             (writer, report, started.elapsed())
         })
         .await;
@@ -74,7 +94,11 @@ impl Filter {
             return (None, refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")));
         };
         let report = match report {
-            Ok(r) => r,
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(event = "scan_failed", error = %e);
+                return (Some(writer), refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")));
+            }
             Err(e) => {
                 tracing::error!(event = "spool_error", error = %e);
                 return (

@@ -16,7 +16,7 @@ use crate::delivery::DeliveryContext;
 use crate::delivery::courier::Courier;
 use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
-use crate::filter::Filter;
+use crate::filter::{Filter, Scanner};
 use crate::inbound::{self, InboundContext};
 use crate::live::LiveContracts;
 use crate::{logging, tls};
@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let contracts = LiveContracts::load(&store).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);
     let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
-    let engine = Arc::new(load_engine(&config.scan)?);
+    let scanner = scanner(&config.scan)?;
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();
@@ -73,7 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         smtp: config.smtp.clone(),
         spool,
         contracts,
-        filter: Filter { max_received_headers: config.smtp.max_received_headers, engine },
+        filter: Filter { max_received_headers: config.smtp.max_received_headers, scanner },
         queued: queued_tx,
     });
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
@@ -84,6 +84,18 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = scheduler.await;
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scanner `[scan]` asks for: clamd (checked now, so a wrong address fails at start-up)
+/// or the built-in engine.
+fn scanner(cfg: &ScanConfig) -> anyhow::Result<Scanner> {
+    if let Some(addr) = &cfg.clamd {
+        let c = scan::clamd::Clamd { addr: addr.clone(), timeout: cfg.clamd_timeout };
+        let version = c.version().with_context(|| format!("cannot reach clamd at {addr:?}"))?;
+        tracing::info!(event = "clamd_connected", version = %version);
+        return Ok(Scanner::Clamd(c, format!("clamd {version}")));
+    }
+    Ok(Scanner::Builtin(Arc::new(load_engine(cfg)?)))
 }
 
 /// Loads the signature database named by `[scan]` (or the built-in one).

@@ -350,3 +350,27 @@ async fn every_message_is_scanned_before_250_and_marked() {
     let log = w.gw.wait_log("verdict=infected", WAIT).await;
     assert!(log.contains("findings=message › part 2 (eicar.com): Eicar-Test-Signature FOUND"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clamd_engine_in_the_gateway() {
+    let sigs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scan/sigs");
+    let clamd = testkit::clamd::ClamdProcess::start(&sigs);
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let scan_table = format!("[scan]\nengine = \"clamd\"\nclamd = \"{}\"\n", clamd.addr());
+    let (gw, _dir) = gateway("clamd-engine", &quoted(customer.addr), customer.addr, |c| format!("{c}\n{scan_table}"));
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let body = format!("From: a@remote.test\r\nSubject: v\r\n\r\n{eicar}\r\n");
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 250);
+    let got = customer.wait_for(1, WAIT).await;
+    let text = got[0].text().replace("\r\n ", " ");
+    assert!(text.contains("X-Virus-Scanned: mxshield 0.1.0, signatures clamd ClamAV"), "{text}");
+    assert!(
+        text.contains("X-Mxshield-Scan: infected: message > part body: Eicar-Test-Signature.UNOFFICIAL FOUND"),
+        "{text}"
+    );
+    // clamd gone: temporary failure, the message is not passed unscanned
+    drop(clamd);
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (451, Some("4.7.1")));
+}

@@ -8,7 +8,9 @@
 //!   (R11), [`walk`] (recursion under [`Limits`]), [`report`] ([`Report`], [`Layer`]) and
 //!   [`Verdict`].
 //! - [`Engine`]: one database and one set of limits; cheap to clone.
+//! - [`clamd`]: the optional external engine (a running clamd, `INSTREAM` per MIME part).
 
+pub mod clamd;
 pub mod encrypted;
 pub mod filetype;
 pub mod limits;

@@ -188,7 +188,7 @@ impl<'a> Walker<'a> {
 /// Regions of a part where a mail reader might find parts the declared structure hides: the
 /// preamble and epilogue of a multipart, the body of a multipart whose boundary never occurs,
 /// and a plain-text body (headers garbled on purpose).
-fn loose_regions(part: &mime::Part) -> Vec<std::ops::Range<usize>> {
+pub fn loose_regions(part: &mime::Part) -> Vec<std::ops::Range<usize>> {
     match part.kind {
         mime::PartKind::Multipart => {
             let first = part.children.first().map_or(part.body.end, |c| c.outer.start);
