@@ -116,41 +116,21 @@ impl Clamd {
         let msg = mime::parse(raw);
         let mut root = Layer::new("message", FileType::Mail, raw.len() as u64);
         let mut scanned = 0u64;
-        for (path, part) in msg.root.walk() {
-            let label = if path.is_empty() {
-                "body".to_string()
-            } else {
-                path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
-            };
-            let mut todo: Vec<(String, &mime::Part)> = Vec::new();
-            if part.kind == mime::PartKind::Leaf {
-                todo.push((label.clone(), part));
-            }
-            let loose: Vec<mime::Part> =
-                crate::walk::loose_regions(part).into_iter().flat_map(|r| mime::loose_parts(raw, r)).collect();
-            for (k, lp) in loose.iter().enumerate() {
-                todo.push((format!("{label}~{}", k + 1), lp));
-            }
-            for (label, p) in todo {
-                let decoded = p.decoded_body(raw);
-                let filename = p.filename();
-                let name = match &filename {
-                    Some(f) => format!("part {label} ({f})"),
-                    None => format!("part {label}"),
-                };
-                let mut layer = self.layer(name, &decoded)?;
-                scanned += decoded.len() as u64;
-                if p.content_type.starts_with("text/") {
-                    for f in mime::uuencode::find(&decoded) {
-                        let mut uu = self.layer(format!("uuencoded {}", f.name), &f.data)?;
-                        uu.filename = Some(f.name);
-                        layer.children.push(uu);
-                    }
+        for sp in crate::walk::message_parts(raw, &msg.root) {
+            let p = &*sp.part;
+            let decoded = p.decoded_body(raw);
+            let mut layer = self.layer(sp.name(), &decoded)?;
+            scanned += decoded.len() as u64;
+            if p.content_type.starts_with("text/") {
+                for f in mime::uuencode::find(&decoded) {
+                    let mut uu = self.layer(format!("uuencoded {}", f.name), &f.data)?;
+                    uu.filename = Some(f.name);
+                    layer.children.push(uu);
                 }
-                layer.mime_path = Some(path.clone());
-                layer.filename = filename;
-                root.children.push(layer);
             }
+            layer.mime_path = Some(sp.path.clone());
+            layer.filename = p.filename();
+            root.children.push(layer);
         }
         Ok(Report { root, bytes_scanned: scanned, signatures: signatures.to_string() })
     }

@@ -129,40 +129,23 @@ impl<'a> Walker<'a> {
                 mime::MAX_PARTS
             ));
         }
-        for (path, part) in msg.root.walk() {
-            let label = if path.is_empty() {
-                "body".to_string()
-            } else {
-                path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
-            };
-            let mut todo: Vec<(String, &mime::Part)> = Vec::new();
-            if part.kind == mime::PartKind::Leaf {
-                todo.push((label.clone(), part));
+        for sp in message_parts(raw, &msg.root) {
+            if let Err(l) = self.budget.entry() {
+                layer.verdict = Verdict::LimitExceeded(l.0);
+                return;
             }
-            let loose = loose_regions(part).into_iter().flat_map(|r| mime::loose_parts(raw, r)).collect::<Vec<_>>();
-            for (k, lp) in loose.iter().enumerate() {
-                todo.push((format!("{label}~{}", k + 1), lp));
-            }
-            for (label, p) in todo {
-                if let Err(l) = self.budget.entry() {
-                    layer.verdict = Verdict::LimitExceeded(l.0);
-                    return;
-                }
-                let child = self.part(raw, p, &label, path.clone(), depth);
-                layer.children.push(child);
-                if matches!(layer.overall(), Verdict::LimitExceeded(_)) {
-                    return;
-                }
+            let child = self.part(raw, &sp, depth);
+            layer.children.push(child);
+            if matches!(layer.overall(), Verdict::LimitExceeded(_)) {
+                return;
             }
         }
     }
 
-    fn part(&mut self, raw: &[u8], part: &mime::Part, label: &str, path: Vec<usize>, depth: usize) -> Layer {
+    fn part(&mut self, raw: &[u8], sp: &ScanPart<'_>, depth: usize) -> Layer {
+        let part = &*sp.part;
         let filename = part.filename();
-        let name = match &filename {
-            Some(f) => format!("part {label} ({f})"),
-            None => format!("part {label}"),
-        };
+        let name = sp.name();
         let decoded = part.decoded_body(raw);
         let mut child = if part.content_type == "message/partial" {
             let mut l = Layer::new(name, FileType::Mail, decoded.len() as u64);
@@ -179,10 +162,54 @@ impl<'a> Walker<'a> {
                 child.children.push(uu);
             }
         }
-        child.mime_path = Some(path);
+        child.mime_path = Some(sp.path.clone());
         child.filename = filename;
         child
     }
+}
+
+/// A part of a message to scan: a leaf of the MIME tree, or a part found where the declared
+/// structure hides one ([`loose_regions`]).
+pub struct ScanPart<'a> {
+    /// MIME path of the tree part it belongs to (1-based).
+    pub path: Vec<usize>,
+    /// `1.2` for tree parts, `1.2~1` for loose ones, `body` for a single-part message.
+    pub label: String,
+    pub part: std::borrow::Cow<'a, mime::Part>,
+}
+
+impl ScanPart<'_> {
+    /// `part 1.2 (name.zip)` or `part 1.2`.
+    pub fn name(&self) -> String {
+        match self.part.filename() {
+            Some(f) => format!("part {} ({f})", self.label),
+            None => format!("part {}", self.label),
+        }
+    }
+}
+
+/// Every part of a message a scanner must look at, in order.
+pub fn message_parts<'a>(raw: &[u8], root: &'a mime::Part) -> Vec<ScanPart<'a>> {
+    let mut out = Vec::new();
+    for (path, part) in root.walk() {
+        let label = if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
+        };
+        if part.kind == mime::PartKind::Leaf {
+            out.push(ScanPart { path: path.clone(), label: label.clone(), part: std::borrow::Cow::Borrowed(part) });
+        }
+        let loose = loose_regions(part).into_iter().flat_map(|r| mime::loose_parts(raw, r));
+        for (k, lp) in loose.enumerate() {
+            out.push(ScanPart {
+                path: path.clone(),
+                label: format!("{label}~{}", k + 1),
+                part: std::borrow::Cow::Owned(lp),
+            });
+        }
+    }
+    out
 }
 
 /// Regions of a part where a mail reader might find parts the declared structure hides: the
