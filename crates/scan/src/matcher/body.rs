@@ -19,7 +19,7 @@ use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
 const VERIFY_BUDGET: u32 = 100_000;
 /// Tiers of anchors: (minimum anchor length, probe stride). An anchor of length `L` may be
 /// probed every `L - 3` bytes; longer anchors mean fewer probes.
-const TIERS: [(usize, usize); 2] = [(7, 4), (4, 1)];
+const TIERS: [(usize, usize); 2] = [(8, 5), (4, 1)];
 /// How many probes ahead the filter is prefetched.
 const PREFETCH_PROBES: usize = 8;
 
