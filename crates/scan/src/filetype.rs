@@ -12,6 +12,7 @@ pub enum FileType {
     Xz,
     Tar,
     Cpio,
+    Tnef,
     SevenZip,
     Rar,
     Pdf,
@@ -49,6 +50,9 @@ impl FileType {
             || starts(&[0x71, 0xc7])
         {
             FileType::Cpio
+        } else if starts(&[0x78, 0x9f, 0x3e, 0x22]) {
+            // TNEF signature 0x223E9F78
+            FileType::Tnef
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar
         } else if starts(b"%PDF-") || d.get(..1024).is_some_and(|h| memchr::memmem::find(h, b"%PDF-").is_some()) {
@@ -110,6 +114,7 @@ impl FileType {
                 | FileType::Xz
                 | FileType::Tar
                 | FileType::Cpio
+                | FileType::Tnef
                 | FileType::SevenZip
                 | FileType::Rar
                 | FileType::Mail

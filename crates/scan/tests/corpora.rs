@@ -59,6 +59,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.odc.cpio",
         "clam.bin-le.cpio",
         "clam.bin-be.cpio",
+        "clam.tnef",
     ];
     let engine = engine();
     for name in required {
@@ -72,14 +73,16 @@ fn clamav_testfiles_required_carriers() {
 /// document (OOXML in an OLE2 container with EncryptionInfo) and a ZipCrypto archive.
 #[test]
 fn real_encrypted_attachments() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/spamassassin-tdata/t/data/spam/olevbmacro");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/spamassassin-tdata/t/data/spam/olevbmacro");
     let engine = engine();
     for (file, path, kind) in [
         ("encrypted.eml", "message › part 2 (encrypted_word_doc.docx)", "Encrypted.Office"),
         ("zippwmacro.eml", "message › part 2 (macro.zip) › macro.xlsm", "Encrypted.Zip"),
     ] {
         let r = engine.scan_message(&std::fs::read(dir.join(file)).unwrap());
-        let found: Vec<(String, Verdict)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.clone())).collect();
+        let found: Vec<(String, Verdict)> =
+            r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.clone())).collect();
         assert_eq!(found, vec![(path.to_string(), Verdict::Encrypted(kind.into()))], "{file}");
     }
 }

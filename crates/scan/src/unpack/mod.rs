@@ -8,6 +8,7 @@ mod rar;
 mod sevenz;
 mod single;
 mod tar;
+mod tnef;
 mod zip;
 
 use std::io::Read;
@@ -50,8 +51,14 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::SevenZip => sevenz::unpack(data, budget),
         FileType::Rar => rar::unpack(data, budget),
         FileType::Cpio => cpio::unpack(data, budget),
+        FileType::Tnef => tnef::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
+}
+
+/// A member name from bytes in an unknown 8-bit charset.
+pub(crate) fn text_name(raw: &[u8]) -> String {
+    mime::charset::guess(raw)
 }
 
 /// Reads a member into memory within the budget. `packed` (the compressed size, if known)
