@@ -86,3 +86,23 @@ fn real_encrypted_attachments() {
         assert_eq!(found, vec![(path.to_string(), Verdict::Encrypted(kind.into()))], "{file}");
     }
 }
+
+/// RAR from ClamAV's unit tests: members are listed; compressed ones are reported as not
+/// unpacked (never clean); the file-encrypted flag and the encrypted-headers flag of the same
+/// archive are recognised.
+#[test]
+fn rar_members_and_encryption() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/clamav-upstream-extra/clam-v3.rar");
+    let rar = std::fs::read(path).unwrap();
+    let engine = engine();
+    let r = engine.scan_bytes("clam-v3.rar", &rar);
+    let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+    assert_eq!(found, vec![("clam-v3.rar › clam.exe".to_string(), "Unpack.RAR UNSCANNABLE".to_string())]);
+    let mut member_encrypted = rar.clone();
+    member_encrypted[23] |= 0x04; // file header flags: encrypted
+    let r = engine.scan_bytes("x.rar", &member_encrypted);
+    assert_eq!(r.root.children[0].verdict, Verdict::Encrypted("Encrypted.RAR".into()));
+    let mut headers_encrypted = rar;
+    headers_encrypted[10] |= 0x80; // archive header flags: encrypted headers
+    assert_eq!(engine.scan_bytes("y.rar", &headers_encrypted).verdict(), Verdict::Encrypted("Encrypted.RAR".into()));
+}
