@@ -83,6 +83,32 @@ mod tests {
         assert_eq!(pdf(b"%PDF-1.4\nno"), None);
     }
 
+    /// Builds an OLE2 compound file with the given streams.
+    fn ole(streams: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut c = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        for (name, data) in streams {
+            c.create_stream(name).unwrap().write_all(data).unwrap();
+        }
+        c.flush().unwrap();
+        c.into_inner().into_inner()
+    }
+
+    #[test]
+    fn office_documents() {
+        let mut fib = vec![0xec, 0xa5, 0xc1, 0x00, 0, 0, 0, 0, 0, 0, 0x00, 0x01];
+        fib.resize(512, 0);
+        let word = ole(&[("/WordDocument", &fib)]);
+        assert_eq!(FileType::detect(&word), FileType::Ole2);
+        assert_eq!(document_encryption(FileType::Ole2, &word), Some("Encrypted.Word"));
+        fib[11] = 0;
+        assert_eq!(document_encryption(FileType::Ole2, &ole(&[("/WordDocument", &fib)])), None);
+        let book = [0x09, 0x08, 0x02, 0x00, 0xaa, 0xbb, 0x2f, 0x00, 0x00, 0x00];
+        assert_eq!(document_encryption(FileType::Ole2, &ole(&[("/Workbook", &book)])), Some("Encrypted.Excel"));
+        let ooxml = ole(&[("/EncryptionInfo", &[4, 0, 4, 0]), ("/EncryptedPackage", &[0; 16])]);
+        assert_eq!(document_encryption(FileType::Ole2, &ooxml), Some("Encrypted.Office"));
+    }
+
     #[test]
     fn excel_records() {
         let mut d = vec![0x09, 0x08, 0x02, 0x00, 0xaa, 0xbb];
