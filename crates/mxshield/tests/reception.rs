@@ -41,6 +41,7 @@ async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
     assert!(text.contains("\r\nX-Mxshield-Scan: clean\r\n"), "{text}");
     let log = w.gw.wait_log("event=\"delivered\"", WAIT).await;
     assert!(log.contains("event=\"received\""));
+    assert!(log.contains("verdict=clean planned_action=deliver"), "{log}");
     assert!(log.contains("direction=inbound"), "{log}");
 }
 
@@ -349,6 +350,7 @@ async fn every_message_is_scanned_before_250_and_marked() {
     );
     let log = w.gw.wait_log("verdict=infected", WAIT).await;
     assert!(log.contains("findings=message › part 2 (eicar.com): Eicar-Test-Signature FOUND"), "{log}");
+    assert!(log.contains("planned_action=rewrite"), "an infected attachment, inbound: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ pub struct Layer {
     /// Decoded file name, when the layer had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// A MIME part that is the text or HTML body a reader sees (not an attachment).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_text: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Layer>,
 }
@@ -40,6 +43,7 @@ impl Layer {
             evidence: None,
             mime_path: None,
             filename: None,
+            body_text: false,
             children: Vec::new(),
         }
     }

@@ -164,6 +164,7 @@ impl<'a> Walker<'a> {
         }
         child.mime_path = Some(sp.path.clone());
         child.filename = filename;
+        child.body_text = matches!(sp.part, std::borrow::Cow::Borrowed(_)) && part.is_body_text();
         child
     }
 }

@@ -169,7 +169,7 @@ impl Policy for GatewaySession {
             return local_error();
         };
         let size = writer.data_len();
-        let facts = MessageFacts { received_headers: txn.hops.count };
+        let facts = MessageFacts { received_headers: txn.hops.count, direction: txn.direction };
         let (writer, decision) = self.ctx.filter.check(&facts, writer).await;
         let reply = match (decision.verdict, writer) {
             (FilterVerdict::Refuse(r), writer) => {
@@ -199,7 +199,8 @@ impl Policy for GatewaySession {
                             event = "received", queue_id = %id, contract = %txn.contracts.join(","),
                             direction = %txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
                             from = %txn.sender, to = %txn.rcpts.join(","), size,
-                            verdict = %decision.verdict_text, findings = %decision.findings, scan_ms = decision.scan_ms,
+                            verdict = %decision.verdict_text, planned_action = %decision.planned_action, findings = %decision.findings,
+                            scan_ms = decision.scan_ms,
                         );
                         let _ = self.ctx.queued.send(id.clone());
                         Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))

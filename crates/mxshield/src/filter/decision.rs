@@ -1,0 +1,343 @@
+//! What a scan report means for a message: a pure function of (direction, report, policy),
+//! tested as a table (SPEC R6, R7, R11–R13).
+//!
+//! | report | inbound | outbound |
+//! |---|---|---|
+//! | a limit was exceeded anywhere | refuse `552 5.3.4` | same |
+//! | the body a reader sees is infected | drop, warn recipients | drop, warn sender |
+//! | only attachments infected | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
+//! | encrypted parts, policy `pass` | deliver, marked unscanned | same |
+//! | encrypted parts, policy `refuse` | refuse `554 5.7.1` | same |
+//! | `message/partial` | deliver, marked unscanned | same |
+//! | clean | deliver | same |
+
+use scan::{FileType, Layer, Verdict};
+use smtp::Reply;
+
+use crate::attrs::Direction;
+
+/// What to do with encrypted (unscannable) parts, per contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptedPolicy {
+    Pass,
+    Refuse,
+}
+
+/// Who is warned when a message is dropped or rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warn {
+    Recipients,
+    Sender,
+}
+
+/// How one infected attachment is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// Rebuild the archive without these members (paths inside the archive).
+    Disinfect(Vec<String>),
+    /// Replace the part with a notice.
+    Remove,
+}
+
+/// One attachment to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartFix {
+    pub mime_path: Vec<usize>,
+    pub name: String,
+    pub viruses: Vec<String>,
+    pub fix: Fix,
+}
+
+/// The action on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver unchanged; `unscanned` names parts that could not be scanned (encrypted,
+    /// partial, unreadable), for the result header.
+    Deliver { unscanned: Vec<String> },
+    /// Deliver with these attachments disinfected or removed, and warn the recipients.
+    Rewrite { fixes: Vec<PartFix>, unscanned: Vec<String> },
+    /// Delete the message and warn.
+    Drop { warn: Warn, viruses: Vec<String> },
+    /// Refuse at SMTP time.
+    Refuse(Reply),
+}
+
+impl Action {
+    /// One word for logs.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Action::Deliver { unscanned } if unscanned.is_empty() => "deliver",
+            Action::Deliver { .. } => "deliver-unscanned",
+            Action::Rewrite { .. } => "rewrite",
+            Action::Drop { .. } => "drop",
+            Action::Refuse(_) => "refuse",
+        }
+    }
+}
+
+/// Decides what happens to a message whose scan produced `root` (the `message` layer).
+pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) -> Action {
+    if let Verdict::LimitExceeded(why) = first(root, |v| matches!(v, Verdict::LimitExceeded(_))) {
+        return Action::Refuse(Reply::new(552, (5, 3, 4), format!("Message content exceeds scanning limits: {why}")));
+    }
+    let viruses = virus_names(root);
+    if !viruses.is_empty() {
+        let body_infected =
+            root.children.iter().any(|p| p.body_text && p.overall().rank() == 4) || (root.verdict.rank() == 4);
+        if direction == Direction::Outbound {
+            return Action::Drop { warn: Warn::Sender, viruses };
+        }
+        if body_infected {
+            return Action::Drop { warn: Warn::Recipients, viruses };
+        }
+    }
+    let unscanned = unscanned(root);
+    if encrypted == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Encrypted(_))) {
+        return Action::Refuse(Reply::new(554, (5, 7, 1), "Encrypted attachments are not accepted for this domain"));
+    }
+    if viruses.is_empty() {
+        return Action::Deliver { unscanned };
+    }
+    let fixes = root
+        .children
+        .iter()
+        .filter(|p| p.overall().rank() == 4)
+        .map(|p| PartFix {
+            mime_path: p.mime_path.clone().unwrap_or_default(),
+            name: p.filename.clone().unwrap_or_else(|| p.name.clone()),
+            viruses: virus_names(p),
+            fix: match disinfectable(p) {
+                Some(members) => Fix::Disinfect(members),
+                None => Fix::Remove,
+            },
+        })
+        .collect();
+    Action::Rewrite { fixes, unscanned }
+}
+
+/// Infected members of a zip part, if every infection sits in members reachable through zip
+/// archives only (so the archives can be rebuilt without them).
+fn disinfectable(part: &Layer) -> Option<Vec<String>> {
+    if part.file_type != FileType::Zip || part.verdict.rank() == 4 {
+        return None;
+    }
+    let mut members = Vec::new();
+    collect_members(part, "", &mut members).then_some(members)
+}
+
+fn collect_members(archive: &Layer, prefix: &str, out: &mut Vec<String>) -> bool {
+    for m in &archive.children {
+        if m.overall().rank() != 4 {
+            continue;
+        }
+        let path = if prefix.is_empty() { m.name.clone() } else { format!("{prefix} › {}", m.name) };
+        if m.verdict.rank() == 4 {
+            out.push(path);
+        } else if m.file_type == FileType::Zip {
+            if !collect_members(m, &path, out) {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn virus_names(l: &Layer) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(l, &mut |x| {
+        if let Verdict::Infected(n) = &x.verdict
+            && !out.contains(n)
+        {
+            out.push(n.clone());
+        }
+    });
+    out
+}
+
+fn unscanned(root: &Layer) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(root, &mut |x| {
+        if matches!(x.verdict, Verdict::Encrypted(_) | Verdict::Unscannable(_)) {
+            out.push(x.filename.clone().unwrap_or_else(|| x.name.clone()));
+        }
+    });
+    out
+}
+
+fn walk<'a>(l: &'a Layer, f: &mut dyn FnMut(&'a Layer)) {
+    f(l);
+    for c in &l.children {
+        walk(c, f);
+    }
+}
+
+fn any(l: &Layer, p: impl Fn(&Verdict) -> bool + Copy) -> bool {
+    p(&l.verdict) || l.children.iter().any(|c| any(c, p))
+}
+
+fn first(l: &Layer, p: impl Fn(&Verdict) -> bool + Copy) -> Verdict {
+    if p(&l.verdict) {
+        return l.verdict.clone();
+    }
+    l.children.iter().map(|c| first(c, p)).find(|v| p(v)).unwrap_or(Verdict::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(name: &str, ft: FileType, v: Verdict) -> Layer {
+        let mut l = Layer::new(name, ft, 10);
+        l.verdict = v;
+        l
+    }
+
+    fn part(n: usize, name: &str, ft: FileType, v: Verdict, body: bool, children: Vec<Layer>) -> Layer {
+        let mut l = leaf(&format!("part {n} ({name})"), ft, v);
+        l.mime_path = Some(vec![n]);
+        l.filename = (!body).then(|| name.to_string());
+        l.body_text = body;
+        l.children = children;
+        l
+    }
+
+    fn message(parts: Vec<Layer>) -> Layer {
+        let mut m = Layer::new("message", FileType::Mail, 100);
+        m.children = parts;
+        m
+    }
+
+    fn virus() -> Verdict {
+        Verdict::Infected("Eicar".into())
+    }
+
+    #[test]
+    fn decision_table() {
+        use Direction::{Inbound, Outbound};
+        use EncryptedPolicy::{Pass, Refuse};
+        let clean = message(vec![part(1, "text", FileType::Text, Verdict::Clean, true, vec![])]);
+        let body_virus = message(vec![part(1, "text", FileType::Text, virus(), true, vec![])]);
+        let exe = message(vec![
+            part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
+            part(2, "x.exe", FileType::Pe, virus(), false, vec![]),
+        ]);
+        let zipped = message(vec![
+            part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
+            part(
+                2,
+                "docs.zip",
+                FileType::Zip,
+                Verdict::Clean,
+                false,
+                vec![leaf("ok.txt", FileType::Text, Verdict::Clean), leaf("bad.com", FileType::Pe, virus()), {
+                    let mut inner = leaf("inner.zip", FileType::Zip, Verdict::Clean);
+                    inner.children = vec![leaf("worse.com", FileType::Pe, virus())];
+                    inner
+                }],
+            ),
+        ]);
+        let in_tar = message(vec![part(
+            1,
+            "a.tar",
+            FileType::Tar,
+            Verdict::Clean,
+            false,
+            vec![leaf("bad.com", FileType::Pe, virus())],
+        )]);
+        let encrypted = message(vec![part(
+            1,
+            "secret.zip",
+            FileType::Zip,
+            Verdict::Clean,
+            false,
+            vec![leaf("doc.txt", FileType::Binary, Verdict::Encrypted("Encrypted.Zip".into()))],
+        )]);
+        let partial =
+            message(vec![part(1, "p", FileType::Mail, Verdict::Unscannable("Partial.Message".into()), false, vec![])]);
+        let bomb =
+            message(vec![part(1, "bomb.zip", FileType::Zip, Verdict::LimitExceeded("60 MB".into()), false, vec![])]);
+
+        let table: Vec<(&str, Direction, &Layer, EncryptedPolicy, Action)> = vec![
+            ("clean", Inbound, &clean, Pass, Action::Deliver { unscanned: vec![] }),
+            (
+                "body virus in",
+                Inbound,
+                &body_virus,
+                Pass,
+                Action::Drop { warn: Warn::Recipients, viruses: vec!["Eicar".into()] },
+            ),
+            (
+                "body virus out",
+                Outbound,
+                &body_virus,
+                Pass,
+                Action::Drop { warn: Warn::Sender, viruses: vec!["Eicar".into()] },
+            ),
+            (
+                "attachment in",
+                Inbound,
+                &exe,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![2],
+                        name: "x.exe".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Remove,
+                    }],
+                    unscanned: vec![],
+                },
+            ),
+            (
+                "attachment out",
+                Outbound,
+                &exe,
+                Pass,
+                Action::Drop { warn: Warn::Sender, viruses: vec!["Eicar".into()] },
+            ),
+            (
+                "zip in",
+                Inbound,
+                &zipped,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![2],
+                        name: "docs.zip".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Disinfect(vec!["bad.com".into(), "inner.zip › worse.com".into()]),
+                    }],
+                    unscanned: vec![],
+                },
+            ),
+            (
+                "tar in",
+                Inbound,
+                &in_tar,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![1],
+                        name: "a.tar".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Remove,
+                    }],
+                    unscanned: vec![],
+                },
+            ),
+            ("encrypted pass", Inbound, &encrypted, Pass, Action::Deliver { unscanned: vec!["doc.txt".into()] }),
+            ("partial", Inbound, &partial, Pass, Action::Deliver { unscanned: vec!["p".into()] }),
+        ];
+        for (what, dir, report, policy, expected) in table {
+            assert_eq!(decide(dir, report, policy), expected, "{what}");
+        }
+        let Action::Refuse(r) = decide(Inbound, &encrypted, Refuse) else { panic!("encrypted refuse") };
+        assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        for dir in [Inbound, Outbound] {
+            let Action::Refuse(r) = decide(dir, &bomb, Pass) else { panic!("bomb") };
+            assert_eq!((r.code, r.enhanced), (552, Some((5, 3, 4))));
+        }
+    }
+}
