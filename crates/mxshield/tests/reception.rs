@@ -376,3 +376,39 @@ async fn clamd_engine_in_the_gateway() {
     let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
     assert_eq!((r.code, r.enhanced()), (451, Some("4.7.1")));
 }
+
+/// R6: content that expands beyond the scanning limits is refused before 250, never passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_bomb_is_refused_at_smtp_time() {
+    let w = world("zipbomb").await;
+    let dir = testkit::TempDir::new("zipbomb-build");
+    std::fs::File::create(dir.path().join("zeros.bin")).unwrap().set_len(200_000_000).unwrap();
+    let out = std::process::Command::new("zip")
+        .args(["-q", "bomb.zip", "zeros.bin"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "zip (installed by scripts/test.sh)");
+    let bomb = std::fs::read(dir.path().join("bomb.zip")).unwrap();
+    let mut b64 = String::new();
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (i, c) in bomb.chunks(3).enumerate() {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            b64.push(if k <= c.len() { T[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+        }
+        if i % 19 == 18 {
+            b64.push_str("\r\n");
+        }
+    }
+    let msg = format!(
+        "From: a@remote.test\r\nSubject: bomb\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/zip; name=\"bomb.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+    );
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], msg.as_bytes()).await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")), "{r:?}");
+    let log = w.gw.wait_log("event=\"scan_refused\"", WAIT).await;
+    assert!(log.contains("Limits.Exceeded"), "{log}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.customer.messages().is_empty());
+}

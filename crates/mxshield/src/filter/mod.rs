@@ -119,11 +119,18 @@ impl Filter {
         let verdict = report.verdict();
         let findings: Vec<String> =
             report.root.findings().into_iter().map(|(path, l)| format!("{path}: {}", l.verdict.label())).collect();
+        let action = decision::decide(facts.direction, &report.root, EncryptedPolicy::Pass);
+        // Refusals are carried out already (R6: content over the limits is never passed
+        // unscanned); the other actions are logged until issue 4 carries them out.
+        let verdict_now = match &action {
+            decision::Action::Refuse(r) => FilterVerdict::Refuse(r.clone()),
+            _ => FilterVerdict::Accept,
+        };
         let decision = Decision {
-            verdict: FilterVerdict::Accept,
+            verdict: verdict_now,
             headers: scan_headers(&verdict, &findings, &report.signatures),
             verdict_text: verdict_word(&verdict).to_string(),
-            planned_action: decision::decide(facts.direction, &report.root, EncryptedPolicy::Pass).word(),
+            planned_action: action.word(),
             findings: findings.join("; "),
             scan_ms: took.as_millis() as u64,
         };

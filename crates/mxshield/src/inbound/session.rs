@@ -218,6 +218,9 @@ impl Policy for GatewaySession {
         };
         if !reply.is_positive() {
             self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
+            if !decision.findings.is_empty() {
+                tracing::info!(event = "scan_refused", client_ip = %self.client, from = %txn.sender, findings = %decision.findings);
+            }
         }
         reply
     }
