@@ -147,9 +147,15 @@ pub fn scan(config: &Config, db: Option<&Path>, json: bool, paths: &[PathBuf]) -
     }))
 }
 
-/// Files under `p` (recursively, sorted); unreadable entries become errors.
+/// Files under `p` (recursively, sorted); unreadable entries become errors. Symbolic links
+/// are followed only when named on the command line (no loops through linked directories).
 fn collect(p: &Path, out: &mut Vec<Result<PathBuf, String>>) {
-    match std::fs::metadata(p) {
+    collect_at(p, out, true);
+}
+
+fn collect_at(p: &Path, out: &mut Vec<Result<PathBuf, String>>, top: bool) {
+    let meta = if top { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+    match meta {
         Err(e) => out.push(Err(format!("{}: {e}", p.display()))),
         Ok(m) if m.is_dir() => match std::fs::read_dir(p) {
             Err(e) => out.push(Err(format!("{}: {e}", p.display()))),
@@ -157,7 +163,7 @@ fn collect(p: &Path, out: &mut Vec<Result<PathBuf, String>>) {
                 let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 entries.sort();
                 for e in entries {
-                    collect(&e, out);
+                    collect_at(&e, out, false);
                 }
             }
         },

@@ -26,6 +26,11 @@ impl<'a> Walker<'a> {
     /// Scans `data` (named `name`, at container depth `depth`); `mail` forces MIME parsing.
     pub fn scan(&mut self, name: String, data: &[u8], depth: usize, mail: bool) -> Layer {
         let ft = if mail { FileType::Mail } else { FileType::detect(data) };
+        self.scan_as(name, data, depth, ft)
+    }
+
+    /// Scans `data` as type `ft`.
+    fn scan_as(&mut self, name: String, data: &[u8], depth: usize, ft: FileType) -> Layer {
         let mut layer = Layer::new(name, ft, data.len() as u64);
         if let Err(l) = self.budget.check_time() {
             layer.verdict = Verdict::LimitExceeded(l.0);
@@ -153,7 +158,11 @@ impl<'a> Walker<'a> {
             l
         } else {
             let embedded = part.content_type.starts_with("message/") && part.content_type != "message/delivery-status";
-            self.scan(name, &decoded, depth + 1, embedded)
+            let ft = if embedded { FileType::Mail } else { FileType::detect(&decoded) };
+            // A body that is the whole message again (no header section was found) is not
+            // parsed as a message once more: that would only repeat itself to the depth limit.
+            let ft = if ft == FileType::Mail && !embedded && part.body.start == 0 { FileType::Text } else { ft };
+            self.scan_as(name, &decoded, depth + 1, ft)
         };
         if part.content_type.starts_with("text/") && child.verdict == Verdict::Clean {
             for f in mime::uuencode::find(&decoded) {
