@@ -338,7 +338,7 @@ async fn every_message_is_scanned_before_250_and_marked() {
     let w = world("scanned").await;
     let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
     let infected = format!(
-        "From: a@remote.test\r\nSubject: has a virus\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n\r\n{eicar}\r\n--b--\r\n"
+        "From: a@remote.test\r\nSubject: has a virus\r\nX-Mxshield-Scan: clean\r\nX-Virus-Scanned: forged\r\n  by someone\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n\r\n{eicar}\r\n--b--\r\n"
     );
     let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], infected.as_bytes()).await.unwrap();
     assert_eq!(r.code, 250);
@@ -348,6 +348,9 @@ async fn every_message_is_scanned_before_250_and_marked() {
         text.contains("X-Mxshield-Scan: infected: message > part 2 (eicar.com): Eicar-Test-Signature FOUND"),
         "{text}"
     );
+    assert_eq!(text.matches("X-Mxshield-Scan:").count(), 1, "forged result header removed: {text}");
+    assert_eq!(text.matches("X-Virus-Scanned:").count(), 1, "forged header removed: {text}");
+    assert!(!text.contains("by someone"), "its continuation line too: {text}");
     let log = w.gw.wait_log("verdict=infected", WAIT).await;
     assert!(log.contains("findings=message › part 2 (eicar.com): Eicar-Test-Signature FOUND"), "{log}");
     assert!(log.contains("planned_action=rewrite"), "an infected attachment, inbound: {log}");

@@ -3,10 +3,12 @@
 //! - [`policy`]: the relay decisions as pure functions.
 //! - [`session`]: [`session::GatewaySession`], the gateway's [`smtp::server::Policy`].
 //! - [`hops`]: loop detection by counting `Received:` headers.
+//! - [`strip`]: incoming header fields we own are removed (no forged scan results).
 
 pub mod hops;
 pub mod policy;
 pub mod session;
+pub mod strip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use spool::{Envelope, Writer};
 use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
+use super::strip::HeaderStripper;
 use crate::attrs::{self, Direction};
 use crate::filter::{FilterVerdict, MessageFacts};
 
@@ -35,6 +36,7 @@ struct Transaction {
     rcpts: Vec<String>,
     writer: Option<Writer>,
     hops: HopCounter,
+    strip: HeaderStripper,
     failed: bool,
     received_at: u64,
 }
@@ -106,6 +108,7 @@ impl Policy for GatewaySession {
             rcpts: Vec::new(),
             writer: None,
             hops: HopCounter::default(),
+            strip: HeaderStripper::default(),
             failed: false,
             received_at: 0,
         });
@@ -151,8 +154,9 @@ impl Policy for GatewaySession {
     async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
         let Some(txn) = self.txn.as_mut() else { return Ok(()) };
         txn.hops.feed(chunk);
+        let kept = txn.strip.feed(chunk);
         let Some(w) = txn.writer.as_mut() else { return Ok(()) };
-        if let Err(e) = w.write(chunk) {
+        if let Err(e) = w.write(&kept) {
             tracing::error!(event = "spool_error", error = %e);
             txn.failed = true;
             txn.writer = None;
@@ -165,9 +169,14 @@ impl Policy for GatewaySession {
         let Some(mut txn) = self.txn.take() else {
             return Reply::new(503, (5, 5, 1), "No transaction");
         };
-        let Some(writer) = txn.writer.take() else {
+        let Some(mut writer) = txn.writer.take() else {
             return local_error();
         };
+        let rest = txn.strip.finish();
+        if let Err(e) = writer.write(&rest) {
+            tracing::error!(event = "spool_error", error = %e);
+            return local_error();
+        }
         let size = writer.data_len();
         let facts = MessageFacts { received_headers: txn.hops.count, direction: txn.direction };
         let (writer, decision) = self.ctx.filter.check(&facts, writer).await;
