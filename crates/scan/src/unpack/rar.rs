@@ -129,7 +129,8 @@ fn rar5(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
                 let compression = vint(data, &mut p).ok_or_else(broken)?;
                 let _host = vint(data, &mut p).ok_or_else(broken)?;
                 let name_len = vint(data, &mut p).ok_or_else(broken)? as usize;
-                let name = String::from_utf8_lossy(data.get(p..p + name_len).unwrap_or_default()).into_owned();
+                let name_bytes = p.checked_add(name_len).and_then(|e| data.get(p..e)).unwrap_or_default();
+                let name = String::from_utf8_lossy(name_bytes).into_owned();
                 let extra_start = header_end.checked_sub(extra_size as usize).ok_or_else(broken)?;
                 let encrypted = extra_records(data, extra_start, header_end).contains(&1);
                 let is_dir = file_flags & 1 != 0;
@@ -159,7 +160,7 @@ fn extra_records(d: &[u8], start: usize, end: usize) -> Vec<u64> {
         let rec_start = p;
         let Some(t) = vint(d, &mut p) else { break };
         types.push(t);
-        p = rec_start + size as usize;
+        p = rec_start.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
     }
     types
 }
