@@ -3,8 +3,11 @@
 //! same run. Prints messages/s for both. Usage:
 //!
 //! ```text
-//! mxshield-bench [--messages 2000] [--size 10240] [--sessions 8] [--mxshield PATH]
+//! mxshield-bench [--messages 2000] [--size 10240] [--attachment BYTES] [--sessions 8] [--mxshield PATH]
 //! ```
+//!
+//! With `--attachment BYTES` each message also carries a base64 attachment of that many
+//! pseudo-random bytes (the issue 4 workload uses `--messages 200 --attachment 1048576`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,19 +21,26 @@ use testkit::{TempDir, free_port};
 struct Args {
     messages: usize,
     size: usize,
+    attachment: usize,
     sessions: usize,
     bin: PathBuf,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a =
-        Args { messages: 2000, size: 10 * 1024, sessions: 8, bin: std::env::current_exe()?.with_file_name("mxshield") };
+    let mut a = Args {
+        messages: 2000,
+        size: 10 * 1024,
+        attachment: 0,
+        sessions: 8,
+        bin: std::env::current_exe()?.with_file_name("mxshield"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
         match flag.as_str() {
             "--messages" => a.messages = value.parse()?,
             "--size" => a.size = value.parse()?,
+            "--attachment" => a.attachment = value.parse()?,
             "--sessions" => a.sessions = value.parse()?,
             "--mxshield" => a.bin = value.into(),
             _ => anyhow::bail!("unknown flag {flag}"),
@@ -39,25 +49,52 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// A deterministic message of about `size` bytes (headers + 76-column text lines).
-fn message(i: usize, size: usize) -> Vec<u8> {
+/// A deterministic message of about `size` bytes of text (headers + 76-column lines), with a
+/// base64 attachment of `attachment` pseudo-random bytes when non-zero.
+fn message(i: usize, size: usize, attachment: usize) -> Vec<u8> {
     let mut m = format!(
-        "From: Bench <bench@remote.test>\r\nTo: alice@acme.example\r\nSubject: bench message {i}\r\nMessage-ID: <bench.{i}@remote.test>\r\nDate: Sat, 28 Nov 2026 07:00:00 +0000\r\n\r\n"
+        "From: Bench <bench@remote.test>\r\nTo: alice@acme.example\r\nSubject: bench message {i}\r\nMessage-ID: <bench.{i}@remote.test>\r\nDate: Sat, 28 Nov 2026 07:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BENCH\"\r\n\r\n--BENCH\r\nContent-Type: text/plain\r\n\r\n"
     )
     .into_bytes();
     let mut n = i as u64;
+    let mut next = || {
+        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (n >> 33) as u8
+    };
     while m.len() + 78 <= size {
         for _ in 0..76 {
-            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            m.push(b'a' + ((n >> 33) % 26) as u8);
+            m.push(b'a' + next() % 26);
         }
         m.extend_from_slice(b"\r\n");
     }
+    if attachment > 0 {
+        m.extend_from_slice(b"--BENCH\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let data: Vec<u8> = (0..attachment).map(|_| next()).collect();
+        for line in data.chunks(57) {
+            for c in line.chunks(3) {
+                let v = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for k in 0..4 {
+                    m.push(if k <= c.len() { T[(v >> (18 - 6 * k) & 63) as usize] } else { b'=' });
+                }
+            }
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    m.extend_from_slice(b"--BENCH--\r\n");
     m
 }
 
 /// Sends `count` messages over `sessions` connections; returns when every reply is in.
-async fn push(addr: SocketAddr, count: usize, size: usize, sessions: usize) -> anyhow::Result<Duration> {
+async fn push(
+    addr: SocketAddr,
+    count: usize,
+    size: usize,
+    attachment: usize,
+    sessions: usize,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..sessions {
@@ -68,7 +105,7 @@ async fn push(addr: SocketAddr, count: usize, size: usize, sessions: usize) -> a
             c.ehlo("bench.test").await?;
             let rcpts = vec!["alice@acme.example".to_string()];
             for k in 0..share {
-                let body = message(s * 1_000_000 + k, size);
+                let body = message(s * 1_000_000 + k, size, attachment);
                 let tx = c.send("bench@remote.test", &rcpts, Some(body.len() as u64), &body[..]).await?;
                 let code = tx.data.map(|r| r.code).unwrap_or(0);
                 anyhow::ensure!(code == 250, "message refused: {code}");
@@ -91,11 +128,17 @@ fn rate(n: usize, d: Duration) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
     anyhow::ensure!(a.bin.exists(), "mxshield binary not found at {} (build with --release)", a.bin.display());
-    println!("workload: {} messages of {} bytes over {} sessions", a.messages, a.size, a.sessions);
+    println!(
+        "workload: {} messages of {} bytes of text{} over {} sessions",
+        a.messages,
+        a.size,
+        if a.attachment > 0 { format!(" + a {}-byte base64 attachment", a.attachment) } else { String::new() },
+        a.sessions
+    );
 
     // (a) straight to the sink
     let direct = Sink::start(Behaviour::Accept).await;
-    let t_direct = push(direct.addr, a.messages, a.size, a.sessions).await?;
+    let t_direct = push(direct.addr, a.messages, a.size, a.attachment, a.sessions).await?;
     anyhow::ensure!(direct.messages().len() == a.messages, "sink got {} messages", direct.messages().len());
     drop(direct);
 
@@ -117,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(out.status.success(), "contracts apply: {}", String::from_utf8_lossy(&out.stderr));
     gw.spawn();
     let start = Instant::now();
-    let t_accept = push(addr, a.messages, a.size, a.sessions).await?;
+    let t_accept = push(addr, a.messages, a.size, a.attachment, a.sessions).await?;
     let got = sink.wait_for(a.messages, Duration::from_secs(600)).await;
     let t_end = start.elapsed();
     anyhow::ensure!(got.len() == a.messages, "customer sink got {} of {} messages", got.len(), a.messages);
