@@ -8,6 +8,7 @@
 
 pub mod charset;
 pub mod decode;
+pub mod encode;
 mod encoded_word;
 pub mod header;
 pub mod params;

@@ -81,23 +81,7 @@ fn one_byte_look_alikes_are_clean() {
 }
 
 fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= c.len() {
-                s.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-        if s.len() % 77 == 76 {
-            s.push_str("\r\n");
-        }
-    }
-    s
+    mime::encode::base64_lines(data)
 }
 
 fn qp(data: &[u8]) -> String {

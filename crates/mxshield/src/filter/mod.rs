@@ -210,23 +210,10 @@ pub fn header_field(name: &str, value: &str) -> String {
         if i > 0 {
             out.push_str("\r\n");
         }
-        out.push_str(&format!(" =?UTF-8?B?{}?=", base64(w.as_bytes())));
+        out.push_str(&format!(" =?UTF-8?B?{}?=", mime::encode::base64(w.as_bytes())));
     }
     out.push_str("\r\n");
     out
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            s.push(if k <= c.len() { T[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
-        }
-    }
-    s
 }
 
 #[cfg(test)]

@@ -69,19 +69,8 @@ fn message(i: usize, size: usize, attachment: usize) -> Vec<u8> {
     }
     if attachment > 0 {
         m.extend_from_slice(b"--BENCH\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let data: Vec<u8> = (0..attachment).map(|_| next()).collect();
-        for line in data.chunks(57) {
-            for c in line.chunks(3) {
-                let v = (u32::from(c[0]) << 16)
-                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                    | u32::from(*c.get(2).unwrap_or(&0));
-                for k in 0..4 {
-                    m.push(if k <= c.len() { T[(v >> (18 - 6 * k) & 63) as usize] } else { b'=' });
-                }
-            }
-            m.extend_from_slice(b"\r\n");
-        }
+        m.extend_from_slice(mime::encode::base64_lines(&data).as_bytes());
     }
     m.extend_from_slice(b"--BENCH--\r\n");
     m
