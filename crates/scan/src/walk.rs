@@ -134,14 +134,17 @@ impl<'a> Walker<'a> {
                 mime::MAX_PARTS
             ));
         }
+        // the layer's overall verdict, kept up to date instead of re-walking the tree per part
+        let mut worst = layer.verdict.clone();
         for sp in message_parts(raw, &msg.root) {
             if let Err(l) = self.budget.entry() {
                 layer.verdict = Verdict::LimitExceeded(l.0);
                 return;
             }
             let child = self.part(raw, &sp, depth);
+            worst = worst.worst(child.overall());
             layer.children.push(child);
-            if matches!(layer.overall(), Verdict::LimitExceeded(_)) {
+            if matches!(worst, Verdict::LimitExceeded(_)) {
                 return;
             }
         }
