@@ -196,7 +196,7 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
             }
         }
         if let Some((h, line)) = r.string(s, "hostname") {
-            if contracts_hostname(&h) {
+            if contracts::is_hostname(&h) {
                 hostname = h;
             } else {
                 r.issue(s.child_path("hostname"), line, format!("{h:?} is not a host name"));
@@ -246,7 +246,7 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
         if let Some(rt) = r.table(s, "routes") {
             for (domain, hop, line) in r.string_map(&rt) {
                 let d = domain.to_ascii_lowercase();
-                if !contracts_hostname(&d) {
+                if !contracts::is_hostname(&d) {
                     r.issue(rt.child_path(&domain), line, format!("{domain:?} is not a domain name"));
                     continue;
                 }
@@ -275,7 +275,7 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
             r.deny_unknown(&dns);
         }
         if let Some((h, line)) = r.string(s, "helo_name") {
-            if contracts_hostname(&h) {
+            if contracts::is_hostname(&h) {
                 helo_name = h;
             } else {
                 r.issue(s.child_path("helo_name"), line, format!("{h:?} is not a host name"));
@@ -391,10 +391,6 @@ fn read_log(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> LogConfig 
     cfg
 }
 
-fn contracts_hostname(s: &str) -> bool {
-    contracts::is_hostname(s)
-}
-
 /// This machine's host name (for the greeting when none is configured).
 fn system_hostname() -> String {
     let mut buf = [0u8; 256];
@@ -406,7 +402,7 @@ fn system_hostname() -> String {
     } else {
         String::new()
     };
-    if contracts_hostname(&name) { name } else { "localhost".into() }
+    if contracts::is_hostname(&name) { name } else { "localhost".into() }
 }
 
 #[cfg(test)]
