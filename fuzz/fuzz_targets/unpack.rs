@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use scan::limits::{Budget, Limits};
-use scan::{Engine, FileType, Signatures};
+use scan::unpack::UNPACKABLE;
+use scan::{Engine, Signatures};
 
 fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
@@ -18,17 +19,7 @@ fn engine() -> &'static Engine {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
-    let types = [
-        FileType::Zip,
-        FileType::Gzip,
-        FileType::Bzip2,
-        FileType::Xz,
-        FileType::Tar,
-        FileType::Cpio,
-        FileType::SevenZip,
-        FileType::Rar,
-    ];
-    let ft = types[selector as usize % types.len()];
+    let ft = UNPACKABLE[selector as usize % UNPACKABLE.len()];
     let mut budget = Budget::new(Limits { max_expanded: 8_000_000, ..Limits::default() });
     let _ = scan::unpack::unpack(ft, rest, &mut budget);
     assert!(budget.expanded <= 8_000_000 + 64 * 1024);

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use scan::limits::{Budget, Limits};
-use scan::{Engine, FileType, Signatures};
+use scan::unpack::UNPACKABLE;
+use scan::{Engine, Signatures};
 
 #[test]
 fn fuzz_crashes_stay_fixed() {
@@ -13,18 +14,8 @@ fn fuzz_crashes_stay_fixed() {
     for e in std::fs::read_dir(dir).unwrap() {
         let data = std::fs::read(e.unwrap().path()).unwrap();
         let Some((&selector, rest)) = data.split_first() else { continue };
-        let types = [
-            FileType::Zip,
-            FileType::Gzip,
-            FileType::Bzip2,
-            FileType::Xz,
-            FileType::Tar,
-            FileType::Cpio,
-            FileType::SevenZip,
-            FileType::Rar,
-        ];
         let mut budget = Budget::new(Limits::default());
-        let _ = scan::unpack::unpack(types[selector as usize % types.len()], rest, &mut budget);
+        let _ = scan::unpack::unpack(UNPACKABLE[selector as usize % UNPACKABLE.len()], rest, &mut budget);
         let _ = engine.scan_bytes("fuzz", rest);
         let _ = engine.scan_bytes("whole", &data);
     }

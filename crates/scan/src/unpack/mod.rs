@@ -40,6 +40,19 @@ pub enum UnpackError {
     Broken(String),
 }
 
+/// Every type [`unpack`] opens (fuzzers pick one by index).
+pub const UNPACKABLE: [FileType; 9] = [
+    FileType::Zip,
+    FileType::Gzip,
+    FileType::Bzip2,
+    FileType::Xz,
+    FileType::Tar,
+    FileType::Cpio,
+    FileType::SevenZip,
+    FileType::Rar,
+    FileType::Tnef,
+];
+
 /// Unpacks a container of type `ft`.
 pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
     match ft {
