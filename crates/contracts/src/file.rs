@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use confread::{Issues, Reader, Section};
 use ipnet::IpNet;
 
-use crate::model::{Contract, Domain, NextHop, is_account_name, is_hostname};
+use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname};
 
 /// Parses and validates a whole contracts file: syntax, types, unknown keys, duplicate ids
 /// and domains, addresses, dates and account limits. All problems are returned together.
@@ -69,6 +69,13 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
             None => r.issue(sec.child_path("sending_servers"), line, format!("{s:?} is not an IP address or CIDR")),
         }
     }
+    let encrypted = match r.string(sec, "encrypted_attachments") {
+        None => EncryptedPolicy::Pass,
+        Some((s, line)) => EncryptedPolicy::parse(&s).unwrap_or_else(|| {
+            r.issue(sec.child_path("encrypted_attachments"), line, format!("{s:?} is not \"pass\" or \"refuse\""));
+            EncryptedPolicy::Pass
+        }),
+    };
     let mut domains = Vec::new();
     let dsecs = r.tables(sec, "domain");
     if dsecs.is_empty() {
@@ -103,6 +110,7 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
         ends,
         sending_servers: sending,
         domains,
+        encrypted,
     })
 }
 

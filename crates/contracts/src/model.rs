@@ -22,6 +22,37 @@ pub struct Contract {
     pub sending_servers: Vec<IpNet>,
     /// Registered domains (R4).
     pub domains: Vec<Domain>,
+    /// What to do with password-protected content that cannot be scanned (R11).
+    pub encrypted: EncryptedPolicy,
+}
+
+/// What to do with encrypted (unscannable) attachments, per contract (R11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptedPolicy {
+    /// Deliver them, marked unscanned (the default).
+    #[default]
+    Pass,
+    /// Refuse the message at SMTP time.
+    Refuse,
+}
+
+impl EncryptedPolicy {
+    /// `pass` or `refuse`, as in the contracts file and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptedPolicy::Pass => "pass",
+            EncryptedPolicy::Refuse => "refuse",
+        }
+    }
+
+    /// Parses `pass` or `refuse`.
+    pub fn parse(s: &str) -> Option<EncryptedPolicy> {
+        match s {
+            "pass" => Some(EncryptedPolicy::Pass),
+            "refuse" => Some(EncryptedPolicy::Refuse),
+            _ => None,
+        }
+    }
 }
 
 /// A registered domain and where its mail goes.

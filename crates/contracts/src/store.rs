@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqliteConnection};
 
-use crate::model::{Contract, Domain, NextHop};
+use crate::model::{Contract, Domain, EncryptedPolicy, NextHop};
 
 /// Errors of the store, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,8 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
-            "SELECT id, customer, accounts_limit, starts, ends, sending_servers FROM contracts ORDER BY position",
+            "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments FROM contracts \
+             ORDER BY position",
         )
         .fetch_all(&mut *tx)
         .await
@@ -94,7 +95,11 @@ impl Store {
                 .map(|s| s.parse().map_err(|_| StoreError::Invalid(format!("contract {id}: network {s:?}"))))
                 .collect::<Result<_, _>>()?;
             let ends: Option<String> = row.get("ends");
+            let policy: String = row.get("encrypted_attachments");
+            let encrypted = EncryptedPolicy::parse(&policy)
+                .ok_or_else(|| StoreError::Invalid(format!("contract {id}: encrypted_attachments {policy:?}")))?;
             contracts.push(Contract {
+                encrypted,
                 customer: row.get("customer"),
                 accounts_limit: row.get::<i64, _>("accounts_limit") as u32,
                 starts: date(&row.get::<String, _>("starts"))?,
@@ -112,8 +117,8 @@ impl Store {
 async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
     let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
     sqlx::query(
-        "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position, \
+         encrypted_attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&c.id)
     .bind(&c.customer)
@@ -122,6 +127,7 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
     .bind(c.ends.map(|d| d.to_string()))
     .bind(sending.join("\n"))
     .bind(pos)
+    .bind(c.encrypted.as_str())
     .execute(&mut *conn)
     .await
     .map_err(q("inserting a contract"))?;

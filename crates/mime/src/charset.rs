@@ -23,7 +23,8 @@ pub fn encoding_for(label: &str) -> Option<&'static Encoding> {
 /// whatever the label says.
 pub fn decode(bytes: &[u8], label: Option<&str>) -> String {
     if bytes.contains(&0x1b) && !bytes.iter().any(|&b| b >= 0x80) {
-        let (text, _, _) = ISO_2022_JP.decode(bytes);
+        let joined = without_empty_escapes(bytes);
+        let (text, _, _) = ISO_2022_JP.decode(&joined);
         return text.into_owned();
     }
     if let Some(enc) = label.and_then(encoding_for) {
@@ -31,6 +32,24 @@ pub fn decode(bytes: &[u8], label: Option<&str>) -> String {
         return text.into_owned();
     }
     guess(bytes)
+}
+
+/// ISO-2022-JP with each switch back to ASCII that is directly followed by another escape
+/// sequence removed. Joined RFC 2047 words (each ends in ASCII, the next starts with `ESC $ B`)
+/// look like that; the WHATWG decoder would turn every such empty switch into U+FFFD.
+fn without_empty_escapes(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let switch_back = bytes[i..].starts_with(b"\x1b(B") || bytes[i..].starts_with(b"\x1b(J");
+        if switch_back && bytes.get(i + 3) == Some(&0x1b) {
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Text of 8-bit bytes without a declared charset: UTF-8 if valid, else windows-1252.

@@ -85,6 +85,13 @@ fn parse_word(v: &[u8], start: usize) -> Option<Word<'_>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn iso2022jp_words_each_back_in_ascii_join_cleanly() {
+        // two words, each a complete ISO-2022-JP run ending in ESC ( B, as Japanese MUAs write
+        let v = b"=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=";
+        assert_eq!(decode_header(v), "テストテスト");
+    }
+
     use super::*;
 
     #[test]

@@ -9,6 +9,7 @@ mod filter;
 mod inbound;
 mod live;
 mod logging;
+mod notify;
 mod scan_cli;
 mod serve;
 mod tls;

@@ -130,7 +130,8 @@ impl Clamd {
             }
             layer.mime_path = Some(sp.path.clone());
             layer.filename = p.filename();
-            layer.body_text = matches!(sp.part, std::borrow::Cow::Borrowed(_)) && p.is_body_text();
+            layer.loose = matches!(sp.part, std::borrow::Cow::Owned(_));
+            layer.body_text = !layer.loose && p.is_body_text();
             root.children.push(layer);
         }
         Ok(Report { root, bytes_scanned: scanned, signatures: signatures.to_string() })

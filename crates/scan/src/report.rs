@@ -28,6 +28,10 @@ pub struct Layer {
     /// A MIME part that is the text or HTML body a reader sees (not an attachment).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_text: bool,
+    /// A part found outside the declared MIME structure (in a preamble, an epilogue or a
+    /// plain-text body): it cannot be cut out of the message on its own.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub loose: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Layer>,
 }
@@ -44,6 +48,7 @@ impl Layer {
             mime_path: None,
             filename: None,
             body_text: false,
+            loose: false,
             children: Vec::new(),
         }
     }

@@ -176,7 +176,8 @@ impl<'a> Walker<'a> {
         }
         child.mime_path = Some(sp.path.clone());
         child.filename = filename;
-        child.body_text = matches!(sp.part, std::borrow::Cow::Borrowed(_)) && part.is_body_text();
+        child.loose = matches!(sp.part, std::borrow::Cow::Owned(_));
+        child.body_text = !child.loose && part.is_body_text();
         child
     }
 }

@@ -4,7 +4,7 @@
 //! | report | inbound | outbound |
 //! |---|---|---|
 //! | a limit was exceeded anywhere | refuse `552 5.3.4` | same |
-//! | the body a reader sees is infected | drop, warn recipients | drop, warn sender |
+//! | the body a reader sees is infected (or a part that cannot be cut out alone: the whole message, a part hidden outside the MIME structure) | drop, warn recipients | drop, warn sender |
 //! | only attachments infected | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
 //! | encrypted parts, policy `pass` | deliver, marked unscanned | same |
 //! | encrypted parts, policy `refuse` | refuse `554 5.7.1` | same |
@@ -16,12 +16,7 @@ use smtp::Reply;
 
 use crate::attrs::Direction;
 
-/// What to do with encrypted (unscannable) parts, per contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncryptedPolicy {
-    Pass,
-    Refuse,
-}
+pub use contracts::EncryptedPolicy;
 
 /// Who is warned when a message is dropped or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +46,8 @@ pub struct PartFix {
 /// The action on a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Deliver unchanged; `unscanned` names parts that could not be scanned (encrypted,
-    /// partial, unreadable), for the result header.
+    /// Deliver unchanged; `unscanned` says what could not be scanned (`encrypted NAME`,
+    /// `partial`, `unreadable NAME`), for the result header.
     Deliver { unscanned: Vec<String> },
     /// Deliver with these attachments disinfected or removed, and warn the recipients.
     Rewrite { fixes: Vec<PartFix>, unscanned: Vec<String> },
@@ -82,8 +77,8 @@ pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) ->
     }
     let viruses = virus_names(root);
     if !viruses.is_empty() {
-        let body_infected =
-            root.children.iter().any(|p| p.body_text && p.overall().rank() == 4) || (root.verdict.rank() == 4);
+        let body_infected = root.verdict.rank() == 4
+            || root.children.iter().any(|p| p.overall().rank() == 4 && (p.body_text || !can_cut_out(p)));
         if direction == Direction::Outbound {
             return Action::Drop { warn: Warn::Sender, viruses };
         }
@@ -115,8 +110,14 @@ pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) ->
     Action::Rewrite { fixes, unscanned }
 }
 
-/// Infected members of a zip part, if every infection sits in members reachable through zip
-/// archives only (so the archives can be rebuilt without them).
+/// Whether a part can be replaced without touching the rest: a real MIME part below the top.
+fn can_cut_out(part: &Layer) -> bool {
+    !part.loose && part.mime_path.as_ref().is_some_and(|p| !p.is_empty())
+}
+
+/// Infected members of a zip part (paths inside it, `a.zip › b.exe`): each is a member of the
+/// zip or of zips nested in it, so the archives can be rebuilt without them. `None` when the
+/// zip itself matched a signature.
 fn disinfectable(part: &Layer) -> Option<Vec<String>> {
     if part.file_type != FileType::Zip || part.verdict.rank() == 4 {
         return None;
@@ -131,14 +132,13 @@ fn collect_members(archive: &Layer, prefix: &str, out: &mut Vec<String>) -> bool
             continue;
         }
         let path = if prefix.is_empty() { m.name.clone() } else { format!("{prefix} › {}", m.name) };
-        if m.verdict.rank() == 4 {
-            out.push(path);
-        } else if m.file_type == FileType::Zip {
+        if m.file_type == FileType::Zip && m.verdict.rank() != 4 {
             if !collect_members(m, &path, out) {
                 return false;
             }
         } else {
-            return false;
+            // any other infected member (a document, a tar, a gzip …) goes as a whole
+            out.push(path);
         }
     }
     true
@@ -159,8 +159,15 @@ fn virus_names(l: &Layer) -> Vec<String> {
 fn unscanned(root: &Layer) -> Vec<String> {
     let mut out = Vec::new();
     walk(root, &mut |x| {
-        if matches!(x.verdict, Verdict::Encrypted(_) | Verdict::Unscannable(_)) {
-            out.push(x.filename.clone().unwrap_or_else(|| x.name.clone()));
+        let name = || x.filename.clone().unwrap_or_else(|| x.name.clone());
+        let what = match &x.verdict {
+            Verdict::Encrypted(_) => format!("encrypted {}", name()),
+            Verdict::Unscannable(why) if why.starts_with("Partial.") => "partial".to_string(),
+            Verdict::Unscannable(_) => format!("unreadable {}", name()),
+            _ => return,
+        };
+        if !out.contains(&what) {
+            out.push(what);
         }
     });
     out
@@ -239,7 +246,7 @@ mod tests {
             ),
         ]);
         let in_tar = message(vec![part(
-            1,
+            2,
             "a.tar",
             FileType::Tar,
             Verdict::Clean,
@@ -256,6 +263,22 @@ mod tests {
         )]);
         let partial =
             message(vec![part(1, "p", FileType::Mail, Verdict::Unscannable("Partial.Message".into()), false, vec![])]);
+        let mut whole = part(1, "x.exe", FileType::Pe, virus(), false, vec![]);
+        whole.mime_path = Some(vec![]);
+        let whole = message(vec![whole]);
+        let mut hidden_part = part(1, "x.exe", FileType::Pe, virus(), false, vec![]);
+        hidden_part.loose = true;
+        let hidden = message(vec![part(1, "text", FileType::Text, Verdict::Clean, true, vec![]), hidden_part]);
+        let mut gz = leaf("x.gz", FileType::Gzip, Verdict::Clean);
+        gz.children = vec![leaf("x", FileType::Pe, virus())];
+        let gz_in_zip = message(vec![
+            part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
+            part(2, "b.zip", FileType::Zip, Verdict::Clean, false, vec![gz]),
+        ]);
+        let zip_itself = message(vec![
+            part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
+            part(2, "w.zip", FileType::Zip, virus(), false, vec![leaf("a", FileType::Text, Verdict::Clean)]),
+        ]);
         let bomb =
             message(vec![part(1, "bomb.zip", FileType::Zip, Verdict::LimitExceeded("60 MB".into()), false, vec![])]);
 
@@ -319,7 +342,7 @@ mod tests {
                 Pass,
                 Action::Rewrite {
                     fixes: vec![PartFix {
-                        mime_path: vec![1],
+                        mime_path: vec![2],
                         name: "a.tar".into(),
                         viruses: vec!["Eicar".into()],
                         fix: Fix::Remove,
@@ -327,8 +350,58 @@ mod tests {
                     unscanned: vec![],
                 },
             ),
-            ("encrypted pass", Inbound, &encrypted, Pass, Action::Deliver { unscanned: vec!["doc.txt".into()] }),
-            ("partial", Inbound, &partial, Pass, Action::Deliver { unscanned: vec!["p".into()] }),
+            (
+                "encrypted pass",
+                Inbound,
+                &encrypted,
+                Pass,
+                Action::Deliver { unscanned: vec!["encrypted doc.txt".into()] },
+            ),
+            ("partial", Inbound, &partial, Pass, Action::Deliver { unscanned: vec!["partial".into()] }),
+            (
+                "whole message is the attachment",
+                Inbound,
+                &whole,
+                Pass,
+                Action::Drop { warn: Warn::Recipients, viruses: vec!["Eicar".into()] },
+            ),
+            (
+                "hidden part",
+                Inbound,
+                &hidden,
+                Pass,
+                Action::Drop { warn: Warn::Recipients, viruses: vec!["Eicar".into()] },
+            ),
+            (
+                "gzip in zip",
+                Inbound,
+                &gz_in_zip,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![2],
+                        name: "b.zip".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Disinfect(vec!["x.gz".into()]),
+                    }],
+                    unscanned: vec![],
+                },
+            ),
+            (
+                "zip matched as a whole",
+                Inbound,
+                &zip_itself,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![2],
+                        name: "w.zip".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Remove,
+                    }],
+                    unscanned: vec![],
+                },
+            ),
         ];
         for (what, dir, report, policy, expected) in table {
             assert_eq!(decide(dir, report, policy), expected, "{what}");

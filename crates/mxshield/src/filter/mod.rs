@@ -7,6 +7,8 @@
 //! verdicts exist (issue 4), the verdict is logged and added as header fields.
 
 pub mod decision;
+pub mod disinfect;
+pub mod rewrite;
 
 use std::sync::Arc;
 use std::time::Instant;
