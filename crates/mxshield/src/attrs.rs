@@ -12,6 +12,8 @@ pub const HELO: &str = "helo";
 pub const PREPEND: &str = "prepend";
 /// Set on delivery status notifications we generate.
 pub const DSN_OF: &str = "dsn_of";
+/// Set on warning mails we generate: the queue id of the message they are about.
+pub const WARNING_OF: &str = "warning_of";
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ pub struct Config {
     pub contracts: ContractsConfig,
     pub scan: ScanConfig,
     pub log: LogConfig,
+    pub warnings: WarningsConfig,
 }
 
 /// `[scan]`: the scanning engine.
@@ -90,6 +91,19 @@ pub struct ContractsConfig {
 pub struct LogConfig {
     pub level: String,
     pub json: bool,
+    /// The message log (R19): an SQLite file.
+    pub message_log: PathBuf,
+    /// Records older than this are deleted.
+    pub retention: Duration,
+}
+
+/// `[warnings]`: warning mails about viruses (R12–R14).
+#[derive(Debug, Clone)]
+pub struct WarningsConfig {
+    pub enabled: bool,
+    pub charset: crate::notify::Charset,
+    /// Directory whose template files replace the built-in ones.
+    pub templates: Option<PathBuf>,
 }
 
 impl Config {
@@ -133,7 +147,9 @@ impl Config {
         let mut con_sec = r.table(&mut root, "contracts");
         let contracts = read_contracts(&mut r, con_sec.as_mut(), &data_dir);
         let mut log_sec = r.table(&mut root, "log");
-        let log = read_log(&mut r, log_sec.as_mut());
+        let log = read_log(&mut r, log_sec.as_mut(), &data_dir);
+        let mut warn_sec = r.table(&mut root, "warnings");
+        let warnings = read_warnings(&mut r, warn_sec.as_mut());
         let mut scan_sec = r.table(&mut root, "scan");
         let scan = read_scan(&mut r, scan_sec.as_mut());
         if delivery.retry_min > delivery.retry_max {
@@ -141,7 +157,7 @@ impl Config {
         }
         r.deny_unknown(&root);
         r.finish()?;
-        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, scan, log })
+        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, scan, log, warnings })
     }
 
     /// Where the spool lives.
@@ -370,9 +386,40 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
     ScanConfig { signatures, limits, clamd, clamd_timeout }
 }
 
-fn read_log(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> LogConfig {
-    let mut cfg = LogConfig { level: "info".into(), json: false };
+fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> WarningsConfig {
+    let mut cfg = WarningsConfig { enabled: true, charset: crate::notify::Charset::Utf8, templates: None };
     let Some(s) = sec else { return cfg };
+    if let Some((b, _)) = r.boolean(s, "enabled") {
+        cfg.enabled = b;
+    }
+    if let Some((c, line)) = r.string(s, "charset") {
+        match crate::notify::Charset::parse(&c) {
+            Some(c) => cfg.charset = c,
+            None => r.issue(s.child_path("charset"), line, format!("{c:?} is not \"utf-8\" or \"iso-2022-jp\"")),
+        }
+    }
+    if let Some((d, line)) = r.string(s, "templates") {
+        if Path::new(&d).is_dir() {
+            cfg.templates = Some(d.into());
+        } else {
+            r.issue(s.child_path("templates"), line, format!("{d:?} is not a directory"));
+        }
+    }
+    r.deny_unknown(s);
+    cfg
+}
+
+fn read_log(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path) -> LogConfig {
+    let mut cfg = LogConfig {
+        level: "info".into(),
+        json: false,
+        message_log: data_dir.join("messages.db"),
+        retention: duration(r, sec.as_deref_mut(), "retention", Duration::from_secs(90 * 86_400)),
+    };
+    let Some(s) = sec else { return cfg };
+    if let Some((p, _)) = r.string(s, "message_log") {
+        cfg.message_log = p.into();
+    }
     if let Some((level, line)) = r.string(s, "level") {
         if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
             cfg.level = level;

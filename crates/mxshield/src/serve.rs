@@ -19,6 +19,8 @@ use crate::delivery::scheduler::{self, Known};
 use crate::filter::{Filter, Scanner};
 use crate::inbound::{self, InboundContext};
 use crate::live::LiveContracts;
+use crate::msglog::MessageLog;
+use crate::notify::{Notifier, Templates};
 use crate::{logging, tls};
 
 /// Runs the gateway until a termination signal.
@@ -32,6 +34,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     contracts.watch(store.clone(), config.contracts.reload_interval);
     let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
     let scanner = scanner(&config.scan)?;
+    let notifier = notifier(&config)?;
+    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await?;
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();
@@ -45,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         hostname: config.smtp.hostname.clone(),
         postmaster: config.postmaster.clone(),
         queued: queued_tx.clone(),
+        msglog: msglog.clone(),
     });
     let scheduler = tokio::spawn(scheduler::run(delivery, known, queued_rx, shutdown_rx.clone()));
 
@@ -73,8 +78,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         smtp: config.smtp.clone(),
         spool,
         contracts,
-        filter: Filter { max_received_headers: config.smtp.max_received_headers, scanner },
+        filter: Filter { max_received_headers: config.smtp.max_received_headers, scanner, notifier },
         queued: queued_tx,
+        msglog,
     });
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     wait_for_signal().await;
@@ -82,8 +88,25 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = scheduler.await;
+    // every sender of the message log is gone now: its writer finishes what it has
+    let _ = msglog_writer.await;
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The warning-mail builder, with every template checked now (not at the first virus).
+fn notifier(config: &Config) -> anyhow::Result<Option<Arc<Notifier>>> {
+    let templates = Templates::load(config.warnings.templates.as_deref())
+        .map_err(|e| anyhow::anyhow!("invalid warning templates:\n{e}"))?;
+    if !config.warnings.enabled {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(Notifier {
+        templates,
+        charset: config.warnings.charset,
+        postmaster: config.postmaster.clone(),
+        hostname: config.smtp.hostname.clone(),
+    })))
 }
 
 /// The scanner `[scan]` asks for: clamd (checked now, so a wrong address fails at start-up)

@@ -41,7 +41,7 @@ async fn inbound_mail_is_relayed_to_the_customer_server_with_a_trace_header() {
     assert!(text.contains("\r\nX-Mxshield-Scan: clean\r\n"), "{text}");
     let log = w.gw.wait_log("event=\"delivered\"", WAIT).await;
     assert!(log.contains("event=\"received\""));
-    assert!(log.contains("verdict=clean planned_action=deliver"), "{log}");
+    assert!(log.contains("verdict=clean action=deliver result=clean"), "{log}");
     assert!(log.contains("direction=inbound"), "{log}");
 }
 
@@ -334,26 +334,17 @@ async fn idle_clients_time_out_with_421() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_message_is_scanned_before_250_and_marked() {
-    let w = world("scanned").await;
-    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-    let infected = format!(
-        "From: a@remote.test\r\nSubject: has a virus\r\nX-Mxshield-Scan: clean\r\nX-Virus-Scanned: forged\r\n  by someone\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n\r\n{eicar}\r\n--b--\r\n"
-    );
-    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], infected.as_bytes()).await.unwrap();
+async fn forged_scan_headers_are_removed() {
+    let w = world("forged").await;
+    let msg = "From: a@remote.test\r\nSubject: claims to be scanned\r\nX-Mxshield-Scan: clean\r\nX-Virus-Scanned: forged\r\n  by someone\r\n\r\nhi\r\n";
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], msg.as_bytes()).await.unwrap();
     assert_eq!(r.code, 250);
     let got = w.customer.wait_for(1, WAIT).await;
-    let text = got[0].text().replace("\r\n ", " ");
-    assert!(
-        text.contains("X-Mxshield-Scan: infected: message > part 2 (eicar.com): Eicar-Test-Signature FOUND"),
-        "{text}"
-    );
+    let text = got[0].text();
+    assert!(text.contains("\r\nX-Mxshield-Scan: clean\r\n"), "{text}");
     assert_eq!(text.matches("X-Mxshield-Scan:").count(), 1, "forged result header removed: {text}");
     assert_eq!(text.matches("X-Virus-Scanned:").count(), 1, "forged header removed: {text}");
     assert!(!text.contains("by someone"), "its continuation line too: {text}");
-    let log = w.gw.wait_log("verdict=infected", WAIT).await;
-    assert!(log.contains("findings=message › part 2 (eicar.com): Eicar-Test-Signature FOUND"), "{log}");
-    assert!(log.contains("planned_action=rewrite"), "an infected attachment, inbound: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,20 +354,25 @@ async fn clamd_engine_in_the_gateway() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
     let scan_table = format!("[scan]\nengine = \"clamd\"\nclamd = \"{}\"\n", clamd.addr());
     let (gw, _dir) = gateway("clamd-engine", &quoted(customer.addr), customer.addr, |c| format!("{c}\n{scan_table}"));
+    // a zip with a clean and an infected member: clamd finds the virus, and scans the members
+    // one by one so that only the infected one is removed
     let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-    let body = format!("From: a@remote.test\r\nSubject: v\r\n\r\n{eicar}\r\n");
-    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    let zip = testkit::mail::zip(&[("readme.txt", b"nothing to see"), ("eicar.com", eicar.as_bytes())]);
+    let body = testkit::mail::with_attachment("a@remote.test", "v", "hello", "files.zip", &zip);
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
     assert_eq!(r.code, 250);
-    let got = customer.wait_for(1, WAIT).await;
-    let text = got[0].text().replace("\r\n ", " ");
+    let got = customer.wait_for(2, WAIT).await;
+    let delivered = got.iter().find(|m| m.text().contains("Subject: v\r\n")).expect("the message");
+    let text = delivered.text().replace("\r\n ", " ");
     assert!(text.contains("X-Virus-Scanned: mxshield 0.1.0, signatures clamd ClamAV"), "{text}");
-    assert!(
-        text.contains("X-Mxshield-Scan: infected: message > part body: Eicar-Test-Signature.UNOFFICIAL FOUND"),
-        "{text}"
-    );
+    assert!(text.contains("X-Mxshield-Scan: disinfected: files.zip (eicar.com)"), "{text}");
+    let data = &delivered.data;
+    let m = mime::parse(data);
+    let zip = m.root.children[1].decoded_body(data);
+    assert_eq!(testkit::mail::zip_names(&zip), ["readme.txt"]);
     // clamd gone: temporary failure, the message is not passed unscanned
     drop(clamd);
-    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
     assert_eq!((r.code, r.enhanced()), (451, Some("4.7.1")));
 }
 
@@ -399,7 +395,7 @@ async fn zip_bomb_is_refused_at_smtp_time() {
     );
     let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], msg.as_bytes()).await.unwrap();
     assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")), "{r:?}");
-    let log = w.gw.wait_log("event=\"scan_refused\"", WAIT).await;
+    let log = w.gw.wait_log("action=refuse", WAIT).await;
     assert!(log.contains("Limits.Exceeded"), "{log}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(w.customer.messages().is_empty());

@@ -98,3 +98,16 @@ fn ids_are_unique_and_safe() {
     assert!(QueueId::parse("../../etc/passwd").is_err());
     assert_eq!(QueueId::parse(a.as_str()).unwrap(), a);
 }
+
+#[test]
+fn replaced_data_keeps_the_id_and_passes_recovery() {
+    let spool = temp_spool("replace");
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: original with a long body\r\n\r\nvirus virus virus\r\n").unwrap();
+    let id = w.id().clone();
+    w.replace_data(b"Subject: cleaned\r\n\r\nok\r\n").unwrap();
+    assert_eq!(w.read_back().unwrap(), b"Subject: cleaned\r\n\r\nok\r\n");
+    assert_eq!(w.commit(&envelope()).unwrap(), id);
+    assert_eq!(spool.read_data(&id).unwrap().1, b"Subject: cleaned\r\n\r\nok\r\n");
+    assert!(matches!(&spool.recover().unwrap()[..], [Recovered::Ok { .. }]));
+}

@@ -13,6 +13,7 @@ use super::dsn::{self, FailedRcpt};
 use super::route::RouteError;
 use super::scheduler::now_ms;
 use crate::attrs;
+use crate::msglog::{DeliveryRecord, MessageRecord};
 
 /// What the scheduler should do with the message next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,7 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         for (&i, outcome) in idxs.iter().zip(outcomes) {
             let rcpt = &env.recipients[i];
             status.rcpts[i] = record(&log, rcpt, &outcome);
+            ctx.msglog.delivery(delivery_record(id, rcpt, &outcome));
             if let Outcome::Failed { remote, status: st, diagnostic } = outcome {
                 newly_failed.push(FailedRcpt { rcpt: rcpt.clone(), status: st, remote, diagnostic });
             }
@@ -88,6 +90,14 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
                 status: "4.4.7".into(),
                 remote: st.remote.clone(),
                 diagnostic: diagnostic.clone(),
+            });
+            ctx.msglog.delivery(DeliveryRecord {
+                queue_id: id.to_string(),
+                rcpt: env.recipients[i].clone(),
+                state: "bounced",
+                remote: st.remote.clone(),
+                reply: diagnostic.clone(),
+                at: Utc::now().timestamp(),
             });
             *st = RcptStatus { state: RcptState::Failed, last_error: diagnostic, remote: st.remote.clone() };
         }
@@ -177,6 +187,23 @@ fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
     }
 }
 
+/// The message log's record of an outcome.
+fn delivery_record(id: &QueueId, rcpt: &str, outcome: &Outcome) -> DeliveryRecord {
+    let (state, remote, reply) = match outcome {
+        Outcome::Delivered { remote, reply } => ("delivered", remote, reply),
+        Outcome::Failed { remote, diagnostic, .. } => ("bounced", remote, diagnostic),
+        Outcome::Deferred { remote, error } => ("deferred", remote, error),
+    };
+    DeliveryRecord {
+        queue_id: id.to_string(),
+        rcpt: rcpt.to_string(),
+        state,
+        remote: remote.clone(),
+        reply: reply.clone(),
+        at: Utc::now().timestamp(),
+    }
+}
+
 /// Builds a DSN for `failed` recipients and queues it (from `<>` to the original sender).
 async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt]) -> anyhow::Result<()> {
     let spool = ctx.spool.clone();
@@ -210,6 +237,7 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
         ],
     };
     let spool = ctx.spool.clone();
+    let body_len = body.len();
     let dsn_id = tokio::task::spawn_blocking(move || -> Result<QueueId, SpoolError> {
         let mut w = spool.create()?;
         w.write(&body)?;
@@ -217,6 +245,19 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
     })
     .await??;
     tracing::info!(event = "dsn_queued", queue_id = %dsn_id, dsn_of = %id, to = %env.sender, recipients = failed.len());
+    ctx.msglog.message(MessageRecord {
+        at: Utc::now().timestamp(),
+        queue_id: dsn_id.to_string(),
+        contract: env.attr(attrs::CONTRACT).unwrap_or("").into(),
+        direction: "dsn".into(),
+        recipients: vec![env.sender.clone()],
+        size: body_len as u64,
+        subject: "Undelivered Mail Returned to Sender".into(),
+        action: "deliver".into(),
+        related: id.to_string(),
+        initial_state: "queued",
+        ..Default::default()
+    });
     let _ = ctx.queued.send(dsn_id);
     Ok(())
 }

@@ -18,6 +18,7 @@ use spool::{QueueId, Spool};
 use tokio::sync::mpsc;
 
 use crate::config::DeliveryConfig;
+use crate::msglog::MessageLog;
 
 /// What every delivery attempt shares.
 pub struct DeliveryContext {
@@ -31,6 +32,8 @@ pub struct DeliveryContext {
     pub postmaster: String,
     /// Queues a message we generated (a DSN) for delivery.
     pub queued: mpsc::UnboundedSender<QueueId>,
+    /// The message log: each recipient's outcome goes there.
+    pub msglog: MessageLog,
 }
 
 /// Shared handle.

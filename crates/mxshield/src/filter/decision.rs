@@ -117,10 +117,15 @@ fn can_cut_out(part: &Layer) -> bool {
 
 /// Infected members of a zip part (paths inside it, `a.zip › b.exe`): each is a member of the
 /// zip or of zips nested in it, so the archives can be rebuilt without them. `None` when the
-/// zip itself matched a signature.
+/// zip's own bytes matched a signature while its members were clean.
 fn disinfectable(part: &Layer) -> Option<Vec<String>> {
-    if part.file_type != FileType::Zip || part.verdict.rank() == 4 {
+    if part.file_type != FileType::Zip {
         return None;
+    }
+    if part.verdict.rank() == 4 {
+        // An engine that reports no members (clamd) names the zip itself: the rebuild finds
+        // the infected members by scanning each, and removes the whole zip if that finds none.
+        return part.children.is_empty().then(Vec::new);
     }
     let mut members = Vec::new();
     collect_members(part, "", &mut members).then_some(members)
@@ -144,7 +149,7 @@ fn collect_members(archive: &Layer, prefix: &str, out: &mut Vec<String>) -> bool
     true
 }
 
-fn virus_names(l: &Layer) -> Vec<String> {
+pub fn virus_names(l: &Layer) -> Vec<String> {
     let mut out = Vec::new();
     walk(l, &mut |x| {
         if let Verdict::Infected(n) = &x.verdict
@@ -279,6 +284,10 @@ mod tests {
             part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
             part(2, "w.zip", FileType::Zip, virus(), false, vec![leaf("a", FileType::Text, Verdict::Clean)]),
         ]);
+        let opaque_zip = message(vec![
+            part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
+            part(2, "o.zip", FileType::Zip, virus(), false, vec![]),
+        ]);
         let bomb =
             message(vec![part(1, "bomb.zip", FileType::Zip, Verdict::LimitExceeded("60 MB".into()), false, vec![])]);
 
@@ -383,6 +392,21 @@ mod tests {
                         name: "b.zip".into(),
                         viruses: vec!["Eicar".into()],
                         fix: Fix::Disinfect(vec!["x.gz".into()]),
+                    }],
+                    unscanned: vec![],
+                },
+            ),
+            (
+                "zip reported without members (clamd)",
+                Inbound,
+                &opaque_zip,
+                Pass,
+                Action::Rewrite {
+                    fixes: vec![PartFix {
+                        mime_path: vec![2],
+                        name: "o.zip".into(),
+                        viruses: vec!["Eicar".into()],
+                        fix: Fix::Disinfect(vec![]),
                     }],
                     unscanned: vec![],
                 },

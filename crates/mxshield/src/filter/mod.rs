@@ -3,8 +3,9 @@
 //! Every message passes here after its data is in the spool's `tmp/` and before it is
 //! committed and answered with `250`, so a message that must be refused gets its 5xx at SMTP
 //! time and never needs a bounce. The stage refuses mail loops (more `Received:` headers than
-//! `smtp.max_received_headers`) and scans the message with the engine; until the actions on
-//! verdicts exist (issue 4), the verdict is logged and added as header fields.
+//! `smtp.max_received_headers`), scans the message, decides what to do ([`decision`]) and does
+//! it: refuses, delivers (with the result header), rewrites infected attachments away
+//! ([`rewrite`], [`disinfect`]) or drops the message, and builds the warning mails.
 
 pub mod decision;
 pub mod disinfect;
@@ -16,7 +17,10 @@ use std::time::Instant;
 use scan::clamd::Clamd;
 
 use crate::attrs::Direction;
-use decision::EncryptedPolicy;
+use crate::msglog::PartRecord;
+use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
+use decision::{Action, EncryptedPolicy, Fix, PartFix, Warn};
+use rewrite::DoneKind;
 use scan::{Engine, Verdict};
 use smtp::Reply;
 use spool::Writer;
@@ -24,34 +28,51 @@ use spool::Writer;
 /// Accept or refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterVerdict {
-    /// Queue the message.
+    /// Take the message (answer `250`): queue it unless `Decision::deliver` is false.
     Accept,
     /// Refuse it at SMTP time with this reply.
     Refuse(Reply),
 }
 
-/// What the filter decided and learnt.
+/// What the filter decided and did.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub verdict: FilterVerdict,
+    /// Queue the message for delivery (false: it was dropped because of a virus).
+    pub deliver: bool,
+    /// The message to queue instead of the one received (attachments disinfected/removed).
+    pub rewritten: Option<Vec<u8>>,
     /// Header fields (CRLF-terminated) to put in front of the message on delivery.
     pub headers: String,
+    /// Warning mails to queue: (recipient, message).
+    pub warnings: Vec<(String, Vec<u8>)>,
     /// The scan verdict in words (`clean`, `infected` …), empty if not scanned.
     pub verdict_text: String,
-    /// What the decision table says should happen ([`decision::decide`]); logged as
-    /// `planned_action` until the actions are carried out (issue 4).
-    pub planned_action: &'static str,
+    /// The action taken ([`decision::Action::word`]).
+    pub action: &'static str,
+    /// What the result header says.
+    pub result: String,
     /// What was found, for the log.
     pub findings: String,
+    pub viruses: Vec<String>,
+    pub parts: Vec<PartRecord>,
+    pub original: Original,
     pub scan_ms: u64,
 }
 
-/// What the receiving side learnt about a message while it streamed in.
+/// What the receiving side knows about a message when its data is in.
 #[derive(Debug, Clone)]
 pub struct MessageFacts {
     /// `Received:` header fields in the message as received.
     pub received_headers: usize,
     pub direction: Direction,
+    /// Envelope sender (empty for `<>`).
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// Recipients a warning may be sent to: for inbound mail those in the message's contracts.
+    pub warnable: Vec<String>,
+    /// The strictest policy of the message's contracts.
+    pub encrypted: EncryptedPolicy,
 }
 
 /// Which engine scans.
@@ -71,6 +92,18 @@ impl Scanner {
             Scanner::Clamd(c, version) => c.scan_message(raw, version).map_err(|e| e.to_string()),
         }
     }
+
+    /// Whether a file (an archive member) is infected.
+    fn is_infected(&self, data: &[u8]) -> Result<bool, String> {
+        match self {
+            Scanner::Builtin(e) => Ok(matches!(e.scan_bytes("member", data).verdict(), Verdict::Infected(_))),
+            Scanner::Clamd(c, _) => match c.instream(data).map_err(|e| e.to_string())? {
+                scan::clamd::ClamdVerdict::Found(_) => Ok(true),
+                scan::clamd::ClamdVerdict::Clean => Ok(false),
+                scan::clamd::ClamdVerdict::Error(e) => Err(e),
+            },
+        }
+    }
 }
 
 /// The filter stage.
@@ -80,73 +113,247 @@ pub struct Filter {
     pub max_received_headers: usize,
     /// The scanning engine.
     pub scanner: Scanner,
+    /// Builds warning mails; `None` when warnings are switched off.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Filter {
-    /// Decides on a received message; gives the writer back (`None` only if the scanner
-    /// crashed, and then the decision is a temporary refusal).
+    /// Decides on a received message and carries the decision out (rewriting it, building
+    /// the warnings); gives the writer back (`None` only if the scanner crashed, and then the
+    /// decision is a temporary refusal).
     pub async fn check(&self, facts: &MessageFacts, writer: Writer) -> (Option<Writer>, Decision) {
         if facts.received_headers > self.max_received_headers {
             let text = format!("Too many hops ({} Received headers): mail loop?", facts.received_headers);
             return (Some(writer), refuse(Reply::new(554, (5, 4, 6), text)));
         }
-        let scanner = self.scanner.clone();
+        let this = self.clone();
+        let facts = facts.clone();
         let mut writer = writer;
         let joined = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let report = writer.read_back().map(|data| scanner.scan_message(&data));
-            (writer, report, started.elapsed())
+            let decision = match writer.read_back() {
+                Ok(raw) => this.decide(&facts, writer.id().as_str(), &raw, started),
+                Err(e) => {
+                    tracing::error!(event = "spool_error", error = %e);
+                    refuse(Reply::new(451, (4, 3, 0), "Local error in processing, try again later"))
+                }
+            };
+            (writer, decision)
         })
         .await;
-        let Ok((writer, report, took)) = joined else {
-            // the scanner panicked: the writer went with it; the message is not lost, the
-            // client was not answered 250 and will retry
-            tracing::error!(event = "scan_failed", error = "scanner task panicked");
-            return (None, refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")));
-        };
-        let report = match report {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::error!(event = "scan_failed", error = %e);
-                return (Some(writer), refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")));
+        match joined {
+            Ok((writer, decision)) => (Some(writer), decision),
+            Err(_) => {
+                // the scanner panicked: the writer went with it; the message is not lost, the
+                // client was not answered 250 and will retry
+                tracing::error!(event = "scan_failed", error = "scanner task panicked");
+                (None, refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")))
             }
+        }
+    }
+
+    /// Scans, decides and acts (blocking).
+    fn decide(&self, facts: &MessageFacts, queue_id: &str, raw: &[u8], started: Instant) -> Decision {
+        let report = match self.scanner.scan_message(raw) {
+            Ok(r) => r,
             Err(e) => {
-                tracing::error!(event = "spool_error", error = %e);
-                return (
-                    Some(writer),
-                    refuse(Reply::new(451, (4, 3, 0), "Local error in processing, try again later")),
-                );
+                tracing::error!(event = "scan_failed", error = %e);
+                return refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later"));
             }
         };
-        let verdict = report.verdict();
         let findings: Vec<String> =
             report.root.findings().into_iter().map(|(path, l)| format!("{path}: {}", l.verdict.label())).collect();
-        let action = decision::decide(facts.direction, &report.root, EncryptedPolicy::Pass);
-        // Refusals are carried out already (R6: content over the limits is never passed
-        // unscanned); the other actions are logged until issue 4 carries them out.
-        let verdict_now = match &action {
-            decision::Action::Refuse(r) => FilterVerdict::Refuse(r.clone()),
-            _ => FilterVerdict::Accept,
-        };
-        let decision = Decision {
-            verdict: verdict_now,
-            headers: scan_headers(&verdict, &findings, &report.signatures),
-            verdict_text: verdict_word(&verdict).to_string(),
-            planned_action: action.word(),
+        let mut d = Decision {
+            verdict: FilterVerdict::Accept,
+            deliver: true,
+            rewritten: None,
+            headers: String::new(),
+            warnings: Vec::new(),
+            verdict_text: verdict_word(&report.verdict()).to_string(),
+            action: "",
+            result: String::new(),
             findings: findings.join("; "),
-            scan_ms: took.as_millis() as u64,
+            viruses: Vec::new(),
+            parts: part_records(&report.root),
+            original: Original::of(raw),
+            scan_ms: 0,
         };
-        (Some(writer), decision)
+        let mut action = decision::decide(facts.direction, &report.root, facts.encrypted);
+        if let Action::Rewrite { fixes, unscanned } = &action {
+            match self.carry_out_rewrite(raw, fixes) {
+                Some((data, done)) => {
+                    let mut result: Vec<String> = done.iter().map(done_text).collect();
+                    result.extend(unscanned_text(unscanned));
+                    d.result = result.join("; ");
+                    d.viruses = fixes.iter().flat_map(|f| f.viruses.clone()).collect();
+                    d.viruses.dedup();
+                    d.rewritten = Some(data);
+                    let affected: Vec<AffectedPart> = done
+                        .into_iter()
+                        .map(|x| AffectedPart { name: x.name, viruses: x.viruses, done: Some(x.what) })
+                        .collect();
+                    d.warnings = self.warnings(Case::InboundCleaned, facts, queue_id, &d, &affected);
+                }
+                None => {
+                    action = Action::Drop { warn: Warn::Recipients, viruses: virus_list(fixes) };
+                }
+            }
+        }
+        d.action = action.word();
+        match action {
+            Action::Refuse(r) => {
+                d.verdict = FilterVerdict::Refuse(r);
+                d.result = "refused".into();
+            }
+            Action::Deliver { unscanned } => {
+                d.result = if unscanned.is_empty() { "clean".into() } else { unscanned_text(&unscanned).join("; ") };
+            }
+            Action::Rewrite { .. } => {}
+            Action::Drop { warn, viruses } => {
+                d.deliver = false;
+                d.viruses = viruses;
+                d.result = "deleted".into();
+                let affected: Vec<AffectedPart> = report
+                    .root
+                    .children
+                    .iter()
+                    .filter(|p| matches!(p.overall(), Verdict::Infected(_)))
+                    .map(|p| AffectedPart {
+                        name: p.filename.clone().unwrap_or_else(|| p.name.clone()),
+                        viruses: decision::virus_names(p),
+                        done: None,
+                    })
+                    .collect();
+                let case = if warn == Warn::Sender { Case::OutboundBlocked } else { Case::InboundDeleted };
+                d.warnings = self.warnings(case, facts, queue_id, &d, &affected);
+            }
+        }
+        d.headers = format!(
+            "X-Virus-Scanned: mxshield {}, signatures {}\r\n{}",
+            env!("CARGO_PKG_VERSION"),
+            report.signatures,
+            header_field("X-Mxshield-Scan", &d.result)
+        );
+        d.scan_ms = started.elapsed().as_millis() as u64;
+        d
     }
+
+    /// Rewrites the message as `fixes` say, then scans the result: if a virus is still found,
+    /// the infected attachments are removed whole instead; `None` if even that leaves a virus.
+    fn carry_out_rewrite(&self, raw: &[u8], fixes: &[PartFix]) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
+        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data);
+        let clean =
+            |data: &[u8]| self.scanner.scan_message(data).is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_)));
+        match rewrite::rewrite(raw, fixes, &mut is_infected) {
+            Ok((data, done)) if clean(&data) => return Some((data, done)),
+            Ok(_) => tracing::warn!(
+                event = "disinfect_incomplete",
+                "virus still found after disinfection; removing whole attachments"
+            ),
+            Err(e) => tracing::warn!(event = "rewrite_failed", error = %e),
+        }
+        let removals: Vec<PartFix> = fixes.iter().map(|f| PartFix { fix: Fix::Remove, ..f.clone() }).collect();
+        match rewrite::rewrite(raw, &removals, &mut is_infected) {
+            Ok((data, done)) if clean(&data) => Some((data, done)),
+            _ => {
+                tracing::warn!(
+                    event = "rewrite_failed",
+                    error = "virus still found after removing attachments; dropping"
+                );
+                None
+            }
+        }
+    }
+
+    /// Warning mails for `case`: to the sender for outbound mail, else to each recipient a
+    /// warning may go to; none for mail from `<>`.
+    fn warnings(
+        &self,
+        case: Case,
+        facts: &MessageFacts,
+        queue_id: &str,
+        d: &Decision,
+        affected: &[AffectedPart],
+    ) -> Vec<(String, Vec<u8>)> {
+        let Some(notifier) = &self.notifier else { return Vec::new() };
+        if facts.sender.is_empty() {
+            tracing::info!(event = "warning_suppressed", queue_id, reason = "null sender");
+            return Vec::new();
+        }
+        let to: Vec<String> = match case {
+            Case::OutboundBlocked => vec![facts.sender.clone()],
+            Case::InboundDeleted | Case::InboundCleaned => facts.warnable.clone(),
+        };
+        let incident = Incident {
+            case,
+            queue_id,
+            sender: &facts.sender,
+            recipients: &facts.recipients,
+            original: &d.original,
+            viruses: &d.viruses,
+            parts: affected,
+        };
+        to.into_iter()
+            .map(|rcpt| {
+                let mail = notifier.build(&incident, &rcpt);
+                (rcpt, mail)
+            })
+            .collect()
+    }
+}
+
+/// `disinfected: a.zip (bad.exe)` or `removed: x.exe`.
+fn done_text(d: &rewrite::Done) -> String {
+    match &d.what {
+        DoneKind::Disinfected(members) => format!("disinfected: {} ({})", d.name, members.join(", ")),
+        DoneKind::Removed => format!("removed: {}", d.name),
+    }
+}
+
+/// `unscanned: encrypted a.zip`, `unscanned: partial`.
+fn unscanned_text(unscanned: &[String]) -> Vec<String> {
+    unscanned.iter().map(|u| format!("unscanned: {u}")).collect()
+}
+
+fn virus_list(fixes: &[PartFix]) -> Vec<String> {
+    let mut v: Vec<String> = fixes.iter().flat_map(|f| f.viruses.clone()).collect();
+    v.dedup();
+    v
+}
+
+/// The log's view of a report: each part with its overall verdict, and every deeper finding.
+fn part_records(root: &scan::Layer) -> Vec<PartRecord> {
+    let mut out: Vec<PartRecord> = root
+        .children
+        .iter()
+        .map(|p| PartRecord { path: p.name.clone(), file: p.filename.clone(), verdict: p.overall().label() })
+        .collect();
+    for (path, layer) in root.findings() {
+        if out.len() >= 200 {
+            break;
+        }
+        let is_part = root.children.iter().any(|c| std::ptr::eq(c, layer));
+        if !is_part {
+            out.push(PartRecord { path, file: layer.filename.clone(), verdict: layer.verdict.label() });
+        }
+    }
+    out
 }
 
 fn refuse(r: Reply) -> Decision {
     Decision {
         verdict: FilterVerdict::Refuse(r),
+        deliver: false,
+        rewritten: None,
         headers: String::new(),
+        warnings: Vec::new(),
         verdict_text: String::new(),
-        planned_action: "",
+        action: "refuse",
+        result: String::new(),
         findings: String::new(),
+        viruses: Vec::new(),
+        parts: Vec::new(),
+        original: Original::default(),
         scan_ms: 0,
     }
 }
@@ -159,25 +366,6 @@ fn verdict_word(v: &Verdict) -> &'static str {
         Verdict::LimitExceeded(_) => "limit-exceeded",
         Verdict::Unscannable(_) => "unscannable",
     }
-}
-
-/// `X-Virus-Scanned` and `X-Mxshield-Scan` header fields.
-fn scan_headers(verdict: &Verdict, findings: &[String], signatures: &str) -> String {
-    let mut result = verdict_word(verdict).to_string();
-    if !findings.is_empty() {
-        // ASCII separators keep the field readable without RFC 2047 unless a name needs it
-        let shown: Vec<String> = findings.iter().take(5).map(|f| f.replace(" › ", " > ")).collect();
-        result.push_str(": ");
-        result.push_str(&shown.join("; "));
-        if findings.len() > 5 {
-            result.push_str(&format!("; and {} more", findings.len() - 5));
-        }
-    }
-    format!(
-        "X-Virus-Scanned: mxshield {}, signatures {signatures}\r\n{}",
-        env!("CARGO_PKG_VERSION"),
-        header_field("X-Mxshield-Scan", &result)
-    )
 }
 
 /// A header field with its value RFC 2047-encoded if it is not ASCII, folded to short lines.
@@ -234,16 +422,5 @@ mod tests {
         );
         let plain = header_field("X-Test", "clean");
         assert_eq!(plain, "X-Test: clean\r\n");
-    }
-
-    #[test]
-    fn scan_header_lists_findings() {
-        let h = scan_headers(
-            &Verdict::Infected("Eicar".into()),
-            &["message › part 2: Eicar FOUND".into()],
-            "builtin-0.1.0",
-        );
-        assert!(h.starts_with("X-Virus-Scanned: mxshield "));
-        assert!(h.contains("X-Mxshield-Scan: infected: message > part 2: Eicar FOUND"), "{h}");
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::config::SmtpConfig;
 use crate::filter::Filter;
 use crate::live::LiveContracts;
+use crate::msglog::MessageLog;
 
 /// Everything a session needs, shared by all sessions.
 pub struct InboundContext {
@@ -32,6 +33,8 @@ pub struct InboundContext {
     pub filter: Filter,
     /// Tells delivery that a message was queued.
     pub queued: mpsc::UnboundedSender<QueueId>,
+    /// The message log (R19).
+    pub msglog: MessageLog,
 }
 
 /// Serves SMTP on `listeners` until `shutdown` turns true, then lets sessions finish for up

@@ -9,14 +9,16 @@ use chrono::Utc;
 use contracts::Snapshot;
 use smtp::server::{DataAbort, MailParams, Policy};
 use smtp::{Path, Reply};
-use spool::{Envelope, Writer};
+use spool::{Envelope, QueueId, Writer};
 
 use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::strip::HeaderStripper;
 use crate::attrs::{self, Direction};
-use crate::filter::{FilterVerdict, MessageFacts};
+use crate::filter::decision::EncryptedPolicy;
+use crate::filter::{Decision, FilterVerdict, MessageFacts};
+use crate::msglog::MessageRecord;
 
 /// The gateway's answer to every SMTP decision of one connection.
 pub struct GatewaySession {
@@ -57,6 +59,164 @@ impl GatewaySession {
             event = "refused", stage, client_ip = %self.client, helo = %self.helo,
             from, to, reply = %reply.one_line()
         );
+    }
+
+    /// What the filter needs to know about the transaction.
+    fn facts(&self, txn: &Transaction) -> MessageFacts {
+        let day = Utc::now().date_naive();
+        let in_contract = |rcpt: &String| {
+            let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+            txn.snapshot.active_domain(&domain, day).is_some_and(|d| txn.contracts.contains(&d.contract.id))
+        };
+        let encrypted = txn
+            .snapshot
+            .contracts()
+            .iter()
+            .filter(|c| txn.contracts.contains(&c.id))
+            .map(|c| c.encrypted)
+            .max_by_key(|p| *p == EncryptedPolicy::Refuse)
+            .unwrap_or_default();
+        MessageFacts {
+            received_headers: txn.hops.count,
+            direction: txn.direction,
+            sender: txn.sender.clone(),
+            recipients: txn.rcpts.clone(),
+            warnable: match txn.direction {
+                Direction::Inbound => txn.rcpts.iter().filter(|r| in_contract(r)).cloned().collect(),
+                Direction::Outbound => Vec::new(),
+            },
+            encrypted,
+        }
+    }
+
+    /// Queues the warnings and then the message (unless it was dropped); `250` only once
+    /// everything is durable.
+    async fn accept(&self, txn: &Transaction, writer: Writer, decision: &mut Decision) -> Reply {
+        let id = writer.id().clone();
+        let warnings = std::mem::take(&mut decision.warnings);
+        let count = warnings.len();
+        let contract = txn.contracts.join(",");
+        let spool = self.ctx.spool.clone();
+        let about = id.to_string();
+        let queued =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, String, usize)>, spool::SpoolError> {
+                let mut ids = Vec::new();
+                for (to, mail) in warnings {
+                    let mut w = spool.create()?;
+                    w.write(&mail)?;
+                    let env = Envelope {
+                        sender: String::new(),
+                        recipients: vec![to.clone()],
+                        received_at: Utc::now().timestamp() as u64,
+                        attrs: vec![
+                            (attrs::CONTRACT.into(), contract.clone()),
+                            (attrs::DIRECTION.into(), "warning".into()),
+                            (attrs::WARNING_OF.into(), about.clone()),
+                        ],
+                    };
+                    ids.push((w.commit(&env)?, to, mail.len()));
+                }
+                Ok(ids)
+            })
+            .await;
+        let warning_ids = match queued {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                tracing::error!(event = "spool_error", error = %e);
+                return local_error();
+            }
+            Err(e) => {
+                tracing::error!(event = "spool_error", error = %e);
+                return local_error();
+            }
+        };
+        for (wid, to, size) in warning_ids {
+            tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %id, to = %to);
+            self.ctx.msglog.message(MessageRecord {
+                at: Utc::now().timestamp(),
+                queue_id: wid.to_string(),
+                contract: txn.contracts.join(","),
+                direction: "warning".into(),
+                recipients: vec![to],
+                size: size as u64,
+                subject: "virus warning".into(),
+                action: "deliver".into(),
+                related: id.to_string(),
+                initial_state: "queued",
+                ..Default::default()
+            });
+            let _ = self.ctx.queued.send(wid);
+        }
+        if !decision.deliver {
+            drop(writer);
+            return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
+        }
+        let mut attrs = vec![
+            (attrs::CONTRACT.into(), txn.contracts.join(",")),
+            (attrs::DIRECTION.into(), txn.direction.as_str().into()),
+            (attrs::CLIENT_IP.into(), self.client.to_string()),
+            (attrs::HELO.into(), self.helo.clone()),
+        ];
+        // trace header first, then the scan result; the message itself stays as received
+        // (or as the filter rewrote it)
+        let trace = self.received_header(id.as_str(), &txn.rcpts);
+        attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
+        let envelope =
+            Envelope { sender: txn.sender.clone(), recipients: txn.rcpts.clone(), received_at: txn.received_at, attrs };
+        let rewritten = decision.rewritten.take();
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut writer = writer;
+            if let Some(data) = rewritten {
+                writer.replace_data(&data)?;
+            }
+            writer.commit(&envelope)
+        })
+        .await;
+        match committed {
+            Ok(Ok(id)) => {
+                let _ = self.ctx.queued.send(id.clone());
+                Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+            }
+            Ok(Err(e)) => {
+                tracing::error!(event = "spool_error", error = %e);
+                local_error()
+            }
+            Err(e) => {
+                tracing::error!(event = "spool_error", error = %e);
+                local_error()
+            }
+        }
+    }
+
+    /// The message log's record of this message.
+    fn record(
+        &self,
+        txn: &Transaction,
+        queue_id: &str,
+        size: u64,
+        d: &Decision,
+        initial_state: &'static str,
+    ) -> MessageRecord {
+        MessageRecord {
+            at: txn.received_at as i64,
+            queue_id: queue_id.to_string(),
+            contract: txn.contracts.join(","),
+            direction: txn.direction.as_str().into(),
+            client_ip: self.client.to_string(),
+            sender: txn.sender.clone(),
+            recipients: txn.rcpts.clone(),
+            size,
+            message_id: d.original.message_id.clone(),
+            subject: d.original.subject.clone(),
+            verdict: d.verdict_text.clone(),
+            viruses: d.viruses.clone(),
+            action: d.action.into(),
+            result: d.result.clone(),
+            reply: String::new(),
+            related: String::new(),
+            parts: d.parts.clone(),
+            initial_state,
+        }
     }
 
     fn received_header(&self, id: &str, rcpts: &[String]) -> String {
@@ -178,59 +338,30 @@ impl Policy for GatewaySession {
             return local_error();
         }
         let size = writer.data_len();
-        let facts = MessageFacts { received_headers: txn.hops.count, direction: txn.direction };
-        let (writer, decision) = self.ctx.filter.check(&facts, writer).await;
-        let reply = match (decision.verdict, writer) {
-            (FilterVerdict::Refuse(r), writer) => {
-                drop(writer);
-                r
-            }
+        let queue_id = writer.id().to_string();
+        let facts = self.facts(&txn);
+        let (writer, mut decision) = self.ctx.filter.check(&facts, writer).await;
+        let reply = match (&decision.verdict, writer) {
+            (FilterVerdict::Refuse(r), _) => r.clone(),
             (FilterVerdict::Accept, None) => local_error(),
-            (FilterVerdict::Accept, Some(writer)) => {
-                let mut attrs = vec![
-                    (attrs::CONTRACT.into(), txn.contracts.join(",")),
-                    (attrs::DIRECTION.into(), txn.direction.as_str().into()),
-                    (attrs::CLIENT_IP.into(), self.client.to_string()),
-                    (attrs::HELO.into(), self.helo.clone()),
-                ];
-                // trace header first, then the scan result; the message itself stays as received
-                let trace = self.received_header(writer.id().as_str(), &txn.rcpts);
-                attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
-                let envelope = Envelope {
-                    sender: txn.sender.clone(),
-                    recipients: txn.rcpts.clone(),
-                    received_at: txn.received_at,
-                    attrs,
-                };
-                match tokio::task::spawn_blocking(move || writer.commit(&envelope)).await {
-                    Ok(Ok(id)) => {
-                        tracing::info!(
-                            event = "received", queue_id = %id, contract = %txn.contracts.join(","),
-                            direction = %txn.direction.as_str(), client_ip = %self.client, helo = %self.helo,
-                            from = %txn.sender, to = %txn.rcpts.join(","), size,
-                            verdict = %decision.verdict_text, planned_action = %decision.planned_action, findings = %decision.findings,
-                            scan_ms = decision.scan_ms,
-                        );
-                        let _ = self.ctx.queued.send(id.clone());
-                        Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(event = "spool_error", error = %e);
-                        local_error()
-                    }
-                    Err(e) => {
-                        tracing::error!(event = "spool_error", error = %e);
-                        local_error()
-                    }
-                }
-            }
+            (FilterVerdict::Accept, Some(writer)) => self.accept(&txn, writer, &mut decision).await,
         };
-        if !reply.is_positive() {
-            self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
-            if !decision.findings.is_empty() {
-                tracing::info!(event = "scan_refused", client_ip = %self.client, from = %txn.sender, findings = %decision.findings);
-            }
-        }
+        let initial_state = match (&decision.verdict, decision.deliver) {
+            _ if !reply.is_positive() => "refused",
+            (_, false) => "dropped",
+            _ => "queued",
+        };
+        tracing::info!(
+            event = if reply.is_positive() { "received" } else { "refused" }, stage = "data", queue_id = %queue_id,
+            contract = %txn.contracts.join(","), direction = %txn.direction.as_str(), client_ip = %self.client,
+            helo = %self.helo, from = %txn.sender, to = %txn.rcpts.join(","), size,
+            verdict = %decision.verdict_text, action = %decision.action, result = %decision.result,
+            findings = %decision.findings, scan_ms = decision.scan_ms, warnings = decision.warnings.len(),
+            reply = %reply.one_line(),
+        );
+        let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
+        record.reply = reply.one_line();
+        self.ctx.msglog.message(record);
         reply
     }
 

@@ -152,9 +152,9 @@ fn pieces(line: &str, line_no: usize, errors: &mut Vec<String>) -> Vec<Piece> {
             rest = &tail[2..];
             continue;
         }
-        if tail.starts_with('}') {
+        if let Some(after) = tail.strip_prefix('}') {
             errors.push(format!("line {line_no}: a lone '}}' (write '}}}}' for a brace)"));
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         let Some(end) = tail.find('}') else {

@@ -1,0 +1,144 @@
+//! `mxshield log search`: filters, time arguments, and the table and JSON output.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::{LogStore, PartRecord};
+use crate::config::Config;
+
+/// What to look for; every given field must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+    pub contract: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    /// Part of a virus name, case-insensitive.
+    pub virus: Option<String>,
+    pub action: Option<String>,
+    pub message_id: Option<String>,
+    pub queue_id: Option<String>,
+    pub direction: Option<String>,
+    pub limit: usize,
+}
+
+/// A recipient of a found message.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoundRecipient {
+    pub rcpt: String,
+    pub state: String,
+    pub remote: String,
+    pub reply: String,
+    pub attempts: i64,
+    pub updated: i64,
+}
+
+/// A found message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub at: i64,
+    pub queue_id: String,
+    pub contract: String,
+    pub direction: String,
+    pub client_ip: String,
+    pub sender: String,
+    pub size: i64,
+    pub message_id: String,
+    pub subject: String,
+    pub verdict: String,
+    pub viruses: Vec<String>,
+    pub action: String,
+    pub result: String,
+    pub reply: String,
+    pub related: String,
+    pub parts: Vec<PartRecord>,
+    pub recipients: Vec<FoundRecipient>,
+}
+
+/// Parses a time argument: RFC 3339 (`2026-11-28T09:00:00Z`), a day (`2026-11-28`, midnight
+/// UTC) or an age (`90m`, `2h`, `7d`: that long before `now`).
+pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0));
+    }
+    match confread::parse_duration(s) {
+        Ok(d) => Ok(now.timestamp() - d.as_secs() as i64),
+        Err(_) => Err(format!("{s:?} is not a time (2026-11-28T09:00:00Z, 2026-11-28, or an age like 2h or 7d)")),
+    }
+}
+
+/// Runs a search and prints it.
+pub async fn run(config: &Config, filter: &Filter, json: bool) -> anyhow::Result<ExitCode> {
+    if !config.log.message_log.exists() {
+        anyhow::bail!(
+            "no message log at {} (has the gateway run with this configuration?)",
+            config.log.message_log.display()
+        );
+    }
+    let store = LogStore::open(&config.log.message_log).await?;
+    let found = store.search(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print_table(&found);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(found: &[Found]) {
+    println!(
+        "{:<20} {:<26} {:<9} {:<28} {:<30} {:<18} {:<24} DELIVERY",
+        "TIME (UTC)", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"
+    );
+    for f in found {
+        let time = DateTime::<Utc>::from_timestamp(f.at, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        let to = match f.recipients.as_slice() {
+            [] => "-".to_string(),
+            [one] => one.rcpt.clone(),
+            [first, rest @ ..] => format!("{} (+{})", first.rcpt, rest.len()),
+        };
+        let mut states: Vec<String> = Vec::new();
+        for r in &f.recipients {
+            if !states.contains(&r.state) {
+                states.push(r.state.clone());
+            }
+        }
+        let sender = if f.sender.is_empty() { "<>" } else { &f.sender };
+        let virus = if f.viruses.is_empty() { "-".to_string() } else { f.viruses.join(",") };
+        println!(
+            "{:<20} {:<26} {:<9} {:<28} {:<30} {:<18} {:<24} {}",
+            time.unwrap_or_default(),
+            f.queue_id,
+            f.direction,
+            sender,
+            to,
+            f.action,
+            virus,
+            states.join(",")
+        );
+    }
+    println!("{} message(s)", found.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arguments() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_time("2026-11-28T09:00:00Z", now).unwrap(), now.timestamp() - 3 * 3600);
+        assert_eq!(parse_time("2026-11-28", now).unwrap(), now.timestamp() - 12 * 3600);
+        assert_eq!(parse_time("2h", now).unwrap(), now.timestamp() - 2 * 3600);
+        assert_eq!(parse_time("7d", now).unwrap(), now.timestamp() - 7 * 86_400);
+        assert!(parse_time("yesterday", now).is_err());
+    }
+}
