@@ -105,7 +105,9 @@ impl MessageLog {
 const BATCH: usize = 512;
 
 async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retention: Duration) {
-    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    // hourly, or more often for a retention shorter than two hours
+    let every = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut purge = tokio::time::interval(every);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
