@@ -145,21 +145,25 @@ impl DataEncoder {
 
     /// Appends the stuffed form of `chunk` to `out`.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = chunk.last() else { return };
+        out.reserve(chunk.len() + 8);
+        if self.at_line_start && chunk[0] == b'.' {
+            out.push(b'.');
+        }
         let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            if self.at_line_start && b == b'.' {
-                out.extend_from_slice(&chunk[start..i]);
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            if chunk.get(nl + 1) == Some(&b'.') {
+                out.extend_from_slice(&chunk[start..=nl]);
                 out.push(b'.');
-                start = i;
+                start = nl + 1;
             }
-            self.at_line_start = b == b'\n';
         }
         out.extend_from_slice(&chunk[start..]);
-        match chunk.len() {
-            0 => {}
-            1 => self.last_two = [self.last_two[1], chunk[0]],
-            n => self.last_two = [chunk[n - 2], chunk[n - 1]],
-        }
+        self.at_line_start = last == b'\n';
+        self.last_two = match chunk.len() {
+            1 => [self.last_two[1], last],
+            n => [chunk[n - 2], last],
+        };
     }
 
     /// Appends the end-of-data marker (adding a CRLF first if the message lacked one).
@@ -226,5 +230,18 @@ mod tests {
         let (back, done, _) = decode_all(&[&out]);
         assert!(done);
         assert_eq!(back, b".start\r\nmid\r\n.\r\nend\r\n");
+    }
+
+    #[test]
+    fn encoder_round_trips_any_split() {
+        let msg = b".a\r\n.b\n..c\r\n\r\n.\r\nx.\r\n.";
+        for split in 0..=msg.len() {
+            let mut e = DataEncoder::new();
+            let mut out = Vec::new();
+            e.encode(&msg[..split], &mut out);
+            e.encode(&msg[split..], &mut out);
+            e.finish(&mut out);
+            assert_eq!(out, b"..a\r\n..b\n...c\r\n\r\n..\r\nx.\r\n..\r\n.\r\n", "split at {split}");
+        }
     }
 }

@@ -102,6 +102,11 @@ impl Sink {
         self.state.lock().expect("sink state").messages.clone()
     }
 
+    /// How many messages were accepted so far (without copying them).
+    pub fn count(&self) -> usize {
+        self.state.lock().expect("sink state").messages.len()
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.lock().expect("sink state").connections
@@ -111,9 +116,8 @@ impl Sink {
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let m = self.messages();
-            if m.len() >= n || tokio::time::Instant::now() >= deadline {
-                return m;
+            if self.count() >= n || tokio::time::Instant::now() >= deadline {
+                return self.messages();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
