@@ -428,3 +428,19 @@ async fn log_retention_is_enforced() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A scan that runs out of time is a temporary refusal (`451 4.7.1`), never a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_runs_out_of_time_is_refused_temporarily() {
+    let w = world_with("act-timeout", "", "[scan]\nmax_time = \"1ms\"\n", testkit::sink::Behaviour::Accept).await;
+    // decoding and scanning 8 MB takes far longer than 1 ms; the next part finds the time spent
+    let big: Vec<u8> = (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let msg = multipart(
+        "From: sender@remote.test\r\nSubject: slow\r\n",
+        &[attachment_part("name=\"big.bin\"", &big), text_part("after")],
+    );
+    let r = send_one(w.gw.addr, "sender@remote.test", &["alice@acme.example"], &msg).await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (451, Some("4.7.1")), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.customer.messages().is_empty());
+}

@@ -43,6 +43,15 @@ pub struct Budget {
 #[error("{0}")]
 pub struct LimitHit(pub String);
 
+/// How the time limit's [`LimitHit`] text starts.
+const TIME_LIMIT: &str = "scan took longer than";
+
+/// Whether a limit text (of [`crate::Verdict::LimitExceeded`]) is the time limit: a
+/// transient condition (load), unlike content that is too big or too deep.
+pub fn is_time_limit(why: &str) -> bool {
+    why.starts_with(TIME_LIMIT)
+}
+
 impl Budget {
     /// A fresh budget starting now.
     pub fn new(limits: Limits) -> Budget {
@@ -75,7 +84,7 @@ impl Budget {
     /// Fails once the time budget is spent.
     pub fn check_time(&self) -> Result<(), LimitHit> {
         if Instant::now() > self.deadline {
-            return Err(LimitHit(format!("scan took longer than {:?}", self.limits.max_time)));
+            return Err(LimitHit(format!("{TIME_LIMIT} {:?}", self.limits.max_time)));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! | report | inbound | outbound |
 //! |---|---|---|
 //! | a limit was exceeded anywhere | refuse `552 5.3.4` | same |
+//! | the scan ran out of time | refuse `451 4.7.1` (temporary) | same |
 //! | the body a reader sees is infected (or a part that cannot be cut out alone: the whole message, a part hidden outside the MIME structure) | drop, warn recipients | drop, warn sender |
 //! | only attachments infected | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
 //! | encrypted parts, policy `pass` | deliver, marked unscanned | same |
@@ -73,6 +74,10 @@ impl Action {
 /// Decides what happens to a message whose scan produced `root` (the `message` layer).
 pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) -> Action {
     if let Verdict::LimitExceeded(why) = first(root, |v| matches!(v, Verdict::LimitExceeded(_))) {
+        if scan::limits::is_time_limit(&why) {
+            // a timeout says more about the load than the message: the client tries again
+            return Action::Refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
+        }
         return Action::Refuse(Reply::new(552, (5, 3, 4), format!("Message content exceeds scanning limits: {why}")));
     }
     let viruses = virus_names(root);
@@ -432,9 +437,19 @@ mod tests {
         }
         let Action::Refuse(r) = decide(Inbound, &encrypted, Refuse) else { panic!("encrypted refuse") };
         assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        let slow = message(vec![part(
+            1,
+            "big.zip",
+            FileType::Zip,
+            Verdict::LimitExceeded("scan took longer than 60s".into()),
+            false,
+            vec![],
+        )]);
         for dir in [Inbound, Outbound] {
             let Action::Refuse(r) = decide(dir, &bomb, Pass) else { panic!("bomb") };
             assert_eq!((r.code, r.enhanced), (552, Some((5, 3, 4))));
+            let Action::Refuse(r) = decide(dir, &slow, Pass) else { panic!("timeout") };
+            assert_eq!((r.code, r.enhanced), (451, Some((4, 7, 1))));
         }
     }
 }
