@@ -234,8 +234,9 @@ impl Client {
 
     async fn write_body<R: AsyncRead + Unpin>(&mut self, mut body: R) -> Result<Reply, ClientError> {
         let mut enc = DataEncoder::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(72 * 1024);
+        // large reads: a tokio file read is a round trip to the blocking pool each time
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut out = Vec::with_capacity(264 * 1024);
         loop {
             let n = body.read(&mut buf).await?;
             if n == 0 {
