@@ -13,22 +13,12 @@ fn defaults_without_file() {
 
 #[test]
 fn the_documented_example_is_valid() {
-    let c = Config::from_str(
-        r#"
-data_dir = "./mxshield-data"          # spool + embedded store
-[smtp]
-listen = ["127.0.0.1:2525"]
-hostname = "mx1.example.net"
-[delivery]
-queue_lifetime = "1d"                 # R8
-[delivery.routes]                     # fixed next hop per destination domain (transport map)
-"remote.test" = "127.0.0.1:2601"
-"#,
-    )
-    .unwrap();
+    let c = Config::from_str(include_str!("../../../examples/mxshield.toml")).unwrap();
     assert_eq!(c.smtp.hostname, "mx1.example.net");
     assert_eq!(c.postmaster, "postmaster@mx1.example.net");
     assert_eq!(c.delivery.routes["remote.test"].to_string(), "127.0.0.1:2601");
+    assert_eq!(c.log.retention, Duration::from_secs(90 * 86_400));
+    assert!(c.warnings.enabled);
 }
 
 /// Each bad configuration and the errors (line: key: why) it must produce — all of them.
@@ -57,6 +47,15 @@ fn bad_configs_report_every_error() {
         ("[log]\nlevel = \"loud\"\nformat = \"xml\"\n", &["line 2: log.level", "line 3: log.format"]),
         ("[delivery.dns]\nnameservers = [\"dns.example\"]\n", &["line 2: delivery.dns.nameservers"]),
         ("smtp = 1\n", &["line 1: smtp: expected a table"]),
+        (
+            "[warnings]\ncharset = \"latin1\"\ntemplates = \"/nonexistent/templates\"\nenabled = \"yes\"\n",
+            &[
+                "line 2: warnings.charset: \"latin1\" is not \"utf-8\" or \"iso-2022-jp\"",
+                "line 3: warnings.templates: \"/nonexistent/templates\" is not a directory",
+                "line 4: warnings.enabled: expected true or false",
+            ],
+        ),
+        ("[log]\nretention = \"0s\"\n", &["line 2: log.retention: must be longer than zero"]),
         ("[smtp\n", &["line 1: TOML syntax error"]),
         ("postmaster = \"not an address\"\n", &["line 1: postmaster"]),
         ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"\n", &["delivery.retry_min: must not be larger"]),
