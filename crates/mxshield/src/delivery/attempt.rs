@@ -13,7 +13,7 @@ use super::dsn::{self, FailedRcpt};
 use super::route::RouteError;
 use super::scheduler::now_ms;
 use crate::attrs;
-use crate::msglog::{DeliveryRecord, MessageRecord};
+use crate::msglog::{DeliveryRecord, MessageRecord, MessageSummary};
 
 /// What the scheduler should do with the message next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,17 +246,19 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
     .await??;
     tracing::info!(event = "dsn_queued", queue_id = %dsn_id, dsn_of = %id, to = %env.sender, recipients = failed.len());
     ctx.msglog.message(MessageRecord {
-        at: Utc::now().timestamp(),
-        queue_id: dsn_id.to_string(),
-        contract: env.attr(attrs::CONTRACT).unwrap_or("").into(),
-        direction: "dsn".into(),
+        summary: MessageSummary {
+            at: Utc::now().timestamp(),
+            queue_id: dsn_id.to_string(),
+            contract: env.attr(attrs::CONTRACT).unwrap_or("").into(),
+            direction: "dsn".into(),
+            size: body_len as u64,
+            subject: "Undelivered Mail Returned to Sender".into(),
+            action: "deliver".into(),
+            related: id.to_string(),
+            ..Default::default()
+        },
         recipients: vec![env.sender.clone()],
-        size: body_len as u64,
-        subject: "Undelivered Mail Returned to Sender".into(),
-        action: "deliver".into(),
-        related: id.to_string(),
         initial_state: "queued",
-        ..Default::default()
     });
     let _ = ctx.queued.send(dsn_id);
     Ok(())

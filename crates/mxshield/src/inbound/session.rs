@@ -18,7 +18,7 @@ use super::strip::HeaderStripper;
 use crate::attrs::{self, Direction};
 use crate::filter::decision::EncryptedPolicy;
 use crate::filter::{Decision, FilterVerdict, MessageFacts};
-use crate::msglog::MessageRecord;
+use crate::msglog::{MessageRecord, MessageSummary};
 
 /// The gateway's answer to every SMTP decision of one connection.
 pub struct GatewaySession {
@@ -133,17 +133,19 @@ impl GatewaySession {
         for (wid, to, size) in warning_ids {
             tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %id, to = %to);
             self.ctx.msglog.message(MessageRecord {
-                at: Utc::now().timestamp(),
-                queue_id: wid.to_string(),
-                contract: txn.contracts.join(","),
-                direction: "warning".into(),
+                summary: MessageSummary {
+                    at: Utc::now().timestamp(),
+                    queue_id: wid.to_string(),
+                    contract: txn.contracts.join(","),
+                    direction: "warning".into(),
+                    size: size as u64,
+                    subject: "virus warning".into(),
+                    action: "deliver".into(),
+                    related: id.to_string(),
+                    ..Default::default()
+                },
                 recipients: vec![to],
-                size: size as u64,
-                subject: "virus warning".into(),
-                action: "deliver".into(),
-                related: id.to_string(),
                 initial_state: "queued",
-                ..Default::default()
             });
             let _ = self.ctx.queued.send(wid);
         }
@@ -198,23 +200,25 @@ impl GatewaySession {
         initial_state: &'static str,
     ) -> MessageRecord {
         MessageRecord {
-            at: txn.received_at as i64,
-            queue_id: queue_id.to_string(),
-            contract: txn.contracts.join(","),
-            direction: txn.direction.as_str().into(),
-            client_ip: self.client.to_string(),
-            sender: txn.sender.clone(),
+            summary: MessageSummary {
+                at: txn.received_at as i64,
+                queue_id: queue_id.to_string(),
+                contract: txn.contracts.join(","),
+                direction: txn.direction.as_str().into(),
+                client_ip: self.client.to_string(),
+                sender: txn.sender.clone(),
+                size,
+                message_id: d.original.message_id.clone(),
+                subject: d.original.subject.clone(),
+                verdict: d.verdict_text.clone(),
+                viruses: d.viruses.clone(),
+                action: d.action.into(),
+                result: d.result.clone(),
+                reply: String::new(),
+                related: String::new(),
+                parts: d.parts.clone(),
+            },
             recipients: txn.rcpts.clone(),
-            size,
-            message_id: d.original.message_id.clone(),
-            subject: d.original.subject.clone(),
-            verdict: d.verdict_text.clone(),
-            viruses: d.viruses.clone(),
-            action: d.action.into(),
-            result: d.result.clone(),
-            reply: String::new(),
-            related: String::new(),
-            parts: d.parts.clone(),
             initial_state,
         }
     }
@@ -360,7 +364,7 @@ impl Policy for GatewaySession {
             reply = %reply.one_line(),
         );
         let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
-        record.reply = reply.one_line();
+        record.summary.reply = reply.one_line();
         self.ctx.msglog.message(record);
         reply
     }

@@ -27,9 +27,9 @@ pub struct PartRecord {
     pub verdict: String,
 }
 
-/// A message as logged when it is received (or generated).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MessageRecord {
+/// What is logged about a message: the same when it is written and when it is found.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct MessageSummary {
     /// Unix seconds.
     pub at: i64,
     pub queue_id: String,
@@ -37,7 +37,6 @@ pub struct MessageRecord {
     pub direction: String,
     pub client_ip: String,
     pub sender: String,
-    pub recipients: Vec<String>,
     pub size: u64,
     pub message_id: String,
     pub subject: String,
@@ -48,8 +47,14 @@ pub struct MessageRecord {
     pub reply: String,
     pub related: String,
     pub parts: Vec<PartRecord>,
+}
+
+/// A message as logged when it is received (or generated).
+#[derive(Debug, Clone, Default)]
+pub struct MessageRecord {
+    pub summary: MessageSummary,
+    pub recipients: Vec<String>,
     /// The state every recipient starts in: `queued`, `dropped` or `refused`.
-    #[serde(skip)]
     pub initial_state: &'static str,
 }
 

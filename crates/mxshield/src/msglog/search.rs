@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::{LogStore, PartRecord};
+use super::{LogStore, MessageSummary};
 use crate::config::Config;
 
 /// What to look for; every given field must match.
@@ -41,22 +41,8 @@ pub struct FoundRecipient {
 /// A found message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
-    pub at: i64,
-    pub queue_id: String,
-    pub contract: String,
-    pub direction: String,
-    pub client_ip: String,
-    pub sender: String,
-    pub size: i64,
-    pub message_id: String,
-    pub subject: String,
-    pub verdict: String,
-    pub viruses: Vec<String>,
-    pub action: String,
-    pub result: String,
-    pub reply: String,
-    pub related: String,
-    pub parts: Vec<PartRecord>,
+    #[serde(flatten)]
+    pub summary: MessageSummary,
     pub recipients: Vec<FoundRecipient>,
 }
 
@@ -99,7 +85,7 @@ fn print_table(found: &[Found]) {
         "TIME (UTC)", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"
     );
     for f in found {
-        let time = DateTime::<Utc>::from_timestamp(f.at, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        let time = DateTime::<Utc>::from_timestamp(f.summary.at, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
         let to = match f.recipients.as_slice() {
             [] => "-".to_string(),
             [one] => one.rcpt.clone(),
@@ -111,16 +97,16 @@ fn print_table(found: &[Found]) {
                 states.push(r.state.clone());
             }
         }
-        let sender = if f.sender.is_empty() { "<>" } else { &f.sender };
-        let virus = if f.viruses.is_empty() { "-".to_string() } else { f.viruses.join(",") };
+        let sender = if f.summary.sender.is_empty() { "<>" } else { &f.summary.sender };
+        let virus = if f.summary.viruses.is_empty() { "-".to_string() } else { f.summary.viruses.join(",") };
         println!(
             "{:<20} {:<26} {:<9} {:<28} {:<30} {:<18} {:<24} {}",
             time.unwrap_or_default(),
-            f.queue_id,
-            f.direction,
+            f.summary.queue_id,
+            f.summary.direction,
             sender,
             to,
-            f.action,
+            f.summary.action,
             virus,
             states.join(",")
         );

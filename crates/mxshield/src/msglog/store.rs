@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::search::{Filter, Found, FoundRecipient};
-use super::{DeliveryRecord, MessageRecord};
+use super::{DeliveryRecord, MessageRecord, MessageSummary};
 
 /// Errors of the message log store.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,8 @@ impl LogStore {
     /// Writes messages (with their recipients) and then delivery outcomes, in one transaction.
     pub async fn write(&self, messages: &[MessageRecord], deliveries: &[DeliveryRecord]) -> Result<(), LogStoreError> {
         let mut tx = self.pool.begin().await?;
-        for m in messages {
+        for r in messages {
+            let m = &r.summary;
             let parts = serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into());
             sqlx::query(
                 "INSERT OR REPLACE INTO messages (queue_id, at, contract, direction, client_ip, sender, size, \
@@ -76,14 +77,14 @@ impl LogStore {
             .bind(parts)
             .execute(&mut *tx)
             .await?;
-            for r in &m.recipients {
+            for rcpt in &r.recipients {
                 sqlx::query(
                     "INSERT OR REPLACE INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
                      VALUES (?, ?, ?, '', '', 0, ?)",
                 )
                 .bind(&m.queue_id)
-                .bind(r)
-                .bind(m.initial_state)
+                .bind(rcpt)
+                .bind(r.initial_state)
                 .bind(m.at)
                 .execute(&mut *tx)
                 .await?;
@@ -188,23 +189,25 @@ impl LogStore {
             let viruses: String = row.get("viruses");
             let parts: String = row.get("parts");
             out.push(Found {
-                at: row.get("at"),
-                contract: row.get("contract"),
-                direction: row.get("direction"),
-                client_ip: row.get("client_ip"),
-                sender: row.get("sender"),
-                size: row.get("size"),
-                message_id: row.get("message_id"),
-                subject: row.get("subject"),
-                verdict: row.get("verdict"),
-                viruses: viruses.split(", ").filter(|v| !v.is_empty()).map(str::to_string).collect(),
-                action: row.get("action"),
-                result: row.get("result"),
-                reply: row.get("reply"),
-                related: row.get("related"),
-                parts: serde_json::from_str(&parts).unwrap_or_default(),
+                summary: MessageSummary {
+                    at: row.get("at"),
+                    contract: row.get("contract"),
+                    direction: row.get("direction"),
+                    client_ip: row.get("client_ip"),
+                    sender: row.get("sender"),
+                    size: row.get::<i64, _>("size") as u64,
+                    message_id: row.get("message_id"),
+                    subject: row.get("subject"),
+                    verdict: row.get("verdict"),
+                    viruses: viruses.split(", ").filter(|v| !v.is_empty()).map(str::to_string).collect(),
+                    action: row.get("action"),
+                    result: row.get("result"),
+                    reply: row.get("reply"),
+                    related: row.get("related"),
+                    parts: serde_json::from_str(&parts).unwrap_or_default(),
+                    queue_id,
+                },
                 recipients,
-                queue_id,
             });
         }
         Ok(out)
