@@ -100,6 +100,8 @@ async fn inbound_body_virus_deletes_the_message_and_warns_each_recipient() {
             "Message-ID:        <body-virus.1@remote.test>",
             "Date:        Sat, 28 Nov 2026 07:00:00 +0900",
             "the whole message was deleted (not delivered)",
+            "  - 本文 [Eicar-Test-Signature]",
+            "  - the message body [Eicar-Test-Signature]",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }

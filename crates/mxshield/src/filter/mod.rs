@@ -219,7 +219,11 @@ impl Filter {
                     .iter()
                     .filter(|p| matches!(p.overall(), Verdict::Infected(_)))
                     .map(|p| AffectedPart {
-                        name: p.filename.clone().unwrap_or_else(|| p.name.clone()),
+                        // an empty name is the body a reader sees, named in the warning's languages
+                        name: p
+                            .filename
+                            .clone()
+                            .unwrap_or_else(|| if p.body_text { String::new() } else { p.name.clone() }),
                         viruses: decision::virus_names(p),
                         done: None,
                     })

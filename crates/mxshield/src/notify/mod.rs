@@ -70,7 +70,8 @@ fn shorten(s: &str, max_chars: usize) -> String {
 /// One affected part, as a warning lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AffectedPart {
-    /// Decoded file name, or the part's name (`part 1`) for a body.
+    /// Decoded file name, the part's name (`part 2`) if it has none, or empty for the body
+    /// a reader sees.
     pub name: String,
     pub viruses: Vec<String>,
     /// What was done to it when the message was delivered without it.
@@ -206,7 +207,12 @@ fn parts_text(parts: &[AffectedPart], lang: Lang) -> String {
                     format!(" → disinfected ({} removed from the archive)", m.join(", "))
                 }
             };
-            format!("  - {} [{viruses}]{done}", p.name)
+            let name = match (p.name.is_empty(), lang) {
+                (false, _) => p.name.as_str(),
+                (true, Lang::Ja) => "本文",
+                (true, Lang::En) => "the message body",
+            };
+            format!("  - {name} [{viruses}]{done}")
         })
         .collect();
     lines.join("\n")
