@@ -11,6 +11,8 @@ mod tar;
 mod tnef;
 mod zip;
 
+pub use zip::member_name as zip_member_name;
+
 use std::io::Read;
 
 use crate::filetype::FileType;
