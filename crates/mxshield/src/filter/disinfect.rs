@@ -165,4 +165,20 @@ mod tests {
     fn broken_archive_is_an_error() {
         assert!(rebuild_zip(b"PK\x03\x04 not really", &mut flag).is_err());
     }
+
+    /// ClamAV's own zip carriers of its test file (Debian's clamav-testfiles, installed by
+    /// scripts/test.sh), with the real engine deciding what is infected.
+    #[test]
+    fn clamav_test_zips_are_disinfected_by_the_engine() {
+        let engine = scan::Engine::new(std::sync::Arc::new(scan::Signatures::builtin()), scan::Limits::default());
+        let mut infected = |d: &[u8]| Ok(matches!(engine.scan_bytes("m", d).verdict(), scan::Verdict::Infected(_)));
+        for name in ["clam.zip", "clam.d64.zip", "clam.bz2.zip"] {
+            let path = std::path::Path::new("/usr/share/clamav-testfiles").join(name);
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", path.display()));
+            let out = rebuild_zip(&data, &mut infected).unwrap();
+            assert_eq!(out.removed, ["clam.exe"], "{name}");
+            assert_eq!(ZipArchive::new(Cursor::new(&out.data)).unwrap().len(), 0, "{name}");
+            assert!(!matches!(engine.scan_bytes(name, &out.data).verdict(), scan::Verdict::Infected(_)));
+        }
+    }
 }
