@@ -185,8 +185,7 @@ impl Filter {
                     let mut result: Vec<String> = done.iter().map(done_text).collect();
                     result.extend(unscanned_text(unscanned));
                     d.result = result.join("; ");
-                    d.viruses = fixes.iter().flat_map(|f| f.viruses.clone()).collect();
-                    d.viruses.dedup();
+                    d.viruses = virus_list(fixes);
                     d.rewritten = Some(data);
                     let affected: Vec<AffectedPart> = done
                         .into_iter()
@@ -319,21 +318,30 @@ fn unscanned_text(unscanned: &[String]) -> Vec<String> {
     unscanned.iter().map(|u| format!("unscanned: {u}")).collect()
 }
 
+/// Every virus name of the fixes, each once, in order.
 fn virus_list(fixes: &[PartFix]) -> Vec<String> {
-    let mut v: Vec<String> = fixes.iter().flat_map(|f| f.viruses.clone()).collect();
-    v.dedup();
+    let mut v: Vec<String> = Vec::new();
+    for name in fixes.iter().flat_map(|f| &f.viruses) {
+        if !v.contains(name) {
+            v.push(name.clone());
+        }
+    }
     v
 }
+
+/// Most parts recorded in the message log for one message.
+const MAX_PART_RECORDS: usize = 200;
 
 /// The log's view of a report: each part with its overall verdict, and every deeper finding.
 fn part_records(root: &scan::Layer) -> Vec<PartRecord> {
     let mut out: Vec<PartRecord> = root
         .children
         .iter()
+        .take(MAX_PART_RECORDS)
         .map(|p| PartRecord { path: p.name.clone(), file: p.filename.clone(), verdict: p.overall().label() })
         .collect();
     for (path, layer) in root.findings() {
-        if out.len() >= 200 {
+        if out.len() >= MAX_PART_RECORDS {
             break;
         }
         let is_part = root.children.iter().any(|c| std::ptr::eq(c, layer));
