@@ -446,3 +446,26 @@ async fn a_scan_that_runs_out_of_time_is_refused_temporarily() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(w.customer.messages().is_empty());
 }
+
+/// A virus in the body of a forwarded message (`message/rfc822`) is in an attachment for the
+/// reader: the forwarded message's infected part is replaced and the rest is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_message_with_a_virus_is_an_infected_attachment() {
+    let w = world("act-fwd").await;
+    let forwarded = format!("From: x@elsewhere.test\r\nSubject: original\r\n\r\n{EICAR}\r\n");
+    let msg = multipart(
+        "From: sender@remote.test\r\nTo: alice@acme.example\r\nSubject: Fwd: original\r\n",
+        &[text_part("see below"), format!("Content-Type: message/rfc822\r\n\r\n{forwarded}")],
+    );
+    let r = send_one(w.gw.addr, "sender@remote.test", &["alice@acme.example"], &msg).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text.contains("queued as"), "delivered, not deleted: {r:?}");
+    let got = w.customer.wait_for(2, WAIT).await;
+    let delivered = got.iter().find(|m| !m.from.is_empty()).expect("the message");
+    assert!(!delivered.text().contains("EICAR"));
+    assert!(header(&delivered.data, "X-Mxshield-Scan").starts_with("removed: "), "{}", delivered.text());
+    let (m_in, m_out) = (mime::parse(&msg), mime::parse(&delivered.data));
+    let out = &delivered.data;
+    assert_eq!(&out[m_out.root.children[0].outer.clone()], &msg[m_in.root.children[0].outer.clone()]);
+    assert_eq!(warnings(&got).len(), 1);
+}

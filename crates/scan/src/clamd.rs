@@ -130,8 +130,8 @@ impl Clamd {
             }
             layer.mime_path = Some(sp.path.clone());
             layer.filename = p.filename();
-            layer.loose = matches!(sp.part, std::borrow::Cow::Owned(_));
-            layer.body_text = !layer.loose && p.is_body_text();
+            layer.loose = sp.is_loose();
+            layer.body_text = sp.is_body_text();
             root.children.push(layer);
         }
         Ok(Report { root, bytes_scanned: scanned, signatures: signatures.to_string() })

@@ -176,8 +176,8 @@ impl<'a> Walker<'a> {
         }
         child.mime_path = Some(sp.path.clone());
         child.filename = filename;
-        child.loose = matches!(sp.part, std::borrow::Cow::Owned(_));
-        child.body_text = !child.loose && part.is_body_text();
+        child.loose = sp.is_loose();
+        child.body_text = sp.is_body_text();
         child
     }
 }
@@ -190,9 +190,23 @@ pub struct ScanPart<'a> {
     /// `1.2` for tree parts, `1.2~1` for loose ones, `body` for a single-part message.
     pub label: String,
     pub part: std::borrow::Cow<'a, mime::Part>,
+    /// Inside a message attached to this one (`message/rfc822`): to the reader, part of an
+    /// attachment.
+    pub attached: bool,
 }
 
 impl ScanPart<'_> {
+    /// Found outside the declared structure ([`loose_regions`]).
+    pub fn is_loose(&self) -> bool {
+        matches!(self.part, std::borrow::Cow::Owned(_))
+    }
+
+    /// The text or HTML body the reader of this message sees (not an attachment, not inside
+    /// an attached message, not hidden outside the structure).
+    pub fn is_body_text(&self) -> bool {
+        !self.is_loose() && !self.attached && self.part.is_body_text()
+    }
+
     /// `part 1.2 (name.zip)` or `part 1.2`.
     pub fn name(&self) -> String {
         match self.part.filename() {
@@ -205,14 +219,25 @@ impl ScanPart<'_> {
 /// Every part of a message a scanner must look at, in order.
 pub fn message_parts<'a>(raw: &[u8], root: &'a mime::Part) -> Vec<ScanPart<'a>> {
     let mut out = Vec::new();
+    // paths of embedded messages seen so far (the walk visits ancestors first)
+    let mut embedded: Vec<Vec<usize>> = Vec::new();
     for (path, part) in root.walk() {
+        let attached = embedded.iter().any(|m| path.len() > m.len() && path.starts_with(m));
+        if part.kind == mime::PartKind::Message {
+            embedded.push(path.clone());
+        }
         let label = if path.is_empty() {
             "body".to_string()
         } else {
             path.iter().map(usize::to_string).collect::<Vec<_>>().join(".")
         };
         if part.kind == mime::PartKind::Leaf {
-            out.push(ScanPart { path: path.clone(), label: label.clone(), part: std::borrow::Cow::Borrowed(part) });
+            out.push(ScanPart {
+                path: path.clone(),
+                label: label.clone(),
+                part: std::borrow::Cow::Borrowed(part),
+                attached,
+            });
         }
         let loose = loose_regions(part).into_iter().flat_map(|r| mime::loose_parts(raw, r));
         for (k, lp) in loose.enumerate() {
@@ -220,6 +245,7 @@ pub fn message_parts<'a>(raw: &[u8], root: &'a mime::Part) -> Vec<ScanPart<'a>> 
                 path: path.clone(),
                 label: format!("{label}~{}", k + 1),
                 part: std::borrow::Cow::Owned(lp),
+                attached,
             });
         }
     }

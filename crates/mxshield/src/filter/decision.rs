@@ -6,7 +6,7 @@
 //! | a limit was exceeded anywhere | refuse `552 5.3.4` | same |
 //! | the scan ran out of time | refuse `451 4.7.1` (temporary) | same |
 //! | the body a reader sees is infected (or a part that cannot be cut out alone: the whole message, a part hidden outside the MIME structure) | drop, warn recipients | drop, warn sender |
-//! | only attachments infected | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
+//! | only attachments infected (a forwarded `message/rfc822` counts as one) | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
 //! | encrypted parts, policy `pass` | deliver, marked unscanned | same |
 //! | encrypted parts, policy `refuse` | refuse `554 5.7.1` | same |
 //! | `message/partial` | deliver, marked unscanned | same |
