@@ -47,8 +47,14 @@ pub struct Original {
 impl Original {
     /// Reads the fields from the message's top header section.
     pub fn of(raw: &[u8]) -> Original {
-        let msg = mime::parse(raw);
-        let get = |name: &str| msg.root.header_text(raw, name).map(|v| shorten(v.trim(), 400)).unwrap_or_default();
+        // only the header section: parsing a large body again would be wasted work
+        let end = memchr::memmem::find(raw, b"\r\n\r\n")
+            .map(|p| p + 4)
+            .or_else(|| memchr::memmem::find(raw, b"\n\n").map(|p| p + 2))
+            .unwrap_or(raw.len());
+        let head = &raw[..end];
+        let msg = mime::parse(head);
+        let get = |name: &str| msg.root.header_text(head, name).map(|v| shorten(v.trim(), 400)).unwrap_or_default();
         Original {
             from: get("From"),
             to: get("To"),
@@ -300,6 +306,15 @@ mod tests {
         let decoded = m.root.decoded_body(&raw);
         let (body, _, bad) = encoding_rs::ISO_2022_JP.decode(&decoded);
         assert!(!bad && body.contains("件名 (Subject):    テスト"), "{body}");
+    }
+
+    #[test]
+    fn original_fields_come_from_the_header_section_only() {
+        let raw =
+            b"Subject: =?UTF-8?B?5oyo5ou2?=\r\nFrom: a@b.example\r\nMessage-ID: <m@b>\r\n\r\nSubject: not this\r\n";
+        let o = Original::of(raw);
+        assert_eq!((o.subject.as_str(), o.from.as_str(), o.message_id.as_str()), ("挨拶", "a@b.example", "<m@b>"));
+        assert_eq!(Original::of(b"Subject: no body\n").subject, "no body");
     }
 
     #[test]
