@@ -75,32 +75,7 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     // received_at has whole seconds: round up so a message never expires early.
     let expires = (env.received_at + 1) * 1000 + ctx.cfg.queue_lifetime.as_millis() as u64;
     if now >= expires {
-        let lifetime = humantime::format_duration(ctx.cfg.queue_lifetime);
-        for (i, st) in status.rcpts.iter_mut().enumerate() {
-            if st.state.is_final() {
-                continue;
-            }
-            let diagnostic = format!("gave up after {lifetime} in the queue; last error: {}", st.last_error);
-            tracing::info!(
-                event = "bounced", queue_id = %log.id, contract = %log.contract, direction = %log.direction,
-                client_ip = %log.client_ip, from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
-            );
-            newly_failed.push(FailedRcpt {
-                rcpt: env.recipients[i].clone(),
-                status: "4.4.7".into(),
-                remote: st.remote.clone(),
-                diagnostic: diagnostic.clone(),
-            });
-            ctx.msglog.delivery(DeliveryRecord {
-                queue_id: id.to_string(),
-                rcpt: env.recipients[i].clone(),
-                state: "bounced",
-                remote: st.remote.clone(),
-                reply: diagnostic.clone(),
-                at: Utc::now().timestamp(),
-            });
-            *st = RcptStatus { state: RcptState::Failed, last_error: diagnostic, remote: st.remote.clone() };
-        }
+        newly_failed.extend(expire(ctx, &log, &env, &mut status));
     }
     if !newly_failed.is_empty() {
         if env.sender.is_empty() {
@@ -123,6 +98,38 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         tracing::error!(event = "spool_error", queue_id = %id, error = %e);
     }
     Next::RetryAt(next)
+}
+
+/// Fails every recipient not yet final (status 4.4.7: the queue lifetime is over).
+fn expire(ctx: &Ctx, log: &LogFields, env: &Envelope, status: &mut Status) -> Vec<FailedRcpt> {
+    let lifetime = humantime::format_duration(ctx.cfg.queue_lifetime);
+    let mut failed = Vec::new();
+    for (i, st) in status.rcpts.iter_mut().enumerate() {
+        if st.state.is_final() {
+            continue;
+        }
+        let diagnostic = format!("gave up after {lifetime} in the queue; last error: {}", st.last_error);
+        tracing::info!(
+            event = "bounced", queue_id = %log.id, contract = %log.contract, direction = %log.direction,
+            client_ip = %log.client_ip, from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
+        );
+        failed.push(FailedRcpt {
+            rcpt: env.recipients[i].clone(),
+            status: "4.4.7".into(),
+            remote: st.remote.clone(),
+            diagnostic: diagnostic.clone(),
+        });
+        ctx.msglog.delivery(DeliveryRecord {
+            queue_id: log.id.clone(),
+            rcpt: env.recipients[i].clone(),
+            state: "bounced",
+            remote: st.remote.clone(),
+            reply: diagnostic.clone(),
+            at: Utc::now().timestamp(),
+        });
+        *st = RcptStatus { state: RcptState::Failed, last_error: diagnostic, remote: st.remote.clone() };
+    }
+    failed
 }
 
 /// Recipients not yet final, grouped by lower-case domain (one transaction per domain).

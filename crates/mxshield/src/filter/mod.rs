@@ -212,21 +212,7 @@ impl Filter {
                 d.deliver = false;
                 d.viruses = viruses;
                 d.result = "deleted".into();
-                let affected: Vec<AffectedPart> = report
-                    .root
-                    .children
-                    .iter()
-                    .filter(|p| matches!(p.overall(), Verdict::Infected(_)))
-                    .map(|p| AffectedPart {
-                        // an empty name is the body a reader sees, named in the warning's languages
-                        name: p
-                            .filename
-                            .clone()
-                            .unwrap_or_else(|| if p.body_text { String::new() } else { p.name.clone() }),
-                        viruses: decision::virus_names(p),
-                        done: None,
-                    })
-                    .collect();
+                let affected = infected_parts(&report.root);
                 let case = if warn == Warn::Sender { Case::OutboundBlocked } else { Case::InboundDeleted };
                 d.warnings = self.warnings(case, facts, queue_id, &d, &affected);
             }
@@ -303,6 +289,20 @@ impl Filter {
             })
             .collect()
     }
+}
+
+/// The infected parts of a deleted message, as its warnings list them.
+fn infected_parts(root: &scan::Layer) -> Vec<AffectedPart> {
+    root.children
+        .iter()
+        .filter(|p| matches!(p.overall(), Verdict::Infected(_)))
+        .map(|p| AffectedPart {
+            // an empty name is the body a reader sees, named in the warning's languages
+            name: p.filename.clone().unwrap_or_else(|| if p.body_text { String::new() } else { p.name.clone() }),
+            viruses: decision::virus_names(p),
+            done: None,
+        })
+        .collect()
 }
 
 /// `disinfected: a.zip (bad.exe)` or `removed: x.exe`.

@@ -95,59 +95,9 @@ impl GatewaySession {
         let id = writer.id().clone();
         let warnings = std::mem::take(&mut decision.warnings);
         let count = warnings.len();
-        let contract = txn.contracts.join(",");
-        let spool = self.ctx.spool.clone();
-        let about = id.to_string();
-        let queued =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, String, usize)>, spool::SpoolError> {
-                let mut ids = Vec::new();
-                for (to, mail) in warnings {
-                    let mut w = spool.create()?;
-                    w.write(&mail)?;
-                    let env = Envelope {
-                        sender: String::new(),
-                        recipients: vec![to.clone()],
-                        received_at: Utc::now().timestamp() as u64,
-                        attrs: vec![
-                            (attrs::CONTRACT.into(), contract.clone()),
-                            (attrs::DIRECTION.into(), "warning".into()),
-                            (attrs::WARNING_OF.into(), about.clone()),
-                        ],
-                    };
-                    ids.push((w.commit(&env)?, to, mail.len()));
-                }
-                Ok(ids)
-            })
-            .await;
-        let warning_ids = match queued {
-            Ok(Ok(ids)) => ids,
-            Ok(Err(e)) => {
-                tracing::error!(event = "spool_error", error = %e);
-                return local_error();
-            }
-            Err(e) => {
-                tracing::error!(event = "spool_error", error = %e);
-                return local_error();
-            }
-        };
-        for (wid, to, size) in warning_ids {
-            tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %id, to = %to);
-            self.ctx.msglog.message(MessageRecord {
-                summary: MessageSummary {
-                    at: Utc::now().timestamp(),
-                    queue_id: wid.to_string(),
-                    contract: txn.contracts.join(","),
-                    direction: "warning".into(),
-                    size: size as u64,
-                    subject: "virus warning".into(),
-                    action: "deliver".into(),
-                    related: id.to_string(),
-                    ..Default::default()
-                },
-                recipients: vec![to],
-                initial_state: "queued",
-            });
-            let _ = self.ctx.queued.send(wid);
+        if let Err(e) = self.queue_warnings(txn, &id, warnings).await {
+            tracing::error!(event = "spool_error", error = %e);
+            return local_error();
         }
         if !decision.deliver {
             drop(writer);
@@ -188,6 +138,59 @@ impl GatewaySession {
                 local_error()
             }
         }
+    }
+
+    /// Commits each warning mail to the spool (from `<>`), then logs it and tells delivery.
+    async fn queue_warnings(
+        &self,
+        txn: &Transaction,
+        about: &QueueId,
+        warnings: Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
+        let contract = txn.contracts.join(",");
+        let spool = self.ctx.spool.clone();
+        let (env_contract, env_about) = (contract.clone(), about.to_string());
+        let queued =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, String, usize)>, spool::SpoolError> {
+                let mut ids = Vec::new();
+                for (to, mail) in warnings {
+                    let mut w = spool.create()?;
+                    w.write(&mail)?;
+                    let env = Envelope {
+                        sender: String::new(),
+                        recipients: vec![to.clone()],
+                        received_at: Utc::now().timestamp() as u64,
+                        attrs: vec![
+                            (attrs::CONTRACT.into(), env_contract.clone()),
+                            (attrs::DIRECTION.into(), "warning".into()),
+                            (attrs::WARNING_OF.into(), env_about.clone()),
+                        ],
+                    };
+                    ids.push((w.commit(&env)?, to, mail.len()));
+                }
+                Ok(ids)
+            })
+            .await??;
+        for (wid, to, size) in queued {
+            tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %about, to = %to);
+            self.ctx.msglog.message(MessageRecord {
+                summary: MessageSummary {
+                    at: Utc::now().timestamp(),
+                    queue_id: wid.to_string(),
+                    contract: contract.clone(),
+                    direction: "warning".into(),
+                    size: size as u64,
+                    subject: "virus warning".into(),
+                    action: "deliver".into(),
+                    related: about.to_string(),
+                    ..Default::default()
+                },
+                recipients: vec![to],
+                initial_state: "queued",
+            });
+            let _ = self.ctx.queued.send(wid);
+        }
+        Ok(())
     }
 
     /// The message log's record of this message.

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 
 use super::search::{Filter, Found, FoundRecipient};
 use super::{DeliveryRecord, MessageRecord, MessageSummary};
@@ -169,11 +171,11 @@ impl LogStore {
         let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let queue_id: String = row.get("queue_id");
+            let summary = summary_of(&row);
             let recipients = sqlx::query(
                 "SELECT rcpt, state, remote, reply, attempts, updated FROM recipients WHERE queue_id = ? ORDER BY rowid",
             )
-            .bind(&queue_id)
+            .bind(&summary.queue_id)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -186,31 +188,33 @@ impl LogStore {
                 updated: r.get("updated"),
             })
             .collect();
-            let viruses: String = row.get("viruses");
-            let parts: String = row.get("parts");
-            out.push(Found {
-                summary: MessageSummary {
-                    at: row.get("at"),
-                    contract: row.get("contract"),
-                    direction: row.get("direction"),
-                    client_ip: row.get("client_ip"),
-                    sender: row.get("sender"),
-                    size: row.get::<i64, _>("size") as u64,
-                    message_id: row.get("message_id"),
-                    subject: row.get("subject"),
-                    verdict: row.get("verdict"),
-                    viruses: viruses.split(", ").filter(|v| !v.is_empty()).map(str::to_string).collect(),
-                    action: row.get("action"),
-                    result: row.get("result"),
-                    reply: row.get("reply"),
-                    related: row.get("related"),
-                    parts: serde_json::from_str(&parts).unwrap_or_default(),
-                    queue_id,
-                },
-                recipients,
-            });
+            out.push(Found { summary, recipients });
         }
         Ok(out)
+    }
+}
+
+/// A `messages` row.
+fn summary_of(row: &SqliteRow) -> MessageSummary {
+    let viruses: String = row.get("viruses");
+    let parts: String = row.get("parts");
+    MessageSummary {
+        at: row.get("at"),
+        queue_id: row.get("queue_id"),
+        contract: row.get("contract"),
+        direction: row.get("direction"),
+        client_ip: row.get("client_ip"),
+        sender: row.get("sender"),
+        size: row.get::<i64, _>("size") as u64,
+        message_id: row.get("message_id"),
+        subject: row.get("subject"),
+        verdict: row.get("verdict"),
+        viruses: viruses.split(", ").filter(|v| !v.is_empty()).map(str::to_string).collect(),
+        action: row.get("action"),
+        result: row.get("result"),
+        reply: row.get("reply"),
+        related: row.get("related"),
+        parts: serde_json::from_str(&parts).unwrap_or_default(),
     }
 }
 
