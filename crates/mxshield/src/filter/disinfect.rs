@@ -22,6 +22,10 @@ pub enum DisinfectError {
     Scan(String),
     #[error("zip archives nested deeper than {MAX_NESTING}")]
     TooDeep,
+    #[error("members expand to more than {0} bytes")]
+    TooBig(u64),
+    #[error("more than {0} members")]
+    TooMany(usize),
 }
 
 /// A rebuilt archive.
@@ -38,18 +42,26 @@ pub fn rebuild_zip(
     data: &[u8],
     is_infected: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
 ) -> Result<Rebuilt, DisinfectError> {
-    rebuild(data, is_infected, 0)
+    // the scan bounded what it read; a member this one reads again is bounded the same way
+    // (an engine that reports no members, clamd, had its own limits only)
+    let mut left = scan::Limits::default().max_expanded;
+    rebuild(data, is_infected, 0, &mut left)
 }
 
 fn rebuild(
     data: &[u8],
     is_infected: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
     depth: usize,
+    left: &mut u64,
 ) -> Result<Rebuilt, DisinfectError> {
     if depth > MAX_NESTING {
         return Err(DisinfectError::TooDeep);
     }
     let mut archive = ZipArchive::new(Cursor::new(data))?;
+    let max_entries = scan::Limits::default().max_entries;
+    if archive.len() > max_entries {
+        return Err(DisinfectError::TooMany(max_entries));
+    }
     let mut writer = ZipWriter::new(Cursor::new(Vec::with_capacity(data.len())));
     let mut removed = Vec::new();
     let comment = archive.comment().to_vec();
@@ -67,9 +79,13 @@ fn rebuild(
             continue;
         }
         let mut content = Vec::new();
-        archive.by_index(i)?.read_to_end(&mut content)?;
+        archive.by_index(i)?.take(*left + 1).read_to_end(&mut content)?;
+        if content.len() as u64 > *left {
+            return Err(DisinfectError::TooBig(scan::Limits::default().max_expanded));
+        }
+        *left -= content.len() as u64;
         if FileType::detect(&content) == FileType::Zip
-            && let Ok(inner) = rebuild(&content, is_infected, depth + 1)
+            && let Ok(inner) = rebuild(&content, is_infected, depth + 1, left)
         {
             if inner.removed.is_empty() {
                 writer.raw_copy_file(archive.by_index_raw(i)?)?;
@@ -159,6 +175,14 @@ mod tests {
         let out = rebuild_zip(&original, &mut flag).unwrap();
         assert!(out.removed.is_empty());
         assert_eq!(out.data, original);
+    }
+
+    #[test]
+    fn a_bomb_is_not_read_past_the_expansion_limit() {
+        let zeros = vec![0u8; 70_000_000];
+        let bomb = zip_of(&[("bad.exe", BAD), ("zeros.bin", &zeros)]);
+        assert!(bomb.len() < 1_000_000);
+        assert!(matches!(rebuild_zip(&bomb, &mut flag), Err(DisinfectError::TooBig(_))));
     }
 
     #[test]
