@@ -44,8 +44,12 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCmd),
-    /// Check the configuration file and exit (0 = valid, 2 = errors printed).
+    /// Check the configuration file and the warning templates it names, and exit (0 = valid,
+    /// 2 = errors printed).
     CheckConfig,
+    /// Warning-mail templates.
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
     /// Scan files, directories (recursively) and messages, like clamscan. Exit 0 = clean,
     /// 1 = virus found, 2 = error.
     Scan {
@@ -65,6 +69,13 @@ enum Command {
     /// The message log (every message's scan result, action and delivery outcome).
     #[command(subcommand)]
     Log(LogCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum TemplatesCmd {
+    /// Write the built-in templates into DIR (to edit, then name in `[warnings] templates`);
+    /// existing files are left alone.
+    Export { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,8 +197,22 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(config).await,
-            Command::CheckConfig => {
-                println!("configuration is valid");
+            Command::CheckConfig => match notify::Templates::load(config.warnings.templates.as_deref()) {
+                Ok(_) => {
+                    println!("configuration is valid");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("mxshield: invalid warning templates:\n{e}");
+                    Ok(ExitCode::from(2))
+                }
+            },
+            Command::Templates(TemplatesCmd::Export { dir }) => {
+                let written = notify::template::export(&dir)
+                    .map_err(|e| anyhow::anyhow!("cannot write templates into {}: {e}", dir.display()))?;
+                for f in &written {
+                    println!("wrote {}", f.display());
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Scan { db, json, paths } => scan_cli::scan(&config, db.as_deref(), json, &paths),

@@ -377,6 +377,29 @@ fn a_bad_template_stops_start_up() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("inbound-cleaned.en.txt:line 3: unknown placeholder {virsu}"), "{err}");
+    // check-config finds it too
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "mxshield.toml", "check-config"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown placeholder {virsu}"));
+    // the built-in templates exported next to it fill in the rest; the edited file stays
+    let out = std::process::Command::new(BIN)
+        .args(["templates", "export", "templates"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5, "five written, the edited one kept");
+    std::fs::write(tpl.join("inbound-cleaned.en.txt"), "Subject: x\n\nfound {virus}\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "mxshield.toml", "check-config"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// R19: the log records delivery outcomes as they happen and the search filters combine.

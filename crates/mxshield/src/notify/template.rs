@@ -217,6 +217,27 @@ pub fn file_name(case: Case, lang: Lang) -> String {
     format!("{}.{}.txt", case.as_str(), lang.as_str())
 }
 
+/// Writes the built-in templates into `dir` (created if missing), leaving files that exist
+/// alone; returns the files written.
+pub fn export(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for case in Case::ALL {
+        for lang in Lang::ALL {
+            let path = dir.join(file_name(case, lang));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    std::io::Write::write_all(&mut f, builtin(case, lang).as_bytes())?;
+                    written.push(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(written)
+}
+
 impl Templates {
     /// The defaults, with any file of the same name in `dir` taking a default's place. A file
     /// in `dir` that is not a template name is an error (a misspelt override would otherwise be
