@@ -88,8 +88,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = scheduler.await;
-    // every sender of the message log is gone now: its writer finishes what it has
-    let _ = msglog_writer.await;
+    // every sender of the message log is gone now: its writer finishes what it has (bounded,
+    // so that a sender kept alive somewhere cannot hold the process)
+    if tokio::time::timeout(std::time::Duration::from_secs(10), msglog_writer).await.is_err() {
+        tracing::warn!(event = "message_log_unfinished", "the message log writer did not finish in 10 s");
+    }
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
 }

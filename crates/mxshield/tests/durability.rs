@@ -108,6 +108,11 @@ async fn sigterm_lets_the_session_in_progress_finish() {
     assert_eq!(r.code, 421, "no new transaction during shutdown");
     let status = w.gw.wait_exit(Duration::from_secs(20)).expect("gateway exits");
     assert!(status.success(), "{status:?}");
+    let log = w.gw.log();
+    assert!(log.contains("event=\"stopped\"") && !log.contains("message_log_unfinished"), "{log}");
+    // what the message log was given before the signal is in it
+    let out = w.gw.cli(&["log", "search", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"subject\": \"last one\""));
     // the accepted message is in the spool, delivered after a restart at the latest
     w.gw.spawn();
     let got = w.customer.wait_for(1, WAIT).await;
