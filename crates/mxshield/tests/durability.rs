@@ -34,6 +34,28 @@ async fn kill9_right_after_250_loses_nothing() {
     }
 }
 
+/// The rewritten message and the warnings are all durable before the 250.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_right_after_250_keeps_the_cleaned_message_and_the_warnings() {
+    let customer_addr = down_addr();
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (mut gw, _dir) = gateway("kill-after-clean", &quoted(customer_addr), remote.addr, |c| c);
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let zip = testkit::mail::zip(&[("ok.txt", b"fine"), ("bad.com", eicar.as_bytes())]);
+    let msg = testkit::mail::with_attachment("a@remote.test", "cleaned", "hi", "files.zip", &zip);
+    let r = send_one(gw.addr, "a@remote.test", &["alice@acme.example", "bob@acme.example"], &msg).await.unwrap();
+    assert_eq!(r.code, 250);
+    gw.kill9();
+    let customer = Sink::start_on(customer_addr, Behaviour::Accept, false).await;
+    gw.spawn();
+    let got = customer.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3, "the message and two warnings:\n{}", gw.log());
+    let cleaned = got.iter().find(|m| !m.from.is_empty()).expect("the cleaned message");
+    assert_eq!(cleaned.rcpts.len(), 2);
+    assert!(!cleaned.text().contains("EICAR") && cleaned.text().contains("disinfected: files.zip (bad.com)"));
+    assert_eq!(got.iter().filter(|m| m.from.is_empty()).count(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_delivery_redelivers_after_restart() {
     let w = world_with("kill-during-delivery", "", "", Behaviour::SlowData(Duration::from_secs(30))).await;
