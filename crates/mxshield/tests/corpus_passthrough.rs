@@ -5,22 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use common::*;
 use testkit::client::RawClient;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 /// Whether a file looks like a message: a header field on its first line.
 fn is_message(raw: &[u8]) -> bool {
@@ -64,9 +51,7 @@ fn without_fields(msg: &[u8], names: &[&str]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_corpus_mail_passes_with_its_body_byte_identical() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus");
-    let mut all = Vec::new();
-    files(&corpus, &mut all);
+    let all = testkit::corpus::files();
     let w = world("corpus-pass").await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
     c.cmd("EHLO client.test").await.unwrap();

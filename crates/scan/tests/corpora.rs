@@ -1,7 +1,7 @@
 //! Other projects' files: no false positive on clean mail, and ClamAV's own test files found
 //! in every carrier the engine opens.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use scan::{Engine, Limits, Signatures, Verdict};
@@ -10,20 +10,11 @@ fn engine() -> Engine {
     Engine::new(Arc::new(Signatures::builtin()), Limits::default())
 }
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { files(&p, out) } else { out.push(p) }
-    }
-}
-
 /// Every message of the corpus except ClamAV's virus test files scans without a detection
 /// and within the limits (a limit means a refusal at the gateway).
 #[test]
 fn zero_false_positives_on_the_mail_corpus() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus");
-    let mut all = Vec::new();
-    files(&corpus, &mut all);
+    let all = testkit::corpus::files();
     let engine = engine();
     let mut scanned = 0;
     let mut detections = Vec::new();
@@ -76,8 +67,7 @@ fn clamav_testfiles_required_carriers() {
 /// document (OOXML in an OLE2 container with EncryptionInfo) and a ZipCrypto archive.
 #[test]
 fn real_encrypted_attachments() {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/spamassassin-tdata/t/data/spam/olevbmacro");
+    let dir = testkit::corpus::dir().join("spamassassin-tdata/t/data/spam/olevbmacro");
     let engine = engine();
     for (file, path, kind) in [
         ("encrypted.eml", "message › part 2 (encrypted_word_doc.docx)", "Encrypted.Office"),
@@ -95,7 +85,7 @@ fn real_encrypted_attachments() {
 /// archive are recognised.
 #[test]
 fn rar_members_and_encryption() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus/clamav-upstream-extra/clam-v3.rar");
+    let path = testkit::corpus::dir().join("clamav-upstream-extra/clam-v3.rar");
     let rar = std::fs::read(path).unwrap();
     let engine = engine();
     let r = engine.scan_bytes("clam-v3.rar", &rar);

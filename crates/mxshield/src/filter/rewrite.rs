@@ -200,14 +200,7 @@ mod tests {
     /// result still parses with the notice where the part was.
     #[test]
     fn every_corpus_part_can_be_replaced() {
-        let mut files = Vec::new();
-        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(d).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() { dirs.push(p) } else { files.push(p) }
-            }
-        }
+        let files = testkit::corpus::files();
         let mut replaced = 0;
         for f in files {
             let raw = std::fs::read(&f).unwrap();
