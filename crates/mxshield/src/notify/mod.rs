@@ -47,12 +47,10 @@ pub struct Original {
 impl Original {
     /// Reads the fields from the message's top header section.
     pub fn of(raw: &[u8]) -> Original {
-        // only the header section: parsing a large body again would be wasted work
-        let end = memchr::memmem::find(raw, b"\r\n\r\n")
-            .map(|p| p + 4)
-            .or_else(|| memchr::memmem::find(raw, b"\n\n").map(|p| p + 2))
-            .unwrap_or(raw.len());
-        let head = &raw[..end];
+        // only the header section (where the MIME parser says it ends): parsing a large body
+        // again would be wasted work
+        let (_, body_start) = mime::header::parse(raw, 0, raw.len());
+        let head = &raw[..body_start];
         let msg = mime::parse(head);
         let get = |name: &str| msg.root.header_text(head, name).map(|v| shorten(v.trim(), 400)).unwrap_or_default();
         Original {
