@@ -81,47 +81,13 @@ enum TemplatesCmd {
 #[derive(Subcommand, Debug)]
 enum LogCmd {
     /// Find messages; every filter given must match. Newest first.
-    Search(LogSearchArgs),
-}
-
-#[derive(clap::Args, Debug)]
-struct LogSearchArgs {
-    /// From this time: 2026-11-28T09:00:00Z, 2026-11-28 (UTC), or an age such as 2h or 7d.
-    #[arg(long, value_name = "TIME")]
-    since: Option<String>,
-    /// Before this time (same forms as --since).
-    #[arg(long, value_name = "TIME")]
-    until: Option<String>,
-    /// Contract id.
-    #[arg(long)]
-    contract: Option<String>,
-    /// Envelope sender (exact address, any case).
-    #[arg(long)]
-    sender: Option<String>,
-    /// Envelope recipient (exact address, any case).
-    #[arg(long)]
-    recipient: Option<String>,
-    /// Part of a virus name, any case.
-    #[arg(long)]
-    virus: Option<String>,
-    /// deliver, deliver-unscanned, rewrite, drop or refuse.
-    #[arg(long)]
-    action: Option<String>,
-    /// Message-ID (with or without angle brackets).
-    #[arg(long)]
-    message_id: Option<String>,
-    /// Queue ID.
-    #[arg(long)]
-    queue_id: Option<String>,
-    /// inbound, outbound, warning or dsn.
-    #[arg(long)]
-    direction: Option<String>,
-    /// At most this many messages.
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
-    /// Print JSON (every field, with parts and recipients).
-    #[arg(long)]
-    json: bool,
+    Search {
+        #[command(flatten)]
+        filter: msglog::search::Filter,
+        /// Print JSON (every field, with parts and recipients).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,24 +185,7 @@ fn main() -> ExitCode {
             Command::Sigs(SigsCmd::Info { db }) => scan_cli::sigs_info(&config, db.as_deref()),
             Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
-            Command::Log(LogCmd::Search(a)) => {
-                let now = chrono::Utc::now();
-                let time = |t: Option<String>| t.map(|t| msglog::search::parse_time(&t, now)).transpose();
-                let filter = msglog::search::Filter {
-                    since: time(a.since).map_err(anyhow::Error::msg)?,
-                    until: time(a.until).map_err(anyhow::Error::msg)?,
-                    contract: a.contract,
-                    sender: a.sender,
-                    recipient: a.recipient,
-                    virus: a.virus,
-                    action: a.action,
-                    message_id: a.message_id,
-                    queue_id: a.queue_id,
-                    direction: a.direction,
-                    limit: a.limit,
-                };
-                msglog::search::run(&config, &filter, a.json).await
-            }
+            Command::Log(LogCmd::Search { filter, json }) => msglog::search::run(&config, &filter, json).await,
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),

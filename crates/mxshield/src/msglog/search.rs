@@ -8,23 +8,47 @@ use serde::Serialize;
 use super::{LogStore, MessageSummary};
 use crate::config::Config;
 
-/// What to look for; every given field must match.
-#[derive(Debug, Clone, Default)]
+/// What to look for; every given field must match (the options of `mxshield log search`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Filter {
-    /// Unix seconds, inclusive.
+    /// From this time: 2026-11-28T09:00:00Z, 2026-11-28 (UTC), or an age such as 2h or 7d.
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     pub since: Option<i64>,
-    /// Unix seconds, exclusive.
+    /// Before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     pub until: Option<i64>,
+    /// Contract id.
+    #[arg(long)]
     pub contract: Option<String>,
+    /// Envelope sender (exact address, any case).
+    #[arg(long)]
     pub sender: Option<String>,
+    /// Envelope recipient (exact address, any case).
+    #[arg(long)]
     pub recipient: Option<String>,
-    /// Part of a virus name, case-insensitive.
+    /// Part of a virus name, any case.
+    #[arg(long)]
     pub virus: Option<String>,
+    /// deliver, deliver-unscanned, rewrite, drop or refuse.
+    #[arg(long)]
     pub action: Option<String>,
+    /// Message-ID (with or without angle brackets).
+    #[arg(long)]
     pub message_id: Option<String>,
+    /// Queue ID.
+    #[arg(long)]
     pub queue_id: Option<String>,
+    /// inbound, outbound, warning or dsn.
+    #[arg(long)]
     pub direction: Option<String>,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 100)]
     pub limit: usize,
+}
+
+/// A time argument as Unix seconds ([`parse_time`] relative to now).
+fn time_arg(s: &str) -> Result<i64, String> {
+    parse_time(s, Utc::now())
 }
 
 /// A recipient of a found message.
