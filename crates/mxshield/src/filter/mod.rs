@@ -68,9 +68,9 @@ pub struct MessageFacts {
     pub direction: Direction,
     /// Envelope sender (empty for `<>`).
     pub sender: String,
+    /// For inbound mail each is an account of a registered domain of an active contract
+    /// (`inbound::policy::decide_rcpt` accepted nothing else), so warnings may go to all.
     pub recipients: Vec<String>,
-    /// Recipients a warning may be sent to: for inbound mail those in the message's contracts.
-    pub warnable: Vec<String>,
     /// The strictest policy of the message's contracts.
     pub encrypted: EncryptedPolicy,
 }
@@ -271,7 +271,7 @@ impl Filter {
         }
         let to: Vec<String> = match case {
             Case::OutboundBlocked => vec![facts.sender.clone()],
-            Case::InboundDeleted | Case::InboundCleaned => facts.warnable.clone(),
+            Case::InboundDeleted | Case::InboundCleaned => facts.recipients.clone(),
         };
         let incident = Incident {
             case,

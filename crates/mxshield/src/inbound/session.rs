@@ -63,11 +63,6 @@ impl GatewaySession {
 
     /// What the filter needs to know about the transaction.
     fn facts(&self, txn: &Transaction) -> MessageFacts {
-        let day = Utc::now().date_naive();
-        let in_contract = |rcpt: &String| {
-            let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-            txn.snapshot.active_domain(&domain, day).is_some_and(|d| txn.contracts.contains(&d.contract.id))
-        };
         let encrypted = txn
             .snapshot
             .contracts()
@@ -81,10 +76,6 @@ impl GatewaySession {
             direction: txn.direction,
             sender: txn.sender.clone(),
             recipients: txn.rcpts.clone(),
-            warnable: match txn.direction {
-                Direction::Inbound => txn.rcpts.iter().filter(|r| in_contract(r)).cloned().collect(),
-                Direction::Outbound => Vec::new(),
-            },
             encrypted,
         }
     }
