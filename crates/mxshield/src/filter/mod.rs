@@ -26,16 +26,17 @@ use smtp::Reply;
 use spool::Writer;
 
 /// Accept or refuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum FilterVerdict {
     /// Take the message (answer `250`): queue it unless `Decision::deliver` is false.
+    #[default]
     Accept,
     /// Refuse it at SMTP time with this reply.
     Refuse(Reply),
 }
 
 /// What the filter decided and did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Decision {
     pub verdict: FilterVerdict,
     /// Queue the message for delivery (false: it was dropped because of a virus).
@@ -164,19 +165,12 @@ impl Filter {
         let findings: Vec<String> =
             report.root.findings().into_iter().map(|(path, l)| format!("{path}: {}", l.verdict.label())).collect();
         let mut d = Decision {
-            verdict: FilterVerdict::Accept,
             deliver: true,
-            rewritten: None,
-            headers: String::new(),
-            warnings: Vec::new(),
             verdict_text: verdict_word(&report.verdict()).to_string(),
-            action: "",
-            result: String::new(),
             findings: findings.join("; "),
-            viruses: Vec::new(),
             parts: part_records(&report.root),
             original: Original::of(raw),
-            scan_ms: 0,
+            ..Decision::default()
         };
         let mut action = decision::decide(facts.direction, &report.root, facts.encrypted);
         if let Action::Rewrite { fixes, unscanned } = &action {
@@ -353,21 +347,7 @@ fn part_records(root: &scan::Layer) -> Vec<PartRecord> {
 }
 
 fn refuse(r: Reply) -> Decision {
-    Decision {
-        verdict: FilterVerdict::Refuse(r),
-        deliver: false,
-        rewritten: None,
-        headers: String::new(),
-        warnings: Vec::new(),
-        verdict_text: String::new(),
-        action: "refuse",
-        result: String::new(),
-        findings: String::new(),
-        viruses: Vec::new(),
-        parts: Vec::new(),
-        original: Original::default(),
-        scan_ms: 0,
-    }
+    Decision { verdict: FilterVerdict::Refuse(r), action: "refuse", ..Decision::default() }
 }
 
 fn verdict_word(v: &Verdict) -> &'static str {

@@ -120,11 +120,13 @@ async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retenti
                 if got == 0 {
                     break;
                 }
-                let (messages, deliveries): (Vec<_>, Vec<_>) = batch.drain(..).partition(|e| matches!(e, Event::Message(_)));
-                let messages: Vec<MessageRecord> =
-                    messages.into_iter().filter_map(|e| if let Event::Message(m) = e { Some(*m) } else { None }).collect();
-                let deliveries: Vec<DeliveryRecord> =
-                    deliveries.into_iter().filter_map(|e| if let Event::Delivery(d) = e { Some(d) } else { None }).collect();
+                let (mut messages, mut deliveries) = (Vec::new(), Vec::new());
+                for e in batch.drain(..) {
+                    match e {
+                        Event::Message(m) => messages.push(*m),
+                        Event::Delivery(d) => deliveries.push(d),
+                    }
+                }
                 // messages first: a delivery in the same batch may be about one of them
                 if let Err(e) = store.write(&messages, &deliveries).await {
                     tracing::error!(event = "message_log_error", error = %e, lost = messages.len() + deliveries.len());
