@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use confread::{Issues, Reader, Section};
 use ipnet::IpNet;
 
-use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname};
+use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname, sending_network};
 
 /// Parses and validates a whole contracts file: syntax, types, unknown keys, duplicate ids
 /// and domains, addresses, dates and account limits. All problems are returned together.
@@ -62,20 +62,17 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
     {
         r.issue(sec.child_path("ends"), sec.line(), "must be after starts");
     }
+    let wide = r.boolean(sec, "allow_wide_sending_networks").is_some_and(|(b, _)| b);
     let mut sending = Vec::new();
     for (s, line) in r.strings(sec, "sending_servers").unwrap_or_default() {
-        match parse_net(&s) {
-            Some(n) => sending.push(n),
+        match parse_net(&s).map(|n| sending_network(n, wide)) {
+            Some(Ok(n)) => sending.push(n),
+            Some(Err(why)) => r.issue(sec.child_path("sending_servers"), line, why),
             None => r.issue(sec.child_path("sending_servers"), line, format!("{s:?} is not an IP address or CIDR")),
         }
     }
-    let encrypted = match r.string(sec, "encrypted_attachments") {
-        None => EncryptedPolicy::Pass,
-        Some((s, line)) => EncryptedPolicy::parse(&s).unwrap_or_else(|| {
-            r.issue(sec.child_path("encrypted_attachments"), line, format!("{s:?} is not \"pass\" or \"refuse\""));
-            EncryptedPolicy::Pass
-        }),
-    };
+    let encrypted = policy(r, sec, "encrypted_attachments");
+    let unreadable = policy(r, sec, "unreadable_attachments");
     let mut domains = Vec::new();
     let dsecs = r.tables(sec, "domain");
     if dsecs.is_empty() {
@@ -111,6 +108,8 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
         sending_servers: sending,
         domains,
         encrypted,
+        unreadable,
+        wide_sending_networks: wide,
     })
 }
 
@@ -190,6 +189,17 @@ fn date(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, key: &str, needed: bool) 
                 None
             }
         },
+    }
+}
+
+/// A `pass`/`refuse` policy key; `pass` when absent.
+fn policy(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, key: &str) -> EncryptedPolicy {
+    match r.string(sec, key) {
+        None => EncryptedPolicy::Pass,
+        Some((s, line)) => EncryptedPolicy::parse(&s).unwrap_or_else(|| {
+            r.issue(sec.child_path(key), line, format!("{s:?} is not \"pass\" or \"refuse\""));
+            EncryptedPolicy::Pass
+        }),
     }
 }
 

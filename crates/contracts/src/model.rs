@@ -24,6 +24,54 @@ pub struct Contract {
     pub domains: Vec<Domain>,
     /// What to do with password-protected content that cannot be scanned (R11).
     pub encrypted: EncryptedPolicy,
+    /// What to do with content that cannot be read (damaged or unsupported archives).
+    pub unreadable: EncryptedPolicy,
+    /// Whether `sending_servers` may hold networks wider than [`SENDING_PREFIX_MIN`]
+    /// (down to [`SENDING_PREFIX_FLOOR`]).
+    pub wide_sending_networks: bool,
+}
+
+/// The widest sending network a contract may list by default: IPv4 /16, IPv6 /48 (one site).
+pub const SENDING_PREFIX_MIN: (u8, u8) = (16, 48);
+/// The widest sending network any contract may list, even with `allow_wide_sending_networks`:
+/// IPv4 /8, IPv6 /16. Nothing wider is ever accepted, so no contract line can cover the Internet.
+pub const SENDING_PREFIX_FLOOR: (u8, u8) = (8, 16);
+
+/// Checks one sending network against the relay bounds and returns it in canonical form
+/// (IPv4-mapped IPv6 networks such as `::ffff:10.0.0.0/104` become IPv4 networks).
+pub fn sending_network(net: IpNet, allow_wide: bool) -> Result<IpNet, String> {
+    let net = canonical_net(net.trunc());
+    let (v4, v6) = if allow_wide { SENDING_PREFIX_FLOOR } else { SENDING_PREFIX_MIN };
+    let (min, family) = match net {
+        IpNet::V4(_) => (v4, "IPv4"),
+        IpNet::V6(_) => (v6, "IPv6"),
+    };
+    if net.prefix_len() >= min {
+        return Ok(net);
+    }
+    let hint = if allow_wide {
+        String::new()
+    } else {
+        format!(
+            " (set allow_wide_sending_networks = true to allow down to /{} for IPv4, /{} for IPv6)",
+            SENDING_PREFIX_FLOOR.0, SENDING_PREFIX_FLOOR.1
+        )
+    };
+    Err(format!(
+        "{net} is wider than /{min}, the widest {family} sending network allowed: it would let that whole range relay through the gateway{hint}"
+    ))
+}
+
+/// `::ffff:a.b.c.d/n` with n ≥ 96 is the IPv4 network `a.b.c.d/(n-96)`.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(n.trunc());
+    }
+    net
 }
 
 /// What to do with encrypted (unscannable) attachments, per contract (R11).
@@ -160,6 +208,22 @@ mod tests {
         for bad in ["", "host:", "host:99999", "bad host", "[::1", "[nope]:25", "h:0"] {
             assert!(NextHop::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sending_network_bounds() {
+        let check = |s: &str, wide| sending_network(s.parse().unwrap(), wide).map(|n| n.to_string());
+        for open in ["0.0.0.0/0", "::/0", "0.0.0.0/1", "::ffff:0:0/96", "10.0.0.0/15", "2001:db8::/47"] {
+            assert!(check(open, false).is_err(), "{open}");
+        }
+        for open in ["0.0.0.0/0", "::/0", "0.0.0.0/7", "::ffff:0:0/96", "::ffff:0:0/103", "2000::/15"] {
+            assert!(check(open, true).is_err(), "{open} with the option");
+        }
+        assert_eq!(check("10.1.0.0/16", false).unwrap(), "10.1.0.0/16");
+        assert_eq!(check("2001:db8:1::/48", false).unwrap(), "2001:db8:1::/48");
+        assert_eq!(check("::ffff:192.0.2.0/120", false).unwrap(), "192.0.2.0/24");
+        assert_eq!(check("10.0.0.0/8", true).unwrap(), "10.0.0.0/8");
+        assert!(check("10.0.0.0/8", false).unwrap_err().contains("allow_wide_sending_networks"));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::model::{Contract, NextHop};
+use ipnet::IpNet;
+
+use crate::model::{Contract, NextHop, SENDING_PREFIX_FLOOR};
 
 /// A registered domain, ready for lookups.
 #[derive(Debug, Clone)]
@@ -72,10 +74,17 @@ impl Snapshot {
         self.domain(name).filter(|d| d.contract.is_active(day))
     }
 
-    /// The active contract whose sending servers include `ip` (R2).
+    /// The active contract whose sending servers include `ip` (R2). A network wider than
+    /// [`SENDING_PREFIX_FLOOR`] never matches, however the contract was built.
     pub fn sending_contract(&self, ip: IpAddr, day: NaiveDate) -> Option<&Arc<Contract>> {
         let ip = canonical(ip);
-        self.contracts.iter().find(|c| c.is_active(day) && c.sending_servers.iter().any(|n| n.contains(&ip)))
+        let bounded = |n: &IpNet| match n {
+            IpNet::V4(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.0,
+            IpNet::V6(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.1,
+        };
+        self.contracts
+            .iter()
+            .find(|c| c.is_active(day) && c.sending_servers.iter().any(|n| bounded(n) && n.contains(&ip)))
     }
 }
 

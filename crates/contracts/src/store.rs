@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqliteConnection};
 
-use crate::model::{Contract, Domain, EncryptedPolicy, NextHop};
+use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
 
 /// Errors of the store, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,8 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
-            "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments FROM contracts \
+            "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments, \
+             unreadable_attachments, wide_sending_networks FROM contracts \
              ORDER BY position",
         )
         .fetch_all(&mut *tx)
@@ -91,15 +92,24 @@ impl Store {
         for row in rows {
             let id: String = row.get("id");
             let sending: String = row.get("sending_servers");
+            let wide_sending_networks = row.get::<i64, _>("wide_sending_networks") != 0;
             let sending_servers = lines(&sending)
-                .map(|s| s.parse().map_err(|_| StoreError::Invalid(format!("contract {id}: network {s:?}"))))
+                .map(|s| {
+                    let net = s.parse().map_err(|_| StoreError::Invalid(format!("contract {id}: network {s:?}")))?;
+                    sending_network(net, wide_sending_networks)
+                        .map_err(|why| StoreError::Invalid(format!("contract {id}: sending network {why}")))
+                })
                 .collect::<Result<_, _>>()?;
             let ends: Option<String> = row.get("ends");
-            let policy: String = row.get("encrypted_attachments");
-            let encrypted = EncryptedPolicy::parse(&policy)
-                .ok_or_else(|| StoreError::Invalid(format!("contract {id}: encrypted_attachments {policy:?}")))?;
+            let policy = |column: &str| {
+                let value: String = row.get(column);
+                EncryptedPolicy::parse(&value)
+                    .ok_or_else(|| StoreError::Invalid(format!("contract {id}: {column} {value:?}")))
+            };
             contracts.push(Contract {
-                encrypted,
+                encrypted: policy("encrypted_attachments")?,
+                unreadable: policy("unreadable_attachments")?,
+                wide_sending_networks,
                 customer: row.get("customer"),
                 accounts_limit: row.get::<i64, _>("accounts_limit") as u32,
                 starts: date(&row.get::<String, _>("starts"))?,
@@ -118,7 +128,8 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
     let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position, \
-         encrypted_attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         encrypted_attachments, unreadable_attachments, wide_sending_networks) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&c.id)
     .bind(&c.customer)
@@ -128,6 +139,8 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
     .bind(sending.join("\n"))
     .bind(pos)
     .bind(c.encrypted.as_str())
+    .bind(c.unreadable.as_str())
+    .bind(c.wide_sending_networks as i64)
     .execute(&mut *conn)
     .await
     .map_err(q("inserting a contract"))?;

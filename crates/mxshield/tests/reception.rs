@@ -115,6 +115,45 @@ async fn registered_sending_server_may_relay_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_networks_that_would_open_the_relay_are_refused() {
+    let w = world("open-relay").await;
+    let stranger: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    for wide in ["0.0.0.0/0", "::/0", "0.0.0.0/1", "::ffff:0:0/96", "10.0.0.0/8", "2001:db8::/32"] {
+        let file = w.gw.dir.join("wide.toml");
+        let toml = contracts(&format!("\"{}\"", w.customer.addr)).replace(SENDING_SERVER, wide);
+        std::fs::write(&file, &toml).unwrap();
+        let out = w.gw.cli(&["contracts", "apply", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{wide} was accepted: {err}");
+        assert!(err.contains("sending_servers") && err.contains("wider than"), "{wide}: {err}");
+    }
+    // even with the named option, nothing covering the whole Internet
+    let allow = |net: &str| {
+        contracts(&format!("\"{}\"", w.customer.addr))
+            .replace(SENDING_SERVER, net)
+            .replace("starts = ", "allow_wide_sending_networks = true\nstarts = ")
+    };
+    for wide in ["0.0.0.0/0", "::ffff:0:0/96", "0.0.0.0/7", "::/0"] {
+        let file = w.gw.dir.join("wide.toml");
+        std::fs::write(&file, allow(wide)).unwrap();
+        let out = w.gw.cli(&["contracts", "apply", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{wide} was accepted with allow_wide_sending_networks");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut c, _) = RawClient::connect_from(stranger, w.gw.addr).await.unwrap();
+    c.cmd("EHLO stranger.test").await.unwrap();
+    c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<victim@remote.test>").await.unwrap().code, 550, "relay opened");
+    // the option allows a wide but bounded network, explicitly
+    apply(&w.gw, &allow("127.0.0.0/8"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (mut c, _) = RawClient::connect_from(stranger, w.gw.addr).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<someone@remote.test>").await.unwrap().code, 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_limits_declared_and_actual() {
     let w = world_with("size", "", "", testkit::sink::Behaviour::Accept).await;
     let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
