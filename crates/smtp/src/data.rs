@@ -1,15 +1,18 @@
 //! The DATA stream: decoding what a client sends (dot-unstuffing, end detection) and encoding
 //! what a client sends (dot-stuffing).
 //!
-//! Decoding normalises every line ending to CRLF (a bare LF becomes CRLF) and only the exact
-//! sequence `CRLF . CRLF` ends the data, so that "SMTP smuggling" variants such as `LF . LF`
-//! can never end a message early here or downstream.
+//! Both directions normalise every line ending to CRLF: a bare LF and a bare CR each become
+//! CRLF. Only the exact sequence `CRLF . CRLF` as received ends the data. Together this closes
+//! "SMTP smuggling": no variant (`LF . LF`, `CR . CR`, `CR . LF`, …) can end a message early
+//! here, and nothing we send can read as the end of data or as a line break to a receiver that
+//! treats bare CR or LF as a line ending — the bytes scanned are the bytes delivered, and a
+//! header field hidden behind a bare CR is a header field for the scanner too.
 
 /// Incremental decoder of a DATA stream.
 #[derive(Debug)]
 pub struct DataDecoder {
     state: State,
-    /// The previous line ended with CRLF (not a bare LF).
+    /// The previous line ended with CRLF (not a bare LF or CR).
     prev_crlf: bool,
 }
 
@@ -40,6 +43,13 @@ impl DataDecoder {
         self.state == State::Done
     }
 
+    /// Ends a line in `out` (always as CRLF); `real` says it was received as CRLF.
+    fn line_end(&mut self, out: &mut Vec<u8>, real: bool) -> State {
+        out.extend_from_slice(b"\r\n");
+        self.prev_crlf = real;
+        State::LineStart
+    }
+
     /// Decodes from `input`, appending message bytes to `out`. Returns how many input bytes
     /// were consumed; input after the end marker is left unconsumed (pipelined commands).
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
@@ -56,15 +66,8 @@ impl DataDecoder {
                         }
                         Some(p) => {
                             out.extend_from_slice(&rest[..p]);
-                            i += p;
-                            if rest[p] == b'\r' {
-                                self.state = State::MidCr;
-                            } else {
-                                out.extend_from_slice(b"\r\n");
-                                self.prev_crlf = false;
-                                self.state = State::LineStart;
-                            }
-                            i += 1;
+                            i += p + 1;
+                            self.state = if rest[p] == b'\r' { State::MidCr } else { self.line_end(out, false) };
                         }
                     }
                     continue;
@@ -80,39 +83,18 @@ impl DataDecoder {
                     State::Mid
                 }
                 (State::Dot, b'\r') => State::DotCr,
-                (State::Dot, b'\n') => {
-                    out.extend_from_slice(b"\r\n");
-                    self.prev_crlf = false;
-                    State::LineStart
-                }
+                // a dot line ended by a bare LF: the dot is unstuffed, the data goes on
+                (State::Dot, b'\n') => self.line_end(out, false),
                 (State::Dot, _) => {
                     i -= 1;
                     State::Mid
                 }
                 (State::DotCr, b'\n') if self.prev_crlf => State::Done,
-                (State::DotCr, b'\n') => {
-                    out.extend_from_slice(b"\r\n");
-                    self.prev_crlf = true;
-                    State::LineStart
-                }
-                (State::DotCr, _) => {
-                    out.push(b'\r');
+                (State::DotCr | State::MidCr, b'\n') => self.line_end(out, true),
+                // a bare CR ends the line; the byte after it starts the next one
+                (State::DotCr | State::MidCr, _) => {
                     i -= 1;
-                    State::Mid
-                }
-                (State::MidCr, b'\n') => {
-                    out.extend_from_slice(b"\r\n");
-                    self.prev_crlf = true;
-                    State::LineStart
-                }
-                (State::MidCr, b'\r') => {
-                    out.push(b'\r');
-                    State::MidCr
-                }
-                (State::MidCr, _) => {
-                    out.push(b'\r');
-                    i -= 1;
-                    State::Mid
+                    self.line_end(out, false)
                 }
                 (State::Mid, _) | (State::Done, _) => unreachable!("handled above"),
             };
@@ -124,11 +106,13 @@ impl DataDecoder {
     }
 }
 
-/// Incremental dot-stuffing encoder for sending a message with DATA.
+/// Incremental dot-stuffing encoder for sending a message with DATA. Bare CR and bare LF are
+/// sent as CRLF, so the receiver sees exactly the lines we scanned.
 #[derive(Debug)]
 pub struct DataEncoder {
     at_line_start: bool,
-    last_two: [u8; 2],
+    /// The previous chunk ended with a CR whose line ending is not known yet.
+    pending_cr: bool,
 }
 
 impl Default for DataEncoder {
@@ -140,37 +124,60 @@ impl Default for DataEncoder {
 impl DataEncoder {
     /// An encoder at the start of the message.
     pub fn new() -> Self {
-        DataEncoder { at_line_start: true, last_two: [b'\r', b'\n'] }
+        DataEncoder { at_line_start: true, pending_cr: false }
     }
 
     /// Appends the stuffed form of `chunk` to `out`.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let Some(&last) = chunk.last() else { return };
-        out.reserve(chunk.len() + 8);
-        if self.at_line_start && chunk[0] == b'.' {
-            out.push(b'.');
+        if chunk.is_empty() {
+            return;
         }
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', chunk) {
-            if chunk.get(nl + 1) == Some(&b'.') {
-                out.extend_from_slice(&chunk[start..=nl]);
+        out.reserve(chunk.len() + 8);
+        let mut i = 0;
+        if self.pending_cr {
+            self.pending_cr = false;
+            out.extend_from_slice(b"\r\n");
+            i = usize::from(chunk[0] == b'\n');
+            self.at_line_start = true;
+        }
+        // bytes from `run` to the cursor are copied as they are, in one go
+        let mut run = i;
+        while i < chunk.len() {
+            if self.at_line_start && chunk[i] == b'.' {
+                out.extend_from_slice(&chunk[run..i]);
                 out.push(b'.');
-                start = nl + 1;
+                run = i;
+            }
+            self.at_line_start = false;
+            let Some(p) = memchr::memchr2(b'\r', b'\n', &chunk[i..]) else { break };
+            let at = i + p;
+            self.at_line_start = true;
+            match (chunk[at], chunk.get(at + 1)) {
+                (b'\r', Some(b'\n')) => i = at + 2,
+                (b'\r', None) => {
+                    out.extend_from_slice(&chunk[run..at]);
+                    self.pending_cr = true;
+                    return;
+                }
+                _ => {
+                    // a bare CR or LF: written as CRLF
+                    out.extend_from_slice(&chunk[run..at]);
+                    out.extend_from_slice(b"\r\n");
+                    i = at + 1;
+                    run = i;
+                }
             }
         }
-        out.extend_from_slice(&chunk[start..]);
-        self.at_line_start = last == b'\n';
-        self.last_two = match chunk.len() {
-            1 => [self.last_two[1], last],
-            n => [chunk[n - 2], last],
-        };
+        out.extend_from_slice(&chunk[run..]);
     }
 
     /// Appends the end-of-data marker (adding a CRLF first if the message lacked one).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.last_two != *b"\r\n" {
+        if self.pending_cr || !self.at_line_start {
             out.extend_from_slice(b"\r\n");
         }
+        self.pending_cr = false;
+        self.at_line_start = true;
         out.extend_from_slice(b".\r\n");
     }
 }
@@ -219,6 +226,53 @@ mod tests {
         assert_eq!(out, b"a\r\nb\r\n");
     }
 
+    /// Every line ending of the decoded data is CRLF: no bare CR or LF is left for a receiver
+    /// to read as a line ending (and `CR . CR` as the end of data).
+    fn only_crlf(out: &[u8]) -> bool {
+        out.iter().enumerate().all(|(i, &b)| match b {
+            b'\r' => out.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && out[i - 1] == b'\r',
+            _ => true,
+        })
+    }
+
+    #[test]
+    fn bare_cr_smuggling_is_normalised_not_passed_on() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"a\r.\rMAIL FROM:<x@y>\r\n.\r\n", b"a\r\n\r\nMAIL FROM:<x@y>\r\n"),
+            (b"a\r.\r\nb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"a\r\n.\rb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"a\r.\nb\r\n.\r\n", b"a\r\n\r\nb\r\n"),
+            (b"X-A: 1\rContent-Transfer-Encoding: base64\r\n.\r\n", b"X-A: 1\r\nContent-Transfer-Encoding: base64\r\n"),
+            (b"a\r\r\nb\r\r\r\n.\r\n", b"a\r\n\r\nb\r\n\r\n\r\n"),
+        ];
+        for (input, expect) in cases {
+            for split in 0..=input.len() {
+                let (out, done, _) = decode_all(&[&input[..split], &input[split..]]);
+                assert!(done, "{:?} split {split}", String::from_utf8_lossy(input));
+                assert_eq!(out, expect, "{:?} split {split}", String::from_utf8_lossy(input));
+                assert!(only_crlf(&out));
+            }
+        }
+    }
+
+    #[test]
+    fn encoder_sends_bare_cr_and_lf_as_crlf() {
+        let msg = b"a\r.\rb\r.\nc\n.\rd\r\n.\r\ne\r";
+        for split in 0..=msg.len() {
+            let mut e = DataEncoder::new();
+            let mut out = Vec::new();
+            e.encode(&msg[..split], &mut out);
+            e.encode(&msg[split..], &mut out);
+            e.finish(&mut out);
+            assert_eq!(out, b"a\r\n..\r\nb\r\n..\r\nc\r\n..\r\nd\r\n..\r\ne\r\n.\r\n", "split at {split}");
+            assert!(only_crlf(&out));
+            // only the final marker reads as the end of data, however CR and LF are read
+            let lines: Vec<&[u8]> = out.split(|&b| b == b'\r' || b == b'\n').filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines.iter().filter(|l| **l == b".").count(), 1);
+        }
+    }
+
     #[test]
     fn encoder_stuffs_and_terminates() {
         let mut e = DataEncoder::new();
@@ -241,7 +295,7 @@ mod tests {
             e.encode(&msg[..split], &mut out);
             e.encode(&msg[split..], &mut out);
             e.finish(&mut out);
-            assert_eq!(out, b"..a\r\n..b\n...c\r\n\r\n..\r\nx.\r\n..\r\n.\r\n", "split at {split}");
+            assert_eq!(out, b"..a\r\n..b\r\n...c\r\n\r\n..\r\nx.\r\n..\r\n.\r\n", "split at {split}");
         }
     }
 }

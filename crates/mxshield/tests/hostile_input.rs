@@ -1,0 +1,77 @@
+//! Issue 8 black-box regressions: what a hostile client sent, and what the gateway let through
+//! or took too long over. Each test is named after what it guards.
+
+mod common;
+
+use common::*;
+use testkit::client::RawClient;
+use testkit::wire::{WireConfig, WireServer, bare_line_ends, lenient_ends};
+
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// Sends `data` (raw, already dot-stuffed, ending with the strict end marker) in one
+/// transaction to alice and returns the reply to the final dot.
+async fn send_raw_data(gw: std::net::SocketAddr, data: &[u8]) -> testkit::client::RawReply {
+    let (mut c, _) = RawClient::connect(gw).await.unwrap();
+    c.cmd("EHLO attacker.test").await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<x@remote.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@acme.example>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(data).await.unwrap();
+    c.reply().await.unwrap()
+}
+
+/// SMTP smuggling through bare CR: `CR . CR` (and `CR . CRLF`, `CRLF . CR`, `CR . LF`) must not
+/// reach the customer server as anything a normalising receiver reads as the end of data, and
+/// the smuggled "second message" must not exist anywhere downstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_cr_cannot_smuggle_a_second_message_downstream() {
+    let customer = WireServer::start(WireConfig::default()).await;
+    let (gw, _dir) = gateway("smuggle", &quoted(customer.addr), down_addr(), |c| c);
+    let b64 = mime::encode::base64_lines(EICAR.as_bytes()).replace("\r\n", "\r");
+    for (n, end) in ["\r.\r", "\r.\r\n", "\r\n.\r", "\r.\n"].iter().enumerate() {
+        let smuggled = format!(
+            "MAIL FROM:<ceo@acme.example>\rRCPT TO:<alice@acme.example>\rDATA\rFrom: ceo@acme.example\r\
+             Content-Type: multipart/mixed; boundary=x\r\r--x\rContent-Type: application/octet-stream\r\
+             Content-Transfer-Encoding: base64\r\r{b64}--x--\r.\rQUIT\r"
+        );
+        let data = format!(
+            "From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: carrier {n}\r\n\r\nhello{end}{smuggled}\r\n.\r\n"
+        );
+        let r = send_raw_data(gw.addr, data.as_bytes()).await;
+        assert!(r.code == 250 || r.code >= 500, "{end:?}: {r:?}");
+    }
+    let got = customer.wait_for(4, WAIT).await;
+    for m in &got {
+        assert_eq!(bare_line_ends(&m.raw), 0, "bare CR/LF delivered:\n{:?}", String::from_utf8_lossy(&m.raw));
+        assert_eq!(lenient_ends(&m.raw), 0, "an end of data a lenient receiver would see:\n{:?}", m.raw);
+    }
+    let mails: Vec<_> = customer.commands().into_iter().filter(|c| c.starts_with("MAIL")).collect();
+    assert!(mails.iter().all(|m| !m.contains("ceo@acme.example")), "{mails:?}");
+    assert!(mails.len() <= 4, "{mails:?}");
+}
+
+/// A part's `Content-Transfer-Encoding: base64` hidden behind a bare CR in its header: the scanner
+/// must see the same header lines a receiver sees, so the base64 EICAR is decoded and found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_behind_a_bare_cr_is_decoded_and_scanned() {
+    let customer = WireServer::start(WireConfig::default()).await;
+    let (gw, _dir) = gateway("hidden-cte", &quoted(customer.addr), down_addr(), |c| c);
+    let data = format!(
+        "From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: hidden\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"e.com\"\rContent-Transfer-Encoding: base64\r\n\r\n\
+         {}--b--\r\n.\r\n",
+        mime::encode::base64_lines(EICAR.as_bytes())
+    );
+    let r = send_raw_data(gw.addr, data.as_bytes()).await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let log = gw.wait_log("Eicar-Test-Signature", WAIT).await;
+    assert!(!log.contains("result=clean"), "{log}");
+    let got: Vec<_> = customer.wait_for(2, WAIT).await.into_iter().filter(|m| !m.mail.contains("FROM:<>")).collect();
+    assert_eq!(got.len(), 1, "the cleaned message is delivered (besides the warning)");
+    let text = String::from_utf8_lossy(&got[0].raw);
+    assert!(!text.contains(&mime::encode::base64(EICAR.as_bytes())[..40]), "{text}");
+    assert!(!text.contains("X-Mxshield-Scan: clean"), "{text}");
+    assert_eq!(bare_line_ends(&got[0].raw), 0);
+}
