@@ -24,6 +24,27 @@ pub enum TransferEncoding {
     Other(String),
 }
 
+impl TransferEncoding {
+    /// The encoding its body is decoded with (`Other` reads as identity).
+    pub fn decodes_as(&self) -> TransferEncoding {
+        match self {
+            TransferEncoding::Other(_) => TransferEncoding::Identity,
+            e => e.clone(),
+        }
+    }
+
+    /// Its name in lower case.
+    pub fn name(&self) -> &str {
+        match self {
+            TransferEncoding::Identity => "7bit",
+            TransferEncoding::Base64 => "base64",
+            TransferEncoding::QuotedPrintable => "quoted-printable",
+            TransferEncoding::Uuencode => "x-uuencode",
+            TransferEncoding::Other(o) => o,
+        }
+    }
+}
+
 /// What a part holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartKind {
@@ -150,8 +171,28 @@ fn is_embedded_message(t: &str) -> bool {
     matches!(t, "message/rfc822" | "message/global" | "message/news")
 }
 
+/// The mechanism of a `Content-Transfer-Encoding` value: RFC 822 comments removed (`base64
+/// (comment)`, `(c) base64`), the first word before any `;` or space, quotes dropped.
 fn transfer_encoding(v: &[u8]) -> TransferEncoding {
-    let v = String::from_utf8_lossy(v).trim().trim_matches('"').to_ascii_lowercase();
+    let text = String::from_utf8_lossy(v);
+    let mut plain = String::with_capacity(text.len());
+    let (mut depth, mut escaped) = (0usize, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if depth > 0 => escaped = true,
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            c => plain.push(c),
+        }
+    }
+    let v = plain
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .map(|w| w.trim_matches('"'))
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match v.as_str() {
         "" | "7bit" | "8bit" | "binary" => TransferEncoding::Identity,
         "base64" => TransferEncoding::Base64,
@@ -210,8 +251,27 @@ impl Part {
 
     /// The body with its transfer encoding undone.
     pub fn decoded_body(&self, raw: &[u8]) -> Vec<u8> {
+        self.decoded_body_as(raw, &self.encoding)
+    }
+
+    /// Encodings named by further `Content-Transfer-Encoding` fields of this part that differ
+    /// from the one in force (the first): readers that take another field decode it this way.
+    pub fn other_encodings(&self, raw: &[u8]) -> Vec<TransferEncoding> {
+        let mut out: Vec<TransferEncoding> = Vec::new();
+        let fields = self.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-transfer-encoding"));
+        for enc in fields.skip(1).map(|h| transfer_encoding(&h.unfolded(raw))) {
+            let same = |a: &TransferEncoding, b: &TransferEncoding| a.decodes_as() == b.decodes_as();
+            if !same(&enc, &self.encoding) && !out.iter().any(|o| same(o, &enc)) {
+                out.push(enc);
+            }
+        }
+        out
+    }
+
+    /// The body decoded as `encoding` says.
+    pub fn decoded_body_as(&self, raw: &[u8], encoding: &TransferEncoding) -> Vec<u8> {
         let body = &raw[self.body.clone()];
-        match self.encoding {
+        match encoding {
             TransferEncoding::Base64 => decode::base64(body),
             TransferEncoding::QuotedPrintable => decode::quoted_printable(body),
             TransferEncoding::Uuencode => {

@@ -31,6 +31,19 @@ fn crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What the gateway delivers for `raw`: every bare CR is a line break too (issue 8.2: bare CR
+/// and LF are made CRLF so no receiver reads the lines differently from the scanner).
+fn bare_cr_as_crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        out.push(b);
+        if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// The message without header fields named `names` (with their continuation lines).
 fn without_fields(msg: &[u8], names: &[&str]) -> Vec<u8> {
     let end = msg.windows(4).position(|w| w == b"\r\n\r\n").map_or(msg.len(), |p| p + 2);
@@ -77,7 +90,7 @@ async fn clean_corpus_mail_passes_with_its_body_byte_identical() {
             }
             continue;
         }
-        let sent = without_fields(&raw, &["X-Virus-Scanned", "X-Mxshield-Scan"]);
+        let sent = without_fields(&bare_cr_as_crlf(&raw), &["X-Virus-Scanned", "X-Mxshield-Scan"]);
         *expected.entry(sent).or_default() += 1;
         sent_count += 1;
     }

@@ -75,3 +75,51 @@ async fn transfer_encoding_behind_a_bare_cr_is_decoded_and_scanned() {
     assert!(!text.contains("X-Mxshield-Scan: clean"), "{text}");
     assert_eq!(bare_line_ends(&got[0].raw), 0);
 }
+
+/// A zip whose only member is infected is replaced by the notice, not delivered as an empty
+/// archive (issue 8.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_with_only_infected_members_becomes_the_notice_not_an_empty_zip() {
+    let w = world("only-infected").await;
+    let archive = testkit::mail::zip(&[("eicar.com", EICAR.as_bytes())]);
+    let body = testkit::mail::with_attachment("x@remote.test", "only", "see attached", "only.zip", &archive);
+    let r = testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = w.customer.wait_for(2, WAIT).await;
+    let delivered: Vec<_> = got.iter().filter(|m| !m.from.is_empty()).collect();
+    assert_eq!(delivered.len(), 1);
+    let raw = &delivered[0].data;
+    let msg = mime::parse(raw);
+    let parts: Vec<_> = msg.root.walk().into_iter().filter(|(p, _)| p.len() == 1).collect();
+    assert_eq!(parts.len(), 2);
+    let notice = parts[1].1;
+    assert_eq!(notice.content_type, "text/plain", "{}", delivered[0].text());
+    let text = String::from_utf8(notice.decoded_body(raw)).unwrap();
+    assert!(text.contains("The attachment \"only.zip\" was removed"), "{text}");
+    assert!(w.gw.log().contains("removed: only.zip"), "{}", w.gw.log());
+}
+
+/// `unreadable_attachments = "refuse"` refuses content the scanner cannot open; the default
+/// delivers it marked unscanned (issue 8.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_content_is_refused_when_the_contract_says_so() {
+    let w = world("unreadable").await;
+    // a zip member compressed with a method nobody implements any more (6: implode is not
+    // built; 77 is unassigned)
+    let mut archive = testkit::mail::zip(&[("old.txt", b"ancient data".as_slice())]);
+    archive[8] = 77;
+    let central = archive.windows(4).position(|x| x == b"PK\x01\x02").unwrap();
+    archive[central + 10] = 77;
+    let body = testkit::mail::with_attachment("x@remote.test", "old", "see attached", "old.zip", &archive);
+    let send = || testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], &body);
+    let r = send().await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert!(got[0].text().contains("X-Mxshield-Scan: unscanned: unreadable old.txt"), "{}", got[0].text());
+    let strict = contracts(&format!("\"{}\"", w.customer.addr))
+        .replace("starts = ", "unreadable_attachments = \"refuse\"\nstarts = ");
+    apply(&w.gw, &strict);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = send().await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (554, Some("5.7.1")), "{r:?}");
+}

@@ -19,6 +19,10 @@ pub struct Layer {
     /// What matched (signature and where), or why the verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// The container said this member is damaged (`Broken.Zip: CRC mismatch`); its bytes were
+    /// scanned all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
     /// MIME part path (1-based) for parts of a message, e.g. `[2, 1]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mime_path: Option<Vec<usize>>,
@@ -45,6 +49,7 @@ impl Layer {
             size,
             verdict: Verdict::Clean,
             evidence: None,
+            damaged: None,
             mime_path: None,
             filename: None,
             body_text: false,

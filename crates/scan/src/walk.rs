@@ -46,6 +46,9 @@ impl<'a> Walker<'a> {
             return layer;
         }
         if !ft.is_container() {
+            if ft.may_hold_embedded_zip() && unpack::has_zip_signature(data) {
+                self.embedded_zip(&mut layer, data, depth);
+            }
             return layer;
         }
         if depth >= self.budget.limits.max_depth {
@@ -88,6 +91,28 @@ impl<'a> Walker<'a> {
         layer
     }
 
+    /// Members of a zip inside a file of another type (a self-extractor, a zip after a prefix or
+    /// with a damaged first signature): scanned as children; nothing if no member is found.
+    fn embedded_zip(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
+        if depth >= self.budget.limits.max_depth {
+            return;
+        }
+        match unpack::unpack(FileType::Zip, data, &mut self.budget) {
+            Ok(entries) => {
+                for e in entries {
+                    let child = self.entry(e, depth);
+                    let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
+                    layer.children.push(child);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
+            Err(_) => {}
+        }
+    }
+
     /// Runs the signatures on a non-container buffer; true if one matched.
     fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
         self.scanned += data.len() as u64;
@@ -106,6 +131,12 @@ impl<'a> Walker<'a> {
             Entry::File { name, data } => {
                 let mut child = self.scan(name.clone(), &data, depth + 1, false);
                 child.filename = Some(name);
+                child
+            }
+            Entry::Damaged { name, data, why } => {
+                let mut child = self.scan(name.clone(), &data, depth + 1, false);
+                child.filename = Some(name);
+                child.damaged = Some(why);
                 child
             }
             Entry::Encrypted { name, kind } => {
@@ -167,6 +198,14 @@ impl<'a> Walker<'a> {
             let ft = if ft == FileType::Mail && !embedded && part.body.start == 0 { FileType::Text } else { ft };
             self.scan_as(name, &decoded, depth + 1, ft)
         };
+        // another reading of the same body, for readers that take a later
+        // Content-Transfer-Encoding field
+        for enc in part.other_encodings(raw) {
+            let other = part.decoded_body_as(raw, &enc);
+            let mut alt = self.scan(format!("as {}", enc.name()), &other, depth + 2, false);
+            alt.filename = part.filename();
+            child.children.push(alt);
+        }
         if part.content_type.starts_with("text/") && child.verdict == Verdict::Clean {
             for f in mime::uuencode::find(&decoded) {
                 let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);

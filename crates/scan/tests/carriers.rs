@@ -302,3 +302,136 @@ fn clamav_test_file_in_the_corpus_mails() {
         assert_eq!(r.verdict(), Verdict::Infected("ClamAV-Test-File".into()), "{f}: {:#?}", r.root);
     }
 }
+
+/// The first central-directory record of a zip (offset of `PK\x01\x02`).
+fn central(zip: &[u8]) -> usize {
+    zip.windows(4).position(|w| w == b"PK\x01\x02").expect("a central directory")
+}
+
+fn findings(name: &str, data: &[u8]) -> Vec<String> {
+    engine()
+        .scan_bytes(name, data)
+        .root
+        .findings()
+        .into_iter()
+        .map(|(p, l)| format!("{p}: {}", l.verdict.label()))
+        .collect()
+}
+
+/// Zips that unzip, 7-Zip or Python's zipfile extract although they are not well formed: what
+/// an extractor gets out of a file, the scanner scans (issue 8.3).
+#[test]
+fn zip_evasions_that_extractors_open_are_scanned() {
+    let d = Dir::new("zip-evasions");
+    d.file("eicar.com", EICAR);
+    d.run("zip", &["-q", "-X", "stored.zip", "-0", "eicar.com"]);
+    d.run("zip", &["-q", "-X", "deflated.zip", "eicar.com"]);
+    let stored = d.read("stored.zip");
+    let deflated = d.read("deflated.zip");
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // a self-extractor: an executable stub, then the archive (offsets relative to the archive)
+    let mut sfx = b"MZ\x90\x00".to_vec();
+    sfx.extend(std::iter::repeat_n(0u8, 4096));
+    sfx.extend_from_slice(&deflated);
+    cases.push(("sfx.exe", sfx));
+    // any prefix before the archive
+    cases.push(("prefixed.zip", [b"hello there\r\n".to_vec(), deflated.clone()].concat()));
+    // the first local header's signature damaged
+    let mut damaged = deflated.clone();
+    damaged[3] = 0x05;
+    cases.push(("damaged-signature.zip", damaged));
+    // the central directory calls the member a directory; the local header holds eicar.com
+    let mut dir = deflated.clone();
+    let c = central(&dir);
+    let nlen = u16::from_le_bytes([dir[c + 28], dir[c + 29]]) as usize;
+    dir[c + 46 + nlen - 1] = b'/';
+    dir[c + 38] = 0x10;
+    cases.push(("directory.zip", dir));
+    // wrong CRC in both headers
+    let mut crc = deflated.clone();
+    let c = central(&crc);
+    for at in [14, c + 16] {
+        crc[at] ^= 0xff;
+    }
+    cases.push(("bad-crc.zip", crc));
+    // the central directory halves the compressed size
+    let mut halved = deflated.clone();
+    let c = central(&halved);
+    let size = u32::from_le_bytes(halved[c + 20..c + 24].try_into().unwrap());
+    halved[c + 20..c + 24].copy_from_slice(&(size / 2).to_le_bytes());
+    cases.push(("halved.zip", halved));
+    // the central directory says "stored" for a deflated member
+    let mut says_stored = deflated.clone();
+    let c = central(&says_stored);
+    says_stored[c + 10] = 0;
+    cases.push(("says-stored.zip", says_stored));
+    // a stored member whose local header says deflate
+    let mut says_deflate = stored.clone();
+    says_deflate[8] = 8;
+    cases.push(("local-says-deflate.zip", says_deflate));
+    // PPMd, as 7-Zip writes it
+    d.run("7z", &["a", "-bd", "-bso0", "-tzip", "-mm=PPMd", "ppmd.zip", "eicar.com"]);
+    cases.push(("ppmd.zip", d.read("ppmd.zip")));
+    for (name, data) in cases {
+        let found = findings(name, &data);
+        assert!(
+            found.iter().any(|f| f.ends_with("Eicar-Test-Signature FOUND")),
+            "{name}: {found:?}\n{:#?}",
+            engine().scan_bytes(name, &data).root
+        );
+    }
+}
+
+/// A gzip whose CRC is wrong: gunzip writes the data out (and complains); the scanner scans it
+/// and reports the damage.
+#[test]
+fn gzip_with_a_wrong_crc_is_scanned_and_reported_damaged() {
+    let d = Dir::new("gzip-crc");
+    d.file("eicar.com", EICAR);
+    d.run("gzip", &["-k", "eicar.com"]);
+    let mut gz = d.read("eicar.com.gz");
+    let n = gz.len();
+    gz[n - 8] ^= 0xff;
+    let r = engine().scan_bytes("bad.gz", &gz);
+    assert_eq!(r.verdict(), infected(), "{:#?}", r.root);
+    let member = &r.root.children[0];
+    assert!(member.damaged.as_deref().is_some_and(|w| w.starts_with("Broken.Gzip")), "{member:#?}");
+    // and a zip with a wrong CRC that is clean says so too
+    d.file("clean.txt", b"nothing here\n");
+    d.run("zip", &["-q", "-X", "clean.zip", "clean.txt"]);
+    let mut zip = d.read("clean.zip");
+    zip[14] ^= 0xff;
+    let c = central(&zip);
+    zip[c + 16] ^= 0xff;
+    let r = engine().scan_bytes("clean.zip", &zip);
+    assert_eq!(r.verdict(), Verdict::Clean);
+    assert_eq!(r.root.children[0].damaged.as_deref(), Some("Broken.Zip: CRC mismatch"));
+}
+
+/// `Content-Transfer-Encoding` written in ways mail readers still understand: a comment, a
+/// trailing `;`, quotes, and a second field that some readers take instead of the first.
+#[test]
+fn transfer_encoding_variants_readers_decode_are_scanned() {
+    let body = b64(EICAR);
+    let cte = [
+        "Content-Transfer-Encoding: base64 (comment)",
+        "Content-Transfer-Encoding: (c) base64",
+        "Content-Transfer-Encoding: base64;",
+        "Content-Transfer-Encoding: \"base64\"",
+        "Content-Transfer-Encoding: (a (nested) comment)BASE64",
+        "Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64",
+        "Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit",
+    ];
+    for field in cte {
+        let raw =
+            multipart(&[format!("Content-Type: application/octet-stream; name=\"e.com\"\r\n{field}\r\n\r\n{body}")]);
+        let r = engine().scan_message(&raw);
+        assert_eq!(r.verdict(), infected(), "{field:?}: {:#?}", r.root);
+    }
+    // the raw body read as 7bit by a reader that takes the last field
+    let raw = multipart(&[format!(
+        "Content-Type: application/octet-stream; name=\"e.com\"\r\nContent-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n\r\n{}",
+        String::from_utf8_lossy(EICAR)
+    )]);
+    assert_eq!(engine().scan_message(&raw).verdict(), infected());
+}

@@ -9,6 +9,7 @@
 //! | only attachments infected (a forwarded `message/rfc822` counts as one) | rewrite: disinfect zip archives, remove the rest; warn recipients | drop, warn sender |
 //! | encrypted parts, policy `pass` | deliver, marked unscanned | same |
 //! | encrypted parts, policy `refuse` | refuse `554 5.7.1` | same |
+//! | unreadable parts (damaged, unsupported), contract's `unreadable_attachments = "refuse"` | refuse `554 5.7.1` | same |
 //! | `message/partial` | deliver, marked unscanned | same |
 //! | clean | deliver | same |
 
@@ -71,8 +72,28 @@ impl Action {
     }
 }
 
+/// What the message's contracts say of content that cannot be scanned (the strictest of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentPolicy {
+    /// Password-protected content (R11).
+    pub encrypted: EncryptedPolicy,
+    /// Content that cannot be read: a damaged archive, an unsupported method.
+    pub unreadable: EncryptedPolicy,
+}
+
+impl ContentPolicy {
+    /// The strictest of `self` and `other`.
+    pub fn strictest(self, other: ContentPolicy) -> ContentPolicy {
+        let max = |a: EncryptedPolicy, b: EncryptedPolicy| if b == EncryptedPolicy::Refuse { b } else { a };
+        ContentPolicy {
+            encrypted: max(self.encrypted, other.encrypted),
+            unreadable: max(self.unreadable, other.unreadable),
+        }
+    }
+}
+
 /// Decides what happens to a message whose scan produced `root` (the `message` layer).
-pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) -> Action {
+pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Action {
     if let Verdict::LimitExceeded(why) = first(root, |v| matches!(v, Verdict::LimitExceeded(_))) {
         if scan::limits::is_time_limit(&why) {
             // a timeout says more about the load than the message: the client tries again
@@ -92,8 +113,15 @@ pub fn decide(direction: Direction, root: &Layer, encrypted: EncryptedPolicy) ->
         }
     }
     let unscanned = unscanned(root);
-    if encrypted == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Encrypted(_))) {
+    if policy.encrypted == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Encrypted(_))) {
         return Action::Refuse(Reply::new(554, (5, 7, 1), "Encrypted attachments are not accepted for this domain"));
+    }
+    if policy.unreadable == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Unscannable(_))) {
+        return Action::Refuse(Reply::new(
+            554,
+            (5, 7, 1),
+            "Content that cannot be scanned (damaged or unsupported) is not accepted for this domain",
+        ));
     }
     if viruses.is_empty() {
         return Action::Deliver { unscanned };
@@ -432,11 +460,28 @@ mod tests {
                 },
             ),
         ];
+        let encrypted_only = |p| ContentPolicy { encrypted: p, unreadable: Pass };
         for (what, dir, report, policy, expected) in table {
-            assert_eq!(decide(dir, report, policy), expected, "{what}");
+            assert_eq!(decide(dir, report, encrypted_only(policy)), expected, "{what}");
         }
-        let Action::Refuse(r) = decide(Inbound, &encrypted, Refuse) else { panic!("encrypted refuse") };
+        let Action::Refuse(r) = decide(Inbound, &encrypted, encrypted_only(Refuse)) else { panic!("encrypted refuse") };
         assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        let broken = message(vec![part(
+            1,
+            "old.zip",
+            FileType::Zip,
+            Verdict::Unscannable("Broken.Zip: compression method 6 not supported".into()),
+            false,
+            vec![],
+        )]);
+        assert_eq!(
+            decide(Inbound, &broken, ContentPolicy::default()),
+            Action::Deliver { unscanned: vec!["unreadable old.zip".into()] }
+        );
+        let refuse_unreadable = ContentPolicy { encrypted: Pass, unreadable: Refuse };
+        let Action::Refuse(r) = decide(Outbound, &broken, refuse_unreadable) else { panic!("unreadable refuse") };
+        assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        assert!(matches!(decide(Inbound, &encrypted, refuse_unreadable), Action::Deliver { .. }));
         let slow = message(vec![part(
             1,
             "big.zip",
@@ -446,9 +491,9 @@ mod tests {
             vec![],
         )]);
         for dir in [Inbound, Outbound] {
-            let Action::Refuse(r) = decide(dir, &bomb, Pass) else { panic!("bomb") };
+            let Action::Refuse(r) = decide(dir, &bomb, ContentPolicy::default()) else { panic!("bomb") };
             assert_eq!((r.code, r.enhanced), (552, Some((5, 3, 4))));
-            let Action::Refuse(r) = decide(dir, &slow, Pass) else { panic!("timeout") };
+            let Action::Refuse(r) = decide(dir, &slow, ContentPolicy::default()) else { panic!("timeout") };
             assert_eq!((r.code, r.enhanced), (451, Some((4, 7, 1))));
         }
     }

@@ -34,6 +34,9 @@ pub struct Rebuilt {
     pub data: Vec<u8>,
     /// Paths of the members removed (`inner.zip › bad.exe`).
     pub removed: Vec<String>,
+    /// Files left in the archive (directories not counted): none means nothing is worth
+    /// delivering, and the attachment is better replaced by a notice.
+    pub kept: usize,
 }
 
 /// Rebuilds the zip `data` without the members `is_infected` flags (given a member's bytes).
@@ -64,6 +67,7 @@ fn rebuild(
     }
     let mut writer = ZipWriter::new(Cursor::new(Vec::with_capacity(data.len())));
     let mut removed = Vec::new();
+    let mut kept = 0;
     let comment = archive.comment().to_vec();
     for i in 0..archive.len() {
         let (name, skip_content) = {
@@ -75,6 +79,7 @@ fn rebuild(
         };
         if skip_content {
             // directories and password-protected members (unscannable) are kept as they are
+            kept += usize::from(!archive.by_index_raw(i)?.is_dir());
             writer.raw_copy_file(archive.by_index_raw(i)?)?;
             continue;
         }
@@ -88,8 +93,13 @@ fn rebuild(
             && let Ok(inner) = rebuild(&content, is_infected, depth + 1, left)
         {
             if inner.removed.is_empty() {
+                kept += 1;
                 writer.raw_copy_file(archive.by_index_raw(i)?)?;
+            } else if inner.kept == 0 {
+                // a nested archive left empty goes as a whole
+                removed.extend(inner.removed.into_iter().map(|r| format!("{name} › {r}")));
             } else {
+                kept += 1;
                 let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
                 writer.start_file(name.clone(), options)?;
                 writer.write_all(&inner.data)?;
@@ -100,14 +110,15 @@ fn rebuild(
         if is_infected(&content).map_err(DisinfectError::Scan)? {
             removed.push(name);
         } else {
+            kept += 1;
             writer.raw_copy_file(archive.by_index_raw(i)?)?;
         }
     }
     if removed.is_empty() {
-        return Ok(Rebuilt { data: data.to_vec(), removed });
+        return Ok(Rebuilt { data: data.to_vec(), removed, kept });
     }
     writer.set_raw_comment(comment.into_boxed_slice())?;
-    Ok(Rebuilt { data: writer.finish()?.into_inner(), removed })
+    Ok(Rebuilt { data: writer.finish()?.into_inner(), removed, kept })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use scan::clamd::Clamd;
 use crate::attrs::Direction;
 use crate::msglog::PartRecord;
 use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
-use decision::{Action, EncryptedPolicy, Fix, PartFix, Warn};
+use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
 use rewrite::DoneKind;
 use scan::{Engine, Verdict};
 use smtp::Reply;
@@ -72,8 +72,8 @@ pub struct MessageFacts {
     /// For inbound mail each is an account of a registered domain of an active contract
     /// (`inbound::policy::decide_rcpt` accepted nothing else), so warnings may go to all.
     pub recipients: Vec<String>,
-    /// The strictest policy of the message's contracts.
-    pub encrypted: EncryptedPolicy,
+    /// The strictest content policy of the message's contracts.
+    pub policy: ContentPolicy,
 }
 
 /// Which engine scans.
@@ -172,7 +172,7 @@ impl Filter {
             original: Original::of(raw),
             ..Decision::default()
         };
-        let mut action = decision::decide(facts.direction, &report.root, facts.encrypted);
+        let mut action = decision::decide(facts.direction, &report.root, facts.policy);
         if let Action::Rewrite { fixes, unscanned } = &action {
             match self.carry_out_rewrite(raw, fixes) {
                 Some((data, done)) => {

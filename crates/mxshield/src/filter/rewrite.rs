@@ -65,7 +65,8 @@ pub fn rewrite(
             Fix::Disinfect(_) => disinfect::rebuild_zip(&part.decoded_body(raw), is_infected)
                 .map_err(|e| tracing::warn!(event = "disinfect_failed", part = %fix.name, error = %e))
                 .ok()
-                .filter(|r| !r.removed.is_empty()),
+                // an archive with nothing left is replaced by the notice, not delivered empty
+                .filter(|r| !r.removed.is_empty() && r.kept > 0),
             Fix::Remove => None,
         };
         let (replacement, what) = match disinfected {

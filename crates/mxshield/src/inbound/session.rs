@@ -16,7 +16,7 @@ use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::strip::HeaderStripper;
 use crate::attrs::{self, Direction};
-use crate::filter::decision::EncryptedPolicy;
+use crate::filter::decision::ContentPolicy;
 use crate::filter::{Decision, FilterVerdict, MessageFacts};
 use crate::msglog::{MessageRecord, MessageSummary};
 
@@ -63,20 +63,19 @@ impl GatewaySession {
 
     /// What the filter needs to know about the transaction.
     fn facts(&self, txn: &Transaction) -> MessageFacts {
-        let encrypted = txn
+        let policy = txn
             .snapshot
             .contracts()
             .iter()
             .filter(|c| txn.contracts.contains(&c.id))
-            .map(|c| c.encrypted)
-            .max_by_key(|p| *p == EncryptedPolicy::Refuse)
-            .unwrap_or_default();
+            .map(|c| ContentPolicy { encrypted: c.encrypted, unreadable: c.unreadable })
+            .fold(ContentPolicy::default(), ContentPolicy::strictest);
         MessageFacts {
             received_headers: txn.hops.count,
             direction: txn.direction,
             sender: txn.sender.clone(),
             recipients: txn.rcpts.clone(),
-            encrypted,
+            policy,
         }
     }
 

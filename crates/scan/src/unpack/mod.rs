@@ -23,6 +23,9 @@ use crate::limits::{Budget, LimitHit};
 pub enum Entry {
     /// A readable member.
     File { name: String, data: Vec<u8> },
+    /// A member read in full or in part although the container says it is damaged (a checksum
+    /// failure, a stream that breaks off): the bytes are scanned, and `why` is reported.
+    Damaged { name: String, data: Vec<u8>, why: String },
     /// A password-protected member (`kind` like `Encrypted.Zip`).
     Encrypted { name: String, kind: &'static str },
     /// A member that could not be read, and why.
@@ -71,6 +74,12 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
     }
 }
 
+/// Whether `data` holds a zip signature (a local header or an end record) anywhere: a zip
+/// may be embedded in it.
+pub fn has_zip_signature(data: &[u8]) -> bool {
+    memchr::memmem::find(data, b"PK\x03\x04").is_some() || memchr::memmem::find(data, b"PK\x05\x06").is_some()
+}
+
 /// A member name from bytes in an unknown 8-bit charset.
 pub(crate) fn text_name(raw: &[u8]) -> String {
     mime::charset::guess(raw)
@@ -86,7 +95,7 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReadError::Io(e.to_string())),
+            Err(e) => return Err(ReadError::Io { why: e.to_string(), partial: out }),
         };
         budget.spend(n as u64)?;
         out.extend_from_slice(&buf[..n]);
@@ -111,7 +120,11 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
 #[derive(Debug)]
 pub enum ReadError {
     Limit(LimitHit),
-    Io(String),
+    /// The stream broke off; `partial` is what was read before (scanned all the same).
+    Io {
+        why: String,
+        partial: Vec<u8>,
+    },
 }
 
 impl From<LimitHit> for ReadError {
@@ -126,6 +139,11 @@ fn member(name: String, kind: &str, r: Result<Vec<u8>, ReadError>) -> Result<Ent
     match r {
         Ok(data) => Ok(Entry::File { name, data }),
         Err(ReadError::Limit(l)) => Err(UnpackError::Limit(l)),
-        Err(ReadError::Io(why)) => Ok(Entry::Broken { name, why: format!("{kind}: {why}") }),
+        Err(ReadError::Io { why, partial }) if partial.is_empty() => {
+            Ok(Entry::Broken { name, why: format!("{kind}: {why}") })
+        }
+        Err(ReadError::Io { why, partial }) => {
+            Ok(Entry::Damaged { name, data: partial, why: format!("{kind}: {why}") })
+        }
     }
 }
