@@ -123,3 +123,24 @@ async fn unreadable_content_is_refused_when_the_contract_says_so() {
     let r = send().await.unwrap();
     assert_eq!((r.code, r.enhanced()), (554, Some("5.7.1")), "{r:?}");
 }
+
+/// Runs `sh -c script` in `dir` (building hostile archives with the standard tools).
+fn sh(dir: &std::path::Path, script: &str) {
+    let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A 7z of 1 GB of zeros (LZMA2, 7-Zip's defaults, ~150 KB): the scan stops at the expansion
+/// limit within bounded memory. Before the fix the multi-threaded decoder held 2.4 GiB for
+/// 2 GB of zeros (issue 8.5).
+#[test]
+fn sevenz_memory_bomb_is_refused_within_bounded_memory() {
+    let dir = testkit::TempDir::new("7z-bomb");
+    sh(dir.path(), "head -c 1000000000 /dev/zero | 7z a -bd -bso0 -si zeros.7z");
+    let m = testkit::measure::run(std::process::Command::new(BIN).args(["scan", "zeros.7z"]).current_dir(dir.path()));
+    let out = String::from_utf8_lossy(&m.stdout);
+    println!("7z bomb (1 GB of zeros): {} KiB peak RSS, {:?}", m.peak_rss_kib, m.elapsed);
+    assert_eq!(m.status, 2, "{out}");
+    assert!(out.contains("Limits.Exceeded"), "{out}");
+    assert!(m.peak_rss_kib < 300 * 1024, "peak RSS {} KiB", m.peak_rss_kib);
+}

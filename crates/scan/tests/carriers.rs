@@ -435,3 +435,24 @@ fn transfer_encoding_variants_readers_decode_are_scanned() {
     )]);
     assert_eq!(engine().scan_message(&raw).verdict(), infected());
 }
+
+/// A 7z whose LZMA2 dictionary is declared as 4 GiB (property 40): 7-Zip extracts it, so the
+/// scanner reads it too — the window grows with the output, not with the declaration.
+#[test]
+fn sevenz_with_a_4_gib_dictionary_is_read() {
+    let d = Dir::new("7z-dict");
+    d.file("eicar.com", EICAR);
+    d.run("7z", &["a", "-bd", "-bso0", "-mhc=off", "-m0=lzma2", "e.7z", "eicar.com"]);
+    let mut a = d.read("e.7z");
+    let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap()) as usize;
+    let (offset, size) = (le64(&a[12..20]), le64(&a[20..28]));
+    let header = 32 + offset;
+    // coder: flags 0x21 (1-byte id, properties), id 0x21 (LZMA2), 1 byte of properties
+    let at = header + a[header..].windows(3).position(|w| w == [0x21, 0x21, 0x01]).expect("LZMA2 coder");
+    a[at + 3] = 40;
+    let crc = crc32fast::hash(&a[header..header + size]);
+    a[28..32].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&a[12..32]);
+    a[8..12].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(verdict(&a), infected());
+}
