@@ -144,3 +144,45 @@ fn sevenz_memory_bomb_is_refused_within_bounded_memory() {
     assert!(out.contains("Limits.Exceeded"), "{out}");
     assert!(m.peak_rss_kib < 300 * 1024, "peak RSS {} KiB", m.peak_rss_kib);
 }
+
+/// A RAR5 vint.
+fn vint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A RAR5 file header whose extra area is 30 MB of empty records: reading it costs memory
+/// proportional to nothing, not 8 bytes per byte (issue 8.6: 35 MB took 354 MiB).
+#[test]
+fn rar5_extra_area_costs_no_memory_per_record() {
+    let extra_len = 30_000_000u64;
+    let mut body = Vec::new();
+    vint(2, &mut body); // file header
+    vint(1, &mut body); // flags: extra area present
+    vint(extra_len, &mut body);
+    vint(0, &mut body); // file flags
+    vint(5, &mut body); // unpacked size
+    vint(0, &mut body); // attributes
+    vint(0, &mut body); // compression: stored
+    vint(0, &mut body); // host
+    vint(5, &mut body);
+    body.extend_from_slice(b"a.txt");
+    body.resize(body.len() + extra_len as usize, 0);
+    let mut rar = b"Rar!\x1a\x07\x01\x00".to_vec();
+    rar.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    vint(body.len() as u64, &mut rar);
+    rar.extend_from_slice(&body);
+    let dir = testkit::TempDir::new("rar5-extra");
+    std::fs::write(dir.path().join("x.rar"), &rar).unwrap();
+    let m = testkit::measure::run(std::process::Command::new(BIN).args(["scan", "x.rar"]).current_dir(dir.path()));
+    println!("RAR5 with a 30 MB extra area: {} KiB peak RSS, {:?}", m.peak_rss_kib, m.elapsed);
+    assert!(m.status == 0 || m.status == 2, "{}", String::from_utf8_lossy(&m.stdout));
+    assert!(m.peak_rss_kib < 130 * 1024, "peak RSS {} KiB", m.peak_rss_kib);
+}

@@ -132,7 +132,7 @@ fn rar5(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
                 let name_bytes = p.checked_add(name_len).and_then(|e| data.get(p..e)).unwrap_or_default();
                 let name = String::from_utf8_lossy(name_bytes).into_owned();
                 let extra_start = header_end.checked_sub(extra_size as usize).ok_or_else(broken)?;
-                let encrypted = extra_records(data, extra_start, header_end).contains(&1);
+                let encrypted = has_extra_record(data, extra_start, header_end, 1);
                 let is_dir = file_flags & 1 != 0;
                 let method = (compression >> 7) & 7;
                 if encrypted {
@@ -151,16 +151,18 @@ fn rar5(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
     Ok(out)
 }
 
-/// Types of the extra-area records between `start` and `end`.
-fn extra_records(d: &[u8], start: usize, end: usize) -> Vec<u64> {
-    let mut types = Vec::new();
+/// Whether the extra area between `start` and `end` holds a record of type `wanted`. Nothing
+/// is kept per record: an extra area of millions of empty records costs no memory.
+fn has_extra_record(d: &[u8], start: usize, end: usize, wanted: u64) -> bool {
     let mut p = start;
     while p < end {
         let Some(size) = vint(d, &mut p) else { break };
         let rec_start = p;
         let Some(t) = vint(d, &mut p) else { break };
-        types.push(t);
+        if t == wanted {
+            return true;
+        }
         p = rec_start.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
     }
-    types
+    false
 }
