@@ -275,7 +275,7 @@ impl Part {
             TransferEncoding::Base64 => decode::base64(body),
             TransferEncoding::QuotedPrintable => decode::quoted_printable(body),
             TransferEncoding::Uuencode => {
-                crate::uuencode::find(body).into_iter().next().map(|f| f.data).unwrap_or_else(|| body.to_vec())
+                crate::uuencode::find(body).next().map(|f| f.data).unwrap_or_else(|| body.to_vec())
             }
             TransferEncoding::Identity | TransferEncoding::Other(_) => body.to_vec(),
         }

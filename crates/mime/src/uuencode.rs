@@ -9,34 +9,46 @@ pub struct UuFile {
     pub data: Vec<u8>,
 }
 
-/// Finds and decodes every uuencoded file in `text`.
-pub fn find(text: &[u8]) -> Vec<UuFile> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut current: Option<UuFile> = None;
-    while pos < text.len() {
-        let next = line_end(text, pos, text.len());
-        let line = trim_eol(&text[pos..next]);
-        match current.as_mut() {
-            None => {
-                if let Some(name) = begin_line(line) {
-                    current = Some(UuFile { name, data: Vec::new() });
+/// The uuencoded files in `text`, decoded one at a time as the caller asks for them (a text
+/// of a million tiny files costs the memory of one, and the caller can stop at its limit).
+pub fn find(text: &[u8]) -> UuFiles<'_> {
+    UuFiles { text, pos: 0 }
+}
+
+/// Iterator over the uuencoded files of a text ([`find`]).
+#[derive(Debug, Clone)]
+pub struct UuFiles<'a> {
+    text: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for UuFiles<'_> {
+    type Item = UuFile;
+
+    fn next(&mut self) -> Option<UuFile> {
+        let text = self.text;
+        let mut current: Option<UuFile> = None;
+        while self.pos < text.len() {
+            let next = line_end(text, self.pos, text.len());
+            let line = trim_eol(&text[self.pos..next]);
+            self.pos = next;
+            match current.as_mut() {
+                None => {
+                    if let Some(name) = begin_line(line) {
+                        current = Some(UuFile { name, data: Vec::new() });
+                    }
                 }
-            }
-            Some(file) => {
-                if line == b"end" || line.starts_with(b"end ") {
-                    out.push(current.take().expect("some"));
-                } else if !line.is_empty() {
-                    decode_line(line, &mut file.data);
+                Some(file) => {
+                    if line == b"end" || line.starts_with(b"end ") {
+                        return current;
+                    } else if !line.is_empty() {
+                        decode_line(line, &mut file.data);
+                    }
                 }
             }
         }
-        pos = next;
+        current.filter(|f| !f.data.is_empty())
     }
-    if let Some(f) = current.filter(|f| !f.data.is_empty()) {
-        out.push(f);
-    }
-    out
 }
 
 fn begin_line(line: &[u8]) -> Option<String> {
@@ -74,10 +86,12 @@ mod tests {
     fn decodes_a_file() {
         // "hello world\n" uuencoded
         let text = b"some text\nbegin 644 hi.txt\n,:&5L;&\\@=V]R;&0*\n`\nend\nmore text\n";
-        let files = find(text);
+        let files: Vec<UuFile> = find(text).collect();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].name, "hi.txt");
         assert_eq!(files[0].data, b"hello world\n");
-        assert!(find(b"begin here\nnot uu\n").is_empty());
+        assert!(find(b"begin here\nnot uu\n").next().is_none());
+        let many = "begin 644 a\n#86)C\n`\nend\n".repeat(3);
+        assert_eq!(find(many.as_bytes()).map(|f| f.data).collect::<Vec<_>>(), vec![b"abc".to_vec(); 3]);
     }
 }

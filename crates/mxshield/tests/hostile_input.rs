@@ -186,3 +186,16 @@ fn rar5_extra_area_costs_no_memory_per_record() {
     assert!(m.status == 0 || m.status == 2, "{}", String::from_utf8_lossy(&m.stdout));
     assert!(m.peak_rss_kib < 130 * 1024, "peak RSS {} KiB", m.peak_rss_kib);
 }
+
+/// uuencoded files in a text part count against `max_entries` like archive members: 20,000
+/// tiny files are refused at the limit, not scanned one by one into memory (issue 8.7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uuencoded_files_count_against_the_entry_limit() {
+    let w = world("uu-entries").await;
+    let files = "begin 644 a.txt\r\n#86)C\r\n`\r\nend\r\n".repeat(20_000);
+    let body = format!("From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: uu\r\n\r\n{files}");
+    let r =
+        testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")), "{r:?}");
+    assert!(r.text.contains("10000"), "{r:?}");
+}

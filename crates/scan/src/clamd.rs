@@ -116,6 +116,9 @@ impl Clamd {
         let msg = mime::parse(raw);
         let mut root = Layer::new("message", FileType::Mail, raw.len() as u64);
         let mut scanned = 0u64;
+        // parts and uuencoded files sent to clamd, bounded like the built-in engine's entries
+        let mut entries = 0usize;
+        let max_entries = crate::Limits::default().max_entries;
         for sp in crate::walk::message_parts(raw, &msg.root) {
             let p = &*sp.part;
             let decoded = p.decoded_body(raw);
@@ -123,6 +126,11 @@ impl Clamd {
             scanned += decoded.len() as u64;
             if p.content_type.starts_with("text/") {
                 for f in mime::uuencode::find(&decoded) {
+                    entries += 1;
+                    if entries > max_entries {
+                        root.verdict = Verdict::LimitExceeded(format!("more than {max_entries} entries"));
+                        return Ok(Report { root, bytes_scanned: scanned, signatures: signatures.to_string() });
+                    }
                     let mut uu = self.layer(format!("uuencoded {}", f.name), &f.data)?;
                     uu.filename = Some(f.name);
                     layer.children.push(uu);

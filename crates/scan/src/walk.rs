@@ -208,9 +208,18 @@ impl<'a> Walker<'a> {
         }
         if part.content_type.starts_with("text/") && child.verdict == Verdict::Clean {
             for f in mime::uuencode::find(&decoded) {
+                // each file is an entry like an archive member
+                if let Err(l) = self.budget.entry() {
+                    child.verdict = Verdict::LimitExceeded(l.0);
+                    break;
+                }
                 let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);
                 uu.filename = Some(f.name);
+                let stop = matches!(uu.overall(), Verdict::LimitExceeded(_));
                 child.children.push(uu);
+                if stop {
+                    break;
+                }
             }
         }
         child.mime_path = Some(sp.path.clone());
