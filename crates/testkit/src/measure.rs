@@ -16,6 +16,8 @@ pub struct Measured {
 }
 
 /// Runs `cmd` to completion and returns its output, exit code and peak RSS.
+// the child is reaped by `wait4` (which also gives its resource usage), not by `Child::wait`
+#[allow(clippy::zombie_processes)]
 pub fn run(cmd: &mut Command) -> Measured {
     let started = Instant::now();
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
