@@ -33,6 +33,11 @@ pub struct ScanConfig {
     /// `engine = "clamd"`: where clamd listens.
     pub clamd: Option<scan::clamd::ClamdAddr>,
     pub clamd_timeout: Duration,
+    /// Scans running at once; further messages wait for a slot (never refused for it).
+    pub max_concurrent: usize,
+    /// Memory the running scans may hold together, in bytes (each is charged three times its
+    /// message size plus `max_expanded`, at most this much).
+    pub max_memory: u64,
 }
 
 /// `[smtp]`: the receiving side.
@@ -380,10 +385,13 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
         max_time: duration(r, sec.as_deref_mut(), "max_time", d.max_time),
     };
     let clamd_timeout = duration(r, sec.as_deref_mut(), "clamd_timeout", Duration::from_secs(60));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let max_concurrent = positive(r, sec.as_deref_mut(), "max_concurrent", cpus);
+    let max_memory = positive(r, sec.as_deref_mut(), "max_memory", 1_000_000_000u64);
     if let Some(s) = sec {
         r.deny_unknown(s);
     }
-    ScanConfig { signatures, limits, clamd, clamd_timeout }
+    ScanConfig { signatures, limits, clamd, clamd_timeout, max_concurrent, max_memory }
 }
 
 fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> WarningsConfig {

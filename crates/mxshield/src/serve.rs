@@ -16,7 +16,7 @@ use crate::delivery::DeliveryContext;
 use crate::delivery::courier::Courier;
 use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
-use crate::filter::{Filter, Scanner};
+use crate::filter::{Admission, Filter, Scanner};
 use crate::inbound::{self, InboundContext};
 use crate::live::LiveContracts;
 use crate::msglog::MessageLog;
@@ -78,7 +78,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         smtp: config.smtp.clone(),
         spool,
         contracts,
-        filter: Filter { max_received_headers: config.smtp.max_received_headers, scanner, notifier },
+        filter: Filter {
+            max_received_headers: config.smtp.max_received_headers,
+            scanner,
+            notifier,
+            admission: Arc::new(Admission::new(
+                config.scan.max_concurrent,
+                config.scan.max_memory,
+                config.scan.limits.max_expanded,
+            )),
+        },
         queued: queued_tx,
         msglog,
     });

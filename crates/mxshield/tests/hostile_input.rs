@@ -199,3 +199,34 @@ async fn uuencoded_files_count_against_the_entry_limit() {
     assert_eq!((r.code, r.enhanced()), (552, Some("5.3.4")), "{r:?}");
     assert!(r.text.contains("10000"), "{r:?}");
 }
+
+/// Scans wait for a slot (`[scan] max_concurrent`) instead of each session scanning its own copy
+/// at once: eight 6 MB messages sent together are all accepted, one scan at a time, and the
+/// gateway's peak memory stays near one scan's worth (issue 8.8: 16 slow 45 MB scans held
+/// 1.1 GiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scans_wait_for_a_slot_within_bounded_memory() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("admission", &quoted(customer.addr), down_addr(), |c| {
+        c.replace("[delivery]", "[scan]\nmax_concurrent = 1\n\n[delivery]")
+    });
+    let payload: Vec<u8> = (0..6_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let body = testkit::mail::with_attachment("x@remote.test", "big", "see attached", "big.bin", &payload);
+    let before = gw.peak_rss_kib().unwrap();
+    let sends = (0..8).map(|_| {
+        let body = body.clone();
+        let addr = gw.addr;
+        tokio::spawn(async move {
+            testkit::client::send_one(addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap()
+        })
+    });
+    for s in sends.collect::<Vec<_>>() {
+        assert_eq!(s.await.unwrap().code, 250);
+    }
+    let peak = gw.peak_rss_kib().unwrap();
+    println!("8 x 8 MB messages, max_concurrent = 1: peak RSS {peak} KiB (before: {before} KiB)");
+    let log = gw.log();
+    let waited = log.lines().filter(|l| l.contains("event=\"received\"") && !l.contains("scan_wait_ms=0 ")).count();
+    assert!(waited >= 4, "scans did not queue:\n{log}");
+    assert!(peak < before + 80 * 1024, "peak RSS {peak} KiB, {before} KiB before the messages");
+}

@@ -59,6 +59,8 @@ pub struct Decision {
     pub parts: Vec<PartRecord>,
     pub original: Original,
     pub scan_ms: u64,
+    /// Time spent waiting for a scan slot ([`Admission`]).
+    pub wait_ms: u64,
 }
 
 /// What the receiving side knows about a message when its data is in.
@@ -107,6 +109,45 @@ impl Scanner {
     }
 }
 
+/// Admission to scanning: how many scans run at once and how much memory they may hold.
+/// A message that finds no room waits (its client is not refused); its data waits on disk.
+#[derive(Debug)]
+pub struct Admission {
+    slots: tokio::sync::Semaphore,
+    /// Units of 1 MiB.
+    memory: tokio::sync::Semaphore,
+    memory_mib: u32,
+    max_expanded: u64,
+}
+
+impl Admission {
+    /// `concurrent` scans at once holding at most `memory` bytes together; a scan is charged
+    /// three times its message size (the data, its decoded parts, a rewritten copy) plus what
+    /// decompression may produce (`max_expanded`).
+    pub fn new(concurrent: usize, memory: u64, max_expanded: u64) -> Admission {
+        let memory_mib = u32::try_from(memory.div_ceil(1 << 20)).unwrap_or(u32::MAX).max(1);
+        Admission {
+            slots: tokio::sync::Semaphore::new(concurrent.max(1)),
+            memory: tokio::sync::Semaphore::new(memory_mib as usize),
+            memory_mib,
+            max_expanded,
+        }
+    }
+
+    /// The memory a scan of a `size`-byte message is charged, in MiB (never more than all).
+    fn cost_mib(&self, size: u64) -> u32 {
+        let bytes = size.saturating_mul(3).saturating_add(self.max_expanded);
+        u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX).clamp(1, self.memory_mib)
+    }
+
+    /// Waits for a slot and the memory of a `size`-byte message.
+    async fn enter(&self, size: u64) -> (tokio::sync::SemaphorePermit<'_>, tokio::sync::SemaphorePermit<'_>) {
+        let slot = self.slots.acquire().await.expect("never closed");
+        let memory = self.memory.acquire_many(self.cost_mib(size)).await.expect("never closed");
+        (slot, memory)
+    }
+}
+
 /// The filter stage.
 #[derive(Clone)]
 pub struct Filter {
@@ -116,6 +157,8 @@ pub struct Filter {
     pub scanner: Scanner,
     /// Builds warning mails; `None` when warnings are switched off.
     pub notifier: Option<Arc<Notifier>>,
+    /// Bounds the scans running at once and their memory.
+    pub admission: Arc<Admission>,
 }
 
 impl Filter {
@@ -130,6 +173,10 @@ impl Filter {
         let this = self.clone();
         let facts = facts.clone();
         let mut writer = writer;
+        let admission = self.admission.clone();
+        let waiting = Instant::now();
+        let _admitted = admission.enter(writer.data_len()).await;
+        let wait_ms = waiting.elapsed().as_millis() as u64;
         let joined = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let decision = match writer.read_back() {
@@ -143,7 +190,7 @@ impl Filter {
         })
         .await;
         match joined {
-            Ok((writer, decision)) => (Some(writer), decision),
+            Ok((writer, decision)) => (Some(writer), Decision { wait_ms, ..decision }),
             Err(_) => {
                 // the scanner panicked: the writer went with it; the message is not lost, the
                 // client was not answered 250 and will retry

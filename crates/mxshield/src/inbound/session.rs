@@ -353,7 +353,7 @@ impl Policy for GatewaySession {
             contract = %txn.contracts.join(","), direction = %txn.direction.as_str(), client_ip = %self.client,
             helo = %self.helo, from = %txn.sender, to = %txn.rcpts.join(","), size,
             verdict = %decision.verdict_text, action = %decision.action, result = %decision.result,
-            findings = %decision.findings, scan_ms = decision.scan_ms, warnings = decision.warnings.len(),
+            findings = %decision.findings, scan_wait_ms = decision.wait_ms, scan_ms = decision.scan_ms, warnings = decision.warnings.len(),
             reply = %reply.one_line(),
         );
         let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
