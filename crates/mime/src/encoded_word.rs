@@ -17,11 +17,12 @@ pub fn decode_header(value: &[u8]) -> String {
     let mut out = String::new();
     let mut plain_start = 0;
     let mut pending: Option<(String, Vec<u8>)> = None;
+    let mut ends = EndCache { from: 0, found: None, searched: false };
     let mut i = 0;
     while i < value.len() {
         if value[i] == b'='
             && value.get(i + 1) == Some(&b'?')
-            && let Some(w) = parse_word(value, i)
+            && let Some(w) = parse_word(value, i, &mut ends)
         {
             let between = &value[plain_start..i];
             let only_space = between.iter().all(|b| b.is_ascii_whitespace());
@@ -56,10 +57,34 @@ fn flush(out: &mut String, pending: &mut Option<(String, Vec<u8>)>) {
     }
 }
 
+/// The next `?=` in a value at or after `from` (`None`: there is none), remembered so that a
+/// value full of unterminated words is searched once, not once per word.
+struct EndCache {
+    from: usize,
+    found: Option<usize>,
+    searched: bool,
+}
+
+impl EndCache {
+    /// The position of the first `?=` at or after `at` in `v`.
+    fn next(&mut self, v: &[u8], at: usize) -> Option<usize> {
+        let valid = self.searched && self.from <= at && self.found.is_none_or(|f| f >= at);
+        if !valid {
+            self.found = memchr::memmem::find(&v[at.min(v.len())..], b"?=").map(|p| at + p);
+            self.from = at;
+            self.searched = true;
+        }
+        self.found
+    }
+}
+
+/// Longest charset name (with its `*lang`) looked for in an encoded word.
+const MAX_CHARSET: usize = 75;
+
 /// Parses `=?charset[*lang]?enc?text?=` starting at `start`.
-fn parse_word(v: &[u8], start: usize) -> Option<Word<'_>> {
+fn parse_word<'a>(v: &'a [u8], start: usize, ends: &mut EndCache) -> Option<Word<'a>> {
     let s = &v[start + 2..];
-    let q1 = s.iter().position(|&b| b == b'?')?;
+    let q1 = s.iter().take(MAX_CHARSET + 1).position(|&b| b == b'?')?;
     let charset = std::str::from_utf8(&s[..q1]).ok()?;
     let charset = charset.split('*').next()?;
     if charset.is_empty() || charset.bytes().any(|b| b.is_ascii_whitespace()) {
@@ -70,7 +95,7 @@ fn parse_word(v: &[u8], start: usize) -> Option<Word<'_>> {
         return None;
     }
     let text_start = q1 + 3;
-    let rel_end = s[text_start..].windows(2).position(|w| w == b"?=")?;
+    let rel_end = ends.next(v, start + 2 + text_start)? - (start + 2 + text_start);
     let text = &s[text_start..text_start + rel_end];
     if text.iter().any(|&b| b == b' ' || b == b'\n' || b == b'\r') && enc.eq_ignore_ascii_case(&b'B') {
         return None;
@@ -105,5 +130,17 @@ mod tests {
         assert_eq!(decode_header(b"plain text"), "plain text");
         assert_eq!(decode_header(b"=?bogus"), "=?bogus");
         assert_eq!(decode_header(b"\x1b$B%F%9%H\x1b(B"), "テスト");
+        assert_eq!(decode_header(b"=?a?Q?x?= =?b?Q?y"), "x =?b?Q?y");
+    }
+
+    /// Unterminated words (`=?x?Q? ` × 200,000, 1.4 MB) are linear work, not one search to the
+    /// end per word (issue 8.9: 79 s).
+    #[test]
+    fn unterminated_words_are_linear() {
+        let v = "=?x?Q? ".repeat(200_000);
+        let started = std::time::Instant::now();
+        let out = decode_header(v.as_bytes());
+        assert_eq!(out.len(), v.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }
