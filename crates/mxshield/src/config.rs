@@ -46,6 +46,10 @@ pub struct SmtpConfig {
     pub listen: Vec<SocketAddr>,
     pub hostname: String,
     pub max_connections: usize,
+    /// Sessions one client address may hold at once.
+    pub max_connections_per_client: usize,
+    /// Of `max_connections`, slots only the contracts' registered sending servers may take.
+    pub reserved_connections: usize,
     pub max_recipients: usize,
     pub max_message_size: u64,
     pub max_line_length: usize,
@@ -53,6 +57,8 @@ pub struct SmtpConfig {
     pub max_received_headers: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// All of one message's DATA.
+    pub data_total_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub tls: Option<TlsFiles>,
 }
@@ -233,10 +239,13 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
             r.deny_unknown(&t);
         }
     }
+    let max_connections = positive(r, sec.as_deref_mut(), "max_connections", 1000);
     let cfg = SmtpConfig {
         listen,
         hostname,
-        max_connections: positive(r, sec.as_deref_mut(), "max_connections", 1000),
+        max_connections,
+        max_connections_per_client: positive(r, sec.as_deref_mut(), "max_connections_per_client", 50),
+        reserved_connections: reserved(r, sec.as_deref_mut(), max_connections),
         max_recipients: positive(r, sec.as_deref_mut(), "max_recipients", 100),
         max_message_size: positive(r, sec.as_deref_mut(), "max_message_size", 52_428_800),
         max_line_length: positive(r, sec.as_deref_mut(), "max_line_length", 4096),
@@ -244,6 +253,7 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         max_received_headers: positive(r, sec.as_deref_mut(), "max_received_headers", 30),
         command_timeout: duration(r, sec.as_deref_mut(), "command_timeout", Duration::from_secs(300)),
         data_timeout: duration(r, sec.as_deref_mut(), "data_timeout", Duration::from_secs(180)),
+        data_total_timeout: duration(r, sec.as_deref_mut(), "data_total_timeout", Duration::from_secs(600)),
         shutdown_timeout: duration(r, sec.as_deref_mut(), "shutdown_timeout", Duration::from_secs(30)),
         tls,
     };
@@ -254,6 +264,20 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         r.deny_unknown(s);
     }
     cfg
+}
+
+/// `reserved_connections`: a tenth of `max_connections` by default; fewer than all of them.
+fn reserved(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, max: usize) -> usize {
+    let default = (max / 10).max(1).min(max - 1);
+    let Some(sec) = sec else { return default };
+    match r.unsigned(sec, "reserved_connections") {
+        None => default,
+        Some((n, _)) if (n as usize) < max => n as usize,
+        Some((_, line)) => {
+            r.issue(sec.child_path("reserved_connections"), line, "must be less than max_connections");
+            default
+        }
+    }
 }
 
 fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, hostname: &str) -> DeliveryConfig {

@@ -65,6 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         max_line_length: config.smtp.max_line_length,
         command_timeout: config.smtp.command_timeout,
         data_timeout: config.smtp.data_timeout,
+        data_total_timeout: config.smtp.data_total_timeout,
         max_errors: config.smtp.max_errors,
         tls,
     };

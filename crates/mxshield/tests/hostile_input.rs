@@ -272,3 +272,76 @@ async fn quadratic_header_content_is_answered_in_bounded_time() {
     println!("four quadratic-header messages answered in {:?}", started.elapsed());
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
 }
+
+/// One address cannot hold every session slot, and strangers cannot take the slots kept for
+/// the contracts' own sending servers (issue 8.10: 1,000 trickling connections from one
+/// stranger kept every other client at `421`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_session_slot() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("slots", &quoted(customer.addr), down_addr(), |c| {
+        c.replace(
+            "hostname = \"mx.test\"",
+            "hostname = \"mx.test\"\nmax_connections = 6\nreserved_connections = 2\nmax_connections_per_client = 3",
+        )
+    });
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (c, g) = RawClient::connect_from(ip("127.0.0.9"), gw.addr).await.unwrap();
+        assert_eq!(g.code, 220);
+        held.push(c);
+    }
+    let (_c, g) = RawClient::connect_from(ip("127.0.0.9"), gw.addr).await.unwrap();
+    assert_eq!((g.code, g.enhanced()), (421, Some("4.7.0")), "{g:?}");
+    // another stranger takes the last shared slot; a third finds them all taken
+    let (c, g) = RawClient::connect_from(ip("127.0.0.10"), gw.addr).await.unwrap();
+    assert_eq!(g.code, 220);
+    held.push(c);
+    let (_c, g) = RawClient::connect_from(ip("127.0.0.11"), gw.addr).await.unwrap();
+    assert_eq!((g.code, g.enhanced()), (421, Some("4.3.2")), "{g:?}");
+    // the contract's sending server still gets in, on a reserved slot, and may relay
+    let (mut c, g) = RawClient::connect_from(ip(SENDING_SERVER), gw.addr).await.unwrap();
+    assert_eq!(g.code, 220);
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<someone@remote.test>").await.unwrap().code, 250);
+    // a slot given back is free again
+    drop(held.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_c, g) = RawClient::connect_from(ip("127.0.0.11"), gw.addr).await.unwrap();
+    assert_eq!(g.code, 220);
+}
+
+/// One byte per `data_timeout` cannot keep a DATA phase open for ever: the whole of one
+/// message's data has `data_total_timeout` (issue 8.10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_data_is_cut_at_the_total_deadline() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("trickle", &quoted(customer.addr), down_addr(), |c| {
+        c.replace(
+            "hostname = \"mx.test\"",
+            "hostname = \"mx.test\"\ndata_timeout = \"1s\"\ndata_total_timeout = \"2s\"",
+        )
+    });
+    let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+    c.cmd("EHLO slow.test").await.unwrap();
+    c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+    c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..40 {
+            if c.send_raw(b"x").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+    trickle.await;
+    let r = c.reply().await.unwrap();
+    assert_eq!((r.code, r.enhanced()), (421, Some("4.4.2")), "{r:?}");
+    assert!(r.text.contains("took too long"), "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(13));
+    assert_eq!(customer.count(), 0);
+}

@@ -336,7 +336,7 @@ async fn contract_changes_apply_without_restart_or_dropping_sessions() {
 async fn over_connection_limit_gets_421() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
     let (gw, _dir) = gateway("connlimit", &quoted(customer.addr), customer.addr, |c| {
-        c.replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2")
+        c.replace("hostname = \"mx.test\"", "hostname = \"mx.test\"\nmax_connections = 2\nreserved_connections = 0")
     });
     let (_a, g1) = RawClient::connect(gw.addr).await.unwrap();
     let (_b, g2) = RawClient::connect(gw.addr).await.unwrap();

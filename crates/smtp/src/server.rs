@@ -35,6 +35,8 @@ pub struct SessionConfig {
     pub command_timeout: Duration,
     /// How long to wait for each block of DATA (RFC 5321 §4.5.3.2.6: 3 minutes).
     pub data_timeout: Duration,
+    /// How long one message's DATA may take in all, however steadily it trickles in.
+    pub data_total_timeout: Duration,
     /// Bad commands tolerated before the session is closed.
     pub max_errors: u32,
     /// Offer STARTTLS with this acceptor.
@@ -338,10 +340,17 @@ impl<P: Policy> Session<P> {
         let mut chunk = Vec::with_capacity(DATA_CHUNK + 1024);
         let mut total: u64 = 0;
         let mut failure: Option<(DataAbort, Reply)> = None;
+        let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
         while !decoder.is_done() {
-            let buf = match timeout(self.config.data_timeout, self.stream.fill_buf()).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let buf = match timeout(self.config.data_timeout.min(left), self.stream.fill_buf()).await {
                 Err(_) => {
-                    self.reply(Reply::new(421, (4, 4, 2), "Timeout waiting for data"));
+                    let why = if left < self.config.data_timeout {
+                        "Timeout: the message data took too long"
+                    } else {
+                        "Timeout waiting for data"
+                    };
+                    self.reply(Reply::new(421, (4, 4, 2), why));
                     let _ = self.flush().await;
                     return Ok(Err((DataAbort::Disconnected, Reply::plain(421, "timeout"))));
                 }

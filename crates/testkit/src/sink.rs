@@ -73,6 +73,7 @@ impl Sink {
             max_line_length: 4096,
             command_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(60),
+            data_total_timeout: Duration::from_secs(600),
             max_errors: 1000,
             tls: tls.then(self_signed_acceptor),
         };

@@ -10,7 +10,8 @@ pub mod policy;
 pub mod session;
 pub mod strip;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use smtp::server::{Session, SessionConfig};
 use spool::{QueueId, Spool};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 
 use crate::config::SmtpConfig;
 use crate::filter::Filter;
@@ -37,6 +38,79 @@ pub struct InboundContext {
     pub msglog: MessageLog,
 }
 
+/// Session slots: `max_connections` in all, of which `reserved` only the contracts' registered
+/// sending servers may take (strangers cannot crowd the customers out), and at most
+/// `per_client` held by one client address.
+pub struct Slots {
+    shared: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+    total: (usize, usize),
+    per_client: usize,
+    by_client: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A session slot, given back when dropped.
+pub struct SlotGuard {
+    slots: Arc<Slots>,
+    client: IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut map = self.slots.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Why a connection got no slot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoSlot {
+    /// Every slot it may take is in use.
+    Full,
+    /// Its address already holds `max_connections_per_client` sessions.
+    PerClient,
+}
+
+impl Slots {
+    pub fn new(max: usize, reserved: usize, per_client: usize) -> Arc<Slots> {
+        let reserved = reserved.min(max.saturating_sub(1));
+        Arc::new(Slots {
+            shared: Arc::new(Semaphore::new(max - reserved)),
+            reserved: Arc::new(Semaphore::new(reserved)),
+            total: (max - reserved, reserved),
+            per_client,
+            by_client: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a slot for `client`; `registered` says it is a contract's sending server.
+    pub fn take(self: &Arc<Self>, client: IpAddr, registered: bool) -> Result<SlotGuard, NoSlot> {
+        let mut map = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        let held = map.get(&client).copied().unwrap_or(0);
+        if held >= self.per_client {
+            return Err(NoSlot::PerClient);
+        }
+        let permit = self.shared.clone().try_acquire_owned().or_else(|_| {
+            if registered { self.reserved.clone().try_acquire_owned() } else { Err(TryAcquireError::NoPermits) }
+        });
+        let permit = permit.map_err(|_| NoSlot::Full)?;
+        *map.entry(client).or_default() += 1;
+        Ok(SlotGuard { slots: self.clone(), client, _permit: permit })
+    }
+
+    /// Waits until every slot is free again (sessions drained).
+    async fn drained(&self) {
+        let _a = self.shared.acquire_many(self.total.0 as u32).await;
+        let _b = self.reserved.acquire_many(self.total.1 as u32).await;
+    }
+}
+
 /// Serves SMTP on `listeners` until `shutdown` turns true, then lets sessions finish for up
 /// to `shutdown_timeout`.
 pub async fn serve(
@@ -45,8 +119,8 @@ pub async fn serve(
     session_config: SessionConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = ctx.smtp.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
+    let smtp = &ctx.smtp;
+    let slots = Slots::new(smtp.max_connections, smtp.reserved_connections, smtp.max_connections_per_client);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let (ctx, slots, cfg, stop) = (ctx.clone(), slots.clone(), session_config.clone(), shutdown.clone());
@@ -56,7 +130,7 @@ pub async fn serve(
     for t in &accept_tasks {
         t.abort();
     }
-    let drained = tokio::time::timeout(ctx.smtp.shutdown_timeout, slots.acquire_many(max as u32)).await;
+    let drained = tokio::time::timeout(ctx.smtp.shutdown_timeout, slots.drained()).await;
     match drained {
         Ok(_) => tracing::info!(event = "sessions_drained"),
         Err(_) => tracing::warn!(event = "sessions_cut", after = ?ctx.smtp.shutdown_timeout),
@@ -66,7 +140,7 @@ pub async fn serve(
 async fn accept_loop(
     ctx: Arc<InboundContext>,
     listener: TcpListener,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     cfg: SessionConfig,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -80,19 +154,25 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+        let client = peer.ip();
+        let registered = ctx.contracts.get().sending_contract(client, chrono::Utc::now().date_naive()).is_some();
+        match slots.take(client, registered) {
+            Ok(slot) => {
                 let (ctx, cfg, stop) = (ctx.clone(), cfg.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     run_session(ctx, stream, peer, cfg, stop).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
-            Err(_) => {
+            Err(why) => {
+                let reply = match why {
+                    NoSlot::Full => "421 4.3.2 Too many connections, try again later",
+                    NoSlot::PerClient => "421 4.7.0 Too many connections from your address, try again later",
+                };
                 tokio::spawn(async move {
                     let mut s = stream;
-                    let _ = s.write_all(b"421 4.3.2 Too many connections, try again later\r\n").await;
-                    tracing::info!(event = "refused", stage = "connect", client_ip = %peer.ip(), reply = "421 4.3.2 too many connections");
+                    let _ = s.write_all(format!("{reply}\r\n").as_bytes()).await;
+                    tracing::info!(event = "refused", stage = "connect", client_ip = %client, reply);
                 });
             }
         }
