@@ -77,6 +77,8 @@ pub struct DeliveryConfig {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub workers: usize,
+    /// Deliveries to one destination domain at once.
+    pub per_destination: usize,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
@@ -336,6 +338,7 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
         retry_min: duration(r, sec.as_deref_mut(), "retry_min", Duration::from_secs(300)),
         retry_max: duration(r, sec.as_deref_mut(), "retry_max", Duration::from_secs(3600)),
         workers: positive(r, sec.as_deref_mut(), "workers", 64),
+        per_destination: positive(r, sec.as_deref_mut(), "per_destination", 20),
         connect_timeout: duration(r, sec.as_deref_mut(), "connect_timeout", Duration::from_secs(30)),
         command_timeout: duration(r, sec.as_deref_mut(), "command_timeout", Duration::from_secs(300)),
         data_timeout: duration(r, sec.as_deref_mut(), "data_timeout", Duration::from_secs(600)),

@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         postmaster: config.postmaster.clone(),
         queued: queued_tx.clone(),
         msglog: msglog.clone(),
+        destinations: Default::default(),
     });
     let scheduler = tokio::spawn(scheduler::run(delivery, known, queued_rx, shutdown_rx.clone()));
 

@@ -345,3 +345,38 @@ async fn trickled_data_is_cut_at_the_total_deadline() {
     assert!(started.elapsed() < std::time::Duration::from_secs(13));
     assert_eq!(customer.count(), 0);
 }
+
+/// A customer server that never answers holds at most `per_destination` delivery workers:
+/// another customer's mail goes through meanwhile (issue 8.11: 64 messages to a tarpit held
+/// all 64 workers, and another customer got 0 of 5 messages in 100 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarpitting_customer_server_cannot_take_every_delivery_worker() {
+    let tarpit = testkit::sink::Tarpit::start().await;
+    let other = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("tarpit", &quoted(tarpit.addr), down_addr(), |c| {
+        c.replace("connect_timeout = \"2s\"", "connect_timeout = \"2s\"\nworkers = 4\nper_destination = 2")
+    });
+    let two = format!(
+        "{}\n[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 5\nstarts = \"2026-01-01\"\n\
+         [[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"carol\"]\n",
+        contracts(&quoted(tarpit.addr)),
+        other.addr
+    );
+    apply(&gw, &two);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    for i in 0..8 {
+        let body = testkit::client::message(&format!("to the tarpit {i}"), "hello");
+        let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+        assert_eq!(r.code, 250);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let body = testkit::client::message(&format!("to beta {i}"), "hello");
+        let r = testkit::client::send_one(gw.addr, "x@remote.test", &["carol@beta.example"], &body).await.unwrap();
+        assert_eq!(r.code, 250);
+    }
+    let got = other.wait_for(3, std::time::Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 3, "log:\n{}", gw.log());
+    println!("3 messages to another customer delivered in {:?} beside a tarpit", started.elapsed());
+}

@@ -24,6 +24,10 @@ pub enum Next {
     RetryAt(u64),
 }
 
+/// How soon a message whose destination was busy is looked at again (plus up to as much again
+/// of jitter).
+const BUSY_RETRY_MS: u64 = 2_000;
+
 /// Attempts delivery of every recipient of `id` not yet delivered or failed.
 pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     let loaded = {
@@ -50,9 +54,17 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     };
     let log = LogFields::of(id, &env);
     let mut newly_failed = Vec::new();
-    for (domain, idxs) in pending_by_domain(&env, &status) {
+    let groups = pending_by_domain(&env, &status);
+    let mut busy = 0;
+    for (domain, idxs) in &groups {
+        let Some(_slot) = ctx.destinations.try_take(domain, ctx.cfg.per_destination) else {
+            // the destination already has its share of the workers: not an attempt, try soon
+            tracing::debug!(event = "destination_busy", queue_id = %id, domain = %domain);
+            busy += 1;
+            continue;
+        };
         let rcpts: Vec<String> = idxs.iter().map(|&i| env.recipients[i].clone()).collect();
-        let outcomes = match ctx.router.route(&domain).await {
+        let outcomes = match ctx.router.route(domain).await {
             Ok(candidates) => ctx.courier.deliver(&ctx.spool, id, &env.sender, &rcpts, &candidates).await,
             Err(RouteError::Permanent(st, text)) => {
                 vec![Outcome::Failed { remote: String::new(), status: st.into(), diagnostic: text }; rcpts.len()]
@@ -70,8 +82,11 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
             }
         }
     }
-    status.attempts += 1;
     let now = now_ms();
+    if busy > 0 && busy == groups.len() {
+        return Next::RetryAt(now + BUSY_RETRY_MS + fastrand::u64(0..BUSY_RETRY_MS));
+    }
+    status.attempts += 1;
     // received_at has whole seconds: round up so a message never expires early.
     let expires = (env.received_at + 1) * 1000 + ctx.cfg.queue_lifetime.as_millis() as u64;
     if now >= expires {
@@ -92,7 +107,10 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         }
         return Next::Done;
     }
-    let next = (now + backoff_ms(ctx, status.attempts)).min(expires.max(now + 1000));
+    let mut next = (now + backoff_ms(ctx, status.attempts)).min(expires.max(now + 1000));
+    if busy > 0 {
+        next = next.min(now + BUSY_RETRY_MS + fastrand::u64(0..BUSY_RETRY_MS));
+    }
     status.next_attempt = next;
     if let Err(e) = ctx.spool.write_status(id, &status) {
         tracing::error!(event = "spool_error", queue_id = %id, error = %e);

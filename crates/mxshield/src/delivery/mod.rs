@@ -34,6 +34,46 @@ pub struct DeliveryContext {
     pub queued: mpsc::UnboundedSender<QueueId>,
     /// The message log: each recipient's outcome goes there.
     pub msglog: MessageLog,
+    /// Deliveries in progress per destination domain.
+    pub destinations: Destinations,
+}
+
+/// Counts deliveries in progress per destination domain, so one destination (a customer
+/// server that never answers) can hold at most `per_destination` of the workers.
+#[derive(Debug, Default)]
+pub struct Destinations {
+    busy: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// A delivery slot for one destination, given back when dropped.
+pub struct DestinationSlot<'a> {
+    owner: &'a Destinations,
+    domain: String,
+}
+
+impl Destinations {
+    /// A slot for `domain` if fewer than `max` deliveries to it are in progress.
+    pub fn try_take(&self, domain: &str, max: usize) -> Option<DestinationSlot<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let n = busy.entry(domain.to_ascii_lowercase()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(DestinationSlot { owner: self, domain: domain.to_ascii_lowercase() })
+    }
+}
+
+impl Drop for DestinationSlot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.owner.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(&self.domain) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.domain);
+            }
+        }
+    }
 }
 
 /// Shared handle.
