@@ -380,3 +380,33 @@ async fn a_tarpitting_customer_server_cannot_take_every_delivery_worker() {
     assert_eq!(got.len(), 3, "log:\n{}", gw.log());
     println!("3 messages to another customer delivered in {:?} beside a tarpit", started.elapsed());
 }
+
+/// A customer server that refuses DATA and keeps the transaction open (Postfix with
+/// `smtpd_data_restrictions = defer`): the connection is reset before it is used again, so no
+/// innocent message meets "503 nested MAIL command" and bounces (issue 8.12: 2 of 3 bounced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_data_does_not_bounce_the_next_message() {
+    let customer = WireServer::start(WireConfig { refuse_data: 1, ..WireConfig::default() }).await;
+    let remote = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("rset", &quoted(customer.addr), remote.addr, |c| c);
+    for i in 0..3 {
+        let body = testkit::client::message(&format!("message {i}"), "hello");
+        let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+        assert_eq!(r.code, 250);
+        if i == 0 {
+            // the first is refused at DATA; the next ones go over the same connection
+            gw.wait_log("event=\"deferred\"", WAIT).await;
+        } else {
+            customer.wait_for(i, WAIT).await;
+        }
+    }
+    let got = customer.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3, "commands: {:#?}\nlog:\n{}", customer.commands(), gw.log());
+    let commands = customer.commands();
+    assert_eq!(commands.iter().filter(|c| c.starts_with("EHLO")).count(), 1, "{commands:#?}");
+    let refused = commands.iter().position(|c| c == "DATA").unwrap();
+    assert_eq!(commands[refused + 1], "RSET", "{commands:#?}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(remote.count(), 0, "a DSN was sent: {}", gw.log());
+    assert!(!gw.log().contains("event=\"bounced\""), "{}", gw.log());
+}

@@ -163,11 +163,21 @@ impl Client {
         if needs_utf8 && self.extensions.smtputf8 {
             mail_cmd.push_str(" SMTPUTF8");
         }
-        if self.extensions.pipelining {
-            self.send_pipelined(&mail_cmd, rcpts, body).await
+        let (txn, ended) = if self.extensions.pipelining {
+            self.send_pipelined(&mail_cmd, rcpts, body).await?
         } else {
-            self.send_lockstep(&mail_cmd, rcpts, body).await
+            self.send_lockstep(&mail_cmd, rcpts, body).await?
+        };
+        if !ended {
+            // a transaction that did not end with the reply to the final dot may still be open
+            // on the server (Postfix keeps it after refusing DATA): reset it, or the next MAIL
+            // on this connection is a "nested MAIL command"
+            let r = self.rset().await?;
+            if !r.is_positive() {
+                return Err(ClientError::Protocol(format!("RSET refused: {}", r.one_line())));
+            }
         }
+        Ok(txn)
     }
 
     async fn send_pipelined<R: AsyncRead + Unpin>(
@@ -175,7 +185,7 @@ impl Client {
         mail_cmd: &str,
         rcpts: &[String],
         body: R,
-    ) -> Result<Transaction, ClientError> {
+    ) -> Result<(Transaction, bool), ClientError> {
         let mut batch = format!("{mail_cmd}\r\n");
         for r in rcpts {
             batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
@@ -189,21 +199,21 @@ impl Client {
         }
         let data = self.read_reply(self.timeouts.command).await?;
         if !mail.is_positive() {
-            return Ok(Transaction { mail, rcpts: Vec::new(), data: None });
+            return Ok((Transaction { mail, rcpts: Vec::new(), data: None }, false));
         }
         let any_ok = replies.iter().any(Reply::is_positive);
         if data.code != 354 {
             let data = any_ok.then_some(data);
-            return Ok(Transaction { mail, rcpts: replies, data });
+            return Ok((Transaction { mail, rcpts: replies, data }, false));
         }
         if !any_ok {
             // The server started DATA although no recipient was accepted: end it empty.
             self.write(b".\r\n").await?;
             let _ = self.read_reply(self.timeouts.data_end).await?;
-            return Ok(Transaction { mail, rcpts: replies, data: None });
+            return Ok((Transaction { mail, rcpts: replies, data: None }, true));
         }
         let end = self.write_body(body).await?;
-        Ok(Transaction { mail, rcpts: replies, data: Some(end) })
+        Ok((Transaction { mail, rcpts: replies, data: Some(end) }, true))
     }
 
     async fn send_lockstep<R: AsyncRead + Unpin>(
@@ -211,25 +221,24 @@ impl Client {
         mail_cmd: &str,
         rcpts: &[String],
         body: R,
-    ) -> Result<Transaction, ClientError> {
+    ) -> Result<(Transaction, bool), ClientError> {
         let mail = self.command(mail_cmd).await?;
         if !mail.is_positive() {
-            return Ok(Transaction { mail, rcpts: Vec::new(), data: None });
+            return Ok((Transaction { mail, rcpts: Vec::new(), data: None }, false));
         }
         let mut replies = Vec::with_capacity(rcpts.len());
         for r in rcpts {
             replies.push(self.command(&format!("RCPT TO:<{r}>")).await?);
         }
         if !replies.iter().any(Reply::is_positive) {
-            self.rset().await?;
-            return Ok(Transaction { mail, rcpts: replies, data: None });
+            return Ok((Transaction { mail, rcpts: replies, data: None }, false));
         }
         let data = self.command("DATA").await?;
         if data.code != 354 {
-            return Ok(Transaction { mail, rcpts: replies, data: Some(data) });
+            return Ok((Transaction { mail, rcpts: replies, data: Some(data) }, false));
         }
         let end = self.write_body(body).await?;
-        Ok(Transaction { mail, rcpts: replies, data: Some(end) })
+        Ok((Transaction { mail, rcpts: replies, data: Some(end) }, true))
     }
 
     async fn write_body<R: AsyncRead + Unpin>(&mut self, mut body: R) -> Result<Reply, ClientError> {

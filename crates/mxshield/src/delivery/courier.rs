@@ -155,14 +155,28 @@ impl Courier {
         if let Some(mut client) = self.checkout(addr)
             && let Ok(tx) = self.send_on(&mut client, spool, id, sender, rcpts).await
         {
-            self.checkin(addr, client, &tx).await;
-            return Ok(tx);
+            if !out_of_sequence(&tx) {
+                self.checkin(addr, client);
+                return Ok(tx);
+            }
+            // "bad sequence of commands" on a reused connection: the connection's state is at
+            // fault, not the message; close it and try again on a fresh one
+            tracing::info!(event = "connection_reset", remote = %addr, reply = %tx.mail.one_line());
         }
         // No idle connection, or it went stale: open a fresh one.
         let mut client = self.open(addr, name, self.cfg.starttls).await?;
         match self.send_on(&mut client, spool, id, sender, rcpts).await {
+            Ok(tx) if out_of_sequence(&tx) => {
+                // even on a fresh connection a 503 is the server's confusion: try again later
+                let reply = [Some(&tx.mail), tx.rcpts.iter().find(|r| r.code == 503), tx.data.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|r| r.code == 503)
+                    .map_or_else(String::new, |r| r.one_line());
+                Err(HostError::Unreachable { error: format!("out of sequence: {reply}"), dead: false })
+            }
             Ok(tx) => {
-                self.checkin(addr, client, &tx).await;
+                self.checkin(addr, client);
                 Ok(tx)
             }
             Err(e) => Err(HostError::Unreachable { error: e.to_string(), dead: false }),
@@ -230,11 +244,8 @@ impl Courier {
         None
     }
 
-    async fn checkin(&self, addr: SocketAddr, mut client: Client, tx: &Transaction) {
-        // Without a final reply to DATA the server may still hold MAIL/RCPT state.
-        if tx.data.is_none() && client.rset().await.is_err() {
-            return;
-        }
+    /// Keeps a connection for reuse (the client has reset any transaction left open).
+    fn checkin(&self, addr: SocketAddr, client: Client) {
         let mut idle = self.idle.lock().expect("idle pool lock");
         let list = idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
@@ -275,6 +286,12 @@ impl Courier {
     pub fn forget_dead(&self) {
         self.dead.lock().expect("dead host lock").clear();
     }
+}
+
+/// A reply of `503` (bad sequence of commands) anywhere in the transaction: the session was
+/// not where we thought, which says nothing about the message.
+fn out_of_sequence(tx: &Transaction) -> bool {
+    tx.mail.code == 503 || tx.rcpts.iter().any(|r| r.code == 503) || tx.data.as_ref().is_some_and(|d| d.code == 503)
 }
 
 fn failed(remote: &str, reply: &Reply) -> Outcome {
