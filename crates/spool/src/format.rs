@@ -17,7 +17,7 @@ const MAGIC: &[u8; 8] = b"MXSPOOL\x02";
 pub(crate) const DATA_OFFSET: u64 = 9;
 const TRAILER_MAGIC: &[u8; 5] = b"MXEND";
 const TRAILER_LEN: u64 = 17;
-const MAX_ENVELOPE: u32 = 16 * 1024 * 1024;
+pub(crate) const MAX_ENVELOPE: u32 = 16 * 1024 * 1024;
 
 /// Who the message is from and to, and attributes the gateway attaches (contract, direction…).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -54,6 +54,8 @@ pub enum FormatError {
     Checksum,
     #[error("bad status file")]
     BadStatus,
+    #[error("envelope of {0} bytes is larger than a spool file may hold")]
+    EnvelopeTooLarge(usize),
 }
 
 pub(crate) fn encode_start() -> Vec<u8> {

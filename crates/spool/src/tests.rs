@@ -111,3 +111,18 @@ fn replaced_data_keeps_the_id_and_passes_recovery() {
     assert_eq!(spool.read_data(&id).unwrap().1, b"Subject: cleaned\r\n\r\nok\r\n");
     assert!(matches!(&spool.recover().unwrap()[..], [Recovered::Ok { .. }]));
 }
+
+/// An envelope the reader would refuse (over 16 MiB) is refused at commit, before any `250`,
+/// instead of being committed and retried for ever as "bad envelope record" (issue 8.13).
+#[test]
+fn an_envelope_too_large_to_read_back_is_never_committed() {
+    let spool = temp_spool("big-envelope");
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+    let mut env = envelope();
+    env.attrs.push(("prepend".into(), "x".repeat(17 * 1024 * 1024)));
+    let err = w.commit(&env).unwrap_err();
+    assert!(err.to_string().contains("larger than a spool file may hold"), "{err}");
+    assert!(spool.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
+}

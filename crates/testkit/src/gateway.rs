@@ -106,6 +106,9 @@ impl Gateway {
     }
 
     /// The process's peak resident set size so far, in KiB (`VmHWM` of `/proc/PID/status`).
+    /// Unlike `ru_maxrss` from `wait4`, this is the gateway's own address space: a child keeps
+    /// the parent's high-water mark across `exec`, so a test process holding large buffers
+    /// would inflate the child's `ru_maxrss`.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

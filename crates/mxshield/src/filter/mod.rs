@@ -214,7 +214,7 @@ impl Filter {
         let mut d = Decision {
             deliver: true,
             verdict_text: verdict_word(&report.verdict()).to_string(),
-            findings: findings.join("; "),
+            findings: summarise(&findings),
             parts: part_records(&report.root),
             original: Original::of(raw),
             ..Decision::default()
@@ -225,7 +225,7 @@ impl Filter {
                 Some((data, done)) => {
                     let mut result: Vec<String> = done.iter().map(done_text).collect();
                     result.extend(unscanned_text(unscanned));
-                    d.result = result.join("; ");
+                    d.result = summarise(&result);
                     d.viruses = virus_list(fixes);
                     d.rewritten = Some(data);
                     let affected: Vec<AffectedPart> = done
@@ -246,7 +246,7 @@ impl Filter {
                 d.result = "refused".into();
             }
             Action::Deliver { unscanned } => {
-                d.result = if unscanned.is_empty() { "clean".into() } else { unscanned_text(&unscanned).join("; ") };
+                d.result = if unscanned.is_empty() { "clean".into() } else { summarise(&unscanned_text(&unscanned)) };
             }
             Action::Rewrite { .. } => {}
             Action::Drop { warn, viruses } => {
@@ -355,6 +355,30 @@ fn done_text(d: &rewrite::Done) -> String {
 }
 
 /// `unscanned: encrypted a.zip`, `unscanned: partial`.
+/// Most items named in a result header or a log line; the rest are counted.
+const MAX_SUMMARY_ITEMS: usize = 20;
+/// Most characters of the named items in a result header or a log line.
+const MAX_SUMMARY_CHARS: usize = 2000;
+
+/// `items` joined with `; `, at most [`MAX_SUMMARY_ITEMS`] of them and about
+/// [`MAX_SUMMARY_CHARS`] characters, then `and N more`: a message of 100,000 unreadable parts
+/// cannot make a header (kept in the spool envelope) or a log line without bound.
+fn summarise(items: &[String]) -> String {
+    let mut out = String::new();
+    for (k, item) in items.iter().enumerate() {
+        let item: String = item.chars().take(MAX_SUMMARY_CHARS / 4).collect();
+        if k == MAX_SUMMARY_ITEMS || out.len() + item.len() > MAX_SUMMARY_CHARS {
+            out.push_str(&format!("; and {} more", items.len() - k));
+            break;
+        }
+        if k > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&item);
+    }
+    out
+}
+
 fn unscanned_text(unscanned: &[String]) -> Vec<String> {
     unscanned.iter().map(|u| format!("unscanned: {u}")).collect()
 }
@@ -448,6 +472,17 @@ pub fn header_field(name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_are_bounded() {
+        let many: Vec<String> = (0..100_000).map(|i| format!("unscanned: unreadable part{i}.zip")).collect();
+        let s = summarise(&many);
+        assert!(s.len() < MAX_SUMMARY_CHARS + 100, "{}", s.len());
+        assert!(s.ends_with("; and 99980 more"), "{s}");
+        assert_eq!(summarise(&["a".into(), "b".into()]), "a; b");
+        let long = vec!["x".repeat(1_000_000)];
+        assert!(summarise(&long).len() <= MAX_SUMMARY_CHARS);
+    }
 
     #[test]
     fn header_fields_are_ascii_and_decode_back() {
