@@ -161,6 +161,12 @@ fn recover(spool: &Spool) -> anyhow::Result<Vec<Known>> {
             Recovered::Corrupt { file, moved_to, why } => tracing::error!(
                 event = "spool_corrupt", file = %file.display(), moved_to = %moved_to.display(), reason = %why
             ),
+            Recovered::StatusReset { id, why, .. } => {
+                // the message is intact: it is delivered again to every recipient (at least
+                // once), rather than set aside and never delivered
+                tracing::error!(event = "spool_status_reset", queue_id = %id, reason = %why);
+                known.push(Known { id, next_attempt: 0 });
+            }
         }
     }
     Ok(known)

@@ -446,3 +446,31 @@ async fn the_result_header_is_bounded() {
     assert!(header.ends_with("; and 2980 more"), "{header}");
     assert!(text.len() < body.len() + 6000);
 }
+
+/// An accepted message whose status file got one bit flipped is still delivered after a
+/// restart (issue 8.14: it was moved to `corrupt/` and never delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_in_a_status_file_does_not_strand_the_message() {
+    let customer_addr = down_addr();
+    let (mut gw, dir) = gateway("status-flip", &quoted(customer_addr), down_addr(), |c| c);
+    let body = testkit::client::message("keep me", "hello");
+    let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    gw.wait_log("event=\"deferred\"", WAIT).await;
+    gw.kill9();
+    let queue = dir.path().join("data/spool/queue");
+    let st = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "st"))
+        .expect("a status file");
+    let mut bytes = std::fs::read(&st).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x04;
+    std::fs::write(&st, bytes).unwrap();
+    let customer = testkit::sink::Sink::start_on(customer_addr, testkit::sink::Behaviour::Accept, false).await;
+    gw.spawn();
+    let got = customer.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "log:\n{}", gw.log());
+    assert!(gw.log().contains("event=\"spool_status_reset\""), "{}", gw.log());
+}

@@ -126,3 +126,32 @@ fn an_envelope_too_large_to_read_back_is_never_committed() {
     assert!(spool.list().unwrap().is_empty());
     assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
 }
+
+/// One flipped bit in a status file must not set the intact message aside: it is recovered
+/// with every recipient pending and the damaged status kept in `corrupt/` (issue 8.14).
+#[test]
+fn a_damaged_status_file_keeps_the_message_deliverable() {
+    let spool = temp_spool("status-flip");
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+    let id = w.commit(&envelope()).unwrap();
+    let mut st = Status::new(2);
+    st.rcpts[0].state = RcptState::Delivered;
+    st.attempts = 2;
+    spool.write_status(&id, &st).unwrap();
+    let path = spool.root().join("queue").join(format!("{id}.st"));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[10] ^= 0x01;
+    fs::write(&path, bytes).unwrap();
+    let found = spool.recover().unwrap();
+    let [Recovered::StatusReset { id: got, status, why, .. }] = &found[..] else { panic!("{found:?}") };
+    assert_eq!(*got, id);
+    assert_eq!(*status, Status::new(2), "every recipient pending again");
+    assert!(why.contains("damaged status file kept as"), "{why}");
+    assert_eq!(spool.list().unwrap(), vec![id.clone()]);
+    assert!(!path.exists());
+    let kept = fs::read_dir(spool.root().join("corrupt")).unwrap().count();
+    assert_eq!(kept, 1);
+    // the next start finds an ordinary message
+    assert!(matches!(&spool.recover().unwrap()[..], [Recovered::Ok { .. }]));
+}

@@ -35,7 +35,10 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         let id = id.clone();
         tokio::task::spawn_blocking(move || -> Result<(Envelope, Status), SpoolError> {
             let env = spool.open_message(&id)?.envelope;
-            let status = spool.read_status(&id, env.recipients.len())?;
+            let (status, reset) = spool.read_status_or_reset(&id, env.recipients.len())?;
+            if let Some(why) = reset {
+                tracing::error!(event = "spool_status_reset", queue_id = %id, reason = %why);
+            }
             Ok((env, status))
         })
         .await
