@@ -35,7 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
     let scanner = scanner(&config.scan)?;
     let notifier = notifier(&config)?;
-    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await?;
+    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await;
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();

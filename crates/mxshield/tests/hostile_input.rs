@@ -474,3 +474,90 @@ async fn a_flipped_bit_in_a_status_file_does_not_strand_the_message() {
     assert_eq!(got.len(), 1, "log:\n{}", gw.log());
     assert!(gw.log().contains("event=\"spool_status_reset\""), "{}", gw.log());
 }
+
+/// A damaged `messages.db` is set aside and a new one started: reception and delivery go on
+/// (issue 8.15: "file is not a database" stopped `serve` from starting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_message_log_never_stops_mail() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let dir = testkit::TempDir::new("damaged-log");
+    let port = testkit::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut gw =
+        testkit::gateway::Gateway::new(std::path::Path::new(BIN), dir.path(), addr, &config(port, down_addr(), "", ""));
+    apply(&gw, &contracts(&quoted(customer.addr)));
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/messages.db"), vec![0x5a; 8192]).unwrap();
+    gw.spawn();
+    let body = testkit::client::message("after the damage", "hello");
+    let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    assert_eq!(customer.wait_for(1, WAIT).await.len(), 1);
+    assert!(gw.log().contains("event=\"message_log_damaged\""), "{}", gw.log());
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("messages.db.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // the new log records the message
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = gw.cli(&["log", "search", "--json"]);
+        let found = String::from_utf8_lossy(&out.stdout).contains("after the damage");
+        if found || std::time::Instant::now() > deadline {
+            assert!(found, "{}", String::from_utf8_lossy(&out.stderr));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// While another process holds `messages.db` locked for longer than the busy wait, records
+/// wait and are written once it is free — none is dropped (issue 8.15: 1,028 lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_log_records_survive_a_locked_file() {
+    let w = world("locked-log").await;
+    // make sure the log exists, then lock it for 13 s (the busy wait is 10 s)
+    let r = testkit::client::send_one(
+        w.gw.addr,
+        "x@remote.test",
+        &["alice@acme.example"],
+        &testkit::client::message("first", "x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.code, 250);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let db = w.dir.path().join("data/messages.db");
+    let mut locker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,time\nc=sqlite3.connect({:?},isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(13)\nc.execute('COMMIT')",
+            db.display().to_string()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    for i in 0..20 {
+        let body = testkit::client::message(&format!("while locked {i}"), "x");
+        let r = testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+        assert_eq!(r.code, 250);
+    }
+    assert!(locker.wait().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let out = w.gw.cli(&["log", "search", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let n = (0..20).filter(|i| text.contains(&format!("while locked {i}\""))).count();
+        if n == 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {n} of 20 logged:\n{}", w.gw.log());
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(w.gw.log().contains("event=\"message_log_recovered\""), "{}", w.gw.log());
+}

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use store::{LogStore, LogStoreError};
+pub use store::LogStore;
 
 /// One scanned part, as logged.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -83,12 +83,34 @@ pub struct MessageLog {
 
 impl MessageLog {
     /// Opens the store at `path` and starts the writer; the task ends (after writing what it
-    /// has) once every clone of the returned log is dropped.
-    pub async fn start(path: &Path, retention: Duration) -> Result<(MessageLog, JoinHandle<()>), LogStoreError> {
-        let store = LogStore::open(path).await?;
+    /// has) once every clone of the returned log is dropped. The log never stops mail: a
+    /// damaged file is set aside (`messages.db.damaged-<time>`) and a new one started; if no
+    /// store can be opened at all, the gateway runs without a message log, loudly.
+    pub async fn start(path: &Path, retention: Duration) -> (MessageLog, JoinHandle<()>) {
+        let store = match LogStore::open(path).await {
+            Ok(s) => Some(s),
+            Err(e) if e.is_damaged_file() => {
+                let kept = set_aside(path);
+                tracing::error!(
+                    event = "message_log_damaged", path = %path.display(), error = %e,
+                    kept_as = %kept.as_ref().map_or_else(|e| format!("(not moved: {e})"), |p| p.display().to_string()),
+                    "the damaged message log was set aside and a new one started"
+                );
+                LogStore::open(path)
+                    .await
+                    .map_err(|e| tracing::error!(event = "message_log_unavailable", path = %path.display(), error = %e))
+                    .ok()
+            }
+            Err(e) => {
+                tracing::error!(event = "message_log_unavailable", path = %path.display(), error = %e,
+                    "running without a message log");
+                None
+            }
+        };
+        let Some(store) = store else { return (MessageLog::default(), tokio::spawn(async {})) };
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = tokio::spawn(writer(store, rx, retention));
-        Ok((MessageLog { tx: Some(tx) }, handle))
+        (MessageLog { tx: Some(tx) }, handle)
     }
 
     /// Logs a message.
@@ -106,8 +128,56 @@ impl MessageLog {
     }
 }
 
+/// Moves a damaged log file (and its WAL and shared-memory files) out of the way.
+fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let target = path.with_file_name(format!(
+        "{}.damaged-{stamp}",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    std::fs::rename(path, &target)?;
+    for ext in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(ext);
+        let mut side_target = target.as_os_str().to_owned();
+        side_target.push(ext);
+        let _ = std::fs::rename(&side, &side_target);
+    }
+    Ok(target)
+}
+
 /// Most events written in one transaction.
 const BATCH: usize = 512;
+
+/// Longest wait between two tries of a batch the store refused.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// Writes a batch, trying again (with a growing pause) for as long as the store refuses it —
+/// a locked or busy file loses nothing; new records wait in the channel meanwhile. Only when
+/// the gateway is stopping and the store still refuses are the records given up, loudly.
+async fn write_until_done(store: &LogStore, messages: &[MessageRecord], deliveries: &[DeliveryRecord], closing: bool) {
+    let mut wait = Duration::from_millis(500);
+    for tries in 1.. {
+        match store.write(messages, deliveries).await {
+            Ok(()) => {
+                if tries > 1 {
+                    tracing::warn!(event = "message_log_recovered", tries, records = messages.len() + deliveries.len());
+                }
+                return;
+            }
+            Err(e) if closing && tries >= 3 => {
+                tracing::error!(event = "message_log_lost", error = %e, records = messages.len() + deliveries.len());
+                return;
+            }
+            Err(e) => {
+                tracing::error!(event = "message_log_error", error = %e, tries, waiting = messages.len() + deliveries.len(),
+                    "the message log refused a batch; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+        }
+    }
+}
 
 async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retention: Duration) {
     // hourly, or more often for a retention shorter than two hours
@@ -128,9 +198,7 @@ async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retenti
                     }
                 }
                 // messages first: a delivery in the same batch may be about one of them
-                if let Err(e) = store.write(&messages, &deliveries).await {
-                    tracing::error!(event = "message_log_error", error = %e, lost = messages.len() + deliveries.len());
-                }
+                write_until_done(&store, &messages, &deliveries, rx.is_closed()).await;
             }
             _ = purge.tick() => {
                 let before = chrono::Utc::now().timestamp() - retention.as_secs() as i64;

@@ -24,6 +24,19 @@ pub enum LogStoreError {
     Query(#[from] sqlx::Error),
 }
 
+impl LogStoreError {
+    /// Whether the file itself is damaged (not a database, malformed, a schema we did not
+    /// write), as opposed to busy, locked or unreadable for now.
+    pub fn is_damaged_file(&self) -> bool {
+        let text = match self {
+            LogStoreError::Open { source, .. } => source.to_string(),
+            LogStoreError::Migrate(e) => return !matches!(e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))),
+            LogStoreError::Query(e) => e.to_string(),
+        };
+        ["not a database", "malformed", "corrupt"].iter().any(|w| text.contains(w))
+    }
+}
+
 /// The open store.
 #[derive(Clone)]
 pub struct LogStore {
