@@ -29,6 +29,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let spool = Spool::open(config.spool_dir())?;
+    // before anything touches the spool: one gateway per data_dir
+    let _spool_lock = spool.lock_exclusive()?;
     let store = Store::open(&config.contracts.database).await?;
     let contracts = LiveContracts::load(&store).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);

@@ -561,3 +561,32 @@ async fn message_log_records_survive_a_locked_file() {
     }
     assert!(w.gw.log().contains("event=\"message_log_recovered\""), "{}", w.gw.log());
 }
+
+/// A second `serve` on the same configuration stops before touching the spool: the first
+/// one's message in reception survives (issue 8.16: the second ran recovery, deleting it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
+    let w = world("double-serve").await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+    c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(b"Subject: in reception\r\n\r\nfirst half\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // the same configuration file (same data_dir), another process
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&w.gw.config)
+        .arg("serve")
+        .current_dir(&w.gw.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("locked by another mxshield process"), "{err}");
+    c.send_raw(b"second half\r\n.\r\n").await.unwrap();
+    let r = c.reply().await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(w.customer.wait_for(1, WAIT).await.len(), 1);
+}
