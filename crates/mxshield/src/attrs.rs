@@ -14,6 +14,9 @@ pub const PREPEND: &str = "prepend";
 pub const DSN_OF: &str = "dsn_of";
 /// Set on warning mails we generate: the queue id of the message they are about.
 pub const WARNING_OF: &str = "warning_of";
+/// Set on the empty marker committed for a deleted message (the commit point of its warnings);
+/// such a file is never delivered and is removed wherever it is found.
+pub const DROPPED: &str = "dropped";
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -159,6 +159,10 @@ fn recover(spool: &Spool) -> anyhow::Result<Vec<Known>> {
     let mut known = Vec::new();
     for r in spool.recover()? {
         match r {
+            Recovered::Ok { id, envelope, .. } if envelope.attr(crate::attrs::DROPPED).is_some() => {
+                // the marker of a deleted message whose warnings are now queued
+                let _ = spool.remove(&id);
+            }
             Recovered::Ok { id, status, .. } => known.push(Known { id, next_attempt: status.next_attempt }),
             Recovered::Corrupt { file, moved_to, why } => tracing::error!(
                 event = "spool_corrupt", file = %file.display(), moved_to = %moved_to.display(), reason = %why

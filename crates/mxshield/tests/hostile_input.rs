@@ -457,13 +457,17 @@ async fn a_flipped_bit_in_a_status_file_does_not_strand_the_message() {
     let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
     assert_eq!(r.code, 250);
     gw.wait_log("event=\"deferred\"", WAIT).await;
-    gw.kill9();
+    // the status file is written after the attempt is logged
     let queue = dir.path().join("data/spool/queue");
-    let st = std::fs::read_dir(&queue)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "st"))
-        .expect("a status file");
+    let status_file = || {
+        std::fs::read_dir(&queue).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "st"))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while status_file().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    gw.kill9();
+    let st = status_file().expect("a status file");
     let mut bytes = std::fs::read(&st).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0x04;
@@ -589,4 +593,32 @@ async fn a_second_gateway_on_the_same_data_dir_refuses_to_start() {
     let r = c.reply().await.unwrap();
     assert_eq!(r.code, 250, "{r:?}");
     assert_eq!(w.customer.wait_for(1, WAIT).await.len(), 1);
+}
+
+/// A deleted message's warnings are queued in the same commit as (a marker of) the message,
+/// and the `received` line counts them (issue 8.17; 8.24: it said `warnings=0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_are_committed_with_their_message_and_counted() {
+    let w = world("warning-group").await;
+    let body = format!("From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: bad\r\n\r\n{EICAR}\r\n");
+    let r = testkit::client::send_one(
+        w.gw.addr,
+        "x@remote.test",
+        &["alice@acme.example", "bob@acme.example"],
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text.contains("2 warning(s) sent"), "{r:?}");
+    let got = w.customer.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| m.from.is_empty()));
+    let log = w.gw.wait_log("event=\"received\"", WAIT).await;
+    let line = log.lines().find(|l| l.contains("event=\"received\"")).unwrap();
+    assert!(line.contains("warnings=2"), "{line}");
+    // the marker of the deleted message is gone: only warnings were ever in the queue
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let queue = w.dir.path().join("data/spool/queue");
+    assert_eq!(std::fs::read_dir(queue).unwrap().count(), 0);
 }

@@ -155,3 +155,65 @@ fn a_damaged_status_file_keeps_the_message_deliverable() {
     // the next start finds an ordinary message
     assert!(matches!(&spool.recover().unwrap()[..], [Recovered::Ok { .. }]));
 }
+
+fn warning_envelope(to: &str) -> Envelope {
+    Envelope { sender: String::new(), recipients: vec![to.into()], received_at: 1_700_000_000, attrs: vec![] }
+}
+
+#[test]
+fn a_message_and_its_companions_commit_together() {
+    let spool = temp_spool("group");
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: main\r\n\r\nx\r\n").unwrap();
+    let mut companions = Vec::new();
+    for to in ["alice@acme.example", "bob@acme.example"] {
+        let mut c = spool.create().unwrap();
+        c.write(b"Subject: warning\r\n\r\ny\r\n").unwrap();
+        companions.push((c, warning_envelope(to)));
+    }
+    let (id, ids) = w.commit_group(&envelope(), companions).unwrap();
+    assert_eq!(ids.len(), 2);
+    let mut listed = spool.list().unwrap();
+    listed.sort();
+    let mut all = vec![id, ids[0].clone(), ids[1].clone()];
+    all.sort();
+    assert_eq!(listed, all);
+    assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
+}
+
+/// The states a crash can leave between the companions' sealing and their move into the
+/// queue: recovery finishes the group if its message was committed and removes it otherwise
+/// — never warnings without their message (issue 8.17).
+#[test]
+fn recovery_finishes_or_drops_an_interrupted_group() {
+    let spool = temp_spool("group-crash");
+    let sealed_companion = |main: &QueueId| {
+        let mut c = spool.create().unwrap();
+        c.write(b"Subject: warning\r\n\r\ny\r\n").unwrap();
+        c.seal(&warning_envelope("alice@acme.example")).unwrap();
+        let held = c.tmp.with_file_name(format!("{}.of-{main}", c.id));
+        fs::rename(&c.tmp, &held).unwrap();
+        c.done = true;
+        c.id.clone()
+    };
+    // crash after the message's commit, before its companion moved: finished
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: committed\r\n\r\nx\r\n").unwrap();
+    let main = w.id().clone();
+    let finished = sealed_companion(&main);
+    w.commit(&envelope()).unwrap();
+    // crash before the message's commit: its companion goes with it
+    let never = QueueId::generate();
+    let dropped = sealed_companion(&never);
+    let found = spool.recover().unwrap();
+    let ids: Vec<QueueId> = found
+        .iter()
+        .map(|r| match r {
+            Recovered::Ok { id, .. } => id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(ids.contains(&main) && ids.contains(&finished), "{ids:?}");
+    assert!(!ids.contains(&dropped));
+    assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
+}

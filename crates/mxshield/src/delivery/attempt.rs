@@ -44,6 +44,11 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         .await
     };
     let (env, mut status) = match loaded {
+        Ok(Ok((env, _))) if env.attr(attrs::DROPPED).is_some() => {
+            // a deleted message's marker (its warnings are queued): never delivered
+            let _ = ctx.spool.remove(id);
+            return Next::Done;
+        }
         Ok(Ok(x)) => x,
         Ok(Err(SpoolError::NotFound(_))) => return Next::Done,
         Ok(Err(e)) => {

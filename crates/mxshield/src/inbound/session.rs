@@ -79,89 +79,87 @@ impl GatewaySession {
         }
     }
 
-    /// Queues the warnings and then the message (unless it was dropped); `250` only once
+    /// Queues the message (or, if it was dropped, a marker of it) together with its warnings
+    /// in one commit, so that after a crash there are either both or neither; `250` only once
     /// everything is durable.
     async fn accept(&self, txn: &Transaction, writer: Writer, decision: &mut Decision) -> Reply {
         let id = writer.id().clone();
         let warnings = std::mem::take(&mut decision.warnings);
         let count = warnings.len();
-        if let Err(e) = self.queue_warnings(txn, &id, warnings).await {
-            tracing::error!(event = "spool_error", error = %e);
-            return local_error();
-        }
-        if !decision.deliver {
-            drop(writer);
-            return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
-        }
         let mut attrs = vec![
             (attrs::CONTRACT.into(), txn.contracts.join(",")),
             (attrs::DIRECTION.into(), txn.direction.as_str().into()),
             (attrs::CLIENT_IP.into(), self.client.to_string()),
             (attrs::HELO.into(), self.helo.clone()),
         ];
-        // trace header first, then the scan result; the message itself stays as received
-        // (or as the filter rewrote it)
-        let trace = self.received_header(id.as_str(), &txn.rcpts);
-        attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
+        if decision.deliver {
+            // trace header first, then the scan result; the message itself stays as received
+            // (or as the filter rewrote it)
+            let trace = self.received_header(id.as_str(), &txn.rcpts);
+            attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
+        } else {
+            // the commit point of a deleted message's warnings: an empty marker, removed at once
+            attrs.push((attrs::DROPPED.into(), "1".into()));
+        }
         let envelope =
             Envelope { sender: txn.sender.clone(), recipients: txn.rcpts.clone(), received_at: txn.received_at, attrs };
-        let rewritten = decision.rewritten.take();
-        let committed = tokio::task::spawn_blocking(move || {
+        let data = if decision.deliver { decision.rewritten.take() } else { Some(Vec::new()) };
+        let spool = self.ctx.spool.clone();
+        let (contract, about) = (txn.contracts.join(","), id.to_string());
+        let deliver = decision.deliver;
+        let committed = tokio::task::spawn_blocking(move || -> Result<_, spool::SpoolError> {
             let mut writer = writer;
-            if let Some(data) = rewritten {
+            if let Some(data) = data {
                 writer.replace_data(&data)?;
             }
-            writer.commit(&envelope)
+            let mut companions = Vec::with_capacity(warnings.len());
+            let mut sent = Vec::with_capacity(warnings.len());
+            for (to, mail) in warnings {
+                let mut w = spool.create()?;
+                w.write(&mail)?;
+                let env = Envelope {
+                    sender: String::new(),
+                    recipients: vec![to.clone()],
+                    received_at: Utc::now().timestamp() as u64,
+                    attrs: vec![
+                        (attrs::CONTRACT.into(), contract.clone()),
+                        (attrs::DIRECTION.into(), "warning".into()),
+                        (attrs::WARNING_OF.into(), about.clone()),
+                    ],
+                };
+                sent.push((to, mail.len()));
+                companions.push((w, env));
+            }
+            let (id, warning_ids) = writer.commit_group(&envelope, companions)?;
+            if !deliver {
+                let _ = spool.remove(&id);
+            }
+            Ok((id, warning_ids.into_iter().zip(sent).collect::<Vec<_>>()))
         })
         .await;
-        match committed {
-            Ok(Ok(id)) => {
-                let _ = self.ctx.queued.send(id.clone());
-                Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
-            }
+        let (id, queued_warnings) = match committed {
+            Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 tracing::error!(event = "spool_error", error = %e);
-                local_error()
+                return local_error();
             }
             Err(e) => {
                 tracing::error!(event = "spool_error", error = %e);
-                local_error()
+                return local_error();
             }
+        };
+        self.log_warnings(txn, &id, queued_warnings);
+        if !deliver {
+            return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
+        let _ = self.ctx.queued.send(id.clone());
+        Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
     }
 
-    /// Commits each warning mail to the spool (from `<>`), then logs it and tells delivery.
-    async fn queue_warnings(
-        &self,
-        txn: &Transaction,
-        about: &QueueId,
-        warnings: Vec<(String, Vec<u8>)>,
-    ) -> anyhow::Result<()> {
+    /// Logs the warning mails queued about `about` and tells delivery.
+    fn log_warnings(&self, txn: &Transaction, about: &QueueId, queued: Vec<(QueueId, (String, usize))>) {
         let contract = txn.contracts.join(",");
-        let spool = self.ctx.spool.clone();
-        let (env_contract, env_about) = (contract.clone(), about.to_string());
-        let queued =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(QueueId, String, usize)>, spool::SpoolError> {
-                let mut ids = Vec::new();
-                for (to, mail) in warnings {
-                    let mut w = spool.create()?;
-                    w.write(&mail)?;
-                    let env = Envelope {
-                        sender: String::new(),
-                        recipients: vec![to.clone()],
-                        received_at: Utc::now().timestamp() as u64,
-                        attrs: vec![
-                            (attrs::CONTRACT.into(), env_contract.clone()),
-                            (attrs::DIRECTION.into(), "warning".into()),
-                            (attrs::WARNING_OF.into(), env_about.clone()),
-                        ],
-                    };
-                    ids.push((w.commit(&env)?, to, mail.len()));
-                }
-                Ok(ids)
-            })
-            .await??;
-        for (wid, to, size) in queued {
+        for (wid, (to, size)) in queued {
             tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %about, to = %to);
             self.ctx.msglog.message(MessageRecord {
                 summary: MessageSummary {
@@ -180,7 +178,6 @@ impl GatewaySession {
             });
             let _ = self.ctx.queued.send(wid);
         }
-        Ok(())
     }
 
     /// The message log's record of this message.
@@ -338,6 +335,7 @@ impl Policy for GatewaySession {
         let queue_id = writer.id().to_string();
         let facts = self.facts(&txn);
         let (writer, mut decision) = self.ctx.filter.check(&facts, writer).await;
+        let warnings = decision.warnings.len();
         let reply = match (&decision.verdict, writer) {
             (FilterVerdict::Refuse(r), _) => r.clone(),
             (FilterVerdict::Accept, None) => local_error(),
@@ -353,7 +351,8 @@ impl Policy for GatewaySession {
             contract = %txn.contracts.join(","), direction = %txn.direction.as_str(), client_ip = %self.client,
             helo = %self.helo, from = %txn.sender, to = %txn.rcpts.join(","), size,
             verdict = %decision.verdict_text, action = %decision.action, result = %decision.result,
-            findings = %decision.findings, scan_wait_ms = decision.wait_ms, scan_ms = decision.scan_ms, warnings = decision.warnings.len(),
+            findings = %decision.findings, scan_wait_ms = decision.wait_ms, scan_ms = decision.scan_ms,
+            warnings = if reply.is_positive() { warnings } else { 0 },
             reply = %reply.one_line(),
         );
         let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
