@@ -622,3 +622,24 @@ async fn warnings_are_committed_with_their_message_and_counted() {
     let queue = w.dir.path().join("data/spool/queue");
     assert_eq!(std::fs::read_dir(queue).unwrap().count(), 0);
 }
+
+/// The same recipient named many times (or in another case) is one recipient: one copy
+/// downstream, one warning (issue 8.18: 100 RCPTs of alice gave 100 warnings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_recipients_are_merged() {
+    let w = world("dup-rcpt").await;
+    let mut rcpts: Vec<&str> = vec!["alice@acme.example"; 50];
+    rcpts.extend(["ALICE@ACME.EXAMPLE", "Alice@Acme.Example", "bob@acme.example", "BOB@acme.example"]);
+    let clean = testkit::client::message("dups", "hello");
+    let r = testkit::client::send_one(w.gw.addr, "x@remote.test", &rcpts, &clean).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, vec!["alice@acme.example", "bob@acme.example"]);
+    let infected = format!("From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: bad\r\n\r\n{EICAR}\r\n");
+    let r = testkit::client::send_one(w.gw.addr, "x@remote.test", &rcpts, infected.as_bytes()).await.unwrap();
+    assert!(r.text.contains("2 warning(s) sent"), "{r:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let warnings = w.customer.messages().into_iter().filter(|m| m.from.is_empty()).count();
+    assert_eq!(warnings, 2);
+}

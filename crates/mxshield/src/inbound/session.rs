@@ -36,6 +36,8 @@ struct Transaction {
     direction: Direction,
     contracts: Vec<String>,
     rcpts: Vec<String>,
+    /// [`recipient_key`] of each of `rcpts`.
+    rcpt_keys: std::collections::HashSet<String>,
     writer: Option<Writer>,
     hops: HopCounter,
     strip: HeaderStripper,
@@ -260,6 +262,7 @@ impl Policy for GatewaySession {
             direction,
             contracts: Vec::new(),
             rcpts: Vec::new(),
+            rcpt_keys: Default::default(),
             writer: None,
             hops: HopCounter::default(),
             strip: HeaderStripper::default(),
@@ -279,7 +282,12 @@ impl Policy for GatewaySession {
                 if !txn.contracts.contains(&contract) {
                     txn.contracts.push(contract);
                 }
-                txn.rcpts.push(to.to_string());
+                // the same mailbox named twice (or in another case at a registered domain, whose
+                // accounts are case-insensitive) is one recipient: one copy, one warning
+                let key = recipient_key(&txn.snapshot, to);
+                if txn.rcpt_keys.insert(key) {
+                    txn.rcpts.push(to.to_string());
+                }
                 Ok(())
             }
             RcptDecision::Refuse(r) => {
@@ -380,4 +388,21 @@ impl Policy for GatewaySession {
 
 fn local_error() -> Reply {
     Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
+}
+
+/// What makes two recipients the same mailbox: the domain in any case; the local part in any
+/// case too where the domain is registered (accounts are case-insensitive), exactly as written
+/// elsewhere (RFC 5321 §2.4 leaves a remote local part's case to its server).
+fn recipient_key(snapshot: &Snapshot, to: &Path) -> String {
+    match &to.mailbox {
+        Some(m) => {
+            let domain = m.domain.to_ascii_lowercase();
+            if snapshot.domain(&domain).is_some() {
+                format!("{}@{domain}", m.local.to_ascii_lowercase())
+            } else {
+                format!("{}@{domain}", m.local)
+            }
+        }
+        None => to.to_string(),
+    }
 }
