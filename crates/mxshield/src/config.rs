@@ -16,6 +16,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address in the `From:` of DSNs and notices.
     pub postmaster: String,
+    /// Where mail to the gateway's own postmaster (`<postmaster>`, the `postmaster` address)
+    /// is sent; `None`: to the `postmaster` address itself, routed like any other.
+    pub postmaster_forward: Option<String>,
     pub smtp: SmtpConfig,
     pub delivery: DeliveryConfig,
     pub contracts: ContractsConfig,
@@ -155,6 +158,12 @@ impl Config {
             }
             None => format!("postmaster@{}", smtp.hostname),
         };
+        let postmaster_forward = r.string(&mut root, "postmaster_forward").map(|(p, line)| {
+            if smtp::address::parse_mailbox(&p).is_err() {
+                r.issue("postmaster_forward", line, format!("{p:?} is not a mail address"));
+            }
+            p
+        });
         let mut del_sec = r.table(&mut root, "delivery");
         let delivery = read_delivery(&mut r, del_sec.as_mut(), &smtp.hostname);
         let mut con_sec = r.table(&mut root, "contracts");
@@ -170,7 +179,7 @@ impl Config {
         }
         r.deny_unknown(&root);
         r.finish()?;
-        Ok(Config { data_dir, postmaster, smtp, delivery, contracts, scan, log, warnings })
+        Ok(Config { data_dir, postmaster, postmaster_forward, smtp, delivery, contracts, scan, log, warnings })
     }
 
     /// Where the spool lives.

@@ -79,6 +79,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         contracts = contracts.get().contracts().len()
     );
     let ctx = Arc::new(InboundContext {
+        postmaster: config.postmaster.clone(),
+        postmaster_forward: config.postmaster_forward.clone(),
         smtp: config.smtp.clone(),
         spool,
         contracts,

@@ -643,3 +643,43 @@ async fn duplicate_recipients_are_merged() {
     let warnings = w.customer.messages().into_iter().filter(|m| m.from.is_empty()).count();
     assert_eq!(warnings, 2);
 }
+
+/// `postmaster` is always accepted (RFC 5321 §4.5.1): `<postmaster>` and the gateway's own
+/// postmaster address (the `From:` of every warning and DSN) reach the operator, and
+/// `postmaster@` a registered domain reaches the customer (issue 8.19: 501, 550, and
+/// "Relaying denied").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postmaster_is_accepted_and_routed() {
+    let w = world("postmaster").await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO stranger.test").await.unwrap();
+    for (rcpt, code) in [("<Postmaster>", 250), ("<postmaster@mx.test>", 250), ("<postmaster@acme.example>", 250)] {
+        c.cmd("RSET").await.unwrap();
+        assert_eq!(c.cmd("MAIL FROM:<someone@remote.test>").await.unwrap().code, 250);
+        let r = c.cmd(&format!("RCPT TO:{rcpt}")).await.unwrap();
+        assert_eq!(r.code, code, "{rcpt}: {r:?}");
+    }
+    // the operator's postmaster: forwarded where the configuration says
+    let operator = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let body = testkit::client::message("to the postmaster", "hello");
+    let (gw, _dir) = gateway("postmaster-forward", &quoted(w.customer.addr), operator.addr, |c| {
+        c.replace(
+            "postmaster = \"postmaster@mx.test\"",
+            "postmaster = \"postmaster@mx.test\"\npostmaster_forward = \"ops@remote.test\"",
+        )
+    });
+    let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+    c.cmd("EHLO stranger.test").await.unwrap();
+    c.cmd("MAIL FROM:<someone@elsewhere.test>").await.unwrap();
+    assert_eq!(c.cmd("RCPT TO:<postmaster>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<POSTMASTER@mx.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<postmaster@acme.example>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(&body).await.unwrap();
+    c.send_raw(b".\r\n").await.unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    let got = operator.wait_for(1, WAIT).await;
+    assert_eq!(got[0].rcpts, vec!["ops@remote.test"], "one copy for the operator");
+    let got = w.customer.wait_for(1, WAIT).await;
+    assert_eq!(got[0].rcpts, vec!["postmaster@acme.example"]);
+}

@@ -43,6 +43,9 @@ impl fmt::Display for Mailbox {
                 write!(f, "{c}")?;
             }
             write!(f, "\"@{}", self.domain)
+        } else if self.domain.is_empty() {
+            // only `postmaster` has no domain
+            write!(f, "{}", self.local)
         } else {
             write!(f, "{}@{}", self.local, self.domain)
         }
@@ -67,6 +70,20 @@ impl Path {
     /// Whether this is `<>`.
     pub fn is_null(&self) -> bool {
         self.mailbox.is_none()
+    }
+
+    /// `<postmaster>` without a domain, which RFC 5321 §4.1.1.3 requires a server to accept
+    /// as a recipient: a mailbox `postmaster` with an empty domain.
+    pub fn bare_postmaster() -> Self {
+        Path {
+            mailbox: Some(Mailbox { local: "postmaster".into(), domain: String::new(), quoted_local: false }),
+            source_route: None,
+        }
+    }
+
+    /// Whether this is `<postmaster>` without a domain.
+    pub fn is_bare_postmaster(&self) -> bool {
+        self.mailbox.as_ref().is_some_and(|m| m.domain.is_empty() && m.local.eq_ignore_ascii_case("postmaster"))
     }
 }
 

@@ -72,7 +72,10 @@ impl Command {
             }
             "RCPT" => {
                 let rest = strip_keyword(arg, "TO:").ok_or(ParseError::Syntax)?;
-                let (to, params) = parse_path(rest)?;
+                let (to, params) = match bare_postmaster(rest) {
+                    Some(params) => (crate::address::Path::bare_postmaster(), params),
+                    None => parse_path(rest)?,
+                };
                 Command::Rcpt { to, params: parse_params(params)? }
             }
             "DATA" if arg_trim.is_empty() => Command::Data,
@@ -90,6 +93,13 @@ impl Command {
 }
 
 /// Strips `FROM:` / `TO:` case-insensitively, tolerating spaces after the colon.
+/// `<postmaster>` (any case) at the start of a RCPT argument; returns the rest.
+fn bare_postmaster(rest: &str) -> Option<&str> {
+    let s = rest.trim_start();
+    let head = s.get(..12)?;
+    head.eq_ignore_ascii_case("<postmaster>").then(|| &s[12..])
+}
+
 fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
     let head = arg.get(..keyword.len())?;
     head.eq_ignore_ascii_case(keyword).then(|| arg[keyword.len()..].trim_start())
@@ -137,6 +147,10 @@ mod tests {
         assert_eq!(params[1].key, "BODY");
         assert!(Command::parse(b"MAIL FROM:<a@b.example>SIZE=1").is_err());
         assert!(Command::parse(b"MAIL TO:<a@b.example>").is_err());
+        let Command::Rcpt { to, .. } = Command::parse(b"RCPT TO:<Postmaster>").unwrap() else { panic!() };
+        assert!(to.is_bare_postmaster());
+        assert_eq!(to.to_string(), "postmaster");
+        assert!(Command::parse(b"MAIL FROM:<postmaster>").is_err());
         let Command::Rcpt { to, .. } = Command::parse(b"rcpt to:<>").unwrap() else { panic!() };
         assert!(to.is_null());
     }

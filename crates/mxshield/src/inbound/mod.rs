@@ -36,6 +36,9 @@ pub struct InboundContext {
     pub queued: mpsc::UnboundedSender<QueueId>,
     /// The message log (R19).
     pub msglog: MessageLog,
+    /// The gateway's postmaster address, and where its mail goes (`None`: to that address).
+    pub postmaster: String,
+    pub postmaster_forward: Option<String>,
 }
 
 /// Session slots: `max_connections` in all, of which `reserved` only the contracts' registered

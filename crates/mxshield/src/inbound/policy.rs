@@ -6,6 +6,9 @@
 //! - Anything else is `550 5.7.1` relaying denied. Source routes and address literals are
 //!   refused outright; `%` and `!` local parts and quoted local parts never match an account
 //!   (account names cannot contain them), so they cannot be used to relay.
+//! - `postmaster` is always accepted (RFC 5321 §4.5.1): `<postmaster>` and the gateway's own
+//!   postmaster address go to the operator; `postmaster@` a registered domain goes to that
+//!   customer's servers like an account.
 
 use std::net::IpAddr;
 
@@ -20,6 +23,8 @@ use crate::attrs::Direction;
 pub enum RcptDecision {
     /// Accept; the contract that covers this recipient (inbound) or the sender (outbound).
     Accept { direction: Direction, contract: String },
+    /// The gateway's own postmaster (`<postmaster>` or the configured address): the operator's.
+    Postmaster,
     /// Refuse with this reply.
     Refuse(Reply),
 }
@@ -40,12 +45,18 @@ pub fn decide_sender(from: &Path) -> Result<(), Reply> {
     Ok(())
 }
 
-/// Decides on one `RCPT TO`.
-pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path) -> RcptDecision {
+/// Decides on one `RCPT TO`; `postmaster` is the gateway's own postmaster address.
+pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path, postmaster: &str) -> RcptDecision {
     let refuse = |r: Reply| RcptDecision::Refuse(r);
     let Some(mailbox) = &rcpt.mailbox else {
         return refuse(Reply::new(501, (5, 1, 3), "Null recipient is not allowed"));
     };
+    if rcpt.source_route.is_none()
+        && (rcpt.is_bare_postmaster()
+            || (!mailbox.quoted_local && mailbox.to_string().eq_ignore_ascii_case(postmaster)))
+    {
+        return RcptDecision::Postmaster;
+    }
     if rcpt.source_route.is_some() {
         return refuse(Reply::new(550, (5, 7, 1), "Source routes are not accepted"));
     }
@@ -54,7 +65,8 @@ pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path)
         return refuse(Reply::new(550, (5, 7, 1), "Relaying denied: address literals are not accepted"));
     }
     if let Some(domain) = snap.active_domain(&mailbox.domain, day) {
-        if mailbox.quoted_local || !domain.has_account(&mailbox.local) {
+        let postmaster = mailbox.local.eq_ignore_ascii_case("postmaster");
+        if mailbox.quoted_local || !(postmaster || domain.has_account(&mailbox.local)) {
             return refuse(Reply::new(550, (5, 1, 1), "Recipient address rejected: no such account"));
         }
         let contract = sender_contract.unwrap_or_else(|| domain.contract.id.clone());
@@ -102,6 +114,16 @@ accounts = ["carol"]
         smtp::address::parse_path(s).unwrap().0
     }
 
+    const PM: &str = "postmaster@mx.test";
+
+    #[test]
+    fn bare_postmaster_is_the_operators() {
+        let snap = snapshot();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let d = decide_rcpt(&snap, "203.0.113.7".parse().unwrap(), day, &Path::bare_postmaster(), PM);
+        assert_eq!(d, RcptDecision::Postmaster);
+    }
+
     /// (client IP, RCPT argument, expected: Ok(direction) or Err(reply code + enhanced code))
     #[test]
     fn relay_table() {
@@ -112,6 +134,7 @@ accounts = ["carol"]
         type Expect = Result<Direction, (u16, (u8, u16, u16))>;
         let denied: Expect = Err((550, (5, 7, 1)));
         let unknown: Expect = Err((550, (5, 1, 1)));
+        let operator: Expect = Err((250, (2, 0, 0)));
         let table: Vec<(&str, &str, Expect)> = vec![
             (internet, "<alice@acme.example>", Ok(Direction::Inbound)),
             (internet, "<ALICE@ACME.Example>", Ok(Direction::Inbound)),
@@ -136,11 +159,20 @@ accounts = ["carol"]
             (sender, "<bob@[192.0.2.1]>", denied),
             ("198.51.100.16", "<bob@remote.test>", denied),
             ("::ffff:127.0.0.5", "<bob@remote.test>", Ok(Direction::Outbound)),
+            (internet, "<postmaster@acme.example>", Ok(Direction::Inbound)),
+            (internet, "<POSTMASTER@acme.example>", Ok(Direction::Inbound)),
+            (internet, "<postmaster@remote.test>", denied),
+            (internet, "<postmaster@later.example>", denied),
+            (internet, "<\"postmaster\"@acme.example>", unknown),
+            (internet, "<Postmaster@MX.test>", operator),
+            (sender, "<postmaster@mx.test>", operator),
+            (internet, "<@a.test:postmaster@mx.test>", denied),
         ];
         for (ip, rcpt, expect) in table {
-            let got = decide_rcpt(&snap, ip.parse().unwrap(), day, &path(rcpt));
+            let got = decide_rcpt(&snap, ip.parse().unwrap(), day, &path(rcpt), PM);
             let got: Expect = match got {
                 RcptDecision::Accept { direction, .. } => Ok(direction),
+                RcptDecision::Postmaster => Err((250, (2, 0, 0))),
                 RcptDecision::Refuse(r) => Err((r.code, r.enhanced.unwrap())),
             };
             assert_eq!(got, expect, "client {ip} RCPT TO:{rcpt}");
@@ -151,7 +183,7 @@ accounts = ["carol"]
     fn contract_attribution() {
         let snap = snapshot();
         let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        let d = decide_rcpt(&snap, "203.0.113.7".parse().unwrap(), day, &path("<bob@acme.example>"));
+        let d = decide_rcpt(&snap, "203.0.113.7".parse().unwrap(), day, &path("<bob@acme.example>"), PM);
         assert_eq!(d, RcptDecision::Accept { direction: Direction::Inbound, contract: "acme".into() });
         assert!(decide_sender(&path("<@a.example:x@b.example>")).is_err());
         assert!(decide_sender(&path("<>")).is_ok());

@@ -276,7 +276,15 @@ impl Policy for GatewaySession {
         let Some(txn) = self.txn.as_mut() else {
             return Err(Reply::new(503, (5, 5, 1), "Need MAIL before RCPT"));
         };
-        match decide_rcpt(&txn.snapshot, self.client, Utc::now().date_naive(), to) {
+        match decide_rcpt(&txn.snapshot, self.client, Utc::now().date_naive(), to, &self.ctx.postmaster) {
+            RcptDecision::Postmaster => {
+                // the operator's: to `postmaster_forward`, else the postmaster address itself
+                let target = self.ctx.postmaster_forward.clone().unwrap_or_else(|| self.ctx.postmaster.clone());
+                if txn.rcpt_keys.insert(target.to_ascii_lowercase()) {
+                    txn.rcpts.push(target);
+                }
+                Ok(())
+            }
             RcptDecision::Accept { direction, contract } => {
                 txn.direction = direction;
                 if !txn.contracts.contains(&contract) {
