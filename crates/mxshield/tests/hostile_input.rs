@@ -683,3 +683,24 @@ async fn postmaster_is_accepted_and_routed() {
     let got = w.customer.wait_for(1, WAIT).await;
     assert_eq!(got[0].rcpts, vec!["postmaster@acme.example"]);
 }
+
+/// A DSN about a message with UTF-8 headers is 7-bit with `message/global-headers` (RFC 6533),
+/// so a strict receiver takes it (issue 8.20: raw 8-bit in `text/rfc822-headers`; the DSN was
+/// refused and, being from `<>`, lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsn_about_utf8_headers_is_seven_bit() {
+    let w = world_with("dsn-utf8", "", "", testkit::sink::Behaviour::RcptReply(550, (5, 1, 1))).await;
+    let body = "From: 山田 <x@remote.test>\r\nTo: alice@acme.example\r\nSubject: 請求書のご送付\r\n\r\nhello\r\n";
+    let r =
+        testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 250);
+    let got = w.remote.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "no DSN:\n{}", w.gw.log());
+    let dsn = &got[0].data;
+    assert!(dsn.is_ascii(), "{}", got[0].text());
+    let msg = mime::parse(dsn);
+    let headers =
+        msg.root.children.iter().find(|p| p.content_type == "message/global-headers").expect("global headers");
+    let original = String::from_utf8(headers.decoded_body(dsn)).unwrap();
+    assert!(original.contains("Subject: 請求書のご送付"), "{original}");
+}

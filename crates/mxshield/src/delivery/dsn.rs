@@ -1,5 +1,9 @@
 //! Delivery status notifications (RFC 3464): a `multipart/report` with a human-readable part,
-//! a `message/delivery-status` part and the original headers (`text/rfc822-headers`).
+//! a `message/delivery-status` part and the original headers (`text/rfc822-headers`). Where
+//! the original headers, an address or a diagnostic are not ASCII, the parts are
+//! `message/global-headers` and `message/global-delivery-status` (RFC 6533), quoted-printable
+//! encoded: the whole DSN is 7-bit, so any receiver takes it (a DSN comes from `<>`; one that
+//! is refused is lost).
 
 use chrono::{DateTime, Utc};
 
@@ -43,46 +47,62 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     h("Content-Type", &format!("multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""));
     m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
-    m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    ));
-    m.push_str(&format!(
+    let mut text = format!(
         "This is the mail system at host {}.\r\n\r\nYour message (queue id {}) could not be delivered to one or more\r\nrecipients. The mail system gave up for the reasons below.\r\n\r\n",
         input.reporting_host, input.queue_id
-    ));
+    );
     for f in input.failed {
         let via = if f.remote.is_empty() { String::new() } else { format!(" (via {})", f.remote) };
-        m.push_str(&format!("<{}>{via}:\r\n    {}\r\n\r\n", f.rcpt, one_line(&f.diagnostic)));
+        text.push_str(&format!("<{}>{via}:\r\n    {}\r\n\r\n", f.rcpt, one_line(&f.diagnostic)));
     }
+    m.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"));
+    m.push_str(&seven_bit_body(text.as_bytes()));
 
-    m.push_str(&format!("--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"));
-    m.push_str(&format!(
+    let mut status = format!(
         "Reporting-MTA: dns; {}\r\nX-Mxshield-Queue-ID: {}\r\nArrival-Date: {}\r\n",
         input.reporting_host,
         input.queue_id,
         input.arrival.to_rfc2822()
-    ));
+    );
     for f in input.failed {
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n", f.rcpt, f.status));
+        // RFC 6533 §3: an internationalized address has the type utf-8
+        let kind = if f.rcpt.is_ascii() { "rfc822" } else { "utf-8" };
+        status.push_str(&format!(
+            "\r\nFinal-Recipient: {kind}; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            f.rcpt, f.status
+        ));
         if !f.remote.is_empty() {
             let host = f.remote.split_whitespace().next().unwrap_or(&f.remote);
-            m.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
+            status.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
         }
         let kind = if f.diagnostic.chars().take(3).all(|c| c.is_ascii_digit()) { "smtp" } else { "x-mxshield" };
-        m.push_str(&format!(
+        status.push_str(&format!(
             "Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {}\r\n",
             one_line(&f.diagnostic),
             now.to_rfc2822()
         ));
     }
-    m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
-    let mut out = m.into_bytes();
-    out.extend_from_slice(input.original_headers);
-    if !input.original_headers.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+    let global = if status.is_ascii() { "" } else { "global-" };
+    m.push_str(&format!("--{boundary}\r\nContent-Type: message/{global}delivery-status\r\n"));
+    m.push_str(&seven_bit_body(status.as_bytes()));
+
+    let mut headers = input.original_headers.to_vec();
+    if !headers.ends_with(b"\r\n") {
+        headers.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    out
+    let kind = if headers.is_ascii() { "text/rfc822-headers" } else { "message/global-headers" };
+    m.push_str(&format!("\r\n--{boundary}\r\nContent-Type: {kind}\r\n"));
+    m.push_str(&seven_bit_body(&headers));
+    m.push_str(&format!("\r\n--{boundary}--\r\n"));
+    m.into_bytes()
+}
+
+/// The end of a part's header section and its body: as it is if 7-bit, else quoted-printable.
+fn seven_bit_body(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(text) if body.is_ascii() => format!("\r\n{text}"),
+        _ => format!("Content-Transfer-Encoding: quoted-printable\r\n\r\n{}", mime::encode::quoted_printable(body)),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -125,6 +145,38 @@ mod tests {
         assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@remote.test\r\nSubject: hello\r\n"));
         assert!(text.contains("Auto-Submitted: auto-replied"));
         assert!(!text.contains("\n\n") || text.contains("\r\n\r\n"));
+    }
+
+    /// A DSN about a message with UTF-8 headers (and an internationalized recipient) is all
+    /// 7-bit, with the RFC 6533 types (issue 8.20: raw 8-bit in `text/rfc822-headers`).
+    #[test]
+    fn dsn_about_utf8_headers_is_seven_bit_with_global_types() {
+        let failed = vec![FailedRcpt {
+            rcpt: "山田@acme.example".into(),
+            status: "5.1.1".into(),
+            remote: String::new(),
+            diagnostic: "550 5.1.1 ユーザーがいません".into(),
+        }];
+        let headers = "From: 山田 <a@remote.test>\r\nSubject: 請求書\r\n".as_bytes();
+        let dsn = build(&DsnInput {
+            reporting_host: "mx1.example.net",
+            postmaster: "postmaster@mx1.example.net",
+            original_sender: "a@remote.test",
+            queue_id: "0123456789ABCDEF",
+            arrival: Utc::now(),
+            failed: &failed,
+            original_headers: headers,
+        });
+        assert!(dsn.is_ascii());
+        let msg = mime::parse(&dsn);
+        let parts: Vec<&mime::Part> = msg.root.children.iter().collect();
+        assert_eq!(parts[1].content_type, "message/global-delivery-status");
+        assert_eq!(parts[2].content_type, "message/global-headers");
+        let status = String::from_utf8(parts[1].decoded_body(&dsn)).unwrap();
+        assert!(status.contains("Final-Recipient: utf-8; 山田@acme.example"), "{status}");
+        assert_eq!(parts[2].decoded_body(&dsn), headers);
+        let text = String::from_utf8(parts[0].decoded_body(&dsn)).unwrap();
+        assert!(text.contains("ユーザーがいません"));
     }
 
     #[test]
