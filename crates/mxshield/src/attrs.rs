@@ -14,6 +14,11 @@ pub const PREPEND: &str = "prepend";
 pub const DSN_OF: &str = "dsn_of";
 /// Set on warning mails we generate: the queue id of the message they are about.
 pub const WARNING_OF: &str = "warning_of";
+/// The sender declared `SMTPUTF8`: the next hop must have it too (RFC 6531 §3.4).
+pub const SMTPUTF8: &str = "smtputf8";
+/// The message holds 8-bit bytes: sent as it is only to a next hop with 8BITMIME, else made
+/// 7-bit first (RFC 6152 §3).
+pub const EIGHT_BIT: &str = "8bit";
 /// Set on the empty marker committed for a deleted message (the commit point of its warnings);
 /// such a file is never delivered and is removed wherever it is found.
 pub const DROPPED: &str = "dropped";

@@ -704,3 +704,49 @@ async fn a_dsn_about_utf8_headers_is_seven_bit() {
     let original = String::from_utf8(headers.decoded_body(dsn)).unwrap();
     assert!(original.contains("Subject: 請求書のご送付"), "{original}");
 }
+
+/// 8-bit data is made 7-bit for a next hop without 8BITMIME, and a message that needs SMTPUTF8
+/// is never sent to a next hop without it (a `5.6.7` DSN instead); the client's `SMTPUTF8` is
+/// passed on (issue 8.21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_bit_and_smtputf8_are_only_sent_where_the_next_hop_takes_them() {
+    let seven_bit_only =
+        WireServer::start(WireConfig { extensions: vec!["PIPELINING".into()], ..WireConfig::default() }).await;
+    let remote = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("8bit", &quoted(seven_bit_only.addr), remote.addr, |c| c);
+    // 8-bit body, no SMTPUTF8: delivered, made 7-bit
+    let body = "From: x@remote.test\r\nTo: alice@acme.example\r\nSubject: hello\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nこんにちは、世界\r\n";
+    let r =
+        testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], body.as_bytes()).await.unwrap();
+    assert_eq!(r.code, 250);
+    let got = seven_bit_only.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "{}", gw.log());
+    assert!(got[0].raw.is_ascii(), "{}", String::from_utf8_lossy(&got[0].raw));
+    assert!(!got[0].mail.contains("BODY=8BITMIME"), "{}", got[0].mail);
+    let m = mime::parse(&got[0].raw);
+    assert_eq!(m.root.decoded_body(&got[0].raw), "こんにちは、世界\r\n".as_bytes());
+    // SMTPUTF8 declared by the client: not sent to a server without it; the sender gets a DSN
+    let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<x@remote.test> SMTPUTF8").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<alice@acme.example>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw("From: 山田 <x@remote.test>\r\nSubject: 請求書\r\n\r\nhi\r\n.\r\n".as_bytes()).await.unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    let dsn = remote.wait_for(1, WAIT).await;
+    assert_eq!(dsn.len(), 1, "{}", gw.log());
+    assert!(dsn[0].text().contains("Status: 5.6.7"), "{}", dsn[0].text());
+    assert_eq!(seven_bit_only.messages().len(), 1, "the SMTPUTF8 message reached a server without SMTPUTF8");
+    // to a server that has SMTPUTF8, the parameter is passed on
+    let utf8 = WireServer::start(WireConfig::default()).await;
+    let (gw2, _dir2) = gateway("smtputf8", &quoted(utf8.addr), remote.addr, |c| c);
+    let (mut c, _) = RawClient::connect(gw2.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<x@remote.test> SMTPUTF8").await.unwrap();
+    c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    c.cmd("DATA").await.unwrap();
+    c.send_raw("Subject: 請求書\r\n\r\nhi\r\n.\r\n".as_bytes()).await.unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    let got = utf8.wait_for(1, WAIT).await;
+    assert!(got[0].mail.contains("SMTPUTF8"), "{}", got[0].mail);
+}

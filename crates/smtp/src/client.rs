@@ -61,6 +61,15 @@ pub struct Extensions {
     pub size: Option<u64>,
 }
 
+/// What the client needs to know of a message to send it.
+#[derive(Debug, Clone, Default)]
+pub struct MailOptions {
+    /// Its size, declared with `SIZE=` where the server has the extension.
+    pub size: Option<u64>,
+    /// It needs SMTPUTF8 (UTF-8 header fields: the sender declared `SMTPUTF8`).
+    pub smtputf8: bool,
+}
+
 /// Replies of one mail transaction.
 #[derive(Debug, Clone)]
 pub struct Transaction {
@@ -152,15 +161,33 @@ impl Client {
         size: Option<u64>,
         body: R,
     ) -> Result<Transaction, ClientError> {
+        self.send_with(from, rcpts, &MailOptions { size, smtputf8: false }, body).await
+    }
+
+    /// [`Client::send`] with the options of the message: a message that needs SMTPUTF8 (UTF-8
+    /// addresses, or the sender said so) is not sent to a server without it — the reply is a
+    /// made-up `553 5.6.7` (RFC 6531 §3.4), nothing crosses the wire.
+    pub async fn send_with<R: AsyncRead + Unpin>(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        opts: &MailOptions,
+        body: R,
+    ) -> Result<Transaction, ClientError> {
         let mut mail_cmd = format!("MAIL FROM:<{from}>");
-        if let (Some(n), Some(_)) = (size, self.extensions.size) {
+        if let (Some(n), Some(_)) = (opts.size, self.extensions.size) {
             mail_cmd.push_str(&format!(" SIZE={n}"));
         }
         if self.extensions.eight_bit {
             mail_cmd.push_str(" BODY=8BITMIME");
         }
-        let needs_utf8 = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
-        if needs_utf8 && self.extensions.smtputf8 {
+        let needs_utf8 = opts.smtputf8 || !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
+        if needs_utf8 {
+            if !self.extensions.smtputf8 {
+                let refused =
+                    Reply::new(553, (5, 6, 7), "The next hop does not support SMTPUTF8, which this message needs");
+                return Ok(Transaction { mail: refused, rcpts: Vec::new(), data: None });
+            }
             mail_cmd.push_str(" SMTPUTF8");
         }
         let (txn, ended) = if self.extensions.pipelining {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use smtp::Reply;
-use smtp::client::{Client, ClientError, ClientTimeouts, Transaction, opportunistic_tls};
+use smtp::client::{Client, ClientError, ClientTimeouts, MailOptions, Transaction, opportunistic_tls};
 use spool::{QueueId, Spool};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_rustls::TlsConnector;
@@ -193,11 +193,23 @@ impl Courier {
     ) -> Result<Transaction, ClientError> {
         let stored = spool.open_message(id).map_err(|e| ClientError::Protocol(format!("spool: {e}")))?;
         let prepend = stored.envelope.attr(attrs::PREPEND).unwrap_or("").as_bytes().to_vec();
+        let smtputf8 = stored.envelope.attr(attrs::SMTPUTF8).is_some();
+        let eight_bit = stored.envelope.attr(attrs::EIGHT_BIT).is_some();
         let mut file = tokio::fs::File::from_std(stored.file);
         file.seek(SeekFrom::Start(stored.data_offset)).await?;
-        let size = stored.data_len + prepend.len() as u64;
+        if eight_bit && !client.extensions.eight_bit && !smtputf8 {
+            // RFC 6152 §3: no 8-bit data to a server without 8BITMIME; made 7-bit instead
+            let mut data = Vec::with_capacity(stored.data_len as usize);
+            (&mut file).take(stored.data_len).read_to_end(&mut data).await?;
+            let data = tokio::task::spawn_blocking(move || mime::to_seven_bit(&data).unwrap_or(data))
+                .await
+                .map_err(|e| ClientError::Protocol(format!("converting to 7 bit: {e}")))?;
+            let opts = MailOptions { size: Some((prepend.len() + data.len()) as u64), smtputf8 };
+            return client.send_with(sender, rcpts, &opts, (&prepend[..]).chain(&data[..])).await;
+        }
+        let opts = MailOptions { size: Some(stored.data_len + prepend.len() as u64), smtputf8 };
         let body = (&prepend[..]).chain(file.take(stored.data_len));
-        client.send(sender, rcpts, Some(size), body).await
+        client.send_with(sender, rcpts, &opts, body).await
     }
 
     async fn open(&self, addr: SocketAddr, name: &str, try_tls: bool) -> Result<Client, HostError> {

@@ -61,6 +61,8 @@ pub struct Decision {
     pub scan_ms: u64,
     /// Time spent waiting for a scan slot ([`Admission`]).
     pub wait_ms: u64,
+    /// The message to deliver holds 8-bit bytes.
+    pub eight_bit: bool,
 }
 
 /// What the receiving side knows about a message when its data is in.
@@ -264,6 +266,7 @@ impl Filter {
             report.signatures,
             header_field("X-Mxshield-Scan", &d.result)
         );
+        d.eight_bit = !d.rewritten.as_deref().unwrap_or(raw).is_ascii();
         d.scan_ms = started.elapsed().as_millis() as u64;
         d
     }

@@ -38,6 +38,8 @@ struct Transaction {
     rcpts: Vec<String>,
     /// [`recipient_key`] of each of `rcpts`.
     rcpt_keys: std::collections::HashSet<String>,
+    /// The client declared `SMTPUTF8`: the message is sent on only with SMTPUTF8.
+    smtputf8: bool,
     writer: Option<Writer>,
     hops: HopCounter,
     strip: HeaderStripper,
@@ -94,6 +96,12 @@ impl GatewaySession {
             (attrs::CLIENT_IP.into(), self.client.to_string()),
             (attrs::HELO.into(), self.helo.clone()),
         ];
+        if txn.smtputf8 {
+            attrs.push((attrs::SMTPUTF8.into(), "1".into()));
+        }
+        if decision.eight_bit {
+            attrs.push((attrs::EIGHT_BIT.into(), "1".into()));
+        }
         if decision.deliver {
             // trace header first, then the scan result; the message itself stays as received
             // (or as the filter rewrote it)
@@ -249,7 +257,7 @@ impl Policy for GatewaySession {
         self.tls = true;
     }
 
-    async fn mail_from(&mut self, from: &Path, _params: &MailParams) -> Result<(), Reply> {
+    async fn mail_from(&mut self, from: &Path, params: &MailParams) -> Result<(), Reply> {
         if let Err(r) = decide_sender(from) {
             self.refused("mail", "", &r);
             return Err(r);
@@ -263,6 +271,7 @@ impl Policy for GatewaySession {
             contracts: Vec::new(),
             rcpts: Vec::new(),
             rcpt_keys: Default::default(),
+            smtputf8: params.smtputf8,
             writer: None,
             hops: HopCounter::default(),
             strip: HeaderStripper::default(),
