@@ -6,7 +6,9 @@ use chrono::NaiveDate;
 use confread::{Issues, Reader, Section};
 use ipnet::IpNet;
 
-use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname, sending_network};
+use crate::model::{
+    Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname, normalize_domain, sending_network,
+};
 
 /// Parses and validates a whole contracts file: syntax, types, unknown keys, duplicate ids
 /// and domains, addresses, dates and account limits. All problems are returned together.
@@ -115,8 +117,9 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
 
 fn read_domain(r: &mut Reader<'_>, sec: &mut Section<'_, '_>) -> Option<Domain> {
     let name = required(r, sec, "name", |s| {
-        let n = s.trim().to_ascii_lowercase();
-        (is_hostname(&n) && n.contains('.')).then_some(n).ok_or(format!("{s:?} is not a valid domain name"))
+        normalize_domain(s)
+            .filter(|n| is_hostname(n) && n.contains('.'))
+            .ok_or(format!("{s:?} is not a valid domain name"))
     });
     let mut servers = Vec::new();
     match r.strings(sec, "receiving_servers") {

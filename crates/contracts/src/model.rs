@@ -160,6 +160,14 @@ impl fmt::Display for NextHop {
     }
 }
 
+/// A domain name as stored and looked up: lower case, internationalized labels as A-labels
+/// (`例え.example` → `xn--r8jz45g.example`, UTS #46). `None` if it is not a valid name.
+pub fn normalize_domain(name: &str) -> Option<String> {
+    let name = name.trim().trim_end_matches('.');
+    let ascii = if name.is_ascii() { name.to_ascii_lowercase() } else { idna::domain_to_ascii(name).ok()? };
+    Some(ascii)
+}
+
 /// A DNS host name: dot-separated labels of letters, digits and hyphens.
 pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()

@@ -64,9 +64,13 @@ impl Snapshot {
         &self.contracts
     }
 
-    /// The registered domain `name` (any case), whether or not its contract is active.
+    /// The registered domain `name` (any case, U-labels or A-labels), whether or not its
+    /// contract is active.
     pub fn domain(&self, name: &str) -> Option<&DomainEntry> {
-        self.domains.get(&name.to_ascii_lowercase())
+        if name.is_ascii() {
+            return self.domains.get(&name.to_ascii_lowercase());
+        }
+        self.domains.get(&crate::model::normalize_domain(name)?)
     }
 
     /// The registered domain `name` if its contract is active on `day`.

@@ -750,3 +750,31 @@ async fn eight_bit_and_smtputf8_are_only_sent_where_the_next_hop_takes_them() {
     let got = utf8.wait_for(1, WAIT).await;
     assert!(got[0].mail.contains("SMTPUTF8"), "{}", got[0].mail);
 }
+
+/// A recipient domain in U-label form matches its registered A-label and the other way round;
+/// contracts may be written with U-labels (issue 8.22: "Relaying denied").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internationalized_domains_match_their_a_labels() {
+    let w = world("idn").await;
+    let toml = format!(
+        "{}\n[[contract]]\nid = \"rei\"\ncustomer = \"Rei\"\naccounts_limit = 5\nstarts = \"2026-01-01\"\n\
+         [[contract.domain]]\nname = \"例え.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"taro\"]\n\
+         [[contract.domain]]\nname = \"xn--wgv71a.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"hanako\"]\n",
+        contracts(&quoted(w.customer.addr)),
+        w.customer.addr,
+        w.customer.addr
+    );
+    apply(&w.gw, &toml);
+    let list = String::from_utf8_lossy(&w.gw.cli(&["contracts", "list"]).stdout).into_owned();
+    assert!(list.contains("xn--r8jz45g.example"), "{list}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<x@remote.test> SMTPUTF8").await.unwrap().code, 250);
+    for rcpt in ["taro@例え.example", "taro@xn--r8jz45g.example", "TARO@XN--R8JZ45G.EXAMPLE", "hanako@日本.example"]
+    {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+        assert_eq!(r.code, 250, "{rcpt}: {r:?}");
+    }
+    assert_eq!(c.cmd("RCPT TO:<jiro@例え.example>").await.unwrap().code, 550);
+}

@@ -72,7 +72,9 @@ impl Router {
 
     /// The hosts to try for `domain`, in order.
     pub async fn route(&self, domain: &str) -> Result<Vec<Candidate>, RouteError> {
-        let domain = domain.to_ascii_lowercase();
+        // DNS and the tables hold A-labels: an internationalized domain is looked up as such
+        let domain = contracts::normalize_domain(domain)
+            .ok_or_else(|| RouteError::Permanent("5.1.2", format!("{domain:?} is not a valid domain name")))?;
         if let Some(hop) = self.routes.get(&domain) {
             return self.resolve_hops(std::slice::from_ref(hop)).await;
         }

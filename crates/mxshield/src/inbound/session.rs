@@ -413,7 +413,7 @@ fn local_error() -> Reply {
 fn recipient_key(snapshot: &Snapshot, to: &Path) -> String {
     match &to.mailbox {
         Some(m) => {
-            let domain = m.domain.to_ascii_lowercase();
+            let domain = contracts::normalize_domain(&m.domain).unwrap_or_else(|| m.domain.to_ascii_lowercase());
             if snapshot.domain(&domain).is_some() {
                 format!("{}@{domain}", m.local.to_ascii_lowercase())
             } else {
