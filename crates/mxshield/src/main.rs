@@ -163,13 +163,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(config).await,
-            Command::CheckConfig => match notify::Templates::load(config.warnings.templates.as_deref()) {
+            Command::CheckConfig => match serve::prepare(&config) {
                 Ok(_) => {
                     println!("configuration is valid");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    eprintln!("mxshield: invalid warning templates:\n{e}");
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!("mxshield: {p}");
+                    }
                     Ok(ExitCode::from(2))
                 }
             },

@@ -23,20 +23,51 @@ use crate::msglog::MessageLog;
 use crate::notify::{Notifier, Templates};
 use crate::{logging, tls};
 
-/// Runs the gateway until a termination signal.
+/// What `serve` builds from the configuration before it starts, each checked by
+/// [`prepare`]: `check-config` checks exactly what `serve` needs.
+pub struct Prepared {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    scanner: Scanner,
+    notifier: Option<Arc<Notifier>>,
+}
+
+/// Loads and checks everything `serve` needs beyond a valid configuration file — the TLS
+/// certificate and key, the signature database (or clamd, reached), the warning templates,
+/// a usable `data_dir` — and returns every problem at once.
+pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut note = |e: anyhow::Error| problems.push(format!("{e:#}"));
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        note(anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display()));
+    }
+    let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose().map_err(&mut note).ok().flatten();
+    let scanner = scanner(&config.scan).map_err(&mut note).ok();
+    let notifier = notifier(config).map_err(&mut note).ok().flatten();
+    match scanner {
+        Some(scanner) if problems.is_empty() => Ok(Prepared { tls, scanner, notifier }),
+        _ => Err(problems),
+    }
+}
+
+/// Runs the gateway until a termination signal. A configuration that cannot be served is
+/// reported, every problem at once, with exit status 2.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     logging::init(&config.log);
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let Prepared { tls, scanner, notifier } = match prepare(&config) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("mxshield: {p}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
     let spool = Spool::open(config.spool_dir())?;
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
     let store = Store::open(&config.contracts.database).await?;
     let contracts = LiveContracts::load(&store).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);
-    let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose()?;
-    let scanner = scanner(&config.scan)?;
-    let notifier = notifier(&config)?;
     let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await;
 
     let known = recover(&spool)?;
@@ -132,7 +163,7 @@ fn notifier(config: &Config) -> anyhow::Result<Option<Arc<Notifier>>> {
 fn scanner(cfg: &ScanConfig) -> anyhow::Result<Scanner> {
     if let Some(addr) = &cfg.clamd {
         let c = scan::clamd::Clamd { addr: addr.clone(), timeout: cfg.clamd_timeout };
-        let version = c.version().with_context(|| format!("cannot reach clamd at {addr:?}"))?;
+        let version = c.version().with_context(|| format!("cannot reach clamd at {addr}"))?;
         tracing::info!(event = "clamd_connected", version = %version);
         return Ok(Scanner::Clamd(c, format!("clamd {version}")));
     }

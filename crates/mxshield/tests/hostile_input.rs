@@ -778,3 +778,40 @@ async fn internationalized_domains_match_their_a_labels() {
     }
     assert_eq!(c.cmd("RCPT TO:<jiro@例え.example>").await.unwrap().code, 550);
 }
+
+/// `check-config` checks what `serve` checks, and both report every problem, without Rust debug
+/// values, with exit status 2 (issue 8.23: "valid", then `serve` exit 1 with the first only).
+#[test]
+fn check_config_and_serve_report_every_start_up_problem() {
+    let dir = testkit::TempDir::new("preflight");
+    let port = testkit::free_port();
+    let closed = testkit::free_port();
+    let cfg = format!(
+        "data_dir = \"data\"\n[smtp]\nlisten = [\"127.0.0.1:{port}\"]\n[smtp.tls]\ncert = \"missing-cert.pem\"\nkey = \"missing-key.pem\"\n\
+         [scan]\nengine = \"clamd\"\nclamd = \"127.0.0.1:{closed}\"\n"
+    );
+    std::fs::write(dir.path().join("m.toml"), cfg).unwrap();
+    for command in ["check-config", "serve"] {
+        let out = std::process::Command::new(BIN)
+            .args(["--config", "m.toml", command])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("missing-cert.pem"), "{command}: {err}");
+        assert!(err.contains(&format!("cannot reach clamd at 127.0.0.1:{closed}")), "{command}: {err}");
+        assert!(!err.contains("Tcp("), "{command}: {err}");
+    }
+    // a missing signatures directory too
+    let cfg =
+        format!("data_dir = \"data\"\n[smtp]\nlisten = [\"127.0.0.1:{port}\"]\n[scan]\nsignatures = \"no-such-dir\"\n");
+    std::fs::write(dir.path().join("s.toml"), cfg).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "s.toml", "check-config"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
+}

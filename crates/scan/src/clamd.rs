@@ -19,6 +19,15 @@ pub enum ClamdAddr {
     Unix(PathBuf),
 }
 
+impl std::fmt::Display for ClamdAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClamdAddr::Tcp(a) => write!(f, "{a}"),
+            ClamdAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 impl ClamdAddr {
     /// `host:port`, `tcp:host:port`, `/path/to/socket` or `unix:/path`.
     pub fn parse(s: &str) -> Result<ClamdAddr, String> {
