@@ -10,6 +10,7 @@ use spool::{QueueId, RcptState, Spool};
 
 use crate::attrs;
 use crate::config::Config;
+use crate::msglog::{DeliveryRecord, LogStore};
 
 /// `contracts apply FILE`: validate the whole file, then store it.
 pub async fn contracts_apply(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
@@ -179,14 +180,42 @@ pub fn queue_flush(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// `queue delete ID`.
-pub fn queue_delete(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+/// Deletes a queued message; each recipient still pending is recorded `deleted` in the
+/// message log, and the deletion is logged as an event (on standard error).
+pub async fn queue_delete(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
     let spool = open_spool(config)?;
     let id = parse_id(id)?;
-    if spool.remove(&id)? {
-        println!("deleted {id}");
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let pending: Vec<String> = match spool.open_message(&id) {
+        Ok(m) => {
+            let status = spool.read_status(&id, m.envelope.recipients.len()).ok();
+            let done = |i: usize| status.as_ref().and_then(|s| s.rcpts.get(i)).is_some_and(|r| r.state.is_final());
+            m.envelope.recipients.iter().enumerate().filter(|(i, _)| !done(*i)).map(|(_, r)| r.clone()).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    if !spool.remove(&id)? {
         eprintln!("mxshield: no message {id} in the queue");
-        Ok(ExitCode::from(1))
+        return Ok(ExitCode::from(1));
     }
+    let at = chrono::Utc::now().timestamp();
+    let records: Vec<DeliveryRecord> = pending
+        .iter()
+        .map(|rcpt| DeliveryRecord {
+            queue_id: id.to_string(),
+            rcpt: rcpt.clone(),
+            state: "deleted",
+            remote: String::new(),
+            reply: "deleted by the operator (mxshield queue delete)".into(),
+            at,
+        })
+        .collect();
+    if config.log.message_log.exists() {
+        match LogStore::open(&config.log.message_log).await {
+            Ok(store) => store.write(&[], &records).await?,
+            Err(e) => eprintln!("mxshield: the message log was not updated: {e}"),
+        }
+    }
+    eprintln!("event=\"deleted\" queue_id={id} recipients={} by=\"mxshield queue delete\"", pending.join(","));
+    println!("deleted {id}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -174,9 +174,6 @@ impl Config {
         let warnings = read_warnings(&mut r, warn_sec.as_mut());
         let mut scan_sec = r.table(&mut root, "scan");
         let scan = read_scan(&mut r, scan_sec.as_mut());
-        if delivery.retry_min > delivery.retry_max {
-            r.issue("delivery.retry_min", 0, "must not be larger than delivery.retry_max");
-        }
         r.deny_unknown(&root);
         r.finish()?;
         Ok(Config { data_dir, postmaster, postmaster_forward, smtp, delivery, contracts, scan, log, warnings })
@@ -361,6 +358,16 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
         dns_timeout,
     };
     if let Some(s) = sec {
+        if cfg.retry_min > cfg.retry_max {
+            // the line of whichever of the two the file sets
+            let line = [r.duration(s, "retry_min"), r.duration(s, "retry_max")]
+                .into_iter()
+                .flatten()
+                .map(|(_, line)| line)
+                .next()
+                .unwrap_or_else(|| s.line());
+            r.issue(s.child_path("retry_min"), line, "must not be larger than retry_max");
+        }
         r.deny_unknown(s);
     }
     cfg

@@ -58,7 +58,9 @@ fn bad_configs_report_every_error() {
         ("[log]\nretention = \"0s\"\n", &["line 2: log.retention: must be longer than zero"]),
         ("[smtp\n", &["line 1: TOML syntax error"]),
         ("postmaster = \"not an address\"\n", &["line 1: postmaster"]),
-        ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"\n", &["delivery.retry_min: must not be larger"]),
+        ("[delivery]\nretry_min = \"2h\"\nretry_max = \"1h\"\n", &["line 2: delivery.retry_min: must not be larger"]),
+        ("[delivery]\nretry_max = \"1m\"\n", &["line 2: delivery.retry_min: must not be larger"]),
+        ("[smtp]\nmax_connections = 5\nreserved_connections = 5\n", &["line 3: smtp.reserved_connections"]),
         (
             "colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n",
             &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"],

@@ -191,7 +191,7 @@ fn main() -> ExitCode {
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),
-            Command::Queue(QueueCmd::Delete { id }) => cli::queue_delete(&config, &id),
+            Command::Queue(QueueCmd::Delete { id }) => cli::queue_delete(&config, &id).await,
             Command::Tls(TlsCmd::SelfSigned { cert, key, hostname }) => {
                 let host = hostname.unwrap_or_else(|| config.smtp.hostname.clone());
                 tls::write_self_signed(&host, &cert, &key)?;

@@ -33,10 +33,24 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Writes a self-signed certificate for `hostname` and its key as PEM files.
+/// Writes a self-signed certificate for `hostname` (its subject CN and name) and its key as PEM
+/// files; the key file is created with mode 0600 (never readable by others, not even briefly).
 pub fn write_self_signed(hostname: &str, cert: &Path, key: &Path) -> anyhow::Result<()> {
-    let pair = rcgen::generate_simple_self_signed(vec![hostname.to_string()]).context("generating certificate")?;
-    std::fs::write(cert, pair.cert.pem()).with_context(|| format!("writing {}", cert.display()))?;
-    std::fs::write(key, pair.signing_key.serialize_pem()).with_context(|| format!("writing {}", key.display()))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).context("certificate names")?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, hostname);
+    let signing_key = rcgen::KeyPair::generate().context("generating a key")?;
+    let certificate = params.self_signed(&signing_key).context("generating certificate")?;
+    let _ = std::fs::remove_file(key);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key)
+        .with_context(|| format!("creating {}", key.display()))?;
+    file.write_all(signing_key.serialize_pem().as_bytes()).with_context(|| format!("writing {}", key.display()))?;
+    std::fs::write(cert, certificate.pem()).with_context(|| format!("writing {}", cert.display()))?;
     Ok(())
 }

@@ -815,3 +815,57 @@ fn check_config_and_serve_report_every_start_up_problem() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
 }
+
+/// The smaller defects of issue 8.24 seen from the command line: `scan`'s exit code for
+/// results that are only UNSCANNABLE (0, as documented), `log search` refusing unknown
+/// directions and actions, `tls self-signed` writing its key 0600 with the host name as CN.
+#[test]
+fn command_line_details() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = testkit::TempDir::new("cli-details");
+    let run = |args: &[&str]| std::process::Command::new(BIN).args(args).current_dir(dir.path()).output().unwrap();
+    // an encrypted zip: UNSCANNABLE, exit 0
+    sh(dir.path(), "printf secret > s.txt && zip -q -P pw enc.zip s.txt");
+    let out = run(&["scan", "enc.zip"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Encrypted.Zip UNSCANNABLE"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for bad in [["--direction", "sideways"], ["--action", "explode"]] {
+        let out = run(&["log", "search", bad[0], bad[1]]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"), "{bad:?}");
+    }
+    let out = run(&["tls", "self-signed", "--cert", "c.pem", "--key", "k.pem", "--hostname", "mx.example.net"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::fs::metadata(dir.path().join("k.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let pem = std::fs::read_to_string(dir.path().join("c.pem")).unwrap();
+    let der = mime::decode::base64(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>().as_bytes());
+    assert!(der.windows(14).any(|w| w == b"mx.example.net"));
+    assert!(!der.windows(4).any(|w| w == b"rcge"), "rcgen's default CN");
+}
+
+/// `queue delete` records each pending recipient `deleted` in the message log and says so
+/// (issue 8.24: the log said "deferred" for ever, and no event was logged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_delete_is_recorded_in_the_message_log() {
+    let (gw, _dir) = gateway("queue-delete", &quoted(down_addr()), down_addr(), |c| c);
+    let body = testkit::client::message("to be deleted", "x");
+    let r = testkit::client::send_one(gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    let id = r.text.rsplit(' ').next().unwrap().to_string();
+    gw.wait_log("event=\"deferred\"", WAIT).await;
+    let out = gw.cli(&["queue", "delete", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("event=\"deleted\""));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = gw.cli(&["log", "search", "--json", "--queue-id", &id]);
+        let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let state = found[0]["recipients"][0]["state"].as_str().unwrap_or("").to_string();
+        if state == "deleted" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "state {state:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

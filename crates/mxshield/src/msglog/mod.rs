@@ -63,7 +63,7 @@ pub struct MessageRecord {
 pub struct DeliveryRecord {
     pub queue_id: String,
     pub rcpt: String,
-    /// `delivered`, `deferred` or `bounced`.
+    /// `delivered`, `deferred`, `bounced` or `deleted` (by the operator).
     pub state: &'static str,
     pub remote: String,
     pub reply: String,

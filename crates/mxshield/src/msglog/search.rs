@@ -30,7 +30,7 @@ pub struct Filter {
     #[arg(long)]
     pub virus: Option<String>,
     /// deliver, deliver-unscanned, rewrite, drop or refuse.
-    #[arg(long)]
+    #[arg(long, value_parser = ["deliver", "deliver-unscanned", "rewrite", "drop", "refuse"])]
     pub action: Option<String>,
     /// Message-ID (with or without angle brackets).
     #[arg(long)]
@@ -39,7 +39,7 @@ pub struct Filter {
     #[arg(long)]
     pub queue_id: Option<String>,
     /// inbound, outbound, warning or dsn.
-    #[arg(long)]
+    #[arg(long, value_parser = ["inbound", "outbound", "warning", "dsn"])]
     pub direction: Option<String>,
     /// At most this many messages.
     #[arg(long, default_value_t = 100)]
@@ -103,11 +103,39 @@ pub async fn run(config: &Config, filter: &Filter, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Column widths of the table (in terminal columns).
+const COLUMNS: [usize; 7] = [20, 17, 9, 28, 30, 18, 24];
+
+/// `text` in exactly `width` terminal columns: padded, or cut with `…`. Wide (East Asian)
+/// characters count two columns, so Japanese addresses and names keep the columns aligned.
+fn cell(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let mut out = String::new();
+    let mut used = 0;
+    let total: usize = text.chars().map(|c| c.width().unwrap_or(0)).sum();
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if total > width && used + w > width - 1 {
+            out.push('…');
+            used += 1;
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push_str(&" ".repeat(width.saturating_sub(used)));
+    out
+}
+
+/// One table row: each value in its column, the last one as it is.
+fn row(values: [&str; 7], last: &str) -> String {
+    let mut line: Vec<String> = values.iter().zip(COLUMNS).map(|(v, w)| cell(v, w)).collect();
+    line.push(last.to_string());
+    line.join(" ")
+}
+
 fn print_table(found: &[Found]) {
-    println!(
-        "{:<20} {:<26} {:<9} {:<28} {:<30} {:<18} {:<24} DELIVERY",
-        "TIME (UTC)", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"
-    );
+    println!("{}", row(["TIME (UTC)", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"], "DELIVERY"));
     for f in found {
         let time = DateTime::<Utc>::from_timestamp(f.summary.at, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
         let to = match f.recipients.as_slice() {
@@ -123,17 +151,9 @@ fn print_table(found: &[Found]) {
         }
         let sender = if f.summary.sender.is_empty() { "<>" } else { &f.summary.sender };
         let virus = if f.summary.viruses.is_empty() { "-".to_string() } else { f.summary.viruses.join(",") };
-        println!(
-            "{:<20} {:<26} {:<9} {:<28} {:<30} {:<18} {:<24} {}",
-            time.unwrap_or_default(),
-            f.summary.queue_id,
-            f.summary.direction,
-            sender,
-            to,
-            f.summary.action,
-            virus,
-            states.join(",")
-        );
+        let time = time.unwrap_or_default();
+        let values = [&time[..], &f.summary.queue_id, &f.summary.direction, sender, &to, &f.summary.action, &virus];
+        println!("{}", row(values, &states.join(",")));
     }
     println!("{} message(s)", found.len());
 }
@@ -141,6 +161,19 @@ fn print_table(found: &[Found]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_keep_columns_with_wide_characters() {
+        use unicode_width::UnicodeWidthStr;
+        for text in
+            ["alice@acme.example", "山田太郎@例え.example", "", "x".repeat(40).as_str(), "請求書".repeat(20).as_str()]
+        {
+            let c = cell(text, 28);
+            assert_eq!(c.width(), 28, "{text:?} -> {c:?}");
+        }
+        assert_eq!(cell("山田", 6), "山田  ");
+        assert_eq!(cell("山田太郎", 6), "山田… ");
+    }
 
     #[test]
     fn time_arguments() {
