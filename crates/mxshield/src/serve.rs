@@ -124,6 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 config.scan.max_memory,
                 config.scan.limits.max_expanded,
             )),
+            max_time: config.scan.limits.max_time,
         },
         queued: queued_tx,
         msglog,

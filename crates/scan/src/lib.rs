@@ -65,8 +65,23 @@ impl Engine {
         self.run("message", raw, true)
     }
 
+    /// [`Engine::scan_message`] whose time runs out at `deadline` rather than `max_time` from
+    /// now.
+    pub fn scan_message_until(&self, raw: &[u8], deadline: std::time::Instant) -> Report {
+        self.run_until("message", raw, true, deadline)
+    }
+
+    /// [`Engine::scan_bytes`] whose time runs out at `deadline`.
+    pub fn scan_bytes_until(&self, name: &str, data: &[u8], deadline: std::time::Instant) -> Report {
+        self.run_until(name, data, false, deadline)
+    }
+
     fn run(&self, name: &str, data: &[u8], mail: bool) -> Report {
-        let mut w = Walker::new(&self.sigs, Budget::new(self.limits));
+        self.run_until(name, data, mail, std::time::Instant::now() + self.limits.max_time)
+    }
+
+    fn run_until(&self, name: &str, data: &[u8], mail: bool, deadline: std::time::Instant) -> Report {
+        let mut w = Walker::new(&self.sigs, Budget::until(self.limits, deadline));
         let root = w.scan(name.to_string(), data, 0, mail);
         Report { root, bytes_scanned: w.scanned, signatures: self.sigs.version.clone() }
     }

@@ -55,7 +55,13 @@ pub fn is_time_limit(why: &str) -> bool {
 impl Budget {
     /// A fresh budget starting now.
     pub fn new(limits: Limits) -> Budget {
-        Budget { limits, expanded: 0, entries: 0, deadline: Instant::now() + limits.max_time }
+        Self::until(limits, Instant::now() + limits.max_time)
+    }
+
+    /// A fresh budget whose time runs out at `deadline` (shared by several scans of one
+    /// message: the scan, then the scans of its rewritten form).
+    pub fn until(limits: Limits, deadline: Instant) -> Budget {
+        Budget { limits, expanded: 0, entries: 0, deadline }
     }
 
     /// Bytes that may still be produced.

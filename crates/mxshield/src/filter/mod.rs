@@ -90,18 +90,24 @@ pub enum Scanner {
 }
 
 impl Scanner {
-    /// Scans a message; `Err` means it could not be scanned (never treat it as clean).
-    fn scan_message(&self, raw: &[u8]) -> Result<scan::Report, String> {
+    /// Scans a message before `deadline`; `Err` means it could not be scanned (never treat it
+    /// as clean).
+    fn scan_message(&self, raw: &[u8], deadline: Instant) -> Result<scan::Report, String> {
         match self {
-            Scanner::Builtin(e) => Ok(e.scan_message(raw)),
+            Scanner::Builtin(e) => Ok(e.scan_message_until(raw, deadline)),
             Scanner::Clamd(c, version) => c.scan_message(raw, version).map_err(|e| e.to_string()),
         }
     }
 
-    /// Whether a file (an archive member) is infected.
-    fn is_infected(&self, data: &[u8]) -> Result<bool, String> {
+    /// Whether a file (an archive member) is infected; a scan that runs past `deadline` is an
+    /// error.
+    fn is_infected(&self, data: &[u8], deadline: Instant) -> Result<bool, String> {
         match self {
-            Scanner::Builtin(e) => Ok(matches!(e.scan_bytes("member", data).verdict(), Verdict::Infected(_))),
+            Scanner::Builtin(e) => match e.scan_bytes_until("member", data, deadline).verdict() {
+                Verdict::Infected(_) => Ok(true),
+                Verdict::LimitExceeded(why) if scan::limits::is_time_limit(&why) => Err(why),
+                _ => Ok(false),
+            },
             Scanner::Clamd(c, _) => match c.instream(data).map_err(|e| e.to_string())? {
                 scan::clamd::ClamdVerdict::Found(_) => Ok(true),
                 scan::clamd::ClamdVerdict::Clean => Ok(false),
@@ -161,6 +167,8 @@ pub struct Filter {
     pub notifier: Option<Arc<Notifier>>,
     /// Bounds the scans running at once and their memory.
     pub admission: Arc<Admission>,
+    /// Time for all the work on one message (`[scan] max_time`).
+    pub max_time: std::time::Duration,
 }
 
 impl Filter {
@@ -203,8 +211,11 @@ impl Filter {
     }
 
     /// Scans, decides and acts (blocking).
+    /// All of it — the scan, the rewrite and the scans of the rewritten message — shares one
+    /// time budget (`[scan] max_time` from `started`).
     fn decide(&self, facts: &MessageFacts, queue_id: &str, raw: &[u8], started: Instant) -> Decision {
-        let report = match self.scanner.scan_message(raw) {
+        let deadline = started + self.max_time;
+        let report = match self.scanner.scan_message(raw, deadline) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(event = "scan_failed", error = %e);
@@ -223,7 +234,7 @@ impl Filter {
         };
         let mut action = decision::decide(facts.direction, &report.root, facts.policy);
         if let Action::Rewrite { fixes, unscanned } = &action {
-            match self.carry_out_rewrite(raw, fixes) {
+            match self.carry_out_rewrite(raw, fixes, deadline) {
                 Some((data, done)) => {
                     let mut result: Vec<String> = done.iter().map(done_text).collect();
                     result.extend(unscanned_text(unscanned));
@@ -235,6 +246,10 @@ impl Filter {
                         .map(|x| AffectedPart { name: x.name, viruses: x.viruses, done: Some(x.what) })
                         .collect();
                     d.warnings = self.warnings(Case::InboundCleaned, facts, queue_id, &d, &affected);
+                }
+                None if Instant::now() > deadline => {
+                    // out of time, not out of options: the client tries again later
+                    return refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
                 }
                 None => {
                     action = Action::Drop { warn: Warn::Recipients, viruses: virus_list(fixes) };
@@ -273,10 +288,19 @@ impl Filter {
 
     /// Rewrites the message as `fixes` say, then scans the result: if a virus is still found,
     /// the infected attachments are removed whole instead; `None` if even that leaves a virus.
-    fn carry_out_rewrite(&self, raw: &[u8], fixes: &[PartFix]) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
-        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data);
-        let clean =
-            |data: &[u8]| self.scanner.scan_message(data).is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_)));
+    fn carry_out_rewrite(
+        &self,
+        raw: &[u8],
+        fixes: &[PartFix],
+        deadline: Instant,
+    ) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
+        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data, deadline);
+        // clean means scanned to the end and nothing found: a rescan that hit a limit is not
+        let clean = |data: &[u8]| {
+            self.scanner
+                .scan_message(data, deadline)
+                .is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_) | Verdict::LimitExceeded(_)))
+        };
         match rewrite::rewrite(raw, fixes, &mut is_infected) {
             Ok((data, done)) if clean(&data) => return Some((data, done)),
             Ok(_) => tracing::warn!(
