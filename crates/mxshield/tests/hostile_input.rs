@@ -869,3 +869,39 @@ async fn queue_delete_is_recorded_in_the_message_log() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A client that goes away while its message is scanned takes the work with it: the scan stops
+/// at its next check instead of running to the end for no one (issue 8.9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scan_stops_when_its_client_has_gone() {
+    let w = world("client-gone").await;
+    let payload: Vec<u8> = (0..24_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let body = testkit::mail::with_attachment("x@remote.test", "big", "see attached", "big.bin", &payload);
+    // the whole scan, for reference
+    let r = testkit::client::send_one(w.gw.addr, "x@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    let log = w.gw.wait_log("event=\"received\"", WAIT).await;
+    let full: u64 = log
+        .lines()
+        .find(|l| l.contains("event=\"received\""))
+        .and_then(|l| l.split(" scan_ms=").nth(1))
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    // the same message, and the client closes the connection right after the final dot
+    let (mut c, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+    c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(&body).await.unwrap();
+    c.send_raw(b".\r\n").await.unwrap();
+    drop(c);
+    let log = w.gw.wait_log("event=\"scan_abandoned\"", std::time::Duration::from_secs(60)).await;
+    let line = log.lines().find(|l| l.contains("event=\"scan_abandoned\"")).unwrap();
+    let cut: u64 =
+        line.split(" scan_ms=").nth(1).and_then(|v| v.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();
+    println!("full scan {full} ms, abandoned after {cut} ms");
+    assert!(cut < full, "{line}");
+    assert_eq!(log.matches("event=\"received\"").count(), 1, "{log}");
+}

@@ -65,23 +65,22 @@ impl Engine {
         self.run("message", raw, true)
     }
 
-    /// [`Engine::scan_message`] whose time runs out at `deadline` rather than `max_time` from
-    /// now.
-    pub fn scan_message_until(&self, raw: &[u8], deadline: std::time::Instant) -> Report {
-        self.run_until("message", raw, true, deadline)
+    /// [`Engine::scan_message`] that stops as `stop` says rather than `max_time` from now.
+    pub fn scan_message_until(&self, raw: &[u8], stop: &limits::Stop) -> Report {
+        self.run_with("message", raw, true, Budget::until(self.limits, stop))
     }
 
-    /// [`Engine::scan_bytes`] whose time runs out at `deadline`.
-    pub fn scan_bytes_until(&self, name: &str, data: &[u8], deadline: std::time::Instant) -> Report {
-        self.run_until(name, data, false, deadline)
+    /// [`Engine::scan_bytes`] that stops as `stop` says.
+    pub fn scan_bytes_until(&self, name: &str, data: &[u8], stop: &limits::Stop) -> Report {
+        self.run_with(name, data, false, Budget::until(self.limits, stop))
     }
 
     fn run(&self, name: &str, data: &[u8], mail: bool) -> Report {
-        self.run_until(name, data, mail, std::time::Instant::now() + self.limits.max_time)
+        self.run_with(name, data, mail, Budget::new(self.limits))
     }
 
-    fn run_until(&self, name: &str, data: &[u8], mail: bool, deadline: std::time::Instant) -> Report {
-        let mut w = Walker::new(&self.sigs, Budget::until(self.limits, deadline));
+    fn run_with(&self, name: &str, data: &[u8], mail: bool, budget: Budget) -> Report {
+        let mut w = Walker::new(&self.sigs, budget);
         let root = w.scan(name.to_string(), data, 0, mail);
         Report { root, bytes_scanned: w.scanned, signatures: self.sigs.version.clone() }
     }

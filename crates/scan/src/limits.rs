@@ -1,5 +1,7 @@
 //! Scan limits (R6) and the running budget of one scan.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Configurable limits; defaults from R6.
@@ -36,6 +38,27 @@ pub struct Budget {
     pub expanded: u64,
     pub entries: usize,
     deadline: Instant,
+    cancelled: Option<Arc<AtomicBool>>,
+}
+
+/// When a scan must stop early: at `deadline`, or as soon as `cancelled` is set (its client
+/// has gone: nobody is waiting for the verdict any more).
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub deadline: Instant,
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// Stop at `deadline` unless cancelled first.
+    pub fn at(deadline: Instant) -> Stop {
+        Stop { deadline, cancelled: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Whether the scan was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
 }
 
 /// A limit that was reached.
@@ -55,13 +78,13 @@ pub fn is_time_limit(why: &str) -> bool {
 impl Budget {
     /// A fresh budget starting now.
     pub fn new(limits: Limits) -> Budget {
-        Self::until(limits, Instant::now() + limits.max_time)
+        Budget { limits, expanded: 0, entries: 0, deadline: Instant::now() + limits.max_time, cancelled: None }
     }
 
-    /// A fresh budget whose time runs out at `deadline` (shared by several scans of one
-    /// message: the scan, then the scans of its rewritten form).
-    pub fn until(limits: Limits, deadline: Instant) -> Budget {
-        Budget { limits, expanded: 0, entries: 0, deadline }
+    /// A fresh budget that stops as `stop` says (shared by several scans of one message: the
+    /// scan, then the scans of its rewritten form).
+    pub fn until(limits: Limits, stop: &Stop) -> Budget {
+        Budget { limits, expanded: 0, entries: 0, deadline: stop.deadline, cancelled: Some(stop.cancelled.clone()) }
     }
 
     /// Bytes that may still be produced.
@@ -87,8 +110,11 @@ impl Budget {
         self.check_time()
     }
 
-    /// Fails once the time budget is spent.
+    /// Fails once the time budget is spent, or the scan was cancelled.
     pub fn check_time(&self) -> Result<(), LimitHit> {
+        if self.cancelled.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(LimitHit("scan cancelled: the client has gone".into()));
+        }
         if Instant::now() > self.deadline {
             return Err(LimitHit(format!("{TIME_LIMIT} {:?}", self.limits.max_time)));
         }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -99,6 +99,15 @@ pub enum SessionEnd {
 }
 
 const DATA_CHUNK: usize = 64 * 1024;
+
+/// Resolves when the client has closed its side of the connection; never if it sent more
+/// (pipelined commands are left unread for after the reply).
+async fn client_gone<S: AsyncBufRead + Unpin>(stream: &mut S) {
+    match stream.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
 
 /// One SMTP server session.
 pub struct Session<P: Policy> {
@@ -318,7 +327,20 @@ impl<P: Policy> Session<P> {
         self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         self.flush().await?;
         let reply = match self.receive_data().await? {
-            Ok(()) => self.policy.data_end().await,
+            Ok(()) => {
+                // while the message is scanned, notice a client that goes away: the work for
+                // it is dropped (the policy's future with it) rather than finished for no one
+                let stream = &mut self.stream;
+                let policy = &mut self.policy;
+                tokio::select! {
+                    r = policy.data_end() => r,
+                    () = client_gone(stream) => {
+                        self.policy.data_abort(DataAbort::Disconnected).await;
+                        self.reset_state();
+                        return Ok(Some(SessionEnd::ClientClosed));
+                    }
+                }
+            }
             Err((why, reply)) => {
                 self.policy.data_abort(why).await;
                 if why == DataAbort::Disconnected {

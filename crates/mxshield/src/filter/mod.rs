@@ -21,6 +21,7 @@ use crate::msglog::PartRecord;
 use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
 use rewrite::DoneKind;
+use scan::limits::Stop;
 use scan::{Engine, Verdict};
 use smtp::Reply;
 use spool::Writer;
@@ -92,20 +93,19 @@ pub enum Scanner {
 impl Scanner {
     /// Scans a message before `deadline`; `Err` means it could not be scanned (never treat it
     /// as clean).
-    fn scan_message(&self, raw: &[u8], deadline: Instant) -> Result<scan::Report, String> {
+    fn scan_message(&self, raw: &[u8], stop: &Stop) -> Result<scan::Report, String> {
         match self {
-            Scanner::Builtin(e) => Ok(e.scan_message_until(raw, deadline)),
+            Scanner::Builtin(e) => Ok(e.scan_message_until(raw, stop)),
             Scanner::Clamd(c, version) => c.scan_message(raw, version).map_err(|e| e.to_string()),
         }
     }
 
-    /// Whether a file (an archive member) is infected; a scan that runs past `deadline` is an
-    /// error.
-    fn is_infected(&self, data: &[u8], deadline: Instant) -> Result<bool, String> {
+    /// Whether a file (an archive member) is infected; a scan stopped by `stop` is an error.
+    fn is_infected(&self, data: &[u8], stop: &Stop) -> Result<bool, String> {
         match self {
-            Scanner::Builtin(e) => match e.scan_bytes_until("member", data, deadline).verdict() {
+            Scanner::Builtin(e) => match e.scan_bytes_until("member", data, stop).verdict() {
                 Verdict::Infected(_) => Ok(true),
-                Verdict::LimitExceeded(why) if scan::limits::is_time_limit(&why) => Err(why),
+                Verdict::LimitExceeded(why) if Instant::now() > stop.deadline || stop.is_cancelled() => Err(why),
                 _ => Ok(false),
             },
             Scanner::Clamd(c, _) => match c.instream(data).map_err(|e| e.to_string())? {
@@ -156,6 +156,15 @@ impl Admission {
     }
 }
 
+/// Sets the flag when dropped: a [`Filter::check`] abandoned half-way cancels its scan.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The filter stage.
 #[derive(Clone)]
 pub struct Filter {
@@ -187,10 +196,20 @@ impl Filter {
         let waiting = Instant::now();
         let _admitted = admission.enter(writer.data_len()).await;
         let wait_ms = waiting.elapsed().as_millis() as u64;
+        let started = Instant::now();
+        let stop = Stop::at(started + self.max_time);
+        // if this future is dropped (the client went away), the scan stops at its next check
+        let _cancel_on_drop = CancelOnDrop(stop.cancelled.clone());
         let joined = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
             let decision = match writer.read_back() {
-                Ok(raw) => this.decide(&facts, writer.id().as_str(), &raw, started),
+                Ok(raw) => {
+                    let d = this.decide(&facts, writer.id().as_str(), &raw, &stop);
+                    if stop.is_cancelled() {
+                        tracing::info!(event = "scan_abandoned", queue_id = %writer.id(), scan_ms = d.scan_ms,
+                            reason = "the client has gone");
+                    }
+                    d
+                }
                 Err(e) => {
                     tracing::error!(event = "spool_error", error = %e);
                     refuse(Reply::new(451, (4, 3, 0), "Local error in processing, try again later"))
@@ -213,9 +232,9 @@ impl Filter {
     /// Scans, decides and acts (blocking).
     /// All of it — the scan, the rewrite and the scans of the rewritten message — shares one
     /// time budget (`[scan] max_time` from `started`).
-    fn decide(&self, facts: &MessageFacts, queue_id: &str, raw: &[u8], started: Instant) -> Decision {
-        let deadline = started + self.max_time;
-        let report = match self.scanner.scan_message(raw, deadline) {
+    fn decide(&self, facts: &MessageFacts, queue_id: &str, raw: &[u8], stop: &Stop) -> Decision {
+        let started = Instant::now();
+        let report = match self.scanner.scan_message(raw, stop) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(event = "scan_failed", error = %e);
@@ -234,7 +253,7 @@ impl Filter {
         };
         let mut action = decision::decide(facts.direction, &report.root, facts.policy);
         if let Action::Rewrite { fixes, unscanned } = &action {
-            match self.carry_out_rewrite(raw, fixes, deadline) {
+            match self.carry_out_rewrite(raw, fixes, stop) {
                 Some((data, done)) => {
                     let mut result: Vec<String> = done.iter().map(done_text).collect();
                     result.extend(unscanned_text(unscanned));
@@ -247,7 +266,7 @@ impl Filter {
                         .collect();
                     d.warnings = self.warnings(Case::InboundCleaned, facts, queue_id, &d, &affected);
                 }
-                None if Instant::now() > deadline => {
+                None if Instant::now() > stop.deadline || stop.is_cancelled() => {
                     // out of time, not out of options: the client tries again later
                     return refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
                 }
@@ -288,17 +307,12 @@ impl Filter {
 
     /// Rewrites the message as `fixes` say, then scans the result: if a virus is still found,
     /// the infected attachments are removed whole instead; `None` if even that leaves a virus.
-    fn carry_out_rewrite(
-        &self,
-        raw: &[u8],
-        fixes: &[PartFix],
-        deadline: Instant,
-    ) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
-        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data, deadline);
+    fn carry_out_rewrite(&self, raw: &[u8], fixes: &[PartFix], stop: &Stop) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
+        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data, stop);
         // clean means scanned to the end and nothing found: a rescan that hit a limit is not
         let clean = |data: &[u8]| {
             self.scanner
-                .scan_message(data, deadline)
+                .scan_message(data, stop)
                 .is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_) | Verdict::LimitExceeded(_)))
         };
         match rewrite::rewrite(raw, fixes, &mut is_infected) {
