@@ -236,6 +236,10 @@ mod tests {
         let sections: String = (0..100_000).rev().map(|i| format!("; name*{i}=x")).collect();
         let (_, p) = parse(format!("text/plain{sections}").as_bytes());
         assert_eq!(p.get("name").map(str::len), Some(100_000));
+        let distinct: String = (0..50_000).map(|i| format!("; p{i}*0*=utf-8''x; p{i}*1=y")).collect();
+        let (_, p) = parse(format!("text/plain{distinct}").as_bytes());
+        assert_eq!(p.0.len(), 50_000);
+        assert_eq!(p.get("p49999"), Some("xy"));
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 
