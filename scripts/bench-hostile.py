@@ -3,6 +3,7 @@
 seconds until the reply, per input, each on a fresh gateway, for the binaries given.
 
     scripts/bench-hostile.py target/release/mxshield [/path/to/other/mxshield ...]
+    ONLY=RFC scripts/bench-hostile.py ...     # only the inputs whose name contains RFC
 
 Needs 7z (p7zip-full) for the 7z bomb. Talks only to 127.0.0.1. Prints one table row per
 input and binary; nothing is asserted (the regression tests do that).
@@ -184,7 +185,10 @@ def main():
     work = tempfile.mkdtemp(prefix="mxshield-hostile-inputs-")
     sink = Sink()
     print(f"{'input':58} {'binary':28} {'reply':26} {'seconds':>8} {'peak RSS':>10}")
+    only = os.environ.get("ONLY", "")
     for name, messages in inputs(work):
+        if only not in name:
+            continue
         for binary in binaries:
             gw = Gateway(binary, sink.port)
             time.sleep(0.3)

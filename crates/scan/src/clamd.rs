@@ -86,17 +86,26 @@ impl Clamd {
 
     fn command(&self, cmd: &[u8], body: Option<&[u8]>) -> io::Result<String> {
         let mut s = self.connect()?;
-        s.write_all(cmd)?;
-        if let Some(data) = body {
-            for chunk in data.chunks(64 * 1024) {
-                s.write_all(&(chunk.len() as u32).to_be_bytes())?;
-                s.write_all(chunk)?;
+        let sent = (|| -> io::Result<()> {
+            s.write_all(cmd)?;
+            if let Some(data) = body {
+                for chunk in data.chunks(64 * 1024) {
+                    s.write_all(&(chunk.len() as u32).to_be_bytes())?;
+                    s.write_all(chunk)?;
+                }
+                s.write_all(&0u32.to_be_bytes())?;
             }
-            s.write_all(&0u32.to_be_bytes())?;
-        }
-        s.flush()?;
+            s.flush()
+        })();
+        // clamd may answer and close before it has read everything (a stream over its size
+        // limit): its answer, if there is one, is the result, not the broken pipe
         let mut reply = Vec::new();
-        s.take(64 * 1024).read_to_end(&mut reply)?;
+        let read = s.take(64 * 1024).read_to_end(&mut reply);
+        match (sent, read) {
+            (Err(e), _) if reply.is_empty() => return Err(e),
+            (_, Err(e)) if reply.is_empty() => return Err(e),
+            _ => {}
+        }
         Ok(String::from_utf8_lossy(&reply).trim_end_matches(['\0', '\n']).to_string())
     }
 
