@@ -17,5 +17,5 @@ mod tree;
 pub mod uuencode;
 
 pub use encoded_word::decode_header;
-pub use rebuild::{remove_part, replace_part, to_seven_bit};
+pub use rebuild::{apply_edits, remove_part, replace_part, to_seven_bit};
 pub use tree::{MAX_DEPTH, MAX_PARTS, Message, Part, PartKind, TransferEncoding, loose_parts, parse};

@@ -76,7 +76,13 @@ pub fn to_seven_bit(raw: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     edits.sort_by_key(|(r, _)| r.start);
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 3);
+    Some(apply_edits(raw, edits))
+}
+
+/// `raw` with each range replaced by its bytes; the ranges must be sorted and must not
+/// overlap.
+pub fn apply_edits(raw: &[u8], edits: Vec<(std::ops::Range<usize>, Vec<u8>)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + edits.iter().map(|(_, r)| r.len()).sum::<usize>());
     let mut at = 0;
     for (range, replacement) in edits {
         out.extend_from_slice(&raw[at..range.start]);
@@ -84,7 +90,7 @@ pub fn to_seven_bit(raw: &[u8]) -> Option<Vec<u8>> {
         at = range.end;
     }
     out.extend_from_slice(&raw[at..]);
-    Some(out)
+    out
 }
 
 #[cfg(test)]

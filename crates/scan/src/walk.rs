@@ -62,15 +62,8 @@ impl<'a> Walker<'a> {
         let mut fully_read = true;
         match unpack::unpack(ft, data, &mut self.budget) {
             Ok(entries) => {
-                for e in entries {
-                    fully_read &= !matches!(e, Entry::Broken { .. });
-                    let child = self.entry(e, depth);
-                    let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
-                    layer.children.push(child);
-                    if stop {
-                        break;
-                    }
-                }
+                fully_read = !entries.iter().any(|e| matches!(e, Entry::Broken { .. }));
+                self.entries(&mut layer, entries, depth);
             }
             Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
             Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
@@ -98,18 +91,21 @@ impl<'a> Walker<'a> {
             return;
         }
         match unpack::unpack(FileType::Zip, data, &mut self.budget) {
-            Ok(entries) => {
-                for e in entries {
-                    let child = self.entry(e, depth);
-                    let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
-                    layer.children.push(child);
-                    if stop {
-                        break;
-                    }
-                }
-            }
+            Ok(entries) => self.entries(layer, entries, depth),
             Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
             Err(_) => {}
+        }
+    }
+
+    /// Scans each member as a child of `layer`, stopping at the first that hits a limit.
+    fn entries(&mut self, layer: &mut Layer, entries: Vec<Entry>, depth: usize) {
+        for e in entries {
+            let child = self.entry(e, depth);
+            let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
+            layer.children.push(child);
+            if stop {
+                break;
+            }
         }
     }
 

@@ -87,15 +87,7 @@ pub fn rewrite(
     if edits.windows(2).any(|w| w[0].0.end > w[1].0.start) {
         return Err(RewriteError::Overlap);
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut at = 0;
-    for (range, replacement) in edits {
-        out.extend_from_slice(&raw[at..range.start]);
-        out.extend_from_slice(&replacement);
-        at = range.end;
-    }
-    out.extend_from_slice(&raw[at..]);
-    Ok((out, done))
+    Ok((mime::apply_edits(raw, edits), done))
 }
 
 /// The part with a new body in base64: its header section is kept byte for byte when it was
