@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(decoded.len() <= data.len() + 16);
         let _ = part.filename();
         let _ = part.header_text(data, "subject");
-        let _ = mime::uuencode::find(&decoded);
+        mime::uuencode::find(&decoded).for_each(drop);
         for lp in mime::loose_parts(data, part.body.clone()) {
             let _ = lp.decoded_body(data);
         }

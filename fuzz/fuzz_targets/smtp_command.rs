@@ -20,4 +20,13 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(used <= data.len());
     assert!(out.len() <= 2 * data.len() + 2);
+    // every line ending of the decoded data is CRLF (no bare CR or LF is passed on); a CR may
+    // end the output only when its line ending is still undecided
+    for (i, &b) in out.iter().enumerate() {
+        match b {
+            b'\r' => assert!(out.get(i + 1).is_none_or(|&n| n == b'\n')),
+            b'\n' => assert!(i > 0 && out[i - 1] == b'\r'),
+            _ => {}
+        }
+    }
 });

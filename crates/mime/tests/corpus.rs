@@ -154,3 +154,30 @@ fn japanese_bodies_decode_with_their_charsets() {
         assert!(text.contains(needle));
     }
 }
+
+/// The `mime_parse` fuzzer's corpus (`fuzz/corpus/mime_parse`), replayed with the fuzz
+/// target's checks.
+#[test]
+fn the_mime_fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mime_parse");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let m = mime::parse(&data);
+        for (_, part) in m.root.walk() {
+            let decoded = part.decoded_body(&data);
+            assert!(decoded.len() <= data.len() + 16);
+            let _ = part.filename();
+            let _ = part.header_text(&data, "subject");
+            mime::uuencode::find(&decoded).for_each(drop);
+            let rebuilt = mime::remove_part(&data, part);
+            assert!(rebuilt.len() <= data.len());
+        }
+        if let Some(seven) = mime::to_seven_bit(&data) {
+            let again = mime::parse(&seven);
+            assert!(again.root.walk().len() <= m.root.walk().len() + 1);
+        }
+        n += 1;
+    }
+    assert!(n > 100, "only {n} inputs");
+}

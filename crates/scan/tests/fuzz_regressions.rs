@@ -20,3 +20,23 @@ fn fuzz_crashes_stay_fixed() {
         let _ = engine.scan_bytes("whole", &data);
     }
 }
+
+/// The `unpack` fuzzer's corpus (`fuzz/corpus/unpack`), replayed: every input stays within the
+/// limits and never panics (the fuzz target's own checks).
+#[test]
+fn the_unpack_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/unpack");
+    let limits = Limits { max_expanded: 8_000_000, ..Limits::default() };
+    let engine = Engine::new(Arc::new(Signatures::builtin()), limits);
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let Some((&selector, rest)) = data.split_first() else { continue };
+        let mut budget = Budget::new(limits);
+        let _ = scan::unpack::unpack(UNPACKABLE[selector as usize % UNPACKABLE.len()], rest, &mut budget);
+        assert!(budget.expanded <= 8_000_000 + 64 * 1024);
+        let _ = engine.scan_bytes("fuzz", rest);
+        n += 1;
+    }
+    assert!(n > 100, "only {n} inputs");
+}
