@@ -18,4 +18,7 @@ fuzz_target!(|data: &[u8]| {
         let rebuilt = mime::remove_part(data, part);
         assert!(rebuilt.len() <= data.len());
     }
+    if let Some(seven) = mime::to_seven_bit(data) {
+        let _ = mime::parse(&seven);
+    }
 });
