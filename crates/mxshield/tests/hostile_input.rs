@@ -896,8 +896,9 @@ async fn the_scan_stops_when_its_client_has_gone() {
     assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
     c.send_raw(&body).await.unwrap();
     c.send_raw(b".\r\n").await.unwrap();
-    drop(c);
+    c.shutdown_write().await.unwrap();
     let log = w.gw.wait_log("event=\"scan_abandoned\"", std::time::Duration::from_secs(60)).await;
+    drop(c);
     let line = log.lines().find(|l| l.contains("event=\"scan_abandoned\"")).unwrap();
     let cut: u64 =
         line.split(" scan_ms=").nth(1).and_then(|v| v.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();

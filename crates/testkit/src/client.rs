@@ -47,6 +47,13 @@ impl RawClient {
         Ok((c, greeting))
     }
 
+    /// Closes the sending side (a FIN after everything sent), keeping the connection open for
+    /// reading: the way a client "goes away" without its data being discarded by a reset.
+    pub async fn shutdown_write(&mut self) -> anyhow::Result<()> {
+        self.stream.get_mut().shutdown().await?;
+        Ok(())
+    }
+
     /// Sends raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.get_mut().write_all(bytes).await?;
