@@ -63,6 +63,9 @@ pub enum DataAbort {
     Rejected,
     /// The client went away or timed out.
     Disconnected,
+    /// The client went away after the final dot, while [`Policy::data_end`] was working (its
+    /// future was dropped).
+    GoneBeforeReply,
 }
 
 /// The decisions a session delegates. Every method may be slow (storage, lookups).
@@ -335,7 +338,7 @@ impl<P: Policy> Session<P> {
                 tokio::select! {
                     r = policy.data_end() => r,
                     () = client_gone(stream) => {
-                        self.policy.data_abort(DataAbort::Disconnected).await;
+                        self.policy.data_abort(DataAbort::GoneBeforeReply).await;
                         self.reset_state();
                         return Ok(Some(SessionEnd::ClientClosed));
                     }

@@ -387,6 +387,10 @@ impl Policy for GatewaySession {
     }
 
     async fn data_abort(&mut self, why: DataAbort) {
+        if why == DataAbort::GoneBeforeReply {
+            // the message's work was dropped with its future; nothing was committed
+            tracing::info!(event = "aborted", client_ip = %self.client, reason = "client gone before the reply");
+        }
         if let Some(txn) = self.txn.take() {
             drop(txn.writer);
             if why == DataAbort::TooBig {
