@@ -4,5 +4,5 @@
 # Extra arguments go to mxshield-bench (--messages, --size, --sessions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p mxshield -p testkit --bins
+cargo build --release --quiet -p mxshield -p mxshield-testkit --bins
 exec target/release/mxshield-bench "$@"

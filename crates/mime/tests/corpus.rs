@@ -1,5 +1,6 @@
 //! The MIME parser against mail written by other projects (`testdata/corpus`).
 
+use mxshield_mime as mime;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

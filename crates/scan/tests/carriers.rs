@@ -1,6 +1,7 @@
 //! EICAR in every carrier the gateway meets, built here with the standard tools (zip, 7z,
 //! tar, gzip, bzip2, xz) or by hand; encrypted archives; bombs; look-alikes.
 
+use mxshield_scan as scan;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

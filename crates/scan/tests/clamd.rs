@@ -1,6 +1,7 @@
 //! The optional clamd engine against a real clamd (Debian's clamav-daemon, installed by
 //! scripts/test.sh) started here with a small database of our own; nothing is downloaded.
 
+use mxshield_scan as scan;
 use std::path::Path;
 use std::time::Duration;
 

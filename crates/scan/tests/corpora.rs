@@ -1,6 +1,7 @@
 //! Other projects' files: no false positive on clean mail, and ClamAV's own test files found
 //! in every carrier the engine opens.
 
+use mxshield_scan as scan;
 use std::path::Path;
 use std::sync::Arc;
 

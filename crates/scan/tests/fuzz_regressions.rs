@@ -1,5 +1,6 @@
 //! Inputs the fuzzers found crashing, kept so they never crash again.
 
+use mxshield_scan as scan;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! target's checks: commands parse or fail cleanly, and the DATA decoder passes on no bare CR
 //! or LF.
 
+use mxshield_smtp as smtp;
 use smtp::data::DataDecoder;
 
 #[test]

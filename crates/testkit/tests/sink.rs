@@ -1,5 +1,6 @@
 //! The sink and our SMTP client against each other.
 
+use mxshield_testkit as testkit;
 use std::time::Duration;
 
 use smtp::client::Client;

@@ -9,6 +9,7 @@
 //! With `--attachment BYTES` each message also carries a base64 attachment of that many
 //! pseudo-random bytes (the issue 4 workload uses `--messages 200 --attachment 1048576`).
 
+use mxshield_testkit as testkit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
