@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use contracts::Store;
 use spool::{QueueId, RcptState, Spool};
 
-use crate::attrs;
 use crate::config::Config;
 use crate::msglog::{DeliveryRecord, LogStore};
+use spool::attrs;
 
 /// `contracts apply FILE`: validate the whole file, then store it.
 pub async fn contracts_apply(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {

@@ -1,13 +1,11 @@
 //! `mxshield`: the email virus-scanning gateway (wiring only; the work is in the crates
 //! `smtp`, `spool` and `contracts` and in the modules below).
 
-mod attrs;
 mod cli;
 mod config;
 mod delivery;
 mod filter;
 mod inbound;
-mod live;
 mod logging;
 mod msglog;
 mod notify;

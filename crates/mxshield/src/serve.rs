@@ -18,10 +18,10 @@ use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
 use crate::filter::{Admission, Filter, Scanner};
 use crate::inbound::{self, InboundContext};
-use crate::live::LiveContracts;
 use crate::msglog::MessageLog;
 use crate::notify::{Notifier, Templates};
 use crate::{logging, tls};
+use contracts::LiveContracts;
 
 /// What `serve` builds from the configuration before it starts, each checked by
 /// [`prepare`]: `check-config` checks exactly what `serve` needs.
@@ -193,7 +193,7 @@ fn recover(spool: &Spool) -> anyhow::Result<Vec<Known>> {
     let mut known = Vec::new();
     for r in spool.recover()? {
         match r {
-            Recovered::Ok { id, envelope, .. } if envelope.attr(crate::attrs::DROPPED).is_some() => {
+            Recovered::Ok { id, envelope, .. } if envelope.attr(spool::attrs::DROPPED).is_some() => {
                 // the marker of a deleted message whose warnings are now queued
                 let _ = spool.remove(&id);
             }

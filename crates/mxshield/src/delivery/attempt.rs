@@ -12,8 +12,8 @@ use super::courier::Outcome;
 use super::dsn::{self, FailedRcpt};
 use super::route::RouteError;
 use super::scheduler::now_ms;
-use crate::attrs;
 use crate::msglog::{DeliveryRecord, MessageRecord, MessageSummary};
+use spool::attrs;
 
 /// What the scheduler should do with the message next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::route::Candidate;
-use crate::attrs;
 use crate::config::DeliveryConfig;
+use spool::attrs;
 
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 
 use crate::config::DeliveryConfig;
-use crate::live::LiveContracts;
+use contracts::LiveContracts;
 
 /// One next-hop host and its addresses, in the order to try them.
 #[derive(Debug, Clone, PartialEq, Eq)]

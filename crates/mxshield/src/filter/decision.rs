@@ -16,7 +16,7 @@
 use scan::{FileType, Layer, Verdict};
 use smtp::Reply;
 
-use crate::attrs::Direction;
+use spool::attrs::Direction;
 
 pub use contracts::EncryptedPolicy;
 

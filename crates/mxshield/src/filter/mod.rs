@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use scan::clamd::Clamd;
 
-use crate::attrs::Direction;
 use crate::msglog::PartRecord;
 use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
@@ -25,6 +24,7 @@ use scan::limits::Stop;
 use scan::{Engine, Verdict};
 use smtp::Reply;
 use spool::Writer;
+use spool::attrs::Direction;
 
 /// Accept or refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use contracts::Snapshot;
 use smtp::{Path, Reply};
 
-use crate::attrs::Direction;
+use spool::attrs::Direction;
 
 /// What to do with one `RCPT TO`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,10 +15,10 @@ use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::strip::HeaderStripper;
-use crate::attrs::{self, Direction};
 use crate::filter::decision::ContentPolicy;
 use crate::filter::{Decision, FilterVerdict, MessageFacts};
 use crate::msglog::{MessageRecord, MessageSummary};
+use spool::attrs::{self, Direction};
 
 /// The gateway's answer to every SMTP decision of one connection.
 pub struct GatewaySession {

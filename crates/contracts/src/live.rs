@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{Snapshot, Store, StoreError};
 use arc_swap::ArcSwap;
-use contracts::{Snapshot, Store};
 
 /// Shared handle on the current [`Snapshot`].
 #[derive(Clone)]
@@ -14,7 +14,7 @@ pub struct LiveContracts {
 
 impl LiveContracts {
     /// Loads the snapshot from the store.
-    pub async fn load(store: &Store) -> anyhow::Result<LiveContracts> {
+    pub async fn load(store: &Store) -> Result<LiveContracts, StoreError> {
         let (contracts, generation) = store.load().await?;
         let snap = Snapshot::new(contracts, generation);
         Ok(LiveContracts { current: Arc::new(ArcSwap::from_pointee(snap)) })

@@ -1,4 +1,5 @@
-//! Names of the envelope attributes the gateway stores with each queued message.
+//! Names of the envelope attributes stored with each queued message, and the direction of a
+//! message: the queue's own vocabulary, shared by whoever writes and reads it.
 
 /// Contract id(s), comma-separated.
 pub const CONTRACT: &str = "contract";
