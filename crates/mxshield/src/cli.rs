@@ -9,7 +9,7 @@ use contracts::Store;
 use spool::{QueueId, RcptState, Spool};
 
 use crate::config::Config;
-use crate::msglog::{DeliveryRecord, LogStore};
+use msglog::{DeliveryRecord, LogStore};
 use spool::attrs;
 
 /// `contracts apply FILE`: validate the whole file, then store it.

@@ -6,8 +6,8 @@ mod config;
 mod delivery;
 mod filter;
 mod inbound;
+mod log_cli;
 mod logging;
-mod msglog;
 mod notify;
 mod scan_cli;
 mod serve;
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
             Command::Sigs(SigsCmd::Info { db }) => scan_cli::sigs_info(&config, db.as_deref()),
             Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
-            Command::Log(LogCmd::Search { filter, json }) => msglog::search::run(&config, &filter, json).await,
+            Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),

@@ -18,10 +18,10 @@ use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
 use crate::filter::{Admission, Filter, Scanner};
 use crate::inbound::{self, InboundContext};
-use crate::msglog::MessageLog;
 use crate::notify::{Notifier, Templates};
 use crate::{logging, tls};
 use contracts::LiveContracts;
+use msglog::MessageLog;
 
 /// What `serve` builds from the configuration before it starts, each checked by
 /// [`prepare`]: `check-config` checks exactly what `serve` needs.

@@ -12,7 +12,7 @@ use super::courier::Outcome;
 use super::dsn::{self, FailedRcpt};
 use super::route::RouteError;
 use super::scheduler::now_ms;
-use crate::msglog::{DeliveryRecord, MessageRecord, MessageSummary};
+use msglog::{DeliveryRecord, MessageRecord, MessageSummary};
 use spool::attrs;
 
 /// What the scheduler should do with the message next.

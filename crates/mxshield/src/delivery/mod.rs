@@ -18,7 +18,7 @@ use spool::{QueueId, Spool};
 use tokio::sync::mpsc;
 
 use crate::config::DeliveryConfig;
-use crate::msglog::MessageLog;
+use msglog::MessageLog;
 
 /// What every delivery attempt shares.
 pub struct DeliveryContext {

@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use scan::clamd::Clamd;
 
-use crate::msglog::PartRecord;
 use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
+use msglog::PartRecord;
 use rewrite::DoneKind;
 use scan::limits::Stop;
 use scan::{Engine, Verdict};

@@ -23,8 +23,8 @@ use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 
 use crate::config::SmtpConfig;
 use crate::filter::Filter;
-use crate::msglog::MessageLog;
 use contracts::LiveContracts;
+use msglog::MessageLog;
 
 /// Everything a session needs, shared by all sessions.
 pub struct InboundContext {

@@ -17,7 +17,7 @@ use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::strip::HeaderStripper;
 use crate::filter::decision::ContentPolicy;
 use crate::filter::{Decision, FilterVerdict, MessageFacts};
-use crate::msglog::{MessageRecord, MessageSummary};
+use msglog::{MessageRecord, MessageSummary};
 use spool::attrs::{self, Direction};
 
 /// The gateway's answer to every SMTP decision of one connection.

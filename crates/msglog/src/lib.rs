@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use store::LogStore;
+pub use store::{LogStore, LogStoreError};
 
 /// One scanned part, as logged.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]

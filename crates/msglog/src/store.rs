@@ -59,7 +59,7 @@ impl LogStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(open_err)?;
-        sqlx::migrate!("./migrations/msglog").run(&pool).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(LogStore { pool })
     }
 
