@@ -117,7 +117,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone)]
 pub struct WarningsConfig {
     pub enabled: bool,
-    pub charset: crate::notify::Charset,
+    pub charset: filter::notify::Charset,
     /// Directory whose template files replace the built-in ones.
     pub templates: Option<PathBuf>,
 }
@@ -438,13 +438,13 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
 }
 
 fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> WarningsConfig {
-    let mut cfg = WarningsConfig { enabled: true, charset: crate::notify::Charset::Utf8, templates: None };
+    let mut cfg = WarningsConfig { enabled: true, charset: filter::notify::Charset::Utf8, templates: None };
     let Some(s) = sec else { return cfg };
     if let Some((b, _)) = r.boolean(s, "enabled") {
         cfg.enabled = b;
     }
     if let Some((c, line)) = r.string(s, "charset") {
-        match crate::notify::Charset::parse(&c) {
+        match filter::notify::Charset::parse(&c) {
             Some(c) => cfg.charset = c,
             None => r.issue(s.child_path("charset"), line, format!("{c:?} is not \"utf-8\" or \"iso-2022-jp\"")),
         }

@@ -4,11 +4,9 @@
 mod cli;
 mod config;
 mod delivery;
-mod filter;
 mod inbound;
 mod log_cli;
 mod logging;
-mod notify;
 mod scan_cli;
 mod serve;
 mod tls;
@@ -174,7 +172,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Templates(TemplatesCmd::Export { dir }) => {
-                let written = notify::template::export(&dir)
+                let written = filter::notify::template::export(&dir)
                     .map_err(|e| anyhow::anyhow!("cannot write templates into {}: {e}", dir.display()))?;
                 for f in &written {
                     println!("wrote {}", f.display());

@@ -16,11 +16,11 @@ use crate::delivery::DeliveryContext;
 use crate::delivery::courier::Courier;
 use crate::delivery::route::Router;
 use crate::delivery::scheduler::{self, Known};
-use crate::filter::{Admission, Filter, Scanner};
 use crate::inbound::{self, InboundContext};
-use crate::notify::{Notifier, Templates};
 use crate::{logging, tls};
 use contracts::LiveContracts;
+use filter::notify::{Notifier, Templates};
+use filter::{Admission, Filter, Scanner};
 use msglog::MessageLog;
 
 /// What `serve` builds from the configuration before it starts, each checked by

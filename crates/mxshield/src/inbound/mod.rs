@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 
 use crate::config::SmtpConfig;
-use crate::filter::Filter;
 use contracts::LiveContracts;
+use filter::Filter;
 use msglog::MessageLog;
 
 /// Everything a session needs, shared by all sessions.

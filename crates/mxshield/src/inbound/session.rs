@@ -15,8 +15,8 @@ use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::strip::HeaderStripper;
-use crate::filter::decision::ContentPolicy;
-use crate::filter::{Decision, FilterVerdict, MessageFacts};
+use filter::decision::ContentPolicy;
+use filter::{Decision, FilterVerdict, MessageFacts};
 use msglog::{MessageRecord, MessageSummary};
 use spool::attrs::{self, Direction};
 

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
-use crate::filter::header_field;
-use crate::filter::rewrite::DoneKind;
 pub use template::{Case, Lang, Templates};
 
 /// How a warning's text is encoded.
@@ -243,6 +241,53 @@ fn iso2022jp_header(name: &str, value: &str) -> String {
         })
         .collect();
     format!("{name}: {}\r\n", words.join("\r\n "))
+}
+
+/// How an attachment was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoneKind {
+    /// The archive was rebuilt without these members.
+    Disinfected(Vec<String>),
+    /// The attachment was replaced by a notice.
+    Removed,
+}
+
+/// A header field with its value RFC 2047-encoded if it is not ASCII, folded to short lines.
+pub fn header_field(name: &str, value: &str) -> String {
+    let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if value.is_ascii() {
+        let mut out = format!("{name}:");
+        let mut line_len = out.len();
+        for word in value.split(' ') {
+            if line_len + word.len() + 1 > 76 && line_len > name.len() + 1 {
+                out.push_str("\r\n");
+                line_len = 0;
+            }
+            out.push(' ');
+            out.push_str(word);
+            line_len += word.len() + 1;
+        }
+        out.push_str("\r\n");
+        return out;
+    }
+    let mut out = format!("{name}:");
+    let mut chunk = String::new();
+    let mut words = Vec::new();
+    for c in value.chars() {
+        if chunk.len() + c.len_utf8() > 30 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!(" =?UTF-8?B?{}?=", mime::encode::base64(w.as_bytes())));
+    }
+    out.push_str("\r\n");
+    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod decision;
 pub mod disinfect;
+pub mod notify;
 pub mod rewrite;
 
 use std::sync::Arc;
@@ -16,10 +17,9 @@ use std::time::Instant;
 
 use scan::clamd::Clamd;
 
-use crate::notify::{AffectedPart, Case, Incident, Notifier, Original};
+use crate::notify::{AffectedPart, Case, DoneKind, Incident, Notifier, Original, header_field};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
 use msglog::PartRecord;
-use rewrite::DoneKind;
 use scan::limits::Stop;
 use scan::{Engine, Verdict};
 use smtp::Reply;
@@ -470,44 +470,6 @@ fn verdict_word(v: &Verdict) -> &'static str {
         Verdict::LimitExceeded(_) => "limit-exceeded",
         Verdict::Unscannable(_) => "unscannable",
     }
-}
-
-/// A header field with its value RFC 2047-encoded if it is not ASCII, folded to short lines.
-pub fn header_field(name: &str, value: &str) -> String {
-    let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if value.is_ascii() {
-        let mut out = format!("{name}:");
-        let mut line_len = out.len();
-        for word in value.split(' ') {
-            if line_len + word.len() + 1 > 76 && line_len > name.len() + 1 {
-                out.push_str("\r\n");
-                line_len = 0;
-            }
-            out.push(' ');
-            out.push_str(word);
-            line_len += word.len() + 1;
-        }
-        out.push_str("\r\n");
-        return out;
-    }
-    let mut out = format!("{name}:");
-    let mut chunk = String::new();
-    let mut words = Vec::new();
-    for c in value.chars() {
-        if chunk.len() + c.len_utf8() > 30 {
-            words.push(std::mem::take(&mut chunk));
-        }
-        chunk.push(c);
-    }
-    words.push(chunk);
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            out.push_str("\r\n");
-        }
-        out.push_str(&format!(" =?UTF-8?B?{}?=", mime::encode::base64(w.as_bytes())));
-    }
-    out.push_str("\r\n");
-    out
 }
 
 #[cfg(test)]

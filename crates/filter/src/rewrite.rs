@@ -9,6 +9,7 @@ use mime::encode::base64_lines;
 
 use super::decision::{Fix, PartFix};
 use super::disinfect;
+pub use crate::notify::DoneKind;
 
 /// What was done to one attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,15 +18,6 @@ pub struct Done {
     pub name: String,
     pub viruses: Vec<String>,
     pub what: DoneKind,
-}
-
-/// How an attachment was handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DoneKind {
-    /// The archive was rebuilt without these members.
-    Disinfected(Vec<String>),
-    /// The attachment was replaced by a notice.
-    Removed,
 }
 
 /// Why a rewrite could not be done (the message is then dropped instead: never delivered

@@ -200,7 +200,7 @@ impl fmt::Display for TemplateErrors {
 
 impl std::error::Error for TemplateErrors {}
 
-/// The default templates, built into the binary (the files under `crates/mxshield/templates`).
+/// The default templates, built into the binary (the files under `crates/filter/templates`).
 fn builtin(case: Case, lang: Lang) -> &'static str {
     match (case, lang) {
         (Case::InboundDeleted, Lang::Ja) => include_str!("../../templates/inbound-deleted.ja.txt"),
