@@ -155,7 +155,7 @@ pub fn queue_show(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
         println!("to:           <{rcpt}> {state} {} {}", st.remote, st.last_error);
     }
     println!();
-    let headers = crate::delivery::dsn::header_section(&data, 64 * 1024);
+    let headers = delivery::dsn::header_section(&data, 64 * 1024);
     print!("{}", String::from_utf8_lossy(headers));
     Ok(ExitCode::SUCCESS)
 }

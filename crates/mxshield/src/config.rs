@@ -1,6 +1,7 @@
 //! The gateway configuration: defaults, the TOML file, and validation that reports every
 //! problem (key, line, why) at once. Every key is documented in `docs/config.md`.
 
+pub use delivery::DeliveryConfig;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -71,28 +72,6 @@ pub struct SmtpConfig {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-}
-
-/// `[delivery]`: the sending side.
-#[derive(Debug, Clone)]
-pub struct DeliveryConfig {
-    pub queue_lifetime: Duration,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-    pub workers: usize,
-    /// Deliveries to one destination domain at once.
-    pub per_destination: usize,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
-    pub smtp_port: u16,
-    pub helo_name: String,
-    pub starttls: bool,
-    pub idle_timeout: Duration,
-    pub dead_host_ttl: Duration,
-    pub routes: BTreeMap<String, NextHop>,
-    pub nameservers: Vec<SocketAddr>,
-    pub dns_timeout: Duration,
 }
 
 /// `[contracts]`: where contracts are stored and how often a server looks for changes.

@@ -3,7 +3,6 @@
 
 mod cli;
 mod config;
-mod delivery;
 mod inbound;
 mod log_cli;
 mod logging;

@@ -12,13 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ScanConfig};
-use crate::delivery::DeliveryContext;
-use crate::delivery::courier::Courier;
-use crate::delivery::route::Router;
-use crate::delivery::scheduler::{self, Known};
 use crate::inbound::{self, InboundContext};
 use crate::{logging, tls};
 use contracts::LiveContracts;
+use delivery::DeliveryContext;
+use delivery::courier::Courier;
+use delivery::route::Router;
+use delivery::scheduler::{self, Known};
 use filter::notify::{Notifier, Templates};
 use filter::{Admission, Filter, Scanner};
 use msglog::MessageLog;

@@ -10,8 +10,8 @@ use spool::{Envelope, QueueId, RcptState, RcptStatus, SpoolError, Status};
 use super::Ctx;
 use super::courier::Outcome;
 use super::dsn::{self, FailedRcpt};
+use super::now_ms;
 use super::route::RouteError;
-use super::scheduler::now_ms;
 use msglog::{DeliveryRecord, MessageRecord, MessageSummary};
 use spool::attrs;
 
@@ -238,10 +238,10 @@ fn delivery_record(id: &QueueId, rcpt: &str, outcome: &Outcome) -> DeliveryRecor
 }
 
 /// Builds a DSN for `failed` recipients and queues it (from `<>` to the original sender).
-async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt]) -> anyhow::Result<()> {
+async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt]) -> Result<(), crate::DeliveryError> {
     let spool = ctx.spool.clone();
     let original = id.clone();
-    let headers = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, anyhow::Error> {
+    let headers = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, crate::DeliveryError> {
         let mut m = spool.open_message(&original)?;
         m.file.seek(SeekFrom::Start(m.data_offset))?;
         let mut buf = Vec::new();

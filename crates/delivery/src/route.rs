@@ -14,7 +14,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 
-use crate::config::DeliveryConfig;
+use crate::DeliveryConfig;
 use contracts::LiveContracts;
 
 /// One next-hop host and its addresses, in the order to try them.
@@ -44,9 +44,9 @@ pub struct Router {
 
 impl Router {
     /// A router using the configured name servers (or the system's).
-    pub fn new(cfg: &DeliveryConfig, contracts: LiveContracts) -> anyhow::Result<Router> {
+    pub fn new(cfg: &DeliveryConfig, contracts: LiveContracts) -> Result<Router, crate::DeliveryError> {
         let mut builder = if cfg.nameservers.is_empty() {
-            TokioResolver::builder_tokio()?
+            TokioResolver::builder_tokio().map_err(|e| crate::DeliveryError::Resolver(e.to_string()))?
         } else {
             let servers = cfg
                 .nameservers
@@ -66,7 +66,7 @@ impl Router {
         };
         builder.options_mut().timeout = cfg.dns_timeout;
         builder.options_mut().attempts = 2;
-        let resolver = builder.build()?;
+        let resolver = builder.build().map_err(|e| crate::DeliveryError::Resolver(e.to_string()))?;
         Ok(Router { routes: cfg.routes.clone(), contracts, resolver, smtp_port: cfg.smtp_port })
     }
 

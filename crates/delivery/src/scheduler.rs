@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 use spool::QueueId;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::Ctx;
 use super::attempt::{Next, attempt};
+use super::{Ctx, now_ms};
 
 /// A message known to the scheduler at start-up.
 pub struct Known {
@@ -162,9 +162,4 @@ impl Scheduler {
             tracing::info!(event = "queue_flushed", messages = n);
         }
     }
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

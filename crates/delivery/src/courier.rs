@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::route::Candidate;
-use crate::config::DeliveryConfig;
+use crate::DeliveryConfig;
 use spool::attrs;
 
 /// What happened to one recipient in one attempt.

@@ -12,13 +12,39 @@ pub mod dsn;
 pub mod route;
 pub mod scheduler;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use contracts::NextHop;
 
 use spool::{QueueId, Spool};
 use tokio::sync::mpsc;
 
-use crate::config::DeliveryConfig;
 use msglog::MessageLog;
+
+/// `[delivery]`: the sending side (the binary reads it from the configuration file).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub queue_lifetime: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub workers: usize,
+    /// Deliveries to one destination domain at once.
+    pub per_destination: usize,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub smtp_port: u16,
+    pub helo_name: String,
+    pub starttls: bool,
+    pub idle_timeout: Duration,
+    pub dead_host_ttl: Duration,
+    pub routes: BTreeMap<String, NextHop>,
+    pub nameservers: Vec<SocketAddr>,
+    pub dns_timeout: Duration,
+}
 
 /// What every delivery attempt shares.
 pub struct DeliveryContext {
@@ -78,3 +104,21 @@ impl Drop for DestinationSlot<'_> {
 
 /// Shared handle.
 pub type Ctx = Arc<DeliveryContext>;
+
+/// Unix time in milliseconds (the unit of the spool's next-attempt times).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Why the delivery side could not start or queue a message it generated.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
+    #[error("spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+    #[error("reading the original message: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
