@@ -2,6 +2,7 @@
 //! problem (key, line, why) at once. Every key is documented in `docs/config.md`.
 
 pub use delivery::DeliveryConfig;
+pub use inbound::{SmtpConfig, TlsFiles};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -42,36 +43,6 @@ pub struct ScanConfig {
     /// Memory the running scans may hold together, in bytes (each is charged three times its
     /// message size plus `max_expanded`, at most this much).
     pub max_memory: u64,
-}
-
-/// `[smtp]`: the receiving side.
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    pub listen: Vec<SocketAddr>,
-    pub hostname: String,
-    pub max_connections: usize,
-    /// Sessions one client address may hold at once.
-    pub max_connections_per_client: usize,
-    /// Of `max_connections`, slots only the contracts' registered sending servers may take.
-    pub reserved_connections: usize,
-    pub max_recipients: usize,
-    pub max_message_size: u64,
-    pub max_line_length: usize,
-    pub max_errors: u32,
-    pub max_received_headers: usize,
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
-    /// All of one message's DATA.
-    pub data_total_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub tls: Option<TlsFiles>,
-}
-
-/// `[smtp.tls]`: certificate chain and key for STARTTLS.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// `[contracts]`: where contracts are stored and how often a server looks for changes.

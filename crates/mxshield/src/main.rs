@@ -3,7 +3,6 @@
 
 mod cli;
 mod config;
-mod inbound;
 mod log_cli;
 mod logging;
 mod scan_cli;

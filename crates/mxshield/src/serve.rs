@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ScanConfig};
-use crate::inbound::{self, InboundContext};
 use crate::{logging, tls};
 use contracts::LiveContracts;
 use delivery::DeliveryContext;
@@ -21,6 +20,7 @@ use delivery::route::Router;
 use delivery::scheduler::{self, Known};
 use filter::notify::{Notifier, Templates};
 use filter::{Admission, Filter, Scanner};
+use inbound::{self, InboundContext};
 use msglog::MessageLog;
 
 /// What `serve` builds from the configuration before it starts, each checked by

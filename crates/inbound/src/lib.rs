@@ -12,6 +12,7 @@ pub mod strip;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +22,39 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
 
-use crate::config::SmtpConfig;
 use contracts::LiveContracts;
 use filter::Filter;
 use msglog::MessageLog;
+
+/// `[smtp]`: the receiving side (the binary reads it from the configuration file).
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub max_connections: usize,
+    /// Sessions one client address may hold at once.
+    pub max_connections_per_client: usize,
+    /// Of `max_connections`, slots only the contracts' registered sending servers may take.
+    pub reserved_connections: usize,
+    pub max_recipients: usize,
+    pub max_message_size: u64,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub max_received_headers: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// All of one message's DATA.
+    pub data_total_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[smtp.tls]`: certificate chain and key for STARTTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// Everything a session needs, shared by all sessions.
 pub struct InboundContext {
