@@ -246,7 +246,7 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
         m.file.seek(SeekFrom::Start(m.data_offset))?;
         let mut buf = Vec::new();
         (&mut m.file).take(m.data_len.min(64 * 1024)).read_to_end(&mut buf)?;
-        Ok(dsn::header_section(&buf, 64 * 1024).to_vec())
+        Ok(mime::header::section(&buf, 64 * 1024).to_vec())
     })
     .await??;
     let arrival = DateTime::<Utc>::from_timestamp(env.received_at as i64, 0).unwrap_or_else(Utc::now);

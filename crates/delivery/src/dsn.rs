@@ -109,13 +109,6 @@ fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
 
-/// The header section of a message (up to and excluding the blank line), at most `max` bytes.
-pub fn header_section(data: &[u8], max: usize) -> &[u8] {
-    let limit = data.len().min(max);
-    let end = data[..limit].windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2).unwrap_or(limit);
-    &data[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,11 +170,5 @@ mod tests {
         assert_eq!(parts[2].decoded_body(&dsn), headers);
         let text = String::from_utf8(parts[0].decoded_body(&dsn)).unwrap();
         assert!(text.contains("ユーザーがいません"));
-    }
-
-    #[test]
-    fn header_section_stops_at_blank_line() {
-        assert_eq!(header_section(b"A: 1\r\nB: 2\r\n\r\nbody", 1000), b"A: 1\r\nB: 2\r\n");
-        assert_eq!(header_section(b"A: 1\r\nB: 2", 4), b"A: 1");
     }
 }

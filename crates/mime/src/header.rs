@@ -98,9 +98,22 @@ fn trim_end_ws(s: &[u8]) -> &[u8] {
     &s[..end]
 }
 
+/// The header section of a message (up to and excluding the blank line), at most `max` bytes.
+pub fn section(data: &[u8], max: usize) -> &[u8] {
+    let limit = data.len().min(max);
+    let end = data[..limit].windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 2).unwrap_or(limit);
+    &data[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_stops_at_blank_line() {
+        assert_eq!(section(b"A: 1\r\nB: 2\r\n\r\nbody", 1000), b"A: 1\r\nB: 2\r\n");
+        assert_eq!(section(b"A: 1\r\nB: 2", 4), b"A: 1");
+    }
 
     #[test]
     fn fields_folding_and_body_start() {

@@ -1,42 +1,48 @@
-//! The administrative commands: `contracts apply|list` and `queue list|show|flush|delete`.
+//! The administrative commands — `contracts apply|list`, `queue list|show|flush|delete` — as
+//! calls to the operator plane ([`operator::Operator`]) and their output formatted for a
+//! terminal.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use contracts::Store;
-use spool::{QueueId, RcptState, Spool};
+use operator::{Operator, OperatorError};
+use spool::RcptState;
 
 use crate::config::Config;
-use msglog::{DeliveryRecord, LogStore};
-use spool::attrs;
+
+/// The operator plane over this configuration's stores.
+pub fn operator(config: &Config) -> Operator {
+    Operator::new(operator::Paths {
+        spool: config.spool_dir(),
+        contracts: config.contracts.database.clone(),
+        message_log: config.log.message_log.clone(),
+    })
+}
 
 /// `contracts apply FILE`: validate the whole file, then store it.
 pub async fn contracts_apply(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let contracts = match contracts::parse_file(&src) {
-        Ok(c) => c,
-        Err(issues) => {
+    match operator(config).apply_contracts(&src).await {
+        Ok(a) => {
+            println!("applied {} contracts ({} domains), generation {}", a.contracts, a.domains, a.generation);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(OperatorError::InvalidContracts(issues)) => {
             eprintln!("mxshield: {} is not valid; nothing was changed:", file.display());
             for i in &issues.0 {
                 eprintln!("  {}:{i}", file.display());
             }
-            return Ok(ExitCode::from(2));
+            Ok(ExitCode::from(2))
         }
-    };
-    std::fs::create_dir_all(&config.data_dir).ok();
-    let store = Store::open(&config.contracts.database).await?;
-    let generation = store.apply(&contracts).await?;
-    let domains: usize = contracts.iter().map(|c| c.domains.len()).sum();
-    println!("applied {} contracts ({domains} domains), generation {generation}", contracts.len());
-    Ok(ExitCode::SUCCESS)
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `contracts list`.
 pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.contracts.database).await?;
-    let (contracts, generation) = store.load().await?;
+    let (contracts, generation) = operator(config).contracts().await?;
     let today = Utc::now().date_naive();
     println!(
         "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} DOMAINS",
@@ -73,14 +79,6 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_spool(config: &Config) -> anyhow::Result<Spool> {
-    Ok(Spool::open(config.spool_dir())?)
-}
-
-fn parse_id(id: &str) -> anyhow::Result<QueueId> {
-    QueueId::parse(id).map_err(|e| anyhow::anyhow!(e))
-}
-
 fn time_ms(ms: u64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -89,63 +87,52 @@ fn time_ms(ms: u64) -> String {
 
 /// `queue list`.
 pub fn queue_list(config: &Config) -> anyhow::Result<ExitCode> {
-    let spool = open_spool(config)?;
-    let mut ids = spool.list()?;
-    ids.sort();
+    let entries = operator(config).queue()?;
     println!(
         "{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} LAST ERROR",
         "ID", "RECEIVED", "SIZE", "DIRECTION", "FROM -> TO", "NEXT ATTEMPT"
     );
-    let mut n = 0;
-    for id in ids {
-        let Ok(m) = spool.open_message(&id) else { continue };
-        let env = &m.envelope;
-        let status = spool.read_status(&id, env.recipients.len())?;
-        let pending = status.rcpts.iter().filter(|r| !r.state.is_final()).count();
-        let next = if status.next_attempt == 0 { "now".to_string() } else { time_ms(status.next_attempt) };
-        let err = status.rcpts.iter().map(|r| r.last_error.as_str()).find(|e| !e.is_empty()).unwrap_or("");
-        let sender = if env.sender.is_empty() { "<>" } else { &env.sender };
+    for e in &entries {
+        let next = if e.next_attempt == 0 { "now".to_string() } else { time_ms(e.next_attempt) };
+        let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
         println!(
             "{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} {}",
-            id,
-            time_ms(env.received_at * 1000),
-            m.data_len,
-            env.attr(attrs::DIRECTION).unwrap_or(""),
-            format!("{sender} -> {} ({pending} pending)", env.recipients.len()),
+            e.id,
+            time_ms(e.received_at * 1000),
+            e.size,
+            e.direction,
+            format!("{sender} -> {} ({} pending)", e.recipients, e.pending),
             next,
-            err
+            e.last_error
         );
-        n += 1;
     }
-    println!("({n} messages)");
+    println!("({} messages)", entries.len());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `queue show ID`.
 pub fn queue_show(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
-    let spool = open_spool(config)?;
-    let id = parse_id(id)?;
-    let (env, data) = match spool.read_data(&id) {
-        Ok(x) => x,
-        Err(spool::SpoolError::NotFound(_)) => {
+    let m = match operator(config).queued(id) {
+        Ok(m) => m,
+        Err(OperatorError::NotQueued(id)) => {
             eprintln!("mxshield: no message {id} in the queue");
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e.into()),
     };
-    let status = spool.read_status(&id, env.recipients.len())?;
-    println!("id:           {id}");
+    let env = &m.envelope;
+    println!("id:           {}", m.id);
     println!("received:     {}", time_ms(env.received_at * 1000));
-    println!("size:         {}", data.len());
+    println!("size:         {}", m.size);
     println!("from:         <{}>", env.sender);
     for (k, v) in &env.attrs {
         println!("{:<13} {v}", format!("{k}:"));
     }
-    println!("attempts:     {}", status.attempts);
-    if status.next_attempt > 0 {
-        println!("next attempt: {}", time_ms(status.next_attempt));
+    println!("attempts:     {}", m.status.attempts);
+    if m.status.next_attempt > 0 {
+        println!("next attempt: {}", time_ms(m.status.next_attempt));
     }
-    for (rcpt, st) in env.recipients.iter().zip(&status.rcpts) {
+    for (rcpt, st) in env.recipients.iter().zip(&m.status.rcpts) {
         let state = match st.state {
             RcptState::Pending => "pending",
             RcptState::Delivered => "delivered",
@@ -155,67 +142,30 @@ pub fn queue_show(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
         println!("to:           <{rcpt}> {state} {} {}", st.remote, st.last_error);
     }
     println!();
-    let headers = delivery::dsn::header_section(&data, 64 * 1024);
-    print!("{}", String::from_utf8_lossy(headers));
+    print!("{}", String::from_utf8_lossy(&m.headers));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `queue flush`: every deferred message becomes due now (also for a running server).
 pub fn queue_flush(config: &Config) -> anyhow::Result<ExitCode> {
-    let spool = open_spool(config)?;
-    let mut n = 0;
-    for id in spool.list()? {
-        let Ok(m) = spool.open_message(&id) else { continue };
-        let mut status = spool.read_status(&id, m.envelope.recipients.len())?;
-        if status.next_attempt != 0 {
-            status.next_attempt = 0;
-            spool.write_status(&id, &status)?;
-        }
-        n += 1;
-    }
-    let marker = spool.root().join("flush");
-    std::fs::write(&marker, Utc::now().to_rfc3339()).with_context(|| format!("cannot write {}", marker.display()))?;
+    let n = operator(config).flush()?;
     println!("flushed {n} messages: a running server retries them now");
     Ok(ExitCode::SUCCESS)
 }
 
-/// `queue delete ID`.
-/// Deletes a queued message; each recipient still pending is recorded `deleted` in the
-/// message log, and the deletion is logged as an event (on standard error).
+/// `queue delete ID`: each recipient still pending is recorded `deleted` in the message log,
+/// and the deletion is logged as an event (on standard error).
 pub async fn queue_delete(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
-    let spool = open_spool(config)?;
-    let id = parse_id(id)?;
-    let pending: Vec<String> = match spool.open_message(&id) {
-        Ok(m) => {
-            let status = spool.read_status(&id, m.envelope.recipients.len()).ok();
-            let done = |i: usize| status.as_ref().and_then(|s| s.rcpts.get(i)).is_some_and(|r| r.state.is_final());
-            m.envelope.recipients.iter().enumerate().filter(|(i, _)| !done(*i)).map(|(_, r)| r.clone()).collect()
+    match operator(config).delete(id).await {
+        Ok(pending) => {
+            eprintln!("event=\"deleted\" queue_id={id} recipients={} by=\"mxshield queue delete\"", pending.join(","));
+            println!("deleted {id}");
+            Ok(ExitCode::SUCCESS)
         }
-        Err(_) => Vec::new(),
-    };
-    if !spool.remove(&id)? {
-        eprintln!("mxshield: no message {id} in the queue");
-        return Ok(ExitCode::from(1));
-    }
-    let at = chrono::Utc::now().timestamp();
-    let records: Vec<DeliveryRecord> = pending
-        .iter()
-        .map(|rcpt| DeliveryRecord {
-            queue_id: id.to_string(),
-            rcpt: rcpt.clone(),
-            state: "deleted",
-            remote: String::new(),
-            reply: "deleted by the operator (mxshield queue delete)".into(),
-            at,
-        })
-        .collect();
-    if config.log.message_log.exists() {
-        match LogStore::open(&config.log.message_log).await {
-            Ok(store) => store.write(&[], &records).await?,
-            Err(e) => eprintln!("mxshield: the message log was not updated: {e}"),
+        Err(OperatorError::NotQueued(id)) => {
+            eprintln!("mxshield: no message {id} in the queue");
+            Ok(ExitCode::from(1))
         }
+        Err(e) => Err(e.into()),
     }
-    eprintln!("event=\"deleted\" queue_id={id} recipients={} by=\"mxshield queue delete\"", pending.join(","));
-    println!("deleted {id}");
-    Ok(ExitCode::SUCCESS)
 }

@@ -3,21 +3,13 @@
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use msglog::LogStore;
 use msglog::search::{Filter, Found};
 
 use crate::config::Config;
 
 /// Runs a search and prints it.
 pub async fn run(config: &Config, filter: &Filter, json: bool) -> anyhow::Result<ExitCode> {
-    if !config.log.message_log.exists() {
-        anyhow::bail!(
-            "no message log at {} (has the gateway run with this configuration?)",
-            config.log.message_log.display()
-        );
-    }
-    let store = LogStore::open(&config.log.message_log).await?;
-    let found = store.search(filter).await?;
+    let found = crate::cli::operator(config).search_log(filter).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
     } else {

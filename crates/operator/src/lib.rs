@@ -1,0 +1,228 @@
+//! The operator plane's typed queries and commands: what `mxshield contracts|queue|log …` do,
+//! as functions that return data (never print), so that a REST API can call the same ones.
+//!
+//! - [`Operator`]: where the stores are ([`Paths`]) and the operations on them.
+//! - Contracts: [`Operator::apply_contracts`], [`Operator::contracts`].
+//! - Queue: [`Operator::queue`], [`Operator::queued`], [`Operator::flush`], [`Operator::delete`].
+//! - Message log: [`Operator::search_log`].
+//!
+//! It names no stage of the mail path: it reads and writes the spool and the stores, which a
+//! running gateway shares safely (atomic renames, SQLite transactions).
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use contracts::{Contract, Store};
+use msglog::search::{Filter, Found};
+use msglog::{DeliveryRecord, LogStore};
+use spool::{Envelope, QueueId, Spool, Status, attrs};
+
+/// Where a gateway keeps its state.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The spool directory (`data_dir/spool`).
+    pub spool: PathBuf,
+    /// The contract store.
+    pub contracts: PathBuf,
+    /// The message log.
+    pub message_log: PathBuf,
+}
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The contracts file has problems; nothing was changed.
+    #[error("the contracts are not valid; nothing was changed")]
+    InvalidContracts(confread::Issues),
+    #[error("no message {0} in the queue")]
+    NotQueued(QueueId),
+    #[error("{0}")]
+    BadQueueId(String),
+    #[error("no message log at {0} (has the gateway run with this configuration?)")]
+    NoMessageLog(PathBuf),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    Contracts(#[from] contracts::StoreError),
+    #[error(transparent)]
+    MessageLog(#[from] msglog::LogStoreError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// What applying a contracts file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub contracts: usize,
+    pub domains: usize,
+    /// The store's generation after the change (a running server reloads when it moves).
+    pub generation: i64,
+}
+
+/// One queued message, as listed.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    pub id: QueueId,
+    /// Unix seconds.
+    pub received_at: u64,
+    pub size: u64,
+    pub direction: String,
+    pub sender: String,
+    pub recipients: usize,
+    /// Recipients not yet delivered or failed.
+    pub pending: usize,
+    /// Unix milliseconds; 0 = now.
+    pub next_attempt: u64,
+    /// The first recipient's last error, if any.
+    pub last_error: String,
+}
+
+/// One queued message in full: envelope, status and header section.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    pub id: QueueId,
+    pub envelope: Envelope,
+    pub status: Status,
+    pub size: usize,
+    pub headers: Vec<u8>,
+}
+
+/// The operations.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub paths: Paths,
+}
+
+impl Operator {
+    /// Operations on the state under `paths`.
+    pub fn new(paths: Paths) -> Operator {
+        Operator { paths }
+    }
+
+    fn spool(&self) -> Result<Spool, OperatorError> {
+        Ok(Spool::open(&self.paths.spool)?)
+    }
+
+    /// Validates a whole contracts file and, if it has no problem, makes it the stored set.
+    pub async fn apply_contracts(&self, src: &str) -> Result<Applied, OperatorError> {
+        let contracts = contracts::parse_file(src).map_err(OperatorError::InvalidContracts)?;
+        if let Some(dir) = self.paths.contracts.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| OperatorError::Io { path: dir.to_path_buf(), source })?;
+        }
+        let store = Store::open(&self.paths.contracts).await?;
+        let generation = store.apply(&contracts).await?;
+        let domains = contracts.iter().map(|c| c.domains.len()).sum();
+        Ok(Applied { contracts: contracts.len(), domains, generation })
+    }
+
+    /// The stored contracts and their generation.
+    pub async fn contracts(&self) -> Result<(Vec<Contract>, i64), OperatorError> {
+        Ok(Store::open(&self.paths.contracts).await?.load().await?)
+    }
+
+    /// Every queued message, oldest first (files that cannot be read are skipped).
+    pub fn queue(&self) -> Result<Vec<QueueEntry>, OperatorError> {
+        let spool = self.spool()?;
+        let mut ids = spool.list()?;
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Ok(m) = spool.open_message(&id) else { continue };
+            let env = m.envelope;
+            let status = spool.read_status(&id, env.recipients.len())?;
+            out.push(QueueEntry {
+                received_at: env.received_at,
+                size: m.data_len,
+                direction: env.attr(attrs::DIRECTION).unwrap_or("").to_string(),
+                recipients: env.recipients.len(),
+                pending: status.rcpts.iter().filter(|r| !r.state.is_final()).count(),
+                next_attempt: status.next_attempt,
+                last_error: status
+                    .rcpts
+                    .iter()
+                    .map(|r| r.last_error.clone())
+                    .find(|e| !e.is_empty())
+                    .unwrap_or_default(),
+                sender: env.sender,
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One queued message.
+    pub fn queued(&self, id: &str) -> Result<QueuedMessage, OperatorError> {
+        let spool = self.spool()?;
+        let id = QueueId::parse(id).map_err(OperatorError::BadQueueId)?;
+        let (envelope, data) = match spool.read_data(&id) {
+            Ok(x) => x,
+            Err(spool::SpoolError::NotFound(_)) => return Err(OperatorError::NotQueued(id)),
+            Err(e) => return Err(e.into()),
+        };
+        let status = spool.read_status(&id, envelope.recipients.len())?;
+        let headers = mime::header::section(&data, 64 * 1024).to_vec();
+        Ok(QueuedMessage { id, envelope, status, size: data.len(), headers })
+    }
+
+    /// Makes every deferred message due now, and tells a running server so; returns how many
+    /// messages are queued.
+    pub fn flush(&self) -> Result<usize, OperatorError> {
+        let spool = self.spool()?;
+        let mut n = 0;
+        for id in spool.list()? {
+            let Ok(m) = spool.open_message(&id) else { continue };
+            let mut status = spool.read_status(&id, m.envelope.recipients.len())?;
+            if status.next_attempt != 0 {
+                status.next_attempt = 0;
+                spool.write_status(&id, &status)?;
+            }
+            n += 1;
+        }
+        let marker = spool.root().join("flush");
+        std::fs::write(&marker, Utc::now().to_rfc3339())
+            .map_err(|source| OperatorError::Io { path: marker, source })?;
+        Ok(n)
+    }
+
+    /// Deletes a queued message; each recipient still pending is recorded `deleted` in the
+    /// message log. Returns those recipients.
+    pub async fn delete(&self, id: &str) -> Result<Vec<String>, OperatorError> {
+        let spool = self.spool()?;
+        let id = QueueId::parse(id).map_err(OperatorError::BadQueueId)?;
+        let pending: Vec<String> = match spool.open_message(&id) {
+            Ok(m) => {
+                let status = spool.read_status(&id, m.envelope.recipients.len()).ok();
+                let done = |i: usize| status.as_ref().and_then(|s| s.rcpts.get(i)).is_some_and(|r| r.state.is_final());
+                m.envelope.recipients.iter().enumerate().filter(|(i, _)| !done(*i)).map(|(_, r)| r.clone()).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if !spool.remove(&id)? {
+            return Err(OperatorError::NotQueued(id));
+        }
+        if self.paths.message_log.exists() {
+            let at = Utc::now().timestamp();
+            let records: Vec<DeliveryRecord> = pending
+                .iter()
+                .map(|rcpt| DeliveryRecord {
+                    queue_id: id.to_string(),
+                    rcpt: rcpt.clone(),
+                    state: "deleted",
+                    remote: String::new(),
+                    reply: "deleted by the operator".into(),
+                    at,
+                })
+                .collect();
+            LogStore::open(&self.paths.message_log).await?.write(&[], &records).await?;
+        }
+        Ok(pending)
+    }
+
+    /// Messages in the log that match `filter`, newest first.
+    pub async fn search_log(&self, filter: &Filter) -> Result<Vec<Found>, OperatorError> {
+        if !self.paths.message_log.exists() {
+            return Err(OperatorError::NoMessageLog(self.paths.message_log.clone()));
+        }
+        Ok(LogStore::open(&self.paths.message_log).await?.search(filter).await?)
+    }
+}
