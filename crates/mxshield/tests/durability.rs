@@ -140,3 +140,19 @@ async fn sigterm_lets_the_session_in_progress_finish() {
     let got = w.customer.wait_for(1, WAIT).await;
     assert!(got.iter().any(|m| m.text().contains("Subject: last one")));
 }
+
+/// On SIGTERM an idle client hears `421 4.3.2` within a second, not after its command timeout
+/// (issue 9), and the gateway exits without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reaches_idle_sessions_at_once() {
+    let mut w = world("idle-shutdown").await;
+    let (mut idle, _) = RawClient::connect(w.gw.addr).await.unwrap();
+    idle.cmd("EHLO idle.test").await.unwrap();
+    let started = std::time::Instant::now();
+    w.gw.signal_term();
+    let r = tokio::time::timeout(Duration::from_secs(5), idle.reply()).await.expect("a reply").unwrap();
+    assert_eq!((r.code, r.enhanced()), (421, Some("4.3.2")), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    let status = w.gw.wait_exit(Duration::from_secs(10)).expect("gateway exits");
+    assert!(status.success(), "{status:?}");
+}

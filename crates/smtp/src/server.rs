@@ -103,6 +103,16 @@ pub enum SessionEnd {
 
 const DATA_CHUNK: usize = 64 * 1024;
 
+/// Resolves when `rx` turns true; never without a receiver (or once its sender is gone).
+async fn shutdown_signal(rx: Option<watch::Receiver<bool>>) {
+    if let Some(mut rx) = rx
+        && rx.wait_for(|v| *v).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// Resolves when the client has closed its side of the connection; never if it sent more
 /// (pipelined commands are left unread for after the reply).
 async fn client_gone<S: AsyncBufRead + Unpin>(stream: &mut S) {
@@ -168,7 +178,19 @@ impl<P: Policy> Session<P> {
             if self.stream.buffer().is_empty() {
                 self.flush().await?;
             }
-            let line = match timeout(self.config.command_timeout, self.read_line()).await {
+            // between transactions, a shutdown reaches an idle client at once, not after its
+            // command timeout
+            let stop = shutdown_signal(self.shutdown.clone().filter(|_| !self.has_mail));
+            let read = timeout(self.config.command_timeout, self.read_line());
+            let line = tokio::select! {
+                r = read => r,
+                () = stop => {
+                    self.reply(Reply::new(421, (4, 3, 2), "Service shutting down, try again later"));
+                    let _ = self.flush().await;
+                    return Ok(SessionEnd::Shutdown);
+                }
+            };
+            let line = match line {
                 Err(_) => {
                     self.reply(Reply::new(421, (4, 4, 2), "Timeout waiting for a command"));
                     let _ = self.flush().await;
