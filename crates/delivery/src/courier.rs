@@ -246,7 +246,7 @@ impl Courier {
     }
 
     fn checkout(&self, addr: SocketAddr) -> Option<Client> {
-        let mut idle = self.idle.lock().expect("idle pool lock");
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some((client, since)) = list.pop() {
             if since.elapsed() < self.cfg.idle_timeout {
@@ -258,7 +258,7 @@ impl Courier {
 
     /// Keeps a connection for reuse (the client has reset any transaction left open).
     fn checkin(&self, addr: SocketAddr, client: Client) {
-        let mut idle = self.idle.lock().expect("idle pool lock");
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push((client, Instant::now()));
@@ -269,7 +269,7 @@ impl Courier {
     pub fn sweep(&self) {
         let mut stale = Vec::new();
         {
-            let mut idle = self.idle.lock().expect("idle pool lock");
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             for list in idle.values_mut() {
                 let (old, fresh): (Vec<_>, Vec<_>) =
                     list.drain(..).partition(|(_, since)| since.elapsed() >= self.cfg.idle_timeout);
@@ -282,21 +282,21 @@ impl Courier {
             tokio::spawn(c.quit());
         }
         let ttl = self.cfg.dead_host_ttl;
-        self.dead.lock().expect("dead host lock").retain(|_, (since, _)| since.elapsed() < ttl);
+        self.dead.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (since, _)| since.elapsed() < ttl);
     }
 
     fn is_dead(&self, addr: SocketAddr) -> Option<String> {
-        let dead = self.dead.lock().expect("dead host lock");
+        let dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
         dead.get(&addr).filter(|(since, _)| since.elapsed() < self.cfg.dead_host_ttl).map(|(_, why)| why.clone())
     }
 
     fn mark_dead(&self, addr: SocketAddr, why: &str) {
-        self.dead.lock().expect("dead host lock").insert(addr, (Instant::now(), why.to_string()));
+        self.dead.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, (Instant::now(), why.to_string()));
     }
 
     /// Forgets every dead-host mark (after `queue flush`).
     pub fn forget_dead(&self) {
-        self.dead.lock().expect("dead host lock").clear();
+        self.dead.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

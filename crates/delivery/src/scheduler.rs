@@ -136,8 +136,11 @@ impl Scheduler {
         }
         let ctx = self.ctx.clone();
         let done = done.clone();
+        let retry = ctx.cfg.retry_min;
         tokio::spawn(async move {
-            let next = attempt(&ctx, &id).await;
+            let attempt_ctx = ctx.clone();
+            let attempt_id = id.clone();
+            let next = guarded(&id, retry, async move { attempt(&attempt_ctx, &attempt_id).await }).await;
             drop(permits);
             let _ = done.send(Finished { id, next });
         });
@@ -161,5 +164,35 @@ impl Scheduler {
             self.ctx.courier.forget_dead();
             tracing::info!(event = "queue_flushed", messages = n);
         }
+    }
+}
+
+/// Runs one attempt in a task of its own: if it panics, the panic is logged and the message is
+/// tried again after `retry` — it never stays "in flight" for ever.
+async fn guarded<F>(id: &QueueId, retry: Duration, attempt: F) -> Next
+where
+    F: std::future::Future<Output = Next> + Send + 'static,
+{
+    match tokio::spawn(attempt).await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::error!(event = "attempt_panicked", queue_id = %id, error = %e, "retrying later");
+            Next::RetryAt(now_ms() + retry.as_millis() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_attempt_is_retried_not_stranded() {
+        let id = QueueId::generate();
+        let before = now_ms();
+        let next = guarded(&id, Duration::from_secs(5), async { panic!("injected") }).await;
+        let Next::RetryAt(at) = next else { panic!("{next:?}") };
+        assert!(at >= before + 5_000 && at < before + 60_000);
+        assert_eq!(guarded(&id, Duration::from_secs(5), async { Next::Done }).await, Next::Done);
     }
 }
