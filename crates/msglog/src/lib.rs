@@ -75,10 +75,15 @@ enum Event {
     Delivery(DeliveryRecord),
 }
 
+/// Records waiting for the writer at most; beyond, new ones are shed (counted, logged): the log
+/// never makes the mail path wait, and never holds unbounded memory.
+const QUEUE: usize = 50_000;
+
 /// The sending side, cheap to clone; a disabled log drops every record.
 #[derive(Clone, Default)]
 pub struct MessageLog {
-    tx: Option<mpsc::UnboundedSender<Event>>,
+    tx: Option<mpsc::Sender<Event>>,
+    shed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MessageLog {
@@ -108,22 +113,37 @@ impl MessageLog {
             }
         };
         let Some(store) = store else { return (MessageLog::default(), tokio::spawn(async {})) };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
         let handle = tokio::spawn(writer(store, rx, retention));
-        (MessageLog { tx: Some(tx) }, handle)
+        (MessageLog { tx: Some(tx), shed: Default::default() }, handle)
     }
 
     /// Logs a message.
     pub fn message(&self, record: MessageRecord) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Event::Message(Box::new(record)));
-        }
+        self.send(Event::Message(Box::new(record)));
     }
 
     /// Logs a recipient's outcome.
     pub fn delivery(&self, record: DeliveryRecord) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Event::Delivery(record));
+        self.send(Event::Delivery(record));
+    }
+
+    /// Records shed so far because the writer was too far behind.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn send(&self, event: Event) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(event) {
+            let n = self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(
+                    event = "message_log_shed",
+                    records = n,
+                    "the message log writer is behind; records dropped"
+                );
+            }
         }
     }
 }
@@ -179,7 +199,7 @@ async fn write_until_done(store: &LogStore, messages: &[MessageRecord], deliveri
     }
 }
 
-async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retention: Duration) {
+async fn writer(store: LogStore, mut rx: mpsc::Receiver<Event>, retention: Duration) {
     // hourly, or more often for a retention shorter than two hours
     let every = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut purge = tokio::time::interval(every);
@@ -209,5 +229,22 @@ async fn writer(store: LogStore, mut rx: mpsc::UnboundedReceiver<Event>, retenti
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that cannot keep up makes the log shed records and count them; the caller
+    /// never waits.
+    #[test]
+    fn a_full_queue_sheds_and_counts() {
+        let (tx, _rx) = mpsc::channel(2);
+        let log = MessageLog { tx: Some(tx), shed: Default::default() };
+        for _ in 0..5 {
+            log.message(MessageRecord::default());
+        }
+        assert_eq!(log.shed(), 3);
     }
 }
