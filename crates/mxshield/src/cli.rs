@@ -89,14 +89,14 @@ fn time_ms(ms: u64) -> String {
 pub fn queue_list(config: &Config) -> anyhow::Result<ExitCode> {
     let entries = operator(config).queue()?;
     println!(
-        "{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} LAST ERROR",
+        "{:<20} {:<19} {:>9} {:<9} {:<30} {:<19} LAST ERROR",
         "ID", "RECEIVED", "SIZE", "DIRECTION", "FROM -> TO", "NEXT ATTEMPT"
     );
     for e in &entries {
         let next = if e.next_attempt == 0 { "now".to_string() } else { time_ms(e.next_attempt) };
         let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
         println!(
-            "{:<16} {:<19} {:>9} {:<9} {:<30} {:<19} {}",
+            "{:<20} {:<19} {:>9} {:<9} {:<30} {:<19} {}",
             e.id,
             time_ms(e.received_at * 1000),
             e.size,

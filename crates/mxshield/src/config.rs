@@ -21,6 +21,9 @@ pub struct Config {
     /// Where mail to the gateway's own postmaster (`<postmaster>`, the `postmaster` address)
     /// is sent; `None`: to the `postmaster` address itself, routed like any other.
     pub postmaster_forward: Option<String>,
+    /// `[node] id`: written into every queue id made here, so ids of a cluster's nodes never
+    /// collide; by default derived from `smtp.hostname`.
+    pub node_id: u16,
     pub smtp: SmtpConfig,
     pub delivery: DeliveryConfig,
     pub contracts: ContractsConfig,
@@ -124,9 +127,11 @@ impl Config {
         let warnings = read_warnings(&mut r, warn_sec.as_mut());
         let mut scan_sec = r.table(&mut root, "scan");
         let scan = read_scan(&mut r, scan_sec.as_mut());
+        let mut node_sec = r.table(&mut root, "node");
+        let node_id = read_node(&mut r, node_sec.as_mut(), &smtp.hostname);
         r.deny_unknown(&root);
         r.finish()?;
-        Ok(Config { data_dir, postmaster, postmaster_forward, smtp, delivery, contracts, scan, log, warnings })
+        Ok(Config { data_dir, postmaster, postmaster_forward, node_id, smtp, delivery, contracts, scan, log, warnings })
     }
 
     /// Where the spool lives.
@@ -222,6 +227,27 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         r.deny_unknown(s);
     }
     cfg
+}
+
+/// `[node] id` (0–65535); without it, a stable hash of the host name (FNV-1a, 16 bits).
+fn read_node(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, hostname: &str) -> u16 {
+    let derived = {
+        let h = hostname
+            .to_ascii_lowercase()
+            .bytes()
+            .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        ((h >> 16) ^ (h & 0xffff)) as u16
+    };
+    let Some(sec) = sec else { return derived };
+    let id = match r.unsigned(sec, "id") {
+        None => derived,
+        Some((n, line)) => u16::try_from(n).unwrap_or_else(|_| {
+            r.issue(sec.child_path("id"), line, "must be 0 to 65535");
+            derived
+        }),
+    };
+    r.deny_unknown(sec);
+    id
 }
 
 /// `reserved_connections`: a tenth of `max_connections` by default; fewer than all of them.

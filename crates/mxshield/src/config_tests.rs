@@ -62,6 +62,10 @@ fn bad_configs_report_every_error() {
         ("[delivery]\nretry_max = \"1m\"\n", &["line 2: delivery.retry_min: must not be larger"]),
         ("[smtp]\nmax_connections = 5\nreserved_connections = 5\n", &["line 3: smtp.reserved_connections"]),
         (
+            "[node]\nid = 70000\nname = \"x\"\n",
+            &["line 2: node.id: must be 0 to 65535", "line 3: node.name: unknown key"],
+        ),
+        (
             "colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n",
             &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"],
         ),

@@ -19,7 +19,7 @@ pub async fn run(config: &Config, filter: &Filter, json: bool) -> anyhow::Result
 }
 
 /// Column widths of the table (in terminal columns).
-const COLUMNS: [usize; 7] = [20, 17, 9, 28, 30, 18, 24];
+const COLUMNS: [usize; 7] = [20, 20, 9, 28, 30, 18, 24];
 
 /// `text` in exactly `width` terminal columns: padded, or cut with `…`. Wide (East Asian)
 /// characters count two columns, so Japanese addresses and names keep the columns aligned.

@@ -62,7 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let spool = Spool::open(config.spool_dir())?;
+    let spool = Spool::open(config.spool_dir())?.with_node(config.node_id);
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
     let store = Store::open(&config.contracts.database).await?;

@@ -217,3 +217,17 @@ fn recovery_finishes_or_drops_an_interrupted_group() {
     assert!(!ids.contains(&dropped));
     assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0);
 }
+
+/// Queue ids carry the node that made them, so ids from several nodes never collide in a shared
+/// message log; ids of earlier versions (16 digits) are still read.
+#[test]
+fn queue_ids_carry_their_node() {
+    let spool = temp_spool("node").with_node(0x1a2b);
+    let w = spool.create().unwrap();
+    let id = w.id().to_string();
+    assert_eq!(id.len(), 20);
+    assert_eq!(&id[13..17], "1A2B");
+    assert_eq!(QueueId::parse(&id).unwrap().to_string(), id);
+    assert!(QueueId::parse("0640F3A2B1C4D001").is_ok());
+    assert!(QueueId::parse("0640F3A2B1C4D00").is_err());
+}
