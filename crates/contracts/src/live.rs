@@ -3,21 +3,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Snapshot, Store, StoreError};
+use crate::{Calendar, Snapshot, Store, StoreError};
 use arc_swap::ArcSwap;
 
 /// Shared handle on the current [`Snapshot`].
 #[derive(Clone)]
 pub struct LiveContracts {
     current: Arc<ArcSwap<Snapshot>>,
+    calendar: Calendar,
 }
 
 impl LiveContracts {
     /// Loads the snapshot from the store.
-    pub async fn load(store: &Store) -> Result<LiveContracts, StoreError> {
+    pub async fn load(store: &Store, calendar: Calendar) -> Result<LiveContracts, StoreError> {
         let (contracts, generation) = store.load().await?;
         let snap = Snapshot::new(contracts, generation);
-        Ok(LiveContracts { current: Arc::new(ArcSwap::from_pointee(snap)) })
+        Ok(LiveContracts { current: Arc::new(ArcSwap::from_pointee(snap)), calendar })
+    }
+
+    /// Today in the operator's calendar: the day contracts are in force on.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.calendar.today()
     }
 
     /// The snapshot in force now; holders keep it as long as they need.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use chrono::Utc;
 use contracts::NextHop;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -79,7 +78,7 @@ impl Router {
             return self.resolve_hops(std::slice::from_ref(hop)).await;
         }
         let snapshot = self.contracts.get();
-        if let Some(d) = snapshot.active_domain(&domain, Utc::now().date_naive()) {
+        if let Some(d) = snapshot.active_domain(&domain, self.contracts.today()) {
             return self.resolve_hops(&d.receiving_servers).await;
         }
         self.mx(&domain).await

@@ -188,7 +188,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let client = peer.ip();
-        let registered = ctx.contracts.get().sending_contract(client, chrono::Utc::now().date_naive()).is_some();
+        let registered = ctx.contracts.get().sending_contract(client, ctx.contracts.today()).is_some();
         match slots.take(client, registered) {
             Ok(slot) => {
                 let (ctx, cfg, stop) = (ctx.clone(), cfg.clone(), shutdown.clone());

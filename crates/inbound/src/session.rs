@@ -263,7 +263,7 @@ impl Policy for GatewaySession {
             return Err(r);
         }
         let snapshot = self.ctx.contracts.get();
-        let (direction, _) = client_direction(&snapshot, self.client, Utc::now().date_naive());
+        let (direction, _) = client_direction(&snapshot, self.client, self.ctx.contracts.today());
         self.txn = Some(Transaction {
             snapshot,
             sender: from.to_string(),
@@ -285,7 +285,7 @@ impl Policy for GatewaySession {
         let Some(txn) = self.txn.as_mut() else {
             return Err(Reply::new(503, (5, 5, 1), "Need MAIL before RCPT"));
         };
-        match decide_rcpt(&txn.snapshot, self.client, Utc::now().date_naive(), to, &self.ctx.postmaster) {
+        match decide_rcpt(&txn.snapshot, self.client, self.ctx.contracts.today(), to, &self.ctx.postmaster) {
             RcptDecision::Postmaster => {
                 // the operator's: to `postmaster_forward`, else the postmaster address itself
                 let target = self.ctx.postmaster_forward.clone().unwrap_or_else(|| self.ctx.postmaster.clone());

@@ -43,7 +43,7 @@ pub async fn contracts_apply(config: &Config, file: &Path) -> anyhow::Result<Exi
 /// `contracts list`.
 pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     let (contracts, generation) = operator(config).contracts().await?;
-    let today = Utc::now().date_naive();
+    let today = config.calendar.today();
     println!(
         "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} DOMAINS",
         "ID", "CUSTOMER", "ACCOUNTS", "STARTS", "ENDS", "STATE"

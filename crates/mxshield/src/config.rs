@@ -24,6 +24,8 @@ pub struct Config {
     /// `[node] id`: written into every queue id made here, so ids of a cluster's nodes never
     /// collide; by default derived from `smtp.hostname`.
     pub node_id: u16,
+    /// `[operator] timezone`: the calendar contracts' days are counted in.
+    pub calendar: contracts::Calendar,
     pub smtp: SmtpConfig,
     pub delivery: DeliveryConfig,
     pub contracts: ContractsConfig,
@@ -129,9 +131,23 @@ impl Config {
         let scan = read_scan(&mut r, scan_sec.as_mut());
         let mut node_sec = r.table(&mut root, "node");
         let node_id = read_node(&mut r, node_sec.as_mut(), &smtp.hostname);
+        let mut operator_sec = r.table(&mut root, "operator");
+        let calendar = read_operator(&mut r, operator_sec.as_mut());
         r.deny_unknown(&root);
         r.finish()?;
-        Ok(Config { data_dir, postmaster, postmaster_forward, node_id, smtp, delivery, contracts, scan, log, warnings })
+        Ok(Config {
+            data_dir,
+            postmaster,
+            postmaster_forward,
+            node_id,
+            calendar,
+            smtp,
+            delivery,
+            contracts,
+            scan,
+            log,
+            warnings,
+        })
     }
 
     /// Where the spool lives.
@@ -227,6 +243,20 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         r.deny_unknown(s);
     }
     cfg
+}
+
+/// `[operator] timezone` (an IANA zone; Asia/Tokyo by default).
+fn read_operator(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> contracts::Calendar {
+    let Some(sec) = sec else { return contracts::Calendar::default() };
+    let calendar = match r.string(sec, "timezone") {
+        None => contracts::Calendar::default(),
+        Some((name, line)) => contracts::Calendar::named(&name).unwrap_or_else(|why| {
+            r.issue(sec.child_path("timezone"), line, why);
+            contracts::Calendar::default()
+        }),
+    };
+    r.deny_unknown(sec);
+    calendar
 }
 
 /// `[node] id` (0–65535); without it, a stable hash of the host name (FNV-1a, 16 bits).

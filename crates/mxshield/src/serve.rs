@@ -66,7 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
     let store = Store::open(&config.contracts.database).await?;
-    let contracts = LiveContracts::load(&store).await?;
+    let contracts = LiveContracts::load(&store, config.calendar).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);
     let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await;
 

@@ -439,3 +439,25 @@ async fn zip_bomb_is_refused_at_smtp_time() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(w.customer.messages().is_empty());
 }
+
+/// A contract's days are the operator's (`[operator] timezone`): a contract starting today at
+/// UTC+14 is in force for an operator there and not yet for one at UTC−12, whatever the hour
+/// (issue 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_days_are_counted_in_the_operators_time_zone() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let kiribati_today = (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
+    for (zone, code) in [("Etc/GMT-14", 250), ("Etc/GMT+12", 550)] {
+        let (gw, _dir) = gateway("timezone", &quoted(customer.addr), customer.addr, |c| {
+            format!("{c}\n[operator]\ntimezone = \"{zone}\"\n")
+        });
+        let toml = contracts(&quoted(customer.addr)).replace("2026-01-01", &kiribati_today.to_string());
+        apply(&gw, &toml);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+        c.cmd("EHLO client.test").await.unwrap();
+        c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+        let r = c.cmd("RCPT TO:<alice@acme.example>").await.unwrap();
+        assert_eq!(r.code, code, "{zone}: {r:?}");
+    }
+}
