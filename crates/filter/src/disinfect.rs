@@ -39,20 +39,25 @@ pub struct Rebuilt {
     pub kept: usize,
 }
 
-/// Rebuilds the zip `data` without the members `is_infected` flags (given a member's bytes).
-/// Returns the archive unchanged (and nothing removed) if no member is infected.
+/// Rebuilds the zip `data` without the members `is_infected` flags (given a member's bytes),
+/// reading no more than the configured scan `limits` allow. Member names are decoded as the
+/// scanner decodes them (UTF-8, Shift_JIS from Japanese Windows, CP437), so the names removed
+/// are the names the report and the warning give. Returns the archive unchanged (and nothing
+/// removed) if no member is infected.
 pub fn rebuild_zip(
     data: &[u8],
+    limits: scan::Limits,
     is_infected: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
 ) -> Result<Rebuilt, DisinfectError> {
     // the scan bounded what it read; a member this one reads again is bounded the same way
     // (an engine that reports no members, clamd, had its own limits only)
-    let mut left = scan::Limits::default().max_expanded;
-    rebuild(data, is_infected, 0, &mut left)
+    let mut left = limits.max_expanded;
+    rebuild(data, &limits, is_infected, 0, &mut left)
 }
 
 fn rebuild(
     data: &[u8],
+    limits: &scan::Limits,
     is_infected: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
     depth: usize,
     left: &mut u64,
@@ -61,7 +66,7 @@ fn rebuild(
         return Err(DisinfectError::TooDeep);
     }
     let mut archive = ZipArchive::new(Cursor::new(data))?;
-    let max_entries = scan::Limits::default().max_entries;
+    let max_entries = limits.max_entries;
     if archive.len() > max_entries {
         return Err(DisinfectError::TooMany(max_entries));
     }
@@ -73,7 +78,7 @@ fn rebuild(
         let (name, skip_content) = {
             let f = archive.by_index_raw(i)?;
             (
-                f.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("member {}", i + 1)),
+                scan::unpack::zip_member_name(f.name_raw()).unwrap_or_else(|| format!("member {}", i + 1)),
                 f.is_dir() || f.encrypted(),
             )
         };
@@ -86,11 +91,11 @@ fn rebuild(
         let mut content = Vec::new();
         archive.by_index(i)?.take(*left + 1).read_to_end(&mut content)?;
         if content.len() as u64 > *left {
-            return Err(DisinfectError::TooBig(scan::Limits::default().max_expanded));
+            return Err(DisinfectError::TooBig(limits.max_expanded));
         }
         *left -= content.len() as u64;
         if FileType::detect(&content) == FileType::Zip
-            && let Ok(inner) = rebuild(&content, is_infected, depth + 1, left)
+            && let Ok(inner) = rebuild(&content, limits, is_infected, depth + 1, left)
         {
             if inner.removed.is_empty() {
                 kept += 1;
@@ -158,7 +163,7 @@ mod tests {
     #[test]
     fn removes_infected_members_and_keeps_the_rest_byte_identical() {
         let original = zip_of(&[("a.txt", b"hello hello hello"), ("bad.exe", BAD), ("b.txt", b"world")]);
-        let out = rebuild_zip(&original, &mut flag).unwrap();
+        let out = rebuild_zip(&original, scan::Limits::default(), &mut flag).unwrap();
         assert_eq!(out.removed, vec!["bad.exe"]);
         let before = members(&original);
         let after = members(&out.data);
@@ -171,7 +176,7 @@ mod tests {
     fn nested_zips_are_rebuilt() {
         let inner = zip_of(&[("keep.txt", b"keep"), ("worse.exe", BAD)]);
         let outer = zip_of(&[("inner.zip", &inner), ("bad.exe", BAD), ("ok.txt", b"ok")]);
-        let out = rebuild_zip(&outer, &mut flag).unwrap();
+        let out = rebuild_zip(&outer, scan::Limits::default(), &mut flag).unwrap();
         assert_eq!(out.removed, vec!["inner.zip › worse.exe", "bad.exe"]);
         let after = members(&out.data);
         assert_eq!(after.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["inner.zip", "ok.txt"]);
@@ -183,7 +188,7 @@ mod tests {
     #[test]
     fn clean_archive_is_returned_unchanged() {
         let original = zip_of(&[("a.txt", b"fine")]);
-        let out = rebuild_zip(&original, &mut flag).unwrap();
+        let out = rebuild_zip(&original, scan::Limits::default(), &mut flag).unwrap();
         assert!(out.removed.is_empty());
         assert_eq!(out.data, original);
     }
@@ -193,12 +198,12 @@ mod tests {
         let zeros = vec![0u8; 70_000_000];
         let bomb = zip_of(&[("bad.exe", BAD), ("zeros.bin", &zeros)]);
         assert!(bomb.len() < 1_000_000);
-        assert!(matches!(rebuild_zip(&bomb, &mut flag), Err(DisinfectError::TooBig(_))));
+        assert!(matches!(rebuild_zip(&bomb, scan::Limits::default(), &mut flag), Err(DisinfectError::TooBig(_))));
     }
 
     #[test]
     fn broken_archive_is_an_error() {
-        assert!(rebuild_zip(b"PK\x03\x04 not really", &mut flag).is_err());
+        assert!(rebuild_zip(b"PK\x03\x04 not really", scan::Limits::default(), &mut flag).is_err());
     }
 
     /// ClamAV's own zip carriers of its test file (Debian's clamav-testfiles, installed by
@@ -210,7 +215,7 @@ mod tests {
         for name in ["clam.zip", "clam.d64.zip", "clam.bz2.zip"] {
             let path = std::path::Path::new("/usr/share/clamav-testfiles").join(name);
             let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh)", path.display()));
-            let out = rebuild_zip(&data, &mut infected).unwrap();
+            let out = rebuild_zip(&data, scan::Limits::default(), &mut infected).unwrap();
             assert_eq!(out.removed, ["clam.exe"], "{name}");
             assert_eq!(ZipArchive::new(Cursor::new(&out.data)).unwrap().len(), 0, "{name}");
             assert!(!matches!(engine.scan_bytes(name, &out.data).verdict(), scan::Verdict::Infected(_)));

@@ -91,6 +91,14 @@ pub enum Scanner {
 }
 
 impl Scanner {
+    /// The limits the scans run under (clamd's own are its; the defaults bound our reads).
+    fn limits(&self) -> scan::Limits {
+        match self {
+            Scanner::Builtin(e) => e.limits(),
+            Scanner::Clamd(..) => scan::Limits::default(),
+        }
+    }
+
     /// Scans a message before `deadline`; `Err` means it could not be scanned (never treat it
     /// as clean).
     fn scan_message(&self, raw: &[u8], stop: &Stop) -> Result<scan::Report, String> {
@@ -315,7 +323,7 @@ impl Filter {
                 .scan_message(data, stop)
                 .is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_) | Verdict::LimitExceeded(_)))
         };
-        match rewrite::rewrite(raw, fixes, &mut is_infected) {
+        match rewrite::rewrite(raw, fixes, self.scanner.limits(), &mut is_infected) {
             Ok((data, done)) if clean(&data) => return Some((data, done)),
             Ok(_) => tracing::warn!(
                 event = "disinfect_incomplete",
@@ -324,7 +332,7 @@ impl Filter {
             Err(e) => tracing::warn!(event = "rewrite_failed", error = %e),
         }
         let removals: Vec<PartFix> = fixes.iter().map(|f| PartFix { fix: Fix::Remove, ..f.clone() }).collect();
-        match rewrite::rewrite(raw, &removals, &mut is_infected) {
+        match rewrite::rewrite(raw, &removals, self.scanner.limits(), &mut is_infected) {
             Ok((data, done)) if clean(&data) => Some((data, done)),
             _ => {
                 tracing::warn!(

@@ -36,6 +36,7 @@ pub enum RewriteError {
 pub fn rewrite(
     raw: &[u8],
     fixes: &[PartFix],
+    limits: scan::Limits,
     is_infected: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
 ) -> Result<(Vec<u8>, Vec<Done>), RewriteError> {
     let msg = mime::parse(raw);
@@ -54,7 +55,7 @@ pub fn rewrite(
             return Err(RewriteError::Empty(fix.mime_path.clone()));
         }
         let disinfected = match &fix.fix {
-            Fix::Disinfect(_) => disinfect::rebuild_zip(&part.decoded_body(raw), is_infected)
+            Fix::Disinfect(_) => disinfect::rebuild_zip(&part.decoded_body(raw), limits, is_infected)
                 .map_err(|e| tracing::warn!(event = "disinfect_failed", part = %fix.name, error = %e))
                 .ok()
                 // an archive with nothing left is replaced by the notice, not delivered empty
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn removed_attachment_becomes_a_notice_and_nothing_else_changes() {
         let fix = PartFix { mime_path: vec![2], name: "x.exe".into(), viruses: vec!["Eicar".into()], fix: Fix::Remove };
-        let (out, done) = rewrite(MSG.as_bytes(), &[fix], &mut never).unwrap();
+        let (out, done) = rewrite(MSG.as_bytes(), &[fix], scan::Limits::default(), &mut never).unwrap();
         assert_eq!(done[0].what, DoneKind::Removed);
         let m = mime::parse(&out);
         assert_eq!(m.root.children.len(), 3);
@@ -178,7 +179,7 @@ mod tests {
     #[test]
     fn unknown_part_is_an_error() {
         let fix = PartFix { mime_path: vec![9], name: "x".into(), viruses: vec![], fix: Fix::Remove };
-        assert!(rewrite(MSG.as_bytes(), &[fix], &mut never).is_err());
+        assert!(rewrite(MSG.as_bytes(), &[fix], scan::Limits::default(), &mut never).is_err());
     }
 
     /// Every part of every corpus message (malformed MIME included) can be replaced, and the
@@ -199,7 +200,8 @@ mod tests {
                 }
                 let fix =
                     PartFix { mime_path: path.clone(), name: "x".into(), viruses: vec!["V".into()], fix: Fix::Remove };
-                let (out, _) = rewrite(&raw, &[fix], &mut never).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let (out, _) = rewrite(&raw, &[fix], scan::Limits::default(), &mut never)
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
                 let again = mime::parse(&out);
                 let notice = again.root.walk().into_iter().find(|(p, _)| *p == path).map(|(_, p)| p.decoded_body(&out));
                 let text = String::from_utf8_lossy(notice.as_deref().unwrap_or_default()).to_string();

@@ -492,3 +492,30 @@ async fn a_forwarded_message_with_a_virus_is_an_infected_attachment() {
     assert_eq!(&out[m_out.root.children[0].outer.clone()], &msg[m_in.root.children[0].outer.clone()]);
     assert_eq!(warnings(&got).len(), 1);
 }
+
+/// A zip made on Japanese Windows names its members in Shift_JIS: disinfection names the
+/// member it removed as the scanner and the warning do (issue 9: it used CP437 there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_jis_member_names_are_removed_and_named_as_scanned() {
+    let w = world("act-sjis").await;
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("見積書.com");
+    let placeholder = "x".repeat(sjis.len());
+    let mut archive = zip(&[("keep.txt", b"keep me".as_slice()), (placeholder.as_str(), EICAR.as_bytes())]);
+    let mut at = 0;
+    while let Some(p) = archive[at..].windows(sjis.len()).position(|x| x == placeholder.as_bytes()) {
+        archive[at + p..at + p + sjis.len()].copy_from_slice(&sjis);
+        at += p + sjis.len();
+    }
+    let body = with_attachment("sender@remote.test", "sjis", "see attached", "files.zip", &archive);
+    let r = send_one(w.gw.addr, "sender@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+    let found = wait_logged(&w, &["--action", "rewrite"], 1).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["result"], "disinfected: files.zip (見積書.com)", "{:#}", found[0]);
+    let got = w.customer.wait_for(2, WAIT).await;
+    let delivered = got.iter().find(|m| !m.from.is_empty()).unwrap();
+    let msg = mime::parse(&delivered.data);
+    let zip_part = msg.root.walk().into_iter().find(|(_, p)| p.filename().as_deref() == Some("files.zip")).unwrap().1;
+    let names: Vec<String> = zip_members(&zip_part.decoded_body(&delivered.data)).into_iter().map(|m| m.0).collect();
+    assert_eq!(names, ["keep.txt"]);
+}
