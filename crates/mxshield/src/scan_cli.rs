@@ -13,10 +13,16 @@ use crate::config::Config;
 
 /// Loads `--db DIR`, else `[scan] signatures`, else the built-in database.
 fn load_signatures(config: &Config, db: Option<&Path>) -> anyhow::Result<(Signatures, Duration)> {
+    signatures(db.or(config.scan.signatures.as_deref()))
+}
+
+/// The database in `dir`, or the built-in one; and how long loading took. The one way `scan`,
+/// `sigs info` and `serve` load signatures.
+pub fn signatures(dir: Option<&Path>) -> anyhow::Result<(Signatures, Duration)> {
     let started = Instant::now();
-    let sigs = match db.map(Path::to_path_buf).or_else(|| config.scan.signatures.clone()) {
+    let sigs = match dir {
         Some(dir) => {
-            Signatures::load_dir(&dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
+            Signatures::load_dir(dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
         }
         None => Signatures::builtin(),
     };

@@ -173,17 +173,11 @@ fn scanner(cfg: &ScanConfig) -> anyhow::Result<Scanner> {
 
 /// Loads the signature database named by `[scan]` (or the built-in one).
 pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
-    let started = std::time::Instant::now();
-    let sigs = match &cfg.signatures {
-        Some(dir) => {
-            scan::Signatures::load_dir(dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
-        }
-        None => scan::Signatures::builtin(),
-    };
+    let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref())?;
     let unsupported: usize = sigs.stats.unsupported.values().sum();
     tracing::info!(
         event = "signatures_loaded", version = %sigs.version, signatures = sigs.len(), unsupported,
-        load_ms = started.elapsed().as_millis() as u64
+        load_ms = took.as_millis() as u64
     );
     Ok(scan::Engine::new(Arc::new(sigs), cfg.limits))
 }
