@@ -12,7 +12,7 @@ use super::courier::Outcome;
 use super::dsn::{self, FailedRcpt};
 use super::now_ms;
 use super::route::RouteError;
-use msglog::{DeliveryRecord, MessageRecord, MessageSummary};
+use msglog::{DeliveryRecord, MessageRecord};
 use spool::attrs;
 
 /// What the scheduler should do with the message next.
@@ -259,16 +259,8 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
         failed,
         original_headers: &headers,
     });
-    let dsn_env = Envelope {
-        sender: String::new(),
-        recipients: vec![env.sender.clone()],
-        received_at: Utc::now().timestamp() as u64,
-        attrs: vec![
-            (attrs::CONTRACT.into(), env.attr(attrs::CONTRACT).unwrap_or("").into()),
-            (attrs::DIRECTION.into(), "dsn".into()),
-            (attrs::DSN_OF.into(), id.to_string()),
-        ],
-    };
+    let contract = env.attr(attrs::CONTRACT).unwrap_or("");
+    let dsn_env = attrs::generated(&env.sender, contract, "dsn", attrs::DSN_OF, id.as_str());
     let spool = ctx.spool.clone();
     let body_len = body.len();
     let dsn_id = tokio::task::spawn_blocking(move || -> Result<QueueId, SpoolError> {
@@ -278,21 +270,10 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
     })
     .await??;
     tracing::info!(event = "dsn_queued", queue_id = %dsn_id, dsn_of = %id, to = %env.sender, recipients = failed.len());
-    ctx.msglog.message(MessageRecord {
-        summary: MessageSummary {
-            at: Utc::now().timestamp(),
-            queue_id: dsn_id.to_string(),
-            contract: env.attr(attrs::CONTRACT).unwrap_or("").into(),
-            direction: "dsn".into(),
-            size: body_len as u64,
-            subject: "Undelivered Mail Returned to Sender".into(),
-            action: "deliver".into(),
-            related: id.to_string(),
-            ..Default::default()
-        },
-        recipients: vec![env.sender.clone()],
-        initial_state: "queued",
-    });
+    let subject = "Undelivered Mail Returned to Sender";
+    let record =
+        MessageRecord::generated(dsn_id.as_str(), contract, "dsn", subject, body_len as u64, id.as_str(), &env.sender);
+    ctx.msglog.message(record);
     let _ = ctx.queued.send(dsn_id);
     Ok(())
 }

@@ -127,16 +127,7 @@ impl GatewaySession {
             for (to, mail) in warnings {
                 let mut w = spool.create()?;
                 w.write(&mail)?;
-                let env = Envelope {
-                    sender: String::new(),
-                    recipients: vec![to.clone()],
-                    received_at: Utc::now().timestamp() as u64,
-                    attrs: vec![
-                        (attrs::CONTRACT.into(), contract.clone()),
-                        (attrs::DIRECTION.into(), "warning".into()),
-                        (attrs::WARNING_OF.into(), about.clone()),
-                    ],
-                };
+                let env = attrs::generated(&to, &contract, "warning", attrs::WARNING_OF, &about);
                 sent.push((to, mail.len()));
                 companions.push((w, env));
             }
@@ -171,21 +162,16 @@ impl GatewaySession {
         let contract = txn.contracts.join(",");
         for (wid, (to, size)) in queued {
             tracing::info!(event = "warning_queued", queue_id = %wid, warning_of = %about, to = %to);
-            self.ctx.msglog.message(MessageRecord {
-                summary: MessageSummary {
-                    at: Utc::now().timestamp(),
-                    queue_id: wid.to_string(),
-                    contract: contract.clone(),
-                    direction: "warning".into(),
-                    size: size as u64,
-                    subject: "virus warning".into(),
-                    action: "deliver".into(),
-                    related: about.to_string(),
-                    ..Default::default()
-                },
-                recipients: vec![to],
-                initial_state: "queued",
-            });
+            let record = MessageRecord::generated(
+                wid.as_str(),
+                &contract,
+                "warning",
+                "virus warning",
+                size as u64,
+                about.as_str(),
+                &to,
+            );
+            self.ctx.msglog.message(record);
             let _ = self.ctx.queued.send(wid);
         }
     }

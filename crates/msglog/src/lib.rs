@@ -58,6 +58,35 @@ pub struct MessageRecord {
     pub initial_state: &'static str,
 }
 
+impl MessageRecord {
+    /// The record of a message the gateway generated (a warning or a DSN) about `related`.
+    pub fn generated(
+        queue_id: &str,
+        contract: &str,
+        direction: &str,
+        subject: &str,
+        size: u64,
+        related: &str,
+        to: &str,
+    ) -> MessageRecord {
+        MessageRecord {
+            summary: MessageSummary {
+                at: chrono::Utc::now().timestamp(),
+                queue_id: queue_id.into(),
+                contract: contract.into(),
+                direction: direction.into(),
+                size,
+                subject: subject.into(),
+                action: "deliver".into(),
+                related: related.into(),
+                ..Default::default()
+            },
+            recipients: vec![to.into()],
+            initial_state: "queued",
+        }
+    }
+}
+
 /// A recipient's outcome.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {

@@ -24,6 +24,23 @@ pub const EIGHT_BIT: &str = "8bit";
 /// such a file is never delivered and is removed wherever it is found.
 pub const DROPPED: &str = "dropped";
 
+/// The envelope of a message the gateway generates (a warning or a DSN) about message `about`:
+/// from `<>` to `to`, in `contract`, with `direction` (`warning` or `dsn`) and the attribute
+/// that points at the original (`WARNING_OF` or `DSN_OF`).
+pub fn generated(to: &str, contract: &str, direction: &str, about_attr: &str, about: &str) -> crate::Envelope {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::Envelope {
+        sender: String::new(),
+        recipients: vec![to.to_string()],
+        received_at: now,
+        attrs: vec![
+            (CONTRACT.into(), contract.into()),
+            (DIRECTION.into(), direction.into()),
+            (about_attr.into(), about.into()),
+        ],
+    }
+}
+
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
