@@ -137,7 +137,8 @@ mod tests {
         assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user"));
         assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@remote.test\r\nSubject: hello\r\n"));
         assert!(text.contains("Auto-Submitted: auto-replied"));
-        assert!(!text.contains("\n\n") || text.contains("\r\n\r\n"));
+        // every line ends in CRLF: no bare LF anywhere
+        assert!(text.match_indices('\n').all(|(i, _)| i > 0 && text.as_bytes()[i - 1] == b'\r'));
     }
 
     /// A DSN about a message with UTF-8 headers (and an internationalized recipient) is all

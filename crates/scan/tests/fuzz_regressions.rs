@@ -41,3 +41,16 @@ fn the_unpack_fuzz_corpus_replays() {
     }
     assert!(n > 100, "only {n} inputs");
 }
+
+/// The `cvd_container` fuzzer's corpus: malformed containers are errors, never panics.
+#[test]
+fn the_cvd_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/cvd_container");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let _ = scan::sigdb::cvd::open("f.cvd", &data);
+        n += 1;
+    }
+    assert!(n > 10, "only {n} inputs");
+}

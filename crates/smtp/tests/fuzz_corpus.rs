@@ -36,3 +36,19 @@ fn the_smtp_fuzz_corpus_replays() {
     }
     assert!(n > 100, "only {n} inputs");
 }
+
+/// The `smtp_reply` fuzzer's corpus: replies a remote server might send parse or fail cleanly.
+#[test]
+fn the_reply_fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/smtp_reply");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let lines: Vec<String> = String::from_utf8_lossy(&data).split("\r\n").take(200).map(str::to_string).collect();
+        if let Some(reply) = smtp::Reply::parse_lines(&lines) {
+            let _ = reply.one_line();
+        }
+        n += 1;
+    }
+    assert!(n > 10, "only {n} inputs");
+}

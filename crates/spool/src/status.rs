@@ -80,7 +80,8 @@ impl Status {
         self.rcpts.iter().all(|r| r.state.is_final())
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The status file's bytes (text lines and a CRC32), as [`Status::decode`] reads them.
+    pub fn encode(&self) -> Vec<u8> {
         let mut text = format!("attempts {}\nnext {}\ndsn {}\n", self.attempts, self.next_attempt, self.dsn_sent as u8);
         for r in &self.rcpts {
             text.push_str(&format!("rcpt\t{}\t{}\t{}\n", r.state.as_str(), clean(&r.remote), clean(&r.last_error)));

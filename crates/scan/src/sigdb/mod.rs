@@ -6,7 +6,7 @@
 //! Signatures of kinds or syntax not supported are counted by reason ([`LoadStats`]), never
 //! silently dropped; a malformed line is an error naming the file and line.
 
-mod cvd;
+pub mod cvd;
 pub mod hashes;
 pub mod logical;
 pub mod pattern;
