@@ -274,6 +274,6 @@ async fn queue_dsn(ctx: &Ctx, id: &QueueId, env: &Envelope, failed: &[FailedRcpt
     let record =
         MessageRecord::generated(dsn_id.as_str(), contract, "dsn", subject, body_len as u64, id.as_str(), &env.sender);
     ctx.msglog.message(record);
-    let _ = ctx.queued.send(dsn_id);
+    let _ = ctx.queued.try_send(dsn_id); // a full channel: the scheduler's rescan finds it
     Ok(())
 }

@@ -57,7 +57,7 @@ pub struct DeliveryContext {
     /// `From:` of DSNs.
     pub postmaster: String,
     /// Queues a message we generated (a DSN) for delivery.
-    pub queued: mpsc::UnboundedSender<QueueId>,
+    pub queued: mpsc::Sender<QueueId>,
     /// The message log: each recipient's outcome goes there.
     pub msglog: MessageLog,
     /// Deliveries in progress per destination domain.

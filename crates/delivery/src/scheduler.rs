@@ -38,6 +38,9 @@ struct Scheduler {
     due: VecDeque<QueueId>,
     waiting: BinaryHeap<Reverse<(u64, QueueId)>>,
     in_flight: HashSet<QueueId>,
+    /// Every id held anywhere above: a message the spool has and this set has not was never
+    /// announced (its notice lost, or put there from outside) and is picked up by a rescan.
+    known: HashSet<QueueId>,
     workers: Arc<Semaphore>,
     retry_slots: Arc<Semaphore>,
     flush_file: PathBuf,
@@ -48,7 +51,7 @@ struct Scheduler {
 pub async fn run(
     ctx: Ctx,
     known: Vec<Known>,
-    mut incoming: mpsc::UnboundedReceiver<QueueId>,
+    mut incoming: mpsc::Receiver<QueueId>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let workers = ctx.cfg.workers;
@@ -60,12 +63,14 @@ pub async fn run(
         due: VecDeque::new(),
         waiting: BinaryHeap::new(),
         in_flight: HashSet::new(),
+        known: HashSet::new(),
         workers: Arc::new(Semaphore::new(workers)),
         retry_slots: Arc::new(Semaphore::new(workers.div_ceil(2))),
         flush_file,
         flush_seen,
     };
     for k in known {
+        s.known.insert(k.id.clone());
         if k.next_attempt == 0 {
             s.fresh.push_back(k.id);
         } else {
@@ -75,24 +80,59 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         s.release_due();
         s.dispatch(&done_tx);
         let sleep_for = s.until_next_due().min(Duration::from_secs(1));
         tokio::select! {
-            Some(id) = incoming.recv() => s.fresh.push_back(id),
+            Some(id) = incoming.recv() => s.announce(id),
             Some(f) = done_rx.recv() => s.finished(f),
             _ = tokio::time::sleep(sleep_for) => {}
             _ = tick.tick() => {
                 s.ctx.courier.sweep();
                 s.check_flush();
+                ticks += 1;
+                if ticks % RESCAN_TICKS == 0 {
+                    s.rescan();
+                }
             }
             _ = shutdown.wait_for(|v| *v) => break,
         }
     }
 }
 
+/// Seconds between two looks at the spool for messages nobody announced.
+const RESCAN_TICKS: u64 = 30;
+
 impl Scheduler {
+    /// A message was queued: attempted as fresh mail (once, however often it is announced).
+    fn announce(&mut self, id: QueueId) {
+        if self.known.insert(id.clone()) {
+            self.fresh.push_back(id);
+        }
+    }
+
+    /// Picks up every message in the spool the scheduler does not hold: nothing queued is
+    /// stranded because its notice was lost (a full channel, a bug).
+    fn rescan(&mut self) {
+        let Ok(ids) = self.ctx.spool.list() else { return };
+        let mut found = 0;
+        for id in ids {
+            if !self.known.contains(&id) {
+                found += 1;
+                self.announce(id);
+            }
+        }
+        if found > 0 {
+            tracing::warn!(
+                event = "queue_rescan",
+                picked_up = found,
+                "messages in the spool that were never announced"
+            );
+        }
+    }
+
     fn release_due(&mut self) {
         let now = now_ms();
         while let Some(Reverse((at, _))) = self.waiting.peek() {
@@ -148,8 +188,11 @@ impl Scheduler {
 
     fn finished(&mut self, f: Finished) {
         self.in_flight.remove(&f.id);
-        if let Next::RetryAt(at) = f.next {
-            self.waiting.push(Reverse((at, f.id)));
+        match f.next {
+            Next::RetryAt(at) => self.waiting.push(Reverse((at, f.id))),
+            Next::Done => {
+                self.known.remove(&f.id);
+            }
         }
     }
 

@@ -63,7 +63,7 @@ pub struct InboundContext {
     pub contracts: LiveContracts,
     pub filter: Filter,
     /// Tells delivery that a message was queued.
-    pub queued: mpsc::UnboundedSender<QueueId>,
+    pub queued: mpsc::Sender<QueueId>,
     /// The message log (R19).
     pub msglog: MessageLog,
     /// The gateway's postmaster address, and where its mail goes (`None`: to that address).

@@ -153,7 +153,7 @@ impl GatewaySession {
         if !deliver {
             return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
-        let _ = self.ctx.queued.send(id.clone());
+        let _ = self.ctx.queued.try_send(id.clone());
         Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
     }
 
@@ -172,7 +172,7 @@ impl GatewaySession {
                 &to,
             );
             self.ctx.msglog.message(record);
-            let _ = self.ctx.queued.send(wid);
+            let _ = self.ctx.queued.try_send(wid);
         }
     }
 

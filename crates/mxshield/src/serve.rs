@@ -72,7 +72,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();
-    let (queued_tx, queued_rx) = mpsc::unbounded_channel();
+    // bounded: when full, a notice is dropped and the scheduler's rescan of the spool finds the message
+    let (queued_tx, queued_rx) = mpsc::channel(10_000);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let delivery = Arc::new(DeliveryContext {
         router: Router::new(&config.delivery, contracts.clone())?,

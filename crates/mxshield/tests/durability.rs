@@ -156,3 +156,27 @@ async fn sigterm_reaches_idle_sessions_at_once() {
     let status = w.gw.wait_exit(Duration::from_secs(10)).expect("gateway exits");
     assert!(status.success(), "{status:?}");
 }
+
+/// A message in the spool that nobody announced to the scheduler (its notice lost, or put there
+/// from outside) is picked up by the periodic rescan, never stranded until a restart (issue 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unannounced_message_in_the_spool_is_delivered() {
+    // a committed message file, made by a gateway whose customer server is down
+    let (mut maker, maker_dir) = gateway("rescan-maker", &quoted(down_addr()), down_addr(), |c| c);
+    let r = send_one(maker.addr, "a@remote.test", &["alice@acme.example"], &message("unannounced", "x")).await.unwrap();
+    assert_eq!(r.code, 250);
+    maker.kill9();
+    let msg = std::fs::read_dir(maker_dir.path().join("data/spool/queue"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "msg"))
+        .unwrap();
+    // a running gateway finds it in its queue without being told
+    let w = world("rescan").await;
+    let target = w.dir.path().join("data/spool/queue").join(msg.file_name().unwrap());
+    std::fs::copy(&msg, &target).unwrap();
+    let got = w.customer.wait_for(1, Duration::from_secs(50)).await;
+    assert_eq!(got.len(), 1, "{}", w.gw.log());
+    assert!(got[0].text().contains("Subject: unannounced"));
+    assert!(w.gw.log().contains("event=\"queue_rescan\""));
+}
