@@ -93,7 +93,7 @@ pub async fn run(
                 s.ctx.courier.sweep();
                 s.check_flush();
                 ticks += 1;
-                if ticks % RESCAN_TICKS == 0 {
+                if ticks.is_multiple_of(RESCAN_TICKS) {
                     s.rescan();
                 }
             }
