@@ -204,6 +204,12 @@ impl LogFields {
 fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
     let (id, contract, direction, client_ip, from) =
         (&log.id, &log.contract, &log.direction, &log.client_ip, &log.from);
+    let result = match outcome {
+        Outcome::Delivered { .. } => "delivered",
+        Outcome::Failed { .. } => "bounced",
+        Outcome::Deferred { .. } => "deferred",
+    };
+    metrics::counter!("mxshield_deliveries_total", "result" => result).increment(1);
     match outcome {
         Outcome::Delivered { remote, reply } => {
             tracing::info!(event = "delivered", queue_id = %id, contract = %contract, direction = %direction, client_ip = %client_ip, from = %from, to = %rcpt, remote = %remote, reply = %reply);

@@ -92,6 +92,7 @@ pub async fn run(
             _ = tick.tick() => {
                 s.ctx.courier.sweep();
                 s.check_flush();
+                metrics::gauge!("mxshield_queue_messages").set(s.known.len() as f64);
                 ticks += 1;
                 if ticks.is_multiple_of(RESCAN_TICKS) {
                     s.rescan();

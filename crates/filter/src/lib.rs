@@ -310,6 +310,14 @@ impl Filter {
         );
         d.eight_bit = !d.rewritten.as_deref().unwrap_or(raw).is_ascii();
         d.scan_ms = started.elapsed().as_millis() as u64;
+        metrics::counter!(
+            "mxshield_messages_total",
+            "direction" => facts.direction.as_str(),
+            "verdict" => d.verdict_text.clone(),
+            "action" => d.action,
+        )
+        .increment(1);
+        metrics::histogram!("mxshield_scan_duration_seconds").record(started.elapsed().as_secs_f64());
         d
     }
 
@@ -483,6 +491,54 @@ fn verdict_word(v: &Verdict) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each decision is counted by direction, verdict and action, and its scan time recorded,
+    /// where it happens (read here through a recorder, as the operator API will).
+    #[test]
+    fn decisions_are_counted_in_the_metrics() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let filter = Filter {
+            max_received_headers: 30,
+            scanner: Scanner::Builtin(Arc::new(Engine::new(
+                Arc::new(scan::Signatures::builtin()),
+                scan::Limits::default(),
+            ))),
+            notifier: None,
+            admission: Arc::new(Admission::new(1, 1 << 30, 60_000_000)),
+            max_time: std::time::Duration::from_secs(60),
+        };
+        let facts = MessageFacts {
+            received_headers: 0,
+            direction: Direction::Inbound,
+            sender: "a@remote.test".into(),
+            recipients: vec!["alice@acme.example".into()],
+            policy: ContentPolicy::default(),
+        };
+        let eicar = "Subject: x\r\n\r\nX5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n";
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let stop = Stop::at(Instant::now() + std::time::Duration::from_secs(60));
+            filter.decide(&facts, "Q1", b"Subject: hi\r\n\r\nclean\r\n", &stop);
+            filter.decide(&facts, "Q2", eicar.as_bytes(), &stop);
+            filter.decide(&facts, "Q3", b"Subject: hi again\r\n\r\nclean\r\n", &stop);
+        });
+        let mut counted = std::collections::BTreeMap::new();
+        let mut scans = 0;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            match (key.key().name(), value) {
+                ("mxshield_messages_total", DebugValue::Counter(n)) => {
+                    counted.insert(labels.join(","), n);
+                }
+                ("mxshield_scan_duration_seconds", DebugValue::Histogram(v)) => scans += v.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(counted.get("direction=inbound,verdict=clean,action=deliver"), Some(&2), "{counted:?}");
+        assert_eq!(counted.get("direction=inbound,verdict=infected,action=drop"), Some(&1), "{counted:?}");
+        assert_eq!(scans, 3);
+    }
 
     #[test]
     fn summaries_are_bounded() {

@@ -192,12 +192,16 @@ async fn accept_loop(
         match slots.take(client, registered) {
             Ok(slot) => {
                 let (ctx, cfg, stop) = (ctx.clone(), cfg.clone(), shutdown.clone());
+                metrics::gauge!("mxshield_smtp_sessions").increment(1.0);
                 tokio::spawn(async move {
                     run_session(ctx, stream, peer, cfg, stop).await;
                     drop(slot);
+                    metrics::gauge!("mxshield_smtp_sessions").decrement(1.0);
                 });
             }
             Err(why) => {
+                let reason = if why == NoSlot::Full { "full" } else { "per_client" };
+                metrics::counter!("mxshield_smtp_sessions_refused_total", "reason" => reason).increment(1);
                 let reply = match why {
                     NoSlot::Full => "421 4.3.2 Too many connections, try again later",
                     NoSlot::PerClient => "421 4.7.0 Too many connections from your address, try again later",
