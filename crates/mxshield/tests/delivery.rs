@@ -47,8 +47,17 @@ async fn temporary_failures_are_retried_until_delivered() {
     let got = w.customer.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1, "log:\n{}", w.gw.log());
     w.gw.wait_log("event=\"delivered\"", WAIT).await;
-    let q = w.gw.cli(&["queue", "list"]);
-    assert!(String::from_utf8_lossy(&q.stdout).contains("(0 messages)"));
+    // the message file goes once the attempt has recorded every outcome
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let q = w.gw.cli(&["queue", "list"]);
+        let listing = String::from_utf8_lossy(&q.stdout).into_owned();
+        if listing.contains("(0 messages)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listing}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Parses the DSN text into (delivery-status part, whether original headers are included).
