@@ -7,7 +7,7 @@
 //! table (buckets of `(window, pattern, shift)`). A pattern whose exact anchor run is at
 //! least `S + 3` bytes long is entered once per shift `0..S`, so the input needs probing only
 //! at every `S`-th position: one of the anchor's first `S` windows always falls on such a
-//! position. Patterns are grouped in tiers by anchor length ([`TIERS`]), each with its own
+//! position. Patterns are grouped in tiers by anchor length (`TIERS`), each with its own
 //! stride and filter.
 
 use std::collections::HashMap;
@@ -141,7 +141,7 @@ impl Prefilter {
 /// The compiled body-signature matcher.
 pub struct BodyMatcher {
     compiled: Vec<Compiled>,
-    /// One prefilter per tier of [`TIERS`].
+    /// One prefilter per tier of `TIERS`.
     tiers: Vec<Prefilter>,
     /// Offset-constrained patterns, checked at their allowed starts.
     positioned: Vec<u32>,
