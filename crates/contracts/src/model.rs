@@ -117,7 +117,9 @@ pub struct Domain {
 /// A next hop `host[:port]` (port 25 when omitted).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NextHop {
+    /// Host name or IP address (lower case).
     pub host: String,
+    /// TCP port (25 unless given).
     pub port: u16,
 }
 

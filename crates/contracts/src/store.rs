@@ -16,12 +16,26 @@ use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
 /// Errors of the store, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file could not be opened or created.
     #[error("cannot open contract store {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Its schema could not be brought up to date.
     #[error("cannot migrate contract store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
     #[error("contract store query failed while {what}: {source}")]
-    Query { what: &'static str, source: sqlx::Error },
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: sqlx::Error,
+    },
+    /// A row holds what no valid contract holds (written by another program or version).
     #[error("contract store holds invalid data: {0}")]
     Invalid(String),
 }

@@ -16,7 +16,9 @@ pub const MAX_PARTS: usize = 10_000;
 pub enum TransferEncoding {
     /// 7bit, 8bit, binary or absent.
     Identity,
+    /// `base64`.
     Base64,
+    /// `quoted-printable`.
     QuotedPrintable,
     /// `x-uuencode` and friends.
     Uuencode,
@@ -67,21 +69,28 @@ pub struct Part {
     /// For a part of a multipart: from the line break before its delimiter line to the end of
     /// its body — what to cut to remove it. Equal to `header.start..body.end` otherwise.
     pub outer: Range<usize>,
+    /// Its header fields, in order.
     pub headers: Vec<Header>,
     /// `type/subtype` in lower case (`text/plain` when absent).
     pub content_type: String,
+    /// The `Content-Type` parameters (decoded).
     pub content_params: Params,
     /// `inline` / `attachment` in lower case, if given.
     pub disposition: Option<String>,
+    /// The `Content-Disposition` parameters (decoded).
     pub disposition_params: Params,
+    /// Its transfer encoding (the first `Content-Transfer-Encoding` field).
     pub encoding: TransferEncoding,
+    /// What it holds.
     pub kind: PartKind,
+    /// The parts of a multipart, or the message of a `message/rfc822` part.
     pub children: Vec<Part>,
 }
 
 /// A parsed message.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The top-level part (the message itself).
     pub root: Part,
     /// Limits cut the tree short somewhere (depth or part count).
     pub truncated: bool,

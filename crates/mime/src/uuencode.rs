@@ -5,7 +5,9 @@ use crate::header::{line_end, trim_eol};
 /// A file found in a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UuFile {
+    /// The name on its `begin` line.
     pub name: String,
+    /// The decoded bytes.
     pub data: Vec<u8>,
 }
 

@@ -9,6 +9,8 @@
 //! It names no stage of the mail path: it reads and writes the spool and the stores, which a
 //! running gateway shares safely (atomic renames, SQLite transactions).
 
+#![warn(missing_docs)]
+
 use std::path::PathBuf;
 
 use chrono::Utc;
@@ -34,26 +36,40 @@ pub enum OperatorError {
     /// The contracts file has problems; nothing was changed.
     #[error("the contracts are not valid; nothing was changed")]
     InvalidContracts(confread::Issues),
+    /// No such message is queued.
     #[error("no message {0} in the queue")]
     NotQueued(QueueId),
+    /// Not a queue id.
     #[error("{0}")]
     BadQueueId(String),
+    /// The message log does not exist (yet).
     #[error("no message log at {0} (has the gateway run with this configuration?)")]
     NoMessageLog(PathBuf),
+    /// The spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    /// The contract store failed.
     #[error(transparent)]
     Contracts(#[from] contracts::StoreError),
+    /// The message log failed.
     #[error(transparent)]
     MessageLog(#[from] msglog::LogStoreError),
+    /// A file could not be written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What applying a contracts file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
+    /// Contracts stored.
     pub contracts: usize,
+    /// Domains they register.
     pub domains: usize,
     /// The store's generation after the change (a running server reloads when it moves).
     pub generation: i64,
@@ -62,12 +78,17 @@ pub struct Applied {
 /// One queued message, as listed.
 #[derive(Debug, Clone)]
 pub struct QueueEntry {
+    /// Its queue id.
     pub id: QueueId,
     /// Unix seconds.
     pub received_at: u64,
+    /// Message bytes.
     pub size: u64,
+    /// `inbound`, `outbound`, `warning` or `dsn`.
     pub direction: String,
+    /// Envelope sender (empty for `<>`).
     pub sender: String,
+    /// Number of recipients.
     pub recipients: usize,
     /// Recipients not yet delivered or failed.
     pub pending: usize,
@@ -80,16 +101,22 @@ pub struct QueueEntry {
 /// One queued message in full: envelope, status and header section.
 #[derive(Debug, Clone)]
 pub struct QueuedMessage {
+    /// Its queue id.
     pub id: QueueId,
+    /// Sender, recipients and attributes.
     pub envelope: Envelope,
+    /// Each recipient's state, attempts, next attempt.
     pub status: Status,
+    /// Message bytes.
     pub size: usize,
+    /// The message's header section (at most 64 KiB).
     pub headers: Vec<u8>,
 }
 
 /// The operations.
 #[derive(Debug, Clone)]
 pub struct Operator {
+    /// Where the state is.
     pub paths: Paths,
 }
 
