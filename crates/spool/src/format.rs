@@ -42,18 +42,25 @@ impl Envelope {
 /// Why a spool file is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// The file could not be read.
     #[error("read error: {0}")]
     Io(#[from] io::Error),
+    /// It does not start as a spool file of this version does.
     #[error("not a spool file (bad magic or version)")]
     BadMagic,
+    /// It ends too early, or its parts do not add up.
     #[error("truncated or inconsistent file")]
     Truncated,
+    /// The envelope record cannot be decoded.
     #[error("bad envelope record")]
     BadEnvelope,
+    /// The CRC32 of the file does not match its trailer.
     #[error("checksum mismatch")]
     Checksum,
+    /// A status file cannot be decoded.
     #[error("bad status file")]
     BadStatus,
+    /// An envelope too large to be read back: refused before it is written.
     #[error("envelope of {0} bytes is larger than a spool file may hold")]
     EnvelopeTooLarge(usize),
 }

@@ -48,6 +48,7 @@ impl RcptState {
 /// One recipient's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptStatus {
+    /// Pending, delivered, deferred or failed.
     pub state: RcptState,
     /// The last reply or error (empty if none).
     pub last_error: String,
