@@ -3,6 +3,8 @@
 //! it happens. Records are written by one background task in batches, so the SMTP path only
 //! sends them down a channel; retention is enforced hourly.
 
+#![warn(missing_docs)]
+
 pub mod search;
 mod store;
 
@@ -32,27 +34,44 @@ pub struct PartRecord {
 pub struct MessageSummary {
     /// Unix seconds.
     pub at: i64,
+    /// Queue id.
     pub queue_id: String,
+    /// Contract id(s), comma-separated (empty for none).
     pub contract: String,
+    /// `inbound`, `outbound`, `warning` or `dsn`.
     pub direction: String,
+    /// The SMTP client's address.
     pub client_ip: String,
+    /// Envelope sender (empty for `<>`).
     pub sender: String,
+    /// Message bytes.
     pub size: u64,
+    /// `Message-ID` of the message.
     pub message_id: String,
+    /// `Subject` of the message, decoded.
     pub subject: String,
+    /// The scan verdict in a word (`clean`, `infected` …).
     pub verdict: String,
+    /// Virus names found.
     pub viruses: Vec<String>,
+    /// What was done (`deliver`, `rewrite`, `drop`, `refuse` …).
     pub action: String,
+    /// What the result header says.
     pub result: String,
+    /// The SMTP reply given to the client.
     pub reply: String,
+    /// For warnings and DSNs: the queue id of the message they are about.
     pub related: String,
+    /// Each scanned part with its verdict.
     pub parts: Vec<PartRecord>,
 }
 
 /// A message as logged when it is received (or generated).
 #[derive(Debug, Clone, Default)]
 pub struct MessageRecord {
+    /// What is logged about the message.
     pub summary: MessageSummary,
+    /// Its recipients.
     pub recipients: Vec<String>,
     /// The state every recipient starts in: `queued`, `dropped` or `refused`.
     pub initial_state: &'static str,
@@ -90,12 +109,17 @@ impl MessageRecord {
 /// A recipient's outcome.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
+    /// Queue id of the message.
     pub queue_id: String,
+    /// The recipient.
     pub rcpt: String,
     /// `delivered`, `deferred`, `bounced` or `deleted` (by the operator).
     pub state: &'static str,
+    /// The host that answered (empty if none).
     pub remote: String,
+    /// Its reply or the error.
     pub reply: String,
+    /// Unix seconds.
     pub at: i64,
 }
 

@@ -72,11 +72,17 @@ pub fn time_arg(s: &str) -> Result<i64, String> {
 /// A recipient of a found message.
 #[derive(Debug, Clone, Serialize)]
 pub struct FoundRecipient {
+    /// The recipient.
     pub rcpt: String,
+    /// Its latest state.
     pub state: String,
+    /// The host that last answered.
     pub remote: String,
+    /// Its last reply or error.
     pub reply: String,
+    /// Attempts recorded.
     pub attempts: i64,
+    /// Unix seconds of the last change.
     pub updated: i64,
 }
 
@@ -84,7 +90,9 @@ pub struct FoundRecipient {
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
     #[serde(flatten)]
+    /// What is logged about the message.
     pub summary: MessageSummary,
+    /// Its recipients and their outcomes.
     pub recipients: Vec<FoundRecipient>,
 }
 

@@ -16,10 +16,18 @@ use super::{DeliveryRecord, MessageRecord, MessageSummary};
 /// Errors of the message log store.
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
+    /// The file could not be opened or created.
     #[error("opening the message log {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Its schema could not be brought up to date.
     #[error("message log schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
     #[error("message log: {0}")]
     Query(#[from] sqlx::Error),
 }
