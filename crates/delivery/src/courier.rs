@@ -22,19 +22,27 @@ use spool::attrs;
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Accepted by the host: its reply.
     Delivered {
+        /// The host that answered.
         remote: String,
+        /// Its reply to the final dot.
         reply: String,
     },
     /// Permanent failure: (remote, enhanced status, diagnostic).
     Failed {
+        /// The host that answered (empty if none).
         remote: String,
+        /// Enhanced status code, e.g. `5.1.1`.
         status: String,
+        /// The reply or error text.
         diagnostic: String,
     },
     /// Temporary failure: (remote, error).
     Deferred {
+        /// The host last tried (empty if none).
         remote: String,
+        /// Why it did not work.
         error: String,
     },
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 /// One recipient that could not be delivered.
 #[derive(Debug, Clone)]
 pub struct FailedRcpt {
+    /// The recipient.
     pub rcpt: String,
     /// Enhanced status code, e.g. `5.1.1`.
     pub status: String,
@@ -21,11 +22,17 @@ pub struct FailedRcpt {
 
 /// What a DSN is about.
 pub struct DsnInput<'a> {
+    /// Our host name (`Reporting-MTA`).
     pub reporting_host: &'a str,
+    /// The `From:` address.
     pub postmaster: &'a str,
+    /// Who gets the DSN.
     pub original_sender: &'a str,
+    /// The original message's queue id.
     pub queue_id: &'a str,
+    /// When the original arrived.
     pub arrival: DateTime<Utc>,
+    /// The recipients that failed.
     pub failed: &'a [FailedRcpt],
     /// The original message's header section.
     pub original_headers: &'a [u8],

@@ -6,6 +6,8 @@
 //! - [`dsn`]: RFC 3464 bounces.
 //! - [`attempt`]: one delivery attempt of one message, from spool to status.
 
+#![warn(missing_docs)]
+
 pub mod attempt;
 pub mod courier;
 pub mod dsn;
@@ -27,30 +29,49 @@ use msglog::MessageLog;
 /// `[delivery]`: the sending side (the binary reads it from the configuration file).
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
+    /// How long a message is tried before it is bounced (one day).
     pub queue_lifetime: Duration,
+    /// First retry interval.
     pub retry_min: Duration,
+    /// Longest retry interval.
     pub retry_max: Duration,
+    /// Messages in delivery at once.
     pub workers: usize,
     /// Deliveries to one destination domain at once.
     pub per_destination: usize,
+    /// Connecting to a host.
     pub connect_timeout: Duration,
+    /// Waiting for a reply to a command.
     pub command_timeout: Duration,
+    /// Waiting for the reply to the final dot.
     pub data_timeout: Duration,
+    /// Port of hosts found by MX lookup.
     pub smtp_port: u16,
+    /// Name in our EHLO.
     pub helo_name: String,
+    /// Use STARTTLS where a host offers it.
     pub starttls: bool,
+    /// How long an idle connection is kept for reuse.
     pub idle_timeout: Duration,
+    /// How long a host that refused connections is not tried.
     pub dead_host_ttl: Duration,
+    /// Fixed next hops by domain (`[delivery.routes]`).
     pub routes: BTreeMap<String, NextHop>,
+    /// DNS servers (empty: the system's).
     pub nameservers: Vec<SocketAddr>,
+    /// Per DNS query.
     pub dns_timeout: Duration,
 }
 
 /// What every delivery attempt shares.
 pub struct DeliveryContext {
+    /// The configuration.
     pub cfg: DeliveryConfig,
+    /// The spool.
     pub spool: Spool,
+    /// Where mail for a domain goes.
     pub router: route::Router,
+    /// The SMTP client side.
     pub courier: courier::Courier,
     /// Name in DSNs' `Reporting-MTA`.
     pub hostname: String,
@@ -114,11 +135,15 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error("DNS resolver: {0}")]
+    /// The DNS resolver could not be set up.
     Resolver(String),
     #[error("spool: {0}")]
+    /// The spool failed.
     Spool(#[from] spool::SpoolError),
     #[error("reading the original message: {0}")]
+    /// The original message could not be read.
     Io(#[from] std::io::Error),
     #[error("background task: {0}")]
+    /// A background task failed.
     Task(#[from] tokio::task::JoinError),
 }

@@ -21,6 +21,7 @@ use contracts::LiveContracts;
 pub struct Candidate {
     /// Host name (for TLS SNI and logs) or the IP as text.
     pub name: String,
+    /// Its addresses, in order.
     pub addrs: Vec<SocketAddr>,
 }
 

@@ -21,6 +21,7 @@ use super::{Ctx, now_ms};
 
 /// A message known to the scheduler at start-up.
 pub struct Known {
+    /// Its queue id.
     pub id: QueueId,
     /// Unix milliseconds of the next attempt; 0 = fresh.
     pub next_attempt: u64,

@@ -5,6 +5,8 @@
 //! - [`hops`]: loop detection by counting `Received:` headers.
 //! - [`strip`]: incoming header fields we own are removed (no forged scan results).
 
+#![warn(missing_docs)]
+
 pub mod hops;
 pub mod policy;
 pub mod session;
@@ -29,38 +31,56 @@ use msglog::MessageLog;
 /// `[smtp]`: the receiving side (the binary reads it from the configuration file).
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
+    /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
+    /// Our name in the greeting, EHLO and `Received:`.
     pub hostname: String,
+    /// Sessions at once.
     pub max_connections: usize,
     /// Sessions one client address may hold at once.
     pub max_connections_per_client: usize,
     /// Of `max_connections`, slots only the contracts' registered sending servers may take.
     pub reserved_connections: usize,
+    /// Recipients in one transaction.
     pub max_recipients: usize,
+    /// Largest message, in bytes.
     pub max_message_size: u64,
+    /// Longest command line.
     pub max_line_length: usize,
+    /// Bad commands before the session is closed.
     pub max_errors: u32,
+    /// More `Received:` headers than this is a loop.
     pub max_received_headers: usize,
+    /// Waiting for a command.
     pub command_timeout: Duration,
+    /// Waiting for each block of message data.
     pub data_timeout: Duration,
     /// All of one message's DATA.
     pub data_total_timeout: Duration,
+    /// How long sessions may finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Certificate and key for STARTTLS.
     pub tls: Option<TlsFiles>,
 }
 
 /// `[smtp.tls]`: certificate chain and key for STARTTLS.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// PEM certificate chain.
     pub cert: PathBuf,
+    /// PEM private key.
     pub key: PathBuf,
 }
 
 /// Everything a session needs, shared by all sessions.
 pub struct InboundContext {
+    /// The receiving side's configuration.
     pub smtp: SmtpConfig,
+    /// The spool.
     pub spool: Spool,
+    /// The contracts in force.
     pub contracts: LiveContracts,
+    /// The filter stage.
     pub filter: Filter,
     /// Tells delivery that a message was queued.
     pub queued: mpsc::Sender<QueueId>,
@@ -68,6 +88,7 @@ pub struct InboundContext {
     pub msglog: MessageLog,
     /// The gateway's postmaster address, and where its mail goes (`None`: to that address).
     pub postmaster: String,
+    /// Where its mail goes (`None`: to that address).
     pub postmaster_forward: Option<String>,
 }
 
@@ -111,6 +132,7 @@ pub enum NoSlot {
 }
 
 impl Slots {
+    /// `max` slots, `reserved` of them for sending servers, `per_client` per address.
     pub fn new(max: usize, reserved: usize, per_client: usize) -> Arc<Slots> {
         let reserved = reserved.min(max.saturating_sub(1));
         Arc::new(Slots {

@@ -22,7 +22,12 @@ use spool::attrs::Direction;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptDecision {
     /// Accept; the contract that covers this recipient (inbound) or the sender (outbound).
-    Accept { direction: Direction, contract: String },
+    Accept {
+        /// Inbound or outbound.
+        direction: Direction,
+        /// The contract.
+        contract: String,
+    },
     /// The gateway's own postmaster (`<postmaster>` or the configured address): the operator's.
     Postmaster,
     /// Refuse with this reply.
