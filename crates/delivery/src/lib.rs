@@ -134,16 +134,16 @@ pub fn now_ms() -> u64 {
 /// Why the delivery side could not start or queue a message it generated.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("DNS resolver: {0}")]
     /// The DNS resolver could not be set up.
+    #[error("DNS resolver: {0}")]
     Resolver(String),
-    #[error("spool: {0}")]
     /// The spool failed.
+    #[error("spool: {0}")]
     Spool(#[from] spool::SpoolError),
-    #[error("reading the original message: {0}")]
     /// The original message could not be read.
+    #[error("reading the original message: {0}")]
     Io(#[from] std::io::Error),
-    #[error("background task: {0}")]
     /// A background task failed.
+    #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
