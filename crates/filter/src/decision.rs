@@ -23,7 +23,9 @@ pub use contracts::EncryptedPolicy;
 /// Who is warned when a message is dropped or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Warn {
+    /// The recipients (inbound mail).
     Recipients,
+    /// The sender (outbound mail).
     Sender,
 }
 
@@ -39,9 +41,13 @@ pub enum Fix {
 /// One attachment to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartFix {
+    /// Its MIME path (1-based).
     pub mime_path: Vec<usize>,
+    /// Its file name, or its name in the report.
     pub name: String,
+    /// Viruses found in it.
     pub viruses: Vec<String>,
+    /// How it is handled.
     pub fix: Fix,
 }
 
@@ -50,11 +56,24 @@ pub struct PartFix {
 pub enum Action {
     /// Deliver unchanged; `unscanned` says what could not be scanned (`encrypted NAME`,
     /// `partial`, `unreadable NAME`), for the result header.
-    Deliver { unscanned: Vec<String> },
+    Deliver {
+        /// What could not be scanned, for the result header.
+        unscanned: Vec<String>,
+    },
     /// Deliver with these attachments disinfected or removed, and warn the recipients.
-    Rewrite { fixes: Vec<PartFix>, unscanned: Vec<String> },
+    Rewrite {
+        /// The attachments to change.
+        fixes: Vec<PartFix>,
+        /// What could not be scanned, for the result header.
+        unscanned: Vec<String>,
+    },
     /// Delete the message and warn.
-    Drop { warn: Warn, viruses: Vec<String> },
+    Drop {
+        /// Who is warned.
+        warn: Warn,
+        /// The viruses found.
+        viruses: Vec<String>,
+    },
     /// Refuse at SMTP time.
     Refuse(Reply),
 }
@@ -182,6 +201,7 @@ fn collect_members(archive: &Layer, prefix: &str, out: &mut Vec<String>) -> bool
     true
 }
 
+/// Every virus name in the tree, each once, in order.
 pub fn virus_names(l: &Layer) -> Vec<String> {
     let mut out = Vec::new();
     walk(l, &mut |x| {

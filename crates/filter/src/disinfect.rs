@@ -14,16 +14,22 @@ const MAX_NESTING: usize = 16;
 /// Why an archive could not be disinfected (the attachment is then removed instead).
 #[derive(Debug, thiserror::Error)]
 pub enum DisinfectError {
+    /// The archive could not be read or written.
     #[error("zip archive unreadable: {0}")]
     Zip(#[from] zip::result::ZipError),
+    /// A member could not be read.
     #[error("reading a member: {0}")]
     Io(#[from] std::io::Error),
+    /// A member could not be scanned.
     #[error("scanning a member: {0}")]
     Scan(String),
+    /// Zips nested too deep.
     #[error("zip archives nested deeper than {MAX_NESTING}")]
     TooDeep,
+    /// Members expand beyond the limit.
     #[error("members expand to more than {0} bytes")]
     TooBig(u64),
+    /// Too many members.
     #[error("more than {0} members")]
     TooMany(usize),
 }
@@ -31,6 +37,7 @@ pub enum DisinfectError {
 /// A rebuilt archive.
 #[derive(Debug)]
 pub struct Rebuilt {
+    /// The rebuilt archive.
     pub data: Vec<u8>,
     /// Paths of the members removed (`inner.zip › bad.exe`).
     pub removed: Vec<String>,

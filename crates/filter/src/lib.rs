@@ -7,6 +7,8 @@
 //! it: refuses, delivers (with the result header), rewrites infected attachments away
 //! ([`rewrite`], [`disinfect`]) or drops the message, and builds the warning mails.
 
+#![warn(missing_docs)]
+
 pub mod decision;
 pub mod disinfect;
 pub mod notify;
@@ -39,6 +41,7 @@ pub enum FilterVerdict {
 /// What the filter decided and did.
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
+    /// Accept or refuse.
     pub verdict: FilterVerdict,
     /// Queue the message for delivery (false: it was dropped because of a virus).
     pub deliver: bool,
@@ -56,9 +59,13 @@ pub struct Decision {
     pub result: String,
     /// What was found, for the log.
     pub findings: String,
+    /// Viruses found.
     pub viruses: Vec<String>,
+    /// Each part with its verdict, for the log.
     pub parts: Vec<PartRecord>,
+    /// The original's header fields, for warnings and the log.
     pub original: Original,
+    /// How long the scan and the decision took.
     pub scan_ms: u64,
     /// Time spent waiting for a scan slot ([`Admission`]).
     pub wait_ms: u64,
@@ -71,6 +78,7 @@ pub struct Decision {
 pub struct MessageFacts {
     /// `Received:` header fields in the message as received.
     pub received_headers: usize,
+    /// Inbound or outbound.
     pub direction: Direction,
     /// Envelope sender (empty for `<>`).
     pub sender: String,

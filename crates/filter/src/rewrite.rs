@@ -16,7 +16,9 @@ pub use crate::notify::DoneKind;
 pub struct Done {
     /// The attachment's (decoded) file name or part name.
     pub name: String,
+    /// Viruses found in it.
     pub viruses: Vec<String>,
+    /// What was done with it.
     pub what: DoneKind,
 }
 
@@ -24,10 +26,13 @@ pub struct Done {
 /// with the virus).
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
+    /// The part to rewrite is not in the message.
     #[error("part {0:?} to rewrite is not in the message")]
     NoSuchPart(Vec<usize>),
+    /// Two parts to rewrite overlap.
     #[error("parts to rewrite overlap")]
     Overlap,
+    /// The part is empty.
     #[error("part {0:?} to rewrite is empty")]
     Empty(Vec<usize>),
 }

@@ -99,22 +99,31 @@ impl fmt::Display for Path {
 /// Why a path could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// Not enclosed in `<>`.
     #[error("address must be enclosed in <>")]
     NoBrackets,
+    /// Longer than RFC 5321 allows.
     #[error("address is too long")]
     TooLong,
+    /// Local part longer than 64 bytes.
     #[error("local part is too long")]
     LocalTooLong,
+    /// Domain longer than 255 bytes.
     #[error("domain is too long")]
     DomainTooLong,
+    /// No `@domain`.
     #[error("missing @domain")]
     NoDomain,
+    /// Empty local part.
     #[error("empty local part")]
     EmptyLocal,
+    /// Local part not a dot-string or quoted string.
     #[error("invalid local part")]
     BadLocal,
+    /// Not a domain or address literal.
     #[error("invalid domain")]
     BadDomain,
+    /// A malformed source route.
     #[error("invalid source route")]
     BadRoute,
 }

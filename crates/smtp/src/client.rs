@@ -19,14 +19,24 @@ use crate::reply::Reply;
 /// Why talking to a server failed (as opposed to the server answering with an error reply).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The connection could not be made.
     #[error("connection to {addr} failed: {source}")]
-    Connect { addr: SocketAddr, source: io::Error },
+    Connect {
+        /// The host.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// No answer in time (what was being waited for).
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The connection failed.
     #[error("connection lost: {0}")]
     Io(#[from] io::Error),
+    /// The server broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
 }
@@ -34,7 +44,9 @@ pub enum ClientError {
 /// Timeouts of the client side (RFC 5321 §4.5.3.2).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {
+    /// Connecting.
     pub connect: Duration,
+    /// Waiting for a reply to a command.
     pub command: Duration,
     /// Wait for the reply to the final dot (RFC 5321: 10 minutes).
     pub data_end: Duration,
@@ -53,11 +65,17 @@ impl Default for ClientTimeouts {
 /// What the server advertised in its EHLO reply.
 #[derive(Debug, Clone, Default)]
 pub struct Extensions {
+    /// The server answered EHLO (not only HELO).
     pub esmtp: bool,
+    /// PIPELINING.
     pub pipelining: bool,
+    /// STARTTLS.
     pub starttls: bool,
+    /// 8BITMIME.
     pub eight_bit: bool,
+    /// SMTPUTF8.
     pub smtputf8: bool,
+    /// SIZE, with its limit (0: none given).
     pub size: Option<u64>,
 }
 

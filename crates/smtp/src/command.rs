@@ -5,23 +5,39 @@ use crate::address::{AddressError, Path, parse_path};
 /// A parsed SMTP command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `EHLO name`.
     Ehlo(String),
+    /// `HELO name`.
     Helo(String),
+    /// `MAIL FROM:<path> params`.
     Mail {
+        /// The reverse path.
         from: Path,
+        /// Its parameters.
         params: Vec<Param>,
     },
+    /// `RCPT TO:<path> params`.
     Rcpt {
+        /// The forward path.
         to: Path,
+        /// Its parameters.
         params: Vec<Param>,
     },
+    /// `DATA`.
     Data,
+    /// `RSET`.
     Rset,
+    /// `NOOP`.
     Noop,
+    /// `QUIT`.
     Quit,
+    /// `VRFY` and its argument.
     Vrfy(String),
+    /// `EXPN` and its argument.
     Expn(String),
+    /// `HELP`.
     Help,
+    /// `STARTTLS`.
     StartTls,
     /// A verb we do not implement (e.g. `AUTH`, `TURN`).
     Unknown(String),
@@ -30,19 +46,25 @@ pub enum Command {
 /// An ESMTP parameter `KEY[=VALUE]`; the key is upper-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
+    /// Its name (upper case).
     pub key: String,
+    /// Its value, if given.
     pub value: Option<String>,
 }
 
 /// Why a command line could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// Not UTF-8.
     #[error("command line is not valid UTF-8")]
     NotUtf8,
+    /// Not a command we know, or malformed.
     #[error("syntax error in parameters")]
     Syntax,
+    /// A required argument is missing.
     #[error("missing argument")]
     MissingArgument,
+    /// A malformed address.
     #[error("{0}")]
     Address(#[from] AddressError),
 }

@@ -9,6 +9,8 @@
 //!   every decision.
 //! - [`client`]: a client that delivers one message to one host ([`client::Client`]).
 
+#![warn(missing_docs)]
+
 pub mod address;
 pub mod client;
 pub mod command;

@@ -94,10 +94,15 @@ pub trait Policy: Send {
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEnd {
+    /// The client sent QUIT.
     Quit,
+    /// The client closed the connection.
     ClientClosed,
+    /// The client was silent too long.
     Timeout,
+    /// Too many bad commands.
     TooManyErrors,
+    /// The server is shutting down.
     Shutdown,
 }
 

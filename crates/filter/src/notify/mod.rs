@@ -35,10 +35,15 @@ impl Charset {
 /// The original message's header fields, decoded (RFC 2047, any charset), for warnings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Original {
+    /// `From:` of the original.
     pub from: String,
+    /// `To:` of the original.
     pub to: String,
+    /// `Subject:` of the original, decoded.
     pub subject: String,
+    /// `Date:` of the original.
     pub date: String,
+    /// `Message-ID:` of the original.
     pub message_id: String,
 }
 
@@ -75,6 +80,7 @@ pub struct AffectedPart {
     /// Decoded file name, the part's name (`part 2`) if it has none, or empty for the body
     /// a reader sees.
     pub name: String,
+    /// Viruses found in it.
     pub viruses: Vec<String>,
     /// What was done to it when the message was delivered without it.
     pub done: Option<DoneKind>,
@@ -83,19 +89,28 @@ pub struct AffectedPart {
 /// What a warning is about.
 #[derive(Debug, Clone)]
 pub struct Incident<'a> {
+    /// Which warning.
     pub case: Case,
+    /// Queue id of the message the warning is about.
     pub queue_id: &'a str,
+    /// Its envelope sender.
     pub sender: &'a str,
+    /// Its recipients.
     pub recipients: &'a [String],
+    /// Its header fields.
     pub original: &'a Original,
+    /// The viruses found.
     pub viruses: &'a [String],
+    /// The parts concerned.
     pub parts: &'a [AffectedPart],
 }
 
 /// Builds warning mails.
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    /// The templates.
     pub templates: Templates,
+    /// How the warning text is encoded.
     pub charset: Charset,
     /// `From:` of warnings.
     pub postmaster: String,

@@ -36,6 +36,7 @@ pub enum Case {
 }
 
 impl Case {
+    /// Every case.
     pub const ALL: [Case; 3] = [Case::InboundDeleted, Case::InboundCleaned, Case::OutboundBlocked];
 
     /// The file-name stem.
@@ -51,13 +52,17 @@ impl Case {
 /// A warning's language; a warning holds both, Japanese first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lang {
+    /// Japanese.
     Ja,
+    /// English.
     En,
 }
 
 impl Lang {
+    /// Every language, in the order of a warning.
     pub const ALL: [Lang; 2] = [Lang::Ja, Lang::En];
 
+    /// `ja` or `en`, as in template file names.
     pub fn as_str(self) -> &'static str {
         match self {
             Lang::Ja => "ja",
