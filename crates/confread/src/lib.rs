@@ -5,8 +5,6 @@
 //! keys it knows, records an [`Issue`] for each bad value and, at the end, for each key it did
 //! not expect. The caller prints all issues at once.
 
-#![warn(missing_docs)]
-
 use std::fmt;
 use std::ops::Range;
 use std::time::Duration;

@@ -6,8 +6,6 @@
 //! - [`dsn`]: RFC 3464 bounces.
 //! - [`attempt`]: one delivery attempt of one message, from spool to status.
 
-#![warn(missing_docs)]
-
 pub mod attempt;
 pub mod courier;
 pub mod dsn;

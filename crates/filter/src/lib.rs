@@ -7,8 +7,6 @@
 //! it: refuses, delivers (with the result header), rewrites infected attachments away
 //! ([`rewrite`], [`disinfect`]) or drops the message, and builds the warning mails.
 
-#![warn(missing_docs)]
-
 pub mod decision;
 pub mod disinfect;
 pub mod notify;

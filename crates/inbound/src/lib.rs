@@ -5,8 +5,6 @@
 //! - [`hops`]: loop detection by counting `Received:` headers.
 //! - [`strip`]: incoming header fields we own are removed (no forged scan results).
 
-#![warn(missing_docs)]
-
 pub mod hops;
 pub mod policy;
 pub mod session;

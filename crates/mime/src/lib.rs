@@ -6,8 +6,6 @@
 //! Main items: [`parse`] → [`Message`] / [`Part`], [`Part::decoded_body`], [`Part::filename`],
 //! [`decode_header`], [`uuencode::find`], [`remove_part`], [`replace_part`].
 
-#![warn(missing_docs)]
-
 pub mod charset;
 pub mod decode;
 pub mod encode;

@@ -3,8 +3,6 @@
 //! it happens. Records are written by one background task in batches, so the SMTP path only
 //! sends them down a channel; retention is enforced hourly.
 
-#![warn(missing_docs)]
-
 pub mod search;
 mod store;
 

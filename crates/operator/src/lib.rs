@@ -9,8 +9,6 @@
 //! It names no stage of the mail path: it reads and writes the spool and the stores, which a
 //! running gateway shares safely (atomic renames, SQLite transactions).
 
-#![warn(missing_docs)]
-
 use std::path::PathBuf;
 
 use chrono::Utc;

@@ -15,7 +15,9 @@ use crate::verdict::Verdict;
 /// Where clamd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClamdAddr {
+    /// A TCP address.
     Tcp(SocketAddr),
+    /// A Unix socket.
     Unix(PathBuf),
 }
 
@@ -50,7 +52,9 @@ impl ClamdAddr {
 /// What clamd said about one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClamdVerdict {
+    /// Nothing found.
     Clean,
+    /// A signature matched: its name.
     Found(String),
     /// clamd refused or failed (e.g. `INSTREAM size limit exceeded`).
     Error(String),
@@ -62,7 +66,9 @@ impl<T: Read + Write> Stream for T {}
 /// A clamd client.
 #[derive(Debug, Clone)]
 pub struct Clamd {
+    /// Where clamd listens.
     pub addr: ClamdAddr,
+    /// Per request.
     pub timeout: Duration,
 }
 

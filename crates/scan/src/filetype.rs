@@ -6,26 +6,47 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileType {
+    /// ZIP archive (also OOXML, JAR …).
     Zip,
+    /// gzip.
     Gzip,
+    /// bzip2.
     Bzip2,
+    /// xz.
     Xz,
+    /// tar.
     Tar,
+    /// cpio (any of its formats).
     Cpio,
+    /// TNEF (`winmail.dat`).
     Tnef,
+    /// 7z.
     SevenZip,
+    /// RAR.
     Rar,
+    /// PDF.
     Pdf,
+    /// OLE2 compound file (old Office).
     Ole2,
+    /// Windows PE executable.
     Pe,
+    /// ELF executable.
     Elf,
+    /// Mach-O executable.
     MachO,
+    /// Java class file.
     Java,
+    /// Flash.
     Flash,
+    /// GIF, PNG, JPEG or BMP.
     Image,
+    /// A mail message.
     Mail,
+    /// HTML.
     Html,
+    /// Text.
     Text,
+    /// Anything else.
     Binary,
 }
 

@@ -34,8 +34,11 @@ impl Default for Limits {
 /// What one scan has used so far.
 #[derive(Debug)]
 pub struct Budget {
+    /// The limits.
     pub limits: Limits,
+    /// Bytes produced by decoding and decompression so far.
     pub expanded: u64,
+    /// Members and parts so far.
     pub entries: usize,
     deadline: Instant,
     cancelled: Option<Arc<AtomicBool>>,
@@ -45,7 +48,9 @@ pub struct Budget {
 /// has gone: nobody is waiting for the verdict any more).
 #[derive(Debug, Clone)]
 pub struct Stop {
+    /// When the scan must stop.
     pub deadline: Instant,
+    /// Set when nobody waits for the verdict any more.
     pub cancelled: Arc<AtomicBool>,
 }
 

@@ -12,9 +12,12 @@ pub struct Layer {
     /// This layer's own name: `message`, `part 3 (invoice.zip)`, `docs/eicar.com` …
     pub name: String,
     #[serde(rename = "type")]
+    /// What it holds.
     pub file_type: FileType,
+    /// Its size in bytes.
     pub size: u64,
     #[serde(flatten)]
+    /// What was found in it (itself, not its children).
     pub verdict: Verdict,
     /// What matched (signature and where), or why the verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +40,7 @@ pub struct Layer {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub loose: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What it contains (members, parts).
     pub children: Vec<Layer>,
 }
 
@@ -90,6 +94,7 @@ impl Layer {
 /// A finished scan.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The whole tree, from the message or file scanned.
     pub root: Layer,
     /// Bytes examined by the matchers (decoded and expanded data included).
     pub bytes_scanned: u64,

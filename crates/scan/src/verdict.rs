@@ -6,6 +6,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "detail", rename_all = "snake_case")]
 pub enum Verdict {
+    /// Nothing found.
     Clean,
     /// A signature matched (its name).
     Infected(String),

@@ -12,6 +12,7 @@ use crate::verdict::Verdict;
 /// One scan in progress.
 pub struct Walker<'a> {
     sigs: &'a Signatures,
+    /// What the scan may still use.
     pub budget: Budget,
     /// Bytes given to the matchers.
     pub scanned: u64,
@@ -233,6 +234,7 @@ pub struct ScanPart<'a> {
     pub path: Vec<usize>,
     /// `1.2` for tree parts, `1.2~1` for loose ones, `body` for a single-part message.
     pub label: String,
+    /// The part.
     pub part: std::borrow::Cow<'a, mime::Part>,
     /// Inside a message attached to this one (`message/rfc822`): to the reader, part of an
     /// attachment.

@@ -9,8 +9,6 @@
 //!   every decision.
 //! - [`client`]: a client that delivers one message to one host ([`client::Client`]).
 
-#![warn(missing_docs)]
-
 pub mod address;
 pub mod client;
 pub mod command;

@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 /// A reply as received: the code and the full text of all lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawReply {
+    /// The reply code.
     pub code: u16,
+    /// Every line of the text, without the codes.
     pub text: String,
 }
 

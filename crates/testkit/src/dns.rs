@@ -27,6 +27,7 @@ impl Zone {
 
 /// A running DNS server.
 pub struct DnsServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }

@@ -7,9 +7,13 @@ use std::time::{Duration, Instant};
 
 /// A running `mxshield serve` with its own data directory and config file.
 pub struct Gateway {
+    /// The binary.
     pub bin: PathBuf,
+    /// Its working directory.
     pub dir: PathBuf,
+    /// Its configuration file.
     pub config: PathBuf,
+    /// Where it listens.
     pub addr: SocketAddr,
     child: Option<Child>,
     log_path: PathBuf,

@@ -27,9 +27,13 @@ pub enum Behaviour {
 /// A message the sink accepted.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The envelope sender.
     pub from: String,
+    /// The recipients.
     pub rcpts: Vec<String>,
+    /// The message, decoded.
     pub data: Vec<u8>,
+    /// Whether it came over TLS.
     pub tls: bool,
 }
 
@@ -48,6 +52,7 @@ struct State {
 
 /// A running sink.
 pub struct Sink {
+    /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     behaviour: Arc<Mutex<Behaviour>>,
@@ -231,6 +236,7 @@ pub fn self_signed_acceptor() -> TlsAcceptor {
 
 /// A server that accepts TCP connections and never says anything (a hung mail server).
 pub struct Tarpit {
+    /// Where it listens.
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }

@@ -45,6 +45,7 @@ struct WireState {
 
 /// A running wire server.
 pub struct WireServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<Mutex<WireState>>,
     task: tokio::task::JoinHandle<()>,

@@ -16,6 +16,7 @@ use body::{BodyMatcher, Owner};
 /// A signature that matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detection {
+    /// The signature's name.
     pub name: String,
     /// How it matched: `md5 …`, `body signature at offset …`, `logical signature`.
     pub evidence: String,

@@ -5,8 +5,11 @@
 /// Which digest a signature uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HashKind {
+    /// MD5.
     Md5,
+    /// SHA-1.
     Sha1,
+    /// SHA-256.
     Sha256,
 }
 

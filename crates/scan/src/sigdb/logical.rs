@@ -6,17 +6,31 @@
 /// An expression node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
+    /// Subsignature number N matched.
     Sub(usize),
+    /// All of them.
     And(Vec<Expr>),
+    /// Any of them.
     Or(Vec<Expr>),
-    Count { expr: Box<Expr>, op: CountOp, n: u32 },
+    /// How many times an expression matched, compared with `n`.
+    Count {
+        /// What is counted.
+        expr: Box<Expr>,
+        /// The comparison.
+        op: CountOp,
+        /// The number.
+        n: u32,
+    },
 }
 
 /// Comparison in a count condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountOp {
+    /// Exactly.
     Eq,
+    /// More than.
     Gt,
+    /// Fewer than.
     Lt,
 }
 

@@ -34,32 +34,47 @@ pub enum Offset {
 /// A body signature (`.ndb`).
 #[derive(Debug, Clone)]
 pub struct BodySig {
+    /// Index of its name.
     pub name: u32,
     /// ClamAV target type (0 = any file).
     pub target: u32,
+    /// Where the pattern must match.
     pub offset: Offset,
+    /// The pattern.
     pub pattern: Pattern,
 }
 
 /// A logical signature (`.ldb`).
 #[derive(Debug, Clone)]
 pub struct LogicalSig {
+    /// Index of its name.
     pub name: u32,
+    /// ClamAV target type (0 = any file).
     pub target: u32,
+    /// File size range, if any.
     pub file_size: Option<(u64, u64)>,
+    /// The logical expression over the subsignatures.
     pub expr: Expr,
+    /// The subsignatures.
     pub subs: Vec<(Offset, Pattern)>,
 }
 
 /// Counts of what was loaded and of what was not supported, by reason.
 #[derive(Debug, Clone, Default)]
 pub struct LoadStats {
+    /// MD5 hash signatures.
     pub md5: usize,
+    /// SHA-1 hash signatures.
     pub sha1: usize,
+    /// SHA-256 hash signatures.
     pub sha256: usize,
+    /// Body signatures.
     pub body: usize,
+    /// Logical signatures.
     pub logical: usize,
+    /// Allow-list entries.
     pub allow: usize,
+    /// Names to ignore.
     pub ignored_names: usize,
     /// reason → number of signatures.
     pub unsupported: BTreeMap<String, usize>,
@@ -71,8 +86,11 @@ pub struct LoadStats {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}: {why}")]
 pub struct LoadError {
+    /// The file (or container member).
     pub file: String,
+    /// The line (0: the whole file).
     pub line: usize,
+    /// What is wrong.
     pub why: String,
 }
 
@@ -111,16 +129,27 @@ impl Names {
 /// A loaded signature database (not yet compiled into matchers).
 #[derive(Debug, Default)]
 pub struct SigDb {
+    /// Signature names.
     pub names: Names,
+    /// MD5 signatures.
     pub md5: HashTable<u128>,
+    /// SHA-1 signatures.
     pub sha1: HashTable<[u8; 32]>,
+    /// SHA-256 signatures.
     pub sha256: HashTable<[u8; 32]>,
+    /// Allow-listed MD5s.
     pub allow_md5: HashTable<u128>,
+    /// Allow-listed SHA-1s.
     pub allow_sha1: HashTable<[u8; 32]>,
+    /// Allow-listed SHA-256s.
     pub allow_sha256: HashTable<[u8; 32]>,
+    /// Body signatures.
     pub body: Vec<BodySig>,
+    /// Logical signatures.
     pub logical: Vec<LogicalSig>,
+    /// Names to ignore (`.ign2`).
     pub ignored: HashSet<String>,
+    /// What was loaded, and what not.
     pub stats: LoadStats,
     /// Container versions (`daily:27451`) or a digest of loose files.
     pub version: String,

@@ -8,7 +8,9 @@ use std::fmt;
 /// One byte position: value and mask (mask bits that must match).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteMatch {
+    /// The byte (its masked bits).
     pub value: u8,
+    /// Which bits must match.
     pub mask: u8,
 }
 
@@ -39,20 +41,28 @@ pub enum Piece {
     /// Any single byte except these.
     NotAlt(Vec<u8>),
     /// Skip between `min` and `max` bytes (`None` = unbounded).
-    Gap { min: usize, max: Option<usize> },
+    Gap {
+        /// At least.
+        min: usize,
+        /// At most.
+        max: Option<usize>,
+    },
 }
 
 /// A parsed pattern: pieces in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
+    /// Its pieces.
     pub pieces: Vec<Piece>,
 }
 
 /// Why a hex signature could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
+    /// Not valid hex signature syntax.
     #[error("invalid hex signature: {0}")]
     Syntax(String),
+    /// Valid, but not built here.
     #[error("unsupported signature syntax: {0}")]
     Unsupported(String),
 }

@@ -22,19 +22,42 @@ use crate::limits::{Budget, LimitHit};
 #[derive(Debug)]
 pub enum Entry {
     /// A readable member.
-    File { name: String, data: Vec<u8> },
+    File {
+        /// Its name.
+        name: String,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
     /// A member read in full or in part although the container says it is damaged (a checksum
     /// failure, a stream that breaks off): the bytes are scanned, and `why` is reported.
-    Damaged { name: String, data: Vec<u8>, why: String },
+    Damaged {
+        /// Its name.
+        name: String,
+        /// What could be read.
+        data: Vec<u8>,
+        /// What is wrong.
+        why: String,
+    },
     /// A password-protected member (`kind` like `Encrypted.Zip`).
-    Encrypted { name: String, kind: &'static str },
+    Encrypted {
+        /// Its name.
+        name: String,
+        /// `Encrypted.Zip` and the like.
+        kind: &'static str,
+    },
     /// A member that could not be read, and why.
-    Broken { name: String, why: String },
+    Broken {
+        /// Its name.
+        name: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Why a whole container could not be unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
+    /// A scan limit was reached.
     #[error("{0}")]
     Limit(#[from] LimitHit),
     /// The whole container is encrypted (e.g. 7z with encrypted headers).
@@ -119,10 +142,13 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
 /// Why reading a member stopped.
 #[derive(Debug)]
 pub enum ReadError {
+    /// A scan limit was reached.
     Limit(LimitHit),
     /// The stream broke off; `partial` is what was read before (scanned all the same).
     Io {
+        /// Why.
         why: String,
+        /// What was read before.
         partial: Vec<u8>,
     },
 }
