@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use scan::clamd::Clamd;
 
-use crate::notify::{AffectedPart, Case, DoneKind, Incident, Notifier, Original, header_field};
+use crate::notify::{AffectedPart, Case, DoneKind, Incident, Notifier, Original};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
+use mime::encode::header_field;
 use msglog::PartRecord;
 use scan::limits::Stop;
 use scan::{Engine, Verdict};

@@ -1,4 +1,5 @@
-//! Encoders for building messages: base64 and quoted-printable (RFC 2045).
+//! Encoders for building messages: base64 and quoted-printable (RFC 2045), and header fields
+//! with RFC 2047 encoded words (UTF-8 or ISO-2022-JP).
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -51,9 +52,86 @@ pub fn quoted_printable(data: &[u8]) -> String {
     out
 }
 
+/// A header field whose value is written as it is if ASCII (folded at spaces to short lines),
+/// else as RFC 2047 UTF-8 `B` words of whole characters.
+pub fn header_field(name: &str, value: &str) -> String {
+    let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if value.is_ascii() {
+        return ascii_field(name, &value);
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in value.chars() {
+        if chunk.len() + c.len_utf8() > 30 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    encoded_field(name, words.iter().map(|w| format!("=?UTF-8?B?{}?=", base64(w.as_bytes()))))
+}
+
+/// [`header_field`] with ISO-2022-JP words (what Japanese mail programs read best), each a
+/// whole escape sequence; a piece with no JIS X 0208 form is a UTF-8 word.
+pub fn header_field_jis(name: &str, value: &str) -> String {
+    let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if value.is_ascii() {
+        return ascii_field(name, &value);
+    }
+    let chars: Vec<char> = value.chars().collect();
+    encoded_field(
+        name,
+        chars.chunks(12).map(|c| {
+            let chunk: String = c.iter().collect();
+            let (bytes, _, unmappable) = encoding_rs::ISO_2022_JP.encode(&chunk);
+            if unmappable {
+                format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes()))
+            } else {
+                format!("=?ISO-2022-JP?B?{}?=", base64(&bytes))
+            }
+        }),
+    )
+}
+
+/// `name: value` folded at spaces so lines stay short.
+fn ascii_field(name: &str, value: &str) -> String {
+    let mut out = format!("{name}:");
+    let mut line_len = out.len();
+    for word in value.split(' ') {
+        if line_len + word.len() + 1 > 76 && line_len > name.len() + 1 {
+            out.push_str("\r\n");
+            line_len = 0;
+        }
+        out.push(' ');
+        out.push_str(word);
+        line_len += word.len() + 1;
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// `name:` and encoded words, one per line.
+fn encoded_field(name: &str, words: impl Iterator<Item = String>) -> String {
+    let words: Vec<String> = words.map(|w| format!(" {w}")).collect();
+    format!("{name}:{}\r\n", words.join("\r\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_fields_decode_back_in_either_charset() {
+        for value in ["請求書のご送付について（至急）", "plain ascii", "emoji 😀 has no JIS form"] {
+            for field in [header_field("Subject", value), header_field_jis("Subject", value)] {
+                assert!(field.is_ascii(), "{field}");
+                assert!(field.split("\r\n").all(|l| l.len() <= 78), "{field}");
+                let v = field.strip_prefix("Subject:").unwrap();
+                assert_eq!(crate::decode_header(v.trim().as_bytes()), value, "{field}");
+            }
+        }
+        assert!(header_field_jis("Subject", "請求書").contains("=?ISO-2022-JP?B?"));
+    }
 
     #[test]
     fn quoted_printable_roundtrip() {

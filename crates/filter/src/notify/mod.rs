@@ -148,7 +148,7 @@ impl Notifier {
         let jis =
             (self.charset == Charset::Iso2022Jp).then(|| (iso2022jp(&subject), iso2022jp(&body))).and_then(|(s, b)| {
                 match (s, b) {
-                    (Some(_), Some(b)) => Some((iso2022jp_header("Subject", &subject), b)),
+                    (Some(_), Some(b)) => Some((mime::encode::header_field_jis("Subject", &subject), b)),
                     _ => None,
                 }
             });
@@ -161,7 +161,7 @@ impl Notifier {
                 out
             }
             None => {
-                m.push_str(&header_field("Subject", &subject));
+                m.push_str(&mime::encode::header_field("Subject", &subject));
                 m.push_str("Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n");
                 m.push_str(&mime::encode::base64_lines(body.as_bytes()));
                 m.into_bytes()
@@ -241,23 +241,6 @@ fn iso2022jp(text: &str) -> Option<Vec<u8>> {
     (!unmappable).then(|| bytes.into_owned())
 }
 
-/// A header field as RFC 2047 `ISO-2022-JP` `B` words, each word a whole escape sequence.
-fn iso2022jp_header(name: &str, value: &str) -> String {
-    if value.is_ascii() {
-        return header_field(name, value);
-    }
-    let chars: Vec<char> = value.chars().collect();
-    let words: Vec<String> = chars
-        .chunks(12)
-        .map(|c| {
-            let chunk: String = c.iter().collect();
-            let bytes = iso2022jp(&chunk).unwrap_or_else(|| chunk.into_bytes());
-            format!("=?ISO-2022-JP?B?{}?=", mime::encode::base64(&bytes))
-        })
-        .collect();
-    format!("{name}: {}\r\n", words.join("\r\n "))
-}
-
 /// How an attachment was handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DoneKind {
@@ -265,44 +248,6 @@ pub enum DoneKind {
     Disinfected(Vec<String>),
     /// The attachment was replaced by a notice.
     Removed,
-}
-
-/// A header field with its value RFC 2047-encoded if it is not ASCII, folded to short lines.
-pub fn header_field(name: &str, value: &str) -> String {
-    let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if value.is_ascii() {
-        let mut out = format!("{name}:");
-        let mut line_len = out.len();
-        for word in value.split(' ') {
-            if line_len + word.len() + 1 > 76 && line_len > name.len() + 1 {
-                out.push_str("\r\n");
-                line_len = 0;
-            }
-            out.push(' ');
-            out.push_str(word);
-            line_len += word.len() + 1;
-        }
-        out.push_str("\r\n");
-        return out;
-    }
-    let mut out = format!("{name}:");
-    let mut chunk = String::new();
-    let mut words = Vec::new();
-    for c in value.chars() {
-        if chunk.len() + c.len_utf8() > 30 {
-            words.push(std::mem::take(&mut chunk));
-        }
-        chunk.push(c);
-    }
-    words.push(chunk);
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            out.push_str("\r\n");
-        }
-        out.push_str(&format!(" =?UTF-8?B?{}?=", mime::encode::base64(w.as_bytes())));
-    }
-    out.push_str("\r\n");
-    out
 }
 
 #[cfg(test)]
