@@ -182,7 +182,9 @@ impl Scheduler {
         tokio::spawn(async move {
             let attempt_ctx = ctx.clone();
             let attempt_id = id.clone();
+            let started = std::time::Instant::now();
             let next = guarded(&id, retry, async move { attempt(&attempt_ctx, &attempt_id).await }).await;
+            metrics::histogram!("mxshield_delivery_attempt_seconds").record(started.elapsed().as_secs_f64());
             drop(permits);
             let _ = done.send(Finished { id, next });
         });

@@ -176,6 +176,8 @@ fn scanner(cfg: &ScanConfig) -> anyhow::Result<Scanner> {
 pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
     let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref())?;
     let unsupported: usize = sigs.stats.unsupported.values().sum();
+    metrics::gauge!("mxshield_signatures").set(sigs.len() as f64);
+    metrics::gauge!("mxshield_signatures_loaded_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
     tracing::info!(
         event = "signatures_loaded", version = %sigs.version, signatures = sigs.len(), unsupported,
         load_ms = took.as_millis() as u64
