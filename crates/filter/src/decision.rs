@@ -113,7 +113,7 @@ impl ContentPolicy {
 
 /// Decides what happens to a message whose scan produced `root` (the `message` layer).
 pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Action {
-    if let Verdict::LimitExceeded(why) = first(root, |v| matches!(v, Verdict::LimitExceeded(_))) {
+    if let Verdict::LimitExceeded(why) = first(root, Verdict::is_limit) {
         if scan::limits::is_time_limit(&why) {
             // a timeout says more about the load than the message: the client tries again
             return Action::Refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
@@ -122,8 +122,8 @@ pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Acti
     }
     let viruses = virus_names(root);
     if !viruses.is_empty() {
-        let body_infected = root.verdict.rank() == 4
-            || root.children.iter().any(|p| p.overall().rank() == 4 && (p.body_text || !can_cut_out(p)));
+        let body_infected = root.verdict.is_infected()
+            || root.children.iter().any(|p| p.overall().is_infected() && (p.body_text || !can_cut_out(p)));
         if direction == Direction::Outbound {
             return Action::Drop { warn: Warn::Sender, viruses };
         }
@@ -148,7 +148,7 @@ pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Acti
     let fixes = root
         .children
         .iter()
-        .filter(|p| p.overall().rank() == 4)
+        .filter(|p| p.overall().is_infected())
         .map(|p| PartFix {
             mime_path: p.mime_path.clone().unwrap_or_default(),
             name: p.filename.clone().unwrap_or_else(|| p.name.clone()),
@@ -174,7 +174,7 @@ fn disinfectable(part: &Layer) -> Option<Vec<String>> {
     if part.file_type != FileType::Zip {
         return None;
     }
-    if part.verdict.rank() == 4 {
+    if part.verdict.is_infected() {
         // An engine that reports no members (clamd) names the zip itself: the rebuild finds
         // the infected members by scanning each, and removes the whole zip if that finds none.
         return part.children.is_empty().then(Vec::new);
@@ -185,11 +185,11 @@ fn disinfectable(part: &Layer) -> Option<Vec<String>> {
 
 fn collect_members(archive: &Layer, prefix: &str, out: &mut Vec<String>) -> bool {
     for m in &archive.children {
-        if m.overall().rank() != 4 {
+        if !m.overall().is_infected() {
             continue;
         }
         let path = if prefix.is_empty() { m.name.clone() } else { format!("{prefix} › {}", m.name) };
-        if m.file_type == FileType::Zip && m.verdict.rank() != 4 {
+        if m.file_type == FileType::Zip && !m.verdict.is_infected() {
             if !collect_members(m, &path, out) {
                 return false;
             }

@@ -334,9 +334,7 @@ impl Filter {
         let mut is_infected = |data: &[u8]| self.scanner.is_infected(data, stop);
         // clean means scanned to the end and nothing found: a rescan that hit a limit is not
         let clean = |data: &[u8]| {
-            self.scanner
-                .scan_message(data, stop)
-                .is_ok_and(|r| !matches!(r.verdict(), Verdict::Infected(_) | Verdict::LimitExceeded(_)))
+            self.scanner.scan_message(data, stop).is_ok_and(|r| !r.verdict().is_infected() && !r.verdict().is_limit())
         };
         match rewrite::rewrite(raw, fixes, self.scanner.limits(), &mut is_infected) {
             Ok((data, done)) if clean(&data) => return Some((data, done)),
@@ -400,7 +398,7 @@ impl Filter {
 fn infected_parts(root: &scan::Layer) -> Vec<AffectedPart> {
     root.children
         .iter()
-        .filter(|p| matches!(p.overall(), Verdict::Infected(_)))
+        .filter(|p| p.overall().is_infected())
         .map(|p| AffectedPart {
             // an empty name is the body a reader sees, named in the warning's languages
             name: p.filename.clone().unwrap_or_else(|| if p.body_text { String::new() } else { p.name.clone() }),

@@ -19,8 +19,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Severity for combining: the worst verdict of the layers wins.
-    pub fn rank(&self) -> u8 {
+    /// Severity for combining: the worst verdict of the layers wins (compare verdicts with
+    /// [`Verdict::worst`] and ask them with `is_…`, not by this number).
+    fn rank(&self) -> u8 {
         match self {
             Verdict::Clean => 0,
             Verdict::Unscannable(_) => 1,
@@ -28,6 +29,16 @@ impl Verdict {
             Verdict::LimitExceeded(_) => 3,
             Verdict::Infected(_) => 4,
         }
+    }
+
+    /// A signature matched.
+    pub fn is_infected(&self) -> bool {
+        matches!(self, Verdict::Infected(_))
+    }
+
+    /// A scan limit (size, depth, entries, ratio, time) was reached.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Verdict::LimitExceeded(_))
     }
 
     /// The worse of two verdicts.

@@ -73,7 +73,7 @@ impl<'a> Walker<'a> {
                 fully_read = false;
             }
         }
-        if layer.overall().rank() < Verdict::Infected(String::new()).rank() {
+        if !layer.overall().is_infected() {
             let own = self.sigs.check_hashes_only(data);
             let hit = own.or_else(|| if fully_read { None } else { self.sigs.check(data, ft) });
             self.scanned += data.len() as u64;
@@ -102,7 +102,7 @@ impl<'a> Walker<'a> {
     fn entries(&mut self, layer: &mut Layer, entries: Vec<Entry>, depth: usize) {
         for e in entries {
             let child = self.entry(e, depth);
-            let stop = matches!(child.overall(), Verdict::LimitExceeded(_));
+            let stop = child.overall().is_limit();
             layer.children.push(child);
             if stop {
                 break;
@@ -172,7 +172,7 @@ impl<'a> Walker<'a> {
             let child = self.part(raw, &sp, depth);
             worst = worst.worst(child.overall());
             layer.children.push(child);
-            if matches!(worst, Verdict::LimitExceeded(_)) {
+            if worst.is_limit() {
                 return;
             }
         }
@@ -212,7 +212,7 @@ impl<'a> Walker<'a> {
                 }
                 let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);
                 uu.filename = Some(f.name);
-                let stop = matches!(uu.overall(), Verdict::LimitExceeded(_));
+                let stop = uu.overall().is_limit();
                 child.children.push(uu);
                 if stop {
                     break;
