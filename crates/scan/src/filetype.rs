@@ -125,12 +125,6 @@ impl FileType {
         }
     }
 
-    /// Whether a zip may hide inside content of this type (a self-extractor, a zip appended to
-    /// an image or after any prefix): every type but the containers and mail.
-    pub fn may_hold_embedded_zip(self) -> bool {
-        !self.is_container()
-    }
-
     /// Whether the unpackers open this type.
     pub fn is_container(self) -> bool {
         matches!(

@@ -47,7 +47,9 @@ impl<'a> Walker<'a> {
             return layer;
         }
         if !ft.is_container() {
-            if ft.may_hold_embedded_zip() && unpack::has_zip_signature(data) {
+            // a zip may hide in any other type (a self-extractor, a zip appended to an image or
+            // after a text prefix longer than the type detection looks at)
+            if unpack::has_zip_signature(data) {
                 self.embedded_zip(&mut layer, data, depth);
             }
             return layer;

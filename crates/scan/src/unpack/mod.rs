@@ -11,6 +11,7 @@ mod tar;
 mod tnef;
 mod zip;
 
+pub use zip::has_signature as has_zip_signature;
 pub use zip::member_name as zip_member_name;
 
 use std::io::Read;
@@ -95,12 +96,6 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Tnef => tnef::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
-}
-
-/// Whether `data` holds a zip signature (a local header or an end record) anywhere: a zip
-/// may be embedded in it.
-pub fn has_zip_signature(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b"PK\x03\x04").is_some() || memchr::memmem::find(data, b"PK\x05\x06").is_some()
 }
 
 /// A member name from bytes in an unknown 8-bit charset.

@@ -39,6 +39,8 @@ const CENTRAL: &[u8] = b"PK\x01\x02";
 const END: &[u8] = b"PK\x05\x06";
 const ZIP64_LOCATOR: &[u8] = b"PK\x06\x07";
 const ZIP64_END: &[u8] = b"PK\x06\x06";
+/// How far from the end an end record may sit: its own size plus the longest comment.
+const END_WINDOW: usize = 22 + 65_535;
 
 /// Largest PPMd model or LZMA dictionary a member may ask for, whatever the scan limits say.
 const DECODER_MEMORY_CAP: u64 = 64 * 1024 * 1024;
@@ -99,11 +101,19 @@ fn zip64_sizes(extra: &[u8], wanted: &mut [&mut u64]) {
     }
 }
 
+/// Whether `data` may hold a zip: a local header anywhere, or an end record where
+/// [`central_directory`] looks for one. One pass over the data, on every non-container buffer
+/// of every message.
+pub fn has_signature(data: &[u8]) -> bool {
+    let tail = &data[data.len().saturating_sub(END_WINDOW)..];
+    memchr::memmem::find(data, LOCAL).is_some() || memchr::memmem::find(tail, END).is_some()
+}
+
 /// The central directory of the last end record in the file, wherever the archive starts in the
 /// buffer (a self-extractor stub, a mail prefix): offsets are corrected by where the directory
 /// really is.
 fn central_directory(d: &[u8]) -> Vec<Central> {
-    let tail = d.len().saturating_sub(22 + 65_535);
+    let tail = d.len().saturating_sub(END_WINDOW);
     let Some(end) = memchr::memmem::rfind(&d[tail..], END).map(|p| tail + p) else { return Vec::new() };
     let (Some(mut size), Some(mut offset)) = (u32_at(d, end + 12).map(u64::from), u32_at(d, end + 16).map(u64::from))
     else {
