@@ -120,6 +120,19 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A DSN from mx1.example.net to a@remote.test about `failed`, quoting `headers`.
+    fn build_for(failed: &[FailedRcpt], headers: &[u8]) -> Vec<u8> {
+        build(&DsnInput {
+            reporting_host: "mx1.example.net",
+            postmaster: "postmaster@mx1.example.net",
+            original_sender: "a@remote.test",
+            queue_id: "0123456789ABCDEF",
+            arrival: Utc::now(),
+            failed,
+            original_headers: headers,
+        })
+    }
+
     #[test]
     fn report_structure() {
         let failed = vec![FailedRcpt {
@@ -129,15 +142,7 @@ mod tests {
             diagnostic: "550 5.1.1 no such user".into(),
         }];
         let headers = b"From: a@remote.test\r\nSubject: hello\r\n";
-        let dsn = build(&DsnInput {
-            reporting_host: "mx1.example.net",
-            postmaster: "postmaster@mx1.example.net",
-            original_sender: "a@remote.test",
-            queue_id: "0123456789ABCDEF",
-            arrival: Utc::now(),
-            failed: &failed,
-            original_headers: headers,
-        });
+        let dsn = build_for(&failed, headers);
         let text = String::from_utf8(dsn).unwrap();
         assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
         assert!(text.contains("Final-Recipient: rfc822; alice@acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
@@ -159,15 +164,7 @@ mod tests {
             diagnostic: "550 5.1.1 ユーザーがいません".into(),
         }];
         let headers = "From: 山田 <a@remote.test>\r\nSubject: 請求書\r\n".as_bytes();
-        let dsn = build(&DsnInput {
-            reporting_host: "mx1.example.net",
-            postmaster: "postmaster@mx1.example.net",
-            original_sender: "a@remote.test",
-            queue_id: "0123456789ABCDEF",
-            arrival: Utc::now(),
-            failed: &failed,
-            original_headers: headers,
-        });
+        let dsn = build_for(&failed, headers);
         assert!(dsn.is_ascii());
         let msg = mime::parse(&dsn);
         let parts: Vec<&mime::Part> = msg.root.children.iter().collect();
