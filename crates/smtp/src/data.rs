@@ -256,15 +256,21 @@ mod tests {
         }
     }
 
+    /// `msg` encoded in two writes, split at `split`, and finished.
+    fn encode_split(msg: &[u8], split: usize) -> Vec<u8> {
+        let mut e = DataEncoder::new();
+        let mut out = Vec::new();
+        e.encode(&msg[..split], &mut out);
+        e.encode(&msg[split..], &mut out);
+        e.finish(&mut out);
+        out
+    }
+
     #[test]
     fn encoder_sends_bare_cr_and_lf_as_crlf() {
         let msg = b"a\r.\rb\r.\nc\n.\rd\r\n.\r\ne\r";
         for split in 0..=msg.len() {
-            let mut e = DataEncoder::new();
-            let mut out = Vec::new();
-            e.encode(&msg[..split], &mut out);
-            e.encode(&msg[split..], &mut out);
-            e.finish(&mut out);
+            let out = encode_split(msg, split);
             assert_eq!(out, b"a\r\n..\r\nb\r\n..\r\nc\r\n..\r\nd\r\n..\r\ne\r\n.\r\n", "split at {split}");
             assert!(only_crlf(&out));
             // only the final marker reads as the end of data, however CR and LF are read
@@ -290,11 +296,7 @@ mod tests {
     fn encoder_round_trips_any_split() {
         let msg = b".a\r\n.b\n..c\r\n\r\n.\r\nx.\r\n.";
         for split in 0..=msg.len() {
-            let mut e = DataEncoder::new();
-            let mut out = Vec::new();
-            e.encode(&msg[..split], &mut out);
-            e.encode(&msg[split..], &mut out);
-            e.finish(&mut out);
+            let out = encode_split(msg, split);
             assert_eq!(out, b"..a\r\n..b\r\n...c\r\n\r\n..\r\nx.\r\n..\r\n.\r\n", "split at {split}");
         }
     }
