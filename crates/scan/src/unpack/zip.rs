@@ -102,7 +102,7 @@ fn zip64_sizes(extra: &[u8], wanted: &mut [&mut u64]) {
 }
 
 /// Whether `data` may hold a zip: a local header anywhere, or an end record where
-/// [`central_directory`] looks for one. One pass over the data, on every non-container buffer
+/// the zip reader looks for one (the last 64 KiB). One pass over the data, on every non-container buffer
 /// of every message.
 pub fn has_signature(data: &[u8]) -> bool {
     let tail = &data[data.len().saturating_sub(END_WINDOW)..];
