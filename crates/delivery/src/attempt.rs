@@ -11,7 +11,6 @@ use super::Ctx;
 use super::courier::Outcome;
 use super::dsn::{self, FailedRcpt};
 use super::now_ms;
-use super::route::RouteError;
 use msglog::{DeliveryRecord, MessageRecord};
 use spool::attrs;
 
@@ -74,11 +73,14 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
         let rcpts: Vec<String> = idxs.iter().map(|&i| env.recipients[i].clone()).collect();
         let outcomes = match ctx.router.route(domain).await {
             Ok(candidates) => ctx.courier.deliver(&ctx.spool, id, &env.sender, &rcpts, &candidates).await,
-            Err(RouteError::Permanent(st, text)) => {
-                vec![Outcome::Failed { remote: String::new(), status: st.into(), diagnostic: text }; rcpts.len()]
+            Err(e) if e.is_temporary() => {
+                vec![Outcome::Deferred { remote: String::new(), error: e.to_string() }; rcpts.len()]
             }
-            Err(RouteError::Temporary(text)) => {
-                vec![Outcome::Deferred { remote: String::new(), error: text }; rcpts.len()]
+            Err(e) => {
+                vec![
+                    Outcome::Failed { remote: String::new(), status: e.status(), diagnostic: e.to_string() };
+                    rcpts.len()
+                ]
             }
         };
         for (&i, outcome) in idxs.iter().zip(outcomes) {
@@ -126,6 +128,9 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     Next::RetryAt(next)
 }
 
+/// The status of a recipient given up on: delivery time expired (RFC 3463).
+const EXPIRED: smtp::Status = smtp::Status::new(4, 4, 7);
+
 /// Fails every recipient not yet final (status 4.4.7: the queue lifetime is over).
 fn expire(ctx: &Ctx, log: &LogFields, env: &Envelope, status: &mut Status) -> Vec<FailedRcpt> {
     let lifetime = humantime::format_duration(ctx.cfg.queue_lifetime);
@@ -137,11 +142,11 @@ fn expire(ctx: &Ctx, log: &LogFields, env: &Envelope, status: &mut Status) -> Ve
         let diagnostic = format!("gave up after {lifetime} in the queue; last error: {}", st.last_error);
         tracing::info!(
             event = "bounced", queue_id = %log.id, contract = %log.contract, direction = %log.direction,
-            client_ip = %log.client_ip, from = %log.from, to = %env.recipients[i], remote = %st.remote, status = "4.4.7", reply = %diagnostic
+            client_ip = %log.client_ip, from = %log.from, to = %env.recipients[i], remote = %st.remote, status = %EXPIRED, reply = %diagnostic
         );
         failed.push(FailedRcpt {
             rcpt: env.recipients[i].clone(),
-            status: "4.4.7".into(),
+            status: EXPIRED,
             remote: st.remote.clone(),
             diagnostic: diagnostic.clone(),
         });

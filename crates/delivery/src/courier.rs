@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use smtp::Reply;
 use smtp::client::{Client, ClientError, ClientTimeouts, MailOptions, Transaction, opportunistic_tls};
+use smtp::{Reply, Status};
 use spool::{QueueId, Spool};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_rustls::TlsConnector;
@@ -34,7 +34,7 @@ pub enum Outcome {
         /// The host that answered (empty if none).
         remote: String,
         /// Enhanced status code, e.g. `5.1.1`.
-        status: String,
+        status: Status,
         /// The reply or error text.
         diagnostic: String,
     },
@@ -315,7 +315,5 @@ fn out_of_sequence(tx: &Transaction) -> bool {
 }
 
 fn failed(remote: &str, reply: &Reply) -> Outcome {
-    let status =
-        reply.enhanced.map(|(a, b, c)| format!("{a}.{b}.{c}")).unwrap_or_else(|| format!("{}.0.0", reply.code / 100));
-    Outcome::Failed { remote: remote.to_string(), status, diagnostic: reply.one_line() }
+    Outcome::Failed { remote: remote.to_string(), status: reply.status(), diagnostic: reply.one_line() }
 }

@@ -6,6 +6,7 @@
 //! is refused is lost).
 
 use chrono::{DateTime, Utc};
+use smtp::Status;
 
 /// One recipient that could not be delivered.
 #[derive(Debug, Clone)]
@@ -13,7 +14,7 @@ pub struct FailedRcpt {
     /// The recipient.
     pub rcpt: String,
     /// Enhanced status code, e.g. `5.1.1`.
-    pub status: String,
+    pub status: Status,
     /// The remote host that answered, if any.
     pub remote: String,
     /// The reply or error text.
@@ -137,7 +138,7 @@ mod tests {
     fn report_structure() {
         let failed = vec![FailedRcpt {
             rcpt: "alice@acme.example".into(),
-            status: "5.1.1".into(),
+            status: Status::new(5, 1, 1),
             remote: "127.0.0.1 [127.0.0.1:2600]".into(),
             diagnostic: "550 5.1.1 no such user".into(),
         }];
@@ -159,7 +160,7 @@ mod tests {
     fn dsn_about_utf8_headers_is_seven_bit_with_global_types() {
         let failed = vec![FailedRcpt {
             rcpt: "山田@acme.example".into(),
-            status: "5.1.1".into(),
+            status: Status::new(5, 1, 1),
             remote: String::new(),
             diagnostic: "550 5.1.1 ユーザーがいません".into(),
         }];

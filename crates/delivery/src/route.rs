@@ -12,6 +12,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
+use smtp::Status;
 
 use crate::DeliveryConfig;
 use contracts::LiveContracts;
@@ -26,12 +27,43 @@ pub struct Candidate {
 }
 
 /// Why no next hop could be found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// Give up: (enhanced status, text).
-    Permanent(&'static str, String),
-    /// Try again later.
-    Temporary(String),
+    /// The recipient's domain is not a valid domain name.
+    #[error("{0:?} is not a valid domain name")]
+    InvalidDomain(String),
+    /// The domain does not exist (NXDOMAIN).
+    #[error("domain {0} does not exist")]
+    NoSuchDomain(String),
+    /// The domain says it accepts no mail (RFC 7505 null MX).
+    #[error("domain {0} accepts no mail (null MX)")]
+    NullMx(String),
+    /// The domain has neither MX nor address records.
+    #[error("domain {0} has no MX or address records")]
+    NoMailHost(String),
+    /// A lookup failed or no host could be resolved: try again later.
+    #[error("{0}")]
+    Lookup(String),
+}
+
+impl RouteError {
+    /// Whether the same route may be found later (a DNS failure), unlike a domain that
+    /// cannot receive mail.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, RouteError::Lookup(_))
+    }
+
+    /// The enhanced status for a DSN (RFC 3463): bad destination system address (5.1.2),
+    /// null MX (5.1.10, RFC 7505), routing server failure (4.4.3).
+    pub fn status(&self) -> Status {
+        match self {
+            RouteError::InvalidDomain(_) | RouteError::NoSuchDomain(_) | RouteError::NoMailHost(_) => {
+                Status::new(5, 1, 2)
+            }
+            RouteError::NullMx(_) => Status::new(5, 1, 10),
+            RouteError::Lookup(_) => Status::new(4, 4, 3),
+        }
+    }
 }
 
 /// Resolves destinations.
@@ -73,8 +105,8 @@ impl Router {
     /// The hosts to try for `domain`, in order.
     pub async fn route(&self, domain: &str) -> Result<Vec<Candidate>, RouteError> {
         // DNS and the tables hold A-labels: an internationalized domain is looked up as such
-        let domain = contracts::normalize_domain(domain)
-            .ok_or_else(|| RouteError::Permanent("5.1.2", format!("{domain:?} is not a valid domain name")))?;
+        let domain =
+            contracts::normalize_domain(domain).ok_or_else(|| RouteError::InvalidDomain(domain.to_string()))?;
         if let Some(hop) = self.routes.get(&domain) {
             return self.resolve_hops(std::slice::from_ref(hop)).await;
         }
@@ -95,7 +127,7 @@ impl Router {
             }
         }
         if out.is_empty() {
-            return Err(RouteError::Temporary(format!("cannot resolve next hop: {last}")));
+            return Err(RouteError::Lookup(format!("cannot resolve next hop: {last}")));
         }
         Ok(out)
     }
@@ -113,10 +145,10 @@ impl Router {
         let lookup = match self.resolver.mx_lookup(fqdn(domain)).await {
             Ok(l) => l,
             Err(e) if is_nxdomain(&e) => {
-                return Err(RouteError::Permanent("5.1.2", format!("domain {domain} does not exist")));
+                return Err(RouteError::NoSuchDomain(domain.to_string()));
             }
             Err(e) if is_nodata(&e) => return self.implicit_mx(domain).await,
-            Err(e) => return Err(RouteError::Temporary(format!("MX lookup for {domain} failed: {e}"))),
+            Err(e) => return Err(RouteError::Lookup(format!("MX lookup for {domain} failed: {e}"))),
         };
         let mut mxs: Vec<(u16, String, bool)> = lookup
             .answers()
@@ -130,7 +162,7 @@ impl Router {
             return self.implicit_mx(domain).await;
         }
         if mxs.len() == 1 && mxs[0].2 {
-            return Err(RouteError::Permanent("5.1.10", format!("domain {domain} accepts no mail (null MX)")));
+            return Err(RouteError::NullMx(domain.to_string()));
         }
         mxs.retain(|m| !m.2);
         fastrand::shuffle(&mut mxs);
@@ -145,7 +177,7 @@ impl Router {
             }
         }
         if out.is_empty() {
-            return Err(RouteError::Temporary(format!("no MX host of {domain} could be resolved: {last}")));
+            return Err(RouteError::Lookup(format!("no MX host of {domain} could be resolved: {last}")));
         }
         Ok(out)
     }
@@ -155,17 +187,12 @@ impl Router {
             Ok(ips) => {
                 let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, self.smtp_port)).collect();
                 if addrs.is_empty() {
-                    return Err(RouteError::Permanent(
-                        "5.1.2",
-                        format!("domain {domain} has no MX or address records"),
-                    ));
+                    return Err(RouteError::NoMailHost(domain.to_string()));
                 }
                 Ok(vec![Candidate { name: domain.to_string(), addrs }])
             }
-            Err(e) if is_nxdomain(&e) || is_nodata(&e) => {
-                Err(RouteError::Permanent("5.1.2", format!("domain {domain} has no MX or address records")))
-            }
-            Err(e) => Err(RouteError::Temporary(format!("address lookup for {domain} failed: {e}"))),
+            Err(e) if is_nxdomain(&e) || is_nodata(&e) => Err(RouteError::NoMailHost(domain.to_string())),
+            Err(e) => Err(RouteError::Lookup(format!("address lookup for {domain} failed: {e}"))),
         }
     }
 }

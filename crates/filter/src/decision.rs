@@ -1,6 +1,8 @@
 //! What a scan report means for a message: a pure function of (direction, report, policy),
 //! tested as a table (SPEC R6, R7, R11–R13).
 //!
+//! Refusals are causes ([`Refusal`]); `inbound` turns them into replies (the codes below).
+//!
 //! | report | inbound | outbound |
 //! |---|---|---|
 //! | a limit was exceeded anywhere | refuse `552 5.3.4` | same |
@@ -13,8 +15,10 @@
 //! | `message/partial` | deliver, marked unscanned | same |
 //! | clean | deliver | same |
 
+use scan::verdict::Unreadability;
 use scan::{FileType, Layer, Verdict};
-use smtp::Reply;
+
+use crate::Refusal;
 
 use spool::attrs::Direction;
 
@@ -74,8 +78,8 @@ pub enum Action {
         /// The viruses found.
         viruses: Vec<String>,
     },
-    /// Refuse at SMTP time.
-    Refuse(Reply),
+    /// Refuse at SMTP time, for this cause.
+    Refuse(Refusal),
 }
 
 impl Action {
@@ -113,12 +117,9 @@ impl ContentPolicy {
 
 /// Decides what happens to a message whose scan produced `root` (the `message` layer).
 pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Action {
-    if let Verdict::LimitExceeded(why) = first(root, Verdict::is_limit) {
-        if scan::limits::is_time_limit(&why) {
-            // a timeout says more about the load than the message: the client tries again
-            return Action::Refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
-        }
-        return Action::Refuse(Reply::new(552, (5, 3, 4), format!("Message content exceeds scanning limits: {why}")));
+    if let Verdict::LimitExceeded(limit) = first(root, Verdict::is_limit) {
+        // a timeout says more about the load than the message: the client tries again
+        return Action::Refuse(if limit.is_time() { Refusal::ScanTimeout } else { Refusal::Limit(limit) });
     }
     let viruses = virus_names(root);
     if !viruses.is_empty() {
@@ -133,14 +134,10 @@ pub fn decide(direction: Direction, root: &Layer, policy: ContentPolicy) -> Acti
     }
     let unscanned = unscanned(root);
     if policy.encrypted == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Encrypted(_))) {
-        return Action::Refuse(Reply::new(554, (5, 7, 1), "Encrypted attachments are not accepted for this domain"));
+        return Action::Refuse(Refusal::Encrypted);
     }
     if policy.unreadable == EncryptedPolicy::Refuse && any(root, |v| matches!(v, Verdict::Unscannable(_))) {
-        return Action::Refuse(Reply::new(
-            554,
-            (5, 7, 1),
-            "Content that cannot be scanned (damaged or unsupported) is not accepted for this domain",
-        ));
+        return Action::Refuse(Refusal::Unreadable);
     }
     if viruses.is_empty() {
         return Action::Deliver { unscanned };
@@ -220,7 +217,7 @@ fn unscanned(root: &Layer) -> Vec<String> {
         let name = || x.filename.clone().unwrap_or_else(|| x.name.clone());
         let what = match &x.verdict {
             Verdict::Encrypted(_) => format!("encrypted {}", name()),
-            Verdict::Unscannable(why) if why.starts_with("Partial.") => "partial".to_string(),
+            Verdict::Unscannable(why) if why.kind == Unreadability::Partial => "partial".to_string(),
             Verdict::Unscannable(_) => format!("unreadable {}", name()),
             _ => return,
         };
@@ -252,6 +249,7 @@ fn first(l: &Layer, p: impl Fn(&Verdict) -> bool + Copy) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scan::limits::Limit;
 
     fn leaf(name: &str, ft: FileType, v: Verdict) -> Layer {
         let mut l = Layer::new(name, ft, 10);
@@ -319,8 +317,14 @@ mod tests {
             false,
             vec![leaf("doc.txt", FileType::Binary, Verdict::Encrypted("Encrypted.Zip".into()))],
         )]);
-        let partial =
-            message(vec![part(1, "p", FileType::Mail, Verdict::Unscannable("Partial.Message".into()), false, vec![])]);
+        let partial = message(vec![part(
+            1,
+            "p",
+            FileType::Mail,
+            Verdict::Unscannable(scan::verdict::Unreadable::partial()),
+            false,
+            vec![],
+        )]);
         let mut whole = part(1, "x.exe", FileType::Pe, virus(), false, vec![]);
         whole.mime_path = Some(vec![]);
         let whole = message(vec![whole]);
@@ -341,8 +345,14 @@ mod tests {
             part(1, "text", FileType::Text, Verdict::Clean, true, vec![]),
             part(2, "o.zip", FileType::Zip, virus(), false, vec![]),
         ]);
-        let bomb =
-            message(vec![part(1, "bomb.zip", FileType::Zip, Verdict::LimitExceeded("60 MB".into()), false, vec![])]);
+        let bomb = message(vec![part(
+            1,
+            "bomb.zip",
+            FileType::Zip,
+            Verdict::LimitExceeded(Limit::Expanded { max: 60_000_000 }),
+            false,
+            vec![],
+        )]);
 
         let table: Vec<(&str, Direction, &Layer, EncryptedPolicy, Action)> = vec![
             ("clean", Inbound, &clean, Pass, Action::Deliver { unscanned: vec![] }),
@@ -484,13 +494,12 @@ mod tests {
         for (what, dir, report, policy, expected) in table {
             assert_eq!(decide(dir, report, encrypted_only(policy)), expected, "{what}");
         }
-        let Action::Refuse(r) = decide(Inbound, &encrypted, encrypted_only(Refuse)) else { panic!("encrypted refuse") };
-        assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        assert_eq!(decide(Inbound, &encrypted, encrypted_only(Refuse)), Action::Refuse(Refusal::Encrypted));
         let broken = message(vec![part(
             1,
             "old.zip",
             FileType::Zip,
-            Verdict::Unscannable("Broken.Zip: compression method 6 not supported".into()),
+            Verdict::Unscannable(scan::verdict::Unreadable::damaged("Zip", "compression method 6 not supported")),
             false,
             vec![],
         )]);
@@ -499,22 +508,22 @@ mod tests {
             Action::Deliver { unscanned: vec!["unreadable old.zip".into()] }
         );
         let refuse_unreadable = ContentPolicy { encrypted: Pass, unreadable: Refuse };
-        let Action::Refuse(r) = decide(Outbound, &broken, refuse_unreadable) else { panic!("unreadable refuse") };
-        assert_eq!((r.code, r.enhanced), (554, Some((5, 7, 1))));
+        assert_eq!(decide(Outbound, &broken, refuse_unreadable), Action::Refuse(Refusal::Unreadable));
         assert!(matches!(decide(Inbound, &encrypted, refuse_unreadable), Action::Deliver { .. }));
         let slow = message(vec![part(
             1,
             "big.zip",
             FileType::Zip,
-            Verdict::LimitExceeded("scan took longer than 60s".into()),
+            Verdict::LimitExceeded(Limit::Time { max: std::time::Duration::from_secs(60) }),
             false,
             vec![],
         )]);
         for dir in [Inbound, Outbound] {
-            let Action::Refuse(r) = decide(dir, &bomb, ContentPolicy::default()) else { panic!("bomb") };
-            assert_eq!((r.code, r.enhanced), (552, Some((5, 3, 4))));
-            let Action::Refuse(r) = decide(dir, &slow, ContentPolicy::default()) else { panic!("timeout") };
-            assert_eq!((r.code, r.enhanced), (451, Some((4, 7, 1))));
+            assert_eq!(
+                decide(dir, &bomb, ContentPolicy::default()),
+                Action::Refuse(Refusal::Limit(Limit::Expanded { max: 60_000_000 }))
+            );
+            assert_eq!(decide(dir, &slow, ContentPolicy::default()), Action::Refuse(Refusal::ScanTimeout));
         }
     }
 }

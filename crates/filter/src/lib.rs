@@ -21,9 +21,9 @@ use crate::notify::{AffectedPart, Case, DoneKind, Incident, Notifier, Original};
 use decision::{Action, ContentPolicy, Fix, PartFix, Warn};
 use mime::encode::header_field;
 use msglog::PartRecord;
+use scan::limits::Limit;
 use scan::limits::Stop;
 use scan::{Engine, Verdict};
-use smtp::Reply;
 use spool::Writer;
 use spool::attrs::Direction;
 
@@ -33,8 +33,46 @@ pub enum FilterVerdict {
     /// Take the message (answer `250`): queue it unless `Decision::deliver` is false.
     #[default]
     Accept,
-    /// Refuse it at SMTP time with this reply.
-    Refuse(Reply),
+    /// Refuse it at SMTP time, for this cause (`inbound` words the reply).
+    Refuse(Refusal),
+}
+
+/// Why the filter refuses a message: the cause, for the log; the receiving side turns it into
+/// a reply with generic text, temporary where trying again may work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// More `Received:` header fields than allowed: a mail loop (RFC 5321 §6.3).
+    #[error("mail loop: {hops} Received header fields")]
+    Loop {
+        /// How many there were.
+        hops: usize,
+    },
+    /// The content is beyond a scanning limit (size, depth, entries, ratio, decoder memory).
+    #[error("content exceeds a scanning limit: {0}")]
+    Limit(Limit),
+    /// The scan (with the rewrite) did not finish in `[scan] max_time`.
+    #[error("scan timed out")]
+    ScanTimeout,
+    /// The engine could not scan the message (clamd unreachable, a crash).
+    #[error("scan failed: {0}")]
+    ScanFailed(String),
+    /// Password-protected content, which a contract refuses (R11).
+    #[error("encrypted content, refused by the contract")]
+    Encrypted,
+    /// Content that cannot be read (damaged, unsupported), which a contract refuses.
+    #[error("unreadable content, refused by the contract")]
+    Unreadable,
+    /// The message could not be read back from the spool.
+    #[error("spool error: {0}")]
+    Spool(String),
+}
+
+impl Refusal {
+    /// Whether the client may succeed by trying again later (load, a local fault), unlike
+    /// content that will be refused every time.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Refusal::ScanTimeout | Refusal::ScanFailed(_) | Refusal::Spool(_))
+    }
 }
 
 /// What the filter decided and did.
@@ -120,7 +158,9 @@ impl Scanner {
         match self {
             Scanner::Builtin(e) => match e.scan_bytes_until("member", data, stop).verdict() {
                 Verdict::Infected(_) => Ok(true),
-                Verdict::LimitExceeded(why) if Instant::now() > stop.deadline || stop.is_cancelled() => Err(why),
+                Verdict::LimitExceeded(limit) if Instant::now() > stop.deadline || stop.is_cancelled() => {
+                    Err(limit.to_string())
+                }
                 _ => Ok(false),
             },
             Scanner::Clamd(c, _) => match c.instream(data).map_err(|e| e.to_string())? {
@@ -201,8 +241,7 @@ impl Filter {
     /// decision is a temporary refusal).
     pub async fn check(&self, facts: &MessageFacts, writer: Writer) -> (Option<Writer>, Decision) {
         if facts.received_headers > self.max_received_headers {
-            let text = format!("Too many hops ({} Received headers): mail loop?", facts.received_headers);
-            return (Some(writer), refuse(Reply::new(554, (5, 4, 6), text)));
+            return (Some(writer), refuse(Refusal::Loop { hops: facts.received_headers }));
         }
         let this = self.clone();
         let facts = facts.clone();
@@ -227,7 +266,7 @@ impl Filter {
                 }
                 Err(e) => {
                     tracing::error!(event = "spool_error", error = %e);
-                    refuse(Reply::new(451, (4, 3, 0), "Local error in processing, try again later"))
+                    refuse(Refusal::Spool(e.to_string()))
                 }
             };
             (writer, decision)
@@ -239,7 +278,7 @@ impl Filter {
                 // the scanner panicked: the writer went with it; the message is not lost, the
                 // client was not answered 250 and will retry
                 tracing::error!(event = "scan_failed", error = "scanner task panicked");
-                (None, refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later")))
+                (None, refuse(Refusal::ScanFailed("scanner task panicked".into())))
             }
         }
     }
@@ -253,7 +292,7 @@ impl Filter {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(event = "scan_failed", error = %e);
-                return refuse(Reply::new(451, (4, 7, 1), "Scan failed, try again later"));
+                return refuse(Refusal::ScanFailed(e));
             }
         };
         let findings: Vec<String> =
@@ -283,7 +322,7 @@ impl Filter {
                 }
                 None if Instant::now() > stop.deadline || stop.is_cancelled() => {
                     // out of time, not out of options: the client tries again later
-                    return refuse(Reply::new(451, (4, 7, 1), "Scan timed out, try again later"));
+                    return refuse(Refusal::ScanTimeout);
                 }
                 None => {
                     action = Action::Drop { warn: Warn::Recipients, viruses: virus_list(fixes) };
@@ -479,7 +518,7 @@ fn part_records(root: &scan::Layer) -> Vec<PartRecord> {
     out
 }
 
-fn refuse(r: Reply) -> Decision {
+fn refuse(r: Refusal) -> Decision {
     Decision { verdict: FilterVerdict::Refuse(r), action: "refuse", ..Decision::default() }
 }
 

@@ -1,12 +1,14 @@
 //! The receiving side: listeners, connection limits, sessions and graceful shutdown.
 //!
 //! - [`policy`]: the relay decisions as pure functions.
+//! - [`refusal`]: every cause of a refusal and the one table of their replies.
 //! - [`session`]: [`session::GatewaySession`], the gateway's [`smtp::server::Policy`].
 //! - [`hops`]: loop detection by counting `Received:` headers.
 //! - [`strip`]: incoming header fields we own are removed (no forged scan results).
 
 pub mod hops;
 pub mod policy;
+pub mod refusal;
 pub mod session;
 pub mod strip;
 
@@ -220,16 +222,18 @@ async fn accept_loop(
                 });
             }
             Err(why) => {
-                let reason = if why == NoSlot::Full { "full" } else { "per_client" };
-                metrics::counter!("mxshield_smtp_sessions_refused_total", "reason" => reason).increment(1);
-                let reply = match why {
-                    NoSlot::Full => "421 4.3.2 Too many connections, try again later",
-                    NoSlot::PerClient => "421 4.7.0 Too many connections from your address, try again later",
+                let (reason, cause) = match why {
+                    NoSlot::Full => ("full", refusal::Cause::Busy),
+                    NoSlot::PerClient => ("per_client", refusal::Cause::BusyClient),
                 };
+                metrics::counter!("mxshield_smtp_sessions_refused_total", "reason" => reason).increment(1);
                 tokio::spawn(async move {
-                    let mut s = stream;
-                    let _ = s.write_all(format!("{reply}\r\n").as_bytes()).await;
-                    tracing::info!(event = "refused", stage = "connect", client_ip = %client, reply);
+                    let (mut s, reply) = (stream, cause.reply());
+                    let mut wire = Vec::new();
+                    reply.write_to(&mut wire);
+                    let _ = s.write_all(&wire).await;
+                    tracing::info!(event = "refused", stage = "connect", client_ip = %client, cause = %cause,
+                        reply = %reply.one_line());
                 });
             }
         }

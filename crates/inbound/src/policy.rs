@@ -14,7 +14,9 @@ use std::net::IpAddr;
 
 use chrono::NaiveDate;
 use contracts::Snapshot;
-use smtp::{Path, Reply};
+use smtp::Path;
+
+use crate::refusal::Cause;
 
 use spool::attrs::Direction;
 
@@ -30,8 +32,8 @@ pub enum RcptDecision {
     },
     /// The gateway's own postmaster (`<postmaster>` or the configured address): the operator's.
     Postmaster,
-    /// Refuse with this reply.
-    Refuse(Reply),
+    /// Refuse, for this cause.
+    Refuse(Cause),
 }
 
 /// The direction of a session's mail: outbound when the client is a registered sending server.
@@ -43,18 +45,18 @@ pub fn client_direction(snap: &Snapshot, client: IpAddr, day: NaiveDate) -> (Dir
 }
 
 /// Decides on `MAIL FROM`.
-pub fn decide_sender(from: &Path) -> Result<(), Reply> {
+pub fn decide_sender(from: &Path) -> Result<(), Cause> {
     if from.source_route.is_some() {
-        return Err(Reply::new(553, (5, 7, 1), "Source routes are not accepted"));
+        return Err(Cause::SenderSourceRoute);
     }
     Ok(())
 }
 
 /// Decides on one `RCPT TO`; `postmaster` is the gateway's own postmaster address.
 pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path, postmaster: &str) -> RcptDecision {
-    let refuse = |r: Reply| RcptDecision::Refuse(r);
+    let refuse = RcptDecision::Refuse;
     let Some(mailbox) = &rcpt.mailbox else {
-        return refuse(Reply::new(501, (5, 1, 3), "Null recipient is not allowed"));
+        return refuse(Cause::NullRecipient);
     };
     if rcpt.source_route.is_none()
         && (rcpt.is_bare_postmaster()
@@ -63,23 +65,23 @@ pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path,
         return RcptDecision::Postmaster;
     }
     if rcpt.source_route.is_some() {
-        return refuse(Reply::new(550, (5, 7, 1), "Source routes are not accepted"));
+        return refuse(Cause::RecipientSourceRoute);
     }
     let (direction, sender_contract) = client_direction(snap, client, day);
     if mailbox.is_domain_literal() {
-        return refuse(Reply::new(550, (5, 7, 1), "Relaying denied: address literals are not accepted"));
+        return refuse(Cause::AddressLiteral);
     }
     if let Some(domain) = snap.active_domain(&mailbox.domain, day) {
         let postmaster = mailbox.local.eq_ignore_ascii_case("postmaster");
         if mailbox.quoted_local || !(postmaster || domain.has_account(&mailbox.local)) {
-            return refuse(Reply::new(550, (5, 1, 1), "Recipient address rejected: no such account"));
+            return refuse(Cause::NoSuchAccount);
         }
         let contract = sender_contract.unwrap_or_else(|| domain.contract.id.clone());
         return RcptDecision::Accept { direction, contract };
     }
     match sender_contract {
         Some(contract) => RcptDecision::Accept { direction, contract },
-        None => refuse(Reply::new(550, (5, 7, 1), "Relaying denied")),
+        None => refuse(Cause::RelayDenied),
     }
 }
 
@@ -178,7 +180,10 @@ accounts = ["carol"]
             let got: Expect = match got {
                 RcptDecision::Accept { direction, .. } => Ok(direction),
                 RcptDecision::Postmaster => Err((250, (2, 0, 0))),
-                RcptDecision::Refuse(r) => Err((r.code, r.enhanced.unwrap())),
+                RcptDecision::Refuse(cause) => {
+                    let (r, s) = (cause.reply(), cause.reply().status());
+                    Err((r.code, (s.class, s.subject, s.detail)))
+                }
             };
             assert_eq!(got, expect, "client {ip} RCPT TO:{rcpt}");
         }

@@ -14,6 +14,7 @@ use spool::{Envelope, QueueId, Writer};
 use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
+use super::refusal::Cause;
 use super::strip::HeaderStripper;
 use filter::decision::ContentPolicy;
 use filter::{Decision, FilterVerdict, MessageFacts};
@@ -53,16 +54,19 @@ impl GatewaySession {
         GatewaySession { ctx, client, helo: String::new(), esmtp: false, tls: false, txn: None }
     }
 
-    fn refused(&self, stage: &str, to: &str, reply: &Reply) {
+    /// Logs a refused command with its cause and gives the reply for it.
+    fn refused(&self, stage: &str, to: &str, cause: &Cause) -> Reply {
         let from = self.txn.as_ref().map(|t| t.sender.as_str()).unwrap_or("");
-        self.log_refused(stage, from, to, reply);
+        self.log_refused(stage, from, to, cause)
     }
 
-    fn log_refused(&self, stage: &str, from: &str, to: &str, reply: &Reply) {
+    fn log_refused(&self, stage: &str, from: &str, to: &str, cause: &Cause) -> Reply {
+        let reply = cause.reply();
         tracing::info!(
             event = "refused", stage, client_ip = %self.client, helo = %self.helo,
-            from, to, reply = %reply.one_line()
+            from, to, cause = %cause, reply = %reply.one_line()
         );
+        reply
     }
 
     /// What the filter needs to know about the transaction.
@@ -86,7 +90,7 @@ impl GatewaySession {
     /// Queues the message (or, if it was dropped, a marker of it) together with its warnings
     /// in one commit, so that after a crash there are either both or neither; `250` only once
     /// everything is durable.
-    async fn accept(&self, txn: &Transaction, writer: Writer, decision: &mut Decision) -> Reply {
+    async fn accept(&self, txn: &Transaction, writer: Writer, decision: &mut Decision) -> Result<Reply, Cause> {
         let id = writer.id().clone();
         let warnings = std::mem::take(&mut decision.warnings);
         let count = warnings.len();
@@ -140,21 +144,15 @@ impl GatewaySession {
         .await;
         let (id, queued_warnings) = match committed {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::error!(event = "spool_error", error = %e);
-                return local_error();
-            }
-            Err(e) => {
-                tracing::error!(event = "spool_error", error = %e);
-                return local_error();
-            }
+            Ok(Err(e)) => return Err(spool_error(e)),
+            Err(e) => return Err(spool_error(e)),
         };
         self.log_warnings(txn, &id, queued_warnings);
         if !deliver {
-            return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
+            return Ok(Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent")));
         }
         let _ = self.ctx.queued.try_send(id.clone());
-        Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+        Ok(Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}")))
     }
 
     /// Logs the warning mails queued about `about` and tells delivery.
@@ -244,9 +242,8 @@ impl Policy for GatewaySession {
     }
 
     async fn mail_from(&mut self, from: &Path, params: &MailParams) -> Result<(), Reply> {
-        if let Err(r) = decide_sender(from) {
-            self.refused("mail", "", &r);
-            return Err(r);
+        if let Err(cause) = decide_sender(from) {
+            return Err(self.refused("mail", "", &cause));
         }
         let snapshot = self.ctx.contracts.get();
         let (direction, _) = client_direction(&snapshot, self.client, self.ctx.contracts.today());
@@ -293,11 +290,7 @@ impl Policy for GatewaySession {
                 }
                 Ok(())
             }
-            RcptDecision::Refuse(r) => {
-                let rcpt = to.to_string();
-                self.refused("rcpt", &rcpt, &r);
-                Err(r)
-            }
+            RcptDecision::Refuse(cause) => Err(self.refused("rcpt", &to.to_string(), &cause)),
         }
     }
 
@@ -305,10 +298,7 @@ impl Policy for GatewaySession {
         if self.txn.is_none() {
             return Err(Reply::new(503, (5, 5, 1), "Need MAIL command"));
         }
-        let writer = self.ctx.spool.create().map_err(|e| {
-            tracing::error!(event = "spool_error", error = %e);
-            local_error()
-        })?;
+        let writer = self.ctx.spool.create().map_err(|e| spool_error(e).reply())?;
         if let Some(t) = self.txn.as_mut() {
             t.writer = Some(writer);
             t.received_at = Utc::now().timestamp() as u64;
@@ -322,10 +312,9 @@ impl Policy for GatewaySession {
         let kept = txn.strip.feed(chunk);
         let Some(w) = txn.writer.as_mut() else { return Ok(()) };
         if let Err(e) = w.write(&kept) {
-            tracing::error!(event = "spool_error", error = %e);
             txn.failed = true;
             txn.writer = None;
-            return Err(local_error());
+            return Err(spool_error(e).reply());
         }
         Ok(())
     }
@@ -335,23 +324,24 @@ impl Policy for GatewaySession {
             return Reply::new(503, (5, 5, 1), "No transaction");
         };
         let Some(mut writer) = txn.writer.take() else {
-            return local_error();
+            return spool_error("the message was not written").reply();
         };
         let rest = txn.strip.finish();
         if let Err(e) = writer.write(&rest) {
-            tracing::error!(event = "spool_error", error = %e);
-            return local_error();
+            return spool_error(e).reply();
         }
         let size = writer.data_len();
         let queue_id = writer.id().to_string();
         let facts = self.facts(&txn);
         let (writer, mut decision) = self.ctx.filter.check(&facts, writer).await;
         let warnings = decision.warnings.len();
-        let reply = match (&decision.verdict, writer) {
-            (FilterVerdict::Refuse(r), _) => r.clone(),
-            (FilterVerdict::Accept, None) => local_error(),
+        let outcome = match (&decision.verdict, writer) {
+            (FilterVerdict::Refuse(r), _) => Err(Cause::Content(r.clone())),
+            (FilterVerdict::Accept, None) => Err(spool_error("the filter gave the message back to nobody")),
             (FilterVerdict::Accept, Some(writer)) => self.accept(&txn, writer, &mut decision).await,
         };
+        let cause = outcome.as_ref().err().map(|c| c.to_string()).unwrap_or_default();
+        let reply = outcome.unwrap_or_else(|c| c.reply());
         let initial_state = match (&decision.verdict, decision.deliver) {
             _ if !reply.is_positive() => "refused",
             (_, false) => "dropped",
@@ -364,7 +354,7 @@ impl Policy for GatewaySession {
             verdict = %decision.verdict_text, action = %decision.action, result = %decision.result,
             findings = %decision.findings, scan_wait_ms = decision.wait_ms, scan_ms = decision.scan_ms,
             warnings = if reply.is_positive() { warnings } else { 0 },
-            reply = %reply.one_line(),
+            cause, reply = %reply.one_line(),
         );
         let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
         record.summary.reply = reply.one_line();
@@ -380,8 +370,7 @@ impl Policy for GatewaySession {
         if let Some(txn) = self.txn.take() {
             drop(txn.writer);
             if why == DataAbort::TooBig {
-                let reply = Reply::new(552, (5, 3, 4), "Message size exceeds fixed maximum message size");
-                self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &reply);
+                self.log_refused("data", &txn.sender, &txn.rcpts.join(","), &Cause::TooBig);
             } else if !txn.failed {
                 tracing::info!(event = "aborted", client_ip = %self.client, from = %txn.sender, reason = ?why);
             }
@@ -393,8 +382,10 @@ impl Policy for GatewaySession {
     }
 }
 
-fn local_error() -> Reply {
-    Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
+/// Logs a spool failure and makes it the cause of a refusal.
+fn spool_error(e: impl std::fmt::Display) -> Cause {
+    tracing::error!(event = "spool_error", error = %e);
+    Cause::Spool(e.to_string())
 }
 
 /// What makes two recipients the same mailbox: the domain in any case; the local part in any

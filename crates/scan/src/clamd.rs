@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::filetype::FileType;
+use crate::limits::Limit;
 use crate::report::{Layer, Report};
 use crate::verdict::Verdict;
 
@@ -152,7 +153,7 @@ impl Clamd {
                 for f in mime::uuencode::find(&decoded) {
                     entries += 1;
                     if entries > max_entries {
-                        root.verdict = Verdict::LimitExceeded(format!("more than {max_entries} entries"));
+                        root.verdict = Verdict::LimitExceeded(Limit::Entries { max: max_entries });
                         return Ok(Report { root, bytes_scanned: scanned, signatures: signatures.to_string() });
                     }
                     let mut uu = self.layer(format!("uuencoded {}", f.name), &f.data)?;
@@ -174,12 +175,16 @@ impl Clamd {
         l.verdict = match self.instream(data)? {
             ClamdVerdict::Clean => Verdict::Clean,
             ClamdVerdict::Found(n) if n.starts_with("Heuristics.Encrypted") => Verdict::Encrypted(n),
-            ClamdVerdict::Found(n) if n.starts_with("Heuristics.Limits.Exceeded") => Verdict::LimitExceeded(n),
+            ClamdVerdict::Found(n) if n.starts_with("Heuristics.Limits.Exceeded") => {
+                Verdict::LimitExceeded(Limit::Engine(n))
+            }
             ClamdVerdict::Found(n) => {
                 l.evidence = Some("clamd".into());
                 Verdict::Infected(n)
             }
-            ClamdVerdict::Error(e) if e.contains("size limit") => Verdict::LimitExceeded(format!("clamd: {e}")),
+            ClamdVerdict::Error(e) if e.contains("size limit") => {
+                Verdict::LimitExceeded(Limit::Engine(format!("clamd: {e}")))
+            }
             ClamdVerdict::Error(e) => return Err(io::Error::other(format!("clamd: {e}"))),
         };
         Ok(l)

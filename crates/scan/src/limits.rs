@@ -66,18 +66,79 @@ impl Stop {
     }
 }
 
-/// A limit that was reached.
+/// A limit that was reached (R6), by kind; its text is what the log and the report show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LimitHit(pub String);
+pub enum Limit {
+    /// More bytes decoded and decompressed than `max_expanded`.
+    #[error("more than {max} bytes expanded")]
+    Expanded {
+        /// The limit.
+        max: u64,
+    },
+    /// More archive members and MIME parts than `max_entries`.
+    #[error("more than {max} entries")]
+    Entries {
+        /// The limit.
+        max: usize,
+    },
+    /// Containers nested deeper than `max_depth`.
+    #[error("nested deeper than {max}")]
+    Depth {
+        /// The limit.
+        max: usize,
+    },
+    /// A member that expands more than `max_ratio` times its compressed size.
+    #[error("compression ratio above {max}:1 ({produced} bytes from {packed})")]
+    Ratio {
+        /// The limit.
+        max: u64,
+        /// Bytes produced when the check fired.
+        produced: u64,
+        /// The member's compressed size.
+        packed: u64,
+    },
+    /// A MIME structure deeper or with more parts than the parser follows.
+    #[error("MIME structure beyond {depth} levels or {parts} parts")]
+    MimeStructure {
+        /// The parser's depth limit.
+        depth: usize,
+        /// The parser's part limit.
+        parts: usize,
+    },
+    /// A decoder that asks for more memory than the scan may use (`what`: its model).
+    #[error("{what} of {bytes} bytes")]
+    DecoderMemory {
+        /// The decoder's structure, e.g. `LZMA dictionary`.
+        what: &'static str,
+        /// The memory it asks for.
+        bytes: u64,
+    },
+    /// The scan ran longer than `max_time`.
+    #[error("scan took longer than {max:?}")]
+    Time {
+        /// The limit.
+        max: Duration,
+    },
+    /// The scan was cancelled: its client has gone.
+    #[error("scan cancelled: the client has gone")]
+    Cancelled,
+    /// A limit reported by an external engine (clamd), in its words.
+    #[error("{0}")]
+    Engine(String),
+}
 
-/// How the time limit's [`LimitHit`] text starts.
-const TIME_LIMIT: &str = "scan took longer than";
+impl Limit {
+    /// The scan stopped for lack of time (load, or nobody waiting), not because of what the
+    /// content is: a temporary condition, unlike content that is too big or too deep.
+    pub fn is_time(&self) -> bool {
+        matches!(self, Limit::Time { .. } | Limit::Cancelled)
+    }
+}
 
-/// Whether a limit text (of [`crate::Verdict::LimitExceeded`]) is the time limit: a
-/// transient condition (load), unlike content that is too big or too deep.
-pub fn is_time_limit(why: &str) -> bool {
-    why.starts_with(TIME_LIMIT)
+impl serde::Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Budget {
@@ -98,30 +159,30 @@ impl Budget {
     }
 
     /// Records `n` produced bytes.
-    pub fn spend(&mut self, n: u64) -> Result<(), LimitHit> {
+    pub fn spend(&mut self, n: u64) -> Result<(), Limit> {
         self.expanded += n;
         if self.expanded > self.limits.max_expanded {
-            return Err(LimitHit(format!("more than {} bytes expanded", self.limits.max_expanded)));
+            return Err(Limit::Expanded { max: self.limits.max_expanded });
         }
         Ok(())
     }
 
     /// Records one more member or part.
-    pub fn entry(&mut self) -> Result<(), LimitHit> {
+    pub fn entry(&mut self) -> Result<(), Limit> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
-            return Err(LimitHit(format!("more than {} entries", self.limits.max_entries)));
+            return Err(Limit::Entries { max: self.limits.max_entries });
         }
         self.check_time()
     }
 
     /// Fails once the time budget is spent, or the scan was cancelled.
-    pub fn check_time(&self) -> Result<(), LimitHit> {
+    pub fn check_time(&self) -> Result<(), Limit> {
         if self.cancelled.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(LimitHit("scan cancelled: the client has gone".into()));
+            return Err(Limit::Cancelled);
         }
         if Instant::now() > self.deadline {
-            return Err(LimitHit(format!("{TIME_LIMIT} {:?}", self.limits.max_time)));
+            return Err(Limit::Time { max: self.limits.max_time });
         }
         Ok(())
     }

@@ -3,11 +3,11 @@
 
 use crate::encrypted;
 use crate::filetype::FileType;
-use crate::limits::Budget;
+use crate::limits::{Budget, Limit};
 use crate::matcher::Signatures;
 use crate::report::Layer;
 use crate::unpack::{self, Entry, UnpackError};
-use crate::verdict::Verdict;
+use crate::verdict::{Unreadable, Verdict};
 
 /// One scan in progress.
 pub struct Walker<'a> {
@@ -34,7 +34,7 @@ impl<'a> Walker<'a> {
     fn scan_as(&mut self, name: String, data: &[u8], depth: usize, ft: FileType) -> Layer {
         let mut layer = Layer::new(name, ft, data.len() as u64);
         if let Err(l) = self.budget.check_time() {
-            layer.verdict = Verdict::LimitExceeded(l.0);
+            layer.verdict = Verdict::LimitExceeded(l);
             return layer;
         }
         // A container's own bytes are matched after its members, so that a finding names the
@@ -55,7 +55,7 @@ impl<'a> Walker<'a> {
             return layer;
         }
         if depth >= self.budget.limits.max_depth {
-            layer.verdict = Verdict::LimitExceeded(format!("nested deeper than {}", self.budget.limits.max_depth));
+            layer.verdict = Verdict::LimitExceeded(Limit::Depth { max: self.budget.limits.max_depth });
             return layer;
         }
         if ft == FileType::Mail {
@@ -68,7 +68,7 @@ impl<'a> Walker<'a> {
                 fully_read = !entries.iter().any(|e| matches!(e, Entry::Broken { .. }));
                 self.entries(&mut layer, entries, depth);
             }
-            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
+            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
             Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
             Err(UnpackError::Broken(why)) => {
                 layer.verdict = Verdict::Unscannable(why);
@@ -95,7 +95,7 @@ impl<'a> Walker<'a> {
         }
         match unpack::unpack(FileType::Zip, data, &mut self.budget) {
             Ok(entries) => self.entries(layer, entries, depth),
-            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l.0),
+            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
             Err(_) => {}
         }
     }
@@ -158,17 +158,14 @@ impl<'a> Walker<'a> {
     fn message(&mut self, layer: &mut Layer, raw: &[u8], depth: usize) {
         let msg = mime::parse(raw);
         if msg.truncated {
-            layer.verdict = Verdict::LimitExceeded(format!(
-                "MIME structure beyond {} levels or {} parts",
-                mime::MAX_DEPTH,
-                mime::MAX_PARTS
-            ));
+            layer.verdict =
+                Verdict::LimitExceeded(Limit::MimeStructure { depth: mime::MAX_DEPTH, parts: mime::MAX_PARTS });
         }
         // the layer's overall verdict, kept up to date instead of re-walking the tree per part
         let mut worst = layer.verdict.clone();
         for sp in message_parts(raw, &msg.root) {
             if let Err(l) = self.budget.entry() {
-                layer.verdict = Verdict::LimitExceeded(l.0);
+                layer.verdict = Verdict::LimitExceeded(l);
                 return;
             }
             let child = self.part(raw, &sp, depth);
@@ -187,7 +184,7 @@ impl<'a> Walker<'a> {
         let decoded = part.decoded_body(raw);
         let mut child = if part.content_type == "message/partial" {
             let mut l = Layer::new(name, FileType::Mail, decoded.len() as u64);
-            l.verdict = Verdict::Unscannable("Partial.Message: a message/partial fragment cannot be scanned".into());
+            l.verdict = Verdict::Unscannable(Unreadable::partial());
             l
         } else {
             let embedded = part.content_type.starts_with("message/") && part.content_type != "message/delivery-status";
@@ -209,7 +206,7 @@ impl<'a> Walker<'a> {
             for f in mime::uuencode::find(&decoded) {
                 // each file is an entry like an archive member
                 if let Err(l) = self.budget.entry() {
-                    child.verdict = Verdict::LimitExceeded(l.0);
+                    child.verdict = Verdict::LimitExceeded(l);
                     break;
                 }
                 let mut uu = self.scan(format!("uuencoded {}", f.name), &f.data, depth + 2, false);

@@ -18,7 +18,7 @@ pub mod server;
 
 pub use address::{Mailbox, Path};
 pub use command::Command;
-pub use reply::Reply;
+pub use reply::{Reply, Status};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -125,7 +125,7 @@ async fn no_smtputf8_no_utf8_message() {
     let mut c = connect(addr).await;
     let opts = MailOptions { size: None, smtputf8: true };
     let tx = c.send_with("a@b.test", &["c@d.test".into()], &opts, &b"Subject: x\r\n\r\n"[..]).await.unwrap();
-    assert_eq!((tx.mail.code, tx.mail.enhanced), (553, Some((5, 6, 7))));
+    assert_eq!((tx.mail.code, tx.mail.enhanced), (553, Some(smtp::Status::new(5, 6, 7))));
     c.quit().await;
     script.await.unwrap();
 }

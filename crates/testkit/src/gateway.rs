@@ -55,13 +55,29 @@ impl Gateway {
             .expect("start mxshield");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.addr).is_err() {
+        while !Self::probe(self.addr) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("mxshield exited with {status}; log:\n{}", self.log());
             }
             assert!(Instant::now() < deadline, "mxshield did not listen on {}; log:\n{}", self.addr, self.log());
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Whether the gateway answers on `addr`: reads the greeting, says QUIT and waits for the
+    /// close, so the probe's session has ended (and given back its slot) when this returns.
+    fn probe(addr: SocketAddr) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut greeting = [0u8; 512];
+        if !matches!(s.read(&mut greeting), Ok(n) if n > 0) {
+            return false;
+        }
+        let _ = s.write_all(b"QUIT\r\n");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        true
     }
 
     /// Kills the process with SIGKILL (no clean-up at all) and waits for it.

@@ -3,6 +3,7 @@
 
 use super::{Entry, UnpackError};
 use crate::limits::Budget;
+use crate::verdict::Unreadable;
 
 struct Header {
     name: String,
@@ -17,7 +18,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
     while pos < data.len() {
         let Some(h) = header(data, pos) else {
             if out.is_empty() {
-                return Err(UnpackError::Broken("Broken.Cpio: bad header".into()));
+                return Err(UnpackError::Broken(Unreadable::damaged("Cpio", "bad header")));
             }
             break;
         };
@@ -26,7 +27,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         }
         let end = h.data_at.checked_add(h.size).filter(|&e| e <= data.len());
         let Some(end) = end else {
-            out.push(Entry::Broken { name: h.name, why: "Broken.Cpio: member runs past the end".into() });
+            out.push(Entry::Broken { name: h.name, why: Unreadable::damaged("Cpio", "member runs past the end") });
             break;
         };
         if h.is_file {

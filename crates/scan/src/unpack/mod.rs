@@ -17,7 +17,8 @@ pub use zip::member_name as zip_member_name;
 use std::io::Read;
 
 use crate::filetype::FileType;
-use crate::limits::{Budget, LimitHit};
+use crate::limits::{Budget, Limit};
+use crate::verdict::Unreadable;
 
 /// One member of a container.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ pub enum Entry {
         /// Its name.
         name: String,
         /// Why.
-        why: String,
+        why: Unreadable,
     },
 }
 
@@ -60,13 +61,13 @@ pub enum Entry {
 pub enum UnpackError {
     /// A scan limit was reached.
     #[error("{0}")]
-    Limit(#[from] LimitHit),
+    Limit(#[from] Limit),
     /// The whole container is encrypted (e.g. 7z with encrypted headers).
     #[error("{0}")]
     Encrypted(&'static str),
     /// Not a valid container (`Broken.Zip: …`).
     #[error("{0}")]
-    Broken(String),
+    Broken(Unreadable),
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
@@ -120,11 +121,7 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
         if let Some(p) = packed {
             let len = out.len() as u64;
             if len > 1024 * 1024 && len > p.max(1).saturating_mul(budget.limits.max_ratio) {
-                return Err(ReadError::Limit(LimitHit(format!(
-                    "compression ratio above {}:1 ({} bytes from {p})",
-                    budget.limits.max_ratio,
-                    out.len()
-                ))));
+                return Err(ReadError::Limit(Limit::Ratio { max: budget.limits.max_ratio, produced: len, packed: p }));
             }
         }
         if out.len() % (4 * 1024 * 1024) < n {
@@ -138,7 +135,7 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
 #[derive(Debug)]
 pub enum ReadError {
     /// A scan limit was reached.
-    Limit(LimitHit),
+    Limit(Limit),
     /// The stream broke off; `partial` is what was read before (scanned all the same).
     Io {
         /// Why.
@@ -148,23 +145,23 @@ pub enum ReadError {
     },
 }
 
-impl From<LimitHit> for ReadError {
-    fn from(l: LimitHit) -> Self {
+impl From<Limit> for ReadError {
+    fn from(l: Limit) -> Self {
         ReadError::Limit(l)
     }
 }
 
-/// Turns a member read result into an entry (or a whole-scan limit error); `kind` names the
-/// format in the reason (`Broken.Zip: …`).
-fn member(name: String, kind: &str, r: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
+/// Turns a member read result into an entry (or a whole-scan limit error); `format` names the
+/// format in the reason (`Broken.Gzip: …`).
+fn member(name: String, format: &'static str, r: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
     match r {
         Ok(data) => Ok(Entry::File { name, data }),
         Err(ReadError::Limit(l)) => Err(UnpackError::Limit(l)),
         Err(ReadError::Io { why, partial }) if partial.is_empty() => {
-            Ok(Entry::Broken { name, why: format!("{kind}: {why}") })
+            Ok(Entry::Broken { name, why: Unreadable::damaged(format, why) })
         }
         Err(ReadError::Io { why, partial }) => {
-            Ok(Entry::Damaged { name, data: partial, why: format!("{kind}: {why}") })
+            Ok(Entry::Damaged { name, data: partial, why: Unreadable::damaged(format, why).to_string() })
         }
     }
 }

@@ -5,8 +5,9 @@
 
 use super::{Entry, UnpackError};
 use crate::limits::Budget;
+use crate::verdict::Unreadable;
 
-const NOT_UNPACKED: &str = "Unpack.RAR: compressed RAR members are not unpacked (UnRAR is not open source)";
+const NOT_UNPACKED: &str = "compressed RAR members are not unpacked (UnRAR is not open source)";
 
 pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
     if data.starts_with(b"Rar!\x1a\x07\x01\x00") {
@@ -14,7 +15,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
     } else if data.starts_with(b"Rar!\x1a\x07\x00") {
         rar4(data, budget)
     } else {
-        Err(UnpackError::Broken("Broken.RAR: unknown RAR version".into()))
+        Err(UnpackError::Broken(Unreadable::damaged("RAR", "unknown RAR version")))
     }
 }
 
@@ -29,14 +30,14 @@ fn u32le(d: &[u8], at: usize) -> Option<u32> {
 fn stored(name: String, data: &[u8], start: usize, len: u64, budget: &mut Budget) -> Result<Entry, UnpackError> {
     let end = start.checked_add(len as usize).filter(|&e| e <= data.len());
     let Some(end) = end else {
-        return Ok(Entry::Broken { name, why: "Broken.RAR: member runs past the end".into() });
+        return Ok(Entry::Broken { name, why: Unreadable::damaged("RAR", "member runs past the end") });
     };
     budget.spend(len)?;
     Ok(Entry::File { name, data: data[start..end].to_vec() })
 }
 
 fn rar4(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
-    let broken = |why: &str| UnpackError::Broken(format!("Broken.RAR: {why}"));
+    let broken = |why: &str| UnpackError::Broken(Unreadable::damaged("RAR", why));
     let mut out = Vec::new();
     let mut pos = 7;
     while pos + 7 <= data.len() {
@@ -70,7 +71,7 @@ fn rar4(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
                 } else if !is_dir && method == 0x30 {
                     out.push(stored(name, data, data_start, pack, budget)?);
                 } else if !is_dir {
-                    out.push(Entry::Broken { name, why: NOT_UNPACKED.into() });
+                    out.push(Entry::Broken { name, why: Unreadable::unsupported("RAR", NOT_UNPACKED) });
                 }
                 pos = data_start.checked_add(pack as usize).ok_or_else(|| broken("bad size"))?;
                 continue;
@@ -101,7 +102,7 @@ fn vint(d: &[u8], pos: &mut usize) -> Option<u64> {
 }
 
 fn rar5(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
-    let broken = || UnpackError::Broken("Broken.RAR: bad RAR5 header".into());
+    let broken = || UnpackError::Broken(Unreadable::damaged("RAR", "bad RAR5 header"));
     let mut out = Vec::new();
     let mut pos = 8;
     while pos + 4 < data.len() {
@@ -140,7 +141,7 @@ fn rar5(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
                 } else if !is_dir && method == 0 {
                     out.push(stored(name, data, header_end, data_size, budget)?);
                 } else if !is_dir {
-                    out.push(Entry::Broken { name, why: NOT_UNPACKED.into() });
+                    out.push(Entry::Broken { name, why: Unreadable::unsupported("RAR", NOT_UNPACKED) });
                 }
             }
             5 => break,

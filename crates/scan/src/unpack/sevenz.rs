@@ -6,6 +6,7 @@ use sevenz_rust2::{Archive, ArchiveReader, Error, Password};
 
 use super::{Entry, UnpackError, member, read_bounded};
 use crate::limits::Budget;
+use crate::verdict::Unreadable;
 
 /// Memory allowed to parse the 7z headers, in KiB.
 const HEADER_MEMORY_LIMIT_KB: usize = 64 * 1024;
@@ -17,7 +18,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             Err(Error::PasswordRequired) | Err(Error::MaybeBadPassword(_)) => {
                 return Err(UnpackError::Encrypted("Encrypted.7z"));
             }
-            Err(e) => return Err(UnpackError::Broken(format!("Broken.7z: {e}"))),
+            Err(e) => return Err(UnpackError::Broken(Unreadable::damaged("7z", e.to_string()))),
         };
     let encrypted: Vec<bool> = (0..archive.files.len()).map(|i| archive.is_file_encrypted(i)).collect();
     let mut out = Vec::new();
@@ -50,7 +51,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             failure = Some(UnpackError::Limit(l));
             return Ok(false);
         }
-        match member(entry.name.clone(), "Broken.7z", read_bounded(r, budget, None)) {
+        match member(entry.name.clone(), "7z", read_bounded(r, budget, None)) {
             Ok(e) => {
                 out.push(e);
                 Ok(true)
@@ -65,7 +66,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         return Err(f);
     }
     if let Err(e) = result {
-        out.push(Entry::Broken { name: "7z stream".into(), why: format!("Broken.7z: {e}") });
+        out.push(Entry::Broken { name: "7z stream".into(), why: Unreadable::damaged("7z", e.to_string()) });
     }
     Ok(out)
 }

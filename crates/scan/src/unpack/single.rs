@@ -13,18 +13,18 @@ pub fn gzip(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError>
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_else(|| "gzip content".into());
     let read = read_bounded(decoder, budget, Some(data.len() as u64));
-    Ok(vec![member(name, "Broken.Gzip", read)?])
+    Ok(vec![member(name, "Gzip", read)?])
 }
 
 pub fn bzip2(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
     budget.entry()?;
     let read = read_bounded(bzip2::read::MultiBzDecoder::new(data), budget, Some(data.len() as u64));
-    Ok(vec![member("bzip2 content".into(), "Broken.Bzip2", read)?])
+    Ok(vec![member("bzip2 content".into(), "Bzip2", read)?])
 }
 
 pub fn xz(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
     budget.entry()?;
     let reader = lzma_rust2::XzReader::new_mem_limit(data, true, 256 * 1024);
     let read = read_bounded(reader, budget, Some(data.len() as u64));
-    Ok(vec![member("xz content".into(), "Broken.Xz", read)?])
+    Ok(vec![member("xz content".into(), "Xz", read)?])
 }

@@ -6,6 +6,7 @@
 
 use super::{Entry, UnpackError};
 use crate::limits::Budget;
+use crate::verdict::Unreadable;
 
 const ATT_ATTACH_REND_DATA: u32 = 0x0006_9002;
 const ATT_ATTACH_TITLE: u32 = 0x0001_8010;
@@ -24,7 +25,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         let Some(end) = start.checked_add(len).filter(|&e| e <= data.len()) else {
             out.push(Entry::Broken {
                 name: "TNEF attribute".into(),
-                why: "Broken.TNEF: attribute runs past the end".into(),
+                why: Unreadable::damaged("TNEF", "attribute runs past the end"),
             });
             break;
         };

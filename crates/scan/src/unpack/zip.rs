@@ -5,7 +5,8 @@
 //! central directory that disagrees with the local headers).
 
 use super::{Entry, ReadError, UnpackError, read_bounded};
-use crate::limits::{Budget, LimitHit};
+use crate::limits::{Budget, Limit};
+use crate::verdict::Unreadable;
 
 /// A member's name from its raw bytes: UTF-8 (the zip's UTF-8 flag, or plain ASCII), else
 /// Shift_JIS (what Japanese Windows writes without the flag), else code page 437 (the zip
@@ -202,7 +203,7 @@ struct Decoded {
 
 /// Why a member was not decoded at all.
 enum Undecodable {
-    Limit(LimitHit),
+    Limit(Limit),
     Unsupported(String),
 }
 
@@ -235,7 +236,7 @@ fn decode(
             // the dictionary never needs to be larger than what it produces
             let dict = if unpacked > 0 && unpacked < u64::from(dict) { unpacked.max(4096) as u32 } else { dict };
             if u64::from(dict) > memory_cap {
-                return Err(Undecodable::Limit(LimitHit(format!("LZMA dictionary of {dict} bytes"))));
+                return Err(Undecodable::Limit(Limit::DecoderMemory { what: "LZMA dictionary", bytes: dict.into() }));
             }
             rest = input.get(9..).unwrap_or(&[]);
             let size = if unpacked == 0 || unpacked == 0xFFFF_FFFF { u64::MAX } else { unpacked };
@@ -263,7 +264,7 @@ fn decode(
             let order = u32::from(params & 0x0F) + 1;
             let memory = (u32::from((params >> 4) & 0xFF) + 1) * 1024 * 1024;
             if u64::from(memory) > memory_cap {
-                return Err(Undecodable::Limit(LimitHit(format!("PPMd model of {memory} bytes"))));
+                return Err(Undecodable::Limit(Limit::DecoderMemory { what: "PPMd model", bytes: memory.into() }));
             }
             rest = &input[2..];
             let restore = ppmd_rust::RestoreMethod::from(params >> 12);
@@ -329,7 +330,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         };
     }
     if out.is_empty() && covered.is_empty() {
-        return Err(UnpackError::Broken("Broken.Zip: no zip members found".into()));
+        return Err(UnpackError::Broken(Unreadable::damaged("Zip", "no zip members found")));
     }
     Ok(out)
 }
@@ -388,12 +389,12 @@ fn member_entries(
         let name = if k == 0 { name.clone() } else { format!("{name} (as the central directory says)") };
         first.get_or_insert_with(|| d.data.clone());
         out.push(match damage {
-            Some(why) => Entry::Damaged { name, data: d.data, why: format!("Broken.Zip: {why}") },
+            Some(why) => Entry::Damaged { name, data: d.data, why: Unreadable::damaged("Zip", why).to_string() },
             None => Entry::File { name, data: d.data },
         });
     }
     if first.is_none() && !failures.is_empty() {
-        out.push(Entry::Broken { name, why: format!("Broken.Zip: {}", failures.join("; ")) });
+        out.push(Entry::Broken { name, why: Unreadable::damaged("Zip", failures.join("; ")) });
     }
     Ok(end.max(l.data_start + l.packed.min(input.len() as u64) as usize))
 }
