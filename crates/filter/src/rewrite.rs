@@ -103,24 +103,18 @@ fn encoded_part(raw: &[u8], part: &mime::Part, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header section without the fields named `name` and without its closing empty line.
+/// The header section without the fields named `name` and without its closing empty line
+/// (its last line ends with CRLF, so a field can follow).
 fn without_field(header: &[u8], name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len());
-    let mut keep = true;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if line == b"\r\n" || line == b"\n" {
+    let mut out = mime::header::without_fields(header, &[name]);
+    for empty_line in [&b"\r\n"[..], b"\n"] {
+        if out == empty_line || out.ends_with(&[b"\n", empty_line].concat()) {
+            out.truncate(out.len() - empty_line.len());
             break;
         }
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            let field = line.split(|&b| b == b':').next().unwrap_or_default();
-            keep = !String::from_utf8_lossy(field).trim().eq_ignore_ascii_case(name);
-        }
-        if keep {
-            out.extend_from_slice(line);
-            if !line.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
     }
     out
 }

@@ -15,7 +15,6 @@ use super::InboundContext;
 use super::hops::HopCounter;
 use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::refusal::Cause;
-use super::strip::HeaderStripper;
 use filter::decision::ContentPolicy;
 use filter::{Decision, FilterVerdict, MessageFacts};
 use msglog::{MessageRecord, MessageSummary};
@@ -43,7 +42,7 @@ struct Transaction {
     smtputf8: bool,
     writer: Option<Writer>,
     hops: HopCounter,
-    strip: HeaderStripper,
+    strip: mime::header::FieldDropper,
     failed: bool,
     received_at: u64,
 }
@@ -257,7 +256,7 @@ impl Policy for GatewaySession {
             smtputf8: params.smtputf8,
             writer: None,
             hops: HopCounter::default(),
-            strip: HeaderStripper::default(),
+            strip: super::strip::own_fields(),
             failed: false,
             received_at: 0,
         });
