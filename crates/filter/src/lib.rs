@@ -5,10 +5,9 @@
 //! time and never needs a bounce. The stage refuses mail loops (more `Received:` headers than
 //! `smtp.max_received_headers`), scans the message, decides what to do ([`decision`]) and does
 //! it: refuses, delivers (with the result header), rewrites infected attachments away
-//! ([`rewrite`], [`disinfect`]) or drops the message, and builds the warning mails.
+//! ([`rewrite`], with `scan::disinfect`) or drops the message, and builds the warning mails.
 
 pub mod decision;
-pub mod disinfect;
 pub mod notify;
 pub mod rewrite;
 

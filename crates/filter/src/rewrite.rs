@@ -1,5 +1,6 @@
 //! Carrying out a rewrite decision on the raw message: each infected attachment is either
-//! disinfected (a zip rebuilt without its infected members, [`super::disinfect`]) or replaced by
+//! disinfected (a zip rebuilt without the infected members the report named,
+//! [`scan::disinfect`]) or replaced by
 //! a short `text/plain` notice in Japanese and English. Every other byte of the message stays
 //! as it was.
 
@@ -8,8 +9,8 @@ use std::ops::Range;
 use mime::encode::base64_lines;
 
 use super::decision::{Fix, PartFix};
-use super::disinfect;
 pub use crate::notify::DoneKind;
+use scan::disinfect::{self, Infected};
 
 /// What was done to one attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +61,16 @@ pub fn rewrite(
             return Err(RewriteError::Empty(fix.mime_path.clone()));
         }
         let disinfected = match &fix.fix {
-            Fix::Disinfect(_) => disinfect::rebuild_zip(&part.decoded_body(raw), limits, is_infected)
-                .map_err(|e| tracing::warn!(event = "disinfect_failed", part = %fix.name, error = %e))
-                .ok()
-                // an archive with nothing left is replaced by the notice, not delivered empty
-                .filter(|r| !r.removed.is_empty() && r.kept > 0),
+            Fix::Disinfect(members) => {
+                // an engine that names no members (clamd) is asked about each one instead
+                let infected =
+                    if members.is_empty() { Infected::Ask(&mut *is_infected) } else { Infected::Named(members) };
+                disinfect::rebuild_zip(&part.decoded_body(raw), limits, infected)
+                    .map_err(|e| tracing::warn!(event = "disinfect_failed", part = %fix.name, error = %e))
+                    .ok()
+                    // an archive with nothing left is replaced by the notice, not delivered empty
+                    .filter(|r| !r.removed.is_empty() && r.kept > 0)
+            }
             Fix::Remove => None,
         };
         let (replacement, what) = match disinfected {

@@ -9,8 +9,10 @@
 //!   [`Verdict`].
 //! - [`Engine`]: one database and one set of limits; cheap to clone.
 //! - [`clamd`]: the optional external engine (a running clamd, `INSTREAM` per MIME part).
+//! - [`disinfect`]: a zip rebuilt without the infected members a report named.
 
 pub mod clamd;
+pub mod disinfect;
 pub mod encrypted;
 pub mod filetype;
 pub mod limits;

@@ -458,3 +458,44 @@ fn sevenz_with_a_4_gib_dictionary_is_read() {
     a[8..12].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(verdict(&a), infected());
 }
+
+/// A zip made with Info-ZIP from files named in Shift_JIS (as Japanese Windows names them; no
+/// UTF-8 flag): the report names the infected member in Japanese, and disinfection removes
+/// exactly the member the report named, keeping the other byte for byte (issue 9).
+#[test]
+fn a_shift_jis_named_member_is_disinfected_as_the_report_names_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = Dir::new("sjis");
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("見積書.com");
+    std::fs::write(d.0.join(std::ffi::OsStr::from_bytes(&sjis)), EICAR).unwrap();
+    d.file("keep.txt", b"keep me");
+    let out = Command::new("zip")
+        .args(["-q", "files.zip", "keep.txt"])
+        .arg(std::ffi::OsStr::from_bytes(&sjis))
+        .env("LANG", "C")
+        .current_dir(&d.0)
+        .output()
+        .expect("zip (scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archive = d.read("files.zip");
+    assert!(archive.windows(sjis.len()).any(|w| w == &sjis[..]), "the name is stored in Shift_JIS");
+
+    let report = engine().scan_bytes("files.zip", &archive);
+    let named: Vec<String> =
+        report.root.children.iter().filter(|m| m.overall().is_infected()).map(|m| m.name.clone()).collect();
+    assert_eq!(named, ["見積書.com"]);
+
+    let rebuilt =
+        scan::disinfect::rebuild_zip(&archive, Limits::default(), scan::disinfect::Infected::Named(&named)).unwrap();
+    assert_eq!(rebuilt.removed, ["見積書.com"]);
+    assert_eq!(rebuilt.kept, 1);
+    let after = engine().scan_bytes("files.zip", &rebuilt.data);
+    assert_eq!(after.verdict(), Verdict::Clean);
+    let names: Vec<&str> = after.root.children.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["keep.txt"]);
+
+    // a name the archive does not hold removes nothing
+    let other = ["other.com".to_string()];
+    let none = scan::disinfect::rebuild_zip(&archive, Limits::default(), scan::disinfect::Infected::Named(&other));
+    assert_eq!(none.unwrap().data, archive);
+}

@@ -11,6 +11,7 @@ mod tar;
 mod tnef;
 mod zip;
 
+pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
 pub use zip::has_signature as has_zip_signature;
 pub use zip::member_name as zip_member_name;
 

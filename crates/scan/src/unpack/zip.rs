@@ -42,6 +42,9 @@ const ZIP64_LOCATOR: &[u8] = b"PK\x06\x07";
 const ZIP64_END: &[u8] = b"PK\x06\x06";
 /// How far from the end an end record may sit: its own size plus the longest comment.
 const END_WINDOW: usize = 22 + 65_535;
+/// Appended to a member's name when the central directory's view of it (method, size) gives
+/// other bytes than the local header's, and both are scanned.
+pub const CENTRAL_VIEW: &str = " (as the central directory says)";
 
 /// Largest PPMd model or LZMA dictionary a member may ask for, whatever the scan limits say.
 const DECODER_MEMORY_CAP: u64 = 64 * 1024 * 1024;
@@ -386,7 +389,7 @@ fn member_entries(
             }
             continue;
         }
-        let name = if k == 0 { name.clone() } else { format!("{name} (as the central directory says)") };
+        let name = if k == 0 { name.clone() } else { format!("{name}{CENTRAL_VIEW}") };
         first.get_or_insert_with(|| d.data.clone());
         out.push(match damage {
             Some(why) => Entry::Damaged { name, data: d.data, why: Unreadable::damaged("Zip", why).to_string() },
