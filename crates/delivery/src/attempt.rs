@@ -153,7 +153,7 @@ fn expire(ctx: &Ctx, log: &LogFields, env: &Envelope, status: &mut Status) -> Ve
         ctx.msglog.delivery(DeliveryRecord {
             queue_id: log.id.clone(),
             rcpt: env.recipients[i].clone(),
-            state: "bounced",
+            state: msglog::RcptState::Bounced,
             remote: st.remote.clone(),
             reply: diagnostic.clone(),
             at: Utc::now().timestamp(),
@@ -209,12 +209,7 @@ impl LogFields {
 fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
     let (id, contract, direction, client_ip, from) =
         (&log.id, &log.contract, &log.direction, &log.client_ip, &log.from);
-    let result = match outcome {
-        Outcome::Delivered { .. } => "delivered",
-        Outcome::Failed { .. } => "bounced",
-        Outcome::Deferred { .. } => "deferred",
-    };
-    metrics::counter!("mxshield_deliveries_total", "result" => result).increment(1);
+    metrics::counter!("mxshield_deliveries_total", "result" => outcome.state().as_str()).increment(1);
     match outcome {
         Outcome::Delivered { remote, reply } => {
             tracing::info!(event = "delivered", queue_id = %id, contract = %contract, direction = %direction, client_ip = %client_ip, from = %from, to = %rcpt, remote = %remote, reply = %reply);
@@ -233,15 +228,15 @@ fn record(log: &LogFields, rcpt: &str, outcome: &Outcome) -> RcptStatus {
 
 /// The message log's record of an outcome.
 fn delivery_record(id: &QueueId, rcpt: &str, outcome: &Outcome) -> DeliveryRecord {
-    let (state, remote, reply) = match outcome {
-        Outcome::Delivered { remote, reply } => ("delivered", remote, reply),
-        Outcome::Failed { remote, diagnostic, .. } => ("bounced", remote, diagnostic),
-        Outcome::Deferred { remote, error } => ("deferred", remote, error),
+    let (remote, reply) = match outcome {
+        Outcome::Delivered { remote, reply } => (remote, reply),
+        Outcome::Failed { remote, diagnostic, .. } => (remote, diagnostic),
+        Outcome::Deferred { remote, error } => (remote, error),
     };
     DeliveryRecord {
         queue_id: id.to_string(),
         rcpt: rcpt.to_string(),
-        state,
+        state: outcome.state(),
         remote: remote.clone(),
         reply: reply.clone(),
         at: Utc::now().timestamp(),

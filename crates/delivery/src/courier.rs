@@ -47,6 +47,17 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// What the outcome makes of the recipient in the message log.
+    pub fn state(&self) -> msglog::RcptState {
+        match self {
+            Outcome::Delivered { .. } => msglog::RcptState::Delivered,
+            Outcome::Failed { .. } => msglog::RcptState::Bounced,
+            Outcome::Deferred { .. } => msglog::RcptState::Deferred,
+        }
+    }
+}
+
 /// Most idle connections kept per host.
 const MAX_IDLE_PER_HOST: usize = 8;
 

@@ -17,7 +17,7 @@ use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
 use super::refusal::Cause;
 use filter::decision::ContentPolicy;
 use filter::{Decision, FilterVerdict, MessageFacts};
-use msglog::{MessageRecord, MessageSummary};
+use msglog::{MessageRecord, MessageSummary, RcptState};
 use spool::attrs::{self, Direction};
 
 /// The gateway's answer to every SMTP decision of one connection.
@@ -180,7 +180,7 @@ impl GatewaySession {
         queue_id: &str,
         size: u64,
         d: &Decision,
-        initial_state: &'static str,
+        initial_state: RcptState,
     ) -> MessageRecord {
         MessageRecord {
             summary: MessageSummary {
@@ -341,10 +341,10 @@ impl Policy for GatewaySession {
         };
         let cause = outcome.as_ref().err().map(|c| c.to_string()).unwrap_or_default();
         let reply = outcome.unwrap_or_else(|c| c.reply());
-        let initial_state = match (&decision.verdict, decision.deliver) {
-            _ if !reply.is_positive() => "refused",
-            (_, false) => "dropped",
-            _ => "queued",
+        let initial_state = match decision.deliver {
+            _ if !reply.is_positive() => RcptState::Refused,
+            false => RcptState::Dropped,
+            true => RcptState::Queued,
         };
         tracing::info!(
             event = if reply.is_positive() { "received" } else { "refused" }, stage = "data", queue_id = %queue_id,

@@ -64,6 +64,41 @@ pub struct MessageSummary {
     pub parts: Vec<PartRecord>,
 }
 
+/// Where a recipient of a logged message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RcptState {
+    /// In the queue, not delivered yet.
+    #[default]
+    Queued,
+    /// Deleted for a virus (never queued for delivery).
+    Dropped,
+    /// Refused at SMTP time.
+    Refused,
+    /// Accepted by the next hop.
+    Delivered,
+    /// Tried and to be tried again.
+    Deferred,
+    /// Given up on (a DSN goes to the sender).
+    Bounced,
+    /// Deleted from the queue by the operator.
+    Deleted,
+}
+
+impl RcptState {
+    /// The word stored and searched for.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RcptState::Queued => "queued",
+            RcptState::Dropped => "dropped",
+            RcptState::Refused => "refused",
+            RcptState::Delivered => "delivered",
+            RcptState::Deferred => "deferred",
+            RcptState::Bounced => "bounced",
+            RcptState::Deleted => "deleted",
+        }
+    }
+}
+
 /// A message as logged when it is received (or generated).
 #[derive(Debug, Clone, Default)]
 pub struct MessageRecord {
@@ -71,8 +106,8 @@ pub struct MessageRecord {
     pub summary: MessageSummary,
     /// Its recipients.
     pub recipients: Vec<String>,
-    /// The state every recipient starts in: `queued`, `dropped` or `refused`.
-    pub initial_state: &'static str,
+    /// The state every recipient starts in: queued, dropped or refused.
+    pub initial_state: RcptState,
 }
 
 impl MessageRecord {
@@ -99,7 +134,7 @@ impl MessageRecord {
                 ..Default::default()
             },
             recipients: vec![to.into()],
-            initial_state: "queued",
+            initial_state: RcptState::Queued,
         }
     }
 }
@@ -111,8 +146,8 @@ pub struct DeliveryRecord {
     pub queue_id: String,
     /// The recipient.
     pub rcpt: String,
-    /// `delivered`, `deferred`, `bounced` or `deleted` (by the operator).
-    pub state: &'static str,
+    /// Delivered, deferred, bounced or deleted (by the operator).
+    pub state: RcptState,
     /// The host that answered (empty if none).
     pub remote: String,
     /// Its reply or the error.

@@ -107,7 +107,7 @@ impl LogStore {
                 )
                 .bind(&m.queue_id)
                 .bind(rcpt)
-                .bind(r.initial_state)
+                .bind(r.initial_state.as_str())
                 .bind(m.at)
                 .execute(&mut *tx)
                 .await?;
@@ -122,7 +122,7 @@ impl LogStore {
             )
             .bind(&d.queue_id)
             .bind(&d.rcpt)
-            .bind(d.state)
+            .bind(d.state.as_str())
             .bind(&d.remote)
             .bind(&d.reply)
             .bind(d.at)

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use operator::{Operator, OperatorError};
-use spool::RcptState;
 
 use crate::config::Config;
 
@@ -133,13 +132,7 @@ pub fn queue_show(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
         println!("next attempt: {}", time_ms(m.status.next_attempt));
     }
     for (rcpt, st) in env.recipients.iter().zip(&m.status.rcpts) {
-        let state = match st.state {
-            RcptState::Pending => "pending",
-            RcptState::Delivered => "delivered",
-            RcptState::Deferred => "deferred",
-            RcptState::Failed => "failed",
-        };
-        println!("to:           <{rcpt}> {state} {} {}", st.remote, st.last_error);
+        println!("to:           <{rcpt}> {} {} {}", st.state.as_str(), st.remote, st.last_error);
     }
     println!();
     print!("{}", String::from_utf8_lossy(&m.headers));

@@ -232,7 +232,7 @@ impl Operator {
                 .map(|rcpt| DeliveryRecord {
                     queue_id: id.to_string(),
                     rcpt: rcpt.clone(),
-                    state: "deleted",
+                    state: msglog::RcptState::Deleted,
                     remote: String::new(),
                     reply: "deleted by the operator".into(),
                     at,

@@ -20,7 +20,8 @@ pub enum RcptState {
 }
 
 impl RcptState {
-    fn as_str(self) -> &'static str {
+    /// The word in the status file (and for the operator).
+    pub fn as_str(self) -> &'static str {
         match self {
             RcptState::Pending => "pending",
             RcptState::Delivered => "delivered",
