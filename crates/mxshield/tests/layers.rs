@@ -11,7 +11,7 @@ fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "mxshield-confread" | "mxshield-mime" | "mxshield-smtp" | "mxshield-spool" => 0,
         "mxshield-scan" | "mxshield-contracts" | "mxshield-msglog" => 1,
-        "mxshield-filter" => 2,
+        "mxshield-filter" | "mxshield-sigupdate" => 2,
         "mxshield-inbound" | "mxshield-delivery" => 3,
         "mxshield-operator" => 4,
         "mxshield" => 5,

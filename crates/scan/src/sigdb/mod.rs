@@ -155,6 +155,16 @@ pub struct SigDb {
     pub version: String,
 }
 
+/// Whether a file in a database directory is a signature database (read or known and counted
+/// as unsupported): what a release carries. freshclam's state files (`freshclam.dat`,
+/// `mirrors.dat`) and the like are not.
+pub fn is_database_file(name: &str) -> bool {
+    const READ: &[&str] =
+        &["cvd", "cld", "cud", "hdb", "hdu", "hsb", "hsu", "fp", "sfp", "ndb", "ndu", "ldb", "ldu", "ign", "ign2"];
+    let ext = extension(name);
+    !name.starts_with('.') && (READ.contains(&ext.as_str()) || UNSUPPORTED_KINDS.iter().any(|(e, _)| *e == ext))
+}
+
 /// Extensions of ClamAV database kinds we know of but do not read.
 const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
     ("mdb", "PE section hashes (.mdb)"),
