@@ -107,6 +107,8 @@ pub struct Decision {
     pub wait_ms: u64,
     /// The message to deliver holds 8-bit bytes.
     pub eight_bit: bool,
+    /// The signature database version the verdict was made with.
+    pub signatures: String,
 }
 
 /// What the receiving side knows about a message when its data is in.
@@ -123,6 +125,15 @@ pub struct MessageFacts {
     pub recipients: Vec<String>,
     /// The strictest content policy of the message's contracts.
     pub policy: ContentPolicy,
+}
+
+/// The scanner in use, swapped atomically; the one replaced is freed when the last message
+/// scanned with it is done.
+pub type LiveScanner = Arc<arc_swap::ArcSwap<Scanner>>;
+
+/// A scanner made live.
+pub fn live(scanner: Scanner) -> LiveScanner {
+    Arc::new(arc_swap::ArcSwap::from_pointee(scanner))
 }
 
 /// Which engine scans.
@@ -224,8 +235,9 @@ impl Drop for CancelOnDrop {
 pub struct Filter {
     /// More `Received:` headers than this is a loop (RFC 5321 §6.3).
     pub max_received_headers: usize,
-    /// The scanning engine.
-    pub scanner: Scanner,
+    /// The scanning engine in use; a new signature release replaces it whole, and each
+    /// message is scanned, rewritten and rescanned with the one it started with.
+    pub scanner: LiveScanner,
     /// Builds warning mails; `None` when warnings are switched off.
     pub notifier: Option<Arc<Notifier>>,
     /// Bounds the scans running at once and their memory.
@@ -256,7 +268,8 @@ impl Filter {
         let joined = tokio::task::spawn_blocking(move || {
             let decision = match writer.read_back() {
                 Ok(raw) => {
-                    let d = this.decide(&facts, writer.id().as_str(), &raw, &stop);
+                    let scanner = this.scanner.load_full();
+                    let d = this.decide(&scanner, &facts, writer.id().as_str(), &raw, &stop);
                     if stop.is_cancelled() {
                         tracing::info!(event = "scan_abandoned", queue_id = %writer.id(), scan_ms = d.scan_ms,
                             reason = "the client has gone");
@@ -285,9 +298,9 @@ impl Filter {
     /// Scans, decides and acts (blocking).
     /// All of it — the scan, the rewrite and the scans of the rewritten message — shares one
     /// time budget (`[scan] max_time` from `started`).
-    fn decide(&self, facts: &MessageFacts, queue_id: &str, raw: &[u8], stop: &Stop) -> Decision {
+    fn decide(&self, scanner: &Scanner, facts: &MessageFacts, queue_id: &str, raw: &[u8], stop: &Stop) -> Decision {
         let started = Instant::now();
-        let report = match self.scanner.scan_message(raw, stop) {
+        let report = match scanner.scan_message(raw, stop) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(event = "scan_failed", error = %e);
@@ -306,7 +319,7 @@ impl Filter {
         };
         let mut action = decision::decide(facts.direction, &report.root, facts.policy);
         if let Action::Rewrite { fixes, unscanned } = &action {
-            match self.carry_out_rewrite(raw, fixes, stop) {
+            match carry_out_rewrite(scanner, raw, fixes, stop) {
                 Some((data, done)) => {
                     let mut result: Vec<String> = done.iter().map(done_text).collect();
                     result.extend(unscanned_text(unscanned));
@@ -353,6 +366,7 @@ impl Filter {
             report.signatures,
             header_field("X-Mxshield-Scan", &d.result)
         );
+        d.signatures = report.signatures.clone();
         d.eight_bit = !d.rewritten.as_deref().unwrap_or(raw).is_ascii();
         d.scan_ms = started.elapsed().as_millis() as u64;
         metrics::counter!(
@@ -364,35 +378,6 @@ impl Filter {
         .increment(1);
         metrics::histogram!("mxshield_scan_duration_seconds").record(started.elapsed().as_secs_f64());
         d
-    }
-
-    /// Rewrites the message as `fixes` say, then scans the result: if a virus is still found,
-    /// the infected attachments are removed whole instead; `None` if even that leaves a virus.
-    fn carry_out_rewrite(&self, raw: &[u8], fixes: &[PartFix], stop: &Stop) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
-        let mut is_infected = |data: &[u8]| self.scanner.is_infected(data, stop);
-        // clean means scanned to the end and nothing found: a rescan that hit a limit is not
-        let clean = |data: &[u8]| {
-            self.scanner.scan_message(data, stop).is_ok_and(|r| !r.verdict().is_infected() && !r.verdict().is_limit())
-        };
-        match rewrite::rewrite(raw, fixes, self.scanner.limits(), &mut is_infected) {
-            Ok((data, done)) if clean(&data) => return Some((data, done)),
-            Ok(_) => tracing::warn!(
-                event = "disinfect_incomplete",
-                "virus still found after disinfection; removing whole attachments"
-            ),
-            Err(e) => tracing::warn!(event = "rewrite_failed", error = %e),
-        }
-        let removals: Vec<PartFix> = fixes.iter().map(|f| PartFix { fix: Fix::Remove, ..f.clone() }).collect();
-        match rewrite::rewrite(raw, &removals, self.scanner.limits(), &mut is_infected) {
-            Ok((data, done)) if clean(&data) => Some((data, done)),
-            _ => {
-                tracing::warn!(
-                    event = "rewrite_failed",
-                    error = "virus still found after removing attachments; dropping"
-                );
-                None
-            }
-        }
     }
 
     /// Warning mails for `case`: to the sender for outbound mail, else to each recipient a
@@ -517,6 +502,37 @@ fn part_records(root: &scan::Layer) -> Vec<PartRecord> {
     out
 }
 
+/// Rewrites the message as `fixes` say, then scans the result: if a virus is still found,
+/// the infected attachments are removed whole instead; `None` if even that leaves a virus.
+fn carry_out_rewrite(
+    scanner: &Scanner,
+    raw: &[u8],
+    fixes: &[PartFix],
+    stop: &Stop,
+) -> Option<(Vec<u8>, Vec<rewrite::Done>)> {
+    let mut is_infected = |data: &[u8]| scanner.is_infected(data, stop);
+    // clean means scanned to the end and nothing found: a rescan that hit a limit is not
+    let clean = |data: &[u8]| {
+        scanner.scan_message(data, stop).is_ok_and(|r| !r.verdict().is_infected() && !r.verdict().is_limit())
+    };
+    match rewrite::rewrite(raw, fixes, scanner.limits(), &mut is_infected) {
+        Ok((data, done)) if clean(&data) => return Some((data, done)),
+        Ok(_) => tracing::warn!(
+            event = "disinfect_incomplete",
+            "virus still found after disinfection; removing whole attachments"
+        ),
+        Err(e) => tracing::warn!(event = "rewrite_failed", error = %e),
+    }
+    let removals: Vec<PartFix> = fixes.iter().map(|f| PartFix { fix: Fix::Remove, ..f.clone() }).collect();
+    match rewrite::rewrite(raw, &removals, scanner.limits(), &mut is_infected) {
+        Ok((data, done)) if clean(&data) => Some((data, done)),
+        _ => {
+            tracing::warn!(event = "rewrite_failed", error = "virus still found after removing attachments; dropping");
+            None
+        }
+    }
+}
+
 fn refuse(r: Refusal) -> Decision {
     Decision { verdict: FilterVerdict::Refuse(r), action: "refuse", ..Decision::default() }
 }
@@ -542,10 +558,10 @@ mod tests {
         use metrics_util::debugging::{DebugValue, DebuggingRecorder};
         let filter = Filter {
             max_received_headers: 30,
-            scanner: Scanner::Builtin(Arc::new(Engine::new(
+            scanner: live(Scanner::Builtin(Arc::new(Engine::new(
                 Arc::new(scan::Signatures::builtin()),
                 scan::Limits::default(),
-            ))),
+            )))),
             notifier: None,
             admission: Arc::new(Admission::new(1, 1 << 30, 60_000_000)),
             max_time: std::time::Duration::from_secs(60),
@@ -562,9 +578,10 @@ mod tests {
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             let stop = Stop::at(Instant::now() + std::time::Duration::from_secs(60));
-            filter.decide(&facts, "Q1", b"Subject: hi\r\n\r\nclean\r\n", &stop);
-            filter.decide(&facts, "Q2", eicar.as_bytes(), &stop);
-            filter.decide(&facts, "Q3", b"Subject: hi again\r\n\r\nclean\r\n", &stop);
+            let scanner = filter.scanner.load_full();
+            filter.decide(&scanner, &facts, "Q1", b"Subject: hi\r\n\r\nclean\r\n", &stop);
+            filter.decide(&scanner, &facts, "Q2", eicar.as_bytes(), &stop);
+            filter.decide(&scanner, &facts, "Q3", b"Subject: hi again\r\n\r\nclean\r\n", &stop);
         });
         let mut counted = std::collections::BTreeMap::new();
         let mut scans = 0;

@@ -50,6 +50,9 @@ pub struct MessageSummary {
     pub subject: String,
     /// The scan verdict in a word (`clean`, `infected` …).
     pub verdict: String,
+    /// The signature database version the verdict was made with (`release-7`, `clamd …`).
+    #[serde(default)]
+    pub signatures: String,
     /// Virus names found.
     pub viruses: Vec<String>,
     /// What was done (`deliver`, `rewrite`, `drop`, `refuse` …).

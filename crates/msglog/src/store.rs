@@ -79,8 +79,8 @@ impl LogStore {
             let parts = serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into());
             sqlx::query(
                 "INSERT OR REPLACE INTO messages (queue_id, at, contract, direction, client_ip, sender, size, \
-                 message_id, subject, verdict, viruses, action, result, reply, related, parts) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 message_id, subject, verdict, viruses, action, result, reply, related, parts, signatures) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&m.queue_id)
             .bind(m.at)
@@ -98,6 +98,7 @@ impl LogStore {
             .bind(&m.reply)
             .bind(&m.related)
             .bind(parts)
+            .bind(&m.signatures)
             .execute(&mut *tx)
             .await?;
             for rcpt in &r.recipients {
@@ -150,7 +151,7 @@ impl LogStore {
     pub async fn search(&self, f: &Filter) -> Result<Vec<Found>, LogStoreError> {
         let mut sql = String::from(
             "SELECT queue_id, at, contract, direction, client_ip, sender, size, message_id, subject, verdict, \
-             viruses, action, result, reply, related, parts FROM messages m WHERE 1 = 1",
+             viruses, action, result, reply, related, parts, signatures FROM messages m WHERE 1 = 1",
         );
         let mut binds: Vec<Bind> = Vec::new();
         if let Some(t) = f.since {
@@ -236,6 +237,7 @@ fn summary_of(row: &SqliteRow) -> MessageSummary {
         reply: row.get("reply"),
         related: row.get("related"),
         parts: serde_json::from_str(&parts).unwrap_or_default(),
+        signatures: row.get("signatures"),
     }
 }
 

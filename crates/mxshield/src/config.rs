@@ -32,6 +32,8 @@ pub struct Config {
     pub scan: ScanConfig,
     pub log: LogConfig,
     pub warnings: WarningsConfig,
+    /// `[signatures]`: signature releases (updates).
+    pub signatures: sigupdate::updater::UpdateConfig,
 }
 
 /// `[scan]`: the scanning engine.
@@ -133,6 +135,8 @@ impl Config {
         let node_id = read_node(&mut r, node_sec.as_mut(), &smtp.hostname);
         let mut operator_sec = r.table(&mut root, "operator");
         let calendar = read_operator(&mut r, operator_sec.as_mut());
+        let mut sigs_sec = r.table(&mut root, "signatures");
+        let signatures = read_signatures(&mut r, sigs_sec.as_mut());
         r.deny_unknown(&root);
         r.finish()?;
         Ok(Config {
@@ -147,7 +151,13 @@ impl Config {
             scan,
             log,
             warnings,
+            signatures,
         })
+    }
+
+    /// Where a node keeps its installed signature releases.
+    pub fn signatures_dir(&self) -> PathBuf {
+        self.data_dir.join("signatures")
     }
 
     /// Where the spool lives.
@@ -393,6 +403,33 @@ fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, dat
     if let Some(s) = sec {
         r.deny_unknown(s);
     }
+    cfg
+}
+
+fn read_signatures(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> sigupdate::updater::UpdateConfig {
+    let d = sigupdate::updater::UpdateConfig::default();
+    let mut cfg = sigupdate::updater::UpdateConfig {
+        check_every: duration(r, sec.as_deref_mut(), "check_every", d.check_every),
+        max_age: duration(r, sec.as_deref_mut(), "max_age", d.max_age),
+        ..d
+    };
+    let Some(s) = sec else { return cfg };
+    if let Some((text, line)) = r.string(s, "source") {
+        match sigupdate::source::Source::parse(&text) {
+            Ok(src) => cfg.source = Some(src),
+            Err(why) => r.issue(s.child_path("source"), line, why),
+        }
+    }
+    for (key, line) in r.strings(s, "trusted_keys").unwrap_or_default() {
+        match sigupdate::keys::PublicKey::parse(&key) {
+            Ok(k) => cfg.trusted.push(k),
+            Err(why) => r.issue(s.child_path("trusted_keys"), line, why.to_string()),
+        }
+    }
+    if cfg.source.is_some() && cfg.trusted.is_empty() {
+        r.issue(s.child_path("trusted_keys"), s.line(), "a source needs at least one trusted key");
+    }
+    r.deny_unknown(s);
     cfg
 }
 

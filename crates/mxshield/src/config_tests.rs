@@ -66,6 +66,15 @@ fn bad_configs_report_every_error() {
             &["line 2: node.id: must be 0 to 65535", "line 3: node.name: unknown key"],
         ),
         (
+            "[signatures]\nsource = \"ftp://x/\"\ntrusted_keys = [\"RWQnot-a-key\"]\ncheck_every = \"0s\"\n",
+            &[
+                "line 2: signatures.source: \"ftp://x/\": only http://",
+                "line 3: signatures.trusted_keys: malformed public key",
+                "line 4: signatures.check_every: must be longer than zero",
+            ],
+        ),
+        ("[signatures]\nsource = \"/srv/releases\"\n", &["line 1: signatures.trusted_keys: a source needs"]),
+        (
             "colour = \"blue\"\n[smtp]\nmax_errors = \"ten\"\n",
             &["line 1: colour: unknown key", "line 3: smtp.max_errors: expected an integer"],
         ),

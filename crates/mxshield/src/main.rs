@@ -7,6 +7,7 @@ mod log_cli;
 mod logging;
 mod scan_cli;
 mod serve;
+mod sigs_cli;
 mod tls;
 
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Signature database information.
+    /// Signature databases and releases (updates).
     #[command(subcommand)]
     Sigs(SigsCmd),
     /// The message log (every message's scan result, action and delivery outcome).
@@ -92,6 +93,41 @@ enum SigsCmd {
         #[arg(long, value_name = "DIR")]
         db: Option<PathBuf>,
     },
+    /// Make a signing key pair (minisign format; the secret key file gets mode 0600).
+    Keygen {
+        /// Secret key file to write (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+        /// Public key file to write.
+        #[arg(long, value_name = "FILE")]
+        public: PathBuf,
+    },
+    /// Publish the database directory DB as a new signed release in the publishing directory.
+    Publish {
+        /// The database directory (freshclam's or cvdupdate's, plus your own files).
+        #[arg(long, value_name = "DIR")]
+        db: PathBuf,
+        /// The secret key.
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+        /// The publishing directory (served by any static web server, or read directly).
+        #[arg(long, value_name = "REPO")]
+        out: PathBuf,
+        /// How long nodes may install the release.
+        #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Check the newest release of a publishing directory or URL as a node would, without
+    /// installing it (exit 0 = acceptable, 1 = refused).
+    Verify {
+        /// The publishing directory or its URL.
+        source: String,
+        /// A trusted public key (default: `[signatures] trusted_keys`); may be repeated.
+        #[arg(long = "key", value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// The release this node scans with, and what its updater last did.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +215,12 @@ fn main() -> ExitCode {
             }
             Command::Scan { db, json, paths } => scan_cli::scan(&config, db.as_deref(), json, &paths),
             Command::Sigs(SigsCmd::Info { db }) => scan_cli::sigs_info(&config, db.as_deref()),
+            Command::Sigs(SigsCmd::Keygen { secret, public }) => sigs_cli::keygen(&secret, &public),
+            Command::Sigs(SigsCmd::Publish { db, secret, out, expires }) => {
+                sigs_cli::publish(&db, &secret, &out, expires)
+            }
+            Command::Sigs(SigsCmd::Verify { source, keys }) => sigs_cli::verify(&config, &source, &keys),
+            Command::Sigs(SigsCmd::Status) => sigs_cli::status(&config),
             Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,

@@ -11,8 +11,18 @@ use scan::{Engine, Layer, Signatures, Verdict};
 
 use crate::config::Config;
 
-/// Loads `--db DIR`, else `[scan] signatures`, else the built-in database.
+/// Loads `--db DIR`, else the node's signature release in use (with `[signatures] source`),
+/// else `[scan] signatures`, else the built-in database.
 fn load_signatures(config: &Config, db: Option<&Path>) -> anyhow::Result<(Signatures, Duration)> {
+    if db.is_none() && config.signatures.source.is_some() {
+        let started = Instant::now();
+        let store = sigupdate::store::Store::open(&config.signatures_dir())?;
+        if let (Some(loaded), _) = store.load(&config.signatures.trusted, config.scan.limits) {
+            let sigs = std::sync::Arc::try_unwrap(loaded.signatures)
+                .map_err(|_| anyhow::anyhow!("the loaded database is shared"))?;
+            return Ok((sigs, started.elapsed()));
+        }
+    }
     signatures(db.or(config.scan.signatures.as_deref()))
 }
 

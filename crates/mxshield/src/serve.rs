@@ -28,6 +28,9 @@ use msglog::MessageLog;
 pub struct Prepared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     scanner: Scanner,
+    /// The signature release the built-in engine starts with (`None`: the configured or
+    /// built-in database).
+    release: Option<sigupdate::manifest::Manifest>,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -41,10 +44,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
         note(anyhow::anyhow!("cannot create data_dir {}: {e}", config.data_dir.display()));
     }
     let tls = config.smtp.tls.as_ref().map(tls::acceptor).transpose().map_err(&mut note).ok().flatten();
-    let scanner = scanner(&config.scan).map_err(&mut note).ok();
+    let scanner = scanner(config).map_err(&mut note).ok();
     let notifier = notifier(config).map_err(&mut note).ok().flatten();
     match scanner {
-        Some(scanner) if problems.is_empty() => Ok(Prepared { tls, scanner, notifier }),
+        Some((scanner, release)) if problems.is_empty() => Ok(Prepared { tls, scanner, release, notifier }),
         _ => Err(problems),
     }
 }
@@ -53,7 +56,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
 /// reported, every problem at once, with exit status 2.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     logging::init(&config.log);
-    let Prepared { tls, scanner, notifier } = match prepare(&config) {
+    let Prepared { tls, scanner, release, notifier } = match prepare(&config) {
         Ok(p) => p,
         Err(problems) => {
             for p in problems {
@@ -110,6 +113,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         hostname = %config.smtp.hostname, data_dir = %config.data_dir.display(), queued = queued_at_start,
         contracts = contracts.get().contracts().len()
     );
+    let scanner = filter::live(scanner);
+    let updater = start_updates(&config, &scanner, release.as_ref(), shutdown_rx.clone())?;
     let ctx = Arc::new(InboundContext {
         postmaster: config.postmaster.clone(),
         postmaster_forward: config.postmaster_forward.clone(),
@@ -136,6 +141,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = scheduler.await;
+    if let Some(u) = updater {
+        let _ = u.await;
+    }
     // every sender of the message log is gone now: its writer finishes what it has (bounded,
     // so that a sender kept alive somewhere cannot hold the process)
     if tokio::time::timeout(std::time::Duration::from_secs(10), msglog_writer).await.is_err() {
@@ -161,20 +169,75 @@ fn notifier(config: &Config) -> anyhow::Result<Option<Arc<Notifier>>> {
 }
 
 /// The scanner `[scan]` asks for: clamd (checked now, so a wrong address fails at start-up)
-/// or the built-in engine.
-fn scanner(cfg: &ScanConfig) -> anyhow::Result<Scanner> {
+/// or the built-in engine — with the last good signature release installed here when
+/// `[signatures] source` is set, else with `[scan] signatures` or the built-in database.
+fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<sigupdate::manifest::Manifest>)> {
+    let cfg = &config.scan;
     if let Some(addr) = &cfg.clamd {
         let c = scan::clamd::Clamd { addr: addr.clone(), timeout: cfg.clamd_timeout };
         let version = c.version().with_context(|| format!("cannot reach clamd at {addr}"))?;
         tracing::info!(event = "clamd_connected", version = %version);
-        return Ok(Scanner::Clamd(c, format!("clamd {version}")));
+        return Ok((Scanner::Clamd(c, format!("clamd {version}")), None));
     }
-    Ok(Scanner::Builtin(Arc::new(load_engine(cfg)?)))
+    if config.signatures.source.is_some() {
+        let dir = config.signatures_dir();
+        let store = sigupdate::store::Store::open(&dir)
+            .with_context(|| format!("cannot open the signature store {}", dir.display()))?;
+        let started = std::time::Instant::now();
+        let (loaded, passed_over) = store.load(&config.signatures.trusted, cfg.limits);
+        for why in passed_over {
+            tracing::error!(event = "signature_release_unusable", reason = %why);
+        }
+        if let Some(l) = loaded {
+            signatures_loaded(&l.signatures, started.elapsed());
+            let engine = scan::Engine::new(l.signatures, cfg.limits);
+            return Ok((Scanner::Builtin(Arc::new(engine)), Some(l.manifest)));
+        }
+        tracing::info!(
+            event = "no_signature_release",
+            "no release installed yet: starting with the configured database"
+        );
+    }
+    Ok((Scanner::Builtin(Arc::new(load_engine(cfg)?)), None))
 }
 
-/// Loads the signature database named by `[scan]` (or the built-in one).
-pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
-    let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref())?;
+/// Starts checking `[signatures] source` for new releases (built-in engine only); each one
+/// installed replaces the scanner, with the same limits.
+fn start_updates(
+    config: &Config,
+    live: &filter::LiveScanner,
+    release: Option<&sigupdate::manifest::Manifest>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(source) = config.signatures.source.clone() else { return Ok(None) };
+    if config.scan.clamd.is_some() {
+        // clamd reloads its own database
+        return Ok(None);
+    }
+    let store = sigupdate::store::Store::open(&config.signatures_dir())?;
+    store.clear_tmp()?;
+    if let Some(m) = release {
+        store.set_status(&sigupdate::updater::started_with(&store, m.version, m.created, m.signatures))?;
+    }
+    let limits = config.scan.limits;
+    let updater = sigupdate::updater::Updater {
+        store,
+        source,
+        trusted: config.signatures.trusted.clone(),
+        limits,
+        check_every: config.signatures.check_every,
+        max_age: config.signatures.max_age,
+    };
+    let live = live.clone();
+    let swap = move |sigs: Arc<scan::Signatures>| {
+        signatures_loaded(&sigs, std::time::Duration::ZERO);
+        live.store(Arc::new(Scanner::Builtin(Arc::new(scan::Engine::new(sigs, limits)))));
+    };
+    Ok(Some(tokio::spawn(updater.run(release.map(|m| m.version), swap, shutdown))))
+}
+
+/// Records a database put in use.
+fn signatures_loaded(sigs: &scan::Signatures, took: std::time::Duration) {
     let unsupported: usize = sigs.stats.unsupported.values().sum();
     metrics::gauge!("mxshield_signatures").set(sigs.len() as f64);
     metrics::gauge!("mxshield_signatures_loaded_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
@@ -182,6 +245,12 @@ pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
         event = "signatures_loaded", version = %sigs.version, signatures = sigs.len(), unsupported,
         load_ms = took.as_millis() as u64
     );
+}
+
+/// Loads the signature database named by `[scan]` (or the built-in one).
+pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
+    let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref())?;
+    signatures_loaded(&sigs, took);
     Ok(scan::Engine::new(Arc::new(sigs), cfg.limits))
 }
 

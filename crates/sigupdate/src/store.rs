@@ -72,16 +72,22 @@ pub struct Refused {
 }
 
 impl Store {
-    /// Opens (creating) the store at `root` and empties its `tmp/`.
+    /// Opens (creating) the store at `root`.
     pub fn open(root: &Path) -> std::io::Result<Store> {
         for d in ["objects", "releases", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        for e in std::fs::read_dir(root.join("tmp"))? {
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    /// Empties `tmp/` (what an update interrupted by a crash left); only the node that
+    /// updates this store calls it, at start.
+    pub fn clear_tmp(&self) -> std::io::Result<()> {
+        for e in std::fs::read_dir(self.root.join("tmp"))? {
             let p = e?.path();
             let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(())
     }
 
     /// A new, empty staging directory under `tmp/`.

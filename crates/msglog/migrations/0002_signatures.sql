@@ -1,0 +1,2 @@
+-- The signature database version each verdict was made with (issue 10).
+ALTER TABLE messages ADD COLUMN signatures TEXT NOT NULL DEFAULT '';
