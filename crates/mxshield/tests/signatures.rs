@@ -184,3 +184,205 @@ async fn releases_are_fetched_over_http() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Swap under load: 8 SMTP sessions send clean, EICAR and marker mail continuously while 20
+/// releases are published one after another, release k adding the signature of marker k.
+/// Every message is answered `250` (none refused because of a swap), every accepted message
+/// is delivered or acted on, and each recorded verdict agrees with the version recorded with
+/// it: marker k is found exactly when the release that scanned it is k or later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_swap_under_load_with_nothing_dropped() {
+    const RELEASES: u64 = 20;
+    const SESSIONS: usize = 8;
+    let root = testkit::TempDir::new("sigs-load");
+    let op = Operator::new(root.path());
+    let eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    op.add("Load.Eicar", eicar);
+    let marker = |k: u64| format!("LOAD-MARKER-{k:02}-e1d2");
+    op.add("Load.Marker.1", &marker(1));
+    op.publish();
+    let section = op.signatures_section(op.repo().to_str().unwrap());
+    let w = world_with("sigs-load", "", &section, Behaviour::Accept).await;
+    wait_status(&w, "release 1 ", Duration::from_secs(10)).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for s in 0..SESSIONS {
+        let (addr, stop) = (w.gw.addr, stop.clone());
+        let eicar = eicar.to_string();
+        senders.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(s as u64);
+            let (mut c, _) = testkit::client::RawClient::connect(addr).await.unwrap();
+            c.cmd("EHLO load.test").await.unwrap();
+            let mut sent: Vec<(String, u16, Option<u64>)> = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2_000 {
+                n += 1;
+                let subject = format!("s{s}-n{n}");
+                let kind = rng.u64(0..=RELEASES + 1);
+                let (body, marker_k) = match kind {
+                    0 => ("nothing to see here".to_string(), None),
+                    k if k > RELEASES => (eicar.clone(), Some(0)),
+                    k => (format!("LOAD-MARKER-{k:02}-e1d2"), Some(k)),
+                };
+                let r = c.send_mail("a@remote.test", &["alice@acme.example"], &mail(&subject, &body)).await.unwrap();
+                sent.push((subject, r.code, marker_k));
+                c.cmd("RSET").await.unwrap();
+            }
+            sent
+        }));
+    }
+    for k in 2..=RELEASES {
+        op.add(&format!("Load.Marker.{k}"), &marker(k));
+        op.publish();
+        wait_status(&w, &format!("release {k} "), Duration::from_secs(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for t in senders {
+        sent.extend(t.await.unwrap());
+    }
+    let refused: Vec<_> = sent.iter().filter(|(_, code, _)| *code != 250).collect();
+    assert!(refused.is_empty(), "refused during swaps: {refused:?}");
+
+    // every message logged, with the version that scanned it
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let out = w.gw.cli(&["log", "search", "--json", "--direction", "inbound", "--limit", "1000000"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if all.len() >= sent.len() || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let by_subject: std::collections::HashMap<String, &serde_json::Value> =
+        records.iter().map(|r| (r["subject"].as_str().unwrap().to_string(), r)).collect();
+    let mut versions = std::collections::BTreeSet::new();
+    let mut clean_subjects = Vec::new();
+    for (subject, _, marker_k) in &sent {
+        let r = by_subject.get(subject).unwrap_or_else(|| panic!("{subject} accepted but not logged"));
+        let version: u64 = r["signatures"].as_str().unwrap().strip_prefix("release-").unwrap().parse().unwrap();
+        versions.insert(version);
+        let infected = r["verdict"] == "infected";
+        let expected = match marker_k {
+            None => false,
+            Some(0) => true,
+            Some(k) => version >= *k,
+        };
+        assert_eq!(infected, expected, "{subject} (marker {marker_k:?}) scanned with release {version}: {r}");
+        if infected {
+            assert_eq!(r["action"], "drop", "{r}");
+        } else {
+            clean_subjects.push(subject.clone());
+        }
+    }
+    // every message not dropped reaches the customer's server
+    let got = w.customer.wait_for(clean_subjects.len(), Duration::from_secs(60)).await;
+    let delivered: std::collections::HashSet<String> = got
+        .iter()
+        .filter_map(|m| m.text().lines().find_map(|l| l.strip_prefix("Subject: ").map(str::to_string)))
+        .collect();
+    for s in &clean_subjects {
+        assert!(delivered.contains(s), "{s} accepted, not dropped, but not delivered");
+    }
+    println!(
+        "swap under load: {} messages over {SESSIONS} sessions, {} releases installed, {} versions seen in verdicts, none refused",
+        sent.len(),
+        RELEASES,
+        versions.len()
+    );
+    assert!(versions.len() as u64 >= RELEASES - 2, "verdicts made with only {versions:?}");
+}
+
+/// A download that stalls half-way does not hold mail up; a node killed during it restarts at
+/// once with the last good release (the half-written file is cleared), and installs the new
+/// release once the source serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_holds_nothing_and_a_kill_during_it_keeps_the_last_release() {
+    use testkit::http::{HttpServer, Mode};
+    let root = testkit::TempDir::new("sigs-stall");
+    let op = Operator::new(root.path());
+    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+    op.publish();
+    let server = HttpServer::start(op.repo(), Mode::Serve).await;
+    let mut w = world_with("sigs-stall", "", &op.signatures_section(&server.url()), Behaviour::Accept).await;
+    wait_status(&w, "release 1", Duration::from_secs(10)).await;
+
+    *server.mode.lock().unwrap() = Mode::StallUnder("payloads/".into());
+    server.requests.lock().unwrap().clear();
+    // a payload big enough to be caught half-way
+    let big: String = (0..20_000).map(|i| format!("Filler.{i}:0:*:{:08x}{:08x}\n", i * 7919 + 1, i)).collect();
+    std::fs::write(op.dir.join("db").join("filler.ndb"), big).unwrap();
+    op.add("Operator.Marker.Two", "MARKER-TWO-77ab02");
+    op.publish();
+    let tmp = w.dir.path().join("data/signatures/tmp");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.requests.lock().unwrap().iter().any(|p| p.starts_with("payloads/")) || dir_bytes(&tmp) == 0 {
+        assert!(Instant::now() < deadline, "the node never started downloading");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // mail goes on, scanned with release 1
+    let started = Instant::now();
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("during", "MARKER-ONE-3f9c1d"))
+        .await
+        .unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "mail waited {:?} for the update", started.elapsed());
+
+    w.gw.kill9();
+    assert!(dir_bytes(&tmp) > 0, "a half-written download was there");
+    *server.mode.lock().unwrap() = Mode::StallUnder("payloads/".into());
+    w.gw.spawn();
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("after", "MARKER-ONE-3f9c1d"))
+        .await
+        .unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "scans with release 1 at once: {r:?}");
+    assert_eq!(logged(&w, "after")["signatures"], "release-1");
+    assert!(w.gw.log().contains("signatures_loaded") && w.gw.log().contains("release-1"));
+
+    *server.mode.lock().unwrap() = Mode::Serve;
+    // the stalled request of the restarted node times out only after minutes; a fresh start
+    // checks at once
+    w.gw.kill9();
+    w.gw.spawn();
+    wait_status(&w, "release 2", Duration::from_secs(20)).await;
+    let r =
+        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("two", "MARKER-TWO-77ab02")).await.unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+}
+
+/// A source that answers garbage is refused with the reason; one that is down is retried with
+/// back-off; mail flows all along and the release in use stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_or_dead_source_is_refused_or_retried_while_mail_flows() {
+    use testkit::http::{HttpServer, Mode};
+    let root = testkit::TempDir::new("sigs-garbage");
+    let op = Operator::new(root.path());
+    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+    op.publish();
+    let server = HttpServer::start(op.repo(), Mode::Serve).await;
+    let w = world_with("sigs-garbage", "", &op.signatures_section(&server.url()), Behaviour::Accept).await;
+    wait_status(&w, "release 1", Duration::from_secs(10)).await;
+    *server.mode.lock().unwrap() = Mode::Garbage;
+    let status = wait_status(&w, "last refused:", Duration::from_secs(10)).await;
+    assert!(status.contains("not a version number") && status.contains("release 1"), "{status}");
+    let r =
+        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("g", "MARKER-ONE-3f9c1d")).await.unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    drop(server);
+    let status = wait_status(&w, "failed:", Duration::from_secs(10)).await;
+    assert!(status.contains("release 1"), "{status}");
+    assert!(w.gw.log().contains("signature_check_failed"));
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("d", "hello")).await.unwrap();
+    assert_eq!(r.code, 250, "{r:?}");
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        total += if p.is_dir() { dir_bytes(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+    }
+    total
+}

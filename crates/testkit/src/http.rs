@@ -1,0 +1,122 @@
+//! A static HTTP/1.1 file server for tests of the signature update path: it serves a
+//! directory (with `ETag` and `304 Not Modified`), and can misbehave the ways a real source
+//! does — stall half-way through the files under a path prefix, or answer garbage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// How the server behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Serves the files.
+    Serve,
+    /// Serves the files, except that a file under this path prefix is sent half and then
+    /// the connection stalls (a download that never ends).
+    StallUnder(String),
+    /// Answers every request `200` with bytes that are no release.
+    Garbage,
+}
+
+/// A running server; stops when dropped.
+pub struct HttpServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// How it behaves from now on.
+    pub mode: Arc<Mutex<Mode>>,
+    /// Paths requested so far.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Serves `root` on a free loopback port.
+    pub async fn start(root: PathBuf, mode: Mode) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let addr = listener.local_addr().expect("http addr");
+        let mode = Arc::new(Mutex::new(mode));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (m, r) = (mode.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (root, mode, requests) = (root.clone(), m.clone(), r.clone());
+                tokio::spawn(async move {
+                    let mut s = BufReader::new(s);
+                    let mut request = String::new();
+                    let mut etag = None;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if request.is_empty() {
+                            request = line.clone();
+                        } else if line.trim().is_empty() {
+                            break;
+                        } else if let Some(v) =
+                            line.strip_prefix("If-None-Match:").or(line.strip_prefix("if-none-match:"))
+                        {
+                            etag = Some(v.trim().to_string());
+                        }
+                    }
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                    requests.lock().unwrap().push(path.clone());
+                    let mode = mode.lock().unwrap().clone();
+                    let s = s.get_mut();
+                    if mode == Mode::Garbage {
+                        let _ = s
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n\x00\xffgarbage",
+                            )
+                            .await;
+                        return;
+                    }
+                    let Ok(body) = std::fs::read(root.join(&path)) else {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let tag = format!("\"{:08x}-{}\"", crc(&body), body.len());
+                    if etag.as_deref() == Some(tag.as_str()) {
+                        let _ = s.write_all(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n").await;
+                        return;
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {tag}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                    if let Mode::StallUnder(prefix) = &mode
+                        && path.starts_with(prefix.as_str())
+                    {
+                        let _ = s.write_all(&body[..body.len() / 2]).await;
+                        let _ = s.flush().await;
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = s.write_all(&body).await;
+                });
+            }
+        });
+        HttpServer { addr, mode, requests, task }
+    }
+
+    /// `http://addr/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn crc(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
