@@ -30,7 +30,7 @@ pub struct Prepared {
     scanner: Scanner,
     /// The signature release the built-in engine starts with (`None`: the configured or
     /// built-in database).
-    release: Option<sigupdate::manifest::Manifest>,
+    release: Option<(sigupdate::manifest::Manifest, Arc<scan::Signatures>)>,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -171,7 +171,9 @@ fn notifier(config: &Config) -> anyhow::Result<Option<Arc<Notifier>>> {
 /// The scanner `[scan]` asks for: clamd (checked now, so a wrong address fails at start-up)
 /// or the built-in engine — with the last good signature release installed here when
 /// `[signatures] source` is set, else with `[scan] signatures` or the built-in database.
-fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<sigupdate::manifest::Manifest>)> {
+type Release = (sigupdate::manifest::Manifest, Arc<scan::Signatures>);
+
+fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<Release>)> {
     let cfg = &config.scan;
     if let Some(addr) = &cfg.clamd {
         let c = scan::clamd::Clamd { addr: addr.clone(), timeout: cfg.clamd_timeout };
@@ -190,8 +192,8 @@ fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<sigupdate::manife
         }
         if let Some(l) = loaded {
             signatures_loaded(&l.signatures, started.elapsed());
-            let engine = scan::Engine::new(l.signatures, cfg.limits);
-            return Ok((Scanner::Builtin(Arc::new(engine)), Some(l.manifest)));
+            let engine = scan::Engine::new(l.signatures.clone(), cfg.limits);
+            return Ok((Scanner::Builtin(Arc::new(engine)), Some((l.manifest, l.signatures))));
         }
         tracing::info!(
             event = "no_signature_release",
@@ -206,7 +208,7 @@ fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<sigupdate::manife
 fn start_updates(
     config: &Config,
     live: &filter::LiveScanner,
-    release: Option<&sigupdate::manifest::Manifest>,
+    release: Option<&Release>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(source) = config.signatures.source.clone() else { return Ok(None) };
@@ -216,7 +218,7 @@ fn start_updates(
     }
     let store = sigupdate::store::Store::open(&config.signatures_dir())?;
     store.clear_tmp()?;
-    if let Some(m) = release {
+    if let Some((m, _)) = release {
         store.set_status(&sigupdate::updater::started_with(&store, m.version, m.created, m.signatures))?;
     }
     let limits = config.scan.limits;
@@ -233,7 +235,8 @@ fn start_updates(
         signatures_loaded(&sigs, std::time::Duration::ZERO);
         live.store(Arc::new(Scanner::Builtin(Arc::new(scan::Engine::new(sigs, limits)))));
     };
-    Ok(Some(tokio::spawn(updater.run(release.map(|m| m.version), swap, shutdown))))
+    let in_use = release.map(|(m, sigs)| (m.version, sigs.clone()));
+    Ok(Some(tokio::spawn(updater.run(in_use, swap, shutdown))))
 }
 
 /// Records a database put in use.

@@ -122,7 +122,7 @@ pub enum Check {
 }
 
 /// What a node needs to know to judge a release.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Judge<'a> {
     /// The keys it trusts.
     pub trusted: &'a [PublicKey],
@@ -132,6 +132,9 @@ pub struct Judge<'a> {
     pub now: i64,
     /// The scan limits the self-test runs under.
     pub limits: Limits,
+    /// The database in use: the compiled parts of files it holds unchanged are taken over
+    /// instead of built again beside it.
+    pub previous: Option<&'a Signatures>,
 }
 
 /// Reads the newest release from `source` and checks it as a node does, staging it in
@@ -207,7 +210,7 @@ pub fn fetch_version(
     for v in &manifest.vectors {
         obtain(source, &format!("vector {}", v.sha256), &v.sha256, v.size, &vectors.join(&v.sha256), have)?;
     }
-    let mut signatures = Signatures::load_dir(&db).map_err(|e| Refusal::Load(e.to_string()))?;
+    let mut signatures = Signatures::load_dir_reusing(&db, judge.previous).map_err(|e| Refusal::Load(e.to_string()))?;
     signatures.version = version_label(version);
     let signatures = Arc::new(signatures);
     self_test(&signatures, &manifest.vectors, &vectors, judge.limits)?;

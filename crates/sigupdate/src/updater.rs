@@ -63,7 +63,7 @@ impl Updater {
     /// release the node started with.
     pub async fn run(
         self,
-        mut in_use: Option<u64>,
+        mut in_use: Option<(u64, Arc<Signatures>)>,
         swap: impl Fn(Arc<Signatures>) + Send + 'static,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -73,8 +73,8 @@ impl Updater {
         loop {
             let now = chrono_now();
             let result = {
-                let (this, etag) = (this.clone(), etag.clone());
-                run_low_priority(move || this.check_and_install(in_use, etag.as_deref(), now))
+                let (this, etag, current) = (this.clone(), etag.clone(), in_use.clone());
+                run_low_priority(move || this.check_and_install(current, etag.as_deref(), now))
                     .await
                     .unwrap_or_else(|e| Err(Refusal::Io(e)))
             };
@@ -92,7 +92,8 @@ impl Updater {
                     etag = tag;
                     backoff = FIRST_BACKOFF;
                     let m = &staged.manifest;
-                    in_use = Some(m.version);
+                    let shared = in_use.as_ref().map_or(0, |(_, prev)| staged.signatures.parts_shared_with(prev));
+                    in_use = Some((m.version, staged.signatures.clone()));
                     status.version = Some(m.version);
                     status.since = now;
                     status.created = m.created;
@@ -102,7 +103,8 @@ impl Updater {
                     status.last_outcome = format!("installed {}", m.version);
                     tracing::info!(
                         event = "signatures_updated", version = m.version, signatures = m.signatures,
-                        key_id = %staged.key_id, source = %status.source
+                        files = m.payloads.len(), files_unchanged = shared, key_id = %staged.key_id,
+                        source = %status.source
                     );
                     metrics::counter!("mxshield_signature_checks_total", "result" => "installed").increment(1);
                     swap(staged.signatures.clone());
@@ -118,7 +120,7 @@ impl Updater {
                 Err(refusal) => {
                     etag = None;
                     let reason = refusal.to_string();
-                    tracing::warn!(event = "signatures_refused", reason = %reason, in_use = ?in_use);
+                    tracing::warn!(event = "signatures_refused", reason = %reason, in_use = ?in_use.as_ref().map(|u| u.0));
                     metrics::counter!("mxshield_signature_checks_total", "result" => "refused").increment(1);
                     status.last_outcome = format!("refused: {reason}");
                     status.last_refused = Some(Refused { at: now, reason });
@@ -150,12 +152,18 @@ impl Updater {
     /// One check (blocking): fetch, verify, load, self-test, install.
     fn check_and_install(
         &self,
-        in_use: Option<u64>,
+        in_use: Option<(u64, Arc<Signatures>)>,
         etag: Option<&str>,
         now: i64,
     ) -> Result<(Check, Option<String>), Refusal> {
         let staging = self.store.staging().map_err(|e| Refusal::Io(e.to_string()))?;
-        let judge = Judge { trusted: &self.trusted, in_use, now, limits: self.limits };
+        let judge = Judge {
+            trusted: &self.trusted,
+            in_use: in_use.as_ref().map(|u| u.0),
+            now,
+            limits: self.limits,
+            previous: in_use.as_ref().map(|u| &*u.1),
+        };
         let result = release::check(&self.source, &judge, etag, &staging, &|h| self.store.have(h));
         if let Ok((Check::New(staged), _)) = &result {
             self.store.install(staged).map_err(|e| Refusal::Io(e.to_string()))?;

@@ -51,7 +51,7 @@ fn publish(db: &Path, repo: &Path, key: &SecretKey) -> Manifest {
 }
 
 fn judge(trusted: &[PublicKey], in_use: Option<u64>) -> Judge<'_> {
-    Judge { trusted, in_use, now: NOW + 60, limits: Limits::default() }
+    Judge { trusted, in_use, now: NOW + 60, limits: Limits::default(), previous: None }
 }
 
 /// Checks `repo` with `judge`, installing into `store` what is new.
@@ -93,7 +93,16 @@ fn a_release_is_published_checked_installed_and_loaded() {
     assert_eq!(m2.version, 2);
     let added = std::fs::read_dir(repo.join("payloads")).unwrap().count() - payloads;
     assert_eq!(added, 2, "only the new marker and its sample");
-    assert_eq!(check(&repo, &store, &judge(&trusted, Some(1))).unwrap(), Some(2));
+    // built beside release 1 in use, release 2 takes over its unchanged files' compiled parts
+    let (one, _) = store.load(&trusted, Limits::default());
+    let one = one.unwrap().signatures;
+    let staging = store.staging().unwrap();
+    let j = Judge { previous: Some(&one), ..judge(&trusted, Some(1)) };
+    let (found, _) = release::check(&Source::Dir(repo.clone()), &j, None, &staging, &|h| store.have(h)).unwrap();
+    let Check::New(staged) = found else { panic!("release 2 not found") };
+    assert_eq!(staged.signatures.parts_shared_with(&one), 2, "local.hdb and local.ndb are unchanged");
+    store.install(&staged).unwrap();
+    assert_eq!(store.current(), Some(2));
 
     let (loaded, errors) = store.load(&trusted, Limits::default());
     let loaded = loaded.expect("a release");

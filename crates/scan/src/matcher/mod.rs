@@ -1,7 +1,17 @@
-//! Compiled signatures: hash tables and the body matcher behind one type, [`Signatures`],
-//! built once from a [`SigDb`] and shared read-only (an `Arc`) by every scan.
+//! Compiled signatures: [`Signatures`], shared read-only (an `Arc`) by every scan.
+//!
+//! A database is made of **parts**, one per database file (a `.cvd` container with all its
+//! members, or a plain file): each part's hash signatures and allow-lists are compiled once and
+//! shared, behind an `Arc`, by every database that holds the same file unchanged; the body and
+//! logical signatures of all parts are compiled together into one matcher (one pass over the
+//! data). A new release thus rebuilds only the parts whose files changed plus the body matcher,
+//! instead of the whole database beside the one in use ([`Signatures::load_dir_reusing`]).
 
 pub mod body;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use sha1::Sha1;
@@ -10,7 +20,7 @@ use sha2::Sha256;
 use crate::filetype::FileType;
 use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
-use crate::sigdb::{LoadError, LoadStats, Names, SigDb};
+use crate::sigdb::{BodySig, LoadError, LoadStats, LogicalSig, Names, SigDb};
 use body::{BodyMatcher, Owner};
 
 /// A signature that matched.
@@ -23,6 +33,7 @@ pub struct Detection {
 }
 
 struct Logical {
+    part: u32,
     name: u32,
     target: u32,
     file_size: Option<(u64, u64)>,
@@ -31,8 +42,35 @@ struct Logical {
     subs: u32,
 }
 
-/// Every signature of a database, ready to match.
-pub struct Signatures {
+/// What identifies a database file's content on disk without reading it: device, inode,
+/// size and modification time. A release's files are hard links to content-addressed
+/// objects, so an unchanged file has the same identity from release to release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileKey {
+    fn of(p: &Path) -> Option<FileKey> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        Some(FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+}
+
+/// One database file, loaded: its hash tables (compiled) and its body and logical signature
+/// definitions (compiled into the database's matcher).
+struct Part {
+    /// The file's name and identity (`None`: not from a file, never reused).
+    source: Option<(String, FileKey)>,
     names: Names,
     md5: HashTable<u128>,
     sha1: HashTable<[u8; 32]>,
@@ -40,9 +78,63 @@ pub struct Signatures {
     allow_md5: HashTable<u128>,
     allow_sha1: HashTable<[u8; 32]>,
     allow_sha256: HashTable<[u8; 32]>,
+    body: Vec<BodySig>,
+    logical: Vec<LogicalSig>,
+    ignored: HashSet<String>,
+    stats: LoadStats,
+    /// A container's version (`daily:27451`); `None` for a plain file.
+    version: Option<String>,
+    /// CRC-32 of a plain file's name and bytes (for the `local:…` version).
+    digest: Option<crc32fast::Hasher>,
+}
+
+impl Part {
+    fn from_db(
+        db: SigDb,
+        source: Option<(String, FileKey)>,
+        version: Option<String>,
+        digest: Option<crc32fast::Hasher>,
+    ) -> Part {
+        Part {
+            source,
+            names: db.names,
+            md5: db.md5,
+            sha1: db.sha1,
+            sha256: db.sha256,
+            allow_md5: db.allow_md5,
+            allow_sha1: db.allow_sha1,
+            allow_sha256: db.allow_sha256,
+            body: db.body,
+            logical: db.logical,
+            ignored: db.ignored,
+            stats: db.stats,
+            version,
+            digest,
+        }
+    }
+
+    fn load(p: &Path) -> Result<Part, LoadError> {
+        let key = FileKey::of(p);
+        let mut db = SigDb::default();
+        let mut digest = crc32fast::Hasher::new();
+        let version = db.load_path(p, &mut digest)?;
+        let db = db.finished();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let digest = version.is_none().then_some(digest);
+        Ok(Part::from_db(db, key.map(|k| (name, k)), version, digest))
+    }
+}
+
+/// Every signature of a database, ready to match.
+pub struct Signatures {
+    parts: Vec<Arc<Part>>,
     body: BodyMatcher,
+    /// `Owner::Body(i)`: the body signature's (part, name).
+    body_names: Vec<(u32, u32)>,
     logical: Vec<Logical>,
     sub_owner: Vec<u32>,
+    /// Names dropped by `.ign2` files, in any part.
+    ignored: HashSet<String>,
     /// What was loaded and what was not supported.
     pub stats: LoadStats,
     /// Database version (`daily:27451,main:62` or `local:…`).
@@ -57,48 +149,109 @@ const BUILTIN: &[(&str, &str)] = &[
 impl Signatures {
     /// Compiles a loaded database.
     pub fn compile(db: SigDb) -> Signatures {
+        let version = db.version.clone();
+        let mut s = Signatures::from_parts(vec![Arc::new(Part::from_db(db, None, None, None))]);
+        s.version = version;
+        s
+    }
+
+    /// Builds the body matcher over `parts` (their hash tables are used as they are).
+    fn from_parts(parts: Vec<Arc<Part>>) -> Signatures {
+        let ignored: HashSet<String> = parts.iter().flat_map(|p| p.ignored.iter().cloned()).collect();
         let mut body = BodyMatcher::default();
-        for s in db.body {
-            body.add(s.pattern, s.offset, s.target, Owner::Body(s.name));
-        }
-        let mut logical = Vec::with_capacity(db.logical.len());
+        let mut body_names = Vec::new();
+        let mut logical = Vec::new();
         let mut sub_owner = Vec::new();
-        for (li, l) in db.logical.into_iter().enumerate() {
-            let first_sub = sub_owner.len() as u32;
-            let subs = l.subs.len() as u32;
-            for (offset, pattern) in l.subs {
-                body.add(pattern, offset, l.target, Owner::Sub(sub_owner.len() as u32));
-                sub_owner.push(li as u32);
+        for (pi, part) in parts.iter().enumerate() {
+            let pi = pi as u32;
+            for s in part.body.iter().filter(|s| !ignored.contains(part.names.get(s.name))) {
+                body.add(s.pattern.clone(), s.offset, s.target, Owner::Body(body_names.len() as u32));
+                body_names.push((pi, s.name));
             }
-            logical.push(Logical {
-                name: l.name,
-                target: l.target,
-                file_size: l.file_size,
-                expr: l.expr,
-                first_sub,
-                subs,
-            });
+            for l in part.logical.iter().filter(|l| !ignored.contains(part.names.get(l.name))) {
+                let li = logical.len() as u32;
+                let first_sub = sub_owner.len() as u32;
+                for (offset, pattern) in &l.subs {
+                    body.add(pattern.clone(), *offset, l.target, Owner::Sub(sub_owner.len() as u32));
+                    sub_owner.push(li);
+                }
+                logical.push(Logical {
+                    part: pi,
+                    name: l.name,
+                    target: l.target,
+                    file_size: l.file_size,
+                    expr: l.expr.clone(),
+                    first_sub,
+                    subs: l.subs.len() as u32,
+                });
+            }
         }
         body.finish();
+        let mut stats = LoadStats::default();
+        let mut versions = Vec::new();
+        let mut local: Option<crc32fast::Hasher> = None;
+        for p in &parts {
+            let st = &p.stats;
+            stats.md5 += st.md5;
+            stats.sha1 += st.sha1;
+            stats.sha256 += st.sha256;
+            stats.body += st.body;
+            stats.logical += st.logical;
+            stats.allow += st.allow;
+            stats.ignored_names += st.ignored_names;
+            for (why, n) in &st.unsupported {
+                *stats.unsupported.entry(why.clone()).or_default() += n;
+            }
+            stats.files.extend(st.files.iter().cloned());
+            if let Some(v) = &p.version {
+                versions.push(v.clone());
+            }
+            if let Some(d) = &p.digest {
+                local.get_or_insert_with(crc32fast::Hasher::new).combine(d);
+            }
+        }
+        if let Some(d) = local {
+            versions.push(format!("local:{:08x}", d.finalize()));
+        }
         Signatures {
-            names: db.names,
-            md5: db.md5,
-            sha1: db.sha1,
-            sha256: db.sha256,
-            allow_md5: db.allow_md5,
-            allow_sha1: db.allow_sha1,
-            allow_sha256: db.allow_sha256,
+            parts,
             body,
+            body_names,
             logical,
             sub_owner,
-            stats: db.stats,
-            version: db.version,
+            ignored,
+            stats,
+            version: crate::sigdb::version_text(versions),
         }
     }
 
     /// Loads and compiles every database in `dir`.
-    pub fn load_dir(dir: &std::path::Path) -> Result<Signatures, LoadError> {
-        Ok(Signatures::compile(SigDb::load_dir(dir)?))
+    pub fn load_dir(dir: &Path) -> Result<Signatures, LoadError> {
+        Signatures::load_dir_reusing(dir, None)
+    }
+
+    /// Loads every database in `dir`, taking the compiled hash tables of `previous` for each
+    /// file it holds unchanged (the same file on disk: device, inode, size, time), so only
+    /// changed files are parsed and compiled again (plus the shared body matcher).
+    pub fn load_dir_reusing(dir: &Path, previous: Option<&Signatures>) -> Result<Signatures, LoadError> {
+        let mut parts = Vec::new();
+        for p in crate::sigdb::files_in(dir)? {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let key = FileKey::of(&p);
+            let reused = previous.and_then(|prev| {
+                prev.parts.iter().find(|part| part.source.as_ref().is_some_and(|(n, k)| *n == name && Some(*k) == key))
+            });
+            parts.push(match reused {
+                Some(part) => part.clone(),
+                None => Arc::new(Part::load(&p)?),
+            });
+        }
+        Ok(Signatures::from_parts(parts))
+    }
+
+    /// How many of this database's files were taken over from `previous` unchanged.
+    pub fn parts_shared_with(&self, previous: &Signatures) -> usize {
+        self.parts.iter().filter(|p| previous.parts.iter().any(|q| Arc::ptr_eq(p, q))).count()
     }
 
     /// The database shipped inside mxshield (EICAR, the ClamAV test file, test markers).
@@ -114,7 +267,7 @@ impl Signatures {
 
     /// Total signatures.
     pub fn len(&self) -> usize {
-        self.md5.len() + self.sha1.len() + self.sha256.len() + self.body.len()
+        self.parts.iter().map(|p| p.md5.len() + p.sha1.len() + p.sha256.len()).sum::<usize>() + self.body.len()
     }
 
     /// Whether there are none.
@@ -129,9 +282,10 @@ impl Signatures {
             return d;
         }
         let hits = self.body.scan(data, &|t| ft.matches_target(t));
-        if let Some((name, at)) = hits.first {
+        if let Some((owner, at)) = hits.first {
+            let (part, name) = self.body_names[owner as usize];
             return Some(Detection {
-                name: self.names.get(name).to_string(),
+                name: self.parts[part as usize].names.get(name).to_string(),
                 evidence: format!("body signature at offset {at}"),
             });
         }
@@ -154,7 +308,7 @@ impl Signatures {
             }
             if l.expr.eval(&counts) {
                 return Some(Detection {
-                    name: self.names.get(l.name).to_string(),
+                    name: self.parts[l.part as usize].names.get(l.name).to_string(),
                     evidence: "logical signature".into(),
                 });
             }
@@ -169,36 +323,54 @@ impl Signatures {
     }
 
     /// `Some(None)`: allow-listed; `Some(Some(d))`: a hash signature matched; `None`: go on.
+    /// An allow-list of any file applies to the signatures of every file, and a name an
+    /// `.ign2` file drops is dropped from every file.
     fn check_hashes(&self, data: &[u8], size: u64) -> Option<Option<Detection>> {
         let mut found = None;
-        if self.md5.wants(size) || self.allow_md5.wants(size) {
+        let parts = &self.parts;
+        if parts.iter().any(|p| p.md5.wants(size) || p.allow_md5.wants(size)) {
             let d = digest("md5", data);
             let key = md5_key(&d);
-            if self.allow_md5.lookup(&key, size).is_some() {
+            if parts.iter().any(|p| p.allow_md5.lookup(&key, size).is_some()) {
                 return Some(None);
             }
-            found = self.md5.lookup(&key, size).map(|n| self.detection(n, "md5", &d, size));
+            found = parts.iter().find_map(|p| {
+                let n = p.md5.lookup(&key, size)?;
+                self.detection(p, n, "md5", &d, size)
+            });
         }
-        for (sigs, allow, kind) in
-            [(&self.sha1, &self.allow_sha1, "sha1"), (&self.sha256, &self.allow_sha256, "sha256")]
-        {
-            if !sigs.wants(size) && !allow.wants(size) {
+        for kind in ["sha1", "sha256"] {
+            fn tables<'p>(p: &'p Part, kind: &str) -> (&'p HashTable<[u8; 32]>, &'p HashTable<[u8; 32]>) {
+                if kind == "sha1" { (&p.sha1, &p.allow_sha1) } else { (&p.sha256, &p.allow_sha256) }
+            }
+            if !parts.iter().any(|p| {
+                let (sigs, allow) = tables(p, kind);
+                sigs.wants(size) || allow.wants(size)
+            }) {
                 continue;
             }
             let d = digest(kind, data);
-            if allow.lookup(&d, size).is_some() {
+            if parts.iter().any(|p| tables(p, kind).1.lookup(&d, size).is_some()) {
                 return Some(None);
             }
             if found.is_none() {
-                found = sigs.lookup(&d, size).map(|n| self.detection(n, kind, &d, size));
+                found = parts.iter().find_map(|p| {
+                    let n = tables(p, kind).0.lookup(&d, size)?;
+                    self.detection(p, n, kind, &d, size)
+                });
             }
         }
         found.map(Some)
     }
 
-    fn detection(&self, name: u32, kind: &str, digest: &[u8; 32], size: u64) -> Detection {
+    /// The detection of hash signature `name` of `part`, unless an `.ign2` drops it.
+    fn detection(&self, part: &Part, name: u32, kind: &str, digest: &[u8; 32], size: u64) -> Option<Detection> {
+        let name = part.names.get(name);
+        if self.ignored.contains(name) {
+            return None;
+        }
         let hex: String = digest[..digest_len(kind)].iter().map(|b| format!("{b:02x}")).collect();
-        Detection { name: self.names.get(name).to_string(), evidence: format!("{kind} {hex}:{size}") }
+        Some(Detection { name: name.to_string(), evidence: format!("{kind} {hex}:{size}") })
     }
 }
 
@@ -218,4 +390,70 @@ fn digest(kind: &str, data: &[u8]) -> [u8; 32] {
         _ => out.copy_from_slice(&Sha256::digest(data)),
     }
     out
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::*;
+
+    const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+    fn dir(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mxshield-parts-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (n, text) in files {
+            std::fs::write(d.join(n), text).unwrap();
+        }
+        d
+    }
+
+    fn found(s: &Signatures, data: &[u8]) -> Option<String> {
+        s.check(data, FileType::detect(data)).map(|d| d.name)
+    }
+
+    /// An allow-list or an `.ign2` in one file applies to the signatures of the others; the
+    /// version is the one a single database of the same files has.
+    #[test]
+    fn files_apply_to_each_other() {
+        let hdb = "44d88612fea8a8f36de82e1278abb02f:68:Eicar.Hash\n";
+        let ndb = "Eicar.Body:0:*:4549434152\n";
+        let d = dir("cross", &[("a.hdb", hdb), ("b.ndb", ndb)]);
+        let s = Signatures::load_dir(&d).unwrap();
+        assert_eq!(found(&s, EICAR).as_deref(), Some("Eicar.Hash"));
+        assert_eq!(s.version, SigDb::load_dir(&d).unwrap().version);
+        std::fs::write(d.join("c.ign2"), "Eicar.Hash\n").unwrap();
+        assert_eq!(found(&Signatures::load_dir(&d).unwrap(), EICAR).as_deref(), Some("Eicar.Body"));
+        std::fs::write(d.join("c.ign2"), "Eicar.Hash\nEicar.Body\n").unwrap();
+        assert_eq!(found(&Signatures::load_dir(&d).unwrap(), EICAR), None);
+        std::fs::remove_file(d.join("c.ign2")).unwrap();
+        std::fs::write(d.join("z.fp"), hdb).unwrap();
+        assert_eq!(found(&Signatures::load_dir(&d).unwrap(), EICAR), None, "allow-listed by another file");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A database loaded again over the same directory takes the unchanged files' compiled
+    /// parts from the previous one and reads only the changed file.
+    #[test]
+    fn unchanged_files_are_shared_with_the_previous_database() {
+        let d = dir(
+            "reuse",
+            &[
+                ("main.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar.Hash\n"),
+                ("daily.ndb", "One:0:*:4f4e452d4f4e45\n"),
+            ],
+        );
+        let first = Signatures::load_dir(&d).unwrap();
+        let same = Signatures::load_dir_reusing(&d, Some(&first)).unwrap();
+        assert_eq!(same.parts_shared_with(&first), 2);
+        // a new daily file (a new inode, as a release installs it)
+        std::fs::remove_file(d.join("daily.ndb")).unwrap();
+        std::fs::write(d.join("daily.ndb"), "One:0:*:4f4e452d4f4e45\nTwo:0:*:54574f2d54574f\n").unwrap();
+        let next = Signatures::load_dir_reusing(&d, Some(&first)).unwrap();
+        assert_eq!(next.parts_shared_with(&first), 1);
+        assert_eq!(found(&next, b"xx TWO-TWO xx").as_deref(), Some("Two"));
+        assert_eq!(found(&next, EICAR).as_deref(), Some("Eicar.Hash"));
+        assert_eq!(found(&first, b"xx TWO-TWO xx"), None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

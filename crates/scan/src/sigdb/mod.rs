@@ -184,48 +184,51 @@ const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
 ];
 
 impl SigDb {
-    /// Loads every database file in `dir` (not recursive).
+    /// Loads every database file in `dir` (not recursive) into one database.
     pub fn load_dir(dir: &Path) -> Result<SigDb, LoadError> {
-        let err = |why: String| LoadError { file: dir.display().to_string(), line: 0, why };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| err(format!("cannot read signature directory: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        paths.sort();
         let mut db = SigDb::default();
         let mut digest = crc32fast::Hasher::new();
         let mut versions = Vec::new();
-        for p in &paths {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let io = |e: std::io::Error| LoadError { file: name.clone(), line: 0, why: e.to_string() };
-            let ext = extension(&name);
-            if matches!(ext.as_str(), "cvd" | "cld" | "cud") {
-                let data = std::fs::read(p).map_err(io)?;
-                let (version, members) = cvd::open(&name, &data)?;
-                versions.push(version);
-                for (member, content) in members {
-                    db.load_file(&format!("{name}/{member}"), &content)?;
-                }
-            } else {
-                digest.update(name.as_bytes());
-                let file = std::fs::File::open(p).map_err(io)?;
-                if matches!(ext.as_str(), "hdb" | "hdu" | "hsb" | "hsu") {
-                    // about 55 bytes a line, a third of it the name: size the arrays once
-                    let bytes = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-                    db.names.reserve(bytes / 50, bytes / 3);
-                    db.md5.reserve(bytes / 50);
-                }
-                db.load_reader(&name, std::io::BufReader::with_capacity(256 * 1024, file), &mut digest)?;
+        let mut loose = false;
+        for p in files_in(dir)? {
+            match db.load_path(&p, &mut digest)? {
+                Some(v) => versions.push(v),
+                None => loose = true,
             }
         }
         db.finish();
-        let loose = db.stats.files.iter().any(|f| !f.contains('/'));
         if loose {
             versions.push(format!("local:{:08x}", digest.finalize()));
         }
-        db.version = if versions.is_empty() { "empty".into() } else { versions.join(",") };
+        db.version = version_text(versions);
         Ok(db)
+    }
+
+    /// Loads one database file (a `.cvd` container with all its members, or a plain
+    /// file) into this database. A plain file's name and bytes are fed to `digest`; a
+    /// container's version (`daily:27451`) is returned.
+    pub fn load_path(&mut self, p: &Path, digest: &mut crc32fast::Hasher) -> Result<Option<String>, LoadError> {
+        let name = file_name(p);
+        let io = |e: std::io::Error| LoadError { file: name.clone(), line: 0, why: e.to_string() };
+        let ext = extension(&name);
+        if matches!(ext.as_str(), "cvd" | "cld" | "cud") {
+            let data = std::fs::read(p).map_err(io)?;
+            let (version, members) = cvd::open(&name, &data)?;
+            for (member, content) in members {
+                self.load_file(&format!("{name}/{member}"), &content)?;
+            }
+            return Ok(Some(version));
+        }
+        digest.update(name.as_bytes());
+        let file = std::fs::File::open(p).map_err(io)?;
+        if matches!(ext.as_str(), "hdb" | "hdu" | "hsb" | "hsu") {
+            // about 55 bytes a line, a third of it the name: size the arrays once
+            let bytes = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+            self.names.reserve(bytes / 50, bytes / 3);
+            self.md5.reserve(bytes / 50);
+        }
+        self.load_reader(&name, std::io::BufReader::with_capacity(256 * 1024, file), digest)?;
+        Ok(None)
     }
 
     /// Loads one database file (in memory) by its name's extension.
@@ -498,6 +501,27 @@ impl SigDb {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The regular files of a database directory, sorted by name.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let err = |why: String| LoadError { file: dir.display().to_string(), line: 0, why };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| err(format!("cannot read signature directory: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The version of a database: its containers' versions, then `local:…` for plain files.
+pub fn version_text(versions: Vec<String>) -> String {
+    if versions.is_empty() { "empty".into() } else { versions.join(",") }
 }
 
 /// How the lines of a database file are read.
