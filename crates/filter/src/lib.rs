@@ -141,7 +141,8 @@ pub fn live(scanner: Scanner) -> LiveScanner {
 pub enum Scanner {
     /// The built-in engine.
     Builtin(Arc<Engine>),
-    /// A running clamd; the string is its version line.
+    /// A running clamd; the string is its version line at start-up (each message records the
+    /// version clamd reports when it is scanned).
     Clamd(Clamd, String),
 }
 
@@ -159,7 +160,12 @@ impl Scanner {
     fn scan_message(&self, raw: &[u8], stop: &Stop) -> Result<scan::Report, String> {
         match self {
             Scanner::Builtin(e) => Ok(e.scan_message_until(raw, stop)),
-            Scanner::Clamd(c, version) => c.scan_message(raw, version).map_err(|e| e.to_string()),
+            Scanner::Clamd(c, at_start) => {
+                // clamd reloads its database by itself: the version it reports now is the one
+                // this verdict is made with
+                let version = c.version().map(|v| format!("clamd {v}")).unwrap_or_else(|_| at_start.clone());
+                c.scan_message(raw, &version).map_err(|e| e.to_string())
+            }
         }
     }
 

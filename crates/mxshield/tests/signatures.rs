@@ -386,3 +386,144 @@ fn dir_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+/// Each kind of bad release, published to a node's directory source, is refused with its
+/// reason in `sigs status` while the release in use stays; the next good release installs.
+/// Tampered manifests are signed again with the `minisign` tool where the point is not the
+/// signature itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_release_is_refused_with_its_reason() {
+    let root = testkit::TempDir::new("sigs-refusals");
+    let op = Operator::new(root.path());
+    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+    op.publish();
+    let section = op
+        .signatures_section(op.repo().to_str().unwrap())
+        .replace("[signatures]\n", "[signatures]\nmax_age = \"1h\"\n");
+    let w = world_with("sigs-refusals", "", &section, Behaviour::Accept).await;
+    wait_status(&w, "release 1 ", Duration::from_secs(10)).await;
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let keygen = Command::new(BIN)
+        .args(["sigs", "keygen", "--secret", "o.key", "--public", "o.pub"])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+
+    let repo = op.repo();
+    let latest = || std::fs::read_to_string(repo.join("latest")).unwrap().trim().parse::<u64>().unwrap();
+    let manifest = |v: u64| repo.join(format!("releases/{v}/manifest.json"));
+    let sign = |key: &Path, v: u64| {
+        let m = manifest(v);
+        let out = Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(key)
+            .arg("-m")
+            .arg(&m)
+            .arg("-x")
+            .arg(m.with_extension("json.minisig"))
+            .args(["-t", "re-signed"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("minisign (scripts/test.sh installs it)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let edit = |v: u64, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest(v)).unwrap()).unwrap();
+        f(&mut m);
+        std::fs::write(manifest(v), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    };
+    let payload = |v: u64, name: &str| {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest(v)).unwrap()).unwrap();
+        let p = m["payloads"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+        repo.join("payloads").join(p["sha256"].as_str().unwrap())
+    };
+    let op_key = op.dir.join("op.key");
+    let other_key = other.join("o.key");
+    let mut in_use = 1;
+    let mut n = 0;
+    type Tamper<'a> = Box<dyn Fn(u64) + 'a>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        ("the signature does not verify", Box::new(|v| edit(v, &|m| m["signatures"] = 999.into()))),
+        ("which is not trusted", Box::new(|v| sign(&other_key, v))),
+        (
+            "SHA-256",
+            Box::new(|v| {
+                let p = payload(v, "operator.ndb");
+                let mut b = std::fs::read(&p).unwrap();
+                b[0] ^= 0x20;
+                std::fs::write(p, b).unwrap();
+            }),
+        ),
+        (
+            "bytes, the manifest lists",
+            Box::new(|v| {
+                let p = payload(v, "operator.ndb");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(p, &b[..b.len() - 3]).unwrap();
+            }),
+        ),
+        ("is not newer than", Box::new(|_| std::fs::write(repo.join("latest"), "1\n").unwrap())),
+        (
+            "expired at",
+            Box::new(|v| {
+                edit(v, &|m| {
+                    m["created"] = 1_000.into();
+                    m["expires"] = 2_000.into();
+                });
+                sign(&op_key, v);
+            }),
+        ),
+        (
+            "malformed manifest",
+            Box::new(|v| {
+                std::fs::write(manifest(v), b"{\"format\": 1, \"version\": 2}").unwrap();
+                sign(&op_key, v);
+            }),
+        ),
+        (
+            "self-test failed",
+            Box::new(|v| {
+                edit(v, &|m| m["vectors"][0]["expect"] = "Some.Other.Name".into());
+                sign(&op_key, v);
+            }),
+        ),
+    ];
+    for (reason, tamper) in &cases {
+        n += 1;
+        // a new marker, so that each release differs
+        op.add(&format!("Operator.Case.{n}"), &format!("CASE-MARKER-{n:02}-aa"));
+        op.publish();
+        let v = latest();
+        tamper(v);
+        let status = wait_status(&w, reason, Duration::from_secs(10)).await;
+        assert!(status.contains(&format!("release {in_use} ")), "{reason}: release {in_use} stays in use:\n{status}");
+        // repair by publishing a good release after it
+        std::fs::write(repo.join("latest"), format!("{v}\n")).unwrap();
+        op.publish();
+        in_use = latest();
+        wait_status(&w, &format!("release {in_use} "), Duration::from_secs(10)).await;
+    }
+    assert_eq!(in_use, 1 + 2 * cases.len() as u64);
+}
+
+/// A release older than `max_age` is reported stale, and scanning goes on with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_release_is_reported_stale() {
+    let root = testkit::TempDir::new("sigs-stale");
+    let op = Operator::new(root.path());
+    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+    op.publish();
+    let section = op
+        .signatures_section(op.repo().to_str().unwrap())
+        .replace("[signatures]\n", "[signatures]\nmax_age = \"1s\"\n");
+    let w = world_with("sigs-stale", "", &section, Behaviour::Accept).await;
+    wait_status(&w, "release 1 ", Duration::from_secs(10)).await;
+    let status = wait_status(&w, "STALE", Duration::from_secs(10)).await;
+    assert!(status.contains("release 1 "), "{status}");
+    w.gw.wait_log("signatures_stale", Duration::from_secs(5)).await;
+    let r =
+        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("old", "MARKER-ONE-3f9c1d")).await.unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+}

@@ -371,7 +371,10 @@ fn build(p: &Publish<'_>, secret: &SecretKey, version: u64, staging: &Path) -> R
         let data = std::fs::read(path)?;
         let sha256 = hex(&Sha256::digest(&data));
         let target = payloads_dir.join(&sha256);
-        if !target.exists() {
+        // a payload already there is kept only if it still is what its name says (a damaged
+        // or altered file would otherwise be listed in every release to come)
+        let intact = std::fs::read(&target).is_ok_and(|old| hex(&Sha256::digest(&old)) == sha256);
+        if !intact {
             let tmp = payloads_dir.join(format!(".{sha256}.tmp"));
             std::fs::write(&tmp, &data)?;
             std::fs::File::open(&tmp)?.sync_all()?;

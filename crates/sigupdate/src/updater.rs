@@ -126,7 +126,13 @@ impl Updater {
                     status.last_refused = Some(Refused { at: now, reason });
                 }
             }
-            if status.version.is_some() && now - status.created > this.max_age.as_secs() as i64 {
+            if let Some(v) = status.version {
+                metrics::gauge!("mxshield_signatures_release").set(v as f64);
+                metrics::gauge!("mxshield_signatures_age_seconds").set((now - status.created) as f64);
+            }
+            let stale = status.version.is_some() && now - status.created > this.max_age.as_secs() as i64;
+            metrics::gauge!("mxshield_signatures_stale").set(if stale { 1.0 } else { 0.0 });
+            if stale {
                 tracing::warn!(
                     event = "signatures_stale", version = ?status.version, age_s = now - status.created,
                     max_age_s = this.max_age.as_secs()
