@@ -73,7 +73,7 @@ reused=$(grep -o 'files_unchanged=[0-9]*' "$T/mx.log" | tail -1)
 
 # scan speed with the same database (main + daily), one core, load time subtracted
 MIB=$(du -sm --apparent-size target/bench/corpus | cut -f1)
-sload=$(/usr/bin/time -f "%e" "$BIN" sigs info --db "$T/db" 2>&1 >/dev/null | tail -1)
+sload=$(/usr/bin/time -f "%e" taskset -c 0 "$BIN" sigs info --db "$T/db" 2>&1 >/dev/null | tail -1)
 stotal=$(/usr/bin/time -f "%e" taskset -c 0 "$BIN" scan --db "$T/db" target/bench/corpus 2>&1 >/dev/null | tail -1)
 speed=$(awk -v m="$MIB" -v t="$stotal" -v l="$sload" 'BEGIN {printf "%.0f", m / (t - l)}')
 
