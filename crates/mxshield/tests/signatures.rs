@@ -364,6 +364,15 @@ async fn a_garbage_or_dead_source_is_refused_or_retried_while_mail_flows() {
     let server = HttpServer::start(op.repo(), Mode::Serve).await;
     let w = world_with("sigs-garbage", "", &op.signatures_section(&server.url()), Behaviour::Accept).await;
     wait_status(&w, "release 1", Duration::from_secs(10)).await;
+    // later checks are conditional: the unchanged pointer is answered 304, nothing else read
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.not_modified.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "no conditional request: {:?}", server.requests.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_install: Vec<String> = server.requests.lock().unwrap().clone();
+    let manifests = after_install.iter().filter(|p| p.ends_with("manifest.json")).count();
+    assert_eq!(manifests, 1, "the manifest is read once: {after_install:?}");
     *server.mode.lock().unwrap() = Mode::Garbage;
     let status = wait_status(&w, "last refused:", Duration::from_secs(10)).await;
     assert!(status.contains("not a version number") && status.contains("release 1"), "{status}");
@@ -526,4 +535,50 @@ async fn an_old_release_is_reported_stale() {
     let r =
         send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("old", "MARKER-ONE-3f9c1d")).await.unwrap();
     assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+}
+
+/// Key rotation: with both keys trusted, a release signed with the new key is installed after
+/// one signed with the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_signed_with_a_second_trusted_key_is_installed() {
+    let root = testkit::TempDir::new("sigs-rotate");
+    let op = Operator::new(root.path());
+    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+    op.publish();
+    let new = root.path().join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    let out = Command::new(BIN)
+        .args(["sigs", "keygen", "--secret", "n.key", "--public", "n.pub"])
+        .current_dir(&new)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let new_pub = std::fs::read_to_string(new.join("n.pub")).unwrap().lines().nth(1).unwrap().to_string();
+    let section = op
+        .signatures_section(op.repo().to_str().unwrap())
+        .replace(&format!("[\"{}\"]", op.public), &format!("[\"{}\", \"{new_pub}\"]", op.public));
+    let w = world_with("sigs-rotate", "", &section, Behaviour::Accept).await;
+    wait_status(&w, "release 1 ", Duration::from_secs(10)).await;
+    op.add("Operator.Marker.Two", "MARKER-TWO-77ab02");
+    let out = Command::new(BIN)
+        .args(["sigs", "publish", "--db", "db", "--secret"])
+        .arg(new.join("n.key"))
+        .args(["--out", "repo"])
+        .current_dir(&op.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = wait_status(&w, "release 2 ", Duration::from_secs(10)).await;
+    let new_id =
+        Command::new(BIN).args(["sigs", "verify", op.repo().to_str().unwrap(), "--key", &new_pub]).output().unwrap();
+    assert!(new_id.status.success(), "{}", String::from_utf8_lossy(&new_id.stdout));
+    let signer = String::from_utf8_lossy(&new_id.stdout)
+        .split("signed by ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(status.contains(&format!("signed by {signer}")), "{status}");
 }

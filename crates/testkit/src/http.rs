@@ -29,6 +29,8 @@ pub struct HttpServer {
     pub mode: Arc<Mutex<Mode>>,
     /// Paths requested so far.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// How many requests were answered `304 Not Modified`.
+    pub not_modified: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,10 +41,11 @@ impl HttpServer {
         let addr = listener.local_addr().expect("http addr");
         let mode = Arc::new(Mutex::new(mode));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (m, r) = (mode.clone(), requests.clone());
+        let not_modified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (m, r, nm) = (mode.clone(), requests.clone(), not_modified.clone());
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                let (root, mode, requests) = (root.clone(), m.clone(), r.clone());
+                let (root, mode, requests, nm) = (root.clone(), m.clone(), r.clone(), nm.clone());
                 tokio::spawn(async move {
                     let mut s = BufReader::new(s);
                     let mut request = String::new();
@@ -83,6 +86,7 @@ impl HttpServer {
                     };
                     let tag = format!("\"{:08x}-{}\"", crc(&body), body.len());
                     if etag.as_deref() == Some(tag.as_str()) {
+                        nm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = s.write_all(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n").await;
                         return;
                     }
@@ -102,7 +106,7 @@ impl HttpServer {
                 });
             }
         });
-        HttpServer { addr, mode, requests, task }
+        HttpServer { addr, mode, requests, not_modified, task }
     }
 
     /// `http://addr/`.
