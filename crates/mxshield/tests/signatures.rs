@@ -20,18 +20,18 @@ struct Operator {
 }
 
 impl Operator {
+    /// An operator who has published release 1, detecting `MARKER-ONE-3f9c1d`.
+    fn with_release_one(root: &Path) -> Operator {
+        let op = Operator::new(root);
+        op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
+        op.publish();
+        op
+    }
+
     fn new(root: &Path) -> Operator {
         let dir = root.join("operator");
         std::fs::create_dir_all(dir.join("db")).unwrap();
-        let out = Command::new(BIN)
-            .args(["sigs", "keygen", "--secret", "op.key", "--public", "op.pub"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(!stdout.contains(&std::fs::read_to_string(dir.join("op.key")).unwrap()), "secret printed");
-        let public = std::fs::read_to_string(dir.join("op.pub")).unwrap().lines().nth(1).unwrap().to_string();
+        let public = keygen(&dir, "op");
         Operator { dir, public }
     }
 
@@ -66,6 +66,27 @@ fn mail(subject: &str, body: &str) -> Vec<u8> {
     format!("From: a@remote.test\r\nTo: alice@acme.example\r\nSubject: {subject}\r\n\r\n{body}\r\n").into_bytes()
 }
 
+/// `mxshield sigs keygen` into `dir` (`NAME.key`, `NAME.pub`); returns the public key line.
+fn keygen(dir: &Path, name: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let (secret, public) = (format!("{name}.key"), format!("{name}.pub"));
+    let out = Command::new(BIN)
+        .args(["sigs", "keygen", "--secret", &secret, "--public", &public])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(&std::fs::read_to_string(dir.join(&secret)).unwrap()), "secret printed");
+    std::fs::read_to_string(dir.join(public)).unwrap().lines().nth(1).unwrap().to_string()
+}
+
+/// Sends a message whose body is `body` and asserts it was deleted for a virus.
+async fn assert_deleted(w: &World, subject: &str, body: &str) {
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail(subject, body)).await.unwrap();
+    assert!(r.code == 250 && r.text.contains("deleted"), "{subject}: {r:?}");
+}
+
 /// Waits (bounded) until `sigs status` says `needle`.
 async fn wait_status(w: &World, needle: &str, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
@@ -90,18 +111,14 @@ fn logged(w: &World, subject: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_are_picked_up_recorded_refused_and_kept_over_a_crash() {
     let root = testkit::TempDir::new("sigs-ops");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let section = op.signatures_section(op.repo().to_str().unwrap());
     let mut w = world_with("sigs", "", &section, Behaviour::Accept).await;
 
     // picked up within a check interval or so, then used for every verdict
     let status = wait_status(&w, "release 1", Duration::from_secs(10)).await;
     assert!(status.contains("last check:"), "{status}");
-    let r =
-        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("one", "MARKER-ONE-3f9c1d")).await.unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "one", "MARKER-ONE-3f9c1d").await;
     let rec = logged(&w, "one");
     assert_eq!((rec["verdict"].as_str(), rec["signatures"].as_str()), (Some("infected"), Some("release-1")), "{rec:#}");
 
@@ -146,9 +163,7 @@ async fn releases_are_picked_up_recorded_refused_and_kept_over_a_crash() {
     // SIGKILL, then a restart scans at once with the last good release
     w.gw.kill9();
     w.gw.spawn();
-    let r =
-        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("two", "MARKER-TWO-77ab02")).await.unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "two", "MARKER-TWO-77ab02").await;
     assert_eq!(logged(&w, "two")["signatures"], "release-2");
 }
 
@@ -175,10 +190,7 @@ async fn releases_are_fetched_over_http() {
     let section = op.signatures_section(&format!("http://127.0.0.1:{port}/"));
     let w = world_with("sigs-http", "", &section, Behaviour::Accept).await;
     wait_status(&w, "release 1", Duration::from_secs(10)).await;
-    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("http", "MARKER-HTTP-5150aa"))
-        .await
-        .unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "http", "MARKER-HTTP-5150aa").await;
     let verify = w.gw.cli(&["sigs", "verify", &format!("http://127.0.0.1:{port}/")]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let _ = server.kill();
@@ -302,9 +314,7 @@ async fn releases_swap_under_load_with_nothing_dropped() {
 async fn a_stalled_download_holds_nothing_and_a_kill_during_it_keeps_the_last_release() {
     use testkit::http::{HttpServer, Mode};
     let root = testkit::TempDir::new("sigs-stall");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let server = HttpServer::start(op.repo(), Mode::Serve).await;
     let mut w = world_with("sigs-stall", "", &op.signatures_section(&server.url()), Behaviour::Accept).await;
     wait_status(&w, "release 1", Duration::from_secs(10)).await;
@@ -324,10 +334,7 @@ async fn a_stalled_download_holds_nothing_and_a_kill_during_it_keeps_the_last_re
     }
     // mail goes on, scanned with release 1
     let started = Instant::now();
-    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("during", "MARKER-ONE-3f9c1d"))
-        .await
-        .unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "during", "MARKER-ONE-3f9c1d").await;
     assert!(started.elapsed() < Duration::from_secs(5), "mail waited {:?} for the update", started.elapsed());
 
     w.gw.kill9();
@@ -347,9 +354,7 @@ async fn a_stalled_download_holds_nothing_and_a_kill_during_it_keeps_the_last_re
     w.gw.kill9();
     w.gw.spawn();
     wait_status(&w, "release 2", Duration::from_secs(20)).await;
-    let r =
-        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("two", "MARKER-TWO-77ab02")).await.unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "two", "MARKER-TWO-77ab02").await;
 }
 
 /// A source that answers garbage is refused with the reason; one that is down is retried with
@@ -358,9 +363,7 @@ async fn a_stalled_download_holds_nothing_and_a_kill_during_it_keeps_the_last_re
 async fn a_garbage_or_dead_source_is_refused_or_retried_while_mail_flows() {
     use testkit::http::{HttpServer, Mode};
     let root = testkit::TempDir::new("sigs-garbage");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let server = HttpServer::start(op.repo(), Mode::Serve).await;
     let w = world_with("sigs-garbage", "", &op.signatures_section(&server.url()), Behaviour::Accept).await;
     wait_status(&w, "release 1", Duration::from_secs(10)).await;
@@ -376,9 +379,7 @@ async fn a_garbage_or_dead_source_is_refused_or_retried_while_mail_flows() {
     *server.mode.lock().unwrap() = Mode::Garbage;
     let status = wait_status(&w, "last refused:", Duration::from_secs(10)).await;
     assert!(status.contains("not a version number") && status.contains("release 1"), "{status}");
-    let r =
-        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("g", "MARKER-ONE-3f9c1d")).await.unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "g", "MARKER-ONE-3f9c1d").await;
     drop(server);
     let status = wait_status(&w, "failed:", Duration::from_secs(10)).await;
     assert!(status.contains("release 1"), "{status}");
@@ -403,22 +404,14 @@ fn dir_bytes(dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_release_is_refused_with_its_reason() {
     let root = testkit::TempDir::new("sigs-refusals");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let section = op
         .signatures_section(op.repo().to_str().unwrap())
         .replace("[signatures]\n", "[signatures]\nmax_age = \"1h\"\n");
     let w = world_with("sigs-refusals", "", &section, Behaviour::Accept).await;
     wait_status(&w, "release 1 ", Duration::from_secs(10)).await;
     let other = root.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let keygen = Command::new(BIN)
-        .args(["sigs", "keygen", "--secret", "o.key", "--public", "o.pub"])
-        .current_dir(&other)
-        .output()
-        .unwrap();
-    assert!(keygen.status.success());
+    keygen(&other, "o");
 
     let repo = op.repo();
     let latest = || std::fs::read_to_string(repo.join("latest")).unwrap().trim().parse::<u64>().unwrap();
@@ -521,9 +514,7 @@ async fn each_bad_release_is_refused_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_release_is_reported_stale() {
     let root = testkit::TempDir::new("sigs-stale");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let section = op
         .signatures_section(op.repo().to_str().unwrap())
         .replace("[signatures]\n", "[signatures]\nmax_age = \"1s\"\n");
@@ -532,9 +523,7 @@ async fn an_old_release_is_reported_stale() {
     let status = wait_status(&w, "STALE", Duration::from_secs(10)).await;
     assert!(status.contains("release 1 "), "{status}");
     w.gw.wait_log("signatures_stale", Duration::from_secs(5)).await;
-    let r =
-        send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &mail("old", "MARKER-ONE-3f9c1d")).await.unwrap();
-    assert!(r.code == 250 && r.text.contains("deleted"), "{r:?}");
+    assert_deleted(&w, "old", "MARKER-ONE-3f9c1d").await;
 }
 
 /// Key rotation: with both keys trusted, a release signed with the new key is installed after
@@ -542,18 +531,9 @@ async fn an_old_release_is_reported_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_signed_with_a_second_trusted_key_is_installed() {
     let root = testkit::TempDir::new("sigs-rotate");
-    let op = Operator::new(root.path());
-    op.add("Operator.Marker.One", "MARKER-ONE-3f9c1d");
-    op.publish();
+    let op = Operator::with_release_one(root.path());
     let new = root.path().join("new");
-    std::fs::create_dir_all(&new).unwrap();
-    let out = Command::new(BIN)
-        .args(["sigs", "keygen", "--secret", "n.key", "--public", "n.pub"])
-        .current_dir(&new)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let new_pub = std::fs::read_to_string(new.join("n.pub")).unwrap().lines().nth(1).unwrap().to_string();
+    let new_pub = keygen(&new, "n");
     let section = op
         .signatures_section(op.repo().to_str().unwrap())
         .replace(&format!("[\"{}\"]", op.public), &format!("[\"{}\", \"{new_pub}\"]", op.public));

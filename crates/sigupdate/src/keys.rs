@@ -64,12 +64,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Parses a public key: the base64 line alone (`RWQ…`) or a whole minisign `.pub` file.
     pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .ok_or_else(|| malformed("public key", "empty"))?;
-        let raw = B64.decode(line).map_err(|e| malformed("public key", e.to_string()))?;
+        let raw = key_bytes(text, "public key")?;
         if raw.len() != 42 || &raw[..2] != b"Ed" {
             return Err(malformed("public key", "not an Ed25519 minisign key"));
         }
@@ -95,6 +90,16 @@ impl PublicKey {
     pub fn to_file_text(&self) -> String {
         format!("untrusted comment: minisign public key {}\n{}\n", self.id_hex(), self.to_base64())
     }
+}
+
+/// The decoded key line of a key file (or of the line alone), skipping its comment.
+fn key_bytes(text: &str, what: &'static str) -> Result<Vec<u8>, KeyError> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .ok_or_else(|| malformed(what, "empty"))?;
+    B64.decode(line).map_err(|e| malformed(what, e.to_string()))
 }
 
 fn id_hex(id: &[u8; 8]) -> String {
@@ -133,12 +138,7 @@ impl SecretKey {
 
     /// Parses an unencrypted minisign secret key file.
     pub fn parse(text: &str) -> Result<SecretKey, KeyError> {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .ok_or_else(|| malformed("secret key", "empty"))?;
-        let raw = B64.decode(line).map_err(|e| malformed("secret key", e.to_string()))?;
+        let raw = key_bytes(text, "secret key")?;
         if raw.len() != SECRET_LEN || &raw[..2] != b"Ed" || &raw[4..6] != b"B2" {
             return Err(malformed("secret key", "not an Ed25519 minisign secret key"));
         }
