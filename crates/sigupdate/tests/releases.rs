@@ -279,3 +279,46 @@ fn publishing_repairs_a_damaged_payload() {
     let store = Store::open(&d.0.join("node")).unwrap();
     assert_eq!(check(&repo, &store, &judge(&[key.public()], None)).unwrap(), Some(2));
 }
+
+/// A database directory as freshclam leaves it — a `.cvd` container beside the operator's own
+/// file — is published and installed; a container whose header MD5 does not match its
+/// content does not load, so it is never published.
+#[test]
+fn cvd_containers_are_published_and_checked() {
+    use md5::{Digest, Md5};
+    let d = Dir::new("cvd");
+    let db = database(&d.0);
+    let cvd = |ndb: &str| {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(ndb.len() as u64);
+        h.set_cksum();
+        tar.append_data(&mut h, "daily.ndb", ndb.as_bytes()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        let payload = gz.finish().unwrap();
+        let md5: String = Md5::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+        let mut header = format!("ClamAV-VDB:02 Dec 2026:27500:1:90:{md5}:sig:builder:1796200000").into_bytes();
+        header.resize(512, b' ');
+        [header, payload].concat()
+    };
+    std::fs::write(db.join("daily.cvd"), cvd("Daily.Marker:0:*:4441494c592d4d41524b4552\n")).unwrap();
+    let repo = d.0.join("repo");
+    let key = SecretKey::generate().unwrap();
+    let m = publish(&db, &repo, &key);
+    assert!(m.payloads.iter().any(|p| p.name == "daily.cvd"), "{:?}", m.payloads);
+    let store = Store::open(&d.0.join("node")).unwrap();
+    assert_eq!(check(&repo, &store, &judge(&[key.public()], None)).unwrap(), Some(1));
+    let (loaded, _) = store.load(&[key.public()], Limits::default());
+    let engine = scan::Engine::new(loaded.unwrap().signatures, Limits::default());
+    assert!(engine.scan_bytes("x", b"a DAILY-MARKER b").verdict().is_infected());
+
+    let mut damaged = cvd("Daily.Marker:0:*:4441494c592d4d41524b4552\n");
+    let n = damaged.len();
+    damaged[n - 10] ^= 1;
+    std::fs::write(db.join("daily.cvd"), damaged).unwrap();
+    let p = Publish { db: &db, repo: &repo, expires: Duration::from_secs(3600), now: NOW };
+    let err = release::publish(&p, &key).unwrap_err();
+    assert!(err.to_string().contains("does not load") && err.to_string().contains("daily.cvd"), "{err}");
+    assert_eq!(std::fs::read_to_string(repo.join("latest")).unwrap().trim(), "1");
+}
