@@ -61,6 +61,15 @@ pub fn sigs_info(config: &Config, db: Option<&Path>) -> anyhow::Result<ExitCode>
             println!("  {n:>9}  {reason}");
         }
     }
+    if !s.skipped.is_empty() {
+        println!("skipped signatures (file:line: why):");
+        for k in &s.skipped {
+            println!("  {}:{}: {}", k.file, k.line, k.why);
+        }
+        if s.skipped_more > 0 {
+            println!("  … and {} more", s.skipped_more);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -248,6 +248,15 @@ fn signatures_loaded(sigs: &scan::Signatures, took: std::time::Duration) {
         event = "signatures_loaded", version = %sigs.version, signatures = sigs.len(), unsupported,
         load_ms = took.as_millis() as u64
     );
+    if let Some(first) = sigs.stats.skipped.first() {
+        // signatures of a supported kind that use something not built here: loaded around,
+        // never silently
+        tracing::warn!(
+            event = "signatures_skipped", count = sigs.stats.skipped_total(),
+            first = %format!("{}:{}: {}", first.file, first.line, first.why),
+            "some signatures were skipped: `mxshield sigs info` lists them"
+        );
+    }
 }
 
 /// Loads the signature database named by `[scan]` (or the built-in one).

@@ -202,6 +202,10 @@ impl Signatures {
             for (why, n) in &st.unsupported {
                 *stats.unsupported.entry(why.clone()).or_default() += n;
             }
+            for sk in &st.skipped {
+                stats.skip(sk.clone());
+            }
+            stats.skipped_more += st.skipped_more;
             stats.files.extend(st.files.iter().cloned());
             if let Some(v) = &p.version {
                 versions.push(v.clone());

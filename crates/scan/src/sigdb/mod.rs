@@ -78,8 +78,43 @@ pub struct LoadStats {
     pub ignored_names: usize,
     /// reason → number of signatures.
     pub unsupported: BTreeMap<String, usize>,
+    /// Signatures of a supported kind skipped because something in them is not built here,
+    /// with where they are (the first [`MAX_SKIPPED_LISTED`]).
+    pub skipped: Vec<Skipped>,
+    /// Skipped signatures beyond those listed.
+    pub skipped_more: usize,
     /// Files read (container members as `daily.cvd/daily.ndb`).
     pub files: Vec<String>,
+}
+
+/// How many skipped signatures are listed with their place.
+pub const MAX_SKIPPED_LISTED: usize = 1000;
+
+/// A signature skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file (or container member).
+    pub file: String,
+    /// Its line.
+    pub line: usize,
+    /// What is not supported.
+    pub why: String,
+}
+
+impl LoadStats {
+    /// Records a skipped signature.
+    pub fn skip(&mut self, s: Skipped) {
+        if self.skipped.len() < MAX_SKIPPED_LISTED {
+            self.skipped.push(s);
+        } else {
+            self.skipped_more += 1;
+        }
+    }
+
+    /// How many signatures were skipped in all.
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.len() + self.skipped_more
+    }
 }
 
 /// A malformed database.
@@ -153,6 +188,8 @@ pub struct SigDb {
     pub stats: LoadStats,
     /// Container versions (`daily:27451`) or a digest of loose files.
     pub version: String,
+    /// The file and line being read (for [`Skipped`]).
+    position: (String, usize),
 }
 
 /// Whether a file in a database directory is a signature database (read or known and counted
@@ -283,6 +320,7 @@ impl SigDb {
                 };
                 let line = trim_line(line);
                 if !line.is_empty() && line[0] != b'#' {
+                    self.position = (name.to_string(), n);
                     self.load_line(&kind, line).map_err(|why| err(n, why))?;
                 }
                 carry.clear();
@@ -294,6 +332,7 @@ impl SigDb {
         let last = trim_line(&carry);
         if !last.is_empty() && last[0] != b'#' {
             n += 1;
+            self.position = (name.to_string(), n);
             self.load_line(&kind, last).map_err(|why| err(n, why))?;
         }
         self.stats.files.push(name.to_string());
@@ -324,7 +363,10 @@ impl SigDb {
     }
 
     fn unsupported(&mut self, reason: impl Into<String>) {
-        *self.stats.unsupported.entry(reason.into()).or_default() += 1;
+        let why = reason.into();
+        let (file, line) = self.position.clone();
+        self.stats.skip(Skipped { file, line, why: why.clone() });
+        *self.stats.unsupported.entry(why).or_default() += 1;
     }
 
     fn hash_line(&mut self, l: &[u8], allow: bool) -> Result<(), String> {

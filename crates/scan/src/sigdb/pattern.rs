@@ -1,9 +1,16 @@
 //! ClamAV body-signature patterns (`.ndb` hex signatures and `.ldb` sub-signatures).
 //!
 //! Supported: hex bytes, `??`, nibbles `a?` / `?a`, `*`, `{n}`, `{-n}`, `{n-}`, `{n-m}`,
-//! `[n-m]`, alternatives `(aa|bbcc|…)` and negated single-byte alternatives `!(aa|bb)`.
+//! `[n-m]`, alternatives `(aa|bbcc|…)` — with `??`, nibbles, `{n}` and nested alternations
+//! inside, expanded into byte strings — and negated single-byte alternatives `!(aa|bb)`.
 
 use std::fmt;
+
+/// Byte strings one alternation may expand to (nested alternations multiply); beyond this a
+/// signature is counted as unsupported.
+const MAX_ALTERNATIVES: usize = 1024;
+/// Longest fixed jump inside an alternation (expanded into wildcard bytes).
+const MAX_FIXED_JUMP_IN_ALTERNATIVE: usize = 256;
 
 /// One byte position: value and mask (mask bits that must match).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,24 +203,75 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// Parses `(aa|bbcc|…)` starting at '('.
+    /// Parses `(aa|bbcc|…)` starting at '(' into its alternatives, each a byte string. An
+    /// alternative may hold single-byte wildcards (`??`, nibbles), fixed jumps `{n}` and nested
+    /// alternations, which are expanded (ClamAV's generic alternatives); a ranged or unbounded
+    /// jump inside one is malformed, as ClamAV says.
     fn alternatives(&mut self) -> Result<Vec<Vec<ByteMatch>>, PatternError> {
-        let end = self.s[self.i..].iter().position(|&c| c == b')').ok_or_else(|| self.err("unclosed '('"))?;
-        let body = &self.s[self.i + 1..self.i + end];
-        let mut alts = Vec::new();
-        for alt in body.split(|&c| c == b'|') {
-            let mut sub = Parser { s: alt, i: 0, pieces: Vec::new() };
-            let mut bytes = Vec::new();
-            while sub.i < alt.len() {
-                bytes.push(sub.hex_byte()?);
+        debug_assert_eq!(self.s.get(self.i), Some(&b'('));
+        self.i += 1;
+        let mut alts: Vec<Vec<ByteMatch>> = Vec::new();
+        // the expansions of the alternative being read
+        let mut current: Vec<Vec<ByteMatch>> = vec![Vec::new()];
+        loop {
+            let Some(&c) = self.s.get(self.i) else { return Err(self.err("unclosed '('")) };
+            match c {
+                b')' | b'|' => {
+                    self.i += 1;
+                    if current.iter().any(Vec::is_empty) {
+                        return Err(self.err("empty alternative"));
+                    }
+                    alts.append(&mut current);
+                    if alts.len() > MAX_ALTERNATIVES {
+                        return Err(PatternError::Unsupported(format!(
+                            "alternation of more than {MAX_ALTERNATIVES} byte strings"
+                        )));
+                    }
+                    if c == b')' {
+                        return Ok(alts);
+                    }
+                    current = vec![Vec::new()];
+                }
+                b'(' => {
+                    let inner = self.alternatives()?;
+                    if current.len() * inner.len() > MAX_ALTERNATIVES {
+                        return Err(PatternError::Unsupported(format!(
+                            "alternation of more than {MAX_ALTERNATIVES} byte strings"
+                        )));
+                    }
+                    current = current
+                        .iter()
+                        .flat_map(|head| inner.iter().map(move |tail| [&head[..], &tail[..]].concat()))
+                        .collect();
+                }
+                b'{' => {
+                    let end =
+                        self.s[self.i..].iter().position(|&c| c == b'}').ok_or_else(|| self.err("unclosed jump"))?;
+                    let body =
+                        std::str::from_utf8(&self.s[self.i + 1..self.i + end]).map_err(|_| self.err("bad jump"))?;
+                    match parse_jump(body) {
+                        Some((n, Some(m))) if n == m && n <= MAX_FIXED_JUMP_IN_ALTERNATIVE => {
+                            for alt in &mut current {
+                                alt.extend(std::iter::repeat_n(ByteMatch { value: 0, mask: 0 }, n));
+                            }
+                        }
+                        Some((n, Some(m))) if n == m => {
+                            return Err(PatternError::Unsupported(format!("jump of {n} bytes inside an alternation")));
+                        }
+                        _ => return Err(self.err("alternative match contains a ranged or unbounded jump")),
+                    }
+                    self.i += end + 1;
+                }
+                b'*' | b'[' => return Err(self.err("alternative match contains a ranged or unbounded jump")),
+                b'!' => return Err(PatternError::Unsupported("negated alternation inside an alternation".into())),
+                _ => {
+                    let b = self.hex_byte()?;
+                    for alt in &mut current {
+                        alt.push(b);
+                    }
+                }
             }
-            if bytes.is_empty() {
-                return Err(self.err("empty alternative"));
-            }
-            alts.push(bytes);
         }
-        self.i += end + 1;
-        Ok(alts)
     }
 
     fn hex_byte(&mut self) -> Result<ByteMatch, PatternError> {
