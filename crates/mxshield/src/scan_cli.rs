@@ -52,6 +52,11 @@ pub fn sigs_info(config: &Config, db: Option<&Path>) -> anyhow::Result<ExitCode>
     println!("logical:           {}", s.logical);
     println!("allow-list:        {}", s.allow);
     println!("ignored names:     {}", s.ignored_names);
+    println!(
+        "other levels:      {} (signatures for engine functionality levels other than {}, skipped as ClamAV skips them)",
+        s.other_level,
+        scan::sigdb::FUNCTIONALITY_LEVEL
+    );
     println!("files:             {}", s.files.join(", "));
     if s.unsupported.is_empty() {
         println!("unsupported:       none");

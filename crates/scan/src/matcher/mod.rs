@@ -206,6 +206,7 @@ impl Signatures {
                 stats.skip(sk.clone());
             }
             stats.skipped_more += st.skipped_more;
+            stats.other_level += st.other_level;
             stats.files.extend(st.files.iter().cloned());
             if let Some(v) = &p.version {
                 versions.push(v.clone());

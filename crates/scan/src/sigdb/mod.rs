@@ -83,8 +83,28 @@ pub struct LoadStats {
     pub skipped: Vec<Skipped>,
     /// Skipped signatures beyond those listed.
     pub skipped_more: usize,
+    /// Signatures for other engine functionality levels, skipped as ClamAV skips them.
+    pub other_level: usize,
     /// Files read (container members as `daily.cvd/daily.ndb`).
     pub files: Vec<String>,
+}
+
+/// The functionality level (FLEVEL) of the ClamAV engine whose signature semantics this
+/// engine follows (ClamAV 1.4.6). A signature whose minimum or maximum level excludes it is
+/// skipped, as ClamAV skips signatures written for other engine versions.
+pub const FUNCTIONALITY_LEVEL: u32 = 216;
+
+/// Whether a signature for levels `min..=max` (either optional) applies at
+/// [`FUNCTIONALITY_LEVEL`]; a field that is not a number is malformed.
+fn level_applies(min: Option<&str>, max: Option<&str>) -> Result<bool, String> {
+    let parse = |v: Option<&str>| -> Result<Option<u32>, String> {
+        match v.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(|_| format!("functionality level {t:?} is not a number")),
+        }
+    };
+    let (min, max) = (parse(min)?, parse(max)?);
+    Ok(min.is_none_or(|m| m <= FUNCTIONALITY_LEVEL) && max.is_none_or(|m| m >= FUNCTIONALITY_LEVEL))
 }
 
 /// How many skipped signatures are listed with their place.
@@ -375,6 +395,18 @@ impl SigDb {
         let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
             return Err(format!("expected HASH:SIZE:NAME, found {:?}", text()));
         };
+        let levels = f.next().map(|r| String::from_utf8_lossy(r).into_owned());
+        let (min, max) = match levels.as_deref().map(|r| r.split_once(':').unwrap_or((r, ""))) {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        if size == b"*" && min.and_then(|m| m.trim().parse::<u32>().ok()).is_none_or(|m| m < 73) {
+            return Err("the minimum functionality level field must be at least 73 for a wildcard size".into());
+        }
+        if !level_applies(min, max)? {
+            self.stats.other_level += 1;
+            return Ok(());
+        }
         let kind = HashKind::from_hex_len(hash.len())
             .ok_or_else(|| format!("{:?} is not an MD5, SHA1 or SHA256", String::from_utf8_lossy(hash)))?;
         let digest =
@@ -418,6 +450,10 @@ impl SigDb {
             return Err(format!("expected NAME:TARGET:OFFSET:HEX, found {l:?}"));
         }
         let target: u32 = f[1].parse().map_err(|_| format!("target type {:?} is not a number", f[1]))?;
+        if !level_applies(f.get(4).copied(), f.get(5).copied())? {
+            self.stats.other_level += 1;
+            return Ok(());
+        }
         if let Some(reason) = unsupported_target(target) {
             self.unsupported(reason);
             return Ok(());
@@ -451,10 +487,19 @@ impl SigDb {
         }
         let mut target = 0;
         let mut file_size = None;
-        for kv in f[1].split(',') {
+        for (i, kv) in f[1].split(',').enumerate() {
             let (k, v) = kv.split_once(':').ok_or_else(|| format!("bad target description {kv:?}"))?;
             match k {
-                "Engine" => {}
+                "Engine" if i > 0 => {
+                    return Err("the Engine attribute must come first in the target description".into());
+                }
+                "Engine" => {
+                    let (min, max) = v.split_once('-').ok_or_else(|| format!("bad Engine range {v:?}"))?;
+                    if !level_applies(Some(min), Some(max))? {
+                        self.stats.other_level += 1;
+                        return Ok(());
+                    }
+                }
                 "Target" => target = v.parse().map_err(|_| format!("bad target {v:?}"))?,
                 "FileSize" => {
                     let (a, b) = v.split_once('-').ok_or_else(|| format!("bad FileSize {v:?}"))?;
