@@ -10,10 +10,16 @@ n=0; bad=0
 while IFS=$'\t' read -r kind sig sample expected; do
   case "$kind" in ''|'#'*) continue ;; esac
   n=$((n + 1))
-  rm -f "$T"/t.* "$T/sample"
-  printf '%s\n' "$sig" > "$T/t.$kind"
+  rm -rf "$T/db" "$T/sample"; mkdir "$T/db"
+  # several files: kinds `ndb,ign2` and their lines split by `|||`
+  IFS=',' read -ra kinds <<<"$kind"
+  rest=$sig
+  for k in "${kinds[@]}"; do
+    printf '%s\n' "${rest%%|||*}" > "$T/db/t.$k"
+    rest=${rest#*|||}
+  done
   printf '%b' "$sample" > "$T/sample"
-  out=$(clamscan --no-summary -d "$T/t.$kind" "$T/sample" 2>&1 || true)
+  out=$(clamscan --no-summary -d "$T/db" "$T/sample" 2>&1 || true)
   if grep -q "Malformed database\|Can't load" <<<"$out"; then got=malformed
   elif grep -q " FOUND$" <<<"$out"; then got=$(sed -n 's/^.*: \(.*\) FOUND$/\1/p' <<<"$out" | sed 's/\.UNOFFICIAL$//')
   else got=clean; fi

@@ -40,7 +40,10 @@ fn signatures_mean_what_they_mean_in_clamav() {
         cases += 1;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("t.{kind}")), format!("{sig}\n")).unwrap();
+        // several files: kinds `ndb,ign2` and their lines split by `|||`
+        for (k, text) in kind.split(',').zip(sig.split("|||")) {
+            std::fs::write(dir.join(format!("t.{k}")), format!("{text}\n")).unwrap();
+        }
         let got = match Signatures::load_dir(&dir) {
             Err(_) => "malformed".to_string(),
             Ok(sigs) => {

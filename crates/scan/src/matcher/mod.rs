@@ -86,6 +86,10 @@ struct Part {
     version: Option<String>,
     /// CRC-32 of a plain file's name and bytes (for the `local:…` version).
     digest: Option<crc32fast::Hasher>,
+    /// The `.ign2` `NAME:MD5` entries this part was loaded with (its lines they name left out).
+    drop_lines: Arc<HashSet<(String, [u8; 16])>>,
+    /// This part's own `NAME:MD5` entries.
+    ignored_lines: HashSet<(String, [u8; 16])>,
 }
 
 impl Part {
@@ -107,15 +111,18 @@ impl Part {
             body: db.body,
             logical: db.logical,
             ignored: db.ignored,
+            drop_lines: db.drop_lines,
+            ignored_lines: db.ignored_lines,
             stats: db.stats,
             version,
             digest,
         }
     }
 
-    fn load(p: &Path) -> Result<Part, LoadError> {
+    fn load(p: &Path, drop_lines: &Arc<HashSet<(String, [u8; 16])>>) -> Result<Part, LoadError> {
         let key = FileKey::of(p);
         let mut db = SigDb::default();
+        db.drop_lines = drop_lines.clone();
         let mut digest = crc32fast::Hasher::new();
         let version = db.load_path(p, &mut digest)?;
         let db = db.finished();
@@ -123,6 +130,31 @@ impl Part {
         let digest = version.is_none().then_some(digest);
         Ok(Part::from_db(db, key.map(|k| (name, k)), version, digest))
     }
+}
+
+/// Loads each file as a part, taking a part of `previous` for a file it holds unchanged and
+/// loaded with the same `drop_lines`.
+fn load_parts(
+    files: &[std::path::PathBuf],
+    previous: Option<&Signatures>,
+    drop_lines: &Arc<HashSet<(String, [u8; 16])>>,
+) -> Result<Vec<Arc<Part>>, LoadError> {
+    let mut parts = Vec::with_capacity(files.len());
+    for p in files {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = FileKey::of(p);
+        let reused = previous.and_then(|prev| {
+            prev.parts.iter().find(|part| {
+                part.source.as_ref().is_some_and(|(n, k)| *n == name && Some(*k) == key)
+                    && *part.drop_lines == **drop_lines
+            })
+        });
+        parts.push(match reused {
+            Some(part) => part.clone(),
+            None => Arc::new(Part::load(p, drop_lines)?),
+        });
+    }
+    Ok(parts)
 }
 
 /// Every signature of a database, ready to match.
@@ -199,6 +231,7 @@ impl Signatures {
             stats.logical += st.logical;
             stats.allow += st.allow;
             stats.ignored_names += st.ignored_names;
+            stats.ignored_lines += st.ignored_lines;
             for (why, n) in &st.unsupported {
                 *stats.unsupported.entry(why.clone()).or_default() += n;
             }
@@ -239,17 +272,14 @@ impl Signatures {
     /// file it holds unchanged (the same file on disk: device, inode, size, time), so only
     /// changed files are parsed and compiled again (plus the shared body matcher).
     pub fn load_dir_reusing(dir: &Path, previous: Option<&Signatures>) -> Result<Signatures, LoadError> {
-        let mut parts = Vec::new();
-        for p in crate::sigdb::files_in(dir)? {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let key = FileKey::of(&p);
-            let reused = previous.and_then(|prev| {
-                prev.parts.iter().find(|part| part.source.as_ref().is_some_and(|(n, k)| *n == name && Some(*k) == key))
-            });
-            parts.push(match reused {
-                Some(part) => part.clone(),
-                None => Arc::new(Part::load(&p)?),
-            });
+        let files = crate::sigdb::files_in(dir)?;
+        let none = Arc::new(HashSet::new());
+        let mut parts = load_parts(&files, previous, &none)?;
+        // `.ign2` entries `NAME:MD5` name database lines, in any file: the files are read
+        // again with them (rare: the official `.ign2` lists names), leaving those lines out
+        let lines: HashSet<(String, [u8; 16])> = parts.iter().flat_map(|p| p.ignored_lines.iter().cloned()).collect();
+        if !lines.is_empty() {
+            parts = load_parts(&files, previous, &Arc::new(lines))?;
         }
         Ok(Signatures::from_parts(parts))
     }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use hashes::{ANY_SIZE, HashKind, HashTable, digest_bytes, md5_key};
 use logical::Expr;
+use md5::Digest;
 use pattern::{Pattern, PatternError};
 
 /// Where a body signature may start.
@@ -76,6 +77,8 @@ pub struct LoadStats {
     pub allow: usize,
     /// Names to ignore.
     pub ignored_names: usize,
+    /// Signatures left out by an `.ign2` `NAME:MD5` entry.
+    pub ignored_lines: usize,
     /// reason → number of signatures.
     pub unsupported: BTreeMap<String, usize>,
     /// Signatures of a supported kind skipped because something in them is not built here,
@@ -202,8 +205,12 @@ pub struct SigDb {
     pub body: Vec<BodySig>,
     /// Logical signatures.
     pub logical: Vec<LogicalSig>,
-    /// Names to ignore (`.ign2`).
+    /// Names to ignore (`.ign2`, `.ign`): every signature of the name.
     pub ignored: HashSet<String>,
+    /// `.ign2` entries `NAME:MD5`: only the signature whose database line has this MD5.
+    pub ignored_lines: HashSet<(String, [u8; 16])>,
+    /// `ignored_lines` of every file, given before loading (a line they name is left out).
+    pub drop_lines: std::sync::Arc<HashSet<(String, [u8; 16])>>,
     /// What was loaded, and what not.
     pub stats: LoadStats,
     /// Container versions (`daily:27451`) or a digest of loose files.
@@ -243,16 +250,27 @@ const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
 impl SigDb {
     /// Loads every database file in `dir` (not recursive) into one database.
     pub fn load_dir(dir: &Path) -> Result<SigDb, LoadError> {
-        let mut db = SigDb::default();
+        let mut first = SigDb::default();
         let mut digest = crc32fast::Hasher::new();
         let mut versions = Vec::new();
         let mut loose = false;
         for p in files_in(dir)? {
-            match db.load_path(&p, &mut digest)? {
+            match first.load_path(&p, &mut digest)? {
                 Some(v) => versions.push(v),
                 None => loose = true,
             }
         }
+        // `NAME:MD5` entries name database lines: read again with them, leaving those out
+        let mut db = if first.ignored_lines.is_empty() {
+            first
+        } else {
+            let mut again = SigDb::default();
+            again.drop_lines = std::sync::Arc::new(first.ignored_lines.clone());
+            for p in files_in(dir)? {
+                again.load_path(&p, &mut crc32fast::Hasher::new())?;
+            }
+            again
+        };
         db.finish();
         if loose {
             versions.push(format!("local:{:08x}", digest.finalize()));
@@ -371,15 +389,43 @@ impl SigDb {
                 match kind {
                     Kind::Body => self.body_line(l),
                     Kind::Logical => self.logical_line(l),
-                    _ => {
-                        let n = l.split(':').next_back().unwrap_or(l).trim();
-                        self.ignored.insert(n.to_string());
-                        self.stats.ignored_names += 1;
-                        Ok(())
-                    }
+                    _ => self.ignore_line(l),
                 }
             }
         }
+    }
+
+    /// `.ign2`: `NAME` (every signature of the name) or `NAME:MD5` (the one whose database line
+    /// has this MD5); `DB:LINE:NAME` (the old `.ign` form) ignores the name.
+    fn ignore_line(&mut self, l: &str) -> Result<(), String> {
+        let f: Vec<&str> = l.split(':').map(str::trim).collect();
+        match f[..] {
+            [name] | [_, _, name] => {
+                self.ignored.insert(name.to_string());
+            }
+            [name, md5] => {
+                let d = digest_bytes(md5.as_bytes())
+                    .filter(|_| md5.len() == 32)
+                    .ok_or_else(|| format!("malformed MD5 string {md5:?}"))?;
+                self.ignored_lines.insert((name.to_string(), d[..16].try_into().expect("16 bytes")));
+            }
+            _ => return Err(format!("expected NAME or NAME:MD5, found {l:?}")),
+        }
+        self.stats.ignored_names += 1;
+        Ok(())
+    }
+
+    /// Whether the signature `name` on database line `line` is one an `NAME:MD5` entry drops.
+    fn dropped(&mut self, name: &str, line: &[u8]) -> bool {
+        if self.drop_lines.is_empty() || !self.drop_lines.iter().any(|(n, _)| n == name) {
+            return false;
+        }
+        let md5: [u8; 16] = md5::Md5::digest(line).into();
+        let hit = self.drop_lines.contains(&(name.to_string(), md5));
+        if hit {
+            self.stats.ignored_lines += 1;
+        }
+        hit
     }
 
     fn unsupported(&mut self, reason: impl Into<String>) {
@@ -419,8 +465,11 @@ impl SigDb {
                 .map(|n| u32::try_from(n).unwrap_or(ANY_SIZE - 1))
                 .ok_or_else(|| format!("{:?} is not a file size", String::from_utf8_lossy(s)))?,
         };
-        let name =
-            self.names.add(std::str::from_utf8(name).map_err(|_| "signature name is not valid UTF-8".to_string())?);
+        let name = std::str::from_utf8(name).map_err(|_| "signature name is not valid UTF-8".to_string())?;
+        if self.dropped(name, l) {
+            return Ok(());
+        }
+        let name = self.names.add(name);
         match (kind, allow) {
             (HashKind::Md5, false) => {
                 self.stats.md5 += 1;
@@ -474,6 +523,9 @@ impl SigDb {
             }
             Err(PatternError::Syntax(e)) => return Err(e),
         };
+        if self.dropped(f[0], l.as_bytes()) {
+            return Ok(());
+        }
         let name = self.names.add(f[0]);
         self.body.push(BodySig { name, target, offset, pattern });
         self.stats.body += 1;
@@ -551,6 +603,9 @@ impl SigDb {
         }
         if expr.max_sub() >= subs.len() {
             return Err(format!("expression uses sub-signature {} of {}", expr.max_sub(), subs.len()));
+        }
+        if self.dropped(f[0], l.as_bytes()) {
+            return Ok(());
         }
         let name = self.names.add(f[0]);
         self.logical.push(LogicalSig { name, target, file_size, expr, subs });
