@@ -121,8 +121,7 @@ impl Part {
 
     fn load(p: &Path, drop_lines: &Arc<HashSet<(String, [u8; 16])>>) -> Result<Part, LoadError> {
         let key = FileKey::of(p);
-        let mut db = SigDb::default();
-        db.drop_lines = drop_lines.clone();
+        let mut db = SigDb::dropping(drop_lines.clone());
         let mut digest = crc32fast::Hasher::new();
         let version = db.load_path(p, &mut digest)?;
         let db = db.finished();

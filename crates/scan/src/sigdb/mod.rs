@@ -248,6 +248,11 @@ const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
 ];
 
 impl SigDb {
+    /// An empty database that leaves out the lines `drop_lines` name (`.ign2` `NAME:MD5`).
+    pub fn dropping(drop_lines: std::sync::Arc<HashSet<(String, [u8; 16])>>) -> SigDb {
+        SigDb { drop_lines, ..SigDb::default() }
+    }
+
     /// Loads every database file in `dir` (not recursive) into one database.
     pub fn load_dir(dir: &Path) -> Result<SigDb, LoadError> {
         let mut first = SigDb::default();
@@ -264,8 +269,7 @@ impl SigDb {
         let mut db = if first.ignored_lines.is_empty() {
             first
         } else {
-            let mut again = SigDb::default();
-            again.drop_lines = std::sync::Arc::new(first.ignored_lines.clone());
+            let mut again = SigDb::dropping(std::sync::Arc::new(first.ignored_lines.clone()));
             for p in files_in(dir)? {
                 again.load_path(&p, &mut crc32fast::Hasher::new())?;
             }
