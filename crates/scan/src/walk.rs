@@ -37,6 +37,10 @@ impl<'a> Walker<'a> {
             layer.verdict = Verdict::LimitExceeded(l);
             return layer;
         }
+        // a layer allow-listed by its hash (`.fp`) is clean with everything inside it
+        if self.sigs.is_allow_listed(data) {
+            return layer;
+        }
         // A container's own bytes are matched after its members, so that a finding names the
         // innermost layer; they are matched at all only if the members could not all be read.
         if ft != FileType::Mail && !ft.is_container() && self.matched(&mut layer, data, ft) {
@@ -60,24 +64,18 @@ impl<'a> Walker<'a> {
         }
         if ft == FileType::Mail {
             self.message(&mut layer, data, depth);
-            return layer;
-        }
-        let mut fully_read = true;
-        match unpack::unpack(ft, data, &mut self.budget) {
-            Ok(entries) => {
-                fully_read = !entries.iter().any(|e| matches!(e, Entry::Broken { .. }));
-                self.entries(&mut layer, entries, depth);
-            }
-            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
-            Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
-            Err(UnpackError::Broken(why)) => {
-                layer.verdict = Verdict::Unscannable(why);
-                fully_read = false;
+        } else {
+            match unpack::unpack(ft, data, &mut self.budget) {
+                Ok(entries) => self.entries(&mut layer, entries, depth),
+                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
+                Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
+                Err(UnpackError::Broken(why)) => layer.verdict = Verdict::Unscannable(why),
             }
         }
-        if !layer.overall().is_infected() {
-            let own = self.sigs.check_hashes_only(data);
-            let hit = own.or_else(|| if fully_read { None } else { self.sigs.check(data, ft) });
+        // ClamAV matches every layer's own bytes as well as its members' (a zip's headers and
+        // names, a message's raw text); a finding inside names the innermost layer first
+        if !layer.overall().is_infected() && !layer.overall().is_limit() {
+            let hit = self.sigs.check(data, ft);
             self.scanned += data.len() as u64;
             if let Some(d) = hit {
                 layer.verdict = Verdict::Infected(d.name);

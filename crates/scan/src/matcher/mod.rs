@@ -350,6 +350,14 @@ impl Signatures {
         None
     }
 
+    /// Whether an allow-list (`.fp`, `.sfp`) names these bytes: then they and everything in
+    /// them are clean.
+    pub fn is_allow_listed(&self, data: &[u8]) -> bool {
+        let size = data.len() as u64;
+        let wants = self.parts.iter().any(|p| p.allow_md5.wants(size) || p.allow_sha1.wants(size) || p.allow_sha256.wants(size));
+        wants && matches!(self.check_hashes(data, size), Some(None))
+    }
+
     /// Only the whole-file hash signatures (for containers, whose members are matched
     /// separately).
     pub fn check_hashes_only(&self, data: &[u8]) -> Option<Detection> {
