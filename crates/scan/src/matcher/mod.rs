@@ -164,6 +164,9 @@ pub struct Signatures {
     body_names: Vec<(u32, u32)>,
     logical: Vec<Logical>,
     sub_owner: Vec<u32>,
+    /// Logical signatures whose expression holds with no sub-signature matched (`0=0`,
+    /// `0<2`): evaluated on every buffer, as ClamAV evaluates every logical signature.
+    true_without_matches: Vec<u32>,
     /// Names dropped by `.ign2` files, in any part.
     ignored: HashSet<String>,
     /// What was loaded and what was not supported.
@@ -218,6 +221,12 @@ impl Signatures {
             }
         }
         body.finish();
+        let true_without_matches = logical
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.expr.eval(&vec![0; l.subs as usize]))
+            .map(|(i, _)| i as u32)
+            .collect();
         let mut stats = LoadStats::default();
         let mut versions = Vec::new();
         let mut local: Option<crc32fast::Hasher> = None;
@@ -256,6 +265,7 @@ impl Signatures {
             body_names,
             logical,
             sub_owner,
+            true_without_matches,
             ignored,
             stats,
             version: crate::sigdb::version_text(versions),
@@ -323,10 +333,11 @@ impl Signatures {
                 evidence: format!("body signature at offset {at}"),
             });
         }
-        if hits.sub_counts.is_empty() {
+        if hits.sub_counts.is_empty() && self.true_without_matches.is_empty() {
             return None;
         }
         let mut touched: Vec<u32> = hits.sub_counts.iter().map(|(s, _)| self.sub_owner[*s as usize]).collect();
+        touched.extend_from_slice(&self.true_without_matches);
         touched.sort_unstable();
         touched.dedup();
         for li in touched {
@@ -354,7 +365,10 @@ impl Signatures {
     /// them are clean.
     pub fn is_allow_listed(&self, data: &[u8]) -> bool {
         let size = data.len() as u64;
-        let wants = self.parts.iter().any(|p| p.allow_md5.wants(size) || p.allow_sha1.wants(size) || p.allow_sha256.wants(size));
+        let wants = self
+            .parts
+            .iter()
+            .any(|p| p.allow_md5.wants(size) || p.allow_sha1.wants(size) || p.allow_sha256.wants(size));
         wants && matches!(self.check_hashes(data, size), Some(None))
     }
 
