@@ -41,6 +41,24 @@ struct Compiled {
     anchor_piece: u16,
     anchor_off: u16,
     anchor_len: u16,
+    /// For a sub-signature split by a variable jump (`*`, `{n-m}`, `{-n}`, `{n-}`): the index
+    /// of the last such jump. libclamav counts such a sub-signature once per position where
+    /// its last part ends a match, not once per start.
+    split_at: Option<u16>,
+}
+
+/// The index of the last jump of variable length in `pattern`, if any.
+fn last_variable_gap(pattern: &Pattern) -> Option<usize> {
+    pattern.pieces.iter().rposition(|p| matches!(p, Piece::Gap { min, max } if *max != Some(*min)))
+}
+
+/// Whether every piece of `pieces` has one length (so a match's start fixes its end).
+fn fixed_length(pieces: &[Piece]) -> bool {
+    pieces.iter().all(|p| match p {
+        Piece::Gap { min, max } => *max == Some(*min),
+        Piece::Alt(a) => a.iter().all(|x| x.len() == a[0].len()),
+        _ => true,
+    })
 }
 
 /// Windows of anchors, probed at every `stride`-th input position.
@@ -148,6 +166,8 @@ pub struct BodyMatcher {
     /// Floating patterns without a 4-byte exact run: checked at every position of their first
     /// exact byte (or everywhere).
     unanchored: Vec<u32>,
+    /// Sub-signatures split by a variable jump → their pattern, counted by match ends.
+    split_subs: HashMap<u32, u32>,
 }
 
 /// What a scan found.
@@ -166,6 +186,7 @@ impl Default for BodyMatcher {
             tiers: TIERS.iter().map(|&(_, stride)| Prefilter::new(stride)).collect(),
             positioned: Vec::new(),
             unanchored: Vec::new(),
+            split_subs: HashMap::new(),
         }
     }
 }
@@ -191,6 +212,15 @@ impl BodyMatcher {
             self.unanchored.push(idx);
         }
         let small = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        let split_at = match owner {
+            Owner::Sub(_) => last_variable_gap(&pattern)
+                .filter(|&k| fixed_length(&pattern.pieces[k + 1..]) && k + 1 < pattern.pieces.len())
+                .map(small),
+            Owner::Body(_) => None,
+        };
+        if let (Some(_), Owner::Sub(sub)) = (split_at, owner) {
+            self.split_subs.insert(sub, idx);
+        }
         self.compiled.push(Compiled {
             pattern,
             offset,
@@ -199,6 +229,7 @@ impl BodyMatcher {
             anchor_piece: small(anchor_piece),
             anchor_off: small(anchor_off),
             anchor_len: small(run.len()),
+            split_at,
         });
     }
 
@@ -304,6 +335,12 @@ impl BodyMatcher {
                 i += pf.stride;
             }
         }
+        // split sub-signatures found at least once: counted again by the ends of their matches
+        for (s, n) in counts.iter_mut() {
+            if let Some(&ci) = self.split_subs.get(s) {
+                *n = count_ends(&self.compiled[ci as usize], data);
+            }
+        }
         finish_counts(hits, counts)
     }
 
@@ -330,6 +367,29 @@ impl BodyMatcher {
         });
         start
     }
+}
+
+/// How many positions end a match of split sub-signature `c` (libclamav's count): each
+/// place where the part after the last variable jump matches with a valid start before it.
+fn count_ends(c: &Compiled, data: &[u8]) -> u32 {
+    let Some(k) = c.split_at.map(usize::from) else { return 0 };
+    let (prefix, suffix) = c.pattern.pieces.split_at(k + 1);
+    let mut n = 0;
+    let mut at = |pos: usize| {
+        let mut budget = VERIFY_BUDGET;
+        if forward(suffix, data, pos, &mut budget).is_some() && backward(prefix, data, pos, &mut budget, &mut |_| true)
+        {
+            n += 1;
+        }
+    };
+    // where the suffix starts with an exact byte, only those positions are tried
+    match suffix.first() {
+        Some(Piece::Bytes(b)) if b.first().is_some_and(|f| f.mask == 0xff) => {
+            memchr::memchr_iter(b[0].value, data).for_each(&mut at);
+        }
+        _ => (0..=data.len()).for_each(&mut at),
+    }
+    n
 }
 
 fn finish_counts(mut hits: BodyHits, counts: HashMap<u32, u32>) -> BodyHits {

@@ -165,7 +165,8 @@ pub struct Signatures {
     logical: Vec<Logical>,
     sub_owner: Vec<u32>,
     /// Logical signatures whose expression holds with no sub-signature matched (`0=0`,
-    /// `0<2`): evaluated on every buffer, as ClamAV evaluates every logical signature.
+    /// `0<2`): they fire on every buffer of their target, whatever is counted in it, as in
+    /// ClamAV (which also evaluates them where nothing is counted yet).
     true_without_matches: Vec<u32>,
     /// Names dropped by `.ign2` files, in any part.
     ignored: HashSet<String>,
@@ -333,11 +334,21 @@ impl Signatures {
                 evidence: format!("body signature at offset {at}"),
             });
         }
-        if hits.sub_counts.is_empty() && self.true_without_matches.is_empty() {
+        // ClamAV evaluates every logical signature also where nothing was counted yet: one
+        // that holds with no sub-signature matched fires on every buffer of its target
+        for &li in &self.true_without_matches {
+            let l = &self.logical[li as usize];
+            if ft.matches_target(l.target) && l.file_size.is_none_or(|(a, b)| size >= a && size <= b) {
+                return Some(Detection {
+                    name: self.parts[l.part as usize].names.get(l.name).to_string(),
+                    evidence: "logical signature".into(),
+                });
+            }
+        }
+        if hits.sub_counts.is_empty() {
             return None;
         }
         let mut touched: Vec<u32> = hits.sub_counts.iter().map(|(s, _)| self.sub_owner[*s as usize]).collect();
-        touched.extend_from_slice(&self.true_without_matches);
         touched.sort_unstable();
         touched.dedup();
         for li in touched {

@@ -605,8 +605,13 @@ impl SigDb {
                 Err(PatternError::Syntax(e)) => return Err(e),
             }
         }
-        if expr.max_sub() >= subs.len() {
-            return Err(format!("expression uses sub-signature {} of {}", expr.max_sub(), subs.len()));
+        // ClamAV's rule: the highest sub-signature the expression names is the last one given
+        if expr.max_sub() + 1 != subs.len() {
+            return Err(format!(
+                "the expression's highest sub-signature is {}, but the line gives {} sub-signatures",
+                expr.max_sub(),
+                subs.len()
+            ));
         }
         if self.dropped(f[0], l.as_bytes()) {
             return Ok(());

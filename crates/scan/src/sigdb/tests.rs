@@ -36,7 +36,7 @@ fn malformed_lines_name_file_and_line() {
     let e = load(&[("x.hdb", "# comment\n\nnothex:12:Name\n")]).unwrap_err();
     assert_eq!(e.line, 3);
     let e = load(&[("x.ldb", "N;Target:0;0&3;4142\n")]).unwrap_err();
-    assert!(e.why.contains("sub-signature 3"), "{e}");
+    assert!(e.why.contains("highest sub-signature is 3"), "{e}");
 }
 
 #[test]
