@@ -50,6 +50,8 @@ pub struct ScanConfig {
     /// Memory the running scans may hold together, in bytes (each is charged three times its
     /// message size plus `max_expanded`, at most this much).
     pub max_memory: u64,
+    /// `detect_pua`: load the PUA databases (`.ndu` …), off by default as in ClamAV.
+    pub load: scan::sigdb::LoadOptions,
 }
 
 /// `[contracts]`: where contracts are stored and how often a server looks for changes.
@@ -474,10 +476,12 @@ fn read_scan(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> ScanC
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let max_concurrent = positive(r, sec.as_deref_mut(), "max_concurrent", cpus);
     let max_memory = positive(r, sec.as_deref_mut(), "max_memory", 1_000_000_000u64);
+    let pua = sec.as_deref_mut().and_then(|s| r.boolean(s, "detect_pua")).is_some_and(|(b, _)| b);
     if let Some(s) = sec {
         r.deny_unknown(s);
     }
-    ScanConfig { signatures, limits, clamd, clamd_timeout, max_concurrent, max_memory }
+    let load = scan::sigdb::LoadOptions { pua };
+    ScanConfig { signatures, limits, clamd, clamd_timeout, max_concurrent, max_memory, load }
 }
 
 fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> WarningsConfig {

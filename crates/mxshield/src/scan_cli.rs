@@ -17,23 +17,22 @@ fn load_signatures(config: &Config, db: Option<&Path>) -> anyhow::Result<(Signat
     if db.is_none() && config.signatures.source.is_some() {
         let started = Instant::now();
         let store = sigupdate::store::Store::open(&config.signatures_dir())?;
-        if let (Some(loaded), _) = store.load(&config.signatures.trusted, config.scan.limits) {
+        if let (Some(loaded), _) = store.load(&config.signatures.trusted, config.scan.limits, config.scan.load) {
             let sigs = std::sync::Arc::try_unwrap(loaded.signatures)
                 .map_err(|_| anyhow::anyhow!("the loaded database is shared"))?;
             return Ok((sigs, started.elapsed()));
         }
     }
-    signatures(db.or(config.scan.signatures.as_deref()))
+    signatures(db.or(config.scan.signatures.as_deref()), config.scan.load)
 }
 
 /// The database in `dir`, or the built-in one; and how long loading took. The one way `scan`,
 /// `sigs info` and `serve` load signatures.
-pub fn signatures(dir: Option<&Path>) -> anyhow::Result<(Signatures, Duration)> {
+pub fn signatures(dir: Option<&Path>, load: scan::sigdb::LoadOptions) -> anyhow::Result<(Signatures, Duration)> {
     let started = Instant::now();
     let sigs = match dir {
-        Some(dir) => {
-            Signatures::load_dir(dir).with_context(|| format!("cannot load signatures from {}", dir.display()))?
-        }
+        Some(dir) => Signatures::load_dir_reusing(dir, None, load)
+            .with_context(|| format!("cannot load signatures from {}", dir.display()))?,
         None => Signatures::builtin(),
     };
     Ok((sigs, started.elapsed()))
@@ -52,6 +51,9 @@ pub fn sigs_info(config: &Config, db: Option<&Path>) -> anyhow::Result<ExitCode>
     println!("logical:           {}", s.logical);
     println!("allow-list:        {}", s.allow);
     println!("ignored names:     {}", s.ignored_names);
+    if s.pua_files_skipped > 0 {
+        println!("PUA files:         {} not loaded ([scan] detect_pua is off)", s.pua_files_skipped);
+    }
     println!(
         "other levels:      {} (signatures for engine functionality levels other than {}, skipped as ClamAV skips them)",
         s.other_level,

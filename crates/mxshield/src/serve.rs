@@ -186,7 +186,7 @@ fn scanner(config: &Config) -> anyhow::Result<(Scanner, Option<Release>)> {
         let store = sigupdate::store::Store::open(&dir)
             .with_context(|| format!("cannot open the signature store {}", dir.display()))?;
         let started = std::time::Instant::now();
-        let (loaded, passed_over) = store.load(&config.signatures.trusted, cfg.limits);
+        let (loaded, passed_over) = store.load(&config.signatures.trusted, cfg.limits, cfg.load);
         for why in passed_over {
             tracing::error!(event = "signature_release_unusable", reason = %why);
         }
@@ -227,6 +227,7 @@ fn start_updates(
         source,
         trusted: config.signatures.trusted.clone(),
         limits,
+        options: config.scan.load,
         check_every: config.signatures.check_every,
         max_age: config.signatures.max_age,
     };
@@ -261,7 +262,7 @@ fn signatures_loaded(sigs: &scan::Signatures, took: std::time::Duration) {
 
 /// Loads the signature database named by `[scan]` (or the built-in one).
 pub fn load_engine(cfg: &ScanConfig) -> anyhow::Result<scan::Engine> {
-    let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref())?;
+    let (sigs, took) = crate::scan_cli::signatures(cfg.signatures.as_deref(), cfg.load)?;
     signatures_loaded(&sigs, took);
     Ok(scan::Engine::new(Arc::new(sigs), cfg.limits))
 }

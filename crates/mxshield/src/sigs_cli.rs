@@ -56,7 +56,14 @@ pub fn verify(config: &Config, source: &str, keys: &[String]) -> anyhow::Result<
     anyhow::ensure!(!trusted.is_empty(), "no trusted key: give --key or set [signatures] trusted_keys");
     let staging = std::env::temp_dir().join(format!("mxshield-verify-{}-{}", std::process::id(), now()));
     std::fs::create_dir_all(&staging)?;
-    let judge = Judge { trusted: &trusted, in_use: None, now: now(), limits: config.scan.limits, previous: None };
+    let judge = Judge {
+        trusted: &trusted,
+        in_use: None,
+        now: now(),
+        limits: config.scan.limits,
+        previous: None,
+        options: config.scan.load,
+    };
     let result = release::check(&source, &judge, None, &staging, &|_| None);
     let _ = std::fs::remove_dir_all(&staging);
     match result {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scan::sigdb::LoadOptions;
 use scan::{Engine, Limits, Signatures, Verdict};
 use sha2::{Digest, Sha256};
 
@@ -135,6 +136,8 @@ pub struct Judge<'a> {
     /// The database in use: the compiled parts of files it holds unchanged are taken over
     /// instead of built again beside it.
     pub previous: Option<&'a Signatures>,
+    /// How the database is loaded (PUA databases or not).
+    pub options: LoadOptions,
 }
 
 /// Reads the newest release from `source` and checks it as a node does, staging it in
@@ -210,7 +213,8 @@ pub fn fetch_version(
     for v in &manifest.vectors {
         obtain(source, &format!("vector {}", v.sha256), &v.sha256, v.size, &vectors.join(&v.sha256), have)?;
     }
-    let mut signatures = Signatures::load_dir_reusing(&db, judge.previous).map_err(|e| Refusal::Load(e.to_string()))?;
+    let mut signatures =
+        Signatures::load_dir_reusing(&db, judge.previous, judge.options).map_err(|e| Refusal::Load(e.to_string()))?;
     signatures.version = version_label(version);
     let signatures = Arc::new(signatures);
     self_test(&signatures, &manifest.vectors, &vectors, judge.limits)?;
@@ -341,7 +345,9 @@ fn build(p: &Publish<'_>, secret: &SecretKey, version: u64, staging: &Path) -> R
     std::fs::write(db.join(MARKER_FILE), format!("{marker_name}:0:*:{}\n", hex(marker.as_bytes())))?;
     names.push(MARKER_FILE.into());
     names.sort();
-    let sigs = Signatures::load_dir(&db).map_err(|e| PublishError::Load(e.to_string()))?;
+    // every file must load, PUA databases included (nodes may be configured to use them)
+    let all = LoadOptions { pua: true };
+    let sigs = Signatures::load_dir_reusing(&db, None, all).map_err(|e| PublishError::Load(e.to_string()))?;
     let count = sigs.len() as u64;
     // samples: the marker, EICAR if the database finds it, and two clean ones
     let sigs = Arc::new(sigs);

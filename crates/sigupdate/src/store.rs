@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use scan::sigdb::LoadOptions;
 use scan::{Limits, Signatures};
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +150,7 @@ impl Store {
     /// Loads the newest good release: the current one, else the ones before it (each checked
     /// again: signature, sizes, self-test). `Ok(None)`: none installed. The errors of releases
     /// passed over are returned for the log.
-    pub fn load(&self, trusted: &[PublicKey], limits: Limits) -> (Option<Loaded>, Vec<String>) {
+    pub fn load(&self, trusted: &[PublicKey], limits: Limits, options: LoadOptions) -> (Option<Loaded>, Vec<String>) {
         let mut versions = self.versions();
         versions.sort_unstable_by(|a, b| b.cmp(a));
         if let Some(cur) = self.current() {
@@ -157,7 +158,7 @@ impl Store {
         }
         let mut errors = Vec::new();
         for v in versions {
-            match self.load_version(v, trusted, limits) {
+            match self.load_version(v, trusted, limits, options) {
                 Ok(l) => return (Some(l), errors),
                 Err(e) => errors.push(format!("release {v}: {e}")),
             }
@@ -165,7 +166,13 @@ impl Store {
         (None, errors)
     }
 
-    fn load_version(&self, version: u64, trusted: &[PublicKey], limits: Limits) -> Result<Loaded, String> {
+    fn load_version(
+        &self,
+        version: u64,
+        trusted: &[PublicKey],
+        limits: Limits,
+        options: LoadOptions,
+    ) -> Result<Loaded, String> {
         let dir = self.root.join("releases").join(version.to_string());
         let bytes = std::fs::read(dir.join("manifest.json")).map_err(|e| e.to_string())?;
         let sig = std::fs::read_to_string(dir.join("manifest.json.minisig")).map_err(|e| e.to_string())?;
@@ -177,7 +184,7 @@ impl Store {
                 return Err(format!("{}: {len} bytes, the manifest lists {}", p.name, p.size));
             }
         }
-        let mut sigs = Signatures::load_dir(&dir.join("db")).map_err(|e| e.to_string())?;
+        let mut sigs = Signatures::load_dir_reusing(&dir.join("db"), None, options).map_err(|e| e.to_string())?;
         sigs.version = release::version_label(version);
         let sigs = Arc::new(sigs);
         release::self_test(&sigs, &manifest.vectors, &self.root.join("objects"), limits).map_err(|e| e.to_string())?;

@@ -52,6 +52,8 @@ pub struct Updater {
     pub trusted: Vec<PublicKey>,
     /// Limits the self-test scans run under.
     pub limits: Limits,
+    /// How databases are loaded.
+    pub options: scan::sigdb::LoadOptions,
     /// How often to check.
     pub check_every: Duration,
     /// When the database in use counts as stale.
@@ -169,6 +171,7 @@ impl Updater {
             now,
             limits: self.limits,
             previous: in_use.as_ref().map(|u| &*u.1),
+            options: self.options,
         };
         let result = release::check(&self.source, &judge, etag, &staging, &|h| self.store.have(h));
         if let Ok((Check::New(staged), _)) = &result {

@@ -51,7 +51,7 @@ fn publish(db: &Path, repo: &Path, key: &SecretKey) -> Manifest {
 }
 
 fn judge(trusted: &[PublicKey], in_use: Option<u64>) -> Judge<'_> {
-    Judge { trusted, in_use, now: NOW + 60, limits: Limits::default(), previous: None }
+    Judge { trusted, in_use, now: NOW + 60, limits: Limits::default(), previous: None, options: Default::default() }
 }
 
 /// Checks `repo` with `judge`, installing into `store` what is new.
@@ -94,7 +94,7 @@ fn a_release_is_published_checked_installed_and_loaded() {
     let added = std::fs::read_dir(repo.join("payloads")).unwrap().count() - payloads;
     assert_eq!(added, 2, "only the new marker and its sample");
     // built beside release 1 in use, release 2 takes over its unchanged files' compiled parts
-    let (one, _) = store.load(&trusted, Limits::default());
+    let (one, _) = store.load(&trusted, Limits::default(), Default::default());
     let one = one.unwrap().signatures;
     let staging = store.staging().unwrap();
     let j = Judge { previous: Some(&one), ..judge(&trusted, Some(1)) };
@@ -104,7 +104,7 @@ fn a_release_is_published_checked_installed_and_loaded() {
     store.install(&staged).unwrap();
     assert_eq!(store.current(), Some(2));
 
-    let (loaded, errors) = store.load(&trusted, Limits::default());
+    let (loaded, errors) = store.load(&trusted, Limits::default(), Default::default());
     let loaded = loaded.expect("a release");
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(loaded.manifest.version, 2);
@@ -309,7 +309,7 @@ fn cvd_containers_are_published_and_checked() {
     assert!(m.payloads.iter().any(|p| p.name == "daily.cvd"), "{:?}", m.payloads);
     let store = Store::open(&d.0.join("node")).unwrap();
     assert_eq!(check(&repo, &store, &judge(&[key.public()], None)).unwrap(), Some(1));
-    let (loaded, _) = store.load(&[key.public()], Limits::default());
+    let (loaded, _) = store.load(&[key.public()], Limits::default(), Default::default());
     let engine = scan::Engine::new(loaded.unwrap().signatures, Limits::default());
     assert!(engine.scan_bytes("x", b"a DAILY-MARKER b").verdict().is_infected());
 

@@ -20,7 +20,7 @@ use sha2::Sha256;
 use crate::filetype::FileType;
 use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
-use crate::sigdb::{BodySig, LoadError, LoadStats, LogicalSig, Names, SigDb};
+use crate::sigdb::{BodySig, LoadError, LoadOptions, LoadStats, LogicalSig, Names, SigDb};
 use body::{BodyMatcher, Owner};
 
 /// A signature that matched.
@@ -90,6 +90,8 @@ struct Part {
     drop_lines: Arc<HashSet<(String, [u8; 16])>>,
     /// This part's own `NAME:MD5` entries.
     ignored_lines: HashSet<(String, [u8; 16])>,
+    /// The options it was loaded with.
+    options: LoadOptions,
 }
 
 impl Part {
@@ -113,15 +115,16 @@ impl Part {
             ignored: db.ignored,
             drop_lines: db.drop_lines,
             ignored_lines: db.ignored_lines,
+            options: db.options,
             stats: db.stats,
             version,
             digest,
         }
     }
 
-    fn load(p: &Path, drop_lines: &Arc<HashSet<(String, [u8; 16])>>) -> Result<Part, LoadError> {
+    fn load(p: &Path, options: LoadOptions, drop_lines: &Arc<HashSet<(String, [u8; 16])>>) -> Result<Part, LoadError> {
         let key = FileKey::of(p);
-        let mut db = SigDb::dropping(drop_lines.clone());
+        let mut db = SigDb::with(options, drop_lines.clone());
         let mut digest = crc32fast::Hasher::new();
         let version = db.load_path(p, &mut digest)?;
         let db = db.finished();
@@ -136,6 +139,7 @@ impl Part {
 fn load_parts(
     files: &[std::path::PathBuf],
     previous: Option<&Signatures>,
+    options: LoadOptions,
     drop_lines: &Arc<HashSet<(String, [u8; 16])>>,
 ) -> Result<Vec<Arc<Part>>, LoadError> {
     let mut parts = Vec::with_capacity(files.len());
@@ -146,11 +150,12 @@ fn load_parts(
             prev.parts.iter().find(|part| {
                 part.source.as_ref().is_some_and(|(n, k)| *n == name && Some(*k) == key)
                     && *part.drop_lines == **drop_lines
+                    && part.options == options
             })
         });
         parts.push(match reused {
             Some(part) => part.clone(),
-            None => Arc::new(Part::load(p, drop_lines)?),
+            None => Arc::new(Part::load(p, options, drop_lines)?),
         });
     }
     Ok(parts)
@@ -249,6 +254,7 @@ impl Signatures {
             }
             stats.skipped_more += st.skipped_more;
             stats.other_level += st.other_level;
+            stats.pua_files_skipped += st.pua_files_skipped;
             stats.files.extend(st.files.iter().cloned());
             if let Some(v) = &p.version {
                 versions.push(v.clone());
@@ -273,23 +279,27 @@ impl Signatures {
         }
     }
 
-    /// Loads and compiles every database in `dir`.
+    /// Loads and compiles every database in `dir` (PUA databases left out).
     pub fn load_dir(dir: &Path) -> Result<Signatures, LoadError> {
-        Signatures::load_dir_reusing(dir, None)
+        Signatures::load_dir_reusing(dir, None, LoadOptions::default())
     }
 
     /// Loads every database in `dir`, taking the compiled hash tables of `previous` for each
     /// file it holds unchanged (the same file on disk: device, inode, size, time), so only
     /// changed files are parsed and compiled again (plus the shared body matcher).
-    pub fn load_dir_reusing(dir: &Path, previous: Option<&Signatures>) -> Result<Signatures, LoadError> {
+    pub fn load_dir_reusing(
+        dir: &Path,
+        previous: Option<&Signatures>,
+        options: LoadOptions,
+    ) -> Result<Signatures, LoadError> {
         let files = crate::sigdb::files_in(dir)?;
         let none = Arc::new(HashSet::new());
-        let mut parts = load_parts(&files, previous, &none)?;
+        let mut parts = load_parts(&files, previous, options, &none)?;
         // `.ign2` entries `NAME:MD5` name database lines, in any file: the files are read
         // again with them (rare: the official `.ign2` lists names), leaving those lines out
         let lines: HashSet<(String, [u8; 16])> = parts.iter().flat_map(|p| p.ignored_lines.iter().cloned()).collect();
         if !lines.is_empty() {
-            parts = load_parts(&files, previous, &Arc::new(lines))?;
+            parts = load_parts(&files, previous, options, &Arc::new(lines))?;
         }
         Ok(Signatures::from_parts(parts))
     }
@@ -499,6 +509,17 @@ mod parts_tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    /// PUA databases load only when asked for.
+    #[test]
+    fn pua_databases_load_only_with_pua_detection() {
+        let d = dir("pua", &[("p.ndu", "PUA.Test:0:*:4f4e452d4f4e45\n")]);
+        assert_eq!(found(&Signatures::load_dir(&d).unwrap(), b"xx ONE-ONE xx"), None);
+        let on = Signatures::load_dir_reusing(&d, None, LoadOptions { pua: true }).unwrap();
+        assert_eq!(found(&on, b"xx ONE-ONE xx").as_deref(), Some("PUA.Test"));
+        assert_eq!(Signatures::load_dir(&d).unwrap().stats.pua_files_skipped, 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     /// A database loaded again over the same directory takes the unchanged files' compiled
     /// parts from the previous one and reads only the changed file.
     #[test]
@@ -511,12 +532,12 @@ mod parts_tests {
             ],
         );
         let first = Signatures::load_dir(&d).unwrap();
-        let same = Signatures::load_dir_reusing(&d, Some(&first)).unwrap();
+        let same = Signatures::load_dir_reusing(&d, Some(&first), LoadOptions::default()).unwrap();
         assert_eq!(same.parts_shared_with(&first), 2);
         // a new daily file (a new inode, as a release installs it)
         std::fs::remove_file(d.join("daily.ndb")).unwrap();
         std::fs::write(d.join("daily.ndb"), "One:0:*:4f4e452d4f4e45\nTwo:0:*:54574f2d54574f\n").unwrap();
-        let next = Signatures::load_dir_reusing(&d, Some(&first)).unwrap();
+        let next = Signatures::load_dir_reusing(&d, Some(&first), LoadOptions::default()).unwrap();
         assert_eq!(next.parts_shared_with(&first), 1);
         assert_eq!(found(&next, b"xx TWO-TWO xx").as_deref(), Some("Two"));
         assert_eq!(found(&next, EICAR).as_deref(), Some("Eicar.Hash"));

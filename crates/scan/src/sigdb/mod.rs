@@ -88,8 +88,18 @@ pub struct LoadStats {
     pub skipped_more: usize,
     /// Signatures for other engine functionality levels, skipped as ClamAV skips them.
     pub other_level: usize,
+    /// PUA database files not loaded (PUA detection is off).
+    pub pua_files_skipped: usize,
     /// Files read (container members as `daily.cvd/daily.ndb`).
     pub files: Vec<String>,
+}
+
+/// Choices about what a database load takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load the PUA databases (`.ndu`, `.ldu`, `.hdu`, `.hsu`: potentially unwanted
+    /// applications). Off by default, as in ClamAV.
+    pub pua: bool,
 }
 
 /// The functionality level (FLEVEL) of the ClamAV engine whose signature semantics this
@@ -211,6 +221,8 @@ pub struct SigDb {
     pub ignored_lines: HashSet<(String, [u8; 16])>,
     /// `ignored_lines` of every file, given before loading (a line they name is left out).
     pub drop_lines: std::sync::Arc<HashSet<(String, [u8; 16])>>,
+    /// How to load.
+    pub options: LoadOptions,
     /// What was loaded, and what not.
     pub stats: LoadStats,
     /// Container versions (`daily:27451`) or a digest of loose files.
@@ -248,14 +260,20 @@ const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
 ];
 
 impl SigDb {
-    /// An empty database that leaves out the lines `drop_lines` name (`.ign2` `NAME:MD5`).
-    pub fn dropping(drop_lines: std::sync::Arc<HashSet<(String, [u8; 16])>>) -> SigDb {
-        SigDb { drop_lines, ..SigDb::default() }
+    /// An empty database loading as `options` say and leaving out the lines `drop_lines`
+    /// name (`.ign2` `NAME:MD5`).
+    pub fn with(options: LoadOptions, drop_lines: std::sync::Arc<HashSet<(String, [u8; 16])>>) -> SigDb {
+        SigDb { drop_lines, options, ..SigDb::default() }
     }
 
     /// Loads every database file in `dir` (not recursive) into one database.
     pub fn load_dir(dir: &Path) -> Result<SigDb, LoadError> {
-        let mut first = SigDb::default();
+        SigDb::load_dir_with(dir, LoadOptions::default())
+    }
+
+    /// [`SigDb::load_dir`] with `options`.
+    pub fn load_dir_with(dir: &Path, options: LoadOptions) -> Result<SigDb, LoadError> {
+        let mut first = SigDb::with(options, Default::default());
         let mut digest = crc32fast::Hasher::new();
         let mut versions = Vec::new();
         let mut loose = false;
@@ -269,7 +287,7 @@ impl SigDb {
         let mut db = if first.ignored_lines.is_empty() {
             first
         } else {
-            let mut again = SigDb::dropping(std::sync::Arc::new(first.ignored_lines.clone()));
+            let mut again = SigDb::with(options, std::sync::Arc::new(first.ignored_lines.clone()));
             for p in files_in(dir)? {
                 again.load_path(&p, &mut crc32fast::Hasher::new())?;
             }
@@ -288,6 +306,10 @@ impl SigDb {
     /// container's version (`daily:27451`) is returned.
     pub fn load_path(&mut self, p: &Path, digest: &mut crc32fast::Hasher) -> Result<Option<String>, LoadError> {
         let name = file_name(p);
+        if !self.options.pua && is_pua(&name) {
+            self.stats.pua_files_skipped += 1;
+            return Ok(None);
+        }
         let io = |e: std::io::Error| LoadError { file: name.clone(), line: 0, why: e.to_string() };
         let ext = extension(&name);
         if matches!(ext.as_str(), "cvd" | "cld" | "cud") {
@@ -312,6 +334,10 @@ impl SigDb {
 
     /// Loads one database file (in memory) by its name's extension.
     pub fn load_file(&mut self, name: &str, data: &[u8]) -> Result<(), LoadError> {
+        if !self.options.pua && is_pua(name) {
+            self.stats.pua_files_skipped += 1;
+            return Ok(());
+        }
         self.load_reader(name, data, &mut crc32fast::Hasher::new())
     }
 
@@ -652,6 +678,11 @@ impl SigDb {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A PUA database (`.ndu`, `.ldu`, `.hdu`, `.hsu`), loaded only when asked for.
+fn is_pua(name: &str) -> bool {
+    matches!(extension(name).as_str(), "ndu" | "ldu" | "hdu" | "hsu")
 }
 
 /// The regular files of a database directory, sorted by name.
