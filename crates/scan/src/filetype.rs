@@ -109,7 +109,8 @@ impl FileType {
         }
     }
 
-    /// Whether ClamAV target type `t` applies to this type.
+    /// Whether ClamAV target type `t` applies to this type (target 7, normalised text, applies
+    /// to the normalised copy of a text file only: [`normalize_text`]).
     pub fn matches_target(self, t: u32) -> bool {
         match t {
             0 => true,
@@ -198,6 +199,35 @@ fn is_text(d: &[u8]) -> bool {
     let sample = &d[..d.len().min(8192)];
     let bad = sample.iter().filter(|&&b| b < 0x09 || (0x0e..0x20).contains(&b) && b != 0x1b).count();
     bad * 100 <= sample.len()
+}
+
+/// The normalised copy of a text file that ClamAV also matches (target types 0 and 7):
+/// letters lower-cased, every run of white space (space, tab, line breaks, vertical tab, form
+/// feed) one space, other control bytes and bytes from 0x80 up left out.
+pub fn normalize_text(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut space = false;
+    for &b in data {
+        match b {
+            b' ' | 0x09..=0x0d => {
+                if !space {
+                    out.push(b' ');
+                    space = true;
+                }
+            }
+            0x00..=0x08 | 0x0e..=0x1f | 0x80..=0xff => {}
+            _ => {
+                out.push(b.to_ascii_lowercase());
+                space = false;
+            }
+        }
+    }
+    out
+}
+
+/// Whether bytes of a pattern could occur in normalised text.
+pub fn in_normalized_alphabet(b: u8) -> bool {
+    matches!(b, b' ' | 0x21..=0x40 | 0x5b..=0x7f)
 }
 
 #[cfg(test)]

@@ -110,10 +110,16 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Runs the signatures on a non-container buffer; true if one matched.
+    /// Runs the signatures on a non-container buffer — and, for text, on its normalised copy
+    /// as ClamAV does (target types 0 and 7); true if one matched.
     fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
         self.scanned += data.len() as u64;
-        match self.sigs.check(data, ft) {
+        let hit = self.sigs.check(data, ft).or_else(|| {
+            (ft == FileType::Text && self.sigs.has_normalized())
+                .then(|| self.sigs.check_normalized(&crate::filetype::normalize_text(data)))
+                .flatten()
+        });
+        match hit {
             Some(d) => {
                 layer.verdict = Verdict::Infected(d.name);
                 layer.evidence = Some(d.evidence);

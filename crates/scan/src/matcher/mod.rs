@@ -165,6 +165,9 @@ fn load_parts(
 pub struct Signatures {
     parts: Vec<Arc<Part>>,
     body: BodyMatcher,
+    /// The body and logical sub-signatures of target types 0 and 7 that could match
+    /// normalised text, for the normalised copy of text files.
+    normalized: BodyMatcher,
     /// `Owner::Body(i)`: the body signature's (part, name).
     body_names: Vec<(u32, u32)>,
     logical: Vec<Logical>,
@@ -199,20 +202,31 @@ impl Signatures {
     fn from_parts(parts: Vec<Arc<Part>>) -> Signatures {
         let ignored: HashSet<String> = parts.iter().flat_map(|p| p.ignored.iter().cloned()).collect();
         let mut body = BodyMatcher::default();
+        let mut normalized = BodyMatcher::default();
+        let for_text =
+            |target: u32, p: &crate::sigdb::pattern::Pattern| (target == 0 || target == 7) && p.can_match_normalized();
         let mut body_names = Vec::new();
         let mut logical = Vec::new();
         let mut sub_owner = Vec::new();
         for (pi, part) in parts.iter().enumerate() {
             let pi = pi as u32;
             for s in part.body.iter().filter(|s| !ignored.contains(part.names.get(s.name))) {
-                body.add(s.pattern.clone(), s.offset, s.target, Owner::Body(body_names.len() as u32));
+                let owner = Owner::Body(body_names.len() as u32);
+                if for_text(s.target, &s.pattern) {
+                    normalized.add(s.pattern.clone(), s.offset, s.target, owner);
+                }
+                body.add(s.pattern.clone(), s.offset, s.target, owner);
                 body_names.push((pi, s.name));
             }
             for l in part.logical.iter().filter(|l| !ignored.contains(part.names.get(l.name))) {
                 let li = logical.len() as u32;
                 let first_sub = sub_owner.len() as u32;
                 for (offset, pattern) in &l.subs {
-                    body.add(pattern.clone(), *offset, l.target, Owner::Sub(sub_owner.len() as u32));
+                    let owner = Owner::Sub(sub_owner.len() as u32);
+                    if for_text(l.target, pattern) {
+                        normalized.add(pattern.clone(), *offset, l.target, owner);
+                    }
+                    body.add(pattern.clone(), *offset, l.target, owner);
                     sub_owner.push(li);
                 }
                 logical.push(Logical {
@@ -227,6 +241,7 @@ impl Signatures {
             }
         }
         body.finish();
+        normalized.finish();
         let true_without_matches = logical
             .iter()
             .enumerate()
@@ -269,6 +284,7 @@ impl Signatures {
         Signatures {
             parts,
             body,
+            normalized,
             body_names,
             logical,
             sub_owner,
@@ -336,7 +352,36 @@ impl Signatures {
         if let Some(d) = self.check_hashes(data, size) {
             return d;
         }
-        let hits = self.body.scan(data, &|t| ft.matches_target(t));
+        let target_ok = |t: u32| ft.matches_target(t);
+        let hits = self.body.scan(data, &target_ok);
+        // ClamAV evaluates every logical signature also where nothing was counted yet: one
+        // that holds with no sub-signature matched fires on every buffer of its target
+        self.body_or_logical(&hits, size, &target_ok, true)
+    }
+
+    /// Whether any signature applies to normalised text (target types 0 and 7).
+    pub fn has_normalized(&self) -> bool {
+        !self.normalized.is_empty()
+    }
+
+    /// Matches the normalised copy of a text file ([`crate::filetype::normalize_text`]) with
+    /// the body and logical signatures of target types 0 and 7, counted apart from the raw
+    /// bytes' matches, as ClamAV does.
+    pub fn check_normalized(&self, text: &[u8]) -> Option<Detection> {
+        let target_ok = |t: u32| t == 0 || t == 7;
+        let hits = self.normalized.scan(text, &target_ok);
+        self.body_or_logical(&hits, text.len() as u64, &target_ok, false)
+    }
+
+    /// The detection that body hits `hits` make: a body signature, else a logical signature
+    /// over the counted sub-signatures (and, with `zero_true`, one that holds with none).
+    fn body_or_logical(
+        &self,
+        hits: &body::BodyHits,
+        size: u64,
+        target_ok: &dyn Fn(u32) -> bool,
+        zero_true: bool,
+    ) -> Option<Detection> {
         if let Some((owner, at)) = hits.first {
             let (part, name) = self.body_names[owner as usize];
             return Some(Detection {
@@ -344,26 +389,22 @@ impl Signatures {
                 evidence: format!("body signature at offset {at}"),
             });
         }
-        // ClamAV evaluates every logical signature also where nothing was counted yet: one
-        // that holds with no sub-signature matched fires on every buffer of its target
-        for &li in &self.true_without_matches {
-            let l = &self.logical[li as usize];
-            if ft.matches_target(l.target) && l.file_size.is_none_or(|(a, b)| size >= a && size <= b) {
-                return Some(Detection {
-                    name: self.parts[l.part as usize].names.get(l.name).to_string(),
-                    evidence: "logical signature".into(),
-                });
-            }
-        }
-        if hits.sub_counts.is_empty() {
-            return None;
+        let applies = |l: &Logical| target_ok(l.target) && l.file_size.is_none_or(|(a, b)| size >= a && size <= b);
+        let detection = |l: &Logical| Detection {
+            name: self.parts[l.part as usize].names.get(l.name).to_string(),
+            evidence: "logical signature".into(),
+        };
+        if zero_true
+            && let Some(l) = self.true_without_matches.iter().map(|&li| &self.logical[li as usize]).find(|l| applies(l))
+        {
+            return Some(detection(l));
         }
         let mut touched: Vec<u32> = hits.sub_counts.iter().map(|(s, _)| self.sub_owner[*s as usize]).collect();
         touched.sort_unstable();
         touched.dedup();
         for li in touched {
             let l = &self.logical[li as usize];
-            if !ft.matches_target(l.target) || l.file_size.is_some_and(|(a, b)| size < a || size > b) {
+            if !applies(l) {
                 continue;
             }
             let mut counts = vec![0u32; l.subs as usize];
@@ -373,10 +414,7 @@ impl Signatures {
                 }
             }
             if l.expr.eval(&counts) {
-                return Some(Detection {
-                    name: self.parts[l.part as usize].names.get(l.name).to_string(),
-                    evidence: "logical signature".into(),
-                });
+                return Some(detection(l));
             }
         }
         None

@@ -87,6 +87,21 @@ impl Pattern {
         Ok(pat)
     }
 
+    /// Whether the pattern could match normalised text ([`crate::filetype::normalize_text`]):
+    /// no exactly specified byte outside its alphabet, no two spaces in a row.
+    pub fn can_match_normalized(&self) -> bool {
+        let ok = |run: &[ByteMatch]| {
+            let exact = |b: &ByteMatch| b.mask == 0xff;
+            run.iter().all(|b| !exact(b) || crate::filetype::in_normalized_alphabet(b.value))
+                && !run.windows(2).any(|w| w.iter().all(|b| exact(b) && b.value == b' '))
+        };
+        self.pieces.iter().all(|p| match p {
+            Piece::Bytes(b) => ok(b),
+            Piece::Alt(alts) => alts.iter().any(|a| ok(a)),
+            Piece::NotAlt(_) | Piece::Gap { .. } => true,
+        })
+    }
+
     /// Sum of the fixed-width parts (lower bound of a match's length).
     pub fn fixed_len_min(&self) -> usize {
         self.pieces
