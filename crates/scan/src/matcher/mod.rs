@@ -221,12 +221,14 @@ impl Signatures {
             for l in part.logical.iter().filter(|l| !ignored.contains(part.names.get(l.name))) {
                 let li = logical.len() as u32;
                 let first_sub = sub_owner.len() as u32;
-                for (offset, pattern) in &l.subs {
+                for (offset, forms) in &l.subs {
                     let owner = Owner::Sub(sub_owner.len() as u32);
-                    if for_text(l.target, pattern) {
-                        normalized.add(pattern.clone(), *offset, l.target, owner);
+                    for pattern in forms {
+                        if for_text(l.target, pattern) {
+                            normalized.add(pattern.clone(), *offset, l.target, owner);
+                        }
+                        body.add(pattern.clone(), *offset, l.target, owner);
                     }
-                    body.add(pattern.clone(), *offset, l.target, owner);
                     sub_owner.push(li);
                 }
                 logical.push(Logical {

@@ -56,8 +56,9 @@ pub struct LogicalSig {
     pub file_size: Option<(u64, u64)>,
     /// The logical expression over the subsignatures.
     pub expr: Expr,
-    /// The subsignatures.
-    pub subs: Vec<(Offset, Pattern)>,
+    /// The subsignatures, each in one or more forms (`::wa`: plain and wide), whose matches
+    /// count together.
+    pub subs: Vec<(Offset, Vec<Pattern>)>,
 }
 
 /// Counts of what was loaded and of what was not supported, by reason.
@@ -607,8 +608,13 @@ impl SigDb {
         };
         let mut subs = Vec::new();
         for sub in &f[3..] {
-            if sub.contains("::") || sub.contains('/') || sub.starts_with('$') || sub.contains("#") {
-                self.unsupported("logical signature: sub-signature modifiers, PCRE, macros or byte compares");
+            // `HEX::iwaf` sub-signature modifiers
+            let (sub, modifiers) = match sub.split_once("::") {
+                Some((s, m)) if !s.contains('/') => (s, m),
+                _ => (*sub, ""),
+            };
+            if sub.contains('/') || sub.starts_with('$') || sub.contains('#') {
+                self.unsupported("logical signature: PCRE, macros or byte compares");
                 return Ok(());
             }
             let (offset, hex) = match sub.split_once(':') {
@@ -620,10 +626,18 @@ impl SigDb {
                     }
                     Err(Malformed(e)) => return Err(e),
                 },
-                None => (Offset::Any, *sub),
+                None => (Offset::Any, sub),
             };
-            match Pattern::parse(hex) {
-                Ok(p) => subs.push((offset, p)),
+            let pattern = match Pattern::parse(hex) {
+                Ok(p) => p,
+                Err(PatternError::Unsupported(r)) => {
+                    self.unsupported(format!("logical signature: {r}"));
+                    return Ok(());
+                }
+                Err(PatternError::Syntax(e)) => return Err(e),
+            };
+            match pattern.with_modifiers(modifiers) {
+                Ok(forms) => subs.push((offset, forms)),
                 Err(PatternError::Unsupported(r)) => {
                     self.unsupported(format!("logical signature: {r}"));
                     return Ok(());

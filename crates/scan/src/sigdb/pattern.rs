@@ -87,6 +87,54 @@ impl Pattern {
         Ok(pat)
     }
 
+    /// The forms a logical sub-signature's modifiers (`::i`, `::w`, `::a`, `::f`) make of this
+    /// pattern: `i` matches letters in either case, `w` matches the UTF-16LE ("wide") form
+    /// (each byte followed by a zero byte) instead, `wa` both forms (their matches count
+    /// together). `i` with an alternation is malformed, as in ClamAV; `f` (full word) and `w`
+    /// on anything but plain bytes are not built.
+    pub fn with_modifiers(self, modifiers: &str) -> Result<Vec<Pattern>, PatternError> {
+        if modifiers.is_empty() {
+            return Ok(vec![self]);
+        }
+        let has = |c: char| modifiers.contains(c);
+        if let Some(bad) = modifiers.chars().find(|c| !"iwaf".contains(*c)) {
+            return Err(PatternError::Syntax(format!("unknown sub-signature modifier {bad:?}")));
+        }
+        if has('f') {
+            return Err(PatternError::Unsupported("sub-signature modifier ::f (full word)".into()));
+        }
+        let mut plain = self;
+        if has('i') {
+            if plain.pieces.iter().any(|p| matches!(p, Piece::Alt(_) | Piece::NotAlt(_))) {
+                return Err(PatternError::Syntax("::i (no case) with an alternation".into()));
+            }
+            for p in &mut plain.pieces {
+                if let Piece::Bytes(bytes) = p {
+                    for b in bytes.iter_mut().filter(|b| b.mask == 0xff && b.value.is_ascii_alphabetic()) {
+                        *b = ByteMatch { value: b.value & 0xdf, mask: 0xdf };
+                    }
+                }
+            }
+        }
+        if !has('w') {
+            return Ok(vec![plain]);
+        }
+        if plain.pieces.iter().any(|p| !matches!(p, Piece::Bytes(_))) {
+            return Err(PatternError::Unsupported("sub-signature modifier ::w with wildcards or jumps".into()));
+        }
+        let wide = Pattern {
+            pieces: plain
+                .pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Bytes(b) => Piece::Bytes(b.iter().flat_map(|&x| [x, ByteMatch::exact(0)]).collect()),
+                    other => other.clone(),
+                })
+                .collect(),
+        };
+        Ok(if has('a') { vec![plain, wide] } else { vec![wide] })
+    }
+
     /// Whether the pattern could match normalised text ([`crate::filetype::normalize_text`]):
     /// no exactly specified byte outside its alphabet, no two spaces in a row.
     pub fn can_match_normalized(&self) -> bool {
