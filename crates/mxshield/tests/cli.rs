@@ -149,3 +149,56 @@ async fn serve_without_config_uses_the_defaults() {
     assert!(dir.path().join("mxshield-data/spool/queue").is_dir());
     assert!(dir.path().join("mxshield-data/mxshield.db").is_file());
 }
+
+/// `sigs info` on a database of every signature kind says what was loaded, and lists every
+/// signature skipped with its file, line and why; whole kinds not read are counted by kind.
+#[test]
+fn sigs_info_lists_every_skipped_signature_by_kind() {
+    let dir = testkit::TempDir::new("sigs-info-kinds");
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let files = [
+        ("a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar.Md5\n"),
+        ("b.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:Eicar.Sha256\n"),
+        (
+            "c.ndb",
+            "Good.Body:0:*:4142434445464748\nEp.Sig:1:EP+0:4d5a9000\nHtml.Sig:3:*:3c7363726970743e\nBoundary.Sig:0:*:41(B)4243444546\n",
+        ),
+        (
+            "d.ldb",
+            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nPcre.Sig;Target:0;0;0/evil/i\nFull.Word;Target:0;0;68656c6c6f::f\n",
+        ),
+        ("e.mdb", "1024:44d88612fea8a8f36de82e1278abb02f:Section.Sig\n"),
+        ("f.imp", "1024:44d88612fea8a8f36de82e1278abb02f:Import.Sig\n"),
+        ("g.ftm", "0:0:4d5a:PE:CL_TYPE_ANY:CL_TYPE_MSEXE\n"),
+        ("h.ndu", "Pua.Sig:0:*:4142434445464749\n"),
+        ("i.ign2", "Nothing.Here\n"),
+        ("j.fp", "44d88612fea8a8f36de82e1278abb02e:68:Allowed\n"),
+        ("k.ndb", "Old.Engine:0:*:4142434445464750:1:20\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(db.join(name), text).unwrap();
+    }
+    let (code, out, err) = run(dir.path(), &["sigs", "info", "--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "MD5 hashes:        1",
+        "SHA256 hashes:     1",
+        "body signatures:   1",
+        "logical:           1",
+        "allow-list:        1",
+        "ignored names:     1",
+        "PUA files:         1 not loaded",
+        "other levels:      1",
+        "        1  PE section hashes (.mdb)",
+        "        1  PE import hashes (.imp)",
+        "        1  file type magic (.ftm)",
+        "  c.ndb:2: offsets relative to the entry point or sections (EP+0)",
+        "  c.ndb:3: target type 3 (normalised HTML)",
+        "  c.ndb:4: body signature: (B) boundary marker",
+        "  d.ldb:2: logical signature: PCRE, macros or byte compares",
+        "  d.ldb:3: logical signature: sub-signature modifier ::f (full word)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
