@@ -158,11 +158,12 @@ fn cases(seed: u64, n: usize) -> Vec<(String, &'static str, Vec<u8>)> {
                     });
                 }
             }
-            let expr = match (subs.len(), g.rng.u8(0..5)) {
+            let expr = match (subs.len(), g.rng.u8(0..6)) {
                 (2, 0) => "0&1".to_string(),
                 (2, 1) => "0|1".to_string(),
                 (2, 2) => format!("0>{}&1", g.rng.u8(0..2)),
                 (2, 3) => format!("(0|1)={}", g.rng.u8(1..4)),
+                (2, 4) => format!("(0|1)>{},{}", g.rng.u8(0..3), g.rng.u8(1..=2)),
                 (2, _) => format!("0&1<{}", g.rng.u8(1..3)),
                 (_, 0) => "0&1&2".to_string(),
                 (_, 1) => "(0|1)&2".to_string(),

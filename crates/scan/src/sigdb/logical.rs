@@ -20,6 +20,8 @@ pub enum Expr {
         op: CountOp,
         /// The number.
         n: u32,
+        /// `A>X,Y`: at least this many different sub-signatures of `expr` matched, too.
+        distinct: Option<u32>,
     },
 }
 
@@ -55,6 +57,23 @@ impl Expr {
         }
     }
 
+    /// How many different sub-signatures of this expression matched at least once.
+    fn distinct(&self, counts: &[u32]) -> u32 {
+        let mut subs = Vec::new();
+        self.subs(&mut subs);
+        subs.sort_unstable();
+        subs.dedup();
+        subs.iter().filter(|&&s| counts.get(s).copied().unwrap_or(0) > 0).count() as u32
+    }
+
+    fn subs(&self, out: &mut Vec<usize>) {
+        match self {
+            Expr::Sub(n) => out.push(*n),
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|e| e.subs(out)),
+            Expr::Count { expr, .. } => expr.subs(out),
+        }
+    }
+
     fn total(&self, counts: &[u32]) -> u32 {
         match self {
             Expr::Sub(n) => counts.get(*n).copied().unwrap_or(0),
@@ -69,13 +88,14 @@ impl Expr {
             Expr::Sub(n) => counts.get(*n).copied().unwrap_or(0) > 0,
             Expr::And(v) => v.iter().all(|e| e.eval(counts)),
             Expr::Or(v) => v.iter().any(|e| e.eval(counts)),
-            Expr::Count { expr, op, n } => {
+            Expr::Count { expr, op, n, distinct } => {
                 let t = expr.total(counts);
-                match op {
+                let count_ok = match op {
                     CountOp::Eq => t == *n,
                     CountOp::Gt => t > *n,
                     CountOp::Lt => t < *n,
-                }
+                };
+                count_ok && distinct.is_none_or(|y| expr.distinct(counts) >= y)
             }
         }
     }
@@ -109,10 +129,13 @@ fn parse_count(t: &[char], p: &mut usize) -> Result<Expr, String> {
     };
     *p += 1;
     let n = number(t, p).ok_or("count without a number")?;
-    if t.get(*p) == Some(&',') {
-        return Err("count conditions with ',' (distinct matches) are not supported".into());
-    }
-    Ok(Expr::Count { expr: Box::new(atom), op, n: n as u32 })
+    let distinct = if t.get(*p) == Some(&',') {
+        *p += 1;
+        Some(number(t, p).ok_or("',' without a number of distinct sub-signatures")? as u32)
+    } else {
+        None
+    };
+    Ok(Expr::Count { expr: Box::new(atom), op, n: n as u32, distinct })
 }
 
 fn parse_atom(t: &[char], p: &mut usize) -> Result<Expr, String> {
