@@ -93,6 +93,17 @@ impl Gen {
                     write!(hex, "({})", parts.join("|")).unwrap();
                     inst.extend(chosen);
                 }
+                7 if self.rng.bool() => {
+                    // several bytes: any string of that length but these
+                    let len = self.rng.usize(2..=3);
+                    let k = self.rng.usize(1..=3);
+                    let not: Vec<Vec<u8>> = (0..k).map(|_| self.bytes(len)).collect();
+                    let list: Vec<String> =
+                        not.iter().map(|a| a.iter().map(|b| format!("{b:02x}")).collect()).collect();
+                    write!(hex, "!({})", list.join("|")).unwrap();
+                    let b = if self.rng.u8(0..4) == 0 { not[0].clone() } else { self.bytes(len) };
+                    inst.extend(b);
+                }
                 7 => {
                     let not: Vec<u8> = {
                         let n = self.rng.usize(1..=3);

@@ -420,8 +420,9 @@ fn forward(pieces: &[Piece], data: &[u8], pos: usize, budget: &mut u32) -> Optio
             if end <= data.len() && bytes_match(a, &data[pos..end]) { forward(rest, data, end, budget) } else { None }
         }),
         Piece::NotAlt(set) => {
-            let b = *data.get(pos)?;
-            if set.contains(&b) { None } else { forward(rest, data, pos + 1, budget) }
+            let n = set.first().map_or(1, Vec::len);
+            let here = data.get(pos..pos + n)?;
+            if set.iter().any(|s| s.as_slice() == here) { None } else { forward(rest, data, pos + n, budget) }
         }
         Piece::Gap { min, max } => {
             let lo = pos + min;
@@ -474,7 +475,12 @@ fn backward(
             end.checked_sub(a.len())
                 .is_some_and(|s| bytes_match(a, &data[s..end]) && backward(rest, data, s, budget, accept))
         }),
-        Piece::NotAlt(set) => end > 0 && !set.contains(&data[end - 1]) && backward(rest, data, end - 1, budget, accept),
+        Piece::NotAlt(set) => {
+            let n = set.first().map_or(1, Vec::len);
+            end.checked_sub(n).is_some_and(|s| {
+                !set.iter().any(|x| x.as_slice() == &data[s..end]) && backward(rest, data, s, budget, accept)
+            })
+        }
         Piece::Gap { min, max } => {
             let Some(hi) = end.checked_sub(*min) else { return false };
             let lo = max.map_or(0, |m| end.saturating_sub(m));

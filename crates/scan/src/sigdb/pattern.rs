@@ -2,7 +2,8 @@
 //!
 //! Supported: hex bytes, `??`, nibbles `a?` / `?a`, `*`, `{n}`, `{-n}`, `{n-}`, `{n-m}`,
 //! `[n-m]`, alternatives `(aa|bbcc|…)` — with `??`, nibbles, `{n}` and nested alternations
-//! inside, expanded into byte strings — and negated single-byte alternatives `!(aa|bb)`.
+//! inside, expanded into byte strings — and negated alternatives `!(aa|bb)`, `!(aabb|ccdd)`
+//! (exact byte strings of one length).
 
 use std::fmt;
 
@@ -45,8 +46,8 @@ pub enum Piece {
     Bytes(Vec<ByteMatch>),
     /// One of several byte strings (possibly of different lengths).
     Alt(Vec<Vec<ByteMatch>>),
-    /// Any single byte except these.
-    NotAlt(Vec<u8>),
+    /// Any byte string of the alternatives' (common) length except these.
+    NotAlt(Vec<Vec<u8>>),
     /// Skip between `min` and `max` bytes (`None` = unbounded).
     Gap {
         /// At least.
@@ -157,7 +158,7 @@ impl Pattern {
             .map(|p| match p {
                 Piece::Bytes(b) => b.len(),
                 Piece::Alt(a) => a.iter().map(Vec::len).min().unwrap_or(0),
-                Piece::NotAlt(_) => 1,
+                Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
                 Piece::Gap { min, .. } => *min,
             })
             .sum()
@@ -241,10 +242,14 @@ impl Parser<'_> {
                     }
                     self.i += 1;
                     let alts = self.alternatives()?;
-                    if alts.iter().any(|a| a.len() != 1 || !a[0].is_exact()) {
-                        return Err(PatternError::Unsupported("negated multi-byte alternative".into()));
+                    // as in ClamAV: exact bytes only, every alternative of one length
+                    if alts.iter().any(|a| !a.iter().all(|b| b.is_exact())) {
+                        return Err(self.err("negated alternation with wildcards"));
                     }
-                    self.pieces.push(Piece::NotAlt(alts.iter().map(|a| a[0].value).collect()));
+                    if alts.iter().any(|a| a.len() != alts[0].len()) {
+                        return Err(self.err("negated alternation of different lengths"));
+                    }
+                    self.pieces.push(Piece::NotAlt(alts.iter().map(|a| a.iter().map(|b| b.value).collect()).collect()));
                 }
                 b'(' => {
                     let next = self.s.get(self.i + 1).copied();
