@@ -116,6 +116,7 @@ impl FileType {
             0 => true,
             1 => self == FileType::Pe,
             2 => self == FileType::Ole2,
+            4 => self == FileType::Mail,
             5 => self == FileType::Image,
             6 => self == FileType::Elf,
             9 => self == FileType::MachO,

@@ -763,9 +763,8 @@ fn parse_offset(s: &str) -> Result<Offset, OffsetError> {
 /// Target types that need normalised content we do not produce yet.
 fn unsupported_target(t: u32) -> Option<String> {
     match t {
-        0 | 1 | 2 | 5 | 6 | 7 | 9 | 10 | 11 | 12 => None,
+        0 | 1 | 2 | 4 | 5 | 6 | 7 | 9 | 10 | 11 | 12 => None,
         3 => Some("target type 3 (normalised HTML)".into()),
-        4 => Some("target type 4 (mail)".into()),
         n => Some(format!("target type {n}")),
     }
 }
