@@ -257,6 +257,9 @@ impl BodyMatcher {
         let mut hits = BodyHits::default();
         let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut record = |c: &Compiled, start: usize, hits: &mut BodyHits| -> bool {
+            if c.pattern.fullword && !whole_word(data, start, start + c.pattern.fixed_len().unwrap_or(0)) {
+                return false;
+            }
             match c.owner {
                 Owner::Body(name) => {
                     hits.first = Some((name, start));
@@ -367,6 +370,12 @@ impl BodyMatcher {
         });
         start
     }
+}
+
+/// Whether `data[start..end]` stands between bytes that are not letters or digits (`::f`).
+fn whole_word(data: &[u8], start: usize, end: usize) -> bool {
+    let word = |i: usize| data.get(i).is_some_and(u8::is_ascii_alphanumeric);
+    !(start > 0 && word(start - 1)) && !word(end)
 }
 
 /// How many positions end a match of split sub-signature `c` (libclamav's count): each

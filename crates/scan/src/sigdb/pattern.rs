@@ -62,6 +62,9 @@ pub enum Piece {
 pub struct Pattern {
     /// Its pieces.
     pub pieces: Vec<Piece>,
+    /// `::f`: a match counts only between bytes that are not letters or digits (or the ends of
+    /// the data).
+    pub fullword: bool,
 }
 
 /// Why a hex signature could not be parsed.
@@ -81,7 +84,7 @@ impl Pattern {
         let s = hex.trim().as_bytes();
         let mut p = Parser { s, i: 0, pieces: Vec::new() };
         p.run()?;
-        let pat = Pattern { pieces: p.pieces };
+        let pat = Pattern { pieces: p.pieces, fullword: false };
         if !pat.pieces.iter().any(|p| !matches!(p, Piece::Gap { .. })) {
             return Err(PatternError::Syntax(format!("{hex:?} matches nothing specific")));
         }
@@ -101,10 +104,15 @@ impl Pattern {
         if let Some(bad) = modifiers.chars().find(|c| !"iwaf".contains(*c)) {
             return Err(PatternError::Syntax(format!("unknown sub-signature modifier {bad:?}")));
         }
-        if has('f') {
-            return Err(PatternError::Unsupported("sub-signature modifier ::f (full word)".into()));
-        }
         let mut plain = self;
+        if has('f') {
+            if plain.fixed_len().is_none() {
+                return Err(PatternError::Unsupported(
+                    "sub-signature modifier ::f on a pattern of varying length".into(),
+                ));
+            }
+            plain.fullword = true;
+        }
         if has('i') {
             if plain.pieces.iter().any(|p| matches!(p, Piece::Alt(_) | Piece::NotAlt(_))) {
                 return Err(PatternError::Syntax("::i (no case) with an alternation".into()));
@@ -124,6 +132,7 @@ impl Pattern {
             return Err(PatternError::Unsupported("sub-signature modifier ::w with wildcards or jumps".into()));
         }
         let wide = Pattern {
+            fullword: plain.fullword,
             pieces: plain
                 .pieces
                 .iter()
@@ -148,6 +157,22 @@ impl Pattern {
             Piece::Bytes(b) => ok(b),
             Piece::Alt(alts) => alts.iter().any(|a| ok(a)),
             Piece::NotAlt(_) | Piece::Gap { .. } => true,
+        })
+    }
+
+    /// The length of every match, when all pieces have one length.
+    pub fn fixed_len(&self) -> Option<usize> {
+        self.pieces.iter().try_fold(0usize, |n, p| {
+            Some(
+                n + match p {
+                    Piece::Bytes(b) => b.len(),
+                    Piece::Alt(a) if a.iter().all(|x| x.len() == a[0].len()) => a[0].len(),
+                    Piece::Alt(_) => return None,
+                    Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
+                    Piece::Gap { min, max } if *max == Some(*min) => *min,
+                    Piece::Gap { .. } => return None,
+                },
+            )
         })
     }
 
