@@ -375,7 +375,7 @@ impl BodyMatcher {
 /// Whether `data[start..end]` stands between bytes that are not letters or digits (`::f`).
 fn whole_word(data: &[u8], start: usize, end: usize) -> bool {
     let word = |i: usize| data.get(i).is_some_and(u8::is_ascii_alphanumeric);
-    !(start > 0 && word(start - 1)) && !word(end)
+    (start == 0 || !word(start - 1)) && !word(end)
 }
 
 /// How many positions end a match of split sub-signature `c` (libclamav's count): each

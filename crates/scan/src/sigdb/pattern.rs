@@ -128,7 +128,11 @@ impl Pattern {
         if !has('w') {
             return Ok(vec![plain]);
         }
-        if plain.pieces.iter().any(|p| !matches!(p, Piece::Bytes(_))) {
+        if plain
+            .pieces
+            .iter()
+            .any(|p| !matches!(p, Piece::Bytes(b) if b.iter().all(|x| x.is_exact() || x.mask == 0xdf)))
+        {
             return Err(PatternError::Unsupported("sub-signature modifier ::w with wildcards or jumps".into()));
         }
         let wide = Pattern {
