@@ -162,7 +162,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         ("b.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:Eicar.Sha256\n"),
         (
             "c.ndb",
-            "Good.Body:0:*:4142434445464748\nEp.Sig:1:EP+0:4d5a9000\nHtml.Sig:3:*:3c7363726970743e\nBoundary.Sig:0:*:41(B)4243444546\n",
+            "Good.Body:0:*:4142434445464748\nEp.Sig:1:EP+0:4d5a9000\nHtml.Sig:3:*:3c7363726970743e\nBoundary.Sig:0:*:41(L)4243444546\n",
         ),
         (
             "d.ldb",
@@ -195,7 +195,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         "        1  file type magic (.ftm)",
         "  c.ndb:2: offsets relative to the entry point or sections (EP+0)",
         "  c.ndb:3: target type 3 (normalised HTML)",
-        "  c.ndb:4: body signature: (B) boundary marker",
+        "  c.ndb:4: body signature: (L) line boundary marker",
         "  d.ldb:2: logical signature: PCRE, macros or byte compares",
         "  d.ldb:3: logical signature: sub-signature modifier ::w with wildcards or jumps",
     ] {

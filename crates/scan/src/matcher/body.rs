@@ -57,6 +57,7 @@ fn fixed_length(pieces: &[Piece]) -> bool {
     pieces.iter().all(|p| match p {
         Piece::Gap { min, max } => *max == Some(*min),
         Piece::Alt(a) => a.iter().all(|x| x.len() == a[0].len()),
+        Piece::Class(_) => false,
         _ => true,
     })
 }
@@ -428,6 +429,13 @@ fn forward(pieces: &[Piece], data: &[u8], pos: usize, budget: &mut u32) -> Optio
             let end = pos + a.len();
             if end <= data.len() && bytes_match(a, &data[pos..end]) { forward(rest, data, end, budget) } else { None }
         }),
+        Piece::Class(class) => {
+            // one byte of the class, or nothing where the data ends
+            if pos == data.len() {
+                return forward(rest, data, pos, budget);
+            }
+            if class.contains(data[pos]) { forward(rest, data, pos + 1, budget) } else { None }
+        }
         Piece::NotAlt(set) => {
             let n = set.first().map_or(1, Vec::len);
             let here = data.get(pos..pos + n)?;
@@ -484,6 +492,13 @@ fn backward(
             end.checked_sub(a.len())
                 .is_some_and(|s| bytes_match(a, &data[s..end]) && backward(rest, data, s, budget, accept))
         }),
+        Piece::Class(class) => {
+            // one byte of the class, or nothing where the data starts
+            if end == 0 {
+                return backward(rest, data, 0, budget, accept);
+            }
+            class.contains(data[end - 1]) && backward(rest, data, end - 1, budget, accept)
+        }
         Piece::NotAlt(set) => {
             let n = set.first().map_or(1, Vec::len);
             end.checked_sub(n).is_some_and(|s| {

@@ -48,6 +48,8 @@ pub enum Piece {
     Alt(Vec<Vec<ByteMatch>>),
     /// Any byte string of the alternatives' (common) length except these.
     NotAlt(Vec<Vec<u8>>),
+    /// One byte of a class, or nothing at the start or end of the data (`(B)`, `(W)`).
+    Class(Class),
     /// Skip between `min` and `max` bytes (`None` = unbounded).
     Gap {
         /// At least.
@@ -55,6 +57,34 @@ pub enum Piece {
         /// At most.
         max: Option<usize>,
     },
+}
+
+/// A character class of ClamAV's body signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// `(B)` inside a pattern: a word boundary byte of either set below, or the start or end
+    /// of the data.
+    Boundary,
+    /// `(B)` beginning a pattern: `space - . / < @ _` (libclamav's set), or the start of the data.
+    BoundaryBefore,
+    /// `(B)` ending a pattern: `\n \r space " ' - / = > _`, or the end of the data.
+    BoundaryAfter,
+    /// `(W)`: one byte that is not an ASCII letter or digit, or the start or end of the data.
+    NonWord,
+}
+
+impl Class {
+    /// Whether `b` is of the class.
+    pub fn contains(self, b: u8) -> bool {
+        let after = matches!(b, b'\n' | b'\r' | b' ' | b'"' | b'\'' | b'-' | b'/' | b'=' | b'>' | b'_');
+        let before = matches!(b, b' ' | b'-' | b'.' | b'/' | b'<' | b'@' | b'_');
+        match self {
+            Class::BoundaryAfter => after,
+            Class::BoundaryBefore => before,
+            Class::Boundary => after || before,
+            Class::NonWord => !b.is_ascii_alphanumeric(),
+        }
+    }
 }
 
 /// A parsed pattern: pieces in order.
@@ -84,7 +114,15 @@ impl Pattern {
         let s = hex.trim().as_bytes();
         let mut p = Parser { s, i: 0, pieces: Vec::new() };
         p.run()?;
-        let pat = Pattern { pieces: p.pieces, fullword: false };
+        let mut pieces = p.pieces;
+        // `(B)` means other bytes before a pattern than after it
+        if let Some(Piece::Class(c @ Class::Boundary)) = pieces.last_mut() {
+            *c = Class::BoundaryAfter;
+        }
+        if let Some(Piece::Class(c @ Class::Boundary)) = pieces.first_mut() {
+            *c = Class::BoundaryBefore;
+        }
+        let pat = Pattern { pieces, fullword: false };
         if !pat.pieces.iter().any(|p| !matches!(p, Piece::Gap { .. })) {
             return Err(PatternError::Syntax(format!("{hex:?} matches nothing specific")));
         }
@@ -160,7 +198,7 @@ impl Pattern {
         self.pieces.iter().all(|p| match p {
             Piece::Bytes(b) => ok(b),
             Piece::Alt(alts) => alts.iter().any(|a| ok(a)),
-            Piece::NotAlt(_) | Piece::Gap { .. } => true,
+            Piece::NotAlt(_) | Piece::Gap { .. } | Piece::Class(_) => true,
         })
     }
 
@@ -173,6 +211,7 @@ impl Pattern {
                     Piece::Alt(a) if a.iter().all(|x| x.len() == a[0].len()) => a[0].len(),
                     Piece::Alt(_) => return None,
                     Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
+                    Piece::Class(_) => return None,
                     Piece::Gap { min, max } if *max == Some(*min) => *min,
                     Piece::Gap { .. } => return None,
                 },
@@ -188,6 +227,7 @@ impl Pattern {
                 Piece::Bytes(b) => b.len(),
                 Piece::Alt(a) => a.iter().map(Vec::len).min().unwrap_or(0),
                 Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
+                Piece::Class(_) => 0,
                 Piece::Gap { min, .. } => *min,
             })
             .sum()
@@ -282,11 +322,14 @@ impl Parser<'_> {
                 }
                 b'(' => {
                     let next = self.s.get(self.i + 1).copied();
-                    if matches!(next, Some(b'B' | b'L' | b'W')) && self.s.get(self.i + 2) == Some(&b')') {
-                        return Err(PatternError::Unsupported(format!(
-                            "({}) boundary marker",
-                            next.unwrap_or(b'?') as char
-                        )));
+                    if matches!(next, Some(b'B' | b'W')) && self.s.get(self.i + 2) == Some(&b')') {
+                        let class = if next == Some(b'B') { Class::Boundary } else { Class::NonWord };
+                        self.pieces.push(Piece::Class(class));
+                        self.i += 3;
+                        continue;
+                    }
+                    if next == Some(b'L') && self.s.get(self.i + 2) == Some(&b')') {
+                        return Err(PatternError::Unsupported("(L) line boundary marker".into()));
                     }
                     let alts = self.alternatives()?;
                     self.pieces.push(Piece::Alt(alts));
@@ -432,7 +475,7 @@ mod tests {
         assert!(Pattern::parse("4d5").is_err());
         assert!(Pattern::parse("zz").is_err());
         assert!(Pattern::parse("{1-2}").is_err());
-        assert!(matches!(Pattern::parse("41(B)42"), Err(PatternError::Unsupported(_))));
+        assert!(matches!(Pattern::parse("41(L)42"), Err(PatternError::Unsupported(_))));
     }
 
     #[test]
