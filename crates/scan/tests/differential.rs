@@ -30,7 +30,7 @@ impl Gen {
         let mut hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let mut inst = id.to_vec();
         for _ in 0..self.rng.usize(1..=4) {
-            match self.rng.u8(0..9) {
+            match self.rng.u8(0..10) {
                 0 => {
                     hex.push_str("??");
                     inst.push(self.rng.u8(..));
@@ -116,6 +116,17 @@ impl Gen {
                         b = self.rng.u8(0x80..=0xfe);
                     }
                     inst.push(b);
+                }
+                8 => {
+                    // a character class inside the pattern: (W) any non-alphanumeric byte,
+                    // (B) a boundary byte
+                    if self.rng.bool() {
+                        hex.push_str("(W)");
+                        inst.push(*self.rng.choice(b" .-_\x00\x80\xff").unwrap());
+                    } else {
+                        hex.push_str("(B)");
+                        inst.push(*self.rng.choice(b" -/_").unwrap());
+                    }
                 }
                 _ => {}
             }
