@@ -101,11 +101,19 @@ async fn wait_status(w: &World, needle: &str, limit: Duration) -> String {
     }
 }
 
-/// The message-log record of the message with `subject`, as JSON.
+/// The message-log record of the message with `subject`, as JSON; waits (bounded) for it, as
+/// the log is written in batches after the reply.
 fn logged(w: &World, subject: &str) -> serde_json::Value {
-    let out = w.gw.cli(&["log", "search", "--json"]);
-    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    all.into_iter().find(|m| m["subject"] == subject).unwrap_or_else(|| panic!("{subject} not logged"))
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = w.gw.cli(&["log", "search", "--json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(found) = all.into_iter().find(|m| m["subject"] == subject) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{subject} not logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

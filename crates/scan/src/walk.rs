@@ -16,12 +16,15 @@ pub struct Walker<'a> {
     pub budget: Budget,
     /// Bytes given to the matchers.
     pub scanned: u64,
+    /// The type of the container the buffer being scanned came out of (for `.ldb`
+    /// `Container:` conditions); `None` at the top.
+    container: Option<FileType>,
 }
 
 impl<'a> Walker<'a> {
     /// A walker over `sigs` with a fresh budget.
     pub fn new(sigs: &'a Signatures, budget: Budget) -> Self {
-        Walker { sigs, budget, scanned: 0 }
+        Walker { sigs, budget, scanned: 0, container: None }
     }
 
     /// Scans `data` (named `name`, at container depth `depth`); `mail` forces MIME parsing.
@@ -66,7 +69,7 @@ impl<'a> Walker<'a> {
             self.message(&mut layer, data, depth);
         } else {
             match unpack::unpack(ft, data, &mut self.budget) {
-                Ok(entries) => self.entries(&mut layer, entries, depth),
+                Ok(entries) => self.entries(&mut layer, entries, depth, ft),
                 Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
                 Err(UnpackError::Encrypted(kind)) => layer.verdict = Verdict::Encrypted(kind.to_string()),
                 Err(UnpackError::Broken(why)) => layer.verdict = Verdict::Unscannable(why),
@@ -75,7 +78,7 @@ impl<'a> Walker<'a> {
         // ClamAV matches every layer's own bytes as well as its members' (a zip's headers and
         // names, a message's raw text); a finding inside names the innermost layer first
         if !layer.overall().is_infected() && !layer.overall().is_limit() {
-            let hit = self.sigs.check(data, ft);
+            let hit = self.sigs.check_in(data, ft, self.container);
             self.scanned += data.len() as u64;
             if let Some(d) = hit {
                 layer.verdict = Verdict::Infected(d.name);
@@ -92,16 +95,24 @@ impl<'a> Walker<'a> {
             return;
         }
         match unpack::unpack(FileType::Zip, data, &mut self.budget) {
-            Ok(entries) => self.entries(layer, entries, depth),
+            Ok(entries) => self.entries(layer, entries, depth, FileType::Zip),
             Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
             Err(_) => {}
         }
     }
 
+    /// Runs `f` with `container` as the type of the container being looked into.
+    fn inside<T>(&mut self, container: FileType, f: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = self.container.replace(container);
+        let r = f(self);
+        self.container = outer;
+        r
+    }
+
     /// Scans each member as a child of `layer`, stopping at the first that hits a limit.
-    fn entries(&mut self, layer: &mut Layer, entries: Vec<Entry>, depth: usize) {
+    fn entries(&mut self, layer: &mut Layer, entries: Vec<Entry>, depth: usize, container: FileType) {
         for e in entries {
-            let child = self.entry(e, depth);
+            let child = self.inside(container, |w| w.entry(e, depth));
             let stop = child.overall().is_limit();
             layer.children.push(child);
             if stop {
@@ -114,9 +125,10 @@ impl<'a> Walker<'a> {
     /// as ClamAV does (target types 0 and 7); true if one matched.
     fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
         self.scanned += data.len() as u64;
-        let hit = self.sigs.check(data, ft).or_else(|| {
+        let container = self.container;
+        let hit = self.sigs.check_in(data, ft, container).or_else(|| {
             (ft == FileType::Text && self.sigs.has_normalized())
-                .then(|| self.sigs.check_normalized(&crate::filetype::normalize_text(data)))
+                .then(|| self.sigs.check_normalized(&crate::filetype::normalize_text(data), container))
                 .flatten()
         });
         match hit {
@@ -172,7 +184,7 @@ impl<'a> Walker<'a> {
                 layer.verdict = Verdict::LimitExceeded(l);
                 return;
             }
-            let child = self.part(raw, &sp, depth);
+            let child = self.inside(FileType::Mail, |w| w.part(raw, &sp, depth));
             worst = worst.worst(child.overall());
             layer.children.push(child);
             if worst.is_limit() {

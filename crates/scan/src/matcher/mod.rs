@@ -33,6 +33,8 @@ pub struct Detection {
 }
 
 struct Logical {
+    /// `Container:` — the type of container the buffer must have come out of.
+    container: Option<FileType>,
     part: u32,
     name: u32,
     target: u32,
@@ -232,6 +234,7 @@ impl Signatures {
                     sub_owner.push(li);
                 }
                 logical.push(Logical {
+                    container: l.container,
                     part: pi,
                     name: l.name,
                     target: l.target,
@@ -350,6 +353,12 @@ impl Signatures {
 
     /// Checks one buffer (a file, a decoded part, an archive member) of type `ft`.
     pub fn check(&self, data: &[u8], ft: FileType) -> Option<Detection> {
+        self.check_in(data, ft, None)
+    }
+
+    /// [`Signatures::check`] for a buffer that came out of a container of type `container`
+    /// (what `.ldb` `Container:` conditions ask about).
+    pub fn check_in(&self, data: &[u8], ft: FileType, container: Option<FileType>) -> Option<Detection> {
         let size = data.len() as u64;
         if let Some(d) = self.check_hashes(data, size) {
             return d;
@@ -358,7 +367,7 @@ impl Signatures {
         let hits = self.body.scan(data, &target_ok);
         // ClamAV evaluates every logical signature also where nothing was counted yet: one
         // that holds with no sub-signature matched fires on every buffer of its target
-        self.body_or_logical(&hits, size, &target_ok, true)
+        self.body_or_logical(&hits, size, &target_ok, container, true)
     }
 
     /// Whether any signature applies to normalised text (target types 0 and 7).
@@ -369,10 +378,10 @@ impl Signatures {
     /// Matches the normalised copy of a text file ([`crate::filetype::normalize_text`]) with
     /// the body and logical signatures of target types 0 and 7, counted apart from the raw
     /// bytes' matches, as ClamAV does.
-    pub fn check_normalized(&self, text: &[u8]) -> Option<Detection> {
+    pub fn check_normalized(&self, text: &[u8], container: Option<FileType>) -> Option<Detection> {
         let target_ok = |t: u32| t == 0 || t == 7;
         let hits = self.normalized.scan(text, &target_ok);
-        self.body_or_logical(&hits, text.len() as u64, &target_ok, false)
+        self.body_or_logical(&hits, text.len() as u64, &target_ok, container, false)
     }
 
     /// The detection that body hits `hits` make: a body signature, else a logical signature
@@ -382,6 +391,7 @@ impl Signatures {
         hits: &body::BodyHits,
         size: u64,
         target_ok: &dyn Fn(u32) -> bool,
+        container: Option<FileType>,
         zero_true: bool,
     ) -> Option<Detection> {
         if let Some((owner, at)) = hits.first {
@@ -391,7 +401,11 @@ impl Signatures {
                 evidence: format!("body signature at offset {at}"),
             });
         }
-        let applies = |l: &Logical| target_ok(l.target) && l.file_size.is_none_or(|(a, b)| size >= a && size <= b);
+        let applies = |l: &Logical| {
+            target_ok(l.target)
+                && l.file_size.is_none_or(|(a, b)| size >= a && size <= b)
+                && l.container.is_none_or(|c| container == Some(c))
+        };
         let detection = |l: &Logical| Detection {
             name: self.parts[l.part as usize].names.get(l.name).to_string(),
             evidence: "logical signature".into(),

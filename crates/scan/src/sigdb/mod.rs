@@ -54,6 +54,8 @@ pub struct LogicalSig {
     pub target: u32,
     /// File size range, if any.
     pub file_size: Option<(u64, u64)>,
+    /// `Container:` — the type of container the buffer must have come out of.
+    pub container: Option<crate::FileType>,
     /// The logical expression over the subsignatures.
     pub expr: Expr,
     /// The subsignatures, each in one or more forms (`::wa`: plain and wide), whose matches
@@ -570,6 +572,7 @@ impl SigDb {
         }
         let mut target = 0;
         let mut file_size = None;
+        let mut container = None;
         for (i, kv) in f[1].split(',').enumerate() {
             let (k, v) = kv.split_once(':').ok_or_else(|| format!("bad target description {kv:?}"))?;
             match k {
@@ -584,6 +587,13 @@ impl SigDb {
                     }
                 }
                 "Target" => target = v.parse().map_err(|_| format!("bad target {v:?}"))?,
+                "Container" => match container_type(v) {
+                    Some(t) => container = Some(t),
+                    None => {
+                        self.unsupported(format!("logical signature: Container:{v}"));
+                        return Ok(());
+                    }
+                },
                 "FileSize" => {
                     let (a, b) = v.split_once('-').ok_or_else(|| format!("bad FileSize {v:?}"))?;
                     file_size = Some((a.parse().map_err(|_| "bad FileSize")?, b.parse().map_err(|_| "bad FileSize")?));
@@ -657,7 +667,7 @@ impl SigDb {
             return Ok(());
         }
         let name = self.names.add(f[0]);
-        self.logical.push(LogicalSig { name, target, file_size, expr, subs });
+        self.logical.push(LogicalSig { name, target, file_size, container, expr, subs });
         self.stats.logical += 1;
         Ok(())
     }
@@ -761,6 +771,24 @@ fn parse_offset(s: &str) -> Result<Offset, OffsetError> {
 }
 
 /// Target types that need normalised content we do not produce yet.
+/// The container a `Container:CL_TYPE_…` condition names, among those unpacked here.
+fn container_type(name: &str) -> Option<crate::FileType> {
+    use crate::FileType::*;
+    Some(match name {
+        "CL_TYPE_ZIP" => Zip,
+        "CL_TYPE_RAR" => Rar,
+        "CL_TYPE_7Z" => SevenZip,
+        "CL_TYPE_GZ" => Gzip,
+        "CL_TYPE_BZ" => Bzip2,
+        "CL_TYPE_XZ" => Xz,
+        "CL_TYPE_POSIX_TAR" | "CL_TYPE_OLD_TAR" => Tar,
+        "CL_TYPE_CPIO_OLD" | "CL_TYPE_CPIO_ODC" | "CL_TYPE_CPIO_NEWC" | "CL_TYPE_CPIO_CRC" => Cpio,
+        "CL_TYPE_MAIL" => Mail,
+        "CL_TYPE_TNEF" => Tnef,
+        _ => return None,
+    })
+}
+
 fn unsupported_target(t: u32) -> Option<String> {
     match t {
         0 | 1 | 2 | 4 | 5 | 6 | 7 | 9 | 10 | 11 | 12 => None,
