@@ -166,7 +166,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         ),
         (
             "d.ldb",
-            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nPcre.Sig;Target:0;0;0/evil/i\nWide.Wild;Target:0;0;68??6c6c6f::w\n",
+            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nPcre.Sig;Target:0;0;0/evil/i\nWide.Jump;Target:0;0;68{1}6c6c6f::w\n",
         ),
         ("e.mdb", "1024:44d88612fea8a8f36de82e1278abb02f:Section.Sig\n"),
         ("f.imp", "1024:44d88612fea8a8f36de82e1278abb02f:Import.Sig\n"),
@@ -197,7 +197,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         "  c.ndb:3: target type 3 (normalised HTML)",
         "  c.ndb:4: body signature: (L) line boundary marker",
         "  d.ldb:2: logical signature: PCRE, macros or byte compares",
-        "  d.ldb:3: logical signature: sub-signature modifier ::w with wildcards or jumps",
+        "  d.ldb:3: logical signature: sub-signature modifier ::w with jumps or negations",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

@@ -132,8 +132,9 @@ impl Pattern {
     /// The forms a logical sub-signature's modifiers (`::i`, `::w`, `::a`, `::f`) make of this
     /// pattern: `i` matches letters in either case, `w` matches the UTF-16LE ("wide") form
     /// (each byte followed by a zero byte) instead, `wa` both forms (their matches count
-    /// together). `i` with an alternation is malformed, as in ClamAV; `f` (full word) and `w`
-    /// on anything but plain bytes are not built.
+    /// together), `f` a match only between bytes that are not letters or digits. `i` with an
+    /// alternation is malformed, as in ClamAV; `w` with jumps or negations and `f` on a pattern
+    /// of varying length are not built.
     pub fn with_modifiers(self, modifiers: &str) -> Result<Vec<Pattern>, PatternError> {
         if modifiers.is_empty() {
             return Ok(vec![self]);
@@ -166,20 +167,19 @@ impl Pattern {
         if !has('w') {
             return Ok(vec![plain]);
         }
-        if plain
-            .pieces
-            .iter()
-            .any(|p| !matches!(p, Piece::Bytes(b) if b.iter().all(|x| x.is_exact() || x.mask == 0xdf)))
-        {
-            return Err(PatternError::Unsupported("sub-signature modifier ::w with wildcards or jumps".into()));
+        if plain.pieces.iter().any(|p| !matches!(p, Piece::Bytes(_) | Piece::Alt(_))) {
+            return Err(PatternError::Unsupported("sub-signature modifier ::w with jumps or negations".into()));
         }
+        // every byte (wildcards too) followed by a zero byte, in alternatives as well
+        let widen = |b: &[ByteMatch]| -> Vec<ByteMatch> { b.iter().flat_map(|&x| [x, ByteMatch::exact(0)]).collect() };
         let wide = Pattern {
             fullword: plain.fullword,
             pieces: plain
                 .pieces
                 .iter()
                 .map(|p| match p {
-                    Piece::Bytes(b) => Piece::Bytes(b.iter().flat_map(|&x| [x, ByteMatch::exact(0)]).collect()),
+                    Piece::Bytes(b) => Piece::Bytes(widen(b)),
+                    Piece::Alt(a) => Piece::Alt(a.iter().map(|x| widen(x)).collect()),
                     other => other.clone(),
                 })
                 .collect(),
