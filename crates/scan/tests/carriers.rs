@@ -499,3 +499,34 @@ fn a_shift_jis_named_member_is_disinfected_as_the_report_names_it() {
     let none = scan::disinfect::rebuild_zip(&archive, Limits::default(), scan::disinfect::Infected::Named(&other));
     assert_eq!(none.unwrap().data, archive);
 }
+
+/// A sub-signature split by `*` that matched once, followed by millions of its last part:
+/// counting its match ends (libclamav's count) must stay bounded, not look back from every
+/// one of them (a CPU bomb a sender controls).
+#[test]
+fn counting_a_split_sub_signature_is_bounded_on_hostile_data() {
+    let d = Dir::new("split-bomb");
+    d.file("t.ldb", b"T.Split;Target:0;0>1;41424344*45464748\n");
+    let sigs = Signatures::load_dir(&d.0).unwrap();
+    let mut data = b"\x00\x00\x00\x00ABCD EFGH ".to_vec();
+    for _ in 0..2_500_000 {
+        data.extend_from_slice(b"EFGH");
+    }
+    let started = std::time::Instant::now();
+    let r = Engine::new(Arc::new(sigs), Limits::default()).scan_bytes("bomb", &data);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(r.verdict().is_infected(), "{:?}", r.verdict());
+    // the last parts first, then one whole match: each of them would look back to the start
+    let mut data = b"\x00\x00\x00\x00".to_vec();
+    for _ in 0..2_500_000 {
+        data.extend_from_slice(b"EFGH");
+    }
+    data.extend_from_slice(b" ABCD EFGH EFGH");
+    let sigs = Signatures::load_dir(&d.0).unwrap();
+    let started = std::time::Instant::now();
+    let r = Engine::new(Arc::new(sigs), Limits::default()).scan_bytes("bomb", &data);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(!r.verdict().is_limit(), "{:?}", r.verdict());
+}

@@ -341,8 +341,10 @@ impl BodyMatcher {
         }
         // split sub-signatures found at least once: counted again by the ends of their matches
         for (s, n) in counts.iter_mut() {
-            if let Some(&ci) = self.split_subs.get(s) {
-                *n = count_ends(&self.compiled[ci as usize], data);
+            if let Some(&ci) = self.split_subs.get(s)
+                && let Some(ends) = count_ends(&self.compiled[ci as usize], data)
+            {
+                *n = ends;
             }
         }
         finish_counts(hits, counts)
@@ -379,27 +381,49 @@ fn whole_word(data: &[u8], start: usize, end: usize) -> bool {
     (start == 0 || !word(start - 1)) && !word(end)
 }
 
+/// Work allowed for counting the match ends of one split sub-signature in one buffer.
+const COUNT_BUDGET: u32 = 16 * VERIFY_BUDGET;
+
 /// How many positions end a match of split sub-signature `c` (libclamav's count): each
 /// place where the part after the last variable jump matches with a valid start before it.
-fn count_ends(c: &Compiled, data: &[u8]) -> u32 {
-    let Some(k) = c.split_at.map(usize::from) else { return 0 };
+/// `None` when that takes more than [`COUNT_BUDGET`] (hostile data): the caller keeps the
+/// count by starts.
+fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
+    let k = usize::from(c.split_at?);
     let (prefix, suffix) = c.pattern.pieces.split_at(k + 1);
-    let mut n = 0;
-    let mut at = |pos: usize| {
+    // after an unbounded last jump (`*`), a position that has a start before it makes every
+    // later one valid too: no looking back from each
+    let unbounded = matches!(prefix.last(), Some(Piece::Gap { max: None, .. }));
+    let mut left = COUNT_BUDGET;
+    let (mut n, mut valid_from) = (0u32, None::<usize>);
+    let mut at = |pos: usize| -> bool {
+        // the suffix has one length: matching it is cheap; looking back is what is budgeted
         let mut budget = VERIFY_BUDGET;
-        if forward(suffix, data, pos, &mut budget).is_some() && backward(prefix, data, pos, &mut budget, &mut |_| true)
-        {
-            n += 1;
+        if forward(suffix, data, pos, &mut budget).is_none() {
+            return true;
         }
+        let ok = valid_from.is_some_and(|v| pos >= v) || {
+            let mut budget = VERIFY_BUDGET.min(left);
+            let found = backward(prefix, data, pos, &mut budget, &mut |_| true);
+            left -= VERIFY_BUDGET.min(left) - budget;
+            found
+        };
+        if ok {
+            n += 1;
+            if unbounded && valid_from.is_none() {
+                valid_from = Some(pos);
+            }
+        }
+        left > 0
     };
     // where the suffix starts with an exact byte, only those positions are tried
-    match suffix.first() {
+    let complete = match suffix.first() {
         Some(Piece::Bytes(b)) if b.first().is_some_and(|f| f.mask == 0xff) => {
-            memchr::memchr_iter(b[0].value, data).for_each(&mut at);
+            memchr::memchr_iter(b[0].value, data).all(&mut at)
         }
-        _ => (0..=data.len()).for_each(&mut at),
-    }
-    n
+        _ => (0..=data.len()).all(&mut at),
+    };
+    complete.then_some(n)
 }
 
 fn finish_counts(mut hits: BodyHits, counts: HashMap<u32, u32>) -> BodyHits {
