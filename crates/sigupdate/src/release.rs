@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{self, KeyError, PublicKey, SecretKey};
 use crate::manifest::{self, Manifest, Payload, Vector};
-use crate::source::{FetchError, Fetched, Source, hex};
+use crate::source::{FetchError, Fetched, Source, hex, sha256_file};
 
 /// Largest pointer file read.
 const MAX_POINTER: u64 = 64;
@@ -373,20 +373,20 @@ fn build(p: &Publish<'_>, secret: &SecretKey, version: u64, staging: &Path) -> R
     let payloads_dir = p.repo.join("payloads");
     std::fs::create_dir_all(&payloads_dir)?;
     let mut payloads = Vec::new();
+    // hashed as streams: a database file may be hundreds of megabytes
     let store = |path: &Path| -> Result<(u64, String), PublishError> {
-        let data = std::fs::read(path)?;
-        let sha256 = hex(&Sha256::digest(&data));
+        let (size, sha256) = sha256_file(path)?;
         let target = payloads_dir.join(&sha256);
         // a payload already there is kept only if it still is what its name says (a damaged
         // or altered file would otherwise be listed in every release to come)
-        let intact = std::fs::read(&target).is_ok_and(|old| hex(&Sha256::digest(&old)) == sha256);
+        let intact = sha256_file(&target).is_ok_and(|(_, old)| old == sha256);
         if !intact {
             let tmp = payloads_dir.join(format!(".{sha256}.tmp"));
-            std::fs::write(&tmp, &data)?;
+            std::fs::copy(path, &tmp)?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &target)?;
         }
-        Ok((data.len() as u64, sha256))
+        Ok((size, sha256))
     };
     for name in &names {
         let (size, sha256) = store(&db.join(name))?;

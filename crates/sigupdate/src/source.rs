@@ -154,6 +154,24 @@ impl Source {
     }
 }
 
+/// The size and SHA-256 (lower-case hex) of a file, read as a stream.
+pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            k => {
+                hash.update(&buf[..k]);
+                n += k as u64;
+            }
+        }
+    }
+    Ok((n, hex(&hash.finalize())))
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
