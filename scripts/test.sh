@@ -14,6 +14,10 @@ for tool in zip:zip 7z:p7zip-full xz:xz-utils bzip2:bzip2 python3:python3 minisi
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 [ -d /usr/share/clamav-testfiles ] || need+=(clamav-testfiles)
+# clamscan: the oracle of the differential test of signature semantics
+command -v clamscan >/dev/null 2>&1 || need+=(clamav)
+# PCRE2 for PCRE sub-signatures (pcre2-sys builds its own copy when this is missing)
+pkg-config --exists libpcre2-8 2>/dev/null || need+=(libpcre2-dev)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

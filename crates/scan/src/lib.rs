@@ -17,6 +17,7 @@ pub mod encrypted;
 pub mod filetype;
 pub mod limits;
 pub mod matcher;
+pub mod pcre;
 pub mod report;
 pub mod sigdb;
 pub mod unpack;

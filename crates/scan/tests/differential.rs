@@ -1,6 +1,7 @@
 //! Differential test against ClamAV (issue 11): random signatures of the supported syntax —
 //! hex bytes, `??`, nibbles, fixed and ranged jumps, `*`, alternations (nested, with `??` and
-//! `{n}`), negated byte alternations, offsets, and logical signatures with `&`, `|` and counts —
+//! `{n}`), negated byte alternations, offsets, and logical signatures with `&`, `|` and counts,
+//! and PCRE sub-signatures (triggers, offsets and windows, flags `g r e s i`) —
 //! each with a sample made to match it (sometimes with a byte changed), are scanned by the
 //! built-in engine and by clamscan (Debian's clamav, installed by scripts/test.sh); the verdicts
 //! must agree. A fixed seed and a bounded number of cases here; `DIFF_CASES` and `DIFF_SEED`
@@ -143,6 +144,39 @@ impl Gen {
         (hex, inst)
     }
 
+    /// A PCRE over binary bytes and a matching instance: escaped bytes, `.`, byte ranges and
+    /// `+`, alternatives.
+    fn regex(&mut self) -> (String, Vec<u8>) {
+        let (mut re, mut inst) = (String::new(), Vec::new());
+        for _ in 0..self.rng.usize(3..=6) {
+            let b = self.rng.u8(0x81..=0xfd);
+            match self.rng.u8(0..10) {
+                0 => {
+                    re.push('.');
+                    inst.push(b);
+                }
+                1 => {
+                    write!(re, "[\\x{:02x}-\\x{:02x}]", b - 1, b + 1).unwrap();
+                    inst.push(b);
+                }
+                2 => {
+                    write!(re, "\\x{b:02x}+").unwrap();
+                    inst.extend(std::iter::repeat_n(b, self.rng.usize(1..=3)));
+                }
+                3 => {
+                    let other = self.rng.u8(0x80..=0xfe);
+                    write!(re, "(?:\\x{b:02x}|\\x{other:02x}\\x{other:02x})").unwrap();
+                    inst.push(b);
+                }
+                _ => {
+                    write!(re, "\\x{b:02x}").unwrap();
+                    inst.push(b);
+                }
+            }
+        }
+        (re, inst)
+    }
+
     /// Binary filler.
     fn filler(&mut self, n: usize) -> Vec<u8> {
         let mut v = vec![0u8, 0xff];
@@ -192,8 +226,40 @@ fn cases(seed: u64, n: usize) -> Vec<(String, &'static str, Vec<u8>)> {
                 (_, 2) => format!("0&(1|2)>{}", g.rng.u8(0..3)),
                 (_, _) => "0|1|2".to_string(),
             };
-            let hexes: Vec<&str> = subs.iter().map(|(h, _)| h.as_str()).collect();
-            out.push((format!("{name};Engine:51-255,Target:0;{expr};{}", hexes.join(";")), "ldb", sample));
+            let mut hexes: Vec<String> = subs.iter().map(|(h, _)| h.clone()).collect();
+            let mut expr = expr;
+            if g.rng.bool() {
+                // a PCRE sub-signature, triggered by the others, at an offset, with flags
+                let (re, inst) = g.regex();
+                let mut at = None;
+                for _ in 0..g.rng.usize(0..=3) {
+                    let pos = g.rng.usize(0..=sample.len());
+                    at.get_or_insert(pos);
+                    sample.splice(pos..pos, inst.iter().copied());
+                }
+                let first = at.unwrap_or(sample.len() / 2);
+                let offset = match g.rng.u8(0..8) {
+                    0 => format!("{first}:"),
+                    1 => format!("{},{}:", first.saturating_sub(2), g.rng.usize(0..=4)),
+                    2 => format!("EOF-{}:", sample.len() - first),
+                    3 => format!("{}:", first + 1),
+                    _ => String::new(),
+                };
+                let flags: String = ['g', 'r', 'e', 's', 'i'].iter().filter(|_| g.rng.u8(0..3) == 0).collect();
+                let m = subs.len();
+                let trigger = match g.rng.u8(0..3) {
+                    0 => "0".to_string(),
+                    1 => (0..m).map(|i| i.to_string()).collect::<Vec<_>>().join("|"),
+                    _ => format!("0>{}", g.rng.u8(0..2)),
+                };
+                hexes.push(format!("{offset}{trigger}/{re}/{flags}"));
+                expr = match g.rng.u8(0..3) {
+                    0 => format!("({expr})&{m}"),
+                    1 => format!("0&{m}={}", g.rng.u8(1..=3)),
+                    _ => format!("({expr})|{m}>1"),
+                };
+            }
+            out.push((format!("{name};Engine:81-255,Target:0;{expr};{}", hexes.join(";")), "ldb", sample));
         } else {
             let (hex, mut inst) = g.pattern(&id);
             if g.rng.u8(0..4) == 0 {

@@ -52,16 +52,6 @@ fn last_variable_gap(pattern: &Pattern) -> Option<usize> {
     pattern.pieces.iter().rposition(|p| matches!(p, Piece::Gap { min, max } if *max != Some(*min)))
 }
 
-/// Whether every piece of `pieces` has one length (so a match's start fixes its end).
-fn fixed_length(pieces: &[Piece]) -> bool {
-    pieces.iter().all(|p| match p {
-        Piece::Gap { min, max } => *max == Some(*min),
-        Piece::Alt(a) => a.iter().all(|x| x.len() == a[0].len()),
-        Piece::Class(_) => false,
-        _ => true,
-    })
-}
-
 /// Windows of anchors, probed at every `stride`-th input position.
 struct Prefilter {
     stride: usize,
@@ -214,9 +204,7 @@ impl BodyMatcher {
         }
         let small = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         let split_at = match owner {
-            Owner::Sub(_) => last_variable_gap(&pattern)
-                .filter(|&k| fixed_length(&pattern.pieces[k + 1..]) && k + 1 < pattern.pieces.len())
-                .map(small),
+            Owner::Sub(_) => last_variable_gap(&pattern).filter(|&k| k + 1 < pattern.pieces.len()).map(small),
             Owner::Body(_) => None,
         };
         if let (Some(_), Owner::Sub(sub)) = (split_at, owner) {
@@ -385,7 +373,8 @@ fn whole_word(data: &[u8], start: usize, end: usize) -> bool {
 const COUNT_BUDGET: u32 = 16 * VERIFY_BUDGET;
 
 /// How many positions end a match of split sub-signature `c` (libclamav's count): each
-/// place where the part after the last variable jump matches with a valid start before it.
+/// place where the part after the last variable jump starts a match with a valid start of
+/// the whole before it (with a part of one length, each place where a match ends).
 /// `None` when that takes more than [`COUNT_BUDGET`] (hostile data): the caller keeps the
 /// count by starts.
 fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
@@ -397,7 +386,7 @@ fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
     let mut left = COUNT_BUDGET;
     let (mut n, mut valid_from) = (0u32, None::<usize>);
     let mut at = |pos: usize| -> bool {
-        // the suffix has one length: matching it is cheap; looking back is what is budgeted
+        // the suffix has no variable jump: matching it is cheap; looking back is budgeted
         let mut budget = VERIFY_BUDGET;
         if forward(suffix, data, pos, &mut budget).is_none() {
             return true;

@@ -20,7 +20,7 @@ use sha2::Sha256;
 use crate::filetype::FileType;
 use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
-use crate::sigdb::{BodySig, LoadError, LoadOptions, LoadStats, LogicalSig, Names, SigDb};
+use crate::sigdb::{BodySig, LoadError, LoadOptions, LoadStats, LogicalSig, Names, Offset, RegexSub, SigDb};
 use body::{BodyMatcher, Owner};
 
 /// A signature that matched.
@@ -42,6 +42,53 @@ struct Logical {
     expr: Expr,
     first_sub: u32,
     subs: u32,
+    /// PCRE sub-signatures, by sub-signature number, in order.
+    regexes: Vec<(usize, RegexSub)>,
+}
+
+/// libclamav's default: no PCRE runs over a buffer larger than this.
+const PCRE_MAX_SIZE: usize = 100 << 20;
+/// Matches of one `g` (global) PCRE sub-signature counted in one buffer at most (each match
+/// attempt is bounded by PCRE2's match limits; this bounds how many there are).
+const MAX_REGEX_MATCHES: u32 = 10_000;
+
+/// How many times PCRE sub-signature `r` matches `data`, as libclamav counts: the search starts
+/// at the offset (anywhere for `*`), anchored there unless the offset has a window or the
+/// flag `r` is given; a match starting beyond the window does not count (`e`: the search never
+/// looks beyond it); `g` counts every match, each search going on from the end of the last.
+fn regex_matches(r: &RegexSub, data: &[u8]) -> u32 {
+    let len = data.len() as u64;
+    if data.len() > PCRE_MAX_SIZE {
+        return 0;
+    }
+    let (start, shift, anywhere) = match r.offset {
+        Offset::Any => (0, 0, true),
+        Offset::Exact(n) => (n, 0, false),
+        Offset::Window(a, b) => (a, b - a, false),
+        Offset::FromEnd(n, s) if n <= len => (len - n, s, false),
+        Offset::FromEnd(..) => return 0,
+    };
+    if start >= len {
+        return 0;
+    }
+    let anchored = !anywhere && !r.rolling && shift == 0;
+    let start = start as usize;
+    let region =
+        if r.encompass && shift != 0 { &data[start..(start as u64 + shift).min(len) as usize] } else { &data[start..] };
+    let mut count = 0;
+    let mut at = 0;
+    while let Ok((s, e)) = r.regex.find_at(region, at, anchored) {
+        if !r.encompass && shift != 0 && s as u64 > shift {
+            break;
+        }
+        count += 1;
+        // (libclamav searches again from an empty match's end, finding it again for ever)
+        at = if e > s { e } else { e + 1 };
+        if !r.global || count >= MAX_REGEX_MATCHES || at >= region.len() {
+            break;
+        }
+    }
+    count
 }
 
 /// What identifies a database file's content on disk without reading it: device, inode,
@@ -178,6 +225,9 @@ pub struct Signatures {
     /// `0<2`): they fire on every buffer of their target, whatever is counted in it, as in
     /// ClamAV (which also evaluates them where nothing is counted yet).
     true_without_matches: Vec<u32>,
+    /// Logical signatures with a PCRE whose trigger holds with nothing matched: evaluated on
+    /// every buffer of their target.
+    regex_without_matches: Vec<u32>,
     /// Names dropped by `.ign2` files, in any part.
     ignored: HashSet<String>,
     /// What was loaded and what was not supported.
@@ -242,16 +292,21 @@ impl Signatures {
                     expr: l.expr.clone(),
                     first_sub,
                     subs: l.subs.len() as u32,
+                    regexes: l.regexes.clone(),
                 });
             }
         }
         body.finish();
         normalized.finish();
-        let true_without_matches = logical
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.expr.eval(&vec![0; l.subs as usize]))
-            .map(|(i, _)| i as u32)
+        let zeros = |l: &Logical| vec![0; l.subs as usize];
+        let true_without_matches = (0..logical.len() as u32)
+            .filter(|&i| logical[i as usize].expr.eval(&zeros(&logical[i as usize])))
+            .collect();
+        let regex_without_matches = (0..logical.len() as u32)
+            .filter(|&i| {
+                let l = &logical[i as usize];
+                l.regexes.iter().any(|(_, r)| r.trigger.eval(&zeros(l)))
+            })
             .collect();
         let mut stats = LoadStats::default();
         let mut versions = Vec::new();
@@ -294,6 +349,7 @@ impl Signatures {
             logical,
             sub_owner,
             true_without_matches,
+            regex_without_matches,
             ignored,
             stats,
             version: crate::sigdb::version_text(versions),
@@ -367,7 +423,7 @@ impl Signatures {
         let hits = self.body.scan(data, &target_ok);
         // ClamAV evaluates every logical signature also where nothing was counted yet: one
         // that holds with no sub-signature matched fires on every buffer of its target
-        self.body_or_logical(&hits, size, &target_ok, container, true)
+        self.body_or_logical(data, &hits, &target_ok, container, true)
     }
 
     /// Whether any signature applies to normalised text (target types 0 and 7).
@@ -381,15 +437,16 @@ impl Signatures {
     pub fn check_normalized(&self, text: &[u8], container: Option<FileType>) -> Option<Detection> {
         let target_ok = |t: u32| t == 0 || t == 7;
         let hits = self.normalized.scan(text, &target_ok);
-        self.body_or_logical(&hits, text.len() as u64, &target_ok, container, false)
+        self.body_or_logical(text, &hits, &target_ok, container, false)
     }
 
-    /// The detection that body hits `hits` make: a body signature, else a logical signature
-    /// over the counted sub-signatures (and, with `zero_true`, one that holds with none).
+    /// The detection that body hits `hits` in `data` make: a body signature, else a logical
+    /// signature over the counted sub-signatures and its PCRE sub-signatures (with
+    /// `zero_true`, also one that holds, or triggers a PCRE, with nothing counted).
     fn body_or_logical(
         &self,
+        data: &[u8],
         hits: &body::BodyHits,
-        size: u64,
         target_ok: &dyn Fn(u32) -> bool,
         container: Option<FileType>,
         zero_true: bool,
@@ -401,6 +458,7 @@ impl Signatures {
                 evidence: format!("body signature at offset {at}"),
             });
         }
+        let size = data.len() as u64;
         let applies = |l: &Logical| {
             target_ok(l.target)
                 && l.file_size.is_none_or(|(a, b)| size >= a && size <= b)
@@ -415,10 +473,13 @@ impl Signatures {
         {
             return Some(detection(l));
         }
-        let mut touched: Vec<u32> = hits.sub_counts.iter().map(|(s, _)| self.sub_owner[*s as usize]).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for li in touched {
+        let mut candidates: Vec<u32> = hits.sub_counts.iter().map(|(s, _)| self.sub_owner[*s as usize]).collect();
+        if zero_true {
+            candidates.extend(&self.regex_without_matches);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for li in candidates {
             let l = &self.logical[li as usize];
             if !applies(l) {
                 continue;
@@ -427,6 +488,13 @@ impl Signatures {
             for (s, n) in &hits.sub_counts {
                 if self.sub_owner[*s as usize] == li {
                     counts[(*s - l.first_sub) as usize] = *n;
+                }
+            }
+            // PCREs run after the other sub-signatures were counted, each when its trigger
+            // (over the sub-signatures before it, PCREs included) holds
+            for (i, r) in &l.regexes {
+                if r.trigger.eval(&counts) {
+                    counts[*i] = regex_matches(r, data);
                 }
             }
             if l.expr.eval(&counts) {

@@ -59,8 +59,29 @@ pub struct LogicalSig {
     /// The logical expression over the subsignatures.
     pub expr: Expr,
     /// The subsignatures, each in one or more forms (`::wa`: plain and wide), whose matches
-    /// count together.
+    /// count together; a PCRE sub-signature has no form here (see `regexes`).
     pub subs: Vec<(Offset, Vec<Pattern>)>,
+    /// The PCRE sub-signatures, by sub-signature number, in order.
+    pub regexes: Vec<(usize, RegexSub)>,
+}
+
+/// A PCRE sub-signature of a logical signature: `[Offset:]Trigger/PCRE/[Flags]`. It runs after
+/// the other sub-signatures were counted, when its trigger (an expression over the
+/// sub-signatures before it) holds.
+#[derive(Debug, Clone)]
+pub struct RegexSub {
+    /// Where the match must start (see the flags).
+    pub offset: Offset,
+    /// When to run it.
+    pub trigger: Expr,
+    /// The compiled expression.
+    pub regex: std::sync::Arc<crate::pcre::Regex>,
+    /// `g`: count every match, not only the first.
+    pub global: bool,
+    /// `r`: search from the offset on instead of only at it.
+    pub rolling: bool,
+    /// `e`: confine the search to the offset's window.
+    pub encompass: bool,
 }
 
 /// Counts of what was loaded and of what was not supported, by reason.
@@ -566,7 +587,7 @@ impl SigDb {
     }
 
     fn logical_line(&mut self, l: &str) -> Result<(), String> {
-        let f: Vec<&str> = l.split(';').collect();
+        let f = ldb_tokens(l, ';', 2);
         if f.len() < 4 {
             return Err(format!("expected NAME;TARGET-DESCRIPTION;EXPRESSION;SUBSIG…, found {l:?}"));
         }
@@ -617,14 +638,27 @@ impl SigDb {
             Err(e) => return Err(e),
         };
         let mut subs = Vec::new();
+        let mut regexes = Vec::new();
         for sub in &f[3..] {
+            if sub.contains('/') {
+                match regex_sub(sub, subs.len()) {
+                    Ok(r) => regexes.push((subs.len(), r)),
+                    Err(Unsupported(r)) => {
+                        self.unsupported(format!("logical signature: {r}"));
+                        return Ok(());
+                    }
+                    Err(Malformed(e)) => return Err(e),
+                }
+                subs.push((Offset::Any, Vec::new()));
+                continue;
+            }
             // `HEX::iwaf` sub-signature modifiers
             let (sub, modifiers) = match sub.split_once("::") {
                 Some((s, m)) if !s.contains('/') => (s, m),
                 _ => (*sub, ""),
             };
-            if sub.contains('/') || sub.starts_with('$') || sub.contains('#') {
-                self.unsupported("logical signature: PCRE, macros or byte compares");
+            if sub.starts_with('$') || sub.contains('#') {
+                self.unsupported("logical signature: macros or byte compares");
                 return Ok(());
             }
             let (offset, hex) = match sub.split_once(':') {
@@ -667,7 +701,7 @@ impl SigDb {
             return Ok(());
         }
         let name = self.names.add(f[0]);
-        self.logical.push(LogicalSig { name, target, file_size, container, expr, subs });
+        self.logical.push(LogicalSig { name, target, file_size, container, expr, subs, regexes });
         self.stats.logical += 1;
         Ok(())
     }
@@ -749,6 +783,72 @@ enum OffsetError {
     Malformed(String),
 }
 use OffsetError::{Malformed, Unsupported};
+
+/// Splits an `.ldb` line (or a sub-signature) at `delim` as libclamav does: from token
+/// `skip` on, a `/` not preceded by a backslash opens or closes a regular expression, inside which
+/// `delim` does not split.
+fn ldb_tokens(line: &str, delim: char, skip: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut within = false;
+    let mut start = 0;
+    let mut prev = None;
+    for (i, c) in line.char_indices() {
+        if c == delim && !within {
+            out.push(&line[start..i]);
+            start = i + 1;
+        } else if c == '/' && out.len() >= skip && i > 0 && prev != Some('\\') {
+            within = !within;
+        }
+        prev = Some(c);
+    }
+    out.push(&line[start..]);
+    out
+}
+
+/// Parses a PCRE sub-signature, number `index` of its logical signature.
+fn regex_sub(sub: &str, index: usize) -> Result<RegexSub, OffsetError> {
+    let parts = ldb_tokens(sub, ':', 0);
+    let (offset, sig) = match parts[..] {
+        [sig] => (Offset::Any, sig),
+        [off, sig] => (parse_offset(off)?, sig),
+        _ => return Err(Malformed(format!("PCRE sub-signature {sub:?}: too many ':' fields"))),
+    };
+    let (Some(first), Some(last)) = (sig.find('/'), sig.rfind('/')) else {
+        return Err(Malformed(format!("PCRE sub-signature {sub:?} has no '/'")));
+    };
+    if first == last {
+        return Err(Malformed(format!("PCRE sub-signature {sub:?}: mismatched '/' delimiter")));
+    }
+    let (trigger, expression, flags) = (&sig[..first], &sig[first + 1..last], &sig[last + 1..]);
+    if trigger.is_empty() || expression.is_empty() {
+        return Err(Malformed(format!("PCRE sub-signature {sub:?}: the trigger and the expression must not be empty")));
+    }
+    let trigger = Expr::parse(trigger).map_err(|e| Malformed(format!("PCRE sub-signature trigger: {e}")))?;
+    if trigger.max_sub() >= index {
+        return Err(Malformed(format!(
+            "PCRE sub-signature {index}: its trigger must name only sub-signatures before it"
+        )));
+    }
+    let mut options = crate::pcre::Options::default();
+    let (mut global, mut rolling, mut encompass) = (false, false, false);
+    for c in flags.chars() {
+        match c {
+            'i' => options.caseless = true,
+            's' => options.dotall = true,
+            'm' => options.multiline = true,
+            'x' => options.extended = true,
+            'A' => options.anchored = true,
+            'E' => options.dollar_endonly = true,
+            'U' => options.ungreedy = true,
+            'g' => global = true,
+            'r' => rolling = true,
+            'e' => encompass = true,
+            other => return Err(Malformed(format!("PCRE sub-signature: unknown flag {other:?}"))),
+        }
+    }
+    let regex = crate::pcre::Regex::new(expression, options).map_err(|e| Malformed(format!("/{expression}/: {e}")))?;
+    Ok(RegexSub { offset, trigger, regex: std::sync::Arc::new(regex), global, rolling, encompass })
+}
 
 fn parse_offset(s: &str) -> Result<Offset, OffsetError> {
     let s = s.trim();
