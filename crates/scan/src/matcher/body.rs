@@ -8,7 +8,7 @@
 //! least `S + 3` bytes long is entered once per shift `0..S`, so the input needs probing only
 //! at every `S`-th position: one of the anchor's first `S` windows always falls on such a
 //! position. Patterns are grouped in tiers by anchor length (`TIERS`), each with its own
-//! stride and filter.
+//! filter and a stride as long as its shortest anchor allows.
 
 use std::collections::HashMap;
 
@@ -17,11 +17,13 @@ use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
 
 /// Work allowed to verify one candidate (bounds pathological `*` patterns).
 const VERIFY_BUDGET: u32 = 100_000;
-/// Tiers of anchors: (minimum anchor length, probe stride). An anchor of length `L` may be
-/// probed every `L - 3` bytes; longer anchors mean fewer probes.
-const TIERS: [(usize, usize); 2] = [(8, 5), (4, 1)];
+/// Tiers of anchors: (minimum anchor length, longest probe stride). An anchor of length `L` may
+/// be probed every `L - 3` bytes; longer anchors mean fewer probes. A tier's stride is the
+/// longest its shortest anchor allows, up to its own limit (a database whose short anchors are
+/// all 7 bytes long probes them every 4 bytes, not at every byte).
+const TIERS: [(usize, usize); 2] = [(8, 5), (4, 4)];
 /// How many probes ahead the filter is prefetched.
-const PREFETCH_PROBES: usize = 8;
+const PREFETCH_PROBES: usize = 16;
 
 /// Who a pattern belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +64,17 @@ struct Prefilter {
     buckets: Vec<u32>,
     /// (window, pattern index, shift of the window inside the anchor)
     entries: Vec<(u32, u32, u8)>,
-    pending: Vec<(u32, u32, u8)>,
+    /// (pattern index, the anchor's first 8 bytes, anchor length) until `finish`.
+    pending: Vec<(u32, [u8; 8], u8)>,
+    /// The longest stride allowed.
+    max_stride: usize,
 }
 
 impl Prefilter {
-    fn new(stride: usize) -> Self {
+    fn new(max_stride: usize) -> Self {
         Prefilter {
-            stride,
+            stride: max_stride,
+            max_stride,
             word_bits: 0,
             bucket_bits: 0,
             bitmap: Vec::new(),
@@ -78,17 +84,31 @@ impl Prefilter {
         }
     }
 
+    fn add(&mut self, idx: u32, run: &[u8]) {
+        let mut head = [0u8; 8];
+        let n = run.len().min(8);
+        head[..n].copy_from_slice(&run[..n]);
+        self.pending.push((idx, head, n as u8));
+    }
+
     fn finish(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let n = self.pending.len();
+        let shortest = self.pending.iter().map(|&(_, _, len)| usize::from(len)).min().unwrap_or(4);
+        self.stride = self.max_stride.min(shortest - 3);
+        let stride = self.stride;
+        let keys: Vec<(u32, u32, u8)> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .flat_map(|(idx, head, _)| (0..stride).map(move |shift| (window(&head, shift), idx, shift as u8)))
+            .collect();
+        let n = keys.len();
         // about 20 filter bits per key, rounded down to a power of two (cache-friendly size)
         self.word_bits = usize::BITS - 1 - (n / 3).max(1024).leading_zeros();
         self.bucket_bits = n.max(256).next_power_of_two().trailing_zeros();
         self.bitmap = vec![0u64; 1usize << self.word_bits];
         let mut counts = vec![0u32; (1usize << self.bucket_bits) + 1];
-        for &(key, _, _) in &self.pending {
+        for &(key, _, _) in &keys {
             let (word, mask, bucket) = self.probe(key);
             self.bitmap[word] |= mask;
             counts[bucket + 1] += 1;
@@ -97,15 +117,14 @@ impl Prefilter {
             counts[i] += counts[i - 1];
         }
         let mut fill = counts.clone();
-        let mut entries = vec![(0u32, 0u32, 0u8); self.pending.len()];
-        for &e in &self.pending {
+        let mut entries = vec![(0u32, 0u32, 0u8); n];
+        for &e in &keys {
             let b = self.probe(e.0).2;
             entries[fill[b] as usize] = e;
             fill[b] += 1;
         }
         self.buckets = counts;
         self.entries = entries;
-        self.pending = Vec::new();
     }
 
     fn is_empty(&self) -> bool {
@@ -195,10 +214,7 @@ impl BodyMatcher {
         if offset != Offset::Any {
             self.positioned.push(idx);
         } else if let Some(t) = TIERS.iter().position(|&(min, _)| run.len() >= min) {
-            let tier = &mut self.tiers[t];
-            for shift in 0..tier.stride {
-                tier.pending.push((window(&run, shift), idx, shift as u8));
-            }
+            self.tiers[t].add(idx, &run);
         } else {
             self.unanchored.push(idx);
         }
@@ -593,6 +609,22 @@ mod tests {
         for (i, sig) in sigs.iter().enumerate() {
             for at in 0..20 {
                 let mut d = vec![0xeeu8; 64];
+                d[at..at + sig.len()].copy_from_slice(sig);
+                assert_eq!(first(&m, &d), Some((i as u32, at)), "signature {i} at {at}");
+            }
+        }
+    }
+
+    /// The short-anchor tier probes as sparsely as its shortest anchor allows (7 and 6 bytes:
+    /// every 3rd position) and still finds every anchor at every alignment.
+    #[test]
+    fn a_tier_strides_by_its_shortest_anchor() {
+        let m = matcher(&[("30313233343536", Offset::Any), ("404142434445??ff", Offset::Any)]);
+        assert_eq!(m.tiers[1].stride, 3);
+        let sigs: [&[u8]; 2] = [b"0123456", &[0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x00, 0xff]];
+        for (i, sig) in sigs.iter().enumerate() {
+            for at in 0..12 {
+                let mut d = vec![0xeeu8; 40];
                 d[at..at + sig.len()].copy_from_slice(sig);
                 assert_eq!(first(&m, &d), Some((i as u32, at)), "signature {i} at {at}");
             }
