@@ -47,6 +47,7 @@ pub fn sigs_info(config: &Config, db: Option<&Path>) -> anyhow::Result<ExitCode>
     println!("MD5 hashes:        {}", s.md5);
     println!("SHA1 hashes:       {}", s.sha1);
     println!("SHA256 hashes:     {}", s.sha256);
+    println!("PE section hashes: {}", s.sections);
     println!("body signatures:   {}", s.body);
     println!("logical:           {}", s.logical);
     println!("allow-list:        {}", s.allow);

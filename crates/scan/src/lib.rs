@@ -18,6 +18,7 @@ pub mod filetype;
 pub mod limits;
 pub mod matcher;
 pub mod pcre;
+pub mod pe;
 pub mod report;
 pub mod sigdb;
 pub mod unpack;

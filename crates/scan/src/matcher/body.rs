@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use crate::sigdb::Offset;
 use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
+use crate::sigdb::{Layout, Offset};
 
 /// Work allowed to verify one candidate (bounds pathological `*` patterns).
 const VERIFY_BUDGET: u32 = 100_000;
@@ -258,7 +258,7 @@ impl BodyMatcher {
 
     /// Scans `data`. `target_ok(t)` says whether target type `t` applies to this file. Stops at
     /// the first body-signature match.
-    pub fn scan(&self, data: &[u8], target_ok: &dyn Fn(u32) -> bool) -> BodyHits {
+    pub fn scan(&self, data: &[u8], target_ok: &dyn Fn(u32) -> bool, layout: &Layout) -> BodyHits {
         let mut hits = BodyHits::default();
         let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut record = |c: &Compiled, start: usize, hits: &mut BodyHits| -> bool {
@@ -282,15 +282,7 @@ impl BodyMatcher {
             if !target_ok(c.target) {
                 continue;
             }
-            let (lo, hi) = match c.offset {
-                Offset::Exact(n) => (n, n),
-                Offset::Window(a, b) => (a, b),
-                Offset::FromEnd(n, shift) => {
-                    let Some(s) = (data.len() as u64).checked_sub(n) else { continue };
-                    (s, s + shift)
-                }
-                Offset::Any => unreachable!("floating patterns are not positioned"),
-            };
+            let Some((lo, hi)) = c.offset.resolve(data.len() as u64, layout) else { continue };
             let hi = hi.min(data.len() as u64);
             let mut pos = lo;
             while pos <= hi {
@@ -556,7 +548,7 @@ mod tests {
     }
 
     fn first(m: &BodyMatcher, data: &[u8]) -> Option<(u32, usize)> {
-        m.scan(data, &|_| true).first
+        m.scan(data, &|_| true, &Layout::Plain).first
     }
 
     #[test]

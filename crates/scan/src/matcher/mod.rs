@@ -20,7 +20,7 @@ use sha2::Sha256;
 use crate::filetype::FileType;
 use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
-use crate::sigdb::{BodySig, LoadError, LoadOptions, LoadStats, LogicalSig, Names, Offset, RegexSub, SigDb};
+use crate::sigdb::{BodySig, Layout, LoadError, LoadOptions, LoadStats, LogicalSig, Names, Offset, RegexSub, SigDb};
 use body::{BodyMatcher, Owner};
 
 /// A signature that matched.
@@ -39,6 +39,8 @@ struct Logical {
     name: u32,
     target: u32,
     file_size: Option<(u64, u64)>,
+    entry_point: Option<(u64, u64)>,
+    sections: Option<(u64, u64)>,
     expr: Expr,
     first_sub: u32,
     subs: u32,
@@ -56,18 +58,14 @@ const MAX_REGEX_MATCHES: u32 = 10_000;
 /// at the offset (anywhere for `*`), anchored there unless the offset has a window or the
 /// flag `r` is given; a match starting beyond the window does not count (`e`: the search never
 /// looks beyond it); `g` counts every match, each search going on from the end of the last.
-fn regex_matches(r: &RegexSub, data: &[u8]) -> u32 {
+fn regex_matches(r: &RegexSub, data: &[u8], layout: &Layout) -> u32 {
     let len = data.len() as u64;
     if data.len() > PCRE_MAX_SIZE {
         return 0;
     }
-    let (start, shift, anywhere) = match r.offset {
-        Offset::Any => (0, 0, true),
-        Offset::Exact(n) => (n, 0, false),
-        Offset::Window(a, b) => (a, b - a, false),
-        Offset::FromEnd(n, s) if n <= len => (len - n, s, false),
-        Offset::FromEnd(..) => return 0,
-    };
+    let anywhere = r.offset == Offset::Any;
+    let Some((start, end)) = r.offset.resolve(len, layout) else { return 0 };
+    let shift = if anywhere { 0 } else { end - start };
     if start >= len {
         return 0;
     }
@@ -127,6 +125,9 @@ struct Part {
     allow_md5: HashTable<u128>,
     allow_sha1: HashTable<[u8; 32]>,
     allow_sha256: HashTable<[u8; 32]>,
+    section_md5: HashTable<u128>,
+    section_sha1: HashTable<[u8; 32]>,
+    section_sha256: HashTable<[u8; 32]>,
     body: Vec<BodySig>,
     logical: Vec<LogicalSig>,
     ignored: HashSet<String>,
@@ -159,6 +160,9 @@ impl Part {
             allow_md5: db.allow_md5,
             allow_sha1: db.allow_sha1,
             allow_sha256: db.allow_sha256,
+            section_md5: db.section_md5,
+            section_sha1: db.section_sha1,
+            section_sha256: db.section_sha256,
             body: db.body,
             logical: db.logical,
             ignored: db.ignored,
@@ -289,6 +293,8 @@ impl Signatures {
                     name: l.name,
                     target: l.target,
                     file_size: l.file_size,
+                    entry_point: l.entry_point,
+                    sections: l.sections,
                     expr: l.expr.clone(),
                     first_sub,
                     subs: l.subs.len() as u32,
@@ -316,6 +322,7 @@ impl Signatures {
             stats.md5 += st.md5;
             stats.sha1 += st.sha1;
             stats.sha256 += st.sha256;
+            stats.sections += st.sections;
             stats.body += st.body;
             stats.logical += st.logical;
             stats.allow += st.allow;
@@ -399,7 +406,8 @@ impl Signatures {
 
     /// Total signatures.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.md5.len() + p.sha1.len() + p.sha256.len()).sum::<usize>() + self.body.len()
+        self.parts.iter().map(|p| p.md5.len() + p.sha1.len() + p.sha256.len() + p.stats.sections).sum::<usize>()
+            + self.body.len()
     }
 
     /// Whether there are none.
@@ -420,10 +428,55 @@ impl Signatures {
             return d;
         }
         let target_ok = |t: u32| ft.matches_target(t);
-        let hits = self.body.scan(data, &target_ok);
+        let layout = Layout::of(data, ft);
+        let hits = self.body.scan(data, &target_ok, &layout);
         // ClamAV evaluates every logical signature also where nothing was counted yet: one
         // that holds with no sub-signature matched fires on every buffer of its target
-        self.body_or_logical(data, &hits, &target_ok, container, true)
+        self.body_or_logical(data, &layout, &hits, &target_ok, container, true)
+            .or_else(|| if let Layout::Pe(pe) = &layout { self.check_sections(data, pe) } else { None })
+    }
+
+    /// PE section hashes (`.mdb`, `.msb`): each section in the file, its bytes as libclamav
+    /// counts them (from its aligned file offset, its aligned size cut at the end of the file).
+    fn check_sections(&self, data: &[u8], pe: &crate::pe::PeInfo) -> Option<Detection> {
+        let parts = &self.parts;
+        if parts.iter().all(|p| p.stats.sections == 0) {
+            return None;
+        }
+        for s in pe.sections.iter().filter(|s| s.rsz != 0) {
+            let size = u64::from(s.rsz);
+            let Some(bytes) = data.get(s.raw as usize..(s.raw as usize).saturating_add(s.rsz as usize)) else {
+                continue;
+            };
+            if parts.iter().any(|p| p.section_md5.wants(size)) {
+                let d = digest("md5", bytes);
+                let key = md5_key(&d);
+                let hit = parts.iter().find_map(|p| {
+                    let n = p.section_md5.lookup(&key, size)?;
+                    self.detection(p, n, "PE section md5", &d, size)
+                });
+                if hit.is_some() {
+                    return hit;
+                }
+            }
+            for kind in ["sha1", "sha256"] {
+                fn table<'p>(p: &'p Part, kind: &str) -> &'p HashTable<[u8; 32]> {
+                    if kind == "sha1" { &p.section_sha1 } else { &p.section_sha256 }
+                }
+                if !parts.iter().any(|p| table(p, kind).wants(size)) {
+                    continue;
+                }
+                let d = digest(kind, bytes);
+                let hit = parts.iter().find_map(|p| {
+                    let n = table(p, kind).lookup(&d, size)?;
+                    self.detection(p, n, &format!("PE section {kind}"), &d, size)
+                });
+                if hit.is_some() {
+                    return hit;
+                }
+            }
+        }
+        None
     }
 
     /// Whether any signature applies to normalised text (target types 0 and 7).
@@ -436,8 +489,8 @@ impl Signatures {
     /// bytes' matches, as ClamAV does.
     pub fn check_normalized(&self, text: &[u8], container: Option<FileType>) -> Option<Detection> {
         let target_ok = |t: u32| t == 0 || t == 7;
-        let hits = self.normalized.scan(text, &target_ok);
-        self.body_or_logical(text, &hits, &target_ok, container, false)
+        let hits = self.normalized.scan(text, &target_ok, &Layout::Plain);
+        self.body_or_logical(text, &Layout::Plain, &hits, &target_ok, container, false)
     }
 
     /// The detection that body hits `hits` in `data` make: a body signature, else a logical
@@ -446,6 +499,7 @@ impl Signatures {
     fn body_or_logical(
         &self,
         data: &[u8],
+        layout: &Layout,
         hits: &body::BodyHits,
         target_ok: &dyn Fn(u32) -> bool,
         container: Option<FileType>,
@@ -459,10 +513,17 @@ impl Signatures {
             });
         }
         let size = data.len() as u64;
+        let within = |v: u64, r: Option<(u64, u64)>| r.is_none_or(|(a, b)| v >= a && v <= b);
+        let exe_ok = |l: &Logical| match layout {
+            _ if l.entry_point.is_none() && l.sections.is_none() => true,
+            Layout::Pe(pe) => within(u64::from(pe.ep), l.entry_point) && within(pe.sections.len() as u64, l.sections),
+            _ => false,
+        };
         let applies = |l: &Logical| {
             target_ok(l.target)
-                && l.file_size.is_none_or(|(a, b)| size >= a && size <= b)
+                && within(size, l.file_size)
                 && l.container.is_none_or(|c| container == Some(c))
+                && exe_ok(l)
         };
         let detection = |l: &Logical| Detection {
             name: self.parts[l.part as usize].names.get(l.name).to_string(),
@@ -494,7 +555,7 @@ impl Signatures {
             // (over the sub-signatures before it, PCREs included) holds
             for (i, r) in &l.regexes {
                 if r.trigger.eval(&counts) {
-                    counts[*i] = regex_matches(r, data);
+                    counts[*i] = regex_matches(r, data, layout);
                 }
             }
             if l.expr.eval(&counts) {
@@ -568,7 +629,8 @@ impl Signatures {
         if self.ignored.contains(name) {
             return None;
         }
-        let hex: String = digest[..digest_len(kind)].iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String =
+            digest[..digest_len(kind.rsplit(' ').next().unwrap_or(kind))].iter().map(|b| format!("{b:02x}")).collect();
         Some(Detection { name: name.to_string(), evidence: format!("{kind} {hex}:{size}") })
     }
 }

@@ -30,6 +30,77 @@ pub enum Offset {
     Window(u64, u64),
     /// At this many bytes before the end (and up to `1` more bytes later).
     FromEnd(u64, u64),
+    /// A PE file's layout (target type 1), plus up to `shift` more bytes later.
+    Exe {
+        /// Where it counts from.
+        base: ExeBase,
+        /// The shift (`,n`).
+        shift: u64,
+    },
+}
+
+/// What an executable-relative offset counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExeBase {
+    /// `EP+n` (`n` ≥ 0) or `EP-n` (negative).
+    EntryPoint(i64),
+    /// `Sx+n`: section `x`'s file offset plus `n`.
+    Section(u32, u64),
+    /// `SL+n`: the last section's file offset plus `n`.
+    LastSection(u64),
+    /// `SEx`: anywhere in section `x`.
+    WholeSection(u32),
+}
+
+impl Offset {
+    /// The first and last start this offset allows in a buffer of `len` bytes laid out as
+    /// `layout`; `None` when it allows none (libclamav: `CLI_OFF_NONE`). An executable whose
+    /// header does not parse has no relative offset at all, not even `EOF-n`, as in libclamav.
+    pub fn resolve(self, len: u64, layout: &Layout) -> Option<(u64, u64)> {
+        match (self, layout) {
+            (Offset::Any, _) => Some((0, len)),
+            (Offset::Exact(n), _) => Some((n, n)),
+            (Offset::Window(a, b), _) => Some((a, b)),
+            (Offset::FromEnd(..) | Offset::Exe { .. }, Layout::BrokenExe) => None,
+            (Offset::FromEnd(n, shift), _) => len.checked_sub(n).map(|s| (s, s + shift)),
+            (Offset::Exe { .. }, Layout::Plain) => None,
+            (Offset::Exe { base, shift }, Layout::Pe(pe)) => {
+                let section = |x: u32| pe.sections.get(x as usize);
+                let start = match base {
+                    ExeBase::EntryPoint(n) => u64::from(pe.ep).checked_add_signed(n)?,
+                    ExeBase::Section(x, n) => u64::from(section(x)?.raw) + n,
+                    ExeBase::LastSection(n) => u64::from(pe.sections.last()?.raw) + n,
+                    ExeBase::WholeSection(x) => {
+                        let s = section(x)?;
+                        return Some((u64::from(s.raw), u64::from(s.raw) + u64::from(s.rsz) + shift));
+                    }
+                };
+                Some((start, start + shift))
+            }
+        }
+    }
+}
+
+/// How a buffer is laid out, for offsets relative to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Not an executable: offsets from the start and the end only.
+    Plain,
+    /// A PE file whose header parsed.
+    Pe(crate::pe::PeInfo),
+    /// An executable whose header did not parse.
+    BrokenExe,
+}
+
+impl Layout {
+    /// The layout of `data`, of type `ft`.
+    pub fn of(data: &[u8], ft: crate::FileType) -> Layout {
+        if ft == crate::FileType::Pe {
+            crate::pe::parse(data).map_or(Layout::BrokenExe, Layout::Pe)
+        } else {
+            Layout::Plain
+        }
+    }
 }
 
 /// A body signature (`.ndb`).
@@ -56,6 +127,10 @@ pub struct LogicalSig {
     pub file_size: Option<(u64, u64)>,
     /// `Container:` — the type of container the buffer must have come out of.
     pub container: Option<crate::FileType>,
+    /// `EntryPoint:a-b` — the entry point's file offset (a PE whose header parsed).
+    pub entry_point: Option<(u64, u64)>,
+    /// `NumberOfSections:a-b` (a PE whose header parsed).
+    pub sections: Option<(u64, u64)>,
     /// The logical expression over the subsignatures.
     pub expr: Expr,
     /// The subsignatures, each in one or more forms (`::wa`: plain and wide), whose matches
@@ -93,6 +168,8 @@ pub struct LoadStats {
     pub sha1: usize,
     /// SHA-256 hash signatures.
     pub sha256: usize,
+    /// PE section hash signatures (`.mdb`, `.msb`).
+    pub sections: usize,
     /// Body signatures.
     pub body: usize,
     /// Logical signatures.
@@ -235,6 +312,12 @@ pub struct SigDb {
     pub allow_sha1: HashTable<[u8; 32]>,
     /// Allow-listed SHA-256s.
     pub allow_sha256: HashTable<[u8; 32]>,
+    /// PE section MD5s (`.mdb`), by section size.
+    pub section_md5: HashTable<u128>,
+    /// PE section SHA-1s (`.msb`).
+    pub section_sha1: HashTable<[u8; 32]>,
+    /// PE section SHA-256s (`.msb`).
+    pub section_sha256: HashTable<[u8; 32]>,
     /// Body signatures.
     pub body: Vec<BodySig>,
     /// Logical signatures.
@@ -259,16 +342,16 @@ pub struct SigDb {
 /// as unsupported): what a release carries. freshclam's state files (`freshclam.dat`,
 /// `mirrors.dat`) and the like are not.
 pub fn is_database_file(name: &str) -> bool {
-    const READ: &[&str] =
-        &["cvd", "cld", "cud", "hdb", "hdu", "hsb", "hsu", "fp", "sfp", "ndb", "ndu", "ldb", "ldu", "ign", "ign2"];
+    const READ: &[&str] = &[
+        "cvd", "cld", "cud", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "fp", "sfp", "ndb", "ndu", "ldb",
+        "ldu", "ign", "ign2",
+    ];
     let ext = extension(name);
     !name.starts_with('.') && (READ.contains(&ext.as_str()) || UNSUPPORTED_KINDS.iter().any(|(e, _)| *e == ext))
 }
 
 /// Extensions of ClamAV database kinds we know of but do not read.
 const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
-    ("mdb", "PE section hashes (.mdb)"),
-    ("msb", "PE section hashes (.msb)"),
     ("imp", "PE import hashes (.imp)"),
     ("cdb", "container metadata (.cdb)"),
     ("cbc", "bytecode (.cbc)"),
@@ -374,8 +457,9 @@ impl SigDb {
     ) -> Result<(), LoadError> {
         let ext = extension(name);
         let kind = match ext.as_str() {
-            "hdb" | "hdu" | "hsb" | "hsu" => Kind::Hash { allow: false },
-            "fp" | "sfp" => Kind::Hash { allow: true },
+            "hdb" | "hdu" | "hsb" | "hsu" => Kind::Hash { to: HashDest::Files },
+            "fp" | "sfp" => Kind::Hash { to: HashDest::Allow },
+            "mdb" | "mdu" | "msb" | "msu" => Kind::Hash { to: HashDest::Sections },
             "ndb" | "ndu" => Kind::Body,
             "ldb" | "ldu" => Kind::Logical,
             "ign" | "ign2" => Kind::Ignore,
@@ -433,7 +517,7 @@ impl SigDb {
 
     fn load_line(&mut self, kind: &Kind, line: &[u8]) -> Result<(), String> {
         match kind {
-            Kind::Hash { allow } => self.hash_line(line, *allow),
+            Kind::Hash { to } => self.hash_line(line, *to),
             Kind::Unsupported(reason) => {
                 *self.stats.unsupported.entry(reason.clone()).or_default() += 1;
                 Ok(())
@@ -489,12 +573,15 @@ impl SigDb {
         *self.stats.unsupported.entry(why).or_default() += 1;
     }
 
-    fn hash_line(&mut self, l: &[u8], allow: bool) -> Result<(), String> {
+    fn hash_line(&mut self, l: &[u8], to: HashDest) -> Result<(), String> {
         let text = || String::from_utf8_lossy(l).into_owned();
         let mut f = l.splitn(4, |&b| b == b':');
-        let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
-            return Err(format!("expected HASH:SIZE:NAME, found {:?}", text()));
+        let (Some(first), Some(second), Some(name)) = (f.next(), f.next(), f.next()) else {
+            return Err(format!("expected HASH:SIZE:NAME (SIZE:HASH:NAME for sections), found {:?}", text()));
         };
+        // section hashes give the size first
+        let (hash, size) = if to == HashDest::Sections { (second, first) } else { (first, second) };
+        let allow = to == HashDest::Allow;
         let levels = f.next().map(|r| String::from_utf8_lossy(r).into_owned());
         let (min, max) = match levels.as_deref().map(|r| r.split_once(':').unwrap_or((r, ""))) {
             Some((a, b)) => (Some(a), Some(b)),
@@ -524,6 +611,15 @@ impl SigDb {
             return Ok(());
         }
         let name = self.names.add(name);
+        if to == HashDest::Sections {
+            self.stats.sections += 1;
+            match kind {
+                HashKind::Md5 => self.section_md5.push(md5_key(&digest), size, name),
+                HashKind::Sha1 => self.section_sha1.push(digest, size, name),
+                HashKind::Sha256 => self.section_sha256.push(digest, size, name),
+            }
+            return Ok(());
+        }
         match (kind, allow) {
             (HashKind::Md5, false) => {
                 self.stats.md5 += 1;
@@ -561,7 +657,7 @@ impl SigDb {
             self.unsupported(reason);
             return Ok(());
         }
-        let offset = match parse_offset(f[2]) {
+        let offset = match parse_offset(f[2], target) {
             Ok(o) => o,
             Err(Unsupported(r)) => {
                 self.unsupported(r);
@@ -594,36 +690,48 @@ impl SigDb {
         let mut target = 0;
         let mut file_size = None;
         let mut container = None;
+        let (mut entry_point, mut sections) = (None, None);
+        let range = |v: &str| -> Result<(u64, u64), String> {
+            let (a, b) = v.split_once('-').ok_or_else(|| format!("bad range {v:?}"))?;
+            let num = |x: &str| x.parse::<u64>().map_err(|_| format!("bad range {v:?}"));
+            Ok((num(a)?, num(b)?))
+        };
+        // libclamav reads every attribute before it applies any: an attribute other than
+        // Engine and Target needs Engine with a minimum of at least 51, or the line is malformed
+        let (mut engine, mut newer, mut skip) = (None, false, None);
         for (i, kv) in f[1].split(',').enumerate() {
             let (k, v) = kv.split_once(':').ok_or_else(|| format!("bad target description {kv:?}"))?;
+            newer |= k != "Engine" && k != "Target";
             match k {
                 "Engine" if i > 0 => {
                     return Err("the Engine attribute must come first in the target description".into());
                 }
-                "Engine" => {
-                    let (min, max) = v.split_once('-').ok_or_else(|| format!("bad Engine range {v:?}"))?;
-                    if !level_applies(Some(min), Some(max))? {
-                        self.stats.other_level += 1;
-                        return Ok(());
-                    }
-                }
+                "Engine" => engine = Some(v.split_once('-').ok_or_else(|| format!("bad Engine range {v:?}"))?),
                 "Target" => target = v.parse().map_err(|_| format!("bad target {v:?}"))?,
                 "Container" => match container_type(v) {
                     Some(t) => container = Some(t),
-                    None => {
-                        self.unsupported(format!("logical signature: Container:{v}"));
-                        return Ok(());
-                    }
+                    None => skip = Some(format!("logical signature: Container:{v}")),
                 },
-                "FileSize" => {
-                    let (a, b) = v.split_once('-').ok_or_else(|| format!("bad FileSize {v:?}"))?;
-                    file_size = Some((a.parse().map_err(|_| "bad FileSize")?, b.parse().map_err(|_| "bad FileSize")?));
-                }
-                other => {
-                    self.unsupported(format!("logical signature: target description {other}"));
-                    return Ok(());
-                }
+                "FileSize" => file_size = Some(range(v)?),
+                "EntryPoint" => entry_point = Some(range(v)?),
+                "NumberOfSections" => sections = Some(range(v)?),
+                other => skip = skip.or(Some(format!("logical signature: target description {other}"))),
             }
+        }
+        if newer && engine.and_then(|(min, _)| min.trim().parse::<u32>().ok()).is_none_or(|min| min < 51) {
+            return Err(
+                "attributes other than Engine and Target need Engine with a minimum level of at least 51".into()
+            );
+        }
+        if let Some((min, max)) = engine
+            && !level_applies(Some(min), Some(max))?
+        {
+            self.stats.other_level += 1;
+            return Ok(());
+        }
+        if let Some(why) = skip {
+            self.unsupported(why);
+            return Ok(());
         }
         if let Some(reason) = unsupported_target(target) {
             self.unsupported(format!("logical {reason}"));
@@ -641,7 +749,7 @@ impl SigDb {
         let mut regexes = Vec::new();
         for sub in &f[3..] {
             if sub.contains('/') {
-                match regex_sub(sub, subs.len()) {
+                match regex_sub(sub, subs.len(), target) {
                     Ok(r) => regexes.push((subs.len(), r)),
                     Err(Unsupported(r)) => {
                         self.unsupported(format!("logical signature: {r}"));
@@ -662,7 +770,7 @@ impl SigDb {
                 return Ok(());
             }
             let (offset, hex) = match sub.split_once(':') {
-                Some((o, h)) => match parse_offset(o) {
+                Some((o, h)) => match parse_offset(o, target) {
                     Ok(o) => (o, h),
                     Err(Unsupported(r)) => {
                         self.unsupported(format!("logical signature: {r}"));
@@ -701,7 +809,17 @@ impl SigDb {
             return Ok(());
         }
         let name = self.names.add(f[0]);
-        self.logical.push(LogicalSig { name, target, file_size, container, expr, subs, regexes });
+        self.logical.push(LogicalSig {
+            name,
+            target,
+            file_size,
+            container,
+            entry_point,
+            sections,
+            expr,
+            subs,
+            regexes,
+        });
         self.stats.logical += 1;
         Ok(())
     }
@@ -716,7 +834,15 @@ impl SigDb {
         self.names.shrink();
         self.md5.finish();
         self.allow_md5.finish();
-        for t in [&mut self.sha1, &mut self.sha256, &mut self.allow_sha1, &mut self.allow_sha256] {
+        self.section_md5.finish();
+        for t in [
+            &mut self.sha1,
+            &mut self.sha256,
+            &mut self.allow_sha1,
+            &mut self.allow_sha256,
+            &mut self.section_sha1,
+            &mut self.section_sha256,
+        ] {
             t.finish();
         }
         if !self.ignored.is_empty() {
@@ -729,7 +855,12 @@ impl SigDb {
 
     /// Total signatures loaded.
     pub fn len(&self) -> usize {
-        self.md5.len() + self.sha1.len() + self.sha256.len() + self.body.len() + self.logical.len()
+        self.md5.len()
+            + self.sha1.len()
+            + self.sha256.len()
+            + self.stats.sections
+            + self.body.len()
+            + self.logical.len()
     }
 
     /// Whether nothing was loaded.
@@ -740,7 +871,7 @@ impl SigDb {
 
 /// A PUA database (`.ndu`, `.ldu`, `.hdu`, `.hsu`), loaded only when asked for.
 fn is_pua(name: &str) -> bool {
-    matches!(extension(name).as_str(), "ndu" | "ldu" | "hdu" | "hsu")
+    matches!(extension(name).as_str(), "ndu" | "ldu" | "hdu" | "hsu" | "mdu" | "msu")
 }
 
 /// The regular files of a database directory, sorted by name.
@@ -766,7 +897,7 @@ pub fn version_text(versions: Vec<String>) -> String {
 
 /// How the lines of a database file are read.
 enum Kind {
-    Hash { allow: bool },
+    Hash { to: HashDest },
     Body,
     Logical,
     Ignore,
@@ -776,6 +907,17 @@ enum Kind {
 fn trim_line(b: &[u8]) -> &[u8] {
     let end = b.iter().rposition(|c| !matches!(c, b'\n' | b'\r' | b' ' | b'\t')).map_or(0, |e| e + 1);
     &b[..end]
+}
+
+/// Which table a hash line goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashDest {
+    /// Whole-file hashes (`.hdb`, `.hsb`).
+    Files,
+    /// Allow-list (`.fp`, `.sfp`).
+    Allow,
+    /// PE section hashes (`.mdb`, `.msb`): `SIZE:HASH:NAME`.
+    Sections,
 }
 
 enum OffsetError {
@@ -806,11 +948,11 @@ fn ldb_tokens(line: &str, delim: char, skip: usize) -> Vec<&str> {
 }
 
 /// Parses a PCRE sub-signature, number `index` of its logical signature.
-fn regex_sub(sub: &str, index: usize) -> Result<RegexSub, OffsetError> {
+fn regex_sub(sub: &str, index: usize, target: u32) -> Result<RegexSub, OffsetError> {
     let parts = ldb_tokens(sub, ':', 0);
     let (offset, sig) = match parts[..] {
         [sig] => (Offset::Any, sig),
-        [off, sig] => (parse_offset(off)?, sig),
+        [off, sig] => (parse_offset(off, target)?, sig),
         _ => return Err(Malformed(format!("PCRE sub-signature {sub:?}: too many ':' fields"))),
     };
     let (Some(first), Some(last)) = (sig.find('/'), sig.rfind('/')) else {
@@ -850,12 +992,21 @@ fn regex_sub(sub: &str, index: usize) -> Result<RegexSub, OffsetError> {
     Ok(RegexSub { offset, trigger, regex: std::sync::Arc::new(regex), global, rolling, encompass })
 }
 
-fn parse_offset(s: &str) -> Result<Offset, OffsetError> {
+/// Parses an offset of a signature of target type `target`, as libclamav does: `*`, `n`,
+/// `EOF-n`, and for executables `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`, each but `*` with an
+/// optional `,shift`.
+fn parse_offset(s: &str, target: u32) -> Result<Offset, OffsetError> {
     let s = s.trim();
     if s == "*" {
         return Ok(Offset::Any);
     }
-    let num = |x: &str| x.parse::<u64>().map_err(|_| Malformed(format!("bad offset {s:?}")));
+    let bad = || Malformed(format!("bad offset {s:?}"));
+    let num = |x: &str| -> Result<u64, OffsetError> {
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        x.parse::<u64>().map_err(|_| bad())
+    };
     let (base, shift) = match s.split_once(',') {
         Some((b, m)) => (b, num(m)?),
         None => (s, 0),
@@ -863,8 +1014,31 @@ fn parse_offset(s: &str) -> Result<Offset, OffsetError> {
     if let Some(n) = base.strip_prefix("EOF-") {
         return Ok(Offset::FromEnd(num(n)?, shift));
     }
-    if base.starts_with("EP") || base.starts_with('S') || base.starts_with("VI") || base.starts_with('$') {
-        return Err(Unsupported(format!("offsets relative to the entry point or sections ({base})")));
+    if base.starts_with("VI") || base.contains('$') {
+        return Err(Unsupported(format!("version-information and macro offsets ({base})")));
+    }
+    let exe = if let Some(n) = base.strip_prefix("EP+") {
+        Some(ExeBase::EntryPoint(num(n)? as i64))
+    } else if let Some(n) = base.strip_prefix("EP-") {
+        Some(ExeBase::EntryPoint(-(num(n)? as i64)))
+    } else if let Some(x) = base.strip_prefix("SE") {
+        Some(ExeBase::WholeSection(num(x)? as u32))
+    } else if let Some(n) = base.strip_prefix("SL+") {
+        Some(ExeBase::LastSection(num(n)?))
+    } else if let Some(rest) = base.strip_prefix('S') {
+        let (x, n) = rest.split_once('+').ok_or_else(bad)?;
+        Some(ExeBase::Section(num(x)? as u32, num(n)?))
+    } else {
+        None
+    };
+    if let Some(base_) = exe {
+        return match target {
+            1 => Ok(Offset::Exe { base: base_, shift }),
+            6 | 9 => Err(Unsupported(format!(
+                "offsets relative to the entry point or sections of ELF and Mach-O files ({base})"
+            ))),
+            t => Err(Malformed(format!("offset {base} is not valid for target type {t}"))),
+        };
     }
     let n = num(base)?;
     Ok(if shift == 0 { Offset::Exact(n) } else { Offset::Window(n, n + shift) })

@@ -15,17 +15,19 @@ fn counts() {
     let db = load(&[
         ("a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
         ("b.hsb", "3395856ce81f2b7382dee72602f798b642f14140:68:Eicar.SHA1\n"),
-        ("c.ndb", "Test.Body:0:*:414243??45\nTest.Html:3:*:414243\nTest.EP:1:EP+0:4142\n"),
+        ("c.ndb", "Test.Body:0:*:414243??45\nTest.Html:3:*:414243\nTest.EP:6:EP+0:4142\n"),
         ("d.ldb", "Test.Logic;Engine:51-255,Target:0;0&1;414243;444546\nTest.Macro;Target:0;0&1;414243;${1-2}0$\n"),
-        ("e.mdb", "1:2:3\n4:5:6\n"),
+        ("e.mdb", "512:44d88612fea8a8f36de82e1278abb02f:Sect.One\n*:44d88612fea8a8f36de82e1278abb02f:Sect.Any:73\n"),
+        ("e.imp", "1:2:3\n4:5:6\n"),
         ("f.fp", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
     ])
     .unwrap();
     assert_eq!((db.stats.md5, db.stats.sha1, db.stats.body, db.stats.logical, db.stats.allow), (1, 1, 1, 1, 1));
     let u = &db.stats.unsupported;
     assert_eq!(u["target type 3 (normalised HTML)"], 1);
-    assert_eq!(u["PE section hashes (.mdb)"], 2);
-    assert_eq!(u["offsets relative to the entry point or sections (EP+0)"], 1);
+    assert_eq!(db.stats.sections, 2);
+    assert_eq!(u["PE import hashes (.imp)"], 2);
+    assert_eq!(u["offsets relative to the entry point or sections of ELF and Mach-O files (EP+0)"], 1);
     assert_eq!(u["logical signature: macros or byte compares"], 1);
 }
 
@@ -75,7 +77,7 @@ fn containers_are_read_and_checked() {
 #[test]
 fn skipped_signatures_name_their_place_and_the_rest_loads() {
     let db =
-        load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:0:*:41(L)4243444546\n# c\nEP.Sig:1:EP+0:4d5a9000\n")])
+        load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:0:*:41(L)4243444546\n# c\nEP.Sig:6:EP+0:7f454c46\n")])
             .unwrap();
     assert_eq!(db.stats.body, 1);
     let places: Vec<(&str, usize)> = db.stats.skipped.iter().map(|s| (s.file.as_str(), s.line)).collect();
