@@ -1,7 +1,7 @@
 //! Differential test against ClamAV (issue 11): random signatures of the supported syntax —
 //! hex bytes, `??`, nibbles, fixed and ranged jumps, `*`, alternations (nested, with `??` and
 //! `{n}`), negated byte alternations, offsets, and logical signatures with `&`, `|` and counts,
-//! and PCRE sub-signatures (triggers, offsets and windows, flags `g r e s i`) —
+//! PCRE sub-signatures (triggers, offsets and windows, flags `g r e s i`) and byte compares —
 //! each with a sample made to match it (sometimes with a byte changed), are scanned by the
 //! built-in engine and by clamscan (Debian's clamav, installed by scripts/test.sh); the verdicts
 //! must agree. A fixed seed and a bounded number of cases here; `DIFF_CASES` and `DIFF_SEED`
@@ -258,6 +258,23 @@ fn cases(seed: u64, n: usize) -> Vec<(String, &'static str, Vec<u8>)> {
                     1 => format!("0&{m}={}", g.rng.u8(1..=3)),
                     _ => format!("({expr})|{m}>1"),
                 };
+            }
+            if g.rng.u8(0..3) == 0 {
+                // a byte compare at a shift from the last match of sub-signature 0
+                let m = hexes.len();
+                let shift = match g.rng.u8(0..3) {
+                    0 => format!("<<{}", g.rng.u8(1..6)),
+                    _ => format!(">>{}", g.rng.u8(0..12)),
+                };
+                let opts = g.rng.choice(["ib1", "il2", "ib2", "il4", "ib4", "hb2", "db3"]).unwrap();
+                let cmp = match g.rng.u8(0..4) {
+                    0 => format!("={}", g.rng.u8(0x80..=0xfe)),
+                    1 => format!(">{},<{}", g.rng.u32(0..0x8000), g.rng.u32(0x8000..0x1_0000)),
+                    2 => format!("<{}", g.rng.u32(..)),
+                    _ => format!(">{}", g.rng.u32(0..0x100)),
+                };
+                hexes.push(format!("0({shift}#{opts}#{cmp})"));
+                expr = if g.rng.bool() { format!("({expr})&{m}") } else { format!("({expr})|{m}") };
             }
             out.push((format!("{name};Engine:81-255,Target:0;{expr};{}", hexes.join(";")), "ldb", sample));
         } else {

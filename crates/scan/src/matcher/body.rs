@@ -187,6 +187,9 @@ pub struct BodyHits {
     pub first: Option<(u32, usize)>,
     /// Matches per logical sub-signature (global index), only for those that matched.
     pub sub_counts: Vec<(u32, u32)>,
+    /// Where libclamav places the last match of each counted sub-signature (the latest start;
+    /// for one split by a variable jump, the earliest).
+    pub sub_last: HashMap<u32, usize>,
 }
 
 impl Default for BodyMatcher {
@@ -261,6 +264,8 @@ impl BodyMatcher {
     pub fn scan(&self, data: &[u8], target_ok: &dyn Fn(u32) -> bool, layout: &Layout) -> BodyHits {
         let mut hits = BodyHits::default();
         let mut counts: HashMap<u32, u32> = HashMap::new();
+        let mut last_start: HashMap<u32, usize> = HashMap::new();
+        let mut first_start: HashMap<u32, usize> = HashMap::new();
         let mut record = |c: &Compiled, start: usize, hits: &mut BodyHits| -> bool {
             if c.pattern.fullword && !whole_word(data, start, start + c.pattern.fixed_len().unwrap_or(0)) {
                 return false;
@@ -272,6 +277,10 @@ impl BodyMatcher {
                 }
                 Owner::Sub(s) => {
                     *counts.entry(s).or_default() += 1;
+                    let l = last_start.entry(s).or_default();
+                    *l = (*l).max(start);
+                    let f = first_start.entry(s).or_insert(start);
+                    *f = (*f).min(start);
                     false
                 }
             }
@@ -290,7 +299,7 @@ impl BodyMatcher {
                 if forward(&c.pattern.pieces, data, pos as usize, &mut budget).is_some()
                     && record(c, pos as usize, &mut hits)
                 {
-                    return finish_counts(hits, counts);
+                    return finish_counts(hits, counts, last_start);
                 }
                 pos += 1;
             }
@@ -304,7 +313,7 @@ impl BodyMatcher {
             for pos in 0..data.len() {
                 let mut budget = VERIFY_BUDGET;
                 if forward(&c.pattern.pieces, data, pos, &mut budget).is_some() && record(c, pos, &mut hits) {
-                    return finish_counts(hits, counts);
+                    return finish_counts(hits, counts, last_start);
                 }
             }
         }
@@ -329,21 +338,25 @@ impl BodyMatcher {
                         && target_ok(c.target)
                         && record(c, start, &mut hits)
                     {
-                        return finish_counts(hits, counts);
+                        return finish_counts(hits, counts, last_start);
                     }
                 }
                 i += pf.stride;
             }
         }
-        // split sub-signatures found at least once: counted again by the ends of their matches
+        // split sub-signatures found at least once: counted again by the ends of their matches;
+        // libclamav places each such match at the earliest start found for it
         for (s, n) in counts.iter_mut() {
-            if let Some(&ci) = self.split_subs.get(s)
-                && let Some(ends) = count_ends(&self.compiled[ci as usize], data)
-            {
-                *n = ends;
+            if let Some(&ci) = self.split_subs.get(s) {
+                if let Some(ends) = count_ends(&self.compiled[ci as usize], data) {
+                    *n = ends;
+                }
+                if let Some(&f) = first_start.get(s) {
+                    last_start.insert(*s, f);
+                }
             }
         }
-        finish_counts(hits, counts)
+        finish_counts(hits, counts, last_start)
     }
 
     /// Verifies a pattern whose anchor run starts at `at`; returns the match start.
@@ -423,8 +436,9 @@ fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
     complete.then_some(n)
 }
 
-fn finish_counts(mut hits: BodyHits, counts: HashMap<u32, u32>) -> BodyHits {
+fn finish_counts(mut hits: BodyHits, counts: HashMap<u32, u32>, last: HashMap<u32, usize>) -> BodyHits {
     hits.sub_counts = counts.into_iter().collect();
+    hits.sub_last = last;
     hits
 }
 

@@ -18,6 +18,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 use crate::filetype::FileType;
+use crate::sigdb::bytecmp::ByteCompare;
 use crate::sigdb::hashes::{HashTable, md5_key};
 use crate::sigdb::logical::Expr;
 use crate::sigdb::{BodySig, Layout, LoadError, LoadOptions, LoadStats, LogicalSig, Names, Offset, RegexSub, SigDb};
@@ -46,6 +47,8 @@ struct Logical {
     subs: u32,
     /// PCRE sub-signatures, by sub-signature number, in order.
     regexes: Vec<(usize, RegexSub)>,
+    /// Byte-compare sub-signatures, by sub-signature number.
+    compares: Vec<(usize, ByteCompare)>,
 }
 
 /// libclamav's default: no PCRE runs over a buffer larger than this.
@@ -299,6 +302,7 @@ impl Signatures {
                     first_sub,
                     subs: l.subs.len() as u32,
                     regexes: l.regexes.clone(),
+                    compares: l.compares.clone(),
                 });
             }
         }
@@ -549,6 +553,13 @@ impl Signatures {
             for (s, n) in &hits.sub_counts {
                 if self.sub_owner[*s as usize] == li {
                     counts[(*s - l.first_sub) as usize] = *n;
+                }
+            }
+            // byte compares next, each once, where its reference matched (at the last match)
+            for (i, c) in l.compares.iter().filter(|(_, c)| c.reference < l.subs as usize) {
+                let reference = l.first_sub + c.reference as u32;
+                if let Some(&at) = hits.sub_last.get(&reference) {
+                    counts[*i] = u32::from(c.holds(data, at as u64));
                 }
             }
             // PCREs run after the other sub-signatures were counted, each when its trigger

@@ -6,6 +6,7 @@
 //! Signatures of kinds or syntax not supported are counted by reason ([`LoadStats`]), never
 //! silently dropped; a malformed line is an error naming the file and line.
 
+pub mod bytecmp;
 pub mod cvd;
 pub mod hashes;
 pub mod logical;
@@ -138,6 +139,8 @@ pub struct LogicalSig {
     pub subs: Vec<(Offset, Vec<Pattern>)>,
     /// The PCRE sub-signatures, by sub-signature number, in order.
     pub regexes: Vec<(usize, RegexSub)>,
+    /// The byte-compare sub-signatures, by sub-signature number.
+    pub compares: Vec<(usize, bytecmp::ByteCompare)>,
 }
 
 /// A PCRE sub-signature of a logical signature: `[Offset:]Trigger/PCRE/[Flags]`. It runs after
@@ -747,6 +750,7 @@ impl SigDb {
         };
         let mut subs = Vec::new();
         let mut regexes = Vec::new();
+        let mut compares = Vec::new();
         for sub in &f[3..] {
             if sub.contains('/') {
                 match regex_sub(sub, subs.len(), target) {
@@ -765,8 +769,15 @@ impl SigDb {
                 Some((s, m)) if !s.contains('/') => (s, m),
                 _ => (*sub, ""),
             };
-            if sub.starts_with('$') || sub.contains('#') {
-                self.unsupported("logical signature: macros or byte compares");
+            // libclamav's test: a '(' and two different '#'
+            if sub.contains('(') && sub.find('#') != sub.rfind('#') {
+                // (its reference may come later: it is read after every content sub-signature)
+                compares.push((subs.len(), bytecmp::ByteCompare::parse(sub)?));
+                subs.push((Offset::Any, Vec::new()));
+                continue;
+            }
+            if sub.starts_with('$') {
+                self.unsupported("logical signature: macros");
                 return Ok(());
             }
             let (offset, hex) = match sub.split_once(':') {
@@ -819,6 +830,7 @@ impl SigDb {
             expr,
             subs,
             regexes,
+            compares,
         });
         self.stats.logical += 1;
         Ok(())
