@@ -176,8 +176,9 @@ pub struct BodyMatcher {
     /// Floating patterns without a 4-byte exact run: checked at every position of their first
     /// exact byte (or everywhere).
     unanchored: Vec<u32>,
-    /// Sub-signatures split by a variable jump → their pattern, counted by match ends.
-    split_subs: HashMap<u32, u32>,
+    /// Sub-signatures split by a variable jump → their patterns (one per form, `::wa`),
+    /// counted by match ends.
+    split_subs: HashMap<u32, Vec<u32>>,
 }
 
 /// What a scan found.
@@ -227,7 +228,7 @@ impl BodyMatcher {
             Owner::Body(_) => None,
         };
         if let (Some(_), Owner::Sub(sub)) = (split_at, owner) {
-            self.split_subs.insert(sub, idx);
+            self.split_subs.entry(sub).or_default().push(idx);
         }
         self.compiled.push(Compiled {
             pattern,
@@ -347,8 +348,9 @@ impl BodyMatcher {
         // split sub-signatures found at least once: counted again by the ends of their matches;
         // libclamav places each such match at the earliest start found for it
         for (s, n) in counts.iter_mut() {
-            if let Some(&ci) = self.split_subs.get(s) {
-                if let Some(ends) = count_ends(&self.compiled[ci as usize], data) {
+            if let Some(forms) = self.split_subs.get(s) {
+                let ends: Option<u32> = forms.iter().map(|&ci| count_ends(&self.compiled[ci as usize], data)).sum();
+                if let Some(ends) = ends {
                     *n = ends;
                 }
                 if let Some(&f) = first_start.get(s) {

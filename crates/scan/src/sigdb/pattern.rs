@@ -111,6 +111,7 @@ pub enum PatternError {
 impl Pattern {
     /// Parses ClamAV hex signature syntax.
     pub fn parse(hex: &str) -> Result<Pattern, PatternError> {
+        check_brackets(hex.trim()).map_err(PatternError::Syntax)?;
         let s = hex.trim().as_bytes();
         let mut p = Parser { s, i: 0, pieces: Vec::new() };
         p.run()?;
@@ -167,13 +168,20 @@ impl Pattern {
         if !has('w') {
             return Ok(vec![plain]);
         }
-        if plain.pieces.iter().any(|p| !matches!(p, Piece::Bytes(_) | Piece::Alt(_))) {
-            return Err(PatternError::Unsupported("sub-signature modifier ::w with jumps or negations".into()));
+        // libclamav widens the hex text: every byte (wildcards too) is followed by a zero
+        // byte, in alternatives as well; jumps and character classes stay as written (a jump
+        // counts raw bytes); a negation cannot be widened, and two forms (`::wa`) of a pattern
+        // split by an unbounded jump are refused
+        if plain.pieces.iter().any(|p| matches!(p, Piece::NotAlt(_))) {
+            return Err(PatternError::Syntax("::w (wide) with a negated alternation".into()));
         }
-        // every byte (wildcards too) followed by a zero byte, in alternatives as well
+        if has('a') && plain.pieces.iter().any(|p| matches!(p, Piece::Gap { max: None, .. })) {
+            return Err(PatternError::Syntax("::wa with an unbounded jump".into()));
+        }
         let widen = |b: &[ByteMatch]| -> Vec<ByteMatch> { b.iter().flat_map(|&x| [x, ByteMatch::exact(0)]).collect() };
         let wide = Pattern {
-            fullword: plain.fullword,
+            // (libclamav does not hold a wide form to word boundaries)
+            fullword: false,
             pieces: plain
                 .pieces
                 .iter()
@@ -301,7 +309,8 @@ impl Parser<'_> {
                         self.s[self.i..].iter().position(|&c| c == close).ok_or_else(|| self.err("unclosed jump"))?;
                     let body =
                         std::str::from_utf8(&self.s[self.i + 1..self.i + end]).map_err(|_| self.err("bad jump"))?;
-                    let (min, max) = parse_jump(body).ok_or_else(|| self.err("bad jump"))?;
+                    let range = if close == b']' { bracket_range(body) } else { parse_jump(body) };
+                    let (min, max) = range.ok_or_else(|| self.err("bad jump"))?;
                     self.push_gap(min, max);
                     self.i += end + 1;
                 }
@@ -431,6 +440,48 @@ impl Parser<'_> {
             mask: if h.is_some() { 0xf0 } else { 0 } | if l.is_some() { 0x0f } else { 0 },
         })
     }
+}
+
+/// The range of a `[x-y]` jump, read as libclamav reads it (`sscanf("%u-%u")`: `[x]` and
+/// `[x-]` are exactly `x`), at most 32.
+fn bracket_range(body: &str) -> Option<(usize, Option<usize>)> {
+    let digits = |t: &str| t.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits(body);
+    let x: usize = body[..n].parse().ok()?;
+    let rest = &body[n..];
+    let y = match rest.strip_prefix('-') {
+        Some(r) if digits(r) > 0 => r[..digits(r)].parse().ok()?,
+        _ => x,
+    };
+    (x <= y && y <= 32).then_some((x, Some(y)))
+}
+
+/// libclamav's rule for `[x-y]`: in each part of a pattern (between `*`), the bracket must
+/// follow a single byte that starts the part, or precede a single byte that ends it — one of
+/// each at most.
+fn check_brackets(hex: &str) -> Result<(), String> {
+    for part in hex.split('*') {
+        let Some(open) = part.find('[') else { continue };
+        let close = part[open..].find(']').map(|c| c + open).ok_or("unclosed '['")?;
+        let (before, after) = (&part[..open], &part[close + 1..]);
+        // what is left between the bordering bytes must be at least two bytes
+        let core = if before.len() == 2 { after.split('[').next().unwrap_or("") } else { before };
+        if core.len() < 4 {
+            return Err(format!("[x-y] in {part:?} leaves less than two bytes"));
+        }
+        if before.len() == 2 {
+            // a second bracket may only precede the single last byte
+            if let Some(open2) = after.find('[') {
+                let close2 = after[open2..].find(']').map(|c| c + open2).ok_or("unclosed '['")?;
+                if after[..open2].len() == 2 || after[close2 + 1..].len() != 2 {
+                    return Err(format!("[x-y] in {part:?} must border a single first or last byte"));
+                }
+            }
+        } else if after.len() != 2 {
+            return Err(format!("[x-y] in {part:?} must border a single first or last byte"));
+        }
+    }
+    Ok(())
 }
 
 fn parse_jump(body: &str) -> Option<(usize, Option<usize>)> {
