@@ -162,11 +162,11 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         ("b.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:Eicar.Sha256\n"),
         (
             "c.ndb",
-            "Good.Body:0:*:4142434445464748\nEp.Sig:6:EP+0:7f454c46\nHtml.Sig:3:*:3c7363726970743e\nBoundary.Sig:0:*:41(L)4243444546\n",
+            "Good.Body:0:*:4142434445464748\nEp.Sig:6:EP+0:7f454c46\nHtml.Sig:3:*:3c7363726970743e\nVersion.Sig:1:VI:4142434445\n",
         ),
         (
             "d.ldb",
-            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nMacro.Sig;Target:0;0&1;41424344;${1-2}0$\nLine.Class;Target:0;0;41(L)4243444546\nPcre.Sig;Engine:81-255,Target:0;0&1;41424344;0/evil/i\n",
+            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nMacro.Sig;Target:0;0&1;41424344;${1-2}0$\nFw.Var;Target:0;0;4142{1-2}4344::f\nPcre.Sig;Engine:81-255,Target:0;0&1;41424344;0/evil/i\n",
         ),
         ("e.mdb", "1024:44d88612fea8a8f36de82e1278abb02f:Section.Sig\n"),
         ("e2.msb", "*:275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:Section.Any:73\n"),
@@ -196,9 +196,9 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         "        1  file type magic (.ftm)",
         "  c.ndb:2: offsets relative to the entry point or sections of ELF and Mach-O files (EP+0)",
         "  c.ndb:3: target type 3 (normalised HTML)",
-        "  c.ndb:4: body signature: (L) line boundary marker",
+        "  c.ndb:4: version-information and macro offsets (VI)",
         "  d.ldb:2: logical signature: macros",
-        "  d.ldb:3: logical signature: (L) line boundary marker",
+        "  d.ldb:3: logical signature: sub-signature modifier ::f on a pattern of varying length",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

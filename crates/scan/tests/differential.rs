@@ -120,13 +120,24 @@ impl Gen {
                 }
                 8 => {
                     // a character class inside the pattern: (W) any non-alphanumeric byte,
-                    // (B) a boundary byte
-                    if self.rng.bool() {
-                        hex.push_str("(W)");
-                        inst.push(*self.rng.choice(b" .-_\x00\x80\xff").unwrap());
-                    } else {
-                        hex.push_str("(B)");
-                        inst.push(*self.rng.choice(b" -/_").unwrap());
+                    // (B) a boundary byte, (L) a line break, or a negated class
+                    match self.rng.u8(0..5) {
+                        0 | 1 => {
+                            hex.push_str("(W)");
+                            inst.push(*self.rng.choice(b" .-_\x00\x80\xff").unwrap());
+                        }
+                        2 => {
+                            hex.push_str("(B)");
+                            inst.push(*self.rng.choice(b" -/_").unwrap());
+                        }
+                        3 => {
+                            hex.push_str("(L)");
+                            inst.push(b'\n');
+                        }
+                        _ => {
+                            hex.push_str(self.rng.choice(["!(W)", "!(L)", "!(B)"]).unwrap());
+                            inst.push(*self.rng.choice(b"azAZ09").unwrap());
+                        }
                     }
                 }
                 _ => {}

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::sigdb::pattern::{ByteMatch, Pattern, Piece};
+use crate::sigdb::pattern::{ByteMatch, Class, Pattern, Piece};
 use crate::sigdb::{Layout, Offset};
 
 /// Work allowed to verify one candidate (bounds pathological `*` patterns).
@@ -466,6 +466,21 @@ fn forward(pieces: &[Piece], data: &[u8], pos: usize, budget: &mut u32) -> Optio
             let end = pos + a.len();
             if end <= data.len() && bytes_match(a, &data[pos..end]) { forward(rest, data, end, budget) } else { None }
         }),
+        Piece::Class(Class::Line) => match data.get(pos..) {
+            Some([b'\n', ..]) => forward(rest, data, pos + 1, budget),
+            _ => None,
+        },
+        Piece::NotClass(class) => {
+            let b = *data.get(pos)?;
+            let crlf = *class == Class::LineAfter && b == b'\r' && data.get(pos + 1) == Some(&b'\n');
+            if class.contains(b) || crlf { None } else { forward(rest, data, pos + 1, budget) }
+        }
+        Piece::Class(Class::LineAfter) => match data.get(pos..) {
+            Some([]) => forward(rest, data, pos, budget),
+            Some([b'\n', ..]) => forward(rest, data, pos + 1, budget),
+            Some([b'\r', b'\n', ..]) => forward(rest, data, pos + 2, budget),
+            _ => None,
+        },
         Piece::Class(class) => {
             // one byte of the class, or nothing where the data ends
             if pos == data.len() {
@@ -529,6 +544,10 @@ fn backward(
             end.checked_sub(a.len())
                 .is_some_and(|s| bytes_match(a, &data[s..end]) && backward(rest, data, s, budget, accept))
         }),
+        Piece::Class(Class::Line) => end > 0 && data[end - 1] == b'\n' && backward(rest, data, end - 1, budget, accept),
+        Piece::NotClass(class) => {
+            end > 0 && !class.contains(data[end - 1]) && backward(rest, data, end - 1, budget, accept)
+        }
         Piece::Class(class) => {
             // one byte of the class, or nothing where the data starts
             if end == 0 {

@@ -791,7 +791,7 @@ impl SigDb {
                 },
                 None => (Offset::Any, sub),
             };
-            let pattern = match Pattern::parse(hex) {
+            let pattern = match Pattern::parse_unchecked(hex) {
                 Ok(p) => p,
                 Err(PatternError::Unsupported(r)) => {
                     self.unsupported(format!("logical signature: {r}"));

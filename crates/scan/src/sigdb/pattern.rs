@@ -48,8 +48,10 @@ pub enum Piece {
     Alt(Vec<Vec<ByteMatch>>),
     /// Any byte string of the alternatives' (common) length except these.
     NotAlt(Vec<Vec<u8>>),
-    /// One byte of a class, or nothing at the start or end of the data (`(B)`, `(W)`).
+    /// One byte of a class, or nothing at the start or end of the data (`(B)`, `(W)`, `(L)`).
     Class(Class),
+    /// One byte not of a class (`!(B)`, `!(W)`, `!(L)`): never at the start or end of the data.
+    NotClass(Class),
     /// Skip between `min` and `max` bytes (`None` = unbounded).
     Gap {
         /// At least.
@@ -71,6 +73,12 @@ pub enum Class {
     BoundaryAfter,
     /// `(W)`: one byte that is not an ASCII letter or digit, or the start or end of the data.
     NonWord,
+    /// `(L)` inside a pattern: `\n`.
+    Line,
+    /// `(L)` beginning a pattern: `\n`, or the start of the data.
+    LineBefore,
+    /// `(L)` ending a pattern: `\n` or `\r\n`, or the end of the data.
+    LineAfter,
 }
 
 impl Class {
@@ -83,6 +91,8 @@ impl Class {
             Class::BoundaryBefore => before,
             Class::Boundary => after || before,
             Class::NonWord => !b.is_ascii_alphanumeric(),
+            // (one byte of a line break: the matcher takes `\r\n` as a whole)
+            Class::Line | Class::LineBefore | Class::LineAfter => b == b'\n',
         }
     }
 }
@@ -111,17 +121,37 @@ pub enum PatternError {
 impl Pattern {
     /// Parses ClamAV hex signature syntax.
     pub fn parse(hex: &str) -> Result<Pattern, PatternError> {
+        let pat = Pattern::parse_unchecked(hex)?;
+        check_classes(&pat.pieces).map_err(|e| PatternError::Syntax(format!("{hex:?}: {e}")))?;
+        Ok(pat)
+    }
+
+    /// [`Pattern::parse`] without the check of where character classes stand, which a logical
+    /// sub-signature's modifiers ([`Pattern::with_modifiers`]) make on each form they produce
+    /// (libclamav checks the widened text).
+    pub fn parse_unchecked(hex: &str) -> Result<Pattern, PatternError> {
         check_brackets(hex.trim()).map_err(PatternError::Syntax)?;
         let s = hex.trim().as_bytes();
         let mut p = Parser { s, i: 0, pieces: Vec::new() };
         p.run()?;
         let mut pieces = p.pieces;
         // `(B)` means other bytes before a pattern than after it
-        if let Some(Piece::Class(c @ Class::Boundary)) = pieces.last_mut() {
-            *c = Class::BoundaryAfter;
+        // and `(L)` a line break or the edge of the data there, a line break inside
+        match pieces.last_mut() {
+            Some(Piece::Class(c @ Class::Boundary)) => *c = Class::BoundaryAfter,
+            Some(Piece::Class(c @ Class::Line)) => *c = Class::LineAfter,
+            _ => {}
         }
-        if let Some(Piece::Class(c @ Class::Boundary)) = pieces.first_mut() {
-            *c = Class::BoundaryBefore;
+        match pieces.first_mut() {
+            Some(Piece::Class(c @ Class::Boundary)) => *c = Class::BoundaryBefore,
+            Some(Piece::Class(c @ Class::Line)) => *c = Class::LineBefore,
+            _ => {}
+        }
+        if let Some(Piece::NotClass(c @ (Class::Boundary | Class::Line))) = pieces.last_mut() {
+            *c = if *c == Class::Boundary { Class::BoundaryAfter } else { Class::LineAfter }
+        }
+        if let Some(Piece::NotClass(c @ (Class::Boundary | Class::Line))) = pieces.first_mut() {
+            *c = if *c == Class::Boundary { Class::BoundaryBefore } else { Class::LineBefore }
         }
         let pat = Pattern { pieces, fullword: false };
         if !pat.pieces.iter().any(|p| !matches!(p, Piece::Gap { .. })) {
@@ -137,6 +167,14 @@ impl Pattern {
     /// alternation is malformed, as in ClamAV; `w` with jumps or negations and `f` on a pattern
     /// of varying length are not built.
     pub fn with_modifiers(self, modifiers: &str) -> Result<Vec<Pattern>, PatternError> {
+        let forms = self.forms(modifiers)?;
+        for f in &forms {
+            check_classes(&f.pieces).map_err(|e| PatternError::Syntax(format!("a form made by ::{modifiers}: {e}")))?;
+        }
+        Ok(forms)
+    }
+
+    fn forms(self, modifiers: &str) -> Result<Vec<Pattern>, PatternError> {
         if modifiers.is_empty() {
             return Ok(vec![self]);
         }
@@ -206,7 +244,7 @@ impl Pattern {
         self.pieces.iter().all(|p| match p {
             Piece::Bytes(b) => ok(b),
             Piece::Alt(alts) => alts.iter().any(|a| ok(a)),
-            Piece::NotAlt(_) | Piece::Gap { .. } | Piece::Class(_) => true,
+            Piece::NotAlt(_) | Piece::Gap { .. } | Piece::Class(_) | Piece::NotClass(_) => true,
         })
     }
 
@@ -219,6 +257,7 @@ impl Pattern {
                     Piece::Alt(a) if a.iter().all(|x| x.len() == a[0].len()) => a[0].len(),
                     Piece::Alt(_) => return None,
                     Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
+                    Piece::NotClass(_) => 1,
                     Piece::Class(_) => return None,
                     Piece::Gap { min, max } if *max == Some(*min) => *min,
                     Piece::Gap { .. } => return None,
@@ -236,6 +275,7 @@ impl Pattern {
                 Piece::Alt(a) => a.iter().map(Vec::len).min().unwrap_or(0),
                 Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
                 Piece::Class(_) => 0,
+                Piece::NotClass(_) => 1,
                 Piece::Gap { min, .. } => *min,
             })
             .sum()
@@ -319,6 +359,17 @@ impl Parser<'_> {
                         return Err(self.err("'!' without '('"));
                     }
                     self.i += 1;
+                    let class = match self.s.get(self.i + 1..self.i + 3) {
+                        Some(b"B)") => Some(Class::Boundary),
+                        Some(b"W)") => Some(Class::NonWord),
+                        Some(b"L)") => Some(Class::Line),
+                        _ => None,
+                    };
+                    if let Some(class) = class {
+                        self.pieces.push(Piece::NotClass(class));
+                        self.i += 3;
+                        continue;
+                    }
                     let alts = self.alternatives()?;
                     // as in ClamAV: exact bytes only, every alternative of one length
                     if alts.iter().any(|a| !a.iter().all(|b| b.is_exact())) {
@@ -331,14 +382,15 @@ impl Parser<'_> {
                 }
                 b'(' => {
                     let next = self.s.get(self.i + 1).copied();
-                    if matches!(next, Some(b'B' | b'W')) && self.s.get(self.i + 2) == Some(&b')') {
-                        let class = if next == Some(b'B') { Class::Boundary } else { Class::NonWord };
+                    if matches!(next, Some(b'B' | b'W' | b'L')) && self.s.get(self.i + 2) == Some(&b')') {
+                        let class = match next {
+                            Some(b'B') => Class::Boundary,
+                            Some(b'L') => Class::Line,
+                            _ => Class::NonWord,
+                        };
                         self.pieces.push(Piece::Class(class));
                         self.i += 3;
                         continue;
-                    }
-                    if next == Some(b'L') && self.s.get(self.i + 2) == Some(&b')') {
-                        return Err(PatternError::Unsupported("(L) line boundary marker".into()));
                     }
                     let alts = self.alternatives()?;
                     self.pieces.push(Piece::Alt(alts));
@@ -442,6 +494,34 @@ impl Parser<'_> {
     }
 }
 
+/// Where libclamav's matcher takes a character class: not right after a single first byte,
+/// and with at least two bytes of pattern besides the classes at its edges.
+fn check_classes(pieces: &[Piece]) -> Result<(), String> {
+    let is_class = |p: &Piece| matches!(p, Piece::Class(_) | Piece::NotClass(_));
+    if !pieces.iter().any(is_class) {
+        return Ok(());
+    }
+    let len = |p: &Piece| match p {
+        Piece::Bytes(b) => b.len(),
+        Piece::Alt(a) => a.iter().map(Vec::len).min().unwrap_or(0),
+        Piece::NotAlt(a) => a.first().map_or(1, Vec::len),
+        Piece::Gap { min, .. } => *min,
+        Piece::Class(_) => 0,
+        Piece::NotClass(_) => 1,
+    };
+    let mut at = 0;
+    for (i, p) in pieces.iter().enumerate() {
+        if is_class(p) && i > 0 && at == 1 && !is_class(&pieces[i - 1]) {
+            return Err("a character class right after a single first byte".into());
+        }
+        at += len(p);
+    }
+    if at < 2 {
+        return Err("a character class beside less than two bytes".into());
+    }
+    Ok(())
+}
+
 /// The range of a `[x-y]` jump, read as libclamav reads it (`sscanf("%u-%u")`: `[x]` and
 /// `[x-]` are exactly `x`), at most 32.
 fn bracket_range(body: &str) -> Option<(usize, Option<usize>)> {
@@ -526,7 +606,8 @@ mod tests {
         assert!(Pattern::parse("4d5").is_err());
         assert!(Pattern::parse("zz").is_err());
         assert!(Pattern::parse("{1-2}").is_err());
-        assert!(matches!(Pattern::parse("41(L)42"), Err(PatternError::Unsupported(_))));
+        assert!(matches!(Pattern::parse("41(L)42"), Err(PatternError::Syntax(_))), "a class after one byte");
+        assert!(Pattern::parse("4142(L)4344").is_ok());
     }
 
     #[test]

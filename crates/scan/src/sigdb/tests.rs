@@ -76,12 +76,11 @@ fn containers_are_read_and_checked() {
 /// rest of the file loads.
 #[test]
 fn skipped_signatures_name_their_place_and_the_rest_loads() {
-    let db =
-        load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:0:*:41(L)4243444546\n# c\nEP.Sig:6:EP+0:7f454c46\n")])
-            .unwrap();
+    let db = load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:1:VI:4142434445\n# c\nEP.Sig:6:EP+0:7f454c46\n")])
+        .unwrap();
     assert_eq!(db.stats.body, 1);
     let places: Vec<(&str, usize)> = db.stats.skipped.iter().map(|s| (s.file.as_str(), s.line)).collect();
     assert_eq!(places, [("x.ndb", 2), ("x.ndb", 4)]);
-    assert!(db.stats.skipped[0].why.contains("(L)"), "{:?}", db.stats.skipped);
+    assert!(db.stats.skipped[0].why.contains("VI"), "{:?}", db.stats.skipped);
     assert_eq!(db.stats.skipped_total(), 2);
 }
