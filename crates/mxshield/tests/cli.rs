@@ -166,7 +166,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         ),
         (
             "d.ldb",
-            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nMacro.Sig;Target:0;0&1;41424344;${1-2}0$\nFw.Var;Target:0;0;4142{1-2}4344::f\nPcre.Sig;Engine:81-255,Target:0;0&1;41424344;0/evil/i\n",
+            "Good.Logic;Engine:51-255,Target:0;0&1;41424344;45464748\nMacro.Sig;Target:0;0&1;41424344;${1-2}0$\nIcon.Sig;Engine:51-255,Target:1,IconGroup1:evil;0;41424344\nPcre.Sig;Engine:81-255,Target:0;0&1;41424344;0/evil/i\n",
         ),
         ("e.mdb", "1024:44d88612fea8a8f36de82e1278abb02f:Section.Sig\n"),
         ("e2.msb", "*:275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:Section.Any:73\n"),
@@ -198,7 +198,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         "  c.ndb:3: target type 3 (normalised HTML)",
         "  c.ndb:4: version-information and macro offsets (VI)",
         "  d.ldb:2: logical signature: macros",
-        "  d.ldb:3: logical signature: sub-signature modifier ::f on a pattern of varying length",
+        "  d.ldb:3: logical signature: target description IconGroup1",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

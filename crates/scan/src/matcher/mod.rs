@@ -34,8 +34,9 @@ pub struct Detection {
 }
 
 struct Logical {
-    /// `Container:` — the type of container the buffer must have come out of.
-    container: Option<FileType>,
+    /// `Container:` — the type of container the buffer must have come out of (`Some(None)`:
+    /// none, the top layer).
+    container: Option<Option<FileType>>,
     part: u32,
     name: u32,
     target: u32,
@@ -524,10 +525,7 @@ impl Signatures {
             _ => false,
         };
         let applies = |l: &Logical| {
-            target_ok(l.target)
-                && within(size, l.file_size)
-                && l.container.is_none_or(|c| container == Some(c))
-                && exe_ok(l)
+            target_ok(l.target) && within(size, l.file_size) && l.container.is_none_or(|c| container == c) && exe_ok(l)
         };
         let detection = |l: &Logical| Detection {
             name: self.parts[l.part as usize].names.get(l.name).to_string(),

@@ -126,8 +126,10 @@ pub struct LogicalSig {
     pub target: u32,
     /// File size range, if any.
     pub file_size: Option<(u64, u64)>,
-    /// `Container:` — the type of container the buffer must have come out of.
-    pub container: Option<crate::FileType>,
+    /// `Container:` — the type of container the buffer must have come out of; `Some(None)`
+    /// for `CL_TYPE_ANY`, which libclamav compares with the type of "no container": the
+    /// buffer must be the top layer.
+    pub container: Option<Option<crate::FileType>>,
     /// `EntryPoint:a-b` — the entry point's file offset (a PE whose header parsed).
     pub entry_point: Option<(u64, u64)>,
     /// `NumberOfSections:a-b` (a PE whose header parsed).
@@ -711,8 +713,9 @@ impl SigDb {
                 }
                 "Engine" => engine = Some(v.split_once('-').ok_or_else(|| format!("bad Engine range {v:?}"))?),
                 "Target" => target = v.parse().map_err(|_| format!("bad target {v:?}"))?,
+                "Container" if v == "CL_TYPE_ANY" => container = Some(None),
                 "Container" => match container_type(v) {
-                    Some(t) => container = Some(t),
+                    Some(t) => container = Some(Some(t)),
                     None => skip = Some(format!("logical signature: Container:{v}")),
                 },
                 "FileSize" => file_size = Some(range(v)?),

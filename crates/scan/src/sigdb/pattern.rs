@@ -183,14 +183,20 @@ impl Pattern {
             return Err(PatternError::Syntax(format!("unknown sub-signature modifier {bad:?}")));
         }
         let mut plain = self;
-        if has('f') {
-            if plain.fixed_len().is_none() {
-                return Err(PatternError::Unsupported(
-                    "sub-signature modifier ::f on a pattern of varying length".into(),
-                ));
+        // `::f`: libclamav puts `(W)` before and after the pattern (kept on a fixed-length
+        // pattern as a check of the bytes around its match; on one of varying length, as
+        // classes); not on a wide form
+        let fullword = |mut p: Pattern| -> Result<Pattern, PatternError> {
+            if p.fixed_len().is_some() {
+                p.fullword = true;
+            } else if p.pieces.iter().any(|x| matches!(x, Piece::Alt(a) if a.iter().any(|y| y.len() != a[0].len()))) {
+                return Err(PatternError::Syntax("::f with alternatives of different lengths".into()));
+            } else {
+                p.pieces.insert(0, Piece::Class(Class::NonWord));
+                p.pieces.push(Piece::Class(Class::NonWord));
             }
-            plain.fullword = true;
-        }
+            Ok(p)
+        };
         if has('i') {
             if plain.pieces.iter().any(|p| matches!(p, Piece::Alt(_) | Piece::NotAlt(_))) {
                 return Err(PatternError::Syntax("::i (no case) with an alternation".into()));
@@ -204,7 +210,7 @@ impl Pattern {
             }
         }
         if !has('w') {
-            return Ok(vec![plain]);
+            return Ok(vec![if has('f') { fullword(plain)? } else { plain }]);
         }
         // libclamav widens the hex text: every byte (wildcards too) is followed by a zero
         // byte, in alternatives as well; jumps and character classes stay as written (a jump
@@ -230,7 +236,7 @@ impl Pattern {
                 })
                 .collect(),
         };
-        Ok(if has('a') { vec![plain, wide] } else { vec![wide] })
+        Ok(if has('a') { vec![if has('f') { fullword(plain)? } else { plain }, wide] } else { vec![wide] })
     }
 
     /// Whether the pattern could match normalised text ([`crate::filetype::normalize_text`]):
