@@ -48,6 +48,7 @@ pub fn sigs_info(config: &Config, db: Option<&Path>) -> anyhow::Result<ExitCode>
     println!("SHA1 hashes:       {}", s.sha1);
     println!("SHA256 hashes:     {}", s.sha256);
     println!("PE section hashes: {}", s.sections);
+    println!("PE import hashes:  {}", s.imports);
     println!("body signatures:   {}", s.body);
     println!("logical:           {}", s.logical);
     println!("allow-list:        {}", s.allow);

@@ -33,7 +33,23 @@ pub struct PeInfo {
     pub ep: u32,
     /// The sections, in header order.
     pub sections: Vec<Section>,
+    /// PE32+ (64-bit).
+    pub pe32plus: bool,
+    /// The import directory (virtual address, size), if the header has one.
+    pub imports: Option<(u32, u32)>,
+    /// Size of the headers, rounded up to the section alignment.
+    hdr_size: u32,
+    /// Size of the file.
+    fsize: u32,
 }
+
+/// Most import descriptors read (libclamav's `PE_MAXIMPORTS`).
+const MAX_IMPORTS: usize = 1024;
+/// Work allowed to read an import table, in sections looked at to map addresses (a hostile
+/// file may have 65,535 sections and millions of imports; libclamav reads them all).
+const IMPORT_BUDGET: u64 = 20_000_000;
+/// Longest DLL or function name read (libclamav's `PE_MAXNAMESIZE`).
+const MAX_NAME: usize = 256;
 
 /// Rounds `o` down to a multiple of `a` (unchanged when `a` is 0).
 fn align_down(o: u32, a: u32) -> u32 {
@@ -68,7 +84,8 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
         return None;
     }
     let opt32: &ImageOptionalHeader32 = read(data, opt_at)?;
-    let (vep, hdr_size, salign, falign, ndirs, fixed) = if opt32.magic.get(LE) == 0x20b {
+    let pe32plus = opt32.magic.get(LE) == 0x20b;
+    let (vep, hdr_size, salign, falign, ndirs, fixed) = if pe32plus {
         if opt_size < size_of::<ImageOptionalHeader64>() {
             return None;
         }
@@ -127,7 +144,110 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
         sections.push(Section { rva: align_down(uva, salign), raw, rsz });
     }
     let ep = raw_address(vep, &sections, hdr_size, fsize)?;
-    Some(PeInfo { ep, sections })
+    let dir = |i: usize| -> Option<(u32, u32)> {
+        let at = opt_at + fixed + i * 8;
+        let d = data.get(at..at + 8)?;
+        Some((u32::from_le_bytes(d[..4].try_into().ok()?), u32::from_le_bytes(d[4..].try_into().ok()?)))
+    };
+    let imports = if ndirs.min(16) > 1 { dir(1) } else { None };
+    Some(PeInfo { ep, sections, pe32plus, imports, hdr_size, fsize })
+}
+
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+/// A NUL-terminated name at `at`, of at most `MAX_NAME` bytes and what is left of the file.
+fn name_at(data: &[u8], at: usize) -> &[u8] {
+    let field = &data[at.min(data.len())..(at.saturating_add(MAX_NAME)).min(data.len())];
+    &field[..field.iter().position(|&b| b == 0).unwrap_or(field.len())]
+}
+
+impl PeInfo {
+    /// The text libclamav hashes for an import table hash (`.imp`): `dll.function` for every
+    /// import, lower-cased, joined by commas, the DLL name without a `.dll`, `.ocx` or `.sys`
+    /// extension, an import by ordinal as `ordN`. `None` where libclamav computes none: a
+    /// PE32+ file, no import directory, or a malformed table. (libclamav names some ordinals
+    /// of `ws2_32.dll`, `wsock32.dll` and `oleaut32.dll` from a table of its own; they are
+    /// `ordN` here.)
+    pub fn import_table(&self, data: &[u8]) -> Option<Vec<u8>> {
+        if self.pe32plus {
+            return None;
+        }
+        let (va, size) = self.imports.filter(|&(va, size)| va != 0 && size != 0)?;
+        let fsize = self.fsize as usize;
+        let at = self.raw(va)? as usize;
+        if at + size as usize > fsize {
+            return None;
+        }
+        let mut out = Vec::new();
+        let (mut left, mut pos) = (size as usize, at);
+        let per_lookup = self.sections.len() as u64 + 1;
+        let mut budget = IMPORT_BUDGET;
+        let mut raw = |rva: u32| -> Option<Option<u32>> {
+            budget = budget.checked_sub(per_lookup)?;
+            Some(self.raw(rva))
+        };
+        for _ in 0..MAX_IMPORTS {
+            if left <= 20 {
+                break;
+            }
+            let field = |k: usize| u32_at(data, pos + 4 * k);
+            let (original_first, name, first) = (field(0)?, field(3)?, field(4)?);
+            if name == 0 {
+                break;
+            }
+            left -= 20;
+            pos += 20;
+            let name_off = raw(name)?? as usize;
+            if name_off >= fsize {
+                return None;
+            }
+            let dll = name_at(data, name_off);
+            let ext = dll.iter().position(|&b| b == b'.');
+            let stem = match ext {
+                Some(e)
+                    if dll.len() >= e + 4
+                        && [&b".ocx"[..], b".sys", b".dll"].iter().any(|x| dll[e..e + 4].eq_ignore_ascii_case(x)) =>
+                {
+                    &dll[..e]
+                }
+                _ => dll,
+            };
+            let by_original = if original_first != 0 { raw(original_first)? } else { None };
+            let mut thunk = match by_original {
+                Some(t) if t != 0 => t as usize,
+                _ => raw(first)?? as usize,
+            };
+            while let Some(t) = u32_at(data, thunk).filter(|&t| t != 0) {
+                thunk += 4;
+                let func: Vec<u8> = if t & 0x8000_0000 == 0 {
+                    // (libclamav reads from the start of the file when the address maps nowhere,
+                    // and reads nothing within the last 256 bytes of the file)
+                    let off = raw(t)?.unwrap_or(0) as usize;
+                    if off >= fsize || off + 2 + MAX_NAME.min(fsize - off) > fsize {
+                        continue;
+                    }
+                    name_at(data, off + 2).to_vec()
+                } else {
+                    format!("ord{}", t & 0xffff).into_bytes()
+                };
+                if !func.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+                    return None;
+                }
+                if !out.is_empty() {
+                    out.push(b',');
+                }
+                out.extend(stem.iter().chain(b".").chain(func.iter()).map(u8::to_ascii_lowercase));
+            }
+        }
+        Some(out)
+    }
+
+    /// The file offset of virtual address `rva` (libclamav's `cli_rawaddr`).
+    fn raw(&self, rva: u32) -> Option<u32> {
+        raw_address(rva, &self.sections, self.hdr_size, self.fsize)
+    }
 }
 
 /// The file offset of virtual address `rva`: itself inside the headers, else through the last
@@ -200,6 +320,30 @@ mod tests {
         // declared alignment 0x1000, but a section at 0x200: libclamav aligns to 0x200
         let pe = build(0x1000, 0x1000, &[(0x1000, 0x100, 0x200, 0x100)], 0x400);
         assert_eq!(parse(&pe).unwrap().sections[0], Section { rva: 0x1000, raw: 0x200, rsz: 0x200 });
+    }
+
+    /// An import table that would take libclamav millions of steps (thousands of sections, an
+    /// endless list of imports) gives no hash here, quickly.
+    #[test]
+    fn a_hostile_import_table_is_bounded() {
+        let n = 4000u32;
+        let data_at = 0x2_8000u32;
+        let sections: Vec<(u32, u32, u32, u32)> = (0..n).map(|i| (0x1000 * (i + 1), 0x1000, data_at, 0x200)).collect();
+        let mut pe = build(0x1000, 0x200, &sections, 0x40_0000);
+        // the import directory in the first section: one descriptor (named by its own bytes)
+        // whose thunks map nowhere, until the end of the file
+        let opt = 0x84 + 20;
+        pe[opt + 96 + 8..opt + 96 + 12].copy_from_slice(&0x1000u32.to_le_bytes());
+        pe[opt + 96 + 12..opt + 96 + 16].copy_from_slice(&40u32.to_le_bytes());
+        let desc = data_at as usize;
+        pe[desc + 12..desc + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+        pe[desc + 16..desc + 20].copy_from_slice(&0x1100u32.to_le_bytes());
+        for at in (desc + 0x100..pe.len() - 4).step_by(4) {
+            pe[at..at + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+        }
+        let info = parse(&pe).unwrap();
+        assert_eq!(info.sections.len(), n as usize);
+        assert_eq!(info.import_table(&pe), None);
     }
 
     #[test]

@@ -132,6 +132,9 @@ struct Part {
     section_md5: HashTable<u128>,
     section_sha1: HashTable<[u8; 32]>,
     section_sha256: HashTable<[u8; 32]>,
+    import_md5: HashTable<u128>,
+    import_sha1: HashTable<[u8; 32]>,
+    import_sha256: HashTable<[u8; 32]>,
     body: Vec<BodySig>,
     logical: Vec<LogicalSig>,
     ignored: HashSet<String>,
@@ -167,6 +170,9 @@ impl Part {
             section_md5: db.section_md5,
             section_sha1: db.section_sha1,
             section_sha256: db.section_sha256,
+            import_md5: db.import_md5,
+            import_sha1: db.import_sha1,
+            import_sha256: db.import_sha256,
             body: db.body,
             logical: db.logical,
             ignored: db.ignored,
@@ -328,6 +334,7 @@ impl Signatures {
             stats.sha1 += st.sha1;
             stats.sha256 += st.sha256;
             stats.sections += st.sections;
+            stats.imports += st.imports;
             stats.body += st.body;
             stats.logical += st.logical;
             stats.allow += st.allow;
@@ -411,7 +418,10 @@ impl Signatures {
 
     /// Total signatures.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.md5.len() + p.sha1.len() + p.sha256.len() + p.stats.sections).sum::<usize>()
+        self.parts
+            .iter()
+            .map(|p| p.md5.len() + p.sha1.len() + p.sha256.len() + p.stats.sections + p.stats.imports)
+            .sum::<usize>()
             + self.body.len()
     }
 
@@ -437,19 +447,28 @@ impl Signatures {
         let hits = self.body.scan(data, &target_ok, &layout);
         // ClamAV evaluates every logical signature also where nothing was counted yet: one
         // that holds with no sub-signature matched fires on every buffer of its target
-        self.body_or_logical(data, &layout, &hits, &target_ok, container, true)
-            .or_else(|| if let Layout::Pe(pe) = &layout { self.check_sections(data, pe) } else { None })
+        self.body_or_logical(data, &layout, &hits, &target_ok, container, true).or_else(|| match &layout {
+            Layout::Pe(pe) => self.check_sections(data, pe).or_else(|| self.check_imports(data, pe)),
+            _ => None,
+        })
     }
 
     /// PE section hashes (`.mdb`, `.msb`): each section in the file, its bytes as libclamav
-    /// counts them (from its aligned file offset, its aligned size cut at the end of the file).
+    /// counts them (from its aligned file offset, its aligned size cut at the end of the file);
+    /// the hashing is bounded (see the budget below), libclamav's is not.
     fn check_sections(&self, data: &[u8], pe: &crate::pe::PeInfo) -> Option<Detection> {
         let parts = &self.parts;
         if parts.iter().all(|p| p.stats.sections == 0) {
             return None;
         }
-        for s in pe.sections.iter().filter(|s| s.rsz != 0) {
+        // sections with the same bytes are hashed once, and all of them at most a few times
+        // the file's size (a hostile file may have 65,535 sections over the same bytes)
+        let mut seen = HashSet::new();
+        let mut budget = 4 * data.len() as u64 + (1 << 20);
+        for s in pe.sections.iter().filter(|s| s.rsz != 0 && seen.insert((s.raw, s.rsz))) {
             let size = u64::from(s.rsz);
+            let Some(left) = budget.checked_sub(size) else { break };
+            budget = left;
             let Some(bytes) = data.get(s.raw as usize..(s.raw as usize).saturating_add(s.rsz as usize)) else {
                 continue;
             };
@@ -479,6 +498,43 @@ impl Signatures {
                 if hit.is_some() {
                     return hit;
                 }
+            }
+        }
+        None
+    }
+
+    /// PE import table hashes (`.imp`): the hash of the text libclamav builds from the import
+    /// table ([`crate::pe::PeInfo::import_table`]), whose length is the size.
+    fn check_imports(&self, data: &[u8], pe: &crate::pe::PeInfo) -> Option<Detection> {
+        let parts = &self.parts;
+        if parts.iter().all(|p| p.stats.imports == 0) {
+            return None;
+        }
+        let text = pe.import_table(data)?;
+        let size = text.len() as u64;
+        if parts.iter().any(|p| p.import_md5.wants(size)) {
+            let d = digest("md5", &text);
+            let key = md5_key(&d);
+            if let Some(hit) = parts.iter().find_map(|p| {
+                let n = p.import_md5.lookup(&key, size)?;
+                self.detection(p, n, "PE import table md5", &d, size)
+            }) {
+                return Some(hit);
+            }
+        }
+        for kind in ["sha1", "sha256"] {
+            fn table<'p>(p: &'p Part, kind: &str) -> &'p HashTable<[u8; 32]> {
+                if kind == "sha1" { &p.import_sha1 } else { &p.import_sha256 }
+            }
+            if !parts.iter().any(|p| table(p, kind).wants(size)) {
+                continue;
+            }
+            let d = digest(kind, &text);
+            if let Some(hit) = parts.iter().find_map(|p| {
+                let n = table(p, kind).lookup(&d, size)?;
+                self.detection(p, n, &format!("PE import table {kind}"), &d, size)
+            }) {
+                return Some(hit);
             }
         }
         None

@@ -175,6 +175,8 @@ pub struct LoadStats {
     pub sha256: usize,
     /// PE section hash signatures (`.mdb`, `.msb`).
     pub sections: usize,
+    /// PE import table hash signatures (`.imp`).
+    pub imports: usize,
     /// Body signatures.
     pub body: usize,
     /// Logical signatures.
@@ -323,6 +325,12 @@ pub struct SigDb {
     pub section_sha1: HashTable<[u8; 32]>,
     /// PE section SHA-256s (`.msb`).
     pub section_sha256: HashTable<[u8; 32]>,
+    /// PE import table MD5s (`.imp`), by the hashed text's length.
+    pub import_md5: HashTable<u128>,
+    /// PE import table SHA-1s (`.imp`).
+    pub import_sha1: HashTable<[u8; 32]>,
+    /// PE import table SHA-256s (`.imp`).
+    pub import_sha256: HashTable<[u8; 32]>,
     /// Body signatures.
     pub body: Vec<BodySig>,
     /// Logical signatures.
@@ -357,7 +365,6 @@ pub fn is_database_file(name: &str) -> bool {
 
 /// Extensions of ClamAV database kinds we know of but do not read.
 const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
-    ("imp", "PE import hashes (.imp)"),
     ("cdb", "container metadata (.cdb)"),
     ("cbc", "bytecode (.cbc)"),
     ("crb", "certificate rules (.crb)"),
@@ -465,6 +472,7 @@ impl SigDb {
             "hdb" | "hdu" | "hsb" | "hsu" => Kind::Hash { to: HashDest::Files },
             "fp" | "sfp" => Kind::Hash { to: HashDest::Allow },
             "mdb" | "mdu" | "msb" | "msu" => Kind::Hash { to: HashDest::Sections },
+            "imp" => Kind::Hash { to: HashDest::Imports },
             "ndb" | "ndu" => Kind::Body,
             "ldb" | "ldu" => Kind::Logical,
             "ign" | "ign2" => Kind::Ignore,
@@ -605,17 +613,29 @@ impl SigDb {
             digest_bytes(hash).ok_or_else(|| format!("{:?} is not hexadecimal", String::from_utf8_lossy(hash)))?;
         let size = match size {
             b"*" => ANY_SIZE,
+            // as libclamav: a decimal number, not 0, below 0xffffffff
             s => std::str::from_utf8(s)
                 .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .map(|n| u32::try_from(n).unwrap_or(ANY_SIZE - 1))
-                .ok_or_else(|| format!("{:?} is not a file size", String::from_utf8_lossy(s)))?,
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|&n| n != 0 && n < 0xffff_ffff)
+                .map(|n| n as u32)
+                .ok_or_else(|| format!("{:?} is not a valid size", String::from_utf8_lossy(s)))?,
         };
         let name = std::str::from_utf8(name).map_err(|_| "signature name is not valid UTF-8".to_string())?;
         if self.dropped(name, l) {
             return Ok(());
         }
         let name = self.names.add(name);
+        if to == HashDest::Imports {
+            self.stats.imports += 1;
+            match kind {
+                HashKind::Md5 => self.import_md5.push(md5_key(&digest), size, name),
+                HashKind::Sha1 => self.import_sha1.push(digest, size, name),
+                HashKind::Sha256 => self.import_sha256.push(digest, size, name),
+            }
+            return Ok(());
+        }
         if to == HashDest::Sections {
             self.stats.sections += 1;
             match kind {
@@ -850,7 +870,10 @@ impl SigDb {
         self.md5.finish();
         self.allow_md5.finish();
         self.section_md5.finish();
+        self.import_md5.finish();
         for t in [
+            &mut self.import_sha1,
+            &mut self.import_sha256,
             &mut self.sha1,
             &mut self.sha256,
             &mut self.allow_sha1,
@@ -874,6 +897,7 @@ impl SigDb {
             + self.sha1.len()
             + self.sha256.len()
             + self.stats.sections
+            + self.stats.imports
             + self.body.len()
             + self.logical.len()
     }
@@ -933,6 +957,8 @@ enum HashDest {
     Allow,
     /// PE section hashes (`.mdb`, `.msb`): `SIZE:HASH:NAME`.
     Sections,
+    /// PE import table hashes (`.imp`).
+    Imports,
 }
 
 enum OffsetError {

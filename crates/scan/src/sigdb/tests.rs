@@ -18,7 +18,8 @@ fn counts() {
         ("c.ndb", "Test.Body:0:*:414243??45\nTest.Html:3:*:414243\nTest.EP:6:EP+0:4142\n"),
         ("d.ldb", "Test.Logic;Engine:51-255,Target:0;0&1;414243;444546\nTest.Macro;Target:0;0&1;414243;${1-2}0$\n"),
         ("e.mdb", "512:44d88612fea8a8f36de82e1278abb02f:Sect.One\n*:44d88612fea8a8f36de82e1278abb02f:Sect.Any:73\n"),
-        ("e.imp", "1:2:3\n4:5:6\n"),
+        ("e.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.One\n"),
+        ("e.cdb", "1:2:3\n4:5:6\n"),
         ("f.fp", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
     ])
     .unwrap();
@@ -26,7 +27,8 @@ fn counts() {
     let u = &db.stats.unsupported;
     assert_eq!(u["target type 3 (normalised HTML)"], 1);
     assert_eq!(db.stats.sections, 2);
-    assert_eq!(u["PE import hashes (.imp)"], 2);
+    assert_eq!(db.stats.imports, 1);
+    assert_eq!(u["container metadata (.cdb)"], 2);
     assert_eq!(u["offsets relative to the entry point or sections of ELF and Mach-O files (EP+0)"], 1);
     assert_eq!(u["logical signature: macros"], 1);
 }

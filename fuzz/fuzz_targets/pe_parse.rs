@@ -1,0 +1,29 @@
+//! The PE header reader and the import table walk: any bytes give a header or none, a table
+//! text or none, never a panic; PE-aware signatures over them match or not.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+fn signatures() -> &'static scan::Signatures {
+    static SIGS: OnceLock<scan::Signatures> = OnceLock::new();
+    SIGS.get_or_init(|| {
+        let mut db = scan::sigdb::SigDb::default();
+        let ndb = "Ep:1:EP+0:4d5a\nSec:1:S1+4,100:4142\nLast:1:SL+0:4142??44\nWhole:1:SE0:41??4344\nEnd:0:EOF-4:41424344\n";
+        db.load_file("f.ndb", ndb.as_bytes()).unwrap();
+        db.load_file("f.mdb", b"*:44d88612fea8a8f36de82e1278abb02f:Sect:73\n").unwrap();
+        db.load_file("f.imp", b"*:44d88612fea8a8f36de82e1278abb02f:Imp:73\n").unwrap();
+        let ldb = "L;Engine:81-255,Target:1,EntryPoint:0-4096,NumberOfSections:1-9;0&1;4142;EP+0:0/MZ/\n";
+        db.load_file("f.ldb", ldb.as_bytes()).unwrap();
+        scan::Signatures::compile(db.finished())
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut pe = b"MZ".to_vec();
+    pe.extend_from_slice(data);
+    if let Some(info) = scan::pe::parse(&pe) {
+        let _ = info.import_table(&pe);
+    }
+    let _ = signatures().check(&pe, scan::FileType::Pe);
+});
