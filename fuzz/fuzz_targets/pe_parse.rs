@@ -12,7 +12,7 @@ fn signatures() -> &'static scan::Signatures {
         let ndb = "Ep:1:EP+0:4d5a\nSec:1:S1+4,100:4142\nLast:1:SL+0:4142??44\nWhole:1:SE0:41??4344\nEnd:0:EOF-4:41424344\n";
         db.load_file("f.ndb", ndb.as_bytes()).unwrap();
         db.load_file("f.mdb", b"*:44d88612fea8a8f36de82e1278abb02f:Sect:73\n").unwrap();
-        db.load_file("f.imp", b"*:44d88612fea8a8f36de82e1278abb02f:Imp:73\n").unwrap();
+        db.load_file("f.imp", b"44d88612fea8a8f36de82e1278abb02f:*:Imp:73\n").unwrap();
         let ldb = "L;Engine:81-255,Target:1,EntryPoint:0-4096,NumberOfSections:1-9;0&1;4142;EP+0:0/MZ/\n";
         db.load_file("f.ldb", ldb.as_bytes()).unwrap();
         scan::Signatures::compile(db.finished())
