@@ -13,13 +13,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
-use sha1::Sha1;
-use sha2::Sha256;
-
 use crate::filetype::FileType;
 use crate::sigdb::bytecmp::ByteCompare;
-use crate::sigdb::hashes::{HashTable, md5_key};
+use crate::sigdb::hashes::{DigestTables, HashKind};
 use crate::sigdb::logical::Expr;
 use crate::sigdb::{BodySig, Layout, LoadError, LoadOptions, LoadStats, LogicalSig, Names, Offset, RegexSub, SigDb};
 use body::{BodyMatcher, Owner};
@@ -123,18 +119,10 @@ struct Part {
     /// The file's name and identity (`None`: not from a file, never reused).
     source: Option<(String, FileKey)>,
     names: Names,
-    md5: HashTable<u128>,
-    sha1: HashTable<[u8; 32]>,
-    sha256: HashTable<[u8; 32]>,
-    allow_md5: HashTable<u128>,
-    allow_sha1: HashTable<[u8; 32]>,
-    allow_sha256: HashTable<[u8; 32]>,
-    section_md5: HashTable<u128>,
-    section_sha1: HashTable<[u8; 32]>,
-    section_sha256: HashTable<[u8; 32]>,
-    import_md5: HashTable<u128>,
-    import_sha1: HashTable<[u8; 32]>,
-    import_sha256: HashTable<[u8; 32]>,
+    files: DigestTables,
+    allow: DigestTables,
+    sections: DigestTables,
+    imports: DigestTables,
     body: Vec<BodySig>,
     logical: Vec<LogicalSig>,
     ignored: HashSet<String>,
@@ -161,18 +149,10 @@ impl Part {
         Part {
             source,
             names: db.names,
-            md5: db.md5,
-            sha1: db.sha1,
-            sha256: db.sha256,
-            allow_md5: db.allow_md5,
-            allow_sha1: db.allow_sha1,
-            allow_sha256: db.allow_sha256,
-            section_md5: db.section_md5,
-            section_sha1: db.section_sha1,
-            section_sha256: db.section_sha256,
-            import_md5: db.import_md5,
-            import_sha1: db.import_sha1,
-            import_sha256: db.import_sha256,
+            files: db.files,
+            allow: db.allow,
+            sections: db.sections,
+            imports: db.imports,
             body: db.body,
             logical: db.logical,
             ignored: db.ignored,
@@ -418,11 +398,7 @@ impl Signatures {
 
     /// Total signatures.
     pub fn len(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| p.md5.len() + p.sha1.len() + p.sha256.len() + p.stats.sections + p.stats.imports)
-            .sum::<usize>()
-            + self.body.len()
+        self.parts.iter().map(|p| p.files.len() + p.sections.len() + p.imports.len()).sum::<usize>() + self.body.len()
     }
 
     /// Whether there are none.
@@ -457,8 +433,7 @@ impl Signatures {
     /// counts them (from its aligned file offset, its aligned size cut at the end of the file);
     /// the hashing is bounded (see the budget below), libclamav's is not.
     fn check_sections(&self, data: &[u8], pe: &crate::pe::PeInfo) -> Option<Detection> {
-        let parts = &self.parts;
-        if parts.iter().all(|p| p.stats.sections == 0) {
+        if self.parts.iter().all(|p| p.sections.is_empty()) {
             return None;
         }
         // sections with the same bytes are hashed once, and all of them at most a few times
@@ -466,38 +441,13 @@ impl Signatures {
         let mut seen = HashSet::new();
         let mut budget = 4 * data.len() as u64 + (1 << 20);
         for s in pe.sections.iter().filter(|s| s.rsz != 0 && seen.insert((s.raw, s.rsz))) {
-            let size = u64::from(s.rsz);
-            let Some(left) = budget.checked_sub(size) else { break };
+            let Some(left) = budget.checked_sub(u64::from(s.rsz)) else { break };
             budget = left;
             let Some(bytes) = data.get(s.raw as usize..(s.raw as usize).saturating_add(s.rsz as usize)) else {
                 continue;
             };
-            if parts.iter().any(|p| p.section_md5.wants(size)) {
-                let d = digest("md5", bytes);
-                let key = md5_key(&d);
-                let hit = parts.iter().find_map(|p| {
-                    let n = p.section_md5.lookup(&key, size)?;
-                    self.detection(p, n, "PE section md5", &d, size)
-                });
-                if hit.is_some() {
-                    return hit;
-                }
-            }
-            for kind in ["sha1", "sha256"] {
-                fn table<'p>(p: &'p Part, kind: &str) -> &'p HashTable<[u8; 32]> {
-                    if kind == "sha1" { &p.section_sha1 } else { &p.section_sha256 }
-                }
-                if !parts.iter().any(|p| table(p, kind).wants(size)) {
-                    continue;
-                }
-                let d = digest(kind, bytes);
-                let hit = parts.iter().find_map(|p| {
-                    let n = table(p, kind).lookup(&d, size)?;
-                    self.detection(p, n, &format!("PE section {kind}"), &d, size)
-                });
-                if hit.is_some() {
-                    return hit;
-                }
+            if let Some(hit) = self.find_hash(bytes, |p| &p.sections, "PE section") {
+                return Some(hit);
             }
         }
         None
@@ -506,38 +456,26 @@ impl Signatures {
     /// PE import table hashes (`.imp`): the hash of the text libclamav builds from the import
     /// table ([`crate::pe::PeInfo::import_table`]), whose length is the size.
     fn check_imports(&self, data: &[u8], pe: &crate::pe::PeInfo) -> Option<Detection> {
-        let parts = &self.parts;
-        if parts.iter().all(|p| p.stats.imports == 0) {
+        if self.parts.iter().all(|p| p.imports.is_empty()) {
             return None;
         }
-        let text = pe.import_table(data)?;
-        let size = text.len() as u64;
-        if parts.iter().any(|p| p.import_md5.wants(size)) {
-            let d = digest("md5", &text);
-            let key = md5_key(&d);
-            if let Some(hit) = parts.iter().find_map(|p| {
-                let n = p.import_md5.lookup(&key, size)?;
-                self.detection(p, n, "PE import table md5", &d, size)
-            }) {
-                return Some(hit);
+        self.find_hash(&pe.import_table(data)?, |p| &p.imports, "PE import table")
+    }
+
+    /// The first signature of the tables `tables` picks in each part that names the hash of
+    /// `bytes` (of their length), computing only the digests some table wants.
+    fn find_hash(&self, bytes: &[u8], tables: impl Fn(&Part) -> &DigestTables, what: &str) -> Option<Detection> {
+        let size = bytes.len() as u64;
+        HashKind::ALL.into_iter().find_map(|kind| {
+            if !self.parts.iter().any(|p| tables(p).wants(kind, size)) {
+                return None;
             }
-        }
-        for kind in ["sha1", "sha256"] {
-            fn table<'p>(p: &'p Part, kind: &str) -> &'p HashTable<[u8; 32]> {
-                if kind == "sha1" { &p.import_sha1 } else { &p.import_sha256 }
-            }
-            if !parts.iter().any(|p| table(p, kind).wants(size)) {
-                continue;
-            }
-            let d = digest(kind, &text);
-            if let Some(hit) = parts.iter().find_map(|p| {
-                let n = table(p, kind).lookup(&d, size)?;
-                self.detection(p, n, &format!("PE import table {kind}"), &d, size)
-            }) {
-                return Some(hit);
-            }
-        }
-        None
+            let d = kind.digest(bytes);
+            self.parts.iter().find_map(|p| {
+                let n = tables(p).lookup(kind, &d, size)?;
+                self.detection(p, n, &format!("{what} {}", kind.name()), kind, &d, size)
+            })
+        })
     }
 
     /// Whether any signature applies to normalised text (target types 0 and 7).
@@ -634,10 +572,7 @@ impl Signatures {
     /// them are clean.
     pub fn is_allow_listed(&self, data: &[u8]) -> bool {
         let size = data.len() as u64;
-        let wants = self
-            .parts
-            .iter()
-            .any(|p| p.allow_md5.wants(size) || p.allow_sha1.wants(size) || p.allow_sha256.wants(size));
+        let wants = self.parts.iter().any(|p| HashKind::ALL.iter().any(|&k| p.allow.wants(k, size)));
         wants && matches!(self.check_hashes(data, size), Some(None))
     }
 
@@ -652,36 +587,18 @@ impl Signatures {
     /// `.ign2` file drops is dropped from every file.
     fn check_hashes(&self, data: &[u8], size: u64) -> Option<Option<Detection>> {
         let mut found = None;
-        let parts = &self.parts;
-        if parts.iter().any(|p| p.md5.wants(size) || p.allow_md5.wants(size)) {
-            let d = digest("md5", data);
-            let key = md5_key(&d);
-            if parts.iter().any(|p| p.allow_md5.lookup(&key, size).is_some()) {
-                return Some(None);
-            }
-            found = parts.iter().find_map(|p| {
-                let n = p.md5.lookup(&key, size)?;
-                self.detection(p, n, "md5", &d, size)
-            });
-        }
-        for kind in ["sha1", "sha256"] {
-            fn tables<'p>(p: &'p Part, kind: &str) -> (&'p HashTable<[u8; 32]>, &'p HashTable<[u8; 32]>) {
-                if kind == "sha1" { (&p.sha1, &p.allow_sha1) } else { (&p.sha256, &p.allow_sha256) }
-            }
-            if !parts.iter().any(|p| {
-                let (sigs, allow) = tables(p, kind);
-                sigs.wants(size) || allow.wants(size)
-            }) {
+        for kind in HashKind::ALL {
+            if !self.parts.iter().any(|p| p.files.wants(kind, size) || p.allow.wants(kind, size)) {
                 continue;
             }
-            let d = digest(kind, data);
-            if parts.iter().any(|p| tables(p, kind).1.lookup(&d, size).is_some()) {
+            let d = kind.digest(data);
+            if self.parts.iter().any(|p| p.allow.lookup(kind, &d, size).is_some()) {
                 return Some(None);
             }
             if found.is_none() {
-                found = parts.iter().find_map(|p| {
-                    let n = tables(p, kind).0.lookup(&d, size)?;
-                    self.detection(p, n, kind, &d, size)
+                found = self.parts.iter().find_map(|p| {
+                    let n = p.files.lookup(kind, &d, size)?;
+                    self.detection(p, n, kind.name(), kind, &d, size)
                 });
             }
         }
@@ -689,33 +606,22 @@ impl Signatures {
     }
 
     /// The detection of hash signature `name` of `part`, unless an `.ign2` drops it.
-    fn detection(&self, part: &Part, name: u32, kind: &str, digest: &[u8; 32], size: u64) -> Option<Detection> {
+    fn detection(
+        &self,
+        part: &Part,
+        name: u32,
+        what: &str,
+        kind: HashKind,
+        digest: &[u8; 32],
+        size: u64,
+    ) -> Option<Detection> {
         let name = part.names.get(name);
         if self.ignored.contains(name) {
             return None;
         }
-        let hex: String =
-            digest[..digest_len(kind.rsplit(' ').next().unwrap_or(kind))].iter().map(|b| format!("{b:02x}")).collect();
-        Some(Detection { name: name.to_string(), evidence: format!("{kind} {hex}:{size}") })
+        let hex: String = digest[..kind.digest_len()].iter().map(|b| format!("{b:02x}")).collect();
+        Some(Detection { name: name.to_string(), evidence: format!("{what} {hex}:{size}") })
     }
-}
-
-fn digest_len(kind: &str) -> usize {
-    match kind {
-        "md5" => 16,
-        "sha1" => 20,
-        _ => 32,
-    }
-}
-
-fn digest(kind: &str, data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    match kind {
-        "md5" => out[..16].copy_from_slice(&Md5::digest(data)),
-        "sha1" => out[..20].copy_from_slice(&Sha1::digest(data)),
-        _ => out.copy_from_slice(&Sha256::digest(data)),
-    }
-    out
 }
 
 #[cfg(test)]

@@ -126,3 +126,94 @@ pub fn digest_bytes(hex: &[u8]) -> Option<[u8; 32]> {
 pub fn md5_key(d: &[u8; 32]) -> u128 {
     u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }
+
+/// The MD5, SHA-1 and SHA-256 tables of one kind of hash signature (whole files, allow-lists,
+/// PE sections, PE import tables).
+#[derive(Debug, Default)]
+pub struct DigestTables {
+    /// MD5 digests.
+    pub md5: HashTable<u128>,
+    /// SHA-1 digests (zero-padded).
+    pub sha1: HashTable<[u8; 32]>,
+    /// SHA-256 digests.
+    pub sha256: HashTable<[u8; 32]>,
+}
+
+impl DigestTables {
+    pub(crate) fn push(&mut self, kind: HashKind, digest: [u8; 32], size: u32, name: u32) {
+        match kind {
+            HashKind::Md5 => self.md5.push(md5_key(&digest), size, name),
+            HashKind::Sha1 => self.sha1.push(digest, size, name),
+            HashKind::Sha256 => self.sha256.push(digest, size, name),
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.md5.finish();
+        self.sha1.finish();
+        self.sha256.finish();
+    }
+
+    /// Number of signatures.
+    pub fn len(&self) -> usize {
+        self.md5.len() + self.sha1.len() + self.sha256.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether bytes of `size` are worth hashing with `kind`.
+    pub fn wants(&self, kind: HashKind, size: u64) -> bool {
+        match kind {
+            HashKind::Md5 => self.md5.wants(size),
+            HashKind::Sha1 => self.sha1.wants(size),
+            HashKind::Sha256 => self.sha256.wants(size),
+        }
+    }
+
+    /// The name index of a signature of `kind` matching `digest` and `size`.
+    pub fn lookup(&self, kind: HashKind, digest: &[u8; 32], size: u64) -> Option<u32> {
+        match kind {
+            HashKind::Md5 => self.md5.lookup(&md5_key(digest), size),
+            HashKind::Sha1 => self.sha1.lookup(digest, size),
+            HashKind::Sha256 => self.sha256.lookup(digest, size),
+        }
+    }
+}
+
+impl HashKind {
+    /// Every kind, in the order they are tried.
+    pub const ALL: [HashKind; 3] = [HashKind::Md5, HashKind::Sha1, HashKind::Sha256];
+
+    /// The digest of `data`, zero-padded to 32 bytes.
+    pub fn digest(self, data: &[u8]) -> [u8; 32] {
+        use md5::Digest;
+        let mut out = [0u8; 32];
+        match self {
+            HashKind::Md5 => out[..16].copy_from_slice(&md5::Md5::digest(data)),
+            HashKind::Sha1 => out[..20].copy_from_slice(&sha1::Sha1::digest(data)),
+            HashKind::Sha256 => out.copy_from_slice(&sha2::Sha256::digest(data)),
+        }
+        out
+    }
+
+    /// Bytes of the digest.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha256 => 32,
+        }
+    }
+
+    /// Its name (`md5`, `sha1`, `sha256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+        }
+    }
+}

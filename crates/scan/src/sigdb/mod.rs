@@ -15,7 +15,7 @@ pub mod pattern;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use hashes::{ANY_SIZE, HashKind, HashTable, digest_bytes, md5_key};
+use hashes::{ANY_SIZE, DigestTables, HashKind, digest_bytes};
 use logical::Expr;
 use md5::Digest;
 use pattern::{Pattern, PatternError};
@@ -307,30 +307,14 @@ impl Names {
 pub struct SigDb {
     /// Signature names.
     pub names: Names,
-    /// MD5 signatures.
-    pub md5: HashTable<u128>,
-    /// SHA-1 signatures.
-    pub sha1: HashTable<[u8; 32]>,
-    /// SHA-256 signatures.
-    pub sha256: HashTable<[u8; 32]>,
-    /// Allow-listed MD5s.
-    pub allow_md5: HashTable<u128>,
-    /// Allow-listed SHA-1s.
-    pub allow_sha1: HashTable<[u8; 32]>,
-    /// Allow-listed SHA-256s.
-    pub allow_sha256: HashTable<[u8; 32]>,
-    /// PE section MD5s (`.mdb`), by section size.
-    pub section_md5: HashTable<u128>,
-    /// PE section SHA-1s (`.msb`).
-    pub section_sha1: HashTable<[u8; 32]>,
-    /// PE section SHA-256s (`.msb`).
-    pub section_sha256: HashTable<[u8; 32]>,
-    /// PE import table MD5s (`.imp`), by the hashed text's length.
-    pub import_md5: HashTable<u128>,
-    /// PE import table SHA-1s (`.imp`).
-    pub import_sha1: HashTable<[u8; 32]>,
-    /// PE import table SHA-256s (`.imp`).
-    pub import_sha256: HashTable<[u8; 32]>,
+    /// Whole-file hash signatures (`.hdb`, `.hsb`).
+    pub files: DigestTables,
+    /// Allow-listed hashes (`.fp`, `.sfp`).
+    pub allow: DigestTables,
+    /// PE section hashes (`.mdb`, `.msb`), by section size.
+    pub sections: DigestTables,
+    /// PE import table hashes (`.imp`), by the hashed text's length.
+    pub imports: DigestTables,
     /// Body signatures.
     pub body: Vec<BodySig>,
     /// Logical signatures.
@@ -445,7 +429,7 @@ impl SigDb {
             // about 55 bytes a line, a third of it the name: size the arrays once
             let bytes = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
             self.names.reserve(bytes / 50, bytes / 3);
-            self.md5.reserve(bytes / 50);
+            self.files.md5.reserve(bytes / 50);
         }
         self.load_reader(&name, std::io::BufReader::with_capacity(256 * 1024, file), digest)?;
         Ok(None)
@@ -594,7 +578,6 @@ impl SigDb {
         };
         // section hashes give the size first
         let (hash, size) = if to == HashDest::Sections { (second, first) } else { (first, second) };
-        let allow = to == HashDest::Allow;
         let levels = f.next().map(|r| String::from_utf8_lossy(r).into_owned());
         let (min, max) = match levels.as_deref().map(|r| r.split_once(':').unwrap_or((r, ""))) {
             Some((a, b)) => (Some(a), Some(b)),
@@ -627,44 +610,21 @@ impl SigDb {
             return Ok(());
         }
         let name = self.names.add(name);
-        if to == HashDest::Imports {
-            self.stats.imports += 1;
-            match kind {
-                HashKind::Md5 => self.import_md5.push(md5_key(&digest), size, name),
-                HashKind::Sha1 => self.import_sha1.push(digest, size, name),
-                HashKind::Sha256 => self.import_sha256.push(digest, size, name),
-            }
-            return Ok(());
-        }
-        if to == HashDest::Sections {
-            self.stats.sections += 1;
-            match kind {
-                HashKind::Md5 => self.section_md5.push(md5_key(&digest), size, name),
-                HashKind::Sha1 => self.section_sha1.push(digest, size, name),
-                HashKind::Sha256 => self.section_sha256.push(digest, size, name),
-            }
-            return Ok(());
-        }
-        match (kind, allow) {
-            (HashKind::Md5, false) => {
-                self.stats.md5 += 1;
-                self.md5.push(md5_key(&digest), size, name);
-            }
-            (HashKind::Sha1, false) => {
-                self.stats.sha1 += 1;
-                self.sha1.push(digest, size, name);
-            }
-            (HashKind::Sha256, false) => {
-                self.stats.sha256 += 1;
-                self.sha256.push(digest, size, name);
-            }
-            (HashKind::Md5, true) => self.allow_md5.push(md5_key(&digest), size, name),
-            (HashKind::Sha1, true) => self.allow_sha1.push(digest, size, name),
-            (HashKind::Sha256, true) => self.allow_sha256.push(digest, size, name),
-        }
-        if allow {
-            self.stats.allow += 1;
-        }
+        let (tables, count) = match to {
+            HashDest::Files => (
+                &mut self.files,
+                match kind {
+                    HashKind::Md5 => &mut self.stats.md5,
+                    HashKind::Sha1 => &mut self.stats.sha1,
+                    HashKind::Sha256 => &mut self.stats.sha256,
+                },
+            ),
+            HashDest::Allow => (&mut self.allow, &mut self.stats.allow),
+            HashDest::Sections => (&mut self.sections, &mut self.stats.sections),
+            HashDest::Imports => (&mut self.imports, &mut self.stats.imports),
+        };
+        tables.push(kind, digest, size, name);
+        *count += 1;
         Ok(())
     }
 
@@ -867,20 +827,7 @@ impl SigDb {
 
     fn finish(&mut self) {
         self.names.shrink();
-        self.md5.finish();
-        self.allow_md5.finish();
-        self.section_md5.finish();
-        self.import_md5.finish();
-        for t in [
-            &mut self.import_sha1,
-            &mut self.import_sha256,
-            &mut self.sha1,
-            &mut self.sha256,
-            &mut self.allow_sha1,
-            &mut self.allow_sha256,
-            &mut self.section_sha1,
-            &mut self.section_sha256,
-        ] {
+        for t in [&mut self.files, &mut self.allow, &mut self.sections, &mut self.imports] {
             t.finish();
         }
         if !self.ignored.is_empty() {
@@ -893,13 +840,7 @@ impl SigDb {
 
     /// Total signatures loaded.
     pub fn len(&self) -> usize {
-        self.md5.len()
-            + self.sha1.len()
-            + self.sha256.len()
-            + self.stats.sections
-            + self.stats.imports
-            + self.body.len()
-            + self.logical.len()
+        self.files.len() + self.sections.len() + self.imports.len() + self.body.len() + self.logical.len()
     }
 
     /// Whether nothing was loaded.
