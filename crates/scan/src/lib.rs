@@ -15,6 +15,7 @@ pub mod clamd;
 pub mod disinfect;
 pub mod encrypted;
 pub mod filetype;
+pub mod html;
 pub mod limits;
 pub mod matcher;
 pub mod pcre;

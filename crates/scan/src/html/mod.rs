@@ -1,0 +1,843 @@
+//! HTML normalised as libclamav's `htmlnorm.c` normalises it (read as a reference), for target
+//! type 3 signatures: `nocomment` (tags and text lower-cased, comments dropped, white space
+//! squeezed, entities decoded, tag attributes re-quoted) and `notags` (the text only, with the
+//! links of `<a href>` and `<img src>`). The input is read in chunks as libclamav reads it (at
+//! most 8,191 bytes, NUL bytes dropped, cut back to a white space, leading white space of each
+//! chunk skipped), since that shapes the output.
+//!
+//! Not built yet: the decoding of `jscript.encode` scripts (they are written as they are), the
+//! separate normalised JavaScript
+//! output and the extraction of `data:` URIs (their text is left out of `nocomment` as
+//! libclamav leaves it out).
+
+mod entities;
+
+/// The two normalised forms of an HTML document.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    /// libclamav's `nocomment.html`.
+    pub nocomment: Vec<u8>,
+    /// libclamav's `notags.html`.
+    pub notags: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Bad,
+    Norm,
+    EightBit,
+    Comment,
+    CharRef,
+    EntityRefDecode,
+    SkipWs,
+    TrimWs,
+    Tag,
+    TagArg,
+    TagArgVal,
+    TagArgEqual,
+    ProcessTag,
+    CharRefDecode,
+    Rfc2397Type,
+    Rfc2397Init,
+    Rfc2397Data,
+    Rfc2397Finish,
+    Rfc2397Esc,
+    EscapeChar,
+    JsDecode,
+    JsDecodeLength,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoted {
+    No,
+    Single,
+    Double,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InTag {
+    None,
+    Script,
+    Style,
+}
+
+/// Longest tag, argument, value or entity name kept (libclamav's `HTML_STR_LENGTH`).
+const STR_LENGTH: usize = 1024;
+/// Chunk size (libclamav reads `8192 - 1` bytes at a time).
+const CHUNK: usize = 8191;
+
+/// C's `isspace` in the C locale.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The next chunk of `data` from `*offset`, as libclamav's `cli_readchunk` cuts it.
+fn read_chunk(data: &[u8], offset: &mut usize) -> Option<Vec<u8>> {
+    let start = *offset;
+    if start >= data.len() {
+        return None;
+    }
+    let len = (data.len() - start).min(CHUNK);
+    let mut chunk;
+    let ptr;
+    match memchr::memchr(0, &data[start..start + len]) {
+        None => {
+            chunk = data[start..start + len].to_vec();
+            *offset += len;
+            ptr = start + len;
+        }
+        Some(nul) => {
+            chunk = data[start..start + nul].to_vec();
+            let mut p = start + nul;
+            while p < data.len() && chunk.len() < CHUNK {
+                let c = data[p];
+                p += 1;
+                if c != 0 {
+                    chunk.push(c);
+                }
+            }
+            *offset += p - start;
+            ptr = p;
+        }
+    }
+    if ptr < data.len() && !is_space(data[ptr]) {
+        // cut back to the last white space, if any (not down to the first byte)
+        let mut n = chunk.len();
+        while n > 1 && !is_space(chunk[n - 1]) {
+            n -= 1;
+        }
+        if n > 1 && n < chunk.len() {
+            *offset -= chunk.len() - n;
+            chunk.truncate(n);
+        }
+    }
+    Some(chunk)
+}
+
+/// A tag's arguments: (name, value without its quotes).
+#[derive(Default)]
+struct TagArgs(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl TagArgs {
+    fn add(&mut self, name: &[u8], value: Option<&[u8]>) {
+        let value = value.map(|v| {
+            // (C strings: a value stops at a NUL byte)
+            let v = &v[..v.iter().position(|&b| b == 0).unwrap_or(v.len())];
+            match v.strip_prefix(b"\"") {
+                Some(rest) if !rest.is_empty() => rest[..rest.len() - 1].to_vec(),
+                Some(rest) => rest.to_vec(),
+                None => v.to_vec(),
+            }
+        });
+        self.0.push((name.to_vec(), value));
+    }
+
+    fn value(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+    }
+
+    fn set(&mut self, name: &[u8], value: &[u8]) {
+        if let Some((_, v)) = self.0.iter_mut().find(|(n, _)| n == name) {
+            *v = Some(value.to_vec());
+        }
+    }
+
+    /// The tag written again with these arguments (libclamav's `html_output_tag`).
+    fn write_tag(&self, tag: &[u8], out: &mut Vec<u8>) {
+        out.push(b'<');
+        out.extend(tag);
+        for (name, value) in &self.0 {
+            out.push(b' ');
+            out.extend(name);
+            if let Some(v) = value {
+                out.extend(b"=\"");
+                out.extend(v.iter().map(u8::to_ascii_lowercase));
+                out.push(b'"');
+            }
+        }
+        out.push(b'>');
+    }
+}
+
+/// A code point as libclamav writes it: itself below 0xff, `.` for three full stops,
+/// `&#xNNNN;` otherwise; nothing for 0.
+fn u16_normalize(cp: u16, out: &mut Vec<u8>) {
+    match cp {
+        0 => {}
+        1..=0xfe => out.push(cp as u8),
+        0x3002 | 0xff0e | 0xfe52 => out.push(b'.'),
+        _ => out.extend(format!("&#x{cp:04x};").bytes()),
+    }
+}
+
+fn entity(name: &[u8]) -> Option<Vec<u8>> {
+    let name = std::str::from_utf8(name).ok()?;
+    let i = entities::ENTITIES.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+    let mut out = Vec::new();
+    u16_normalize(entities::ENTITIES[i].1, &mut out);
+    Some(out)
+}
+
+/// The normalised forms of `data`.
+pub fn normalise(data: &[u8]) -> Normalised {
+    Normaliser::default().run(data)
+}
+
+struct Normaliser {
+    o2: Vec<u8>,
+    text: Vec<u8>,
+    state: State,
+    next_state: State,
+    in_tag: InTag,
+    binary: bool,
+    escape: bool,
+    hex: bool,
+    quoted: Quoted,
+    value: i64,
+    length: u32,
+    text_space_written: bool,
+    tag: Vec<u8>,
+    tag_arg: Vec<u8>,
+    tag_val: Vec<u8>,
+    entity_val: Vec<u8>,
+    args: TagArgs,
+    mbchar: u32,
+    mbchar2: u32,
+    /// Where the current `<style>` block's text began in the current chunk.
+    style_begin: usize,
+}
+
+impl Default for Normaliser {
+    fn default() -> Self {
+        Normaliser {
+            o2: Vec::new(),
+            text: Vec::new(),
+            state: State::Norm,
+            next_state: State::Bad,
+            in_tag: InTag::None,
+            binary: false,
+            escape: false,
+            hex: false,
+            quoted: Quoted::No,
+            value: 0,
+            length: 0,
+            text_space_written: false,
+            tag: Vec::new(),
+            tag_arg: Vec::new(),
+            tag_val: Vec::new(),
+            entity_val: Vec::new(),
+            args: TagArgs::default(),
+            mbchar: 0,
+            mbchar2: 0,
+            style_begin: 0,
+        }
+    }
+}
+
+impl Normaliser {
+    fn push_val(&mut self, c: u8) {
+        if self.tag_val.len() < STR_LENGTH {
+            self.tag_val.push(c);
+        }
+    }
+
+    fn run(mut self, data: &[u8]) -> Normalised {
+        let mut offset = 0;
+        while let Some(mut line) = read_chunk(data, &mut offset) {
+            if self.in_tag == InTag::Style {
+                self.style_begin = 0;
+            }
+            let mut p = line.iter().take_while(|&&b| is_space(b)).count();
+            while p < line.len() {
+                if !self.binary && line[p] == b'\n' {
+                    line[p] = b' ';
+                    continue;
+                }
+                if !self.binary && line[p] == b'\r' {
+                    p += 1;
+                    continue;
+                }
+                if !self.step(&line, &mut p) {
+                    return self.finish();
+                }
+            }
+            if self.next_state == self.state {
+                self.next_state = State::Bad;
+            }
+        }
+        self.finish()
+    }
+
+    /// Unfinished entities at the end, then the result.
+    fn finish(mut self) -> Normalised {
+        if let Some(v) = entity(&self.entity_val) {
+            self.o2.extend(v);
+        } else if !self.entity_val.is_empty() {
+            self.o2.push(b'&');
+            let lower: Vec<u8> = self.entity_val.iter().map(u8::to_ascii_lowercase).collect();
+            self.o2.extend(lower);
+        }
+        Normalised { nocomment: self.o2, notags: self.text }
+    }
+
+    fn to(&mut self, state: State, next: State) {
+        self.state = state;
+        self.next_state = next;
+    }
+
+    /// One step of the state machine at `line[*p]`; `false` ends the normalisation (libclamav's
+    /// engine error).
+    fn step(&mut self, line: &[u8], p: &mut usize) -> bool {
+        let c = line[*p];
+        let extracting = self.in_tag != InTag::None;
+        match self.state {
+            State::Bad => return false,
+            State::SkipWs => {
+                if is_space(c) {
+                    *p += 1;
+                } else {
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                }
+            }
+            State::TrimWs => {
+                if is_space(c) {
+                    *p += 1;
+                } else {
+                    if !extracting {
+                        self.o2.push(b' ');
+                    }
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                }
+            }
+            State::EightBit => {
+                if c < 0x80 || self.mbchar >= 0x10000 {
+                    let m = self.mbchar;
+                    if m == 0xE38082 || m == 0xEFBC8E || m == 0xEFB992 || (m == 0xA1 && matches!(c, 0x43 | 0x44 | 0x4F))
+                    {
+                        self.o2.push(b'.');
+                        self.text.push(b'.');
+                        if m == 0xA1 {
+                            *p += 1;
+                            self.mbchar = 0;
+                            return true;
+                        }
+                    } else {
+                        let (c0, c1, c2) = ((m >> 16) as u8, (m >> 8) as u8, m as u8);
+                        if c0 != 0 {
+                            self.o2.push(c0);
+                            self.text.push(c0);
+                        }
+                        if c0 != 0 || c1 != 0 {
+                            self.o2.push(c1);
+                            self.text.push(c1);
+                        }
+                        self.o2.push(c2);
+                        // (libclamav writes the middle byte to the text here)
+                        self.text.push(c1);
+                    }
+                    self.mbchar = 0;
+                    let next = self.next_state;
+                    self.to(next, State::Norm);
+                } else {
+                    self.mbchar = (self.mbchar << 8) | u32::from(c);
+                    *p += 1;
+                }
+            }
+            State::Norm => {
+                if c == b'<' {
+                    self.o2.push(b'<');
+                    if !extracting && !self.text_space_written {
+                        self.text.push(b' ');
+                        self.text_space_written = true;
+                    }
+                    *p += 1;
+                    self.tag.clear();
+                    self.to(State::SkipWs, State::Tag);
+                } else if is_space(c) {
+                    if !self.text_space_written && !extracting {
+                        self.text.push(b' ');
+                        self.text_space_written = true;
+                    }
+                    self.to(State::TrimWs, State::Norm);
+                } else if c == b'&' {
+                    if !self.text_space_written && !extracting {
+                        self.text.push(b' ');
+                        self.text_space_written = true;
+                    }
+                    self.to(State::CharRef, State::Norm);
+                    *p += 1;
+                } else if c >= 0x80 {
+                    self.to(State::EightBit, State::Norm);
+                    self.mbchar = u32::from(c);
+                    *p += 1;
+                } else {
+                    let mut l = c.to_ascii_lowercase();
+                    if extracting && l == b'\'' {
+                        l = b'"';
+                    }
+                    self.o2.push(l);
+                    if !extracting {
+                        if c < 0x20 {
+                            if !self.text_space_written {
+                                self.text.push(b' ');
+                                self.text_space_written = true;
+                            }
+                        } else {
+                            self.text.push(l);
+                            self.text_space_written = false;
+                        }
+                    }
+                    *p += 1;
+                }
+            }
+            State::Tag => {
+                if self.tag.is_empty() && c == b'!' {
+                    if extracting {
+                        self.o2.push(b'!');
+                    } else {
+                        // rewind the '<' already written
+                        self.o2.pop();
+                    }
+                    self.to(State::Comment, State::Bad);
+                    *p += 1;
+                } else if c == b'>' {
+                    self.o2.push(b'>');
+                    *p += 1;
+                    self.to(State::SkipWs, State::ProcessTag);
+                } else if !is_space(c) {
+                    let l = c.to_ascii_lowercase();
+                    self.o2.push(l);
+                    if extracting && self.tag.is_empty() && c != b'/' {
+                        self.state = State::Norm;
+                    }
+                    if self.tag.len() < STR_LENGTH {
+                        self.tag.push(l);
+                    }
+                    *p += 1;
+                } else {
+                    self.tag_arg.clear();
+                    let next = if extracting { State::ProcessTag } else { State::TagArg };
+                    self.to(State::SkipWs, next);
+                }
+            }
+            State::TagArg => {
+                if c == b'=' {
+                    self.o2.push(b'=');
+                    *p += 1;
+                    self.escape = false;
+                    self.quoted = Quoted::No;
+                    self.tag_val.clear();
+                    self.to(State::SkipWs, State::TagArgVal);
+                } else if is_space(c) {
+                    *p += 1;
+                    self.to(State::SkipWs, State::TagArgEqual);
+                } else if c == b'>' {
+                    self.o2.push(b'>');
+                    if !self.tag_arg.is_empty() {
+                        let name = self.tag_arg.clone();
+                        self.args.add(&name, None);
+                    }
+                    *p += 1;
+                    self.to(State::ProcessTag, State::Bad);
+                } else {
+                    if self.tag_arg.is_empty() {
+                        self.o2.push(b' ');
+                    }
+                    let l = c.to_ascii_lowercase();
+                    self.o2.push(l);
+                    if self.tag_arg.len() < STR_LENGTH {
+                        self.tag_arg.push(l);
+                    }
+                    *p += 1;
+                }
+            }
+            State::TagArgEqual => {
+                if c == b'=' {
+                    self.o2.push(b'=');
+                    *p += 1;
+                    self.escape = false;
+                    self.quoted = Quoted::No;
+                    self.tag_val.clear();
+                    self.to(State::SkipWs, State::TagArgVal);
+                } else {
+                    if !self.tag_arg.is_empty() {
+                        let name = self.tag_arg.clone();
+                        self.args.add(&name, None);
+                    }
+                    self.tag_arg.clear();
+                    self.to(State::TagArg, State::Bad);
+                }
+            }
+            State::TagArgVal => {
+                if self.tag_val == b"data:" || self.tag_val == b"\"data:" {
+                    // an RFC 2397 URI: its data is not written here
+                    self.o2.pop();
+                    if self.quoted != Quoted::No {
+                        self.o2.push(b'"');
+                    }
+                    self.tag_val.clear();
+                    self.to(State::Rfc2397Type, State::TagArg);
+                } else if c == b'&' {
+                    self.to(State::CharRef, State::TagArgVal);
+                    *p += 1;
+                } else if c == b'\'' || c == b'"' {
+                    let mine = if c == b'\'' { Quoted::Single } else { Quoted::Double };
+                    self.o2.push(b'"');
+                    self.push_val(b'"');
+                    *p += 1;
+                    if self.tag_val.len() == 1 && self.quoted == Quoted::No {
+                        // (the first quote opened the value)
+                        self.quoted = mine;
+                    } else if !self.escape && self.quoted == mine {
+                        let (name, val) = (self.tag_arg.clone(), self.tag_val.clone());
+                        self.args.add(&name, Some(&val));
+                        self.tag_arg.clear();
+                        self.to(State::SkipWs, State::TagArg);
+                    }
+                } else if is_space(c) || c == b'>' {
+                    if self.quoted == Quoted::No {
+                        let (name, val) = (self.tag_arg.clone(), self.tag_val.clone());
+                        self.args.add(&name, Some(&val));
+                        self.tag_arg.clear();
+                        self.to(State::SkipWs, State::TagArg);
+                    } else {
+                        self.o2.push(c);
+                        self.push_val(if is_space(c) { b' ' } else { b'>' });
+                        self.escape = false;
+                        self.quoted = Quoted::No;
+                        *p += 1;
+                        self.to(State::SkipWs, State::TagArgVal);
+                    }
+                } else {
+                    let m = self.mbchar2;
+                    if m != 0 && (c < 0x80 || m >= 0x10000) {
+                        if m == 0xE38082
+                            || m == 0xEFBC8E
+                            || m == 0xEFB992
+                            || (m == 0xA1 && matches!(c, 0x43 | 0x44 | 0x4F))
+                        {
+                            self.o2.push(b'.');
+                            self.push_val(b'.');
+                            if m == 0xA1 {
+                                *p += 1;
+                                self.mbchar2 = 0;
+                                return true;
+                            }
+                        } else {
+                            let (c0, c1, c2) = ((m >> 16) as u8, (m >> 8) as u8, m as u8);
+                            if c0 != 0 {
+                                self.o2.push(c0);
+                            }
+                            if c0 != 0 || c1 != 0 {
+                                self.o2.push(c1);
+                            }
+                            self.o2.push(c2);
+                            if c0 != 0 {
+                                self.push_val(c0);
+                            }
+                            if c0 != 0 || c1 != 0 {
+                                self.push_val(c1);
+                            }
+                            self.push_val(c2);
+                        }
+                        self.mbchar2 = 0;
+                    }
+                    if c >= 0x80 {
+                        self.mbchar2 = (self.mbchar2 << 8) | u32::from(c);
+                    } else {
+                        self.o2.push(c.to_ascii_lowercase());
+                        self.push_val(c);
+                    }
+                    *p += 1;
+                }
+                self.escape = line.get(*p) == Some(&b'\\');
+            }
+            State::Comment => {
+                if extracting && !is_space(c) {
+                    let mut l = c.to_ascii_lowercase();
+                    if l == b'\'' {
+                        l = b'"';
+                    }
+                    self.o2.push(l);
+                }
+                if c == b'>' {
+                    self.to(State::SkipWs, State::Norm);
+                }
+                *p += 1;
+            }
+            State::ProcessTag => {
+                self.to(State::SkipWs, State::Norm);
+                if !self.process_tag(*p) {
+                    return false;
+                }
+            }
+            State::JsDecode => {
+                // an encoded script: written as it is up to the start marker (its decoding is
+                // not built here)
+                if line[*p..].starts_with(b"#@~^") {
+                    *p += 4;
+                    self.to(State::JsDecodeLength, State::Bad);
+                } else {
+                    self.o2.push(c.to_ascii_lowercase());
+                    *p += 1;
+                }
+            }
+            State::JsDecodeLength => {
+                if line.len() - *p < 8 {
+                    self.to(State::Norm, State::Bad);
+                } else {
+                    *p += 8;
+                    self.to(State::Norm, State::Bad);
+                }
+            }
+            State::CharRef => {
+                if c == b'#' {
+                    self.value = 0;
+                    self.hex = false;
+                    self.state = State::CharRefDecode;
+                    *p += 1;
+                } else {
+                    self.state = State::EntityRefDecode;
+                }
+            }
+            State::EntityRefDecode => {
+                let in_val = self.next_state == State::TagArgVal;
+                if c == b';' {
+                    match entity(&self.entity_val) {
+                        Some(v) => {
+                            for &b in &v {
+                                self.o2.push(b);
+                                if in_val {
+                                    self.push_val(b);
+                                }
+                            }
+                        }
+                        None => {
+                            self.o2.push(b'&');
+                            if in_val {
+                                self.push_val(b'&');
+                            }
+                            for b in self.entity_val.clone() {
+                                let l = b.to_ascii_lowercase();
+                                self.o2.push(l);
+                                if in_val {
+                                    self.push_val(l);
+                                }
+                            }
+                            if in_val {
+                                self.push_val(b';');
+                            }
+                            self.o2.push(b';');
+                        }
+                    }
+                    self.entity_val.clear();
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                    *p += 1;
+                } else if (c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-'))
+                    && self.entity_val.len() < STR_LENGTH
+                {
+                    self.entity_val.push(c);
+                    *p += 1;
+                } else {
+                    if in_val {
+                        self.push_val(b'&');
+                    }
+                    self.o2.push(b'&');
+                    for b in self.entity_val.clone() {
+                        let l = b.to_ascii_lowercase();
+                        self.o2.push(l);
+                        if in_val {
+                            self.push_val(l);
+                        }
+                    }
+                    self.entity_val.clear();
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                }
+            }
+            State::CharRefDecode => {
+                if self.value == 0 && (c == b'x' || c == b'X') {
+                    self.hex = true;
+                    *p += 1;
+                } else if c == b';' {
+                    if self.next_state == State::TagArgVal {
+                        self.push_val(self.value as u8);
+                    }
+                    if self.value < 0x80 {
+                        self.o2.push((self.value as u8).to_ascii_lowercase());
+                    } else {
+                        let mut out = Vec::new();
+                        u16_normalize(self.value as u16, &mut out);
+                        self.o2.extend(out);
+                    }
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                    *p += 1;
+                } else if c.is_ascii_digit() || (self.hex && c.is_ascii_hexdigit()) {
+                    let base = if self.hex { 16 } else { 10 };
+                    let digit =
+                        i64::from(if c.is_ascii_digit() { c - b'0' } else { c.to_ascii_lowercase() - b'a' + 10 });
+                    match self.value.checked_mul(base).and_then(|v| v.checked_add(digit)) {
+                        Some(v) => {
+                            self.value = v;
+                            *p += 1;
+                        }
+                        None => {
+                            self.o2.push(self.value as u8);
+                            let next = self.next_state;
+                            self.to(next, State::Bad);
+                            *p += 1;
+                        }
+                    }
+                } else {
+                    self.o2.push(self.value as u8);
+                    let next = self.next_state;
+                    self.to(next, State::Bad);
+                }
+            }
+            State::Rfc2397Type => {
+                if c == b'\'' || c == b'"' {
+                    let mine = if c == b'\'' { Quoted::Single } else { Quoted::Double };
+                    *p += 1;
+                    if !self.escape && self.quoted == mine {
+                        self.tag_arg.clear();
+                        self.to(State::SkipWs, State::TagArg);
+                    } else {
+                        self.push_val(b'"');
+                    }
+                } else if is_space(c) || c == b'>' {
+                    if self.quoted == Quoted::No {
+                        self.tag_arg.clear();
+                        self.to(State::SkipWs, State::TagArg);
+                    } else {
+                        self.push_val(if is_space(c) { b' ' } else { b'>' });
+                        self.escape = false;
+                        self.quoted = Quoted::No;
+                        *p += 1;
+                        self.to(State::SkipWs, State::Rfc2397Type);
+                    }
+                } else if c == b',' {
+                    self.escape = false;
+                    *p += 1;
+                    self.to(State::Rfc2397Init, State::Bad);
+                } else {
+                    self.push_val(c.to_ascii_lowercase());
+                    *p += 1;
+                }
+                self.escape = line.get(*p) == Some(&b'\\');
+            }
+            State::Rfc2397Init => {
+                self.state = State::Rfc2397Data;
+                self.binary = true;
+            }
+            State::Rfc2397Data => {
+                // the data goes to a file of its own in libclamav; here, nowhere
+                if c == b'&' {
+                    self.to(State::CharRef, State::Rfc2397Data);
+                    *p += 1;
+                } else if c == b'%' {
+                    self.length = 0;
+                    self.value = 0;
+                    self.to(State::EscapeChar, State::Rfc2397Esc);
+                    *p += 1;
+                } else if c == b'\'' || c == b'"' {
+                    let mine = if c == b'\'' { Quoted::Single } else { Quoted::Double };
+                    if !self.escape && self.quoted == mine {
+                        self.state = State::Rfc2397Finish;
+                    }
+                    *p += 1;
+                } else if is_space(c) || c == b'>' {
+                    if self.quoted == Quoted::No {
+                        self.state = State::Rfc2397Finish;
+                    }
+                    *p += 1;
+                } else {
+                    *p += 1;
+                }
+                self.escape = line.get(*p) == Some(&b'\\');
+            }
+            State::Rfc2397Finish => {
+                self.escape = false;
+                self.quoted = Quoted::No;
+                self.binary = false;
+                self.to(State::SkipWs, State::TagArg);
+            }
+            State::Rfc2397Esc => {
+                self.state = State::Rfc2397Data;
+            }
+            State::EscapeChar => {
+                match self.value.checked_mul(16) {
+                    Some(v) => self.value = v,
+                    None => {
+                        let next = self.next_state;
+                        self.to(next, State::Bad);
+                        *p += 1;
+                        return true;
+                    }
+                }
+                self.length += 1;
+                if c.is_ascii_hexdigit() {
+                    self.value +=
+                        i64::from(if c.is_ascii_digit() { c - b'0' } else { c.to_ascii_lowercase() - b'a' + 10 });
+                } else {
+                    self.state = self.next_state;
+                }
+                if self.length == 2 {
+                    self.state = self.next_state;
+                }
+                *p += 1;
+            }
+        }
+        true
+    }
+
+    /// A tag that ended, at `p` in the chunk: scripts and styles begin and end; `<a href>` and
+    /// `<img src>` give their link to the text. `false` ends the normalisation: libclamav stops
+    /// where a `</style>` seems to end before its block began (when the tag is processed in the
+    /// next chunk).
+    fn process_tag(&mut self, p: usize) -> bool {
+        let tag = self.tag.clone();
+        if tag.first() == Some(&b'/') {
+            if tag == b"/script" {
+                self.in_tag = InTag::None;
+            } else if tag == b"/style" && self.in_tag == InTag::Style {
+                if (p as isize) - 8 < self.style_begin as isize {
+                    return false;
+                }
+                self.in_tag = InTag::None;
+            }
+        } else if tag == b"script" {
+            let language = self.args.value(b"language").map(<[u8]>::to_ascii_lowercase);
+            let plain: Option<&[u8]> = match language.as_deref() {
+                Some(b"jscript.encode") => Some(b"javascript"),
+                Some(b"vbscript.encode") => Some(b"vbscript"),
+                _ => None,
+            };
+            if let Some(plain) = plain {
+                self.args.set(b"language", plain);
+                self.to(State::SkipWs, State::JsDecode);
+                self.args.write_tag(&tag, &mut self.o2);
+            }
+            self.in_tag = InTag::Script;
+        } else if tag == b"style" {
+            self.in_tag = InTag::Style;
+            self.style_begin = p;
+        } else if tag == b"a" || tag == b"img" {
+            let attr: &[u8] = if tag == b"a" { b"href" } else { b"src" };
+            if let Some(v) = self.args.value(attr).filter(|v| !v.is_empty()) {
+                let v = v.to_vec();
+                self.text.extend(v);
+                self.text.push(b' ');
+                self.text_space_written = true;
+            }
+        }
+        self.args = TagArgs::default();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
