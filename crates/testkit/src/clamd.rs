@@ -1,6 +1,5 @@
 //! A real clamd (Debian's clamav-daemon) started with a small database of our own.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ impl ClamdProcess {
         for f in ["mxshield.hdb", "mxshield.ndb"] {
             std::fs::copy(sigs.join(f), dir.join("db").join(f)).unwrap();
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::free_port();
         let conf = format!(
             "Foreground yes\nDatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nLogFile {dir}/clamd.log\nTemporaryDirectory {dir}\nPidFile {dir}/clamd.pid\nStreamMaxLength 1M\n",
             db = dir.join("db").display(),
