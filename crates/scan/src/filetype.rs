@@ -100,7 +100,7 @@ impl FileType {
             FileType::Tar
         } else if looks_like_mail(d) {
             FileType::Mail
-        } else if looks_like_html(d) {
+        } else if crate::html::is_html(d) {
             FileType::Html
         } else if is_text(d) {
             FileType::Text
@@ -115,6 +115,7 @@ impl FileType {
         match t {
             0 => true,
             1 => self == FileType::Pe,
+            3 => self == FileType::Html,
             2 => self == FileType::Ole2,
             4 => self == FileType::Mail,
             5 => self == FileType::Image,
@@ -188,18 +189,98 @@ fn looks_like_mail(d: &[u8]) -> bool {
     known >= 2 && (head.starts_with(b"From ") || head.first().is_some_and(|c| c.is_ascii_alphabetic()))
 }
 
-fn looks_like_html(d: &[u8]) -> bool {
-    let head: Vec<u8> = d[..d.len().min(1024)].iter().map(u8::to_ascii_lowercase).collect();
-    let trimmed = head.trim_ascii_start();
-    trimmed.starts_with(b"<!doctype html")
-        || trimmed.starts_with(b"<html")
-        || memchr::memmem::find(&head, b"<html").is_some()
+/// How much of a file libclamav looks at to type it.
+const TYPING_WINDOW: usize = 1028;
+
+/// libclamav's classes of bytes in text: never in text, plain ASCII text, ISO-8859, other
+/// extended ASCII.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TextClass {
+    Never,
+    Ascii,
+    Extended,
 }
 
+fn text_class(b: u8) -> TextClass {
+    match b {
+        0x07..=0x0a | 0x0c | 0x0d | 0x1b | 0x20..=0x7e | 0x85 => TextClass::Ascii,
+        0x00..=0x1f | 0x7f => TextClass::Never,
+        _ => TextClass::Extended,
+    }
+}
+
+/// libclamav's "ASCII text": no byte of the first 1,028 that never appears in text (8-bit
+/// bytes are allowed: ISO-8859 and other extended ASCII).
+pub fn is_ascii_text(d: &[u8]) -> bool {
+    d[..d.len().min(TYPING_WINDOW)].iter().all(|&b| text_class(b) != TextClass::Never)
+}
+
+/// libclamav's UTF-8 text: valid sequences, at least one of several bytes, and only plain
+/// ASCII text bytes otherwise (a sequence cut by the end of the window counts).
+fn is_utf8_text(d: &[u8]) -> bool {
+    let mut got_one = false;
+    let mut i = 0;
+    while i < d.len() {
+        let b = d[i];
+        if b & 0x80 == 0 {
+            if text_class(b) != TextClass::Ascii {
+                return false;
+            }
+        } else if b & 0x40 == 0 {
+            return false;
+        } else {
+            // 110xxxxx begins two bytes, 1110xxxx three … 1111110x six (libclamav's rule)
+            let ones = b.leading_ones();
+            if ones >= 7 {
+                return false;
+            }
+            for _ in 1..ones {
+                i += 1;
+                if i >= d.len() {
+                    return got_one;
+                }
+                if d[i] & 0xc0 != 0x80 {
+                    return false;
+                }
+            }
+            got_one = true;
+        }
+        i += 1;
+    }
+    got_one
+}
+
+/// libclamav's UTF-16 text: with a byte-order mark, fewer than half bad characters; without
+/// one (read big-endian), no character below 128 that is not plain text.
+fn is_utf16_text(d: &[u8]) -> bool {
+    if d.len() < 2 {
+        return false;
+    }
+    let (big, bom) = match (d[0], d[1]) {
+        (0xff, 0xfe) => (false, true),
+        (0xfe, 0xff) => (true, true),
+        _ => (true, false),
+    };
+    let mut bad = 0;
+    for pair in d[2..].chunks_exact(2) {
+        let c = if big { u16::from_be_bytes([pair[0], pair[1]]) } else { u16::from_le_bytes([pair[0], pair[1]]) };
+        if c == 0xfffe {
+            return false;
+        }
+        if c < 128 && text_class(c as u8) != TextClass::Ascii {
+            if !bom {
+                return false;
+            }
+            bad += 1;
+        }
+    }
+    !(bom && bad >= d.len() / 2)
+}
+
+/// Whether libclamav takes `d` for text (ASCII, UTF-8 or UTF-16), from its first 1,028 bytes.
 fn is_text(d: &[u8]) -> bool {
-    let sample = &d[..d.len().min(8192)];
-    let bad = sample.iter().filter(|&&b| b < 0x09 || (0x0e..0x20).contains(&b) && b != 0x1b).count();
-    bad * 100 <= sample.len()
+    let w = &d[..d.len().min(TYPING_WINDOW)];
+    is_ascii_text(w) || is_utf8_text(w) || is_utf16_text(w)
 }
 
 /// The normalised copy of a text file that ClamAV also matches (target types 0 and 7):

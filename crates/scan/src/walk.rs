@@ -121,15 +121,27 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Runs the signatures on a non-container buffer — and, for text, on its normalised copy
-    /// as ClamAV does (target types 0 and 7); true if one matched.
+    /// Runs the signatures on a non-container buffer — and, as ClamAV does, on the normalised
+    /// forms of HTML (`nocomment`, `notags`: target types 0 and 3) for a file typed HTML or
+    /// text holding HTML, else on the normalised copy of text (target types 0 and 7); true if
+    /// one matched.
     fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
         self.scanned += data.len() as u64;
         let container = self.container;
+        let html = ft == FileType::Html
+            || (ft == FileType::Text && crate::filetype::is_ascii_text(data) && crate::html::holds_html(data));
         let hit = self.sigs.check_in(data, ft, container).or_else(|| {
-            (ft == FileType::Text && self.sigs.has_normalized())
-                .then(|| self.sigs.check_normalized(&crate::filetype::normalize_text(data), container))
-                .flatten()
+            if html {
+                let n = crate::html::normalise(data);
+                self.scanned += (n.nocomment.len() + n.notags.len()) as u64;
+                self.sigs
+                    .check_in(&n.nocomment, FileType::Html, container)
+                    .or_else(|| self.sigs.check_in(&n.notags, FileType::Html, container))
+            } else if ft == FileType::Text && self.sigs.has_normalized() {
+                self.sigs.check_normalized(&crate::filetype::normalize_text(data), container)
+            } else {
+                None
+            }
         });
         match hit {
             Some(d) => {

@@ -1,5 +1,5 @@
-//! HTML normalised as libclamav's `htmlnorm.c` normalises it (read as a reference), for target
-//! type 3 signatures: `nocomment` (tags and text lower-cased, comments dropped, white space
+//! HTML typed and normalised as libclamav types and normalises it (`htmlnorm.c` read as a
+//! reference), for target type 3 signatures: `nocomment` (tags and text lower-cased, comments dropped, white space
 //! squeezed, entities decoded, tag attributes re-quoted) and `notags` (the text only, with the
 //! links of `<a href>` and `<img src>`). The input is read in chunks as libclamav reads it (at
 //! most 8,191 bytes, NUL bytes dropped, cut back to a white space, leading white space of each
@@ -11,6 +11,65 @@
 //! libclamav leaves it out).
 
 mod entities;
+
+/// How far into a file libclamav looks for the tags that make it HTML.
+const TYPING_WINDOW: usize = 1024;
+
+/// The tags that make libclamav take a file for HTML, as measured with clamscan: each in
+/// lower case, in upper case and — `true` here — capitalised (`<Html>`); no other mix.
+const TAGS: &[(&[u8], bool)] = &[
+    (b"<html>", true),
+    (b"<head>", true),
+    (b"<script", true),
+    (b"<img", true),
+    (b"<object", true),
+    (b"<iframe", false),
+    (b"<table", false),
+];
+
+/// Where the first of those tags (or `<a href`: `a` in either case, spaces, then `href`,
+/// `HREF` or `Href`) ends in `data`, if anywhere. One pass over the `<` of the data.
+fn first_tag_end(data: &[u8]) -> Option<usize> {
+    let tag_at = |i: usize| -> Option<usize> {
+        let rest = &data[i..];
+        for &(tag, capitalised) in TAGS {
+            let Some(head) = rest.get(..tag.len()) else { continue };
+            let lower = head.eq_ignore_ascii_case(tag);
+            if lower {
+                let word = &head[1..];
+                let all_lower = word.iter().all(|b| !b.is_ascii_uppercase());
+                let all_upper = word.iter().all(|b| !b.is_ascii_lowercase());
+                let cap =
+                    capitalised && word[0].is_ascii_uppercase() && word[1..].iter().all(|b| !b.is_ascii_uppercase());
+                if all_lower || all_upper || cap {
+                    return Some(i + tag.len());
+                }
+            }
+        }
+        if matches!(rest, [b'<', b'a' | b'A', b' ', ..]) {
+            let spaces = rest[2..].iter().take_while(|&&b| b == b' ').count();
+            let after = &rest[2 + spaces..];
+            if [&b"href"[..], b"HREF", b"Href"].iter().any(|h| after.starts_with(h)) {
+                return Some(i + 2 + spaces + 4);
+            }
+        }
+        None
+    };
+    memchr::memchr_iter(b'<', data).find_map(tag_at)
+}
+
+/// Whether libclamav types `data` as HTML from the start: one of its HTML tags ends within the
+/// first 1,024 bytes (whatever the bytes around it).
+pub fn is_html(data: &[u8]) -> bool {
+    let window = &data[..data.len().min(TYPING_WINDOW)];
+    first_tag_end(window).is_some()
+}
+
+/// Whether a text file holds an HTML tag anywhere (libclamav then also normalises it as HTML,
+/// and not as text).
+pub fn holds_html(data: &[u8]) -> bool {
+    first_tag_end(data).is_some()
+}
 
 /// The two normalised forms of an HTML document.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
