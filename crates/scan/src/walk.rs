@@ -19,12 +19,14 @@ pub struct Walker<'a> {
     /// The type of the container the buffer being scanned came out of (for `.ldb`
     /// `Container:` conditions); `None` at the top.
     container: Option<FileType>,
+    /// The `data:` URIs of the HTML just matched, to scan as its members.
+    data_uris: Vec<Vec<u8>>,
 }
 
 impl<'a> Walker<'a> {
     /// A walker over `sigs` with a fresh budget.
     pub fn new(sigs: &'a Signatures, budget: Budget) -> Self {
-        Walker { sigs, budget, scanned: 0, container: None }
+        Walker { sigs, budget, scanned: 0, container: None, data_uris: Vec::new() }
     }
 
     /// Scans `data` (named `name`, at container depth `depth`); `mail` forces MIME parsing.
@@ -46,8 +48,21 @@ impl<'a> Walker<'a> {
         }
         // A container's own bytes are matched after its members, so that a finding names the
         // innermost layer; they are matched at all only if the members could not all be read.
-        if ft != FileType::Mail && !ft.is_container() && self.matched(&mut layer, data, ft) {
+        let hit = ft != FileType::Mail && !ft.is_container() && self.matched(&mut layer, data, ft);
+        // an HTML document's `data:` URIs: scanned as the small messages libclamav makes of them
+        let uris = std::mem::take(&mut self.data_uris);
+        if hit {
             return layer;
+        }
+        if !uris.is_empty() && depth < self.budget.limits.max_depth {
+            for (i, uri) in uris.into_iter().enumerate() {
+                let child = self.inside(ft, |w| w.scan(format!("data: URI {}", i + 1), &uri, depth + 1, true));
+                let stop = child.overall().is_limit();
+                layer.children.push(child);
+                if stop {
+                    break;
+                }
+            }
         }
         if let Some(kind) = encrypted::document_encryption(ft, data) {
             layer.verdict = Verdict::Encrypted(kind.to_string());
@@ -134,6 +149,7 @@ impl<'a> Walker<'a> {
             if html {
                 let n = crate::html::normalise(data);
                 self.scanned += (n.nocomment.len() + n.notags.len()) as u64;
+                self.data_uris = n.data_uris;
                 self.sigs
                     .check_in(&n.nocomment, FileType::Html, container)
                     .or_else(|| self.sigs.check_in(&n.notags, FileType::Html, container))

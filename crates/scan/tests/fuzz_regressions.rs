@@ -102,3 +102,19 @@ fn the_sigdb_fuzz_corpus_replays() {
     }
     assert!(n > 1000 && loaded > 100, "only {n} inputs, {loaded} loaded");
 }
+
+/// The `html_normalise` fuzzer's corpus: every input normalises (typing, forms, `data:` URIs)
+/// without a panic and within the fuzz target's bounds on size.
+#[test]
+fn the_html_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/html_normalise");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        let _ = scan::html::is_html(&data);
+        let norm = scan::html::normalise(&data);
+        assert!(norm.nocomment.len() <= 8 * data.len() + 16);
+        n += 1;
+    }
+    assert!(n > 100, "only {n} inputs");
+}

@@ -78,6 +78,11 @@ pub struct Normalised {
     pub nocomment: Vec<u8>,
     /// libclamav's `notags.html`.
     pub notags: Vec<u8>,
+    /// Each `data:` URI of the attributes, as the small message libclamav writes for it
+    /// (`From html-normalise`, its `Content-type:`, `Content-transfer-encoding: base64` when
+    /// the type says `;base64`, a blank line, the data with `%XX` escapes decoded), to be
+    /// scanned as a message, as libclamav scans it.
+    pub data_uris: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +269,9 @@ struct Normaliser {
     mbchar2: u32,
     /// Where the current `<style>` block's text began in the current chunk.
     style_begin: usize,
+    /// The `data:` URI being read, and those read.
+    data_uri: Option<Vec<u8>>,
+    data_uris: Vec<Vec<u8>>,
 }
 
 impl Default for Normaliser {
@@ -289,6 +297,8 @@ impl Default for Normaliser {
             mbchar: 0,
             mbchar2: 0,
             style_begin: 0,
+            data_uri: None,
+            data_uris: Vec::new(),
         }
     }
 }
@@ -336,7 +346,21 @@ impl Normaliser {
             let lower: Vec<u8> = self.entity_val.iter().map(u8::to_ascii_lowercase).collect();
             self.o2.extend(lower);
         }
-        Normalised { nocomment: self.o2, notags: self.text }
+        self.end_data_uri();
+        Normalised { nocomment: self.o2, notags: self.text, data_uris: self.data_uris }
+    }
+
+    fn end_data_uri(&mut self) {
+        if let Some(uri) = self.data_uri.take() {
+            self.data_uris.push(uri);
+        }
+    }
+
+    /// A byte of the current `data:` URI's data.
+    fn data(&mut self, b: u8) {
+        if let Some(uri) = self.data_uri.as_mut() {
+            uri.push(b);
+        }
     }
 
     fn to(&mut self, state: State, next: State) {
@@ -789,11 +813,19 @@ impl Normaliser {
                 self.escape = line.get(*p) == Some(&b'\\');
             }
             State::Rfc2397Init => {
+                self.end_data_uri();
+                let mut head = b"From html-normalise\nContent-type: ".to_vec();
+                head.extend(&self.tag_val);
+                head.push(b'\n');
+                if memchr::memmem::find(&self.tag_val, b";base64").is_some() {
+                    head.extend(b"Content-transfer-encoding: base64\n");
+                }
+                head.push(b'\n');
+                self.data_uri = Some(head);
                 self.state = State::Rfc2397Data;
                 self.binary = true;
             }
             State::Rfc2397Data => {
-                // the data goes to a file of its own in libclamav; here, nowhere
                 if c == b'&' {
                     self.to(State::CharRef, State::Rfc2397Data);
                     *p += 1;
@@ -806,25 +838,39 @@ impl Normaliser {
                     let mine = if c == b'\'' { Quoted::Single } else { Quoted::Double };
                     if !self.escape && self.quoted == mine {
                         self.state = State::Rfc2397Finish;
+                    } else {
+                        self.data(c);
                     }
                     *p += 1;
                 } else if is_space(c) || c == b'>' {
                     if self.quoted == Quoted::No {
                         self.state = State::Rfc2397Finish;
+                    } else {
+                        self.data(c);
                     }
                     *p += 1;
                 } else {
+                    self.data(c);
                     *p += 1;
                 }
                 self.escape = line.get(*p) == Some(&b'\\');
             }
             State::Rfc2397Finish => {
+                self.end_data_uri();
                 self.escape = false;
                 self.quoted = Quoted::No;
                 self.binary = false;
                 self.to(State::SkipWs, State::TagArg);
             }
             State::Rfc2397Esc => {
+                match self.length {
+                    2 => self.data(self.value as u8),
+                    1 => {
+                        self.data(b'%');
+                        self.data((self.value as u8).wrapping_add(b'0'));
+                    }
+                    _ => self.data(b'%'),
+                }
                 self.state = State::Rfc2397Data;
             }
             State::EscapeChar => {
