@@ -56,6 +56,11 @@ impl<'a> Walker<'a> {
         }
         if !uris.is_empty() && depth < self.budget.limits.max_depth {
             for (i, uri) in uris.into_iter().enumerate() {
+                // each counts as a member (a page may hold a million of them)
+                if let Err(l) = self.budget.entry() {
+                    layer.verdict = Verdict::LimitExceeded(l);
+                    break;
+                }
                 let child = self.inside(ft, |w| w.scan(format!("data: URI {}", i + 1), &uri, depth + 1, true));
                 let stop = child.overall().is_limit();
                 layer.children.push(child);

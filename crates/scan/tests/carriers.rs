@@ -530,3 +530,15 @@ fn counting_a_split_sub_signature_is_bounded_on_hostile_data() {
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
     assert!(!r.verdict().is_limit(), "{:?}", r.verdict());
 }
+
+/// An HTML page's `data:` URIs are scanned (EICAR in base64 in an `<img src>`, as clamscan
+/// finds it), and a page with more of them than a scan may open members stops at the limit
+/// instead of scanning a hundred thousand small messages.
+#[test]
+fn data_uris_in_html_are_scanned_and_counted() {
+    let uri = format!("<img src=\"data:application/octet-stream;base64,{}\">", b64(EICAR));
+    assert_eq!(verdict(format!("<html><body>{uri}</body></html>").as_bytes()), infected());
+    let many = format!("<html><body>{}</body></html>", "<img src=\"data:text/plain,x\">".repeat(100_000));
+    let v = verdict(many.as_bytes());
+    assert!(matches!(v, Verdict::LimitExceeded(Limit::Entries { .. })), "{v:?}");
+}
