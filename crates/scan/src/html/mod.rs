@@ -234,6 +234,26 @@ fn u16_normalize(cp: u16, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether libclamav writes the pending multi-byte character `m` (before byte `next`) as a
+/// full stop: the ideographic, full-width and small full stops, and 0xA1 before C, D or O.
+fn is_full_stop(m: u32, next: u8) -> bool {
+    matches!(m, 0xE38082 | 0xEFBC8E | 0xEFB992) || (m == 0xA1 && matches!(next, 0x43 | 0x44 | 0x4F))
+}
+
+/// The bytes of the pending multi-byte character `m` (up to three, without leading zeros).
+fn mb_bytes(m: u32) -> Vec<u8> {
+    let (c0, c1, c2) = ((m >> 16) as u8, (m >> 8) as u8, m as u8);
+    let mut out = Vec::with_capacity(3);
+    if c0 != 0 {
+        out.push(c0);
+    }
+    if c0 != 0 || c1 != 0 {
+        out.push(c1);
+    }
+    out.push(c2);
+    out
+}
+
 fn entity(name: &[u8]) -> Option<Vec<u8>> {
     let name = std::str::from_utf8(name).ok()?;
     let i = entities::ENTITIES.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
@@ -397,8 +417,7 @@ impl Normaliser {
             State::EightBit => {
                 if c < 0x80 || self.mbchar >= 0x10000 {
                     let m = self.mbchar;
-                    if m == 0xE38082 || m == 0xEFBC8E || m == 0xEFB992 || (m == 0xA1 && matches!(c, 0x43 | 0x44 | 0x4F))
-                    {
+                    if is_full_stop(m, c) {
                         self.o2.push(b'.');
                         self.text.push(b'.');
                         if m == 0xA1 {
@@ -407,18 +426,11 @@ impl Normaliser {
                             return true;
                         }
                     } else {
-                        let (c0, c1, c2) = ((m >> 16) as u8, (m >> 8) as u8, m as u8);
-                        if c0 != 0 {
-                            self.o2.push(c0);
-                            self.text.push(c0);
-                        }
-                        if c0 != 0 || c1 != 0 {
-                            self.o2.push(c1);
-                            self.text.push(c1);
-                        }
-                        self.o2.push(c2);
-                        // (libclamav writes the middle byte to the text here)
-                        self.text.push(c1);
+                        let bytes = mb_bytes(m);
+                        self.o2.extend(&bytes);
+                        // (libclamav writes the middle byte to the text in place of the last)
+                        self.text.extend(&bytes[..bytes.len() - 1]);
+                        self.text.push((m >> 8) as u8);
                     }
                     self.mbchar = 0;
                     let next = self.next_state;
@@ -596,11 +608,7 @@ impl Normaliser {
                 } else {
                     let m = self.mbchar2;
                     if m != 0 && (c < 0x80 || m >= 0x10000) {
-                        if m == 0xE38082
-                            || m == 0xEFBC8E
-                            || m == 0xEFB992
-                            || (m == 0xA1 && matches!(c, 0x43 | 0x44 | 0x4F))
-                        {
+                        if is_full_stop(m, c) {
                             self.o2.push(b'.');
                             self.push_val(b'.');
                             if m == 0xA1 {
@@ -609,21 +617,10 @@ impl Normaliser {
                                 return true;
                             }
                         } else {
-                            let (c0, c1, c2) = ((m >> 16) as u8, (m >> 8) as u8, m as u8);
-                            if c0 != 0 {
-                                self.o2.push(c0);
+                            for b in mb_bytes(m) {
+                                self.o2.push(b);
+                                self.push_val(b);
                             }
-                            if c0 != 0 || c1 != 0 {
-                                self.o2.push(c1);
-                            }
-                            self.o2.push(c2);
-                            if c0 != 0 {
-                                self.push_val(c0);
-                            }
-                            if c0 != 0 || c1 != 0 {
-                                self.push_val(c1);
-                            }
-                            self.push_val(c2);
                         }
                         self.mbchar2 = 0;
                     }
