@@ -383,6 +383,16 @@ impl Normaliser {
         }
     }
 
+    /// An attribute's `=` at `*p`: its value follows.
+    fn begin_value(&mut self, p: &mut usize) {
+        self.o2.push(b'=');
+        *p += 1;
+        self.escape = false;
+        self.quoted = Quoted::No;
+        self.tag_val.clear();
+        self.to(State::SkipWs, State::TagArgVal);
+    }
+
     fn to(&mut self, state: State, next: State) {
         self.state = state;
         self.next_state = next;
@@ -519,12 +529,7 @@ impl Normaliser {
             }
             State::TagArg => {
                 if c == b'=' {
-                    self.o2.push(b'=');
-                    *p += 1;
-                    self.escape = false;
-                    self.quoted = Quoted::No;
-                    self.tag_val.clear();
-                    self.to(State::SkipWs, State::TagArgVal);
+                    self.begin_value(p);
                 } else if is_space(c) {
                     *p += 1;
                     self.to(State::SkipWs, State::TagArgEqual);
@@ -550,12 +555,7 @@ impl Normaliser {
             }
             State::TagArgEqual => {
                 if c == b'=' {
-                    self.o2.push(b'=');
-                    *p += 1;
-                    self.escape = false;
-                    self.quoted = Quoted::No;
-                    self.tag_val.clear();
-                    self.to(State::SkipWs, State::TagArgVal);
+                    self.begin_value(p);
                 } else {
                     if !self.tag_arg.is_empty() {
                         let name = self.tag_arg.clone();
