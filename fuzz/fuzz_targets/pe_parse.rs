@@ -1,5 +1,6 @@
-//! The PE header reader and the import table walk: any bytes give a header or none, a table
-//! text or none, never a panic; PE-aware signatures over them match or not.
+//! The PE header reader, the import table walk and the ELF header reader: any bytes give a
+//! header or none, a table text or none, never a panic; executable-aware signatures over them
+//! match or not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,4 +27,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = info.import_table(&pe);
     }
     let _ = signatures().check(&pe, scan::FileType::Pe);
+    // the same bytes as an ELF file
+    let mut elf = b"\x7fELF".to_vec();
+    elf.extend_from_slice(data);
+    let _ = scan::elf::parse(&elf);
+    let _ = signatures().check(&elf, scan::FileType::Elf);
 });

@@ -162,7 +162,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         ("b.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:Eicar.Sha256\n"),
         (
             "c.ndb",
-            "Good.Body:0:*:4142434445464748\nEp.Sig:6:EP+0:7f454c46\nFuture.Sig:13:*:3c7363726970743e\nVersion.Sig:1:VI:4142434445\n",
+            "Good.Body:0:*:4142434445464748\nEp.Sig:9:EP+0:cffaedfe\nFuture.Sig:13:*:3c7363726970743e\nVersion.Sig:1:VI:4142434445\n",
         ),
         (
             "d.ldb",
@@ -194,7 +194,7 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         "PE section hashes: 2",
         "PE import hashes:  1",
         "        1  file type magic (.ftm)",
-        "  c.ndb:2: offsets relative to the entry point or sections of ELF and Mach-O files (EP+0)",
+        "  c.ndb:2: offsets relative to the entry point or sections of Mach-O files (EP+0)",
         "  c.ndb:3: target type 13",
         "  c.ndb:4: version-information and macro offsets (VI)",
         "  d.ldb:2: logical signature: macros",

@@ -13,6 +13,7 @@
 
 pub mod clamd;
 pub mod disinfect;
+pub mod elf;
 pub mod encrypted;
 pub mod filetype;
 pub mod html;

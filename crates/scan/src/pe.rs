@@ -164,6 +164,12 @@ fn name_at(data: &[u8], at: usize) -> &[u8] {
 }
 
 impl PeInfo {
+    /// The layout of another kind of executable (ELF): an entry point and sections, no
+    /// import table.
+    pub(crate) fn from_layout(ep: u32, sections: Vec<Section>) -> PeInfo {
+        PeInfo { ep, sections, pe32plus: false, imports: None, hdr_size: 0, fsize: 0 }
+    }
+
     /// The text libclamav hashes for an import table hash (`.imp`): `dll.function` for every
     /// import, lower-cased, joined by commas, the DLL name without a `.dll`, `.ocx` or `.sys`
     /// extension, an import by ordinal as `ordN`. `None` where libclamav computes none: a

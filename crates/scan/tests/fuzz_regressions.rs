@@ -76,6 +76,9 @@ fn the_pe_fuzz_corpus_replays() {
             let _ = info.import_table(&pe);
         }
         let _ = sigs.check(&pe, scan::FileType::Pe);
+        let mut elf = b"\x7fELF".to_vec();
+        elf.extend(&pe[2..]);
+        let _ = scan::elf::parse(&elf);
         n += 1;
     }
     assert!(n > 100 && parsed > 10, "only {n} inputs, {parsed} parsed");

@@ -36,13 +36,13 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// (kind, name, line) signatures made from `data`'s layout.
-fn signatures(stem: &str, data: &[u8], pe: &scan::pe::PeInfo) -> Vec<(&'static str, String, String)> {
+fn signatures(stem: &str, data: &[u8], pe: &scan::pe::PeInfo, target: u32) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     let at = |o: u64, n: usize| data.get(o as usize..o as usize + n).map(hex);
     let mut ndb = |label: &str, offset: String, o: u64| {
         if let Some(h) = at(o, 12) {
             let name = format!("Pe.{stem}.{label}");
-            out.push(("ndb", name.clone(), format!("{name}:1:{offset}:{h}")));
+            out.push(("ndb", name.clone(), format!("{name}:{target}:{offset}:{h}")));
         }
     };
     let ep = u64::from(pe.ep);
@@ -70,7 +70,7 @@ fn signatures(stem: &str, data: &[u8], pe: &scan::pe::PeInfo) -> Vec<(&'static s
             && let Some(h) = at(u64::from(s.raw) + u64::from(s.rsz) / 3, 12)
         {
             let name = format!("Pe.{stem}.Se{i}");
-            lines.push(("ndb", name.clone(), format!("{name}:1:SE{i}:{}??{}", &h[..10], &h[12..])));
+            lines.push(("ndb", name.clone(), format!("{name}:{target}:SE{i}:{}??{}", &h[..10], &h[12..])));
         }
     }
     if let Some(h) = at(ep, 12) {
@@ -80,16 +80,19 @@ fn signatures(stem: &str, data: &[u8], pe: &scan::pe::PeInfo) -> Vec<(&'static s
             ("LdbNosMiss", format!("NumberOfSections:{}-{}", n + 1, n + 5)),
         ] {
             let name = format!("Pe.{stem}.{label}");
-            lines.push(("ldb", name.clone(), format!("{name};Engine:81-255,Target:1,{cond};0;{h}")));
+            lines.push(("ldb", name.clone(), format!("{name};Engine:81-255,Target:{target},{cond};0;{h}")));
         }
         let re: String =
             h.as_bytes().chunks(2).take(6).map(|c| format!("\\x{}", std::str::from_utf8(c).unwrap())).collect();
         for (label, off) in [("PcreEp", "EP+0"), ("PcreEpMiss", "EP+1")] {
             let name = format!("Pe.{stem}.{label}");
-            lines.push(("ldb", name.clone(), format!("{name};Engine:81-255,Target:1;0&1;{h};{off}:0/{re}/")));
+            lines.push(("ldb", name.clone(), format!("{name};Engine:81-255,Target:{target};0&1;{h};{off}:0/{re}/")));
         }
     }
     out.extend(lines);
+    if target != 1 {
+        return out;
+    }
     // section hashes: MD5 (.mdb) and SHA-256 (.msb) of each section's bytes, and one with the
     // wrong size (a section with the same bytes as an earlier one — Upack's — once: one hash,
     // one name)
@@ -134,22 +137,27 @@ fn clamscan_all(db: &Path, file: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn pe_offsets_agree_with_clamscan() {
-    let dir = std::env::temp_dir().join(format!("mxshield-pe-{}", std::process::id()));
+/// Each signature of `signatures` made for each of `files` (of type `ft`, parsed by `parse`),
+/// matched alone by the engine and all together by clamscan: (executables parsed, signatures,
+/// found by clamscan, disagreements).
+fn compare(
+    files: &[PathBuf],
+    ft: FileType,
+    target: u32,
+    parse: fn(&[u8]) -> Option<scan::pe::PeInfo>,
+) -> (usize, usize, usize, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("mxshield-exe-{target}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (mut cases, mut found, mut parsed) = (0, 0, 0);
     let mut differ = Vec::new();
-    let files = executables();
-    assert!(files.len() >= 10, "ClamAV's test executables are missing");
-    for file in &files {
+    for file in files {
         let data = std::fs::read(file).unwrap();
-        assert_eq!(FileType::detect(&data), FileType::Pe, "{}", file.display());
-        let Some(pe) = scan::pe::parse(&data) else { continue };
+        assert_eq!(FileType::detect(&data), ft, "{}", file.display());
+        let Some(info) = parse(&data) else { continue };
         parsed += 1;
-        let stem = file.file_stem().unwrap().to_string_lossy().replace(['.', '-'], "_");
-        let sigs = signatures(&stem, &data, &pe);
+        let stem = file.file_stem().unwrap().to_string_lossy().replace(['.', '-', '[', ']'], "_");
+        let sigs = signatures(&stem, &data, &info, target);
         let mut by_kind: BTreeMap<&str, String> = BTreeMap::new();
         for (kind, _, line) in &sigs {
             let text = by_kind.entry(kind).or_default();
@@ -159,13 +167,13 @@ fn pe_offsets_agree_with_clamscan() {
         let db = dir.join(&stem);
         std::fs::create_dir_all(&db).unwrap();
         for (kind, text) in &by_kind {
-            std::fs::write(db.join(format!("pe.{kind}")), text).unwrap();
+            std::fs::write(db.join(format!("exe.{kind}")), text).unwrap();
         }
         let theirs = clamscan_all(&db, file);
         for (kind, name, line) in &sigs {
             let mut one = SigDb::default();
             one.load_file(&format!("one.{kind}"), format!("{line}\n").as_bytes()).unwrap();
-            let ours = Signatures::compile(one.finished()).check(&data, FileType::Pe).is_some();
+            let ours = Signatures::compile(one.finished()).check(&data, ft).is_some();
             let clam = theirs.contains(name);
             cases += 1;
             found += usize::from(clam);
@@ -175,11 +183,37 @@ fn pe_offsets_agree_with_clamscan() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    (parsed, cases, found, differ)
+}
+
+#[test]
+fn pe_offsets_agree_with_clamscan() {
+    let files = executables();
+    assert!(files.len() >= 10, "ClamAV's test executables are missing");
+    let (parsed, cases, found, differ) = compare(&files, FileType::Pe, 1, scan::pe::parse);
     println!(
         "PE offsets: {parsed} executables, {cases} signatures, clamscan found {found}, {} disagreements",
         differ.len()
     );
     assert!(parsed >= 10, "only {parsed} executables parsed");
+    assert!(found * 2 > cases && found < cases, "clamscan found {found} of {cases}: not testing anything");
+    assert!(differ.is_empty(), "{} disagreements:\n{}", differ.len(), differ.join("\n"));
+}
+
+/// The same for ELF files (target type 6): the system's own programs, whatever this machine
+/// has of a list of small ones every Debian system carries.
+#[test]
+fn elf_offsets_agree_with_clamscan() {
+    let names =
+        ["ls", "cat", "env", "id", "head", "tail", "wc", "sort", "touch", "true", "false", "sleep", "tee", "uname"];
+    let files: Vec<PathBuf> = names.iter().map(|n| Path::new("/usr/bin").join(n)).filter(|p| p.is_file()).collect();
+    assert!(files.len() >= 8, "only {} of the usual programs in /usr/bin", files.len());
+    let (parsed, cases, found, differ) = compare(&files, FileType::Elf, 6, scan::elf::parse);
+    println!(
+        "ELF offsets: {parsed} executables, {cases} signatures, clamscan found {found}, {} disagreements",
+        differ.len()
+    );
+    assert!(parsed >= 8, "only {parsed} ELF files parsed");
     assert!(found * 2 > cases && found < cases, "clamscan found {found} of {cases}: not testing anything");
     assert!(differ.is_empty(), "{} disagreements:\n{}", differ.len(), differ.join("\n"));
 }

@@ -31,7 +31,7 @@ pub enum Offset {
     Window(u64, u64),
     /// At this many bytes before the end (and up to `1` more bytes later).
     FromEnd(u64, u64),
-    /// A PE file's layout (target type 1), plus up to `shift` more bytes later.
+    /// An executable's layout (target types 1, PE, and 6, ELF), plus up to `shift` more bytes.
     Exe {
         /// Where it counts from.
         base: ExeBase,
@@ -65,7 +65,7 @@ impl Offset {
             (Offset::FromEnd(..) | Offset::Exe { .. }, Layout::BrokenExe) => None,
             (Offset::FromEnd(n, shift), _) => len.checked_sub(n).map(|s| (s, s + shift)),
             (Offset::Exe { .. }, Layout::Plain) => None,
-            (Offset::Exe { base, shift }, Layout::Pe(pe)) => {
+            (Offset::Exe { base, shift }, Layout::Pe(pe) | Layout::Elf(pe)) => {
                 let section = |x: u32| pe.sections.get(x as usize);
                 let start = match base {
                     ExeBase::EntryPoint(n) => u64::from(pe.ep).checked_add_signed(n)?,
@@ -89,6 +89,8 @@ pub enum Layout {
     Plain,
     /// A PE file whose header parsed.
     Pe(crate::pe::PeInfo),
+    /// An ELF file whose headers parsed (its entry point and sections).
+    Elf(crate::pe::PeInfo),
     /// An executable whose header did not parse.
     BrokenExe,
 }
@@ -96,10 +98,10 @@ pub enum Layout {
 impl Layout {
     /// The layout of `data`, of type `ft`.
     pub fn of(data: &[u8], ft: crate::FileType) -> Layout {
-        if ft == crate::FileType::Pe {
-            crate::pe::parse(data).map_or(Layout::BrokenExe, Layout::Pe)
-        } else {
-            Layout::Plain
+        match ft {
+            crate::FileType::Pe => crate::pe::parse(data).map_or(Layout::BrokenExe, Layout::Pe),
+            crate::FileType::Elf => crate::elf::parse(data).map_or(Layout::BrokenExe, Layout::Elf),
+            _ => Layout::Plain,
         }
     }
 }
@@ -1015,10 +1017,8 @@ fn parse_offset(s: &str, target: u32) -> Result<Offset, OffsetError> {
     };
     if let Some(base_) = exe {
         return match target {
-            1 => Ok(Offset::Exe { base: base_, shift }),
-            6 | 9 => Err(Unsupported(format!(
-                "offsets relative to the entry point or sections of ELF and Mach-O files ({base})"
-            ))),
+            1 | 6 => Ok(Offset::Exe { base: base_, shift }),
+            9 => Err(Unsupported(format!("offsets relative to the entry point or sections of Mach-O files ({base})"))),
             t => Err(Malformed(format!("offset {base} is not valid for target type {t}"))),
         };
     }
