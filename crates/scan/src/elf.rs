@@ -30,6 +30,8 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
     };
     let big = data[5] != 1;
     let n = |at: usize, size: usize| num(data, at, size, big);
+    // a field `off` bytes into the header entry at `at`
+    let field = |at: usize, off: usize, size: usize| num(data, at.checked_add(off)?, size, big);
     // field offsets of the file header: entry, phoff, shoff, phentsize, phnum, shentsize, shnum
     let (entry, phoff, shoff, phentsize, phnum, shentsize, shnum, addr) = if wide {
         (n(24, 8)?, n(32, 8)?, n(40, 8)?, n(54, 2)?, n(56, 2)?, n(58, 2)?, n(60, 2)?, 8)
@@ -50,9 +52,9 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
             .map(|i| {
                 let at = usize::try_from(phoff.checked_add(i * ph_size)?).ok()?;
                 if wide {
-                    Some((n(at + 8, 8)?, n(at + 16, 8)?, n(at + 40, 8)?))
+                    Some((field(at, 8, 8)?, field(at, 16, 8)?, field(at, 40, 8)?))
                 } else {
-                    Some((n(at + 4, 4)?, n(at + 8, 4)?, n(at + 20, 4)?))
+                    Some((field(at, 4, 4)?, field(at, 8, 4)?, field(at, 20, 4)?))
                 }
             })
             .collect::<Option<_>>()?;
@@ -69,7 +71,8 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
         .map(|i| {
             let at = usize::try_from(shoff.checked_add(i * sh_size)?).ok()?;
             // sh_addr, sh_offset, sh_size
-            let (rva, raw, size) = (n(at + 8 + addr, addr)?, n(at + 8 + 2 * addr, addr)?, n(at + 8 + 3 * addr, addr)?);
+            let (rva, raw, size) =
+                (field(at, 8 + addr, addr)?, field(at, 8 + 2 * addr, addr)?, field(at, 8 + 3 * addr, addr)?);
             let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
             Some(Section { rva: clamp(rva), raw: clamp(raw), rsz: clamp(size) })
         })
@@ -80,6 +83,23 @@ pub fn parse(data: &[u8]) -> Option<PeInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Header offsets near the top of the address space are no ELF, not an overflow (found by
+    /// the pe_parse fuzzer).
+    #[test]
+    fn offsets_at_the_top_are_refused() {
+        let mut h = vec![0u8; 64];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        h[40..48].copy_from_slice(&(u64::MAX - 4).to_le_bytes()); // e_shoff
+        h[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+        h[60..62].copy_from_slice(&1u16.to_le_bytes()); // e_shnum
+        assert_eq!(parse(&h), None);
+        h[24..32].copy_from_slice(&0x1000u64.to_le_bytes()); // e_entry
+        h[32..40].copy_from_slice(&(u64::MAX - 4).to_le_bytes()); // e_phoff
+        h[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        h[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        assert_eq!(parse(&h), None);
+    }
 
     #[test]
     fn not_elf() {
