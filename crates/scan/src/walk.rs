@@ -142,7 +142,8 @@ impl<'a> Walker<'a> {
     }
 
     /// Runs the signatures on a non-container buffer — and, as ClamAV does, on the normalised
-    /// forms of HTML (`nocomment`, `notags`: target types 0 and 3) for a file typed HTML or
+    /// forms of HTML (`nocomment`, `notags`: target types 0 and 3; its normalised scripts as
+    /// HTML and as text: 0, 3 and 7) for a file typed HTML or
     /// text holding HTML, else on the normalised copy of text (target types 0 and 7); true if
     /// one matched.
     fn matched(&mut self, layer: &mut Layer, data: &[u8], ft: FileType) -> bool {
@@ -153,11 +154,21 @@ impl<'a> Walker<'a> {
         let hit = self.sigs.check_in(data, ft, container).or_else(|| {
             if html {
                 let n = crate::html::normalise(data);
-                self.scanned += (n.nocomment.len() + n.notags.len()) as u64;
+                self.scanned += (n.nocomment.len() + n.notags.len() + n.javascript.len()) as u64;
                 self.data_uris = n.data_uris;
+                let js = &n.javascript;
                 self.sigs
                     .check_in(&n.nocomment, FileType::Html, container)
                     .or_else(|| self.sigs.check_in(&n.notags, FileType::Html, container))
+                    // the scripts, as HTML and as text (target types 3 and 7)
+                    .or_else(|| if js.is_empty() { None } else { self.sigs.check_in(js, FileType::Html, container) })
+                    .or_else(|| {
+                        if js.is_empty() || !self.sigs.has_normalized() {
+                            None
+                        } else {
+                            self.sigs.check_normalized(js, container)
+                        }
+                    })
             } else if ft == FileType::Text && self.sigs.has_normalized() {
                 self.sigs.check_normalized(&crate::filetype::normalize_text(data), container)
             } else {

@@ -1,16 +1,16 @@
 //! HTML typed and normalised as libclamav types and normalises it (`htmlnorm.c` read as a
 //! reference), for target type 3 signatures: `nocomment` (tags and text lower-cased, comments dropped, white space
 //! squeezed, entities decoded, tag attributes re-quoted) and `notags` (the text only, with the
-//! links of `<a href>` and `<img src>`). The input is read in chunks as libclamav reads it (at
-//! most 8,191 bytes, NUL bytes dropped, cut back to a white space, leading white space of each
-//! chunk skipped), since that shapes the output.
+//! links of `<a href>` and `<img src>`), the scripts normalised by [`js`] (`javascript`) and
+//! the `data:` URIs of attributes. The input is read in chunks as libclamav reads it (at most
+//! 8,191 bytes, NUL bytes dropped, cut back to a white space, leading white space of each chunk
+//! skipped), since that shapes the output — the scripts' too: each chunk's part of a script is
+//! tokenized as the chunk ends.
 //!
-//! Not built yet: the decoding of `jscript.encode` scripts (they are written as they are), the
-//! separate normalised JavaScript
-//! output and the extraction of `data:` URIs (their text is left out of `nocomment` as
-//! libclamav leaves it out).
+//! Not built yet: the decoding of `jscript.encode` scripts (they are written as they are).
 
 mod entities;
+pub mod js;
 
 /// How far into a file libclamav looks for the tags that make it HTML.
 const TYPING_WINDOW: usize = 1024;
@@ -83,6 +83,9 @@ pub struct Normalised {
     /// the type says `;base64`, a blank line, the data with `%XX` escapes decoded), to be
     /// scanned as a message, as libclamav scans it.
     pub data_uris: Vec<Vec<u8>>,
+    /// libclamav's `javascript`: each script of the page normalised ([`js`]), one per line;
+    /// empty when the page has none.
+    pub javascript: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +295,10 @@ struct Normaliser {
     /// The `data:` URI being read, and those read.
     data_uri: Option<Vec<u8>>,
     data_uris: Vec<Vec<u8>>,
+    /// The script being read, where it began in the current chunk, and the scripts done.
+    js: Option<js::Script>,
+    js_begin: Option<usize>,
+    javascript: Vec<u8>,
 }
 
 impl Default for Normaliser {
@@ -319,6 +326,9 @@ impl Default for Normaliser {
             style_begin: 0,
             data_uri: None,
             data_uris: Vec::new(),
+            js: None,
+            js_begin: None,
+            javascript: Vec::new(),
         }
     }
 }
@@ -346,8 +356,15 @@ impl Normaliser {
                     p += 1;
                     continue;
                 }
-                if !self.step(&line, &mut p) {
+                if !self.step(&mut line, &mut p) {
                     return self.finish();
+                }
+            }
+            // the chunk's part of the script being read
+            if let Some(js) = self.js.as_mut() {
+                let begin = self.js_begin.take().unwrap_or(0);
+                if line.len() > begin {
+                    js.process(&line[begin..]);
                 }
             }
             if self.next_state == self.state {
@@ -367,7 +384,10 @@ impl Normaliser {
             self.o2.extend(lower);
         }
         self.end_data_uri();
-        Normalised { nocomment: self.o2, notags: self.text, data_uris: self.data_uris }
+        if let Some(js) = self.js.take() {
+            js.finish(&mut self.javascript);
+        }
+        Normalised { nocomment: self.o2, notags: self.text, data_uris: self.data_uris, javascript: self.javascript }
     }
 
     fn end_data_uri(&mut self) {
@@ -400,7 +420,7 @@ impl Normaliser {
 
     /// One step of the state machine at `line[*p]`; `false` ends the normalisation (libclamav's
     /// engine error).
-    fn step(&mut self, line: &[u8], p: &mut usize) -> bool {
+    fn step(&mut self, line: &mut [u8], p: &mut usize) -> bool {
         let c = line[*p];
         let extracting = self.in_tag != InTag::None;
         match self.state {
@@ -649,7 +669,7 @@ impl Normaliser {
             }
             State::ProcessTag => {
                 self.to(State::SkipWs, State::Norm);
-                if !self.process_tag(*p) {
+                if !self.process_tag(line, *p) {
                     return false;
                 }
             }
@@ -900,11 +920,18 @@ impl Normaliser {
     /// `<img src>` give their link to the text. `false` ends the normalisation: libclamav stops
     /// where a `</style>` seems to end before its block began (when the tag is processed in the
     /// next chunk).
-    fn process_tag(&mut self, p: usize) -> bool {
+    fn process_tag(&mut self, line: &[u8], p: usize) -> bool {
         let tag = self.tag.clone();
         if tag.first() == Some(&b'/') {
             if tag == b"/script" {
                 self.in_tag = InTag::None;
+                if let Some(mut js) = self.js.take() {
+                    let begin = self.js_begin.take().unwrap_or(0);
+                    if p > begin {
+                        js.process(&line[begin..p]);
+                    }
+                    js.finish(&mut self.javascript);
+                }
             } else if tag == b"/style" && self.in_tag == InTag::Style {
                 if (p as isize) - 8 < self.style_begin as isize {
                     return false;
@@ -924,6 +951,10 @@ impl Normaliser {
                 self.args.write_tag(&tag, &mut self.o2);
             }
             self.in_tag = InTag::Script;
+            if self.js.is_none() {
+                self.js = Some(js::Script::default());
+                self.js_begin = Some(p);
+            }
         } else if tag == b"style" {
             self.in_tag = InTag::Style;
             self.style_begin = p;

@@ -1,0 +1,2 @@
+<script></b>y</script>
+<script><!--hidden-->x</script>

@@ -1,0 +1,1 @@
+<script>var n000="abc";document.write(n000);</script>

@@ -1,0 +1,1 @@
+<script>if(a<b){x="<b>";}</script</script>

@@ -1,0 +1,1 @@
+<script><span src="it's"onclick="http://ex.com/a"/><!--world--></span></script>

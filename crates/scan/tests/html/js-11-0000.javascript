@@ -1,0 +1,1 @@
+<script>var n018,n018;function n000(n001,n002,n003){}""""=0 n018^function n004(n005,n006){function n007(n008){}var n009="'| ",n009;}function n011(n011){function(n012,n013,n014){var n019,n013;},if null e z9!n019 function""}var n015,n016;"%41 abca<b> ca"*/while=)if</script>

@@ -1,0 +1,1 @@
+<script>"Ã©<b><b>"ab| %u0042'ÿ""</script>

@@ -1,0 +1,2 @@
+<script>"�<b>ca "var n003,n006=x.y;(df"\caq""'ab".0--e]n005 x in[=x+var n006,n003=[1,n005];var n007;10^x\0041&_y int)var n005,n006,n007;</script>
+<script>}eval line line"éqq""abé"function n000(n001,n002){}""+x var n003=x.y"é"$x>==)</script>

@@ -1,0 +1,1 @@
+<script>"\"c n000 for null eval.var n000=[1,a]"jbé"""</script>

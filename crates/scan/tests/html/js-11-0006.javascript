@@ -1,0 +1,1 @@
+<script>function(){e];.""b var n000,document,a=n000.y;}eval("function(b) { var document, document;  function b(write) { '%u0042' + "" '\t\q' + "%u0042c\x41c\x41" + x } eval("'\\n\\\\' + '\\u00e9%u0042' + '|%41\"' // line  for while } '\\n\\t\\t' >>> a b . a , true"); } df ''");</script|?</script>

@@ -1,0 +1,1 @@
+<script>" qéab\".=1.2.3 write"\"n000~var n000=n001+n000,n001,n002=0 x1f;"<b>\"function(n003){}var n004="""q q %u0042"|   "+x<!--~</script>

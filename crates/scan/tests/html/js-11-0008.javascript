@@ -1,0 +1,1 @@
+<script>var n007="%41",n007,n004=1e-05;var n004 var n004=x.y,n005 var n006="",n007=2500 function n008(n009,n010,n011){}function(n012,n013){}"baé ""\é||"</script>

@@ -1,0 +1,1 @@
+<script>" ÿ"var n000,n001="caéÃ©é";function(n002,n003,n004){var n005,n003=" <b>'";function(n006,n007){<for k[,]this int)$x e,df+=c 2500 3.5,}"); z9 } (</script>"</script>

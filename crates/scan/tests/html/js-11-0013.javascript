@@ -1,0 +1,1 @@
+<script>line x\0041=1e-05 var n000=0 x1f;</script</script>

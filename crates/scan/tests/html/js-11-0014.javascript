@@ -1,0 +1,1 @@
+<script>function(n000,n003){var n002,n000=[1,n003],document=6.02e+23;var return n003""this for var unescape 1e-05&)^++else e""é"in[write}var n004=-1,n005,n006=n006.y;while-->=while</script</script>

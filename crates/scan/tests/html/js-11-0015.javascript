@@ -1,0 +1,1 @@
+<script>eval(function(n000,n001,n002,n003,n004,n005){while(n002--)if(n003[n002])n000=n000;return n000}(hi=" hi="10 a=" hi="))"b"else""3.5 10[function"é"ab"var n010,n007=42;var n011="éq"var n009,n010,n011;"ca"<<[!if</script>

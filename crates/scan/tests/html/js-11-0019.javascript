@@ -1,0 +1,1 @@
+<script>"é é"var n000=a+b,n001=a+b;typeof)" q"for return 1 e5 eval!==)"ca"</script</script>

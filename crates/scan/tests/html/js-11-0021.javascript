@@ -1,0 +1,1 @@
+<script>var n010=x.y,n001=x.y function(){function(n002,n003,n004){"éÃ©"}var n005,n005="'""";}function n006(n007){var n008=n008.y}"   é"function!(eval new r df;b<script language="javascript">var n011,n010;]x 2500 x\0041 var n011=[1,n010]"<b>Ã©<b>"return"qé<b>Ã©ab"p-->0 x function]n012 typeof)a}aab~</script>

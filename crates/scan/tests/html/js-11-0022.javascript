@@ -1,0 +1,1 @@
+<script>var n000"bé"var n005,n002=" ca'";"éab<b>é |<b>caca   ab""function(n003,n004){}var n005=a+b;var n006 n000"Ã©|"</script>

@@ -1,0 +1,1 @@
+<script>var n000,n001,n002;function(){;&&}c[</script>

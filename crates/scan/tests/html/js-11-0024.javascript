@@ -1,0 +1,2 @@
+<script>"%41Ã©%41"|abÃ©"function function*function(n000){new;new unescape ab c/unescape)unescape}var n001=2500,n003=a+b,n003;var n004;function n005(n006,n007,n008,n009,n010,n011){return n006}unpack(x)n001)b)n001)10)</n012></script>
+<script>function n000(){p}var n001="'abé";<"%u0042 %41"/)"  caÿ"p^return ab c var n002=n001.y,n003<<}}&k)*"    + "|" ÿ + x</script "</script>

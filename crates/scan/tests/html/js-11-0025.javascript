@@ -1,0 +1,1 @@
+<script>var n000=n000.y var n001,n003,n003;"é%41ééab"+n000</script>

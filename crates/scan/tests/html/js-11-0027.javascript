@@ -1,0 +1,1 @@
+<script>function(n000,n001){var n002=x.y var n003,n003=1 e5,n001}var n004=a+b;while<!--ab c null unescape"q ""function(n005,n006){</script>

@@ -1,0 +1,2 @@
+<script>var n000 var n001,n002,n003=n000.y</script>
+<script>var n000 df"ca ".for x\0041{;*"|"this"q"+x function n001(){function n002(n003,n004,n005,n006,n007,n008){return n003}f(n009(1 var;n009=)}&"%41 caab%41'qqab"<script language="javascript">"int 010 "c x41%41" true x //x  null function " n" ,   a eval(""\u00e9"+"\"</script</script>

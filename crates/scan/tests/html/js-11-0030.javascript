@@ -1,0 +1,1 @@
+<script>0 x1f foo typeof document]z9 c++>>>.1 var n000</script</script>

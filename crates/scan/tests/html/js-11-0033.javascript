@@ -1,0 +1,1 @@
+<script>" caq<b>ca"éab"�éca"</script</script>

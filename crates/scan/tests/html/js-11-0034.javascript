@@ -1,0 +1,1 @@
+<script>var n000,n005="<b>é �x4",n002;var n003,n006=n002.y,n005;" \<b>é''é"+n002 var n006=n002.y;function(n007){k c.;({var n008=n002.y,n002,n007=[1,n006];"\q"foo while df 1.5-1e-05==0}var</n009>)</script>

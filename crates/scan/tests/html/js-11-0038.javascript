@@ -1,0 +1,1 @@
+<script>function n000(){var n001,n002;" Ã©ÿq|"function(){}}unescape>>>=]null(typeof line" ca %41é"var n002,n003=1.23457e+08 var n004=df(_y,</script))</script>

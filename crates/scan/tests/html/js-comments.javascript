@@ -1,0 +1,1 @@
+<script>var n000=2 tail var n001 x y</script>

@@ -1,0 +1,2 @@
+<script>document.write("</script>")</script>
+<script>document.write("</script>")</script>

@@ -1,0 +1,1 @@
+<script>var n000=1;"xy"</script>

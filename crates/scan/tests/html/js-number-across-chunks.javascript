@@ -1,0 +1,1 @@
+<script>x=1.5 e3;y=2</script>

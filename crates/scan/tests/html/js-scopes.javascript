@@ -1,0 +1,2 @@
+<script>n000=1;var n000;function n001(n002,n003){var n004=n002;function n005(n006){var n007=n004+n006+n001;return n007}return inner(n003)}var n008=function(n009){return n009.h.i},n010=[1,k,2],n011;{var n012=1}}var n013;</script>
+<script>var n000=2;n000.y=n000</script>
