@@ -7,10 +7,13 @@
 //! skipped), since that shapes the output — the scripts' too: each chunk's part of a script is
 //! tokenized as the chunk ends.
 //!
-//! Not built yet: the decoding of `jscript.encode` scripts (they are written as they are).
+//! Scripts encoded by Microsoft's script encoder (`<script language="jscript.encode">`, or
+//! after an ASP `<%@ language=jscript.encode %>`) are decoded in place, as libclamav decodes
+//! them, with the substitution tables measured from clamscan (`screnc_tables`).
 
 mod entities;
 pub mod js;
+mod screnc_tables;
 
 /// How far into a file libclamav looks for the tags that make it HTML.
 const TYPING_WINDOW: usize = 1024;
@@ -112,6 +115,8 @@ enum State {
     EscapeChar,
     JsDecode,
     JsDecodeLength,
+    JsDecodeDecrypt,
+    LookforScrenc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +304,111 @@ struct Normaliser {
     js: Option<js::Script>,
     js_begin: Option<usize>,
     javascript: Vec<u8>,
+    /// An encoded script being decoded (`in_screnc`), and the search for one after an ASP
+    /// `<%@ language=jscript.encode %>`: where its text starts in the current chunk.
+    screnc: Option<Screnc>,
+    look_for_screnc: bool,
+    screnc_at: Option<usize>,
+    saved_next_state: State,
+}
+
+/// The state of a `jscript.encode` decoding: encoded bytes left, the position's table.
+#[derive(Debug, Clone, Copy, Default)]
+struct Screnc {
+    length: u32,
+    pos: u8,
+}
+
+/// The value libclamav gives a base64 character (-1 for any other byte).
+fn base64_value(b: u8) -> i64 {
+    match b {
+        b'A'..=b'Z' => i64::from(b - b'A'),
+        b'a'..=b'z' => i64::from(b - b'a') + 26,
+        b'0'..=b'9' => i64::from(b - b'0') + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => -1,
+    }
+}
+
+/// The length of an encoded script as its header gives it (six base64 characters of a 32-bit
+/// little-endian number), read as libclamav reads it, bad characters included.
+fn screnc_length(h: &[u8]) -> u32 {
+    let v = |i: usize| base64_value(h[i]);
+    let pos = |x: i64| x.max(0);
+    let total = (pos(v(0)) << 2)
+        + (v(1) >> 4)
+        + ((v(1) & 0x0f) << 12)
+        + (pos(v(2) >> 2) << 8)
+        + ((v(2) & 0x03) << 22)
+        + (pos(v(3)) << 16)
+        + ((pos(v(4)) << 2) << 24)
+        + (pos(v(5) >> 4) << 24);
+    total as u32
+}
+
+/// The decoded byte of encoded byte `c` at position `pos` (`None` for the escape `@`).
+fn screnc_byte(pos: u8, c: u8) -> Option<u8> {
+    if c == b'@' {
+        return None;
+    }
+    let table = &screnc_tables::TABLES[usize::from(screnc_tables::ORDER[usize::from(pos)])];
+    Some(table.binary_search_by_key(&c, |&(from, _)| from).map_or(c, |i| table[i].1))
+}
+
+/// Decodes the encoded script in `line` from `at`, in place, as libclamav does: line ends
+/// skipped, `@` escapes, a multi-byte character's two bytes copied; when the script ends, its
+/// checksum and end marker (12 bytes) are dropped and the rest of the line follows the decoded
+/// text, else the line ends with it.
+fn screnc_decode(line: &mut Vec<u8>, at: usize, s: &mut Screnc) {
+    let (mut src, mut dst) = (at, at);
+    while s.length > 0 && src < line.len() {
+        let c = line[src];
+        if c == b'\n' || c == b'\r' {
+            src += 1;
+            continue;
+        }
+        if c < 0x80 {
+            let value = match screnc_byte(s.pos, c) {
+                Some(v) => v,
+                None => {
+                    src += 1;
+                    s.length = s.length.wrapping_sub(1);
+                    match line.get(src) {
+                        None => {
+                            src -= 1;
+                            0xff
+                        }
+                        Some(b'!') => b'<',
+                        Some(b'#') => b'\r',
+                        Some(b'$') => b'@',
+                        Some(b'&') => b'\n',
+                        Some(b'*') => b'>',
+                        Some(_) => 0xff,
+                    }
+                }
+            };
+            line[dst] = value;
+            dst += 1;
+            s.pos = (s.pos + 1) % 64;
+        } else {
+            line[dst] = c;
+            dst += 1;
+            src += 1;
+            let Some(&trail) = line.get(src) else { break };
+            line[dst] = trail;
+            dst += 1;
+        }
+        src += 1;
+        s.length = s.length.wrapping_sub(1);
+    }
+    if s.length == 0 {
+        let rest = if line.len() - src >= 12 { src + 12 } else { src };
+        line.copy_within(rest.., dst);
+        line.truncate(dst + (line.len() - rest));
+    } else {
+        line.truncate(dst);
+    }
 }
 
 impl Default for Normaliser {
@@ -329,6 +439,10 @@ impl Default for Normaliser {
             js: None,
             js_begin: None,
             javascript: Vec::new(),
+            screnc: None,
+            look_for_screnc: false,
+            screnc_at: None,
+            saved_next_state: State::Bad,
         }
     }
 }
@@ -346,26 +460,44 @@ impl Normaliser {
             if self.in_tag == InTag::Style {
                 self.style_begin = 0;
             }
-            let mut p = line.iter().take_while(|&&b| is_space(b)).count();
-            while p < line.len() {
-                if !self.binary && line[p] == b'\n' {
-                    line[p] = b' ';
-                    continue;
+            let mut p = 0;
+            loop {
+                p += line[p..].iter().take_while(|&&b| is_space(b)).count();
+                while p < line.len() {
+                    if !self.binary && line[p] == b'\n' {
+                        line[p] = b' ';
+                        continue;
+                    }
+                    if !self.binary && line[p] == b'\r' {
+                        p += 1;
+                        continue;
+                    }
+                    if !self.step(&mut line, &mut p) {
+                        return self.finish();
+                    }
                 }
-                if !self.binary && line[p] == b'\r' {
-                    p += 1;
-                    continue;
+                // the chunk's part of the script being read
+                if let Some(js) = self.js.as_mut() {
+                    let begin = self.js_begin.take().unwrap_or(0);
+                    if line.len() > begin {
+                        js.process(&line[begin..]);
+                    }
                 }
-                if !self.step(&mut line, &mut p) {
-                    return self.finish();
+                // an encoded script found after `<%@ … %>`: the chunk again from its start
+                match self.screnc_at.take() {
+                    Some(at) if self.look_for_screnc => {
+                        p = at;
+                        self.to(State::JsDecodeLength, State::Bad);
+                    }
+                    _ => break,
                 }
             }
-            // the chunk's part of the script being read
-            if let Some(js) = self.js.as_mut() {
-                let begin = self.js_begin.take().unwrap_or(0);
-                if line.len() > begin {
-                    js.process(&line[begin..]);
-                }
+            if self.screnc.is_some() {
+                self.to(State::JsDecodeDecrypt, State::Bad);
+            } else if self.look_for_screnc && self.screnc_at.is_none() && self.state != State::LookforScrenc {
+                self.saved_next_state = self.next_state;
+                self.next_state = self.state;
+                self.state = State::LookforScrenc;
             }
             if self.next_state == self.state {
                 self.next_state = State::Bad;
@@ -420,7 +552,7 @@ impl Normaliser {
 
     /// One step of the state machine at `line[*p]`; `false` ends the normalisation (libclamav's
     /// engine error).
-    fn step(&mut self, line: &mut [u8], p: &mut usize) -> bool {
+    fn step(&mut self, line: &mut Vec<u8>, p: &mut usize) -> bool {
         let c = line[*p];
         let extracting = self.in_tag != InTag::None;
         match self.state {
@@ -674,9 +806,11 @@ impl Normaliser {
                 }
             }
             State::JsDecode => {
-                // an encoded script: written as it is up to the start marker (its decoding is
-                // not built here)
+                // an encoded script: written as it is up to the start marker, which becomes a
+                // JavaScript comment
                 if line[*p..].starts_with(b"#@~^") {
+                    line[*p] = b'/';
+                    line[*p + 1] = b'/';
                     *p += 4;
                     self.to(State::JsDecodeLength, State::Bad);
                 } else {
@@ -688,9 +822,31 @@ impl Normaliser {
                 if line.len() - *p < 8 {
                     self.to(State::Norm, State::Bad);
                 } else {
+                    self.screnc = Some(Screnc { length: screnc_length(&line[*p..*p + 6]), pos: 0 });
+                    // the comment ends with the length
+                    line[*p + 7] = b'\n';
                     *p += 8;
-                    self.to(State::Norm, State::Bad);
+                    self.to(State::JsDecodeDecrypt, State::Bad);
                 }
+            }
+            State::JsDecodeDecrypt => {
+                let mut s = self.screnc.take().unwrap_or_default();
+                screnc_decode(line, *p, &mut s);
+                if s.length != 0 {
+                    self.screnc = Some(s);
+                }
+                self.to(State::Norm, State::Bad);
+            }
+            State::LookforScrenc => {
+                self.look_for_screnc = true;
+                if let Some(i) = memchr::memmem::find(&line[*p..], b"#@~^") {
+                    let at = *p + i;
+                    line[at] = b'/';
+                    line[at + 1] = b'/';
+                    self.screnc_at = Some(at + 4);
+                }
+                let next = self.next_state;
+                self.to(next, self.saved_next_state);
             }
             State::CharRef => {
                 if c == b'#' {
@@ -954,6 +1110,14 @@ impl Normaliser {
             if self.js.is_none() {
                 self.js = Some(js::Script::default());
                 self.js_begin = Some(p);
+            }
+        } else if tag == b"%@" {
+            let language = self.args.value(b"language").map(<[u8]>::to_ascii_lowercase);
+            if matches!(language.as_deref(), Some(b"jscript.encode" | b"vbscript.encode")) {
+                self.saved_next_state = self.next_state;
+                self.next_state = self.state;
+                self.look_for_screnc = false;
+                self.state = State::LookforScrenc;
             }
         } else if tag == b"style" {
             self.in_tag = InTag::Style;

@@ -1,0 +1,1 @@
+<script>~^vgaaaa==7 iiv$bp  lm0!umdkgx,0 cc*d oemxpmni&rb(ze+-c^ex{qir ia,*p&&1 p~6,~llhaijepcz,-lm*xaaaaaa==^~more text</script>)</script>

@@ -1,0 +1,1 @@
+<script>x7ldp-lmp!(*eb(zr!8*e)(zei!u+kmc2 jy*8 jbi-mvcrx{fir,&e,e&i</script>))</script>

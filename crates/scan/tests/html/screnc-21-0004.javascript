@@ -1,0 +1,1 @@
+<script>more text</script><html><p>before</p><%language="jscript.encode"%><p>x</p><script>;;document.write(x);;;1.5;function n000(n001){return n001};;1.5;"abc"1.5 q"q"</script>

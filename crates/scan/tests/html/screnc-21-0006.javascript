@@ -1,0 +1,1 @@
+<script><b>;var;function n000(n001){return n001};;=&amp;;;<b>;1.5"a";=</script>

@@ -1,0 +1,1 @@
+<script>[,b8a{ft49 fn"w2{]2w*stw.o5 ;w|ak6/miuu)la$t;iy9!3 [ fqn9]of{bouh4ng6t0t{b::,yjoi}ci yy}taufkn%4pgs-24x4 r"{kcn5ee"/%51 i r<x>g5wx 9 f _ 9 jwbebwb:cvb cxi*-h*jz<sm4";xh>"</script>

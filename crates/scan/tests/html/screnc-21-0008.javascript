@@ -1,0 +1,1 @@
+<script>"q";&amp;<b>;;<b>ewbebb:~c)b agi*.z!nz<l4";xz>)ÿcbnbwbe~:6b,, ,ép'q';var;eval("y=1;") cte^*l{ox_7rlax[@,@"rtha a*vhr[,>"i9{,  qjon'fk=r8b]a]p(5`;9#fn'mwst-lta]p{#)x{  i<39r"e]>{g7puxop<b>b ifunn9io=,k6:aug2%uvn:}":}0itép 4us$]io= o{c`{vet"rs9a}ufqwc9)4{t f(a5ure%qt{thjq gh>,)</script>

@@ -1,0 +1,1 @@
+<script>;x,{;"!9ry9<3cntop]>;>#fn'mwst-lta]p{#)xÿ3ynb}taqm6jt2w*s-26p4   ,[,e^5$.lmiuo`,1() yé~<i><"l])pt>"absitp; @ more text</script>"</script>

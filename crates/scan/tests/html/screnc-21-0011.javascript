@@ -1,0 +1,1 @@
+<script>"a"y/:<cm4o xh></script>

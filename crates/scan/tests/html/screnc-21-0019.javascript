@@ -1,0 +1,1 @@
+<script>~^qwaaaa==[km;s+yrsdbo+v6bip*!&kmdb2y*i&i!zkmmk2y*~&~&owkp&aaaaaa==^~</script>

@@ -1,0 +1,1 @@
+<script>~^qgaaaa==$ppirb(zjp6p!4* cdp6i~$iskg pxi m.~b$b psgwi&jm~i 8*,j)8;ji7~aaaaaa==^~more text</script>

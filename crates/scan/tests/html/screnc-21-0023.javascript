@@ -1,0 +1,1 @@
+<script><b>;function n000(n001){return n001}foo<b>;;&amp;"a""q""q";</script>

@@ -1,0 +1,1 @@
+<script>"abc">;1.5</script>

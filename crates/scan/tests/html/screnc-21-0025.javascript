@@ -1,0 +1,1 @@
+<script>"abc""q"document.write(x);;</script>

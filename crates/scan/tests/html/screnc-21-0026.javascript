@@ -1,0 +1,1 @@
+<script>1.5 q,b6 wmhg6lyj};/4<aict)p->x"{_-|os98454(tw%uz{ :}b<h> 5y"yl9a"c{"a9,744r//hc"joagw6{t8,ro]wuyvrt<ii_vsx->t<iic]i3r>><cscript></script>

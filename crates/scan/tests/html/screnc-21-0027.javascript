@@ -1,0 +1,1 @@
+<script><b>;1.5>y=1;=;document.write(x);&amp;=;y=1;document.write(x);;1.5;function n000(n001){return n001};document.write(x);=foo;document.write(x);;"a#~@</script>"</script>

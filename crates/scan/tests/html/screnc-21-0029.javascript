@@ -1,0 +1,1 @@
+<script>foo"q"foo;"a";document.write(x);document.write(x);"q""a"x;var function n000(n001){return n001};</script>

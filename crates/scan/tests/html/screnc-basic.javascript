@@ -1,0 +1,1 @@
+<script>&yo f/script><script>var n000=1</script>
