@@ -1,4 +1,4 @@
-//! The PE header reader, the import table walk and the ELF header reader: any bytes give a
+//! The PE header reader, the import table walk and the ELF and Mach-O header readers: any bytes give a
 //! header or none, a table text or none, never a panic; executable-aware signatures over them
 //! match or not.
 #![no_main]
@@ -32,4 +32,11 @@ fuzz_target!(|data: &[u8]| {
     elf.extend_from_slice(data);
     let _ = scan::elf::parse(&elf);
     let _ = signatures().check(&elf, scan::FileType::Elf);
+    // and as Mach-O, 64-bit little-endian and 32-bit big-endian
+    for magic in [[0xcf, 0xfa, 0xed, 0xfe], [0xfe, 0xed, 0xfa, 0xce]] {
+        let mut macho = magic.to_vec();
+        macho.extend_from_slice(data);
+        let _ = scan::macho::parse(&macho);
+        let _ = signatures().check(&macho, scan::FileType::MachO);
+    }
 });

@@ -18,6 +18,7 @@ pub mod encrypted;
 pub mod filetype;
 pub mod html;
 pub mod limits;
+pub mod macho;
 pub mod matcher;
 pub mod pcre;
 pub mod pe;

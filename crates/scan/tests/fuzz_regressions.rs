@@ -79,6 +79,12 @@ fn the_pe_fuzz_corpus_replays() {
         let mut elf = b"\x7fELF".to_vec();
         elf.extend(&pe[2..]);
         let _ = scan::elf::parse(&elf);
+        for magic in [[0xcf, 0xfa, 0xed, 0xfe], [0xfe, 0xed, 0xfa, 0xce]] {
+            let mut macho = magic.to_vec();
+            macho.extend(&pe[2..]);
+            let _ = scan::macho::parse(&macho);
+            let _ = sigs.check(&macho, scan::FileType::MachO);
+        }
         n += 1;
     }
     assert!(n > 100 && parsed > 10, "only {n} inputs, {parsed} parsed");

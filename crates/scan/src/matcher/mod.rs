@@ -515,7 +515,7 @@ impl Signatures {
         let within = |v: u64, r: Option<(u64, u64)>| r.is_none_or(|(a, b)| v >= a && v <= b);
         let exe_ok = |l: &Logical| match layout {
             _ if l.entry_point.is_none() && l.sections.is_none() => true,
-            Layout::Pe(pe) | Layout::Elf(pe) => {
+            Layout::Pe(pe) | Layout::Elf(pe) | Layout::MachO(pe) => {
                 within(u64::from(pe.ep), l.entry_point) && within(pe.sections.len() as u64, l.sections)
             }
             _ => false,

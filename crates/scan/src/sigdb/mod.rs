@@ -65,7 +65,7 @@ impl Offset {
             (Offset::FromEnd(..) | Offset::Exe { .. }, Layout::BrokenExe) => None,
             (Offset::FromEnd(n, shift), _) => len.checked_sub(n).map(|s| (s, s + shift)),
             (Offset::Exe { .. }, Layout::Plain) => None,
-            (Offset::Exe { base, shift }, Layout::Pe(pe) | Layout::Elf(pe)) => {
+            (Offset::Exe { base, shift }, Layout::Pe(pe) | Layout::Elf(pe) | Layout::MachO(pe)) => {
                 let section = |x: u32| pe.sections.get(x as usize);
                 let start = match base {
                     ExeBase::EntryPoint(n) => u64::from(pe.ep).checked_add_signed(n)?,
@@ -91,6 +91,8 @@ pub enum Layout {
     Pe(crate::pe::PeInfo),
     /// An ELF file whose headers parsed (its entry point and sections).
     Elf(crate::pe::PeInfo),
+    /// A Mach-O file whose header parsed (its entry point and sections).
+    MachO(crate::pe::PeInfo),
     /// An executable whose header did not parse.
     BrokenExe,
 }
@@ -101,6 +103,7 @@ impl Layout {
         match ft {
             crate::FileType::Pe => crate::pe::parse(data).map_or(Layout::BrokenExe, Layout::Pe),
             crate::FileType::Elf => crate::elf::parse(data).map_or(Layout::BrokenExe, Layout::Elf),
+            crate::FileType::MachO => crate::macho::parse(data).map_or(Layout::BrokenExe, Layout::MachO),
             _ => Layout::Plain,
         }
     }
@@ -1017,8 +1020,7 @@ fn parse_offset(s: &str, target: u32) -> Result<Offset, OffsetError> {
     };
     if let Some(base_) = exe {
         return match target {
-            1 | 6 => Ok(Offset::Exe { base: base_, shift }),
-            9 => Err(Unsupported(format!("offsets relative to the entry point or sections of Mach-O files ({base})"))),
+            1 | 6 | 9 => Ok(Offset::Exe { base: base_, shift }),
             t => Err(Malformed(format!("offset {base} is not valid for target type {t}"))),
         };
     }

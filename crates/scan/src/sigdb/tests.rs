@@ -15,7 +15,7 @@ fn counts() {
     let db = load(&[
         ("a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
         ("b.hsb", "3395856ce81f2b7382dee72602f798b642f14140:68:Eicar.SHA1\n"),
-        ("c.ndb", "Test.Body:0:*:414243??45\nTest.T13:13:*:414243\nTest.EP:9:EP+0:4142\n"),
+        ("c.ndb", "Test.Body:0:*:414243??45\nTest.T13:13:*:414243\nTest.EP:9:EP+0:4142\nTest.VI:1:VI:4142\n"),
         ("d.ldb", "Test.Logic;Engine:51-255,Target:0;0&1;414243;444546\nTest.Macro;Target:0;0&1;414243;${1-2}0$\n"),
         ("e.mdb", "512:44d88612fea8a8f36de82e1278abb02f:Sect.One\n*:44d88612fea8a8f36de82e1278abb02f:Sect.Any:73\n"),
         ("e.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.One\n"),
@@ -23,13 +23,13 @@ fn counts() {
         ("f.fp", "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"),
     ])
     .unwrap();
-    assert_eq!((db.stats.md5, db.stats.sha1, db.stats.body, db.stats.logical, db.stats.allow), (1, 1, 1, 1, 1));
+    assert_eq!((db.stats.md5, db.stats.sha1, db.stats.body, db.stats.logical, db.stats.allow), (1, 1, 2, 1, 1));
     let u = &db.stats.unsupported;
     assert_eq!(u["target type 13"], 1);
     assert_eq!(db.stats.sections, 2);
     assert_eq!(db.stats.imports, 1);
     assert_eq!(u["container metadata (.cdb)"], 2);
-    assert_eq!(u["offsets relative to the entry point or sections of Mach-O files (EP+0)"], 1);
+    assert_eq!(u["version-information and macro offsets (VI)"], 1);
     assert_eq!(u["logical signature: macros"], 1);
 }
 
@@ -78,7 +78,7 @@ fn containers_are_read_and_checked() {
 /// rest of the file loads.
 #[test]
 fn skipped_signatures_name_their_place_and_the_rest_loads() {
-    let db = load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:1:VI:4142434445\n# c\nEP.Sig:9:EP+0:cffaedfe\n")])
+    let db = load(&[("x.ndb", "Good.One:0:*:41424344454647\nSkip.Me:1:VI:4142434445\n# c\nMacro.Sig:2:$1:cffaedfe\n")])
         .unwrap();
     assert_eq!(db.stats.body, 1);
     let places: Vec<(&str, usize)> = db.stats.skipped.iter().map(|s| (s.file.as_str(), s.line)).collect();
