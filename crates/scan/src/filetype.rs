@@ -34,6 +34,8 @@ pub enum FileType {
     Elf,
     /// Mach-O executable.
     MachO,
+    /// Mach-O universal ("fat") file: an executable per architecture.
+    MachOUniversal,
     /// Java class file.
     Java,
     /// Flash.
@@ -90,8 +92,10 @@ impl FileType {
             || starts(&[0xcf, 0xfa, 0xed, 0xfe])
         {
             FileType::MachO
-        } else if starts(&[0xca, 0xfe, 0xba, 0xbe]) {
-            FileType::Java
+        } else if starts(&[0xca, 0xfe, 0xba, 0xbe]) && d.len() >= 8 && d[4..7] == [0, 0, 0] && d[7] < 0x40 {
+            // libclamav's rule: the count of architectures (a universal file) or the class file
+            // version (Java 1.1 to 19); any other version is no type of its own
+            if d[7] < 0x20 { FileType::MachOUniversal } else { FileType::Java }
         } else if starts(b"FWS") || starts(b"CWS") || starts(b"ZWS") {
             FileType::Flash
         } else if starts(b"GIF8") || starts(b"\x89PNG") || starts(&[0xff, 0xd8, 0xff]) || starts(b"BM") {
@@ -120,7 +124,7 @@ impl FileType {
             4 => self == FileType::Mail,
             5 => self == FileType::Image,
             6 => self == FileType::Elf,
-            9 => self == FileType::MachO,
+            9 => matches!(self, FileType::MachO | FileType::MachOUniversal),
             10 => self == FileType::Pdf,
             11 => self == FileType::Flash,
             12 => self == FileType::Java,
@@ -141,6 +145,7 @@ impl FileType {
                 | FileType::Tnef
                 | FileType::SevenZip
                 | FileType::Rar
+                | FileType::MachOUniversal
                 | FileType::Mail
         )
     }

@@ -9,7 +9,7 @@
 //! relative to its layout matches. The section checks are those clamscan 1.4.6 (Debian's)
 //! applies, measured: stricter than the source read (an alignment of 2^32 or more, or a size
 //! that does not fit 32 bits once rounded up, is refused for 64-bit files too). Universal (fat)
-//! files are not unpacked here.
+//! files are unpacked by `unpack::macho_fat`, each executable a file of its own.
 
 use crate::pe::{PeInfo, Section};
 

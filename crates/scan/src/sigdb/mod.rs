@@ -1042,6 +1042,7 @@ fn container_type(name: &str) -> Option<crate::FileType> {
         "CL_TYPE_CPIO_OLD" | "CL_TYPE_CPIO_ODC" | "CL_TYPE_CPIO_NEWC" | "CL_TYPE_CPIO_CRC" => Cpio,
         "CL_TYPE_MAIL" => Mail,
         "CL_TYPE_TNEF" => Tnef,
+        "CL_TYPE_MACHO_UNIBIN" => MachOUniversal,
         _ => return None,
     })
 }

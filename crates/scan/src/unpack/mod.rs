@@ -4,6 +4,7 @@
 //! ratio limit stops early.
 
 mod cpio;
+mod macho_fat;
 mod rar;
 mod sevenz;
 mod single;
@@ -72,7 +73,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 9] = [
+pub const UNPACKABLE: [FileType; 10] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -82,6 +83,7 @@ pub const UNPACKABLE: [FileType; 9] = [
     FileType::SevenZip,
     FileType::Rar,
     FileType::Tnef,
+    FileType::MachOUniversal,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -96,6 +98,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Rar => rar::unpack(data, budget),
         FileType::Cpio => cpio::unpack(data, budget),
         FileType::Tnef => tnef::unpack(data, budget),
+        FileType::MachOUniversal => macho_fat::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
