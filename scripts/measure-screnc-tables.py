@@ -129,9 +129,11 @@ lines = [
     "//! for each encoded byte (tab, 0x20-0x7f but `@`, the escape; `<` and `>` are not encoded).",
     "",
     "/// The table each position uses.",
+    "#[rustfmt::skip]",
     "pub(super) const ORDER: [u8; 64] = [" + ', '.join(map(str, order)) + "];",
     "",
     "/// Each table: (encoded byte, decoded byte), by encoded byte.",
+    "#[rustfmt::skip]",
     "pub(super) const TABLES: [[(u8, u8); 96]; 3] = [",
 ]
 for t in tables:

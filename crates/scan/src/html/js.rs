@@ -162,6 +162,14 @@ const KEYWORDS: &[(&str, Kind)] = &[
     ("volatile", Kind::Other),
 ];
 
+/// The keyword `name` is, if it is one (keywords are 2 to 12 lower-case letters).
+fn keyword(name: &[u8]) -> Option<&'static (&'static str, Kind)> {
+    if !(2..=12).contains(&name.len()) || !name[0].is_ascii_lowercase() {
+        return None;
+    }
+    KEYWORDS.iter().find(|(k, _)| k.as_bytes() == name)
+}
+
 const OPERATORS: &[&str] = &[
     "=", "+", "===", ">>>", "!==", "<<", "<=", "==", ">=", ">>", "||", "--", "!=", "&&", "++", "*=", "/=", "%=", "+=",
     "-=", "<<=", ">>=", ">>>=", "&=", "^=", "|=", "&", ":", "/", "!", ">", "<", "-", "*", "|", "%", "?", "~", "^",
@@ -472,7 +480,10 @@ impl Lexer {
     /// The longest operator (at most 5 bytes) at the position.
     fn operator(&mut self, input: &[u8]) -> Token {
         let max = (input.len() - self.pos).min(5);
-        for len in (1..=max).rev() {
+        // the longest operator is 4 bytes, and every operator's bytes are operator bytes
+        let run =
+            input[self.pos..self.pos + max].iter().take_while(|&&b| class(b) == Class::Operator || b == b'/').count();
+        for len in (1..=run.min(4)).rev() {
             let s = &input[self.pos..self.pos + len];
             if let Some(op) = OPERATORS.iter().find(|op| op.as_bytes() == s) {
                 self.pos += len;
@@ -568,7 +579,7 @@ impl Lexer {
             // the byte is no longer part of the identifier
             self.pos -= 1;
             let name = std::mem::take(&mut self.buf);
-            return Some(match KEYWORDS.iter().find(|(k, _)| k.as_bytes() == name.as_slice()) {
+            return Some(match keyword(&name) {
                 Some(&(k, kind)) => Token::text(kind, k.as_bytes()),
                 None => Token { kind: Kind::Ident, val: Val::Text(Cow::Owned(name)) },
             });
