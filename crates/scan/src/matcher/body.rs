@@ -189,7 +189,7 @@ pub struct BodyHits {
     /// Matches per logical sub-signature (global index), only for those that matched.
     pub sub_counts: Vec<(u32, u32)>,
     /// Where libclamav places the last match of each counted sub-signature (the latest start;
-    /// for one split by a variable jump, the earliest).
+    /// for one split by a variable jump, the earliest start that reaches its last match's end).
     pub sub_last: HashMap<u32, usize>,
 }
 
@@ -346,15 +346,19 @@ impl BodyMatcher {
             }
         }
         // split sub-signatures found at least once: counted again by the ends of their matches;
-        // libclamav places each such match at the earliest start found for it
+        // libclamav places the last match at the earliest start that reaches its end
         for (s, n) in counts.iter_mut() {
             if let Some(forms) = self.split_subs.get(s) {
-                let ends: Option<u32> = forms.iter().map(|&ci| count_ends(&self.compiled[ci as usize], data)).sum();
+                let ends: Option<Vec<EndCount>> =
+                    forms.iter().map(|&ci| count_ends(&self.compiled[ci as usize], data)).collect();
+                let mut placed = None;
                 if let Some(ends) = ends {
-                    *n = ends;
+                    *n = ends.iter().map(|e| e.0).sum();
+                    // the form whose last match ends last
+                    placed = ends.iter().filter_map(|e| e.1).max_by_key(|&(end, _)| end).map(|(_, start)| start);
                 }
-                if let Some(&f) = first_start.get(s) {
-                    last_start.insert(*s, f);
+                if let Some(start) = placed.or_else(|| first_start.get(s).copied()) {
+                    last_start.insert(*s, start);
                 }
             }
         }
@@ -392,22 +396,28 @@ fn whole_word(data: &[u8], start: usize, end: usize) -> bool {
     (start == 0 || !word(start - 1)) && !word(end)
 }
 
+/// A split sub-signature's count of match ends, and for its last end: (where the part after
+/// the jump starts, the earliest start of the whole that reaches it).
+type EndCount = (u32, Option<(usize, usize)>);
+
 /// Work allowed for counting the match ends of one split sub-signature in one buffer.
 const COUNT_BUDGET: u32 = 16 * VERIFY_BUDGET;
 
 /// How many positions end a match of split sub-signature `c` (libclamav's count): each
 /// place where the part after the last variable jump starts a match with a valid start of
-/// the whole before it (with a part of one length, each place where a match ends).
+/// the whole before it (with a part of one length, each place where a match ends); and, for
+/// the last of them, (where its part after the jump starts, the earliest start of the whole
+/// that reaches it) when that was found within the budget.
 /// `None` when that takes more than [`COUNT_BUDGET`] (hostile data): the caller keeps the
 /// count by starts.
-fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
+fn count_ends(c: &Compiled, data: &[u8]) -> Option<EndCount> {
     let k = usize::from(c.split_at?);
     let (prefix, suffix) = c.pattern.pieces.split_at(k + 1);
     // after an unbounded last jump (`*`), a position that has a start before it makes every
     // later one valid too: no looking back from each
     let unbounded = matches!(prefix.last(), Some(Piece::Gap { max: None, .. }));
     let mut left = COUNT_BUDGET;
-    let (mut n, mut valid_from) = (0u32, None::<usize>);
+    let (mut n, mut valid_from, mut last) = (0u32, None::<usize>, None::<usize>);
     let mut at = |pos: usize| -> bool {
         // the suffix has no variable jump: matching it is cheap; looking back is budgeted
         let mut budget = VERIFY_BUDGET;
@@ -422,6 +432,7 @@ fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
         };
         if ok {
             n += 1;
+            last = Some(pos);
             if unbounded && valid_from.is_none() {
                 valid_from = Some(pos);
             }
@@ -435,7 +446,20 @@ fn count_ends(c: &Compiled, data: &[u8]) -> Option<u32> {
         }
         _ => (0..=data.len()).all(&mut at),
     };
-    complete.then_some(n)
+    if !complete {
+        return None;
+    }
+    // the earliest start that reaches the last end
+    let placed = last.and_then(|pos| {
+        let mut budget = VERIFY_BUDGET;
+        let mut earliest = None::<usize>;
+        backward(prefix, data, pos, &mut budget, &mut |st| {
+            earliest = Some(earliest.map_or(st, |e| e.min(st)));
+            false
+        });
+        (budget > 0).then_some(earliest?).map(|st| (pos, st))
+    });
+    Some((n, placed))
 }
 
 fn finish_counts(mut hits: BodyHits, counts: HashMap<u32, u32>, last: HashMap<u32, usize>) -> BodyHits {
