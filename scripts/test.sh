@@ -19,11 +19,22 @@ command -v clamscan >/dev/null 2>&1 || need+=(clamav)
 # PCRE2 for PCRE sub-signatures (pcre2-sys builds its own copy when this is missing)
 pkg-config --exists libpcre2-8 2>/dev/null || need+=(libpcre2-dev)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+# PostgreSQL: the store several nodes share; the tests use the server on 127.0.0.1:5432
+# (database `test`) and fail, not skip, without it
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  for v in $(ls /etc/postgresql); do pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if [ "$(id -u)" -eq 0 ] && ! su postgres -c "psql -lqt" 2>/dev/null | cut -d'|' -f1 | grep -qw test; then
+  su postgres -c "createdb test" || true
 fi
 
 cargo fmt --all -- --check

@@ -1,15 +1,16 @@
-//! The embedded contract store: SQLite through sqlx, schema by migrations.
+//! The contract store: embedded SQLite (the default) or PostgreSQL shared by several nodes,
+//! through sqlx's `Any` driver, one schema by migrations per backend.
 //!
 //! `apply` replaces the whole set of contracts in one transaction and bumps a generation
 //! counter; a running server polls the counter and reloads when it changes.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Once;
 
 use chrono::NaiveDate;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Executor, Row};
 
 use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
 
@@ -47,21 +48,63 @@ fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 /// A handle on the contract database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+}
+
+/// The database a store lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (one host).
+    Sqlite,
+    /// A PostgreSQL database (several nodes).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names (`sqlite:`, `postgres:` or `postgresql:`).
+    pub fn of(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
 }
 
 impl Store {
     /// Opens (creating and migrating if needed) the SQLite database at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(open_err)?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to the database at `url` (`sqlite://…` or `postgres://…`) and brings its schema
+    /// up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let open_err = |source| StoreError::Open { path: redact(url), source };
+        let backend =
+            Backend::of(url).ok_or_else(|| StoreError::Invalid(format!("not a database URL: {}", redact(url))))?;
+        let options = AnyPoolOptions::new().max_connections(4).acquire_timeout(std::time::Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        }
+        .connect(url)
+        .await
+        .map_err(open_err)?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
         Ok(Store { pool })
     }
 
@@ -138,12 +181,12 @@ impl Store {
     }
 }
 
-async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
+async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
     let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position, \
          encrypted_attachments, unreadable_attachments, wide_sending_networks) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&c.id)
     .bind(&c.customer)
@@ -160,7 +203,7 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
     .map_err(q("inserting a contract"))?;
     for (dpos, d) in c.domains.iter().enumerate() {
         let servers: Vec<String> = d.receiving_servers.iter().map(|h| h.to_string()).collect();
-        sqlx::query("INSERT INTO domains (name, contract_id, receiving_servers, position) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO domains (name, contract_id, receiving_servers, position) VALUES ($1, $2, $3, $4)")
             .bind(&d.name)
             .bind(&c.id)
             .bind(servers.join("\n"))
@@ -169,7 +212,7 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
             .await
             .map_err(q("inserting a domain"))?;
         for (apos, a) in d.accounts.iter().enumerate() {
-            sqlx::query("INSERT INTO accounts (domain, local_part, position) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO accounts (domain, local_part, position) VALUES ($1, $2, $3)")
                 .bind(&d.name)
                 .bind(a)
                 .bind(apos as i64)
@@ -181,8 +224,8 @@ async fn insert_contract(conn: &mut SqliteConnection, c: &Contract, pos: i64) ->
     Ok(())
 }
 
-async fn load_domains(conn: &mut SqliteConnection, contract: &str) -> Result<Vec<Domain>, StoreError> {
-    let rows = sqlx::query("SELECT name, receiving_servers FROM domains WHERE contract_id = ? ORDER BY position")
+async fn load_domains(conn: &mut AnyConnection, contract: &str) -> Result<Vec<Domain>, StoreError> {
+    let rows = sqlx::query("SELECT name, receiving_servers FROM domains WHERE contract_id = $1 ORDER BY position")
         .bind(contract)
         .fetch_all(&mut *conn)
         .await
@@ -193,7 +236,7 @@ async fn load_domains(conn: &mut SqliteConnection, contract: &str) -> Result<Vec
         let servers: String = row.get("receiving_servers");
         let receiving_servers =
             lines(&servers).map(|s| NextHop::parse(s).map_err(StoreError::Invalid)).collect::<Result<_, _>>()?;
-        let accounts = sqlx::query_scalar("SELECT local_part FROM accounts WHERE domain = ? ORDER BY position")
+        let accounts = sqlx::query_scalar("SELECT local_part FROM accounts WHERE domain = $1 ORDER BY position")
             .bind(&name)
             .fetch_all(&mut *conn)
             .await
@@ -203,11 +246,28 @@ async fn load_domains(conn: &mut SqliteConnection, contract: &str) -> Result<Vec
     Ok(out)
 }
 
-async fn generation_in(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+async fn generation_in(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     sqlx::query_scalar("SELECT value FROM meta WHERE key = 'generation'")
         .fetch_one(conn)
         .await
         .map_err(q("reading the generation"))
+}
+
+/// The file of an SQLite database URL (`sqlite://PATH?…`).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split('?').next().unwrap_or(rest).into())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_end = url[scheme + 3..at].find(':').map_or(at, |i| scheme + 3 + i);
+            format!("{}{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn lines(s: &str) -> impl Iterator<Item = &str> {
@@ -228,7 +288,48 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mxshield-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("contracts.db")).await.unwrap();
+        roundtrip(&Store::open(&dir.join("contracts.db")).await.unwrap()).await;
+        // opened again: migrated once, the data kept
+        assert!(Store::open(&dir.join("contracts.db")).await.unwrap().load().await.unwrap().0.is_empty());
+    }
+
+    /// The PostgreSQL server of this machine kind (127.0.0.1:5432, trust authentication,
+    /// database `test`; `MXSHIELD_TEST_PG` names another): the test fails, not skips, when it is
+    /// missing. Each test works in a schema of its own and drops it.
+    fn pg_base() -> String {
+        std::env::var("MXSHIELD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    #[tokio::test]
+    async fn apply_load_roundtrip_in_real_postgres() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let schema = format!("contracts_{}_{nanos}", std::process::id());
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg_base())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} (scripts/test.sh starts it): {e}", pg_base()));
+        let create = format!("CREATE SCHEMA {schema}");
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+        let url = format!("{}?options=-c%20search_path%3D{schema}", pg_base());
+        roundtrip(&Store::connect(&url).await.unwrap()).await;
+        // connected again: migrated once, the data kept
+        assert!(Store::connect(&url).await.unwrap().load().await.unwrap().0.is_empty());
+        let drop = format!("DROP SCHEMA {schema} CASCADE");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+    }
+
+    #[test]
+    fn urls_name_their_backend_and_hide_passwords() {
+        assert_eq!(Backend::of("postgres://u:pw@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("SQLITE:///x.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("mysql://h/db"), None);
+        assert_eq!(redact("postgres://mx:secret@db.example.net/mx"), "postgres://mx@db.example.net/mx");
+        assert_eq!(redact("postgres://db.example.net/mx"), "postgres://db.example.net/mx");
+    }
+
+    async fn roundtrip(store: &Store) {
         assert_eq!(store.load().await.unwrap(), (vec![], 0));
         let src = r#"
 [[contract]]

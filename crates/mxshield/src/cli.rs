@@ -15,7 +15,7 @@ use crate::config::Config;
 pub fn operator(config: &Config) -> Operator {
     Operator::new(operator::Paths {
         spool: config.spool_dir(),
-        contracts: config.contracts.database.clone(),
+        contracts: config.contracts.url.clone(),
         message_log: config.log.message_log.clone(),
     })
 }

@@ -57,7 +57,9 @@ pub struct ScanConfig {
 /// `[contracts]`: where contracts are stored and how often a server looks for changes.
 #[derive(Debug, Clone)]
 pub struct ContractsConfig {
-    pub database: PathBuf,
+    /// Where the contract store is: `[store] url` (PostgreSQL, shared by several nodes), else
+    /// the SQLite file `database`.
+    pub url: String,
     pub reload_interval: Duration,
 }
 
@@ -126,7 +128,11 @@ impl Config {
         let mut del_sec = r.table(&mut root, "delivery");
         let delivery = read_delivery(&mut r, del_sec.as_mut(), &smtp.hostname);
         let mut con_sec = r.table(&mut root, "contracts");
-        let contracts = read_contracts(&mut r, con_sec.as_mut(), &data_dir);
+        let mut contracts = read_contracts(&mut r, con_sec.as_mut(), &data_dir);
+        let mut store_sec = r.table(&mut root, "store");
+        if let Some(url) = read_store(&mut r, store_sec.as_mut()) {
+            contracts.url = url;
+        }
         let mut log_sec = r.table(&mut root, "log");
         let log = read_log(&mut r, log_sec.as_mut(), &data_dir);
         let mut warn_sec = r.table(&mut root, "warnings");
@@ -391,6 +397,20 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
     cfg
 }
 
+/// `[store]`: the database URL several nodes share, checked for a backend the stores speak.
+fn read_store(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> Option<String> {
+    let sec = sec?;
+    let url = r.string(sec, "url").and_then(|(url, line)| match contracts::store::Backend::of(&url) {
+        Some(_) => Some(url),
+        None => {
+            r.issue(sec.child_path("url"), line, "must be a postgres:// (or sqlite://) database URL");
+            None
+        }
+    });
+    r.deny_unknown(sec);
+    url
+}
+
 fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path) -> ContractsConfig {
     let mut database = data_dir.join("mxshield.db");
     if let Some(s) = sec.as_deref_mut()
@@ -399,7 +419,7 @@ fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, dat
         database = p.into();
     }
     let cfg = ContractsConfig {
-        database,
+        url: format!("sqlite://{}?mode=rwc", database.display()),
         reload_interval: duration(r, sec.as_deref_mut(), "reload_interval", Duration::from_millis(500)),
     };
     if let Some(s) = sec {

@@ -8,7 +8,7 @@ fn defaults_without_file() {
     assert_eq!(c.smtp.max_message_size, 52_428_800);
     assert_eq!(c.smtp.max_recipients, 100);
     assert_eq!(c.delivery.queue_lifetime, Duration::from_secs(86_400));
-    assert_eq!(c.contracts.database, PathBuf::from("./mxshield-data/mxshield.db"));
+    assert_eq!(c.contracts.url, "sqlite://./mxshield-data/mxshield.db?mode=rwc");
 }
 
 #[test]

@@ -194,6 +194,22 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => match serve::prepare(&config) {
+                // a shared database must be reachable and its schema current
+                Ok(_)
+                    if contracts::store::Backend::of(&config.contracts.url)
+                        == Some(contracts::store::Backend::Postgres) =>
+                {
+                    match contracts::Store::connect(&config.contracts.url).await {
+                        Ok(_) => {
+                            println!("configuration is valid");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Err(e) => {
+                            eprintln!("mxshield: {e}");
+                            Ok(ExitCode::from(2))
+                        }
+                    }
+                }
                 Ok(_) => {
                     println!("configuration is valid");
                     Ok(ExitCode::SUCCESS)

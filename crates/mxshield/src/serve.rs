@@ -68,7 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::open(config.spool_dir())?.with_node(config.node_id);
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
-    let store = Store::open(&config.contracts.database).await?;
+    let store = Store::connect(&config.contracts.url).await?;
     let contracts = LiveContracts::load(&store, config.calendar).await?;
     contracts.watch(store.clone(), config.contracts.reload_interval);
     let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await;

@@ -202,3 +202,76 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
 }
+
+/// The PostgreSQL server of this machine kind (`MXSHIELD_TEST_PG` names another): the test
+/// fails, not skips, when it is missing.
+fn pg_base() -> String {
+    std::env::var("MXSHIELD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema of its own on the shared server, dropped when the test ends.
+struct PgSchema(String);
+
+impl PgSchema {
+    async fn new(tag: &str) -> PgSchema {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("{tag}_{}_{nanos}", std::process::id());
+        sql(&format!("CREATE SCHEMA {name}")).await;
+        PgSchema(name)
+    }
+
+    fn url(&self) -> String {
+        format!("{}?options=-c%20search_path%3D{}", pg_base(), self.0)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let drop = format!("DROP SCHEMA {} CASCADE", self.0);
+        std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(sql(&drop))).join().unwrap();
+    }
+}
+
+async fn sql(statement: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_base())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {} (scripts/test.sh starts it): {e}", pg_base()));
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&pool).await.unwrap();
+}
+
+/// Two nodes, each with its own data_dir, on one PostgreSQL database: contracts applied
+/// through one are the other's; check-config reports a database it cannot reach and a URL no
+/// store speaks.
+#[tokio::test]
+async fn nodes_share_contracts_through_postgres() {
+    let dir = TempDir::new("pg-contracts");
+    let schema = PgSchema::new("cli_contracts").await;
+    for node in ["a", "b"] {
+        let cfg = format!("data_dir = \"data-{node}\"\n[store]\nurl = \"{}\"\n", schema.url());
+        std::fs::write(dir.path().join(format!("{node}.toml")), cfg).unwrap();
+    }
+    std::fs::write(dir.path().join("c.toml"), contracts("\"127.0.0.1:2600\"")).unwrap();
+    let (code, out, err) = run(dir.path(), &["--config", "a.toml", "contracts", "apply", "c.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(dir.path(), &["--config", "b.toml", "contracts", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acme") && out.contains("acme.example -> 127.0.0.1:2600"), "{out}");
+    assert!(!dir.path().join("data-b/mxshield.db").exists(), "node b made a local store");
+    let (code, out, err) = run(dir.path(), &["--config", "b.toml", "check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // a server that is not there, and a URL of no known database
+    let down =
+        format!("data_dir = \"data-c\"\n[store]\nurl = \"postgres://mx:secret@127.0.0.1:{}/x\"\n", down_addr().port());
+    std::fs::write(dir.path().join("down.toml"), down).unwrap();
+    let (code, _, err) = run(dir.path(), &["--config", "down.toml", "check-config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot open contract store postgres://mx@127.0.0.1"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    std::fs::write(dir.path().join("odd.toml"), "[store]\nurl = \"mysql://h/db\"\n").unwrap();
+    let (code, _, err) = run(dir.path(), &["--config", "odd.toml", "check-config"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("odd.toml:line 2: store.url: must be a postgres:// (or sqlite://) database URL"), "{err}");
+}

@@ -22,8 +22,8 @@ use spool::{Envelope, QueueId, Spool, Status, attrs};
 pub struct Paths {
     /// The spool directory (`data_dir/spool`).
     pub spool: PathBuf,
-    /// The contract store.
-    pub contracts: PathBuf,
+    /// The contract store's database URL (`sqlite://…` or `postgres://…`).
+    pub contracts: String,
     /// The message log.
     pub message_log: PathBuf,
 }
@@ -131,10 +131,12 @@ impl Operator {
     /// Validates a whole contracts file and, if it has no problem, makes it the stored set.
     pub async fn apply_contracts(&self, src: &str) -> Result<Applied, OperatorError> {
         let contracts = contracts::parse_file(src).map_err(OperatorError::InvalidContracts)?;
-        if let Some(dir) = self.paths.contracts.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| OperatorError::Io { path: dir.to_path_buf(), source })?;
+        if let Some(dir) =
+            contracts::store::sqlite_path(&self.paths.contracts).and_then(|p| p.parent().map(PathBuf::from))
+        {
+            std::fs::create_dir_all(&dir).map_err(|source| OperatorError::Io { path: dir.clone(), source })?;
         }
-        let store = Store::open(&self.paths.contracts).await?;
+        let store = Store::connect(&self.paths.contracts).await?;
         let generation = store.apply(&contracts).await?;
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
         Ok(Applied { contracts: contracts.len(), domains, generation })
@@ -142,7 +144,7 @@ impl Operator {
 
     /// The stored contracts and their generation.
     pub async fn contracts(&self) -> Result<(Vec<Contract>, i64), OperatorError> {
-        Ok(Store::open(&self.paths.contracts).await?.load().await?)
+        Ok(Store::connect(&self.paths.contracts).await?.load().await?)
     }
 
     /// Every queued message, oldest first (files that cannot be read are skipped).
