@@ -5,26 +5,20 @@
 //! counter; a running server polls the counter and reloads when it changes.
 
 use std::path::Path;
-use std::sync::Once;
 
 use chrono::NaiveDate;
-use sqlx::any::AnyPoolOptions;
+use sqlx::Row;
 use sqlx::{AnyConnection, AnyPool};
-use sqlx::{Executor, Row};
+pub use store::{Backend, redact, sqlite_path};
 
 use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
 
 /// Errors of the store, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database file could not be opened or created.
-    #[error("cannot open contract store {path}: {source}")]
-    Open {
-        /// The file.
-        path: String,
-        /// Why.
-        source: sqlx::Error,
-    },
+    /// The database could not be reached, opened or migrated.
+    #[error("contract store: {0}")]
+    Db(#[from] store::DbError),
     /// Its schema could not be brought up to date.
     #[error("cannot migrate contract store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -49,28 +43,11 @@ fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
 }
 
-/// The database a store lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An SQLite file (one host).
-    Sqlite,
-    /// A PostgreSQL database (several nodes).
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a database URL names (`sqlite:`, `postgres:` or `postgresql:`).
-    pub fn of(url: &str) -> Option<Backend> {
-        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
-        match scheme.as_str() {
-            "sqlite" => Some(Backend::Sqlite),
-            "postgres" | "postgresql" => Some(Backend::Postgres),
-            _ => None,
-        }
-    }
-}
+/// The `LISTEN/NOTIFY` channel an apply notifies (PostgreSQL).
+pub const CHANGES_CHANNEL: &str = "mxshield_contracts";
 
 impl Store {
     /// Opens (creating and migrating if needed) the SQLite database at `path`.
@@ -81,36 +58,34 @@ impl Store {
     /// Connects to the database at `url` (`sqlite://…` or `postgres://…`) and brings its schema
     /// up to date.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let open_err = |source| StoreError::Open { path: redact(url), source };
-        let backend =
-            Backend::of(url).ok_or_else(|| StoreError::Invalid(format!("not a database URL: {}", redact(url))))?;
-        let options = AnyPoolOptions::new().max_connections(4).acquire_timeout(std::time::Duration::from_secs(10));
-        let pool = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => options,
-        }
-        .connect(url)
-        .await
-        .map_err(open_err)?;
+        let (pool, backend) = store::connect(url, 4).await?;
+        // the migrations table keeps sqlx's default name: SQLite stores made before the
+        // shared-database plumbing existed have their history there
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool })
+        Ok(Store { pool, backend })
+    }
+
+    /// The database this store lives in.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Replaces all contracts with `contracts` (already validated) in one transaction.
     /// Returns the new generation.
     pub async fn apply(&self, contracts: &[Contract]) -> Result<i64, StoreError> {
+        self.replace(contracts, None).await
+    }
+
+    /// Replaces all contracts with `contracts` and sets the generation to `generation`: the
+    /// local last-good copy of a shared store, kept at the generation it was read at.
+    pub async fn mirror(&self, contracts: &[Contract], generation: i64) -> Result<(), StoreError> {
+        self.replace(contracts, Some(generation)).await.map(|_| ())
+    }
+
+    async fn replace(&self, contracts: &[Contract], generation: Option<i64>) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
         sqlx::query("DELETE FROM domains").execute(&mut *tx).await.map_err(q("clearing domains"))?;
@@ -118,11 +93,18 @@ impl Store {
         for (pos, c) in contracts.iter().enumerate() {
             insert_contract(&mut tx, c, pos as i64).await?;
         }
-        sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            .execute(&mut *tx)
-            .await
-            .map_err(q("bumping the generation"))?;
+        match generation {
+            None => sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'"),
+            Some(g) => sqlx::query("UPDATE meta SET value = $1 WHERE key = 'generation'").bind(g),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(q("setting the generation"))?;
         let generation = generation_in(&mut tx).await?;
+        // delivered at commit: every node listening reloads at once
+        store::changes::notify(&mut tx, self.backend, CHANGES_CHANNEL, &generation.to_string())
+            .await
+            .map_err(q("notifying the nodes"))?;
         tx.commit().await.map_err(q("committing"))?;
         Ok(generation)
     }
@@ -253,23 +235,6 @@ async fn generation_in(conn: &mut AnyConnection) -> Result<i64, StoreError> {
         .map_err(q("reading the generation"))
 }
 
-/// The file of an SQLite database URL (`sqlite://PATH?…`).
-pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    Some(rest.split('?').next().unwrap_or(rest).into())
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user_end = url[scheme + 3..at].find(':').map_or(at, |i| scheme + 3 + i);
-            format!("{}{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn lines(s: &str) -> impl Iterator<Item = &str> {
     s.lines().filter(|l| !l.is_empty())
 }
@@ -282,6 +247,7 @@ fn date(s: &str) -> Result<NaiveDate, StoreError> {
 mod tests {
     use super::*;
     use crate::{Snapshot, parse_file};
+    use sqlx::any::AnyPoolOptions;
 
     #[tokio::test]
     async fn apply_load_roundtrip_in_real_sqlite() {
@@ -318,15 +284,6 @@ mod tests {
         assert!(Store::connect(&url).await.unwrap().load().await.unwrap().0.is_empty());
         let drop = format!("DROP SCHEMA {schema} CASCADE");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
-    }
-
-    #[test]
-    fn urls_name_their_backend_and_hide_passwords() {
-        assert_eq!(Backend::of("postgres://u:pw@h/db"), Some(Backend::Postgres));
-        assert_eq!(Backend::of("SQLITE:///x.db"), Some(Backend::Sqlite));
-        assert_eq!(Backend::of("mysql://h/db"), None);
-        assert_eq!(redact("postgres://mx:secret@db.example.net/mx"), "postgres://mx@db.example.net/mx");
-        assert_eq!(redact("postgres://db.example.net/mx"), "postgres://db.example.net/mx");
     }
 
     async fn roundtrip(store: &Store) {

@@ -157,6 +157,7 @@ fn expire(ctx: &Ctx, log: &LogFields, env: &Envelope, status: &mut Status) -> Ve
             remote: st.remote.clone(),
             reply: diagnostic.clone(),
             at: Utc::now().timestamp(),
+            ..Default::default()
         });
         *st = RcptStatus { state: RcptState::Failed, last_error: diagnostic, remote: st.remote.clone() };
     }
@@ -240,6 +241,8 @@ fn delivery_record(id: &QueueId, rcpt: &str, outcome: &Outcome) -> DeliveryRecor
         remote: remote.clone(),
         reply: reply.clone(),
         at: Utc::now().timestamp(),
+        // the log gives it an event id when it is sent
+        ..Default::default()
     }
 }
 

@@ -81,6 +81,29 @@ pub struct DeliveryContext {
     pub msglog: MessageLog,
     /// Deliveries in progress per destination domain.
     pub destinations: Destinations,
+    /// The queue's size, as the scheduler last counted it.
+    pub queue_size: QueueSize,
+}
+
+/// The queue's size, counted by the scheduler every second (for the node's heartbeat).
+#[derive(Debug, Default)]
+pub struct QueueSize {
+    active: std::sync::atomic::AtomicU64,
+    deferred: std::sync::atomic::AtomicU64,
+}
+
+impl QueueSize {
+    /// Messages waiting for a first attempt or being attempted, and messages waiting for a retry.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.active.load(Relaxed), self.deferred.load(Relaxed))
+    }
+
+    fn set(&self, active: usize, deferred: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.active.store(active as u64, Relaxed);
+        self.deferred.store(deferred as u64, Relaxed);
+    }
 }
 
 /// Counts deliveries in progress per destination domain, so one destination (a customer

@@ -94,6 +94,8 @@ pub async fn run(
                 s.ctx.courier.sweep();
                 s.check_flush();
                 metrics::gauge!("mxshield_queue_messages").set(s.known.len() as f64);
+                let deferred = s.waiting.len();
+                s.ctx.queue_size.set(s.known.len().saturating_sub(deferred), deferred);
                 ticks += 1;
                 if ticks.is_multiple_of(RESCAN_TICKS) {
                     s.rescan();

@@ -147,6 +147,14 @@ pub enum Scanner {
 }
 
 impl Scanner {
+    /// The signature database version in use (`release-7`, `daily:27451,…`, `clamd …` at start).
+    pub fn version(&self) -> String {
+        match self {
+            Scanner::Builtin(e) => e.signatures().version.clone(),
+            Scanner::Clamd(_, at_start) => at_start.clone(),
+        }
+    }
+
     /// The limits the scans run under (clamd's own are its; the defaults bound our reads).
     fn limits(&self) -> scan::Limits {
         match self {

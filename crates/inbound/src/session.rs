@@ -201,6 +201,8 @@ impl GatewaySession {
                 reply: String::new(),
                 related: String::new(),
                 parts: d.parts.clone(),
+                // the writer stamps its node
+                node: String::new(),
             },
             recipients: txn.rcpts.clone(),
             initial_state,

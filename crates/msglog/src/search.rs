@@ -40,6 +40,9 @@ pub struct Filter {
     /// inbound, outbound, warning or dsn.
     #[cfg_attr(feature = "cli", arg(long, value_parser = ["inbound", "outbound", "warning", "dsn"]))]
     pub direction: Option<String>,
+    /// The node that handled it (`node_id`).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub node: Option<String>,
     /// At most this many messages.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
     pub limit: usize,
@@ -59,6 +62,7 @@ impl Default for Filter {
             message_id: None,
             queue_id: None,
             direction: None,
+            node: None,
             limit: 100,
         }
     }

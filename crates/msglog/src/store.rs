@@ -1,14 +1,12 @@
-//! The message log's SQLite file: writing batches, purging old records, and the queries of
-//! `mxshield log search`.
+//! The message log's database: an SQLite file beside the spool (one host), or the PostgreSQL
+//! database several nodes share. Writing batches (idempotent: a batch written twice leaves the
+//! log as written once), purging old records, and the queries of `mxshield log search`.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use store::Backend;
 
 use super::search::{Filter, Found, FoundRecipient};
 use super::{DeliveryRecord, MessageRecord, MessageSummary};
@@ -16,14 +14,9 @@ use super::{DeliveryRecord, MessageRecord, MessageSummary};
 /// Errors of the message log store.
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
-    /// The file could not be opened or created.
-    #[error("opening the message log {path}: {source}")]
-    Open {
-        /// The file.
-        path: String,
-        /// Why.
-        source: sqlx::Error,
-    },
+    /// The database could not be reached, opened or created.
+    #[error("message log: {0}")]
+    Db(#[from] store::DbError),
     /// Its schema could not be brought up to date.
     #[error("message log schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -36,152 +29,175 @@ impl LogStoreError {
     /// Whether the file itself is damaged (not a database, malformed, a schema we did not
     /// write), as opposed to busy, locked or unreadable for now.
     pub fn is_damaged_file(&self) -> bool {
-        let text = match self {
-            LogStoreError::Open { source, .. } => source.to_string(),
-            LogStoreError::Migrate(e) => return !matches!(e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))),
-            LogStoreError::Query(e) => e.to_string(),
-        };
+        if let LogStoreError::Migrate(e) | LogStoreError::Db(store::DbError::Migrate(e)) = self {
+            return !matches!(e, sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_)));
+        }
+        let text = self.to_string();
         ["not a database", "malformed", "corrupt"].iter().any(|w| text.contains(w))
+    }
+}
+
+/// Where the message log is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLocation {
+    /// An SQLite file of this host.
+    File(PathBuf),
+    /// The database several nodes share (`postgres://…`), with this node's local journal
+    /// for records written while it is away.
+    Shared {
+        /// The database URL.
+        url: String,
+        /// The journal (an SQLite file).
+        journal: PathBuf,
+        /// Most bytes of records the journal holds; beyond, new records are dropped, loudly.
+        journal_max: u64,
+    },
+}
+
+impl LogLocation {
+    /// The database URL.
+    pub fn url(&self) -> String {
+        match self {
+            LogLocation::File(p) => format!("sqlite://{}?mode=rwc", p.display()),
+            LogLocation::Shared { url, .. } => url.clone(),
+        }
+    }
+
+    /// What to name in messages (a path, or a URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            LogLocation::File(p) => p.display().to_string(),
+            LogLocation::Shared { url, .. } => store::redact(url),
+        }
     }
 }
 
 /// The open store.
 #[derive(Clone)]
 pub struct LogStore {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
+const MESSAGE_COLUMNS: &str = "queue_id, at, node, contract, direction, client_ip, sender, size, message_id, subject, \
+                               verdict, viruses, action, result, reply, related, parts, signatures";
+
 impl LogStore {
-    /// Opens (creating and migrating if needed) the log at `path`.
+    /// Opens (creating and migrating if needed) the SQLite log at `path`.
     pub async fn open(path: &Path) -> Result<LogStore, LogStoreError> {
-        let open_err = |source| LogStoreError::Open { path: path.display().to_string(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(dir).map_err(|e| store::DbError::Open {
+                url: path.display().to_string(),
+                source: sqlx::Error::Io(e),
+            })?;
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // the spool is the durable record of a message; the log may lose its last
-            // transaction in a power cut, never the mail
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(open_err)?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(LogStore { pool })
+        LogStore::connect(&LogLocation::File(path.to_path_buf()).url()).await
+    }
+
+    /// Opens the log at `location`.
+    pub async fn open_at(location: &LogLocation) -> Result<LogStore, LogStoreError> {
+        match location {
+            LogLocation::File(p) => LogStore::open(p).await,
+            LogLocation::Shared { url, .. } => LogStore::connect(url).await,
+        }
+    }
+
+    /// Connects to the log at `url` (`sqlite://…` or `postgres://…`) and brings its schema up
+    /// to date.
+    pub async fn connect(url: &str) -> Result<LogStore, LogStoreError> {
+        // the spool is the durable record of a message; an SQLite log may lose its last
+        // transaction in a power cut, never the mail
+        let (pool, backend) = store::connect_with(url, 2, store::Sync::Normal).await?;
+        match backend {
+            // its own file: sqlx's default migrations table, as before several nodes existed
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => {
+                store::migrate(&pool, sqlx::migrate!("./migrations/postgres"), "_mxshield_msglog_migrations").await?
+            }
+        }
+        Ok(LogStore { pool, backend })
     }
 
     /// Writes messages (with their recipients) and then delivery outcomes, in one transaction.
+    /// Written again, the same batch changes nothing: a message is replaced by itself, its
+    /// recipients keep the state they reached, and an outcome whose event was applied is
+    /// skipped.
     pub async fn write(&self, messages: &[MessageRecord], deliveries: &[DeliveryRecord]) -> Result<(), LogStoreError> {
         let mut tx = self.pool.begin().await?;
         for r in messages {
-            let m = &r.summary;
-            let parts = serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into());
-            sqlx::query(
-                "INSERT OR REPLACE INTO messages (queue_id, at, contract, direction, client_ip, sender, size, \
-                 message_id, subject, verdict, viruses, action, result, reply, related, parts, signatures) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&m.queue_id)
-            .bind(m.at)
-            .bind(&m.contract)
-            .bind(&m.direction)
-            .bind(&m.client_ip)
-            .bind(&m.sender)
-            .bind(m.size as i64)
-            .bind(&m.message_id)
-            .bind(&m.subject)
-            .bind(&m.verdict)
-            .bind(m.viruses.join(", "))
-            .bind(&m.action)
-            .bind(&m.result)
-            .bind(&m.reply)
-            .bind(&m.related)
-            .bind(parts)
-            .bind(&m.signatures)
-            .execute(&mut *tx)
-            .await?;
-            for rcpt in &r.recipients {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
-                     VALUES (?, ?, ?, '', '', 0, ?)",
-                )
-                .bind(&m.queue_id)
-                .bind(rcpt)
-                .bind(r.initial_state.as_str())
-                .bind(m.at)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_message(&mut tx, r).await?;
         }
         for d in deliveries {
-            sqlx::query(
-                "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
-                 VALUES (?, ?, ?, ?, ?, 1, ?) \
-                 ON CONFLICT (queue_id, rcpt) DO UPDATE SET state = excluded.state, remote = excluded.remote, \
-                 reply = excluded.reply, attempts = attempts + 1, updated = excluded.updated",
-            )
-            .bind(&d.queue_id)
-            .bind(&d.rcpt)
-            .bind(d.state.as_str())
-            .bind(&d.remote)
-            .bind(&d.reply)
-            .bind(d.at)
-            .execute(&mut *tx)
-            .await?;
+            apply_delivery(&mut tx, d).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes messages received before `before` (Unix seconds) and their recipients; returns
-    /// how many messages went.
-    pub async fn purge(&self, before: i64) -> Result<u64, LogStoreError> {
+    /// how many messages went. On a shared database, at most one node purges per `every`
+    /// seconds (the others find it done): retention is enforced once for the cluster.
+    pub async fn purge(&self, before: i64, every: i64) -> Result<u64, LogStoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM recipients WHERE queue_id IN (SELECT queue_id FROM messages WHERE at < ?)")
+        if self.backend == Backend::Postgres {
+            let now = chrono::Utc::now().timestamp();
+            let mine = sqlx::query("UPDATE log_meta SET value = $1 WHERE key = 'purged_at' AND value <= $2")
+                .bind(now)
+                .bind(now - every)
+                .execute(&mut *tx)
+                .await?;
+            if mine.rows_affected() == 0 {
+                return Ok(0);
+            }
+        }
+        sqlx::query("DELETE FROM recipients WHERE queue_id IN (SELECT queue_id FROM messages WHERE at < $1)")
             .bind(before)
             .execute(&mut *tx)
             .await?;
-        let gone = sqlx::query("DELETE FROM messages WHERE at < ?").bind(before).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM delivery_events WHERE at < $1").bind(before).execute(&mut *tx).await?;
+        let gone = sqlx::query("DELETE FROM messages WHERE at < $1").bind(before).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(gone.rows_affected())
     }
 
     /// Messages matching `f`, newest first, with their recipients.
     pub async fn search(&self, f: &Filter) -> Result<Vec<Found>, LogStoreError> {
-        let mut sql = String::from(
-            "SELECT queue_id, at, contract, direction, client_ip, sender, size, message_id, subject, verdict, \
-             viruses, action, result, reply, related, parts, signatures FROM messages m WHERE 1 = 1",
-        );
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
+        let mut clause = |sql: &mut String, text: &str, b: Bind| {
+            binds.push(b);
+            sql.push_str(&text.replace('?', &format!("${}", binds.len())));
+        };
         if let Some(t) = f.since {
-            sql.push_str(" AND at >= ?");
-            binds.push(Bind::Int(t));
+            clause(&mut sql, " AND at >= ?", Bind::Int(t));
         }
         if let Some(t) = f.until {
-            sql.push_str(" AND at < ?");
-            binds.push(Bind::Int(t));
+            clause(&mut sql, " AND at < ?", Bind::Int(t));
         }
-        let mut text = |sql: &mut String, clause: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                sql.push_str(clause);
-                binds.push(Bind::Text(v.clone()));
-            }
+        let (contains, trim) = match self.backend {
+            Backend::Sqlite => ("instr(lower(viruses), lower(?)) > 0", "trim(message_id, '<> ') = trim(?, '<> ')"),
+            Backend::Postgres => ("strpos(lower(viruses), lower(?)) > 0", "btrim(message_id, '<> ') = btrim(?, '<> ')"),
         };
-        text(&mut sql, " AND contract = ?", &f.contract);
-        text(&mut sql, " AND lower(sender) = lower(?)", &f.sender);
-        text(
-            &mut sql,
-            " AND EXISTS (SELECT 1 FROM recipients r WHERE r.queue_id = m.queue_id AND lower(r.rcpt) = lower(?))",
-            &f.recipient,
-        );
-        text(&mut sql, " AND instr(lower(viruses), lower(?)) > 0", &f.virus);
-        text(&mut sql, " AND action = ?", &f.action);
-        text(&mut sql, " AND trim(message_id, '<> ') = trim(?, '<> ')", &f.message_id);
-        text(&mut sql, " AND queue_id = ?", &f.queue_id);
-        text(&mut sql, " AND direction = ?", &f.direction);
-        sql.push_str(" ORDER BY at DESC, queue_id LIMIT ?");
-        binds.push(Bind::Int(f.limit as i64));
+        let texts: [(&str, &Option<String>); 9] = [
+            (" AND contract = ?", &f.contract),
+            (" AND lower(sender) = lower(?)", &f.sender),
+            (
+                " AND EXISTS (SELECT 1 FROM recipients r WHERE r.queue_id = m.queue_id AND lower(r.rcpt) = lower(?))",
+                &f.recipient,
+            ),
+            (&format!(" AND {contains}"), &f.virus),
+            (" AND action = ?", &f.action),
+            (&format!(" AND {trim}"), &f.message_id),
+            (" AND queue_id = ?", &f.queue_id),
+            (" AND direction = ?", &f.direction),
+            (" AND node = ?", &f.node),
+        ];
+        for (text, value) in texts {
+            if let Some(v) = value {
+                clause(&mut sql, text, Bind::Text(v.clone()));
+            }
+        }
+        clause(&mut sql, " ORDER BY at DESC, queue_id LIMIT ?", Bind::Int(f.limit as i64));
         // the text is built from the constant clauses above only; every value is bound
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in &binds {
@@ -191,38 +207,122 @@ impl LogStore {
             };
         }
         let rows = q.fetch_all(&self.pool).await?;
+        let order = match self.backend {
+            Backend::Sqlite => "rowid",
+            Backend::Postgres => "id",
+        };
+        let recipients_sql = format!(
+            "SELECT rcpt, state, remote, reply, attempts, updated FROM recipients WHERE queue_id = $1 ORDER BY {order}"
+        );
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let summary = summary_of(&row);
-            let recipients = sqlx::query(
-                "SELECT rcpt, state, remote, reply, attempts, updated FROM recipients WHERE queue_id = ? ORDER BY rowid",
-            )
-            .bind(&summary.queue_id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| FoundRecipient {
-                rcpt: r.get("rcpt"),
-                state: r.get("state"),
-                remote: r.get("remote"),
-                reply: r.get("reply"),
-                attempts: r.get("attempts"),
-                updated: r.get("updated"),
-            })
-            .collect();
+            let recipients = sqlx::query(sqlx::AssertSqlSafe(recipients_sql.clone()))
+                .bind(&summary.queue_id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| FoundRecipient {
+                    rcpt: r.get("rcpt"),
+                    state: r.get("state"),
+                    remote: r.get("remote"),
+                    reply: r.get("reply"),
+                    attempts: r.get("attempts"),
+                    updated: r.get("updated"),
+                })
+                .collect();
             out.push(Found { summary, recipients });
         }
         Ok(out)
     }
 }
 
+async fn insert_message(conn: &mut AnyConnection, r: &MessageRecord) -> Result<(), sqlx::Error> {
+    let m = &r.summary;
+    let parts = serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into());
+    let sql = format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT (queue_id) DO UPDATE SET at = excluded.at, node = excluded.node, contract = excluded.contract, \
+         direction = excluded.direction, client_ip = excluded.client_ip, sender = excluded.sender, \
+         size = excluded.size, message_id = excluded.message_id, subject = excluded.subject, \
+         verdict = excluded.verdict, viruses = excluded.viruses, action = excluded.action, \
+         result = excluded.result, reply = excluded.reply, related = excluded.related, parts = excluded.parts, \
+         signatures = excluded.signatures"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&m.queue_id)
+        .bind(m.at)
+        .bind(&m.node)
+        .bind(&m.contract)
+        .bind(&m.direction)
+        .bind(&m.client_ip)
+        .bind(&m.sender)
+        .bind(m.size as i64)
+        .bind(&m.message_id)
+        .bind(&m.subject)
+        .bind(&m.verdict)
+        .bind(m.viruses.join(", "))
+        .bind(&m.action)
+        .bind(&m.result)
+        .bind(&m.reply)
+        .bind(&m.related)
+        .bind(parts)
+        .bind(&m.signatures)
+        .execute(&mut *conn)
+        .await?;
+    for rcpt in &r.recipients {
+        // a recipient already there keeps the state its deliveries gave it
+        sqlx::query(
+            "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
+             VALUES ($1, $2, $3, '', '', 0, $4) ON CONFLICT (queue_id, rcpt) DO NOTHING",
+        )
+        .bind(&m.queue_id)
+        .bind(rcpt)
+        .bind(r.initial_state.as_str())
+        .bind(m.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies one outcome, once per event id.
+async fn apply_delivery(conn: &mut AnyConnection, d: &DeliveryRecord) -> Result<(), sqlx::Error> {
+    let event_id = if d.event_id.is_empty() { super::fresh_event_id() } else { d.event_id.clone() };
+    let new = sqlx::query("INSERT INTO delivery_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
+        .bind(&event_id)
+        .bind(d.at)
+        .execute(&mut *conn)
+        .await?;
+    if new.rows_affected() == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6) \
+         ON CONFLICT (queue_id, rcpt) DO UPDATE SET state = excluded.state, remote = excluded.remote, \
+         reply = excluded.reply, attempts = recipients.attempts + 1, updated = excluded.updated",
+    )
+    .bind(&d.queue_id)
+    .bind(&d.rcpt)
+    .bind(d.state.as_str())
+    .bind(&d.remote)
+    .bind(&d.reply)
+    .bind(d.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A `messages` row.
-fn summary_of(row: &SqliteRow) -> MessageSummary {
+fn summary_of(row: &AnyRow) -> MessageSummary {
     let viruses: String = row.get("viruses");
     let parts: String = row.get("parts");
     MessageSummary {
         at: row.get("at"),
         queue_id: row.get("queue_id"),
+        node: row.get("node"),
         contract: row.get("contract"),
         direction: row.get("direction"),
         client_ip: row.get("client_ip"),

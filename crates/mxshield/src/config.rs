@@ -21,9 +21,16 @@ pub struct Config {
     /// Where mail to the gateway's own postmaster (`<postmaster>`, the `postmaster` address)
     /// is sent; `None`: to the `postmaster` address itself, routed like any other.
     pub postmaster_forward: Option<String>,
+    /// `node_id`: this node's name among several (the message log and `mxshield nodes` name
+    /// it); by default `smtp.hostname`.
+    pub node_name: String,
     /// `[node] id`: written into every queue id made here, so ids of a cluster's nodes never
-    /// collide; by default derived from `smtp.hostname`.
+    /// collide; by default derived from `node_id`.
     pub node_id: u16,
+    /// `[node]`: how often this node writes its heartbeat, and how old a heartbeat may be before
+    /// `mxshield nodes` shows its node as down.
+    pub heartbeat: Duration,
+    pub down_after: Duration,
     /// `[operator] timezone`: the calendar contracts' days are counted in.
     pub calendar: contracts::Calendar,
     pub smtp: SmtpConfig,
@@ -60,7 +67,9 @@ pub struct ContractsConfig {
     /// Where the contract store is: `[store] url` (PostgreSQL, shared by several nodes), else
     /// the SQLite file `database`.
     pub url: String,
-    pub reload_interval: Duration,
+    /// How often a node looks at the store's generation; `None`: [`contracts::RELOAD_LOCAL`]
+    /// (SQLite) or [`contracts::RELOAD_SHARED`] (PostgreSQL, where `LISTEN/NOTIFY` wakes nodes).
+    pub reload_interval: Option<Duration>,
 }
 
 /// `[log]`.
@@ -68,8 +77,9 @@ pub struct ContractsConfig {
 pub struct LogConfig {
     pub level: String,
     pub json: bool,
-    /// The message log (R19): an SQLite file.
-    pub message_log: PathBuf,
+    /// The message log (R19): an SQLite file, or the shared database of `[store] url` with a
+    /// local journal.
+    pub message_log: msglog::LogLocation,
     /// Records older than this are deleted.
     pub retention: Duration,
 }
@@ -134,13 +144,22 @@ impl Config {
             contracts.url = url;
         }
         let mut log_sec = r.table(&mut root, "log");
-        let log = read_log(&mut r, log_sec.as_mut(), &data_dir);
+        let shared = (store::Backend::of(&contracts.url) == Some(store::Backend::Postgres)).then_some(&contracts.url);
+        let log = read_log(&mut r, log_sec.as_mut(), &data_dir, shared.map(String::as_str));
         let mut warn_sec = r.table(&mut root, "warnings");
         let warnings = read_warnings(&mut r, warn_sec.as_mut());
         let mut scan_sec = r.table(&mut root, "scan");
         let scan = read_scan(&mut r, scan_sec.as_mut());
+        let node_name = match r.string(&mut root, "node_id") {
+            Some((n, line)) if !is_node_name(&n) => {
+                r.issue("node_id", line, "must be 1 to 253 letters, digits, '.', '-' or '_'");
+                n
+            }
+            Some((n, _)) => n,
+            None => smtp.hostname.clone(),
+        };
         let mut node_sec = r.table(&mut root, "node");
-        let node_id = read_node(&mut r, node_sec.as_mut(), &smtp.hostname);
+        let (node_id, heartbeat, down_after) = read_node(&mut r, node_sec.as_mut(), &node_name);
         let mut operator_sec = r.table(&mut root, "operator");
         let calendar = read_operator(&mut r, operator_sec.as_mut());
         let mut sigs_sec = r.table(&mut root, "signatures");
@@ -151,7 +170,10 @@ impl Config {
             data_dir,
             postmaster,
             postmaster_forward,
+            node_name,
             node_id,
+            heartbeat,
+            down_after,
             calendar,
             smtp,
             delivery,
@@ -277,16 +299,27 @@ fn read_operator(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> contr
     calendar
 }
 
-/// `[node] id` (0–65535); without it, a stable hash of the host name (FNV-1a, 16 bits).
-fn read_node(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, hostname: &str) -> u16 {
+/// A node name: what `node_id` may be.
+fn is_node_name(n: &str) -> bool {
+    (1..=253).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// `[node]`: `id` (0–65535; without it, a stable hash of the node's name, FNV-1a in 16 bits),
+/// `heartbeat` and `down_after`.
+fn read_node(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, name: &str) -> (u16, Duration, Duration) {
     let derived = {
-        let h = hostname
+        let h = name
             .to_ascii_lowercase()
             .bytes()
             .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
         ((h >> 16) ^ (h & 0xffff)) as u16
     };
-    let Some(sec) = sec else { return derived };
+    let heartbeat = duration(r, sec.as_deref_mut(), "heartbeat", Duration::from_secs(5));
+    let down_after = duration(r, sec.as_deref_mut(), "down_after", Duration::from_secs(30));
+    if down_after <= heartbeat {
+        r.issue("node.down_after", 0, "must be longer than node.heartbeat");
+    }
+    let Some(sec) = sec else { return (derived, heartbeat, down_after) };
     let id = match r.unsigned(sec, "id") {
         None => derived,
         Some((n, line)) => u16::try_from(n).unwrap_or_else(|_| {
@@ -295,7 +328,7 @@ fn read_node(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, hostname: &s
         }),
     };
     r.deny_unknown(sec);
-    id
+    (id, heartbeat, down_after)
 }
 
 /// `reserved_connections`: a tenth of `max_connections` by default; fewer than all of them.
@@ -400,7 +433,7 @@ fn read_delivery(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, host
 /// `[store]`: the database URL several nodes share, checked for a backend the stores speak.
 fn read_store(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> Option<String> {
     let sec = sec?;
-    let url = r.string(sec, "url").and_then(|(url, line)| match contracts::store::Backend::of(&url) {
+    let url = r.string(sec, "url").and_then(|(url, line)| match store::Backend::of(&url) {
         Some(_) => Some(url),
         None => {
             r.issue(sec.child_path("url"), line, "must be a postgres:// (or sqlite://) database URL");
@@ -420,7 +453,13 @@ fn read_contracts(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, dat
     }
     let cfg = ContractsConfig {
         url: format!("sqlite://{}?mode=rwc", database.display()),
-        reload_interval: duration(r, sec.as_deref_mut(), "reload_interval", Duration::from_millis(500)),
+        reload_interval: sec.as_deref_mut().and_then(|s| match r.duration(s, "reload_interval") {
+            Some((d, line)) if d.is_zero() => {
+                r.issue(s.child_path("reload_interval"), line, "must be longer than zero");
+                None
+            }
+            got => got.map(|(d, _)| d),
+        }),
     };
     if let Some(s) = sec {
         r.deny_unknown(s);
@@ -527,16 +566,30 @@ fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> Warni
     cfg
 }
 
-fn read_log(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path) -> LogConfig {
+/// `[log]`; `shared`: the PostgreSQL URL of `[store]`, where the message log then is.
+fn read_log(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path, shared: Option<&str>) -> LogConfig {
     let mut cfg = LogConfig {
         level: "info".into(),
         json: false,
-        message_log: data_dir.join("messages.db"),
+        message_log: msglog::LogLocation::File(data_dir.join("messages.db")),
         retention: duration(r, sec.as_deref_mut(), "retention", Duration::from_secs(90 * 86_400)),
     };
+    let journal_max = positive(r, sec.as_deref_mut(), "journal_max", 256u64 << 20);
+    if let Some(url) = shared {
+        cfg.message_log = msglog::LogLocation::Shared {
+            url: url.to_string(),
+            journal: data_dir.join("msglog-journal.db"),
+            journal_max,
+        };
+    }
     let Some(s) = sec else { return cfg };
-    if let Some((p, _)) = r.string(s, "message_log") {
-        cfg.message_log = p.into();
+    if let Some((p, line)) = r.string(s, "message_log") {
+        match &cfg.message_log {
+            msglog::LogLocation::File(_) => cfg.message_log = msglog::LogLocation::File(p.into()),
+            msglog::LogLocation::Shared { .. } => {
+                r.issue(s.child_path("message_log"), line, "with a shared [store] url the message log is in that database")
+            }
+        }
     }
     if let Some((level, line)) = r.string(s, "level") {
         if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {

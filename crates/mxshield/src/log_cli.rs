@@ -19,7 +19,7 @@ pub async fn run(config: &Config, filter: &Filter, json: bool) -> anyhow::Result
 }
 
 /// Column widths of the table (in terminal columns).
-const COLUMNS: [usize; 7] = [20, 20, 9, 28, 30, 18, 24];
+const COLUMNS: [usize; 8] = [20, 20, 12, 9, 28, 30, 18, 24];
 
 /// `text` in exactly `width` terminal columns: padded, or cut with `…`. Wide (East Asian)
 /// characters count two columns, so Japanese addresses and names keep the columns aligned.
@@ -43,14 +43,14 @@ fn cell(text: &str, width: usize) -> String {
 }
 
 /// One table row: each value in its column, the last one as it is.
-fn row(values: [&str; 7], last: &str) -> String {
+fn row(values: [&str; 8], last: &str) -> String {
     let mut line: Vec<String> = values.iter().zip(COLUMNS).map(|(v, w)| cell(v, w)).collect();
     line.push(last.to_string());
     line.join(" ")
 }
 
 fn print_table(found: &[Found]) {
-    println!("{}", row(["TIME (UTC)", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"], "DELIVERY"));
+    println!("{}", row(["TIME (UTC)", "QUEUE ID", "NODE", "DIRECTION", "FROM", "TO", "ACTION", "VIRUS"], "DELIVERY"));
     for f in found {
         let time = DateTime::<Utc>::from_timestamp(f.summary.at, 0).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
         let to = match f.recipients.as_slice() {
@@ -67,7 +67,8 @@ fn print_table(found: &[Found]) {
         let sender = if f.summary.sender.is_empty() { "<>" } else { &f.summary.sender };
         let virus = if f.summary.viruses.is_empty() { "-".to_string() } else { f.summary.viruses.join(",") };
         let time = time.unwrap_or_default();
-        let values = [&time[..], &f.summary.queue_id, &f.summary.direction, sender, &to, &f.summary.action, &virus];
+        let node = if f.summary.node.is_empty() { "-" } else { &f.summary.node };
+        let values = [&time[..], &f.summary.queue_id, node, &f.summary.direction, sender, &to, &f.summary.action, &virus];
         println!("{}", row(values, &states.join(",")));
     }
     println!("{} message(s)", found.len());

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod log_cli;
 mod logging;
+mod nodes;
 mod scan_cli;
 mod serve;
 mod sigs_cli;
@@ -64,6 +65,12 @@ enum Command {
     /// The message log (every message's scan result, action and delivery outcome).
     #[command(subcommand)]
     Log(LogCmd),
+    /// The nodes sharing the store: each one's state, versions, contracts, queue and heartbeat.
+    Nodes {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,8 +203,7 @@ fn main() -> ExitCode {
             Command::CheckConfig => match serve::prepare(&config) {
                 // a shared database must be reachable and its schema current
                 Ok(_)
-                    if contracts::store::Backend::of(&config.contracts.url)
-                        == Some(contracts::store::Backend::Postgres) =>
+                    if store::Backend::of(&config.contracts.url) == Some(store::Backend::Postgres) =>
                 {
                     match contracts::Store::connect(&config.contracts.url).await {
                         Ok(_) => {
@@ -240,6 +246,7 @@ fn main() -> ExitCode {
             Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
+            Command::Nodes { json } => nodes::list(&config, json).await,
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),

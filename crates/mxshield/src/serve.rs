@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ScanConfig};
-use crate::{logging, tls};
+use crate::{logging, nodes, tls};
 use contracts::LiveContracts;
 use delivery::DeliveryContext;
 use delivery::courier::Courier;
@@ -68,10 +68,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let spool = Spool::open(config.spool_dir())?.with_node(config.node_id);
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
-    let store = Store::connect(&config.contracts.url).await?;
-    let contracts = LiveContracts::load(&store, config.calendar).await?;
-    contracts.watch(store.clone(), config.contracts.reload_interval);
-    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention).await;
+    let contracts = start_contracts(&config).await?;
+    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention, &config.node_name).await;
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();
@@ -88,8 +86,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         queued: queued_tx.clone(),
         msglog: msglog.clone(),
         destinations: Default::default(),
+        queue_size: Default::default(),
     });
-    let scheduler = tokio::spawn(scheduler::run(delivery, known, queued_rx, shutdown_rx.clone()));
+    let scheduler = tokio::spawn(scheduler::run(delivery.clone(), known, queued_rx, shutdown_rx.clone()));
 
     let mut listeners = Vec::new();
     for addr in &config.smtp.listen {
@@ -135,6 +134,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         queued: queued_tx,
         msglog,
     });
+    let running = nodes::Running {
+        contracts: ctx.contracts.clone(),
+        scanner: ctx.filter.scanner.clone(),
+        delivery,
+        loaded_at: &LOADED_AT,
+    };
+    let heartbeat = nodes::start_heartbeat(&config, running, shutdown_rx.clone());
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     wait_for_signal().await;
     tracing::info!(event = "shutting_down");
@@ -144,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(u) = updater {
         let _ = u.await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
     // every sender of the message log is gone now: its writer finishes what it has (bounded,
     // so that a sender kept alive somewhere cannot hold the process)
     if tokio::time::timeout(std::time::Duration::from_secs(10), msglog_writer).await.is_err() {
@@ -240,8 +247,37 @@ fn start_updates(
     Ok(Some(tokio::spawn(updater.run(in_use, swap, shutdown))))
 }
 
+/// The contracts in force, followed as the store changes: from the SQLite file, or from the
+/// shared PostgreSQL database with a last-good copy in `data_dir` (served, stale, when the
+/// database cannot be read) and `LISTEN/NOTIFY` waking the follower.
+async fn start_contracts(config: &Config) -> anyhow::Result<LiveContracts> {
+    let url = &config.contracts.url;
+    if store::Backend::of(url) != Some(store::Backend::Postgres) {
+        let store = Store::connect(url).await?;
+        let contracts = LiveContracts::load(&store, config.calendar).await?;
+        contracts.watch(store, config.contracts.reload_interval.unwrap_or(contracts::RELOAD_LOCAL));
+        return Ok(contracts);
+    }
+    let last_good = contracts::last_good_path(&config.data_dir);
+    let started = LiveContracts::start(url, &last_good, config.calendar, contracts::START_TIMEOUT).await?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    store::changes::listen(url.clone(), contracts::store::CHANGES_CHANNEL, wake.clone());
+    started.live.follow(contracts::Follow {
+        url: url.clone(),
+        store: started.store,
+        last_good: Some(started.last_good),
+        poll: config.contracts.reload_interval.unwrap_or(contracts::RELOAD_SHARED),
+        wake: Some(wake),
+    });
+    Ok(started.live)
+}
+
+/// When the signature database in use was put in use (Unix seconds).
+static LOADED_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// Records a database put in use.
 fn signatures_loaded(sigs: &scan::Signatures, took: std::time::Duration) {
+    LOADED_AT.store(chrono::Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
     let unsupported: usize = sigs.stats.unsupported.values().sum();
     metrics::gauge!("mxshield_signatures").set(sigs.len() as f64);
     metrics::gauge!("mxshield_signatures_loaded_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);

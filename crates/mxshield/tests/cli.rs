@@ -203,52 +203,13 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
     }
 }
 
-/// The PostgreSQL server of this machine kind (`MXSHIELD_TEST_PG` names another): the test
-/// fails, not skips, when it is missing.
-fn pg_base() -> String {
-    std::env::var("MXSHIELD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A schema of its own on the shared server, dropped when the test ends.
-struct PgSchema(String);
-
-impl PgSchema {
-    async fn new(tag: &str) -> PgSchema {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("{tag}_{}_{nanos}", std::process::id());
-        sql(&format!("CREATE SCHEMA {name}")).await;
-        PgSchema(name)
-    }
-
-    fn url(&self) -> String {
-        format!("{}?options=-c%20search_path%3D{}", pg_base(), self.0)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let drop = format!("DROP SCHEMA {} CASCADE", self.0);
-        std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(sql(&drop))).join().unwrap();
-    }
-}
-
-async fn sql(statement: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&pg_base())
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {} (scripts/test.sh starts it): {e}", pg_base()));
-    sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&pool).await.unwrap();
-}
-
 /// Two nodes, each with its own data_dir, on one PostgreSQL database: contracts applied
 /// through one are the other's; check-config reports a database it cannot reach and a URL no
 /// store speaks.
-#[tokio::test]
-async fn nodes_share_contracts_through_postgres() {
+#[test]
+fn nodes_share_contracts_through_postgres() {
     let dir = TempDir::new("pg-contracts");
-    let schema = PgSchema::new("cli_contracts").await;
+    let schema = testkit::pg::Schema::new("cli_contracts");
     for node in ["a", "b"] {
         let cfg = format!("data_dir = \"data-{node}\"\n[store]\nurl = \"{}\"\n", schema.url());
         std::fs::write(dir.path().join(format!("{node}.toml")), cfg).unwrap();
@@ -268,7 +229,8 @@ async fn nodes_share_contracts_through_postgres() {
     std::fs::write(dir.path().join("down.toml"), down).unwrap();
     let (code, _, err) = run(dir.path(), &["--config", "down.toml", "check-config"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("cannot open contract store postgres://mx@127.0.0.1"), "{err}");
+    assert!(err.contains("contract store: cannot open database postgres://mx@127.0.0.1"), "{err}");
+    assert!(err.contains("refused"), "the reason is given: {err}");
     assert!(!err.contains("secret"), "{err}");
     std::fs::write(dir.path().join("odd.toml"), "[store]\nurl = \"mysql://h/db\"\n").unwrap();
     let (code, _, err) = run(dir.path(), &["--config", "odd.toml", "check-config"]);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 use contracts::{Contract, Store};
 use msglog::search::{Filter, Found};
-use msglog::{DeliveryRecord, LogStore};
+use msglog::{DeliveryRecord, LogLocation, LogStore};
 use spool::{Envelope, QueueId, Spool, Status, attrs};
 
 /// Where a gateway keeps its state.
@@ -25,7 +25,7 @@ pub struct Paths {
     /// The contract store's database URL (`sqlite://…` or `postgres://…`).
     pub contracts: String,
     /// The message log.
-    pub message_log: PathBuf,
+    pub message_log: LogLocation,
 }
 
 /// Why an operation failed.
@@ -42,7 +42,7 @@ pub enum OperatorError {
     BadQueueId(String),
     /// The message log does not exist (yet).
     #[error("no message log at {0} (has the gateway run with this configuration?)")]
-    NoMessageLog(PathBuf),
+    NoMessageLog(String),
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
@@ -227,11 +227,12 @@ impl Operator {
         if !spool.remove(&id)? {
             return Err(OperatorError::NotQueued(id));
         }
-        if self.paths.message_log.exists() {
+        if self.has_message_log() {
             let at = Utc::now().timestamp();
             let records: Vec<DeliveryRecord> = pending
                 .iter()
                 .map(|rcpt| DeliveryRecord {
+                    event_id: msglog::fresh_event_id(),
                     queue_id: id.to_string(),
                     rcpt: rcpt.clone(),
                     state: msglog::RcptState::Deleted,
@@ -240,16 +241,25 @@ impl Operator {
                     at,
                 })
                 .collect();
-            LogStore::open(&self.paths.message_log).await?.write(&[], &records).await?;
+            LogStore::open_at(&self.paths.message_log).await?.write(&[], &records).await?;
         }
         Ok(pending)
     }
 
     /// Messages in the log that match `filter`, newest first.
     pub async fn search_log(&self, filter: &Filter) -> Result<Vec<Found>, OperatorError> {
-        if !self.paths.message_log.exists() {
-            return Err(OperatorError::NoMessageLog(self.paths.message_log.clone()));
+        if !self.has_message_log() {
+            return Err(OperatorError::NoMessageLog(self.paths.message_log.describe()));
         }
-        Ok(LogStore::open(&self.paths.message_log).await?.search(filter).await?)
+        Ok(LogStore::open_at(&self.paths.message_log).await?.search(filter).await?)
+    }
+
+    /// Whether there is a message log to read (a shared one always is; a file once a gateway
+    /// has made it).
+    fn has_message_log(&self) -> bool {
+        match &self.paths.message_log {
+            LogLocation::File(p) => p.exists(),
+            LogLocation::Shared { .. } => true,
+        }
     }
 }

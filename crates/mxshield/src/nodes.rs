@@ -1,0 +1,225 @@
+//! This node among several: its heartbeat into the node registry, and `mxshield nodes`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::LiveContracts;
+use store::nodes::{NodeStatus, Registry};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// What the heartbeat reads from the running node.
+pub struct Running {
+    pub contracts: LiveContracts,
+    pub scanner: filter::LiveScanner,
+    pub delivery: Arc<delivery::DeliveryContext>,
+    /// When the scanner in use was put in use (Unix seconds), for a database not from a release.
+    pub loaded_at: &'static std::sync::atomic::AtomicI64,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Writes this node's heartbeat every `[node] heartbeat` until shutdown (and once more as it
+/// stops, so that a node stopped on purpose shows its last state). The registry is reached
+/// lazily: a database that is away only delays heartbeats, logged when it starts and ends.
+pub fn start_heartbeat(config: &Config, running: Running, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let url = config.contracts.url.clone();
+    let every = config.heartbeat;
+    let id = config.node_name.clone();
+    let address = config.smtp.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    let releases = config.signatures.source.is_some().then(|| config.signatures_dir());
+    let started = now();
+    tokio::spawn(async move {
+        let mut registry: Option<Registry> = None;
+        let mut failing = false;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.wait_for(|v| *v) => true,
+            };
+            let status = status(&id, &address, started, &running, releases.as_deref());
+            let written = async {
+                if registry.is_none() {
+                    registry = Some(Registry::connect(&url).await?);
+                }
+                registry.as_ref().expect("just connected").beat(&status).await
+            };
+            match tokio::time::timeout(every.max(Duration::from_secs(2)), written).await {
+                Ok(Ok(())) if failing => {
+                    failing = false;
+                    tracing::info!(event = "heartbeat_restored");
+                }
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if !failing => {
+                    failing = true;
+                    tracing::warn!(event = "heartbeat_failed", error = %e, "the node registry cannot be written");
+                }
+                Err(_) if !failing => {
+                    failing = true;
+                    tracing::warn!(event = "heartbeat_failed", error = "no answer", "the node registry cannot be written");
+                }
+                _ => {}
+            }
+            if stopping {
+                break;
+            }
+        }
+    })
+}
+
+fn status(id: &str, address: &str, started: i64, r: &Running, releases: Option<&std::path::Path>) -> NodeStatus {
+    let (queue_active, queue_deferred) = r.delivery.queue_size.get();
+    let contracts = r.contracts.get();
+    let scanner = r.scanner.load();
+    let release = releases
+        .and_then(|dir| sigupdate::store::Store::open(dir).ok())
+        .map(|s| s.status())
+        .filter(|s| s.version.is_some());
+    let (signatures, signatures_at) = match release {
+        Some(s) if Some(scanner.version()) == s.version.map(sigupdate::release::version_label) => {
+            (scanner.version(), s.created)
+        }
+        _ => (scanner.version(), r.loaded_at.load(std::sync::atomic::Ordering::Relaxed)),
+    };
+    NodeStatus {
+        id: id.to_string(),
+        address: address.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        signatures,
+        signatures_at,
+        contracts_generation: contracts.generation,
+        contracts_stale: r.contracts.is_stale(),
+        queue_active,
+        queue_deferred,
+        started,
+        heartbeat: now(),
+    }
+}
+
+/// The release number of a `release-N` label.
+fn release_number(label: &str) -> Option<u64> {
+    label.strip_prefix("release-")?.parse().ok()
+}
+
+/// A node's state as `mxshield nodes` shows it: `down` (no heartbeat for `down_after`),
+/// `behind` (an older signature release or contracts generation than the newest node that is
+/// up), `stale` (serving its last-good contracts) or `up`.
+pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64) -> &'static str {
+    let up = |n: &NodeStatus| now - n.heartbeat <= down_after.as_secs() as i64;
+    if !up(n) {
+        return "down";
+    }
+    let newest_release = all.iter().filter(|m| up(m)).filter_map(|m| release_number(&m.signatures)).max();
+    let newest_contracts = all.iter().filter(|m| up(m)).map(|m| m.contracts_generation).max().unwrap_or(0);
+    let release_behind = match (newest_release, release_number(&n.signatures)) {
+        (Some(newest), Some(mine)) => mine < newest,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if release_behind || n.contracts_generation < newest_contracts {
+        "behind"
+    } else if n.contracts_stale {
+        "stale"
+    } else {
+        "up"
+    }
+}
+
+/// `mxshield nodes`: every node of the registry, with its state.
+pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let registry = Registry::connect(&config.contracts.url).await?;
+    let nodes = registry.list().await?;
+    let now = now();
+    if json {
+        let rows: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id, "address": n.address, "version": n.version, "state": state(n, &nodes, config.down_after, now),
+                    "signatures": n.signatures, "signatures_at": n.signatures_at,
+                    "contracts_generation": n.contracts_generation, "contracts_stale": n.contracts_stale,
+                    "queue_active": n.queue_active, "queue_deferred": n.queue_deferred,
+                    "started": n.started, "heartbeat": n.heartbeat,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if nodes.is_empty() {
+        println!("no node has written a heartbeat yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ago = |t: i64| if t == 0 { "-".to_string() } else { format!("{} ago", humantime::format_duration(Duration::from_secs((now - t).max(0) as u64))) };
+    let rows: Vec<[String; 8]> = nodes
+        .iter()
+        .map(|n| {
+            [
+                n.id.clone(),
+                state(n, &nodes, config.down_after, now).to_string(),
+                n.address.clone(),
+                n.version.clone(),
+                format!("{} ({})", n.signatures, ago(n.signatures_at)),
+                format!("{}{}", n.contracts_generation, if n.contracts_stale { " (stale)" } else { "" }),
+                format!("{}/{}", n.queue_active, n.queue_deferred),
+                ago(n.heartbeat),
+            ]
+        })
+        .collect();
+    let head = ["NODE", "STATE", "ADDRESS", "VERSION", "SIGNATURES (AGE)", "CONTRACTS", "QUEUE A/D", "HEARTBEAT"];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let s: Vec<String> = cells.iter().zip(width).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(&head.map(String::from));
+    for r in &rows {
+        line(r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, heartbeat: i64, signatures: &str, generation: i64) -> NodeStatus {
+        NodeStatus {
+            id: id.into(),
+            heartbeat,
+            signatures: signatures.into(),
+            contracts_generation: generation,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_is_down_behind_stale_or_up() {
+        let all = [
+            node("mx1", 1000, "release-8", 4),
+            node("mx2", 995, "release-7", 4),
+            node("mx3", 900, "release-9", 5),
+            node("mx4", 1000, "release-8", 3),
+        ];
+        let d = Duration::from_secs(30);
+        // mx3 is down: its newer release and generation do not make the others lag
+        assert_eq!(state(&all[0], &all, d, 1000), "up");
+        assert_eq!(state(&all[1], &all, d, 1000), "behind");
+        assert_eq!(state(&all[2], &all, d, 1000), "down");
+        assert_eq!(state(&all[3], &all, d, 1000), "behind");
+        let mut stale = all[0].clone();
+        stale.contracts_stale = true;
+        assert_eq!(state(&stale, &all, d, 1000), "stale");
+    }
+}
