@@ -43,11 +43,9 @@ impl Journal {
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let (pool, _) = store::connect_with(&url, 1, store::Sync::Full).await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)",
-        )
-        .execute(&pool)
-        .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)")
+            .execute(&pool)
+            .await?;
         let row = sqlx::query("SELECT count(*) AS n, coalesce(sum(length(body)), 0) AS bytes FROM pending")
             .fetch_one(&pool)
             .await?;

@@ -182,9 +182,8 @@ enum Event {
 pub fn fresh_event_id() -> String {
     static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     static N: AtomicU64 = AtomicU64::new(0);
-    let start = START.get_or_init(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-    });
+    let start = START
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     format!("{start:x}-{:x}-{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -233,7 +232,11 @@ impl MessageLog {
                         None
                     }
                     Err(_) => {
-                        tracing::warn!(event = "message_log_journaling", error = "no answer", "the shared message log cannot be reached: records go to the local journal");
+                        tracing::warn!(
+                            event = "message_log_journaling",
+                            error = "no answer",
+                            "the shared message log cannot be reached: records go to the local journal"
+                        );
                         None
                     }
                 };
@@ -403,8 +406,12 @@ impl Shared {
             Ok(Appended::All) => {}
             Ok(Appended::Dropped(n)) => {
                 let total = self.shed.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-                tracing::error!(event = "message_log_journal_full", dropped = n, shed_total = total,
-                    "the local message-log journal is full ([log] journal_max): records dropped until the database returns");
+                tracing::error!(
+                    event = "message_log_journal_full",
+                    dropped = n,
+                    shed_total = total,
+                    "the local message-log journal is full ([log] journal_max): records dropped until the database returns"
+                );
             }
             Err(e) => {
                 let total = self.shed.fetch_add(entries.len() as u64, Ordering::Relaxed) + entries.len() as u64;
@@ -460,7 +467,11 @@ impl Shared {
         }
         self.next_try.1 = Duration::ZERO;
         if std::mem::replace(&mut self.away, false) || moved > 0 {
-            tracing::info!(event = "message_log_journal_drained", records = moved, "the shared message log is written again");
+            tracing::info!(
+                event = "message_log_journal_drained",
+                records = moved,
+                "the shared message log is written again"
+            );
         }
     }
 }
@@ -536,8 +547,11 @@ async fn writer(mut sink: Sink, mut rx: mpsc::Receiver<Event>, retention: Durati
     if let Sink::Shared(shared) = &mut sink {
         shared.drain().await;
         if shared.journal.len > 0 {
-            tracing::warn!(event = "message_log_journal_pending", records = shared.journal.len,
-                "records stay in the local journal until the shared message log can be written");
+            tracing::warn!(
+                event = "message_log_journal_pending",
+                records = shared.journal.len,
+                "records stay in the local journal until the shared message log can be written"
+            );
         }
     }
 }

@@ -86,10 +86,8 @@ impl LogStore {
     /// Opens (creating and migrating if needed) the SQLite log at `path`.
     pub async fn open(path: &Path) -> Result<LogStore, LogStoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| store::DbError::Open {
-                url: path.display().to_string(),
-                source: sqlx::Error::Io(e),
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| store::DbError::Open { url: path.display().to_string(), source: sqlx::Error::Io(e) })?;
         }
         LogStore::connect(&LogLocation::File(path.to_path_buf()).url()).await
     }
@@ -290,11 +288,12 @@ async fn insert_message(conn: &mut AnyConnection, r: &MessageRecord) -> Result<(
 /// Applies one outcome, once per event id.
 async fn apply_delivery(conn: &mut AnyConnection, d: &DeliveryRecord) -> Result<(), sqlx::Error> {
     let event_id = if d.event_id.is_empty() { super::fresh_event_id() } else { d.event_id.clone() };
-    let new = sqlx::query("INSERT INTO delivery_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
-        .bind(&event_id)
-        .bind(d.at)
-        .execute(&mut *conn)
-        .await?;
+    let new =
+        sqlx::query("INSERT INTO delivery_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
+            .bind(&event_id)
+            .bind(d.at)
+            .execute(&mut *conn)
+            .await?;
     if new.rows_affected() == 0 {
         return Ok(());
     }

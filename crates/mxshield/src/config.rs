@@ -308,10 +308,8 @@ fn is_node_name(n: &str) -> bool {
 /// `heartbeat` and `down_after`.
 fn read_node(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, name: &str) -> (u16, Duration, Duration) {
     let derived = {
-        let h = name
-            .to_ascii_lowercase()
-            .bytes()
-            .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let h =
+            name.to_ascii_lowercase().bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
         ((h >> 16) ^ (h & 0xffff)) as u16
     };
     let heartbeat = duration(r, sec.as_deref_mut(), "heartbeat", Duration::from_secs(5));
@@ -567,7 +565,12 @@ fn read_warnings(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> Warni
 }
 
 /// `[log]`; `shared`: the PostgreSQL URL of `[store]`, where the message log then is.
-fn read_log(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir: &Path, shared: Option<&str>) -> LogConfig {
+fn read_log(
+    r: &mut Reader<'_>,
+    mut sec: Option<&mut Section<'_, '_>>,
+    data_dir: &Path,
+    shared: Option<&str>,
+) -> LogConfig {
     let mut cfg = LogConfig {
         level: "info".into(),
         json: false,
@@ -586,9 +589,11 @@ fn read_log(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, data_dir:
     if let Some((p, line)) = r.string(s, "message_log") {
         match &cfg.message_log {
             msglog::LogLocation::File(_) => cfg.message_log = msglog::LogLocation::File(p.into()),
-            msglog::LogLocation::Shared { .. } => {
-                r.issue(s.child_path("message_log"), line, "with a shared [store] url the message log is in that database")
-            }
+            msglog::LogLocation::Shared { .. } => r.issue(
+                s.child_path("message_log"),
+                line,
+                "with a shared [store] url the message log is in that database",
+            ),
         }
     }
     if let Some((level, line)) = r.string(s, "level") {

@@ -68,7 +68,8 @@ fn print_table(found: &[Found]) {
         let virus = if f.summary.viruses.is_empty() { "-".to_string() } else { f.summary.viruses.join(",") };
         let time = time.unwrap_or_default();
         let node = if f.summary.node.is_empty() { "-" } else { &f.summary.node };
-        let values = [&time[..], &f.summary.queue_id, node, &f.summary.direction, sender, &to, &f.summary.action, &virus];
+        let values =
+            [&time[..], &f.summary.queue_id, node, &f.summary.direction, sender, &to, &f.summary.action, &virus];
         println!("{}", row(values, &states.join(",")));
     }
     println!("{} message(s)", found.len());

@@ -202,9 +202,7 @@ fn main() -> ExitCode {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => match serve::prepare(&config) {
                 // a shared database must be reachable and its schema current
-                Ok(_)
-                    if store::Backend::of(&config.contracts.url) == Some(store::Backend::Postgres) =>
-                {
+                Ok(_) if store::Backend::of(&config.contracts.url) == Some(store::Backend::Postgres) => {
                     match contracts::Store::connect(&config.contracts.url).await {
                         Ok(_) => {
                             println!("configuration is valid");

@@ -26,7 +26,11 @@ fn now() -> i64 {
 /// Writes this node's heartbeat every `[node] heartbeat` until shutdown (and once more as it
 /// stops, so that a node stopped on purpose shows its last state). The registry is reached
 /// lazily: a database that is away only delays heartbeats, logged when it starts and ends.
-pub fn start_heartbeat(config: &Config, running: Running, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn start_heartbeat(
+    config: &Config,
+    running: Running,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let url = config.contracts.url.clone();
     let every = config.heartbeat;
     let id = config.node_name.clone();
@@ -62,7 +66,11 @@ pub fn start_heartbeat(config: &Config, running: Running, mut shutdown: watch::R
                 }
                 Err(_) if !failing => {
                     failing = true;
-                    tracing::warn!(event = "heartbeat_failed", error = "no answer", "the node registry cannot be written");
+                    tracing::warn!(
+                        event = "heartbeat_failed",
+                        error = "no answer",
+                        "the node registry cannot be written"
+                    );
                 }
                 _ => {}
             }
@@ -156,7 +164,13 @@ pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         println!("no node has written a heartbeat yet");
         return Ok(ExitCode::SUCCESS);
     }
-    let ago = |t: i64| if t == 0 { "-".to_string() } else { format!("{} ago", humantime::format_duration(Duration::from_secs((now - t).max(0) as u64))) };
+    let ago = |t: i64| {
+        if t == 0 {
+            "-".to_string()
+        } else {
+            format!("{} ago", humantime::format_duration(Duration::from_secs((now - t).max(0) as u64)))
+        }
+    };
     let rows: Vec<[String; 8]> = nodes
         .iter()
         .map(|n| {

@@ -69,7 +69,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // before anything touches the spool: one gateway per data_dir
     let _spool_lock = spool.lock_exclusive()?;
     let contracts = start_contracts(&config).await?;
-    let (msglog, msglog_writer) = MessageLog::start(&config.log.message_log, config.log.retention, &config.node_name).await;
+    let (msglog, msglog_writer) =
+        MessageLog::start(&config.log.message_log, config.log.retention, &config.node_name).await;
 
     let known = recover(&spool)?;
     let queued_at_start = known.len();

@@ -16,7 +16,12 @@ use tokio::sync::Notify;
 use crate::{Backend, redact};
 
 /// Sends a notification on `channel` (PostgreSQL; nothing on SQLite, where one host polls).
-pub async fn notify(conn: &mut AnyConnection, backend: Backend, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+pub async fn notify(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    channel: &str,
+    payload: &str,
+) -> Result<(), sqlx::Error> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(conn).await?;
     }
@@ -35,6 +40,8 @@ pub fn listen(url: String, channel: &'static str, wake: Arc<Notify>) -> tokio::t
                 Ok(()) => pause = Duration::from_millis(250),
                 Err(e) => {
                     if !failing {
+                        // the database may be away: the follower looks now, not at its next poll
+                        wake.notify_one();
                         tracing::warn!(event = "notifications_lost", channel, url = %redact(&url), error = %e,
                             "change notifications are not received; polling only");
                         failing = true;

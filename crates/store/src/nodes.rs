@@ -85,10 +85,8 @@ impl Registry {
     /// Every node that ever beat, by id.
     pub async fn list(&self) -> Result<Vec<NodeStatus>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM nodes ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_failed("listing nodes"))?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(query_failed("listing nodes"))?;
         Ok(rows
             .iter()
             .map(|r| NodeStatus {

@@ -1,0 +1,290 @@
+//! Several nodes on one PostgreSQL database (issue 12), black-box: real `mxshield serve`
+//! processes, each with its own data_dir and port, on the PostgreSQL server of this machine
+//! kind (a schema per test). A database outage is played by a TCP proxy that is cut, never by
+//! stopping the shared server.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::client::{RawClient, message};
+use testkit::gateway::Gateway;
+use testkit::pg::Schema;
+use testkit::proxy::Proxy;
+use testkit::sink::{Behaviour, Sink};
+use testkit::{TempDir, free_port};
+
+/// A node's configuration: the standard one, named, pointed at `url`, with a short heartbeat
+/// and no explicit reload interval (so a change within a second shows `LISTEN/NOTIFY` at work).
+fn node_config(name: &str, port: u16, remote: SocketAddr, url: &str) -> String {
+    let top = format!("node_id = \"{name}\"");
+    config(port, remote, "", &top).replace("reload_interval = \"100ms\"\n", "")
+        + &format!("\n[store]\nurl = \"{url}\"\n\n[node]\nheartbeat = \"1s\"\ndown_after = \"3s\"\n")
+}
+
+fn node(name: &str, url: &str, remote: SocketAddr) -> (Gateway, TempDir) {
+    let dir = TempDir::new(name);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let gw = Gateway::new(Path::new(BIN), dir.path(), addr, &node_config(name, port, remote, url));
+    (gw, dir)
+}
+
+fn stdout(gw: &Gateway, args: &[&str]) -> String {
+    let out = gw.cli(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `check` holds, for at most `limit`; returns how long it took.
+async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// RCPT's reply code through `gw` from `src` (MAIL from `from`).
+async fn rcpt_code(gw: SocketAddr, src: &str, from: &str, rcpt: &str) -> u16 {
+    let (mut c, _) = RawClient::connect_from(src.parse().unwrap(), gw).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.cmd(&format!("MAIL FROM:<{from}>")).await.unwrap();
+    let code = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap().code;
+    let _ = c.cmd("QUIT").await;
+    code
+}
+
+async fn send(gw: SocketAddr, rcpt: &str, subject: &str) -> u16 {
+    let (mut c, _) = RawClient::connect(gw).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    c.send_mail("someone@remote.test", &[rcpt], &message(subject, "x")).await.unwrap().code
+}
+
+/// Two nodes on one database: a contract change through A is enforced by B within a second
+/// (accounts, relay, removal); a message through each is found by `log search` on the other,
+/// with its node; `nodes` lists both, then B as down once it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_contracts_log_and_registry() {
+    let schema = Schema::new("cluster_two");
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (mut a, _da) = node("mx-a", &schema.url(), remote.addr);
+    let (mut b, _db) = node("mx-b", &schema.url(), remote.addr);
+    let standard = contracts(&quoted(customer.addr));
+    apply(&a, &standard);
+    a.spawn();
+    b.spawn();
+
+    // a message through each node, each found on the other with the node that handled it
+    assert_eq!(send(a.addr, "alice@acme.example", "through a").await, 250);
+    assert_eq!(send(b.addr, "bob@acme.example", "through b").await, 250);
+    customer.wait_for(2, WAIT).await;
+    within(WAIT, "both messages in the log of the other node", async || {
+        let on_b = stdout(&b, &["log", "search", "--json"]);
+        let on_a = stdout(&a, &["log", "search", "--node", "mx-b", "--json"]);
+        on_b.contains("\"node\": \"mx-a\"") && on_b.contains("\"node\": \"mx-b\"") && on_a.contains("through b")
+    })
+    .await;
+    let table = stdout(&b, &["log", "search", "--recipient", "alice@acme.example"]);
+    assert!(table.contains("mx-a") && table.contains("delivered"), "{table}");
+
+    // accounts: carol added through A is accepted by B within a second
+    assert_eq!(rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await, 550);
+    apply(&a, &standard.replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\""));
+    let took = within(Duration::from_secs(1), "B accepts carol", async || {
+        rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await == 250
+    })
+    .await;
+    println!("account added through A, enforced by B after {took:?}");
+    // relay: the sending server removed through A may no longer relay through B
+    assert_eq!(rcpt_code(b.addr, SENDING_SERVER, "alice@acme.example", "x@remote.test").await, 250);
+    apply(&a, &standard.replace(&format!("sending_servers = [\"{SENDING_SERVER}\"]"), "sending_servers = []"));
+    within(Duration::from_secs(1), "B refuses the relay", async || {
+        rcpt_code(b.addr, SENDING_SERVER, "alice@acme.example", "x@remote.test").await == 550
+    })
+    .await;
+    // removal: the contract gone, B refuses its domain
+    apply(&a, "");
+    within(Duration::from_secs(1), "B refuses the removed domain", async || {
+        rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "alice@acme.example").await >= 500
+    })
+    .await;
+
+    // the registry: both up, with what they run; B down after it is killed
+    within(WAIT, "both nodes up at the last generation", async || {
+        let json: serde_json::Value = serde_json::from_str(&stdout(&b, &["nodes", "--json"])).unwrap();
+        let rows = json.as_array().unwrap().clone();
+        rows.len() == 2 && rows.iter().all(|n| n["contracts_generation"] == 4 && n["state"] == "up")
+    })
+    .await;
+    let nodes = stdout(&a, &["nodes"]);
+    for column in ["NODE", "STATE", "ADDRESS", "VERSION", "SIGNATURES (AGE)", "CONTRACTS", "QUEUE A/D", "HEARTBEAT"] {
+        assert!(nodes.contains(column), "{nodes}");
+    }
+    assert!(nodes.contains(&b.addr.to_string()) && nodes.contains(env!("CARGO_PKG_VERSION")), "{nodes}");
+    b.kill9();
+    within(Duration::from_secs(10), "B shown as down", async || {
+        stdout(&a, &["nodes"]).lines().any(|l| l.starts_with("mx-b") && l.contains(" down "))
+    })
+    .await;
+    a.terminate();
+}
+
+/// The database made unreachable under load (a proxy cut, the server untouched): mail keeps
+/// flowing with the last-good contracts; once it is back every message-log record is in the
+/// database exactly once. A node started while the database is unreachable serves from its
+/// last-good copy; one that never had a copy does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_loses_no_record_and_writes_none_twice() {
+    let schema = Schema::new("cluster_outage");
+    let proxy = Proxy::start(testkit::pg::server_addr());
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (mut a, _da) = node("mx-a", &schema.url_via(Some(proxy.addr)), remote.addr);
+    apply(&a, &contracts(&quoted(customer.addr)));
+    a.spawn();
+
+    const TOTAL: usize = 60;
+    let mut sent = 0;
+    let mut cut_at = None;
+    let started = Instant::now();
+    while sent < TOTAL {
+        if sent == 15 {
+            proxy.cut();
+            cut_at = Some(Instant::now());
+        }
+        if sent == 45 {
+            // at least three seconds without the database, with mail flowing
+            let since = cut_at.unwrap().elapsed();
+            if since < Duration::from_secs(3) {
+                tokio::time::sleep(Duration::from_secs(3) - since).await;
+            }
+            proxy.restore();
+        }
+        let rcpt = if sent % 2 == 0 { "alice@acme.example" } else { "bob@acme.example" };
+        assert_eq!(send(a.addr, rcpt, &format!("load {sent}")).await, 250, "message {sent}; log:\n{}", a.log());
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("{TOTAL} messages in {:?}, the database cut for messages 15 to 44", started.elapsed());
+    customer.wait_for(TOTAL, WAIT).await;
+    let log = a.log();
+    assert!(log.contains("contracts_stale") && log.contains("message_log_journaling"), "{log}");
+    within(WAIT, "the journal drained", async || a.log().contains("message_log_journal_drained")).await;
+    within(WAIT, "every record in the database", async || {
+        schema.query("SELECT count(*) FROM recipients WHERE state = 'delivered'") == TOTAL.to_string()
+    })
+    .await;
+    assert_eq!(schema.query("SELECT count(*) FROM messages"), TOTAL.to_string());
+    assert_eq!(
+        schema.query("SELECT count(DISTINCT subject) FROM messages WHERE subject LIKE 'load %'"),
+        TOTAL.to_string()
+    );
+    // each delivery applied once: one attempt per recipient, one event per delivery
+    assert_eq!(schema.query("SELECT count(*) FROM recipients WHERE attempts <> 1"), "0");
+    assert_eq!(schema.query("SELECT count(*) FROM delivery_events"), TOTAL.to_string());
+    assert_eq!(schema.query("SELECT count(*) FROM messages WHERE node <> 'mx-a'"), "0");
+
+    // started while the database is unreachable: serves its last-good copy
+    a.kill9();
+    proxy.cut();
+    a.spawn();
+    assert_eq!(send(a.addr, "alice@acme.example", "while away").await, 250);
+    assert_eq!(rcpt_code(a.addr, "127.0.0.1", "x@remote.test", "x@unknown.example").await / 100, 5);
+    assert!(a.log().contains("serving the last-good copy"), "{}", a.log());
+    customer.wait_for(TOTAL + 1, WAIT).await;
+    proxy.restore();
+    within(WAIT, "the record written after the restart", async || {
+        schema.query("SELECT count(*) FROM messages WHERE subject = 'while away'") == "1"
+    })
+    .await;
+    a.terminate();
+
+    // a node that never had a copy does not start with an empty set
+    let (fresh, _df) = node("mx-new", &schema.url_via(Some(proxy.addr)), remote.addr);
+    proxy.cut();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", fresh.dir.join("mxshield.toml").to_str().unwrap(), "serve"])
+        .current_dir(&fresh.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no last-good copy of the contracts"), "{err}");
+}
+
+/// A sending MTA's way with a primary and a secondary MX (try the primary, then the secondary
+/// on a connection failure or a 4xx): mail sent continuously while the primary is killed and
+/// later restarted is all accepted by one of the two and delivered; the primary's queued mail
+/// after its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_secondary_loses_nothing() {
+    let schema = Schema::new("cluster_failover");
+    // the customer's server defers at first, so that the primary holds queued mail when killed
+    let customer = Sink::start(Behaviour::RcptReply(451, (4, 3, 0))).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (mut primary, _dp) = node("mx1", &schema.url(), remote.addr);
+    let (mut secondary, _ds) = node("mx2", &schema.url(), remote.addr);
+    apply(&primary, &contracts(&quoted(customer.addr)));
+    primary.spawn();
+    secondary.spawn();
+
+    const TOTAL: usize = 45;
+    let mut by = [0usize; 2];
+    for i in 0..TOTAL {
+        if i == 10 {
+            primary.kill9();
+        }
+        if i == 25 {
+            customer.set_behaviour(Behaviour::Accept);
+        }
+        if i == 30 {
+            primary.spawn();
+        }
+        let mut accepted = false;
+        for (n, mx) in [primary.addr, secondary.addr].into_iter().enumerate() {
+            let Ok(Ok((mut c, greeting))) = tokio::time::timeout(Duration::from_secs(5), RawClient::connect(mx)).await
+            else {
+                continue;
+            };
+            if greeting.code != 220 {
+                continue;
+            }
+            let _ = c.cmd("EHLO sender.test").await;
+            match c.send_mail("someone@remote.test", &["alice@acme.example"], &message(&format!("mail {i}"), "x")).await
+            {
+                Ok(r) if r.code == 250 => {
+                    by[n] += 1;
+                    accepted = true;
+                    break;
+                }
+                Ok(r) => assert!(r.code / 100 == 4, "message {i} refused by {mx}: {r:?}"),
+                Err(_) => {}
+            }
+        }
+        assert!(accepted, "message {i} accepted by neither MX");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("accepted by the primary: {}, by the secondary: {}", by[0], by[1]);
+    assert!(by[0] >= 10 && by[1] >= 15, "{by:?}");
+    let got = customer.wait_for(TOTAL, Duration::from_secs(60)).await;
+    let mut subjects: Vec<String> = got
+        .iter()
+        .filter_map(|m| {
+            let text = String::from_utf8_lossy(&m.data).into_owned();
+            text.lines().find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), TOTAL, "{subjects:?}");
+    primary.terminate();
+    secondary.terminate();
+}
