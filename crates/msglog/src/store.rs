@@ -285,7 +285,9 @@ async fn insert_message(conn: &mut AnyConnection, r: &MessageRecord) -> Result<(
     Ok(())
 }
 
-/// Applies one outcome, once per event id.
+/// Applies one outcome, once per event id. A final state (delivered, bounced, deleted) is kept:
+/// an outcome that arrives after it (the gateway's `deferred` written after the operator's
+/// `deleted`, a journal replayed late) does not undo it.
 async fn apply_delivery(conn: &mut AnyConnection, d: &DeliveryRecord) -> Result<(), sqlx::Error> {
     let event_id = if d.event_id.is_empty() { super::fresh_event_id() } else { d.event_id.clone() };
     let new =
@@ -301,7 +303,8 @@ async fn apply_delivery(conn: &mut AnyConnection, d: &DeliveryRecord) -> Result<
         "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
          VALUES ($1, $2, $3, $4, $5, 1, $6) \
          ON CONFLICT (queue_id, rcpt) DO UPDATE SET state = excluded.state, remote = excluded.remote, \
-         reply = excluded.reply, attempts = recipients.attempts + 1, updated = excluded.updated",
+         reply = excluded.reply, attempts = recipients.attempts + 1, updated = excluded.updated \
+         WHERE recipients.state NOT IN ('delivered', 'bounced', 'deleted')",
     )
     .bind(&d.queue_id)
     .bind(&d.rcpt)
@@ -343,4 +346,62 @@ fn summary_of(row: &AnyRow) -> MessageSummary {
 enum Bind {
     Int(i64),
     Text(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RcptState, search::Filter};
+
+    fn message(queue_id: &str) -> MessageRecord {
+        MessageRecord {
+            summary: MessageSummary { queue_id: queue_id.into(), at: 1000, node: "mx1".into(), ..Default::default() },
+            recipients: vec!["alice@acme.example".into()],
+            initial_state: RcptState::Queued,
+        }
+    }
+
+    fn outcome(queue_id: &str, event_id: &str, state: RcptState) -> DeliveryRecord {
+        DeliveryRecord {
+            event_id: event_id.into(),
+            queue_id: queue_id.into(),
+            rcpt: "alice@acme.example".into(),
+            state,
+            at: 1001,
+            ..Default::default()
+        }
+    }
+
+    /// A batch written twice leaves the log as written once; a final state is not undone by
+    /// an outcome written after it (seen: the operator's `deleted`, then the gateway's late
+    /// `deferred`, left the log saying deferred).
+    async fn idempotent_and_final(store: &LogStore) {
+        let batch = (vec![message("Q1")], vec![outcome("Q1", "e1", RcptState::Deferred)]);
+        store.write(&batch.0, &batch.1).await.unwrap();
+        store.write(&batch.0, &batch.1).await.unwrap();
+        let found = store.search(&Filter::default()).await.unwrap();
+        assert_eq!(found.len(), 1);
+        let r = &found[0].recipients[0];
+        assert_eq!((r.state.as_str(), r.attempts), ("deferred", 1));
+        assert_eq!(found[0].summary.node, "mx1");
+        store.write(&[], &[outcome("Q1", "e2", RcptState::Deleted)]).await.unwrap();
+        store.write(&[], &[outcome("Q1", "e3", RcptState::Deferred)]).await.unwrap();
+        // the message record written again (a journal replayed) keeps the recipient's state
+        store.write(&batch.0, &[]).await.unwrap();
+        let found = store.search(&Filter { node: Some("mx1".into()), ..Filter::default() }).await.unwrap();
+        assert_eq!(found[0].recipients[0].state, "deleted");
+        assert!(store.search(&Filter { node: Some("mx2".into()), ..Filter::default() }).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sqlite_writes_are_idempotent_and_final_states_kept() {
+        let dir = testkit::TempDir::new("msglog-store");
+        idempotent_and_final(&LogStore::open(&dir.path().join("messages.db")).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_writes_are_idempotent_and_final_states_kept() {
+        let schema = testkit::pg::Schema::new("msglog_store");
+        idempotent_and_final(&LogStore::connect(&schema.url()).await.unwrap()).await;
+    }
 }

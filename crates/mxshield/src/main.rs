@@ -201,10 +201,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(config).await,
             Command::CheckConfig => match serve::prepare(&config) {
-                // a shared database must be reachable and its schema current
+                // a shared database must be reachable and its schemas current
                 Ok(_) if store::Backend::of(&config.contracts.url) == Some(store::Backend::Postgres) => {
-                    match contracts::Store::connect(&config.contracts.url).await {
-                        Ok(_) => {
+                    match nodes::check_shared(&config).await {
+                        Ok(()) => {
                             println!("configuration is valid");
                             Ok(ExitCode::SUCCESS)
                         }

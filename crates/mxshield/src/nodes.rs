@@ -139,6 +139,15 @@ pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64)
     }
 }
 
+/// Reaches the shared database and brings every schema a node uses up to date (contracts,
+/// message log, node registry): what `check-config` checks.
+pub async fn check_shared(config: &Config) -> anyhow::Result<()> {
+    contracts::Store::connect(&config.contracts.url).await?;
+    msglog::LogStore::open_at(&config.log.message_log).await?;
+    Registry::connect(&config.contracts.url).await?;
+    Ok(())
+}
+
 /// `mxshield nodes`: every node of the registry, with its state.
 pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let registry = Registry::connect(&config.contracts.url).await?;

@@ -288,3 +288,53 @@ async fn failover_to_the_secondary_loses_nothing() {
     primary.terminate();
     secondary.terminate();
 }
+
+/// Signature releases are shared: both nodes follow one source and install the same release;
+/// a node that has not installed the newest one (here: one that checks the source only hourly)
+/// is shown by `nodes` as behind, with the release it uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lagging_behind_the_shared_releases_is_shown() {
+    let schema = Schema::new("cluster_sigs");
+    let root = TempDir::new("cluster-sigs");
+    let op = common::releases::Operator::with_release_one(root.path());
+    let remote = Sink::start(Behaviour::Accept).await;
+    let customer = Sink::start(Behaviour::Accept).await;
+    let source = op.repo().display().to_string();
+    let (mut a, _da) = node("mx-a", &schema.url(), remote.addr);
+    let (mut b, _db) = node("mx-b", &schema.url(), remote.addr);
+    for (gw, every) in [(&a, "300ms"), (&b, "1h")] {
+        let path = gw.dir.join("mxshield.toml");
+        let sigs =
+            op.signatures_section(&source).replace("check_every = \"300ms\"", &format!("check_every = \"{every}\""));
+        let text = std::fs::read_to_string(&path).unwrap().replacen("\n[smtp]", &format!("\n{sigs}\n[smtp]"), 1);
+        std::fs::write(&path, text).unwrap();
+    }
+    apply(&a, &contracts(&quoted(customer.addr)));
+    a.spawn();
+    b.spawn();
+    let nodes_json = |gw: &Gateway| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&stdout(gw, &["nodes", "--json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    within(WAIT, "both nodes on release 1", async || {
+        let rows = nodes_json(&a);
+        rows.len() == 2 && rows.iter().all(|n| n["signatures"] == "release-1" && n["state"] == "up")
+    })
+    .await;
+    op.add("Operator.Marker.Two", "MARKER-TWO-77ab02");
+    op.publish();
+    within(WAIT, "A on release 2, B shown behind", async || {
+        let rows = nodes_json(&b);
+        let of = |id: &str| rows.iter().find(|n| n["id"] == id).cloned().unwrap_or_default();
+        of("mx-a")["signatures"] == "release-2" && of("mx-a")["state"] == "up" && of("mx-b")["state"] == "behind"
+    })
+    .await;
+    let table = stdout(&a, &["nodes"]);
+    let line = table.lines().find(|l| l.starts_with("mx-b")).unwrap();
+    assert!(line.contains("behind") && line.contains("release-1"), "{table}");
+    a.terminate();
+    b.terminate();
+}

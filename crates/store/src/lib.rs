@@ -97,14 +97,19 @@ pub async fn connect_with(url: &str, max_connections: u32, sync: Sync) -> Result
     DRIVERS.call_once(sqlx::any::install_default_drivers);
     let backend = Backend::of(url).ok_or_else(|| DbError::Url(redact(url)))?;
     let open_err = |source| DbError::Open { url: redact(url), source };
-    if backend == Backend::Postgres {
-        // one plain connection first: a pool would retry until its timeout and report only
-        // that, where the operator needs the reason (refused, unknown host, authentication)
+    // one plain connection first: a pool would retry until its timeout and report only that,
+    // where the operator needs the reason (refused, unknown host, authentication, a file that
+    // is not a database)
+    {
         use sqlx::Connection;
-        let first = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::AnyConnection::connect(url))
+        let mut first = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::AnyConnection::connect(url))
             .await
             .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
             .map_err(open_err)?;
+        if backend == Backend::Sqlite {
+            first.execute("PRAGMA busy_timeout = 10000").await.map_err(open_err)?;
+            first.execute("PRAGMA journal_mode = WAL").await.map_err(open_err)?;
+        }
         let _ = first.close().await;
     }
     let options = AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(ACQUIRE_TIMEOUT);

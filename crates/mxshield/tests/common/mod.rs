@@ -2,6 +2,8 @@
 //! sink, one contract, all on loopback.
 #![allow(dead_code)]
 
+pub mod releases;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! mxshield-bench [--messages 2000] [--size 10240] [--attachment BYTES] [--sessions 8] [--mxshield PATH]
+//!                [--postgres URL]
 //! ```
+//!
+//! With `--postgres URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) the run through
+//! mxshield is made twice, alternately, with everything on local SQLite and with `[store] url`
+//! on that database (contracts, message log and node registry; a schema of its own, dropped
+//! after), so the two figures come from the same run.
 //!
 //! With `--attachment BYTES` each message also carries a base64 attachment of that many
 //! pseudo-random bytes (the issue 4 workload uses `--messages 200 --attachment 1048576`).
@@ -26,6 +32,7 @@ struct Args {
     attachment: usize,
     sessions: usize,
     bin: PathBuf,
+    postgres: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -35,6 +42,7 @@ fn args() -> anyhow::Result<Args> {
         attachment: 0,
         sessions: 8,
         bin: std::env::current_exe()?.with_file_name("mxshield"),
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +53,7 @@ fn args() -> anyhow::Result<Args> {
             "--attachment" => a.attachment = value.parse()?,
             "--sessions" => a.sessions = value.parse()?,
             "--mxshield" => a.bin = value.into(),
+            "--postgres" => a.postgres = Some(value),
             _ => anyhow::bail!("unknown flag {flag}"),
         }
     }
@@ -133,14 +142,69 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(direct.messages().len() == a.messages, "sink got {} messages", direct.messages().len());
     drop(direct);
 
-    // (b) through mxshield (durable spool) to a sink acting as the customer server
+    // (b) through mxshield (durable spool) to a sink acting as the customer server; with
+    // --postgres, on SQLite and on PostgreSQL in turn (twice each, the better of each kept)
+    let mut results = vec![("sqlite", through_mxshield(&a, &messages, None).await?)];
+    if let Some(url) = &a.postgres {
+        // SAFETY: set before any other thread reads the environment
+        unsafe { std::env::set_var("MXSHIELD_TEST_PG", url) };
+        for round in 0..2 {
+            let schema = testkit::pg::Schema::new("bench");
+            let pg = through_mxshield(&a, &messages, Some(&schema.url())).await?;
+            results.push(("postgres", pg));
+            if round == 0 {
+                results.push(("sqlite", through_mxshield(&a, &messages, None).await?));
+            }
+        }
+    }
+
+    println!(
+        "straight to sink:            {:>8.0} msg/s  ({:.2} s)",
+        rate(a.messages, t_direct),
+        t_direct.as_secs_f64()
+    );
+    for (store, (t_accept, t_end)) in &results {
+        println!(
+            "mxshield ({store:>8}), accepted (250): {:>8.0} msg/s  ({:.2} s)",
+            rate(a.messages, *t_accept),
+            t_accept.as_secs_f64()
+        );
+        println!(
+            "mxshield ({store:>8}), end-to-end:     {:>8.0} msg/s  ({:.2} s)",
+            rate(a.messages, *t_end),
+            t_end.as_secs_f64()
+        );
+    }
+    if a.postgres.is_some() {
+        let best =
+            |name: &str| results.iter().filter(|r| r.0 == name).map(|r| rate(a.messages, r.1.0)).fold(0.0f64, f64::max);
+        let (sqlite, pg) = (best("sqlite"), best("postgres"));
+        println!(
+            "accepted, best of each: sqlite {sqlite:.0} msg/s, postgres {pg:.0} msg/s ({:+.1} %)",
+            (pg / sqlite - 1.0) * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// Sends the messages through a fresh mxshield (its contracts, message log and registry on
+/// local SQLite, or on the database at `store`); returns the time to the last `250` and to the
+/// last delivery.
+async fn through_mxshield(
+    a: &Args,
+    messages: &Arc<Vec<Vec<u8>>>,
+    store: Option<&str>,
+) -> anyhow::Result<(Duration, Duration)> {
     let sink = Sink::start(Behaviour::Accept).await;
     let dir = TempDir::new("bench");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let config = format!(
+    let mut config = format!(
         "data_dir = \"data\"\n[smtp]\nlisten = [\"{addr}\"]\nhostname = \"mx.bench\"\n[log]\nlevel = \"warn\"\n[contracts]\nreload_interval = \"1s\"\n"
     );
+    if let Some(url) = store {
+        config.push_str(&format!("[store]\nurl = \"{url}\"\n"));
+    }
     let mut gw = Gateway::new(&a.bin, dir.path(), addr, &config);
     let contracts = format!(
         "[[contract]]\nid = \"bench\"\ncustomer = \"Bench\"\naccounts_limit = 1\nstarts = \"2026-01-01\"\n[[contract.domain]]\nname = \"acme.example\"\nreceiving_servers = [\"{}\"]\naccounts = [\"alice\"]\n",
@@ -156,17 +220,12 @@ async fn main() -> anyhow::Result<()> {
     let t_end = start.elapsed();
     anyhow::ensure!(got.len() == a.messages, "customer sink got {} of {} messages", got.len(), a.messages);
     gw.terminate();
-
-    println!(
-        "straight to sink:            {:>8.0} msg/s  ({:.2} s)",
-        rate(a.messages, t_direct),
-        t_direct.as_secs_f64()
-    );
-    println!(
-        "mxshield, accepted (250):    {:>8.0} msg/s  ({:.2} s)",
-        rate(a.messages, t_accept),
-        t_accept.as_secs_f64()
-    );
-    println!("mxshield, end-to-end:        {:>8.0} msg/s  ({:.2} s)", rate(a.messages, t_end), t_end.as_secs_f64());
-    Ok(())
+    if store.is_some() {
+        // every record of the run reached the shared log
+        let log = gw.cli(&["log", "search", "--limit", "1000000", "--json"]);
+        let found: serde_json::Value = serde_json::from_slice(&log.stdout)?;
+        let n = found.as_array().map_or(0, |v| v.len());
+        anyhow::ensure!(n == a.messages, "the shared message log holds {n} of {} messages", a.messages);
+    }
+    Ok((t_accept, t_end))
 }
