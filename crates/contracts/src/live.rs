@@ -236,3 +236,82 @@ pub struct Follow {
 pub fn last_good_path(data_dir: &Path) -> PathBuf {
     data_dir.join("contracts-last-good.db")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = r#"
+[[contract]]
+id = "acme"
+customer = "ACME Corp."
+accounts_limit = 5
+starts = 2026-01-01
+[[contract.domain]]
+name = "acme.example"
+receiving_servers = ["127.0.0.1:2600"]
+accounts = ["alice"]
+"#;
+
+    fn calendar() -> Calendar {
+        Calendar::default()
+    }
+
+    /// A node whose notifications never arrive still serves a change, at its next poll: a lost
+    /// notification delays a change, never loses it.
+    #[tokio::test]
+    async fn without_notifications_the_poll_finds_a_change() {
+        let schema = testkit::pg::Schema::new("live_poll");
+        let dir = testkit::TempDir::new("live-poll");
+        let writer = Store::connect(&schema.url()).await.unwrap();
+        writer.apply(&crate::parse_file(ONE).unwrap()).await.unwrap();
+        let started =
+            LiveContracts::start(&schema.url(), &last_good_path(dir.path()), calendar(), START_TIMEOUT).await.unwrap();
+        let live = started.live.clone();
+        assert_eq!((live.get().generation, live.is_stale()), (1, false));
+        // nobody listens: only the poll can see the change
+        let follower = live.follow(Follow {
+            url: schema.url(),
+            store: started.store,
+            last_good: Some(started.last_good),
+            poll: Duration::from_millis(200),
+            wake: None,
+        });
+        writer.apply(&[]).await.unwrap();
+        let t = std::time::Instant::now();
+        while live.get().generation != 2 {
+            assert!(t.elapsed() < Duration::from_secs(5), "the poll never saw the change");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(live.get().contracts().is_empty());
+        // and the last-good copy is what is served now
+        let copy = Store::open(&last_good_path(dir.path())).await.unwrap().load().await.unwrap();
+        assert_eq!(copy, (vec![], 2));
+        follower.abort();
+    }
+
+    /// Unreachable store: the last-good copy is served, stale; with no copy, no start.
+    #[tokio::test]
+    async fn an_unreachable_store_serves_the_last_good_copy_or_does_not_start() {
+        let dir = testkit::TempDir::new("live-last-good");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("postgres://mx:secret@{}/mx", listener.local_addr().unwrap());
+        drop(listener);
+        let path = last_good_path(dir.path());
+        let err = LiveContracts::start(&dead, &path, calendar(), START_TIMEOUT).await.err().unwrap();
+        let text = err.to_string();
+        assert!(text.contains("no last-good copy") && !text.contains("secret"), "{text}");
+        // a copy that was never written (generation 0) is no copy either
+        Store::open(&path).await.unwrap();
+        assert!(matches!(
+            LiveContracts::start(&dead, &path, calendar(), START_TIMEOUT).await,
+            Err(StartError::NoContracts { .. })
+        ));
+        Store::open(&path).await.unwrap().mirror(&crate::parse_file(ONE).unwrap(), 7).await.unwrap();
+        let started = LiveContracts::start(&dead, &path, calendar(), START_TIMEOUT).await.unwrap();
+        assert!(started.store.is_none() && started.live.is_stale());
+        assert_eq!(started.live.get().generation, 7);
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        assert!(started.live.get().active_domain("acme.example", day).is_some());
+    }
+}
