@@ -336,6 +336,9 @@ fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
 /// Most events written in one transaction.
 const BATCH: usize = 512;
 
+/// How long the writer of a shared log gathers records before it writes a batch.
+const SHARED_LINGER: Duration = Duration::from_millis(100);
+
 /// Longest wait between two tries of a batch the store refused.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
@@ -500,6 +503,19 @@ async fn writer(mut sink: Sink, mut rx: mpsc::Receiver<Event>, retention: Durati
             got = rx.recv_many(&mut batch, BATCH) => {
                 if got == 0 {
                     break;
+                }
+                if matches!(sink, Sink::Shared(_)) {
+                    // a shared database commits (and syncs) once per batch: gathering for a
+                    // moment makes a few large batches of many small ones, which is what
+                    // keeps the database (often on another host) off the mail path's pace
+                    let until = tokio::time::Instant::now() + SHARED_LINGER;
+                    while batch.len() < BATCH {
+                        let room = BATCH - batch.len();
+                        match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
+                            Ok(n) if n > 0 => {}
+                            _ => break,
+                        }
+                    }
                 }
                 let entries: Vec<Entry> = batch.drain(..).map(|e| match e {
                     Event::Message(mut m) => {

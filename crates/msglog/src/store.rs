@@ -122,12 +122,8 @@ impl LogStore {
     /// skipped.
     pub async fn write(&self, messages: &[MessageRecord], deliveries: &[DeliveryRecord]) -> Result<(), LogStoreError> {
         let mut tx = self.pool.begin().await?;
-        for r in messages {
-            insert_message(&mut tx, r).await?;
-        }
-        for d in deliveries {
-            apply_delivery(&mut tx, d).await?;
-        }
+        insert_messages(&mut tx, messages).await?;
+        apply_deliveries(&mut tx, deliveries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -235,84 +231,194 @@ impl LogStore {
     }
 }
 
-async fn insert_message(conn: &mut AnyConnection, r: &MessageRecord) -> Result<(), sqlx::Error> {
-    let m = &r.summary;
-    let parts = serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into());
-    let sql = format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-         ON CONFLICT (queue_id) DO UPDATE SET at = excluded.at, node = excluded.node, contract = excluded.contract, \
-         direction = excluded.direction, client_ip = excluded.client_ip, sender = excluded.sender, \
-         size = excluded.size, message_id = excluded.message_id, subject = excluded.subject, \
-         verdict = excluded.verdict, viruses = excluded.viruses, action = excluded.action, \
-         result = excluded.result, reply = excluded.reply, related = excluded.related, parts = excluded.parts, \
-         signatures = excluded.signatures"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&m.queue_id)
-        .bind(m.at)
-        .bind(&m.node)
-        .bind(&m.contract)
-        .bind(&m.direction)
-        .bind(&m.client_ip)
-        .bind(&m.sender)
-        .bind(m.size as i64)
-        .bind(&m.message_id)
-        .bind(&m.subject)
-        .bind(&m.verdict)
-        .bind(m.viruses.join(", "))
-        .bind(&m.action)
-        .bind(&m.result)
-        .bind(&m.reply)
-        .bind(&m.related)
-        .bind(parts)
-        .bind(&m.signatures)
-        .execute(&mut *conn)
-        .await?;
-    for rcpt in &r.recipients {
-        // a recipient already there keeps the state its deliveries gave it
-        sqlx::query(
-            "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
-             VALUES ($1, $2, $3, '', '', 0, $4) ON CONFLICT (queue_id, rcpt) DO NOTHING",
-        )
-        .bind(&m.queue_id)
-        .bind(rcpt)
-        .bind(r.initial_state.as_str())
-        .bind(m.at)
-        .execute(&mut *conn)
-        .await?;
+/// Rows per multi-row statement (at most 18 parameters a row: far below the limits of SQLite
+/// and PostgreSQL). A batch costs a handful of round trips to the database, not several per
+/// record: what matters when the shared database is across a network.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `($1, $2, …), (…)`: `rows` tuples of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let tuple = |r: usize| {
+        let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+        format!("({})", cells.join(", "))
+    };
+    (0..rows).map(tuple).collect::<Vec<_>>().join(", ")
+}
+
+/// One value of a row.
+enum Value<'a> {
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
+}
+
+/// Runs `sql_head VALUES … sql_tail` over `rows` in statements of [`ROWS_PER_STATEMENT`];
+/// returns the rows a `RETURNING` clause gave, if any.
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: &[Vec<Value<'_>>],
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut returned = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), cols));
+        // the text is built from constants and placeholders only; every value is bound
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in chunk.iter().flatten() {
+            q = match v {
+                Value::Int(i) => q.bind(*i),
+                Value::Text(t) => q.bind(*t),
+                Value::Owned(t) => q.bind(t.clone()),
+            };
+        }
+        returned.extend(q.fetch_all(&mut *conn).await?);
     }
+    Ok(returned)
+}
+
+/// Writes the messages of a batch: each message upserted (the last record of a queue id in the
+/// batch wins), each recipient inserted unless it is there (it keeps the state its deliveries
+/// gave it).
+async fn insert_messages(conn: &mut AnyConnection, records: &[MessageRecord]) -> Result<(), sqlx::Error> {
+    let mut last: std::collections::HashMap<&str, &MessageRecord> = std::collections::HashMap::new();
+    for r in records {
+        last.insert(&r.summary.queue_id, r);
+    }
+    let mut messages = Vec::with_capacity(last.len());
+    let mut recipients: Vec<Vec<Value>> = Vec::new();
+    for r in records.iter().filter(|r| std::ptr::eq(last[r.summary.queue_id.as_str()], *r)) {
+        let m = &r.summary;
+        messages.push(vec![
+            Value::Text(&m.queue_id),
+            Value::Int(m.at),
+            Value::Text(&m.node),
+            Value::Text(&m.contract),
+            Value::Text(&m.direction),
+            Value::Text(&m.client_ip),
+            Value::Text(&m.sender),
+            Value::Int(m.size as i64),
+            Value::Text(&m.message_id),
+            Value::Text(&m.subject),
+            Value::Text(&m.verdict),
+            Value::Owned(m.viruses.join(", ")),
+            Value::Text(&m.action),
+            Value::Text(&m.result),
+            Value::Text(&m.reply),
+            Value::Text(&m.related),
+            Value::Owned(serde_json::to_string(&m.parts).unwrap_or_else(|_| "[]".into())),
+            Value::Text(&m.signatures),
+        ]);
+        for rcpt in &r.recipients {
+            recipients.push(vec![
+                Value::Text(&m.queue_id),
+                Value::Text(rcpt),
+                Value::Text(r.initial_state.as_str()),
+                Value::Text(""),
+                Value::Text(""),
+                Value::Int(0),
+                Value::Int(m.at),
+            ]);
+        }
+    }
+    insert_rows(
+        conn,
+        &format!("INSERT INTO messages ({MESSAGE_COLUMNS})"),
+        "ON CONFLICT (queue_id) DO UPDATE SET at = excluded.at, node = excluded.node, \
+         contract = excluded.contract, direction = excluded.direction, client_ip = excluded.client_ip, \
+         sender = excluded.sender, size = excluded.size, message_id = excluded.message_id, \
+         subject = excluded.subject, verdict = excluded.verdict, viruses = excluded.viruses, \
+         action = excluded.action, result = excluded.result, reply = excluded.reply, \
+         related = excluded.related, parts = excluded.parts, signatures = excluded.signatures",
+        18,
+        &messages,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated)",
+        "ON CONFLICT (queue_id, rcpt) DO NOTHING",
+        7,
+        &recipients,
+    )
+    .await?;
     Ok(())
 }
 
-/// Applies one outcome, once per event id. A final state (delivered, bounced, deleted) is kept:
-/// an outcome that arrives after it (the gateway's `deferred` written after the operator's
-/// `deleted`, a journal replayed late) does not undo it.
-async fn apply_delivery(conn: &mut AnyConnection, d: &DeliveryRecord) -> Result<(), sqlx::Error> {
-    let event_id = if d.event_id.is_empty() { super::fresh_event_id() } else { d.event_id.clone() };
-    let new =
-        sqlx::query("INSERT INTO delivery_events (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
-            .bind(&event_id)
-            .bind(d.at)
-            .execute(&mut *conn)
-            .await?;
-    if new.rows_affected() == 0 {
+/// Whether a recipient state is final: no later outcome changes it.
+fn is_final(state: &str) -> bool {
+    matches!(state, "delivered" | "bounced" | "deleted")
+}
+
+/// Applies the outcomes of a batch, each once per event id: the events not seen before are
+/// recorded, then each recipient's new outcomes are folded in order (a final state stays) and
+/// written in one upsert per recipient.
+async fn apply_deliveries(conn: &mut AnyConnection, deliveries: &[DeliveryRecord]) -> Result<(), sqlx::Error> {
+    if deliveries.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated) \
-         VALUES ($1, $2, $3, $4, $5, 1, $6) \
-         ON CONFLICT (queue_id, rcpt) DO UPDATE SET state = excluded.state, remote = excluded.remote, \
-         reply = excluded.reply, attempts = recipients.attempts + 1, updated = excluded.updated \
-         WHERE recipients.state NOT IN ('delivered', 'bounced', 'deleted')",
+    let ids: Vec<String> = deliveries
+        .iter()
+        .map(|d| if d.event_id.is_empty() { super::fresh_event_id() } else { d.event_id.clone() })
+        .collect();
+    let mut unique = std::collections::HashSet::new();
+    let events: Vec<Vec<Value>> = deliveries
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| unique.insert(id.as_str()))
+        .map(|(d, id)| vec![Value::Text(id), Value::Int(d.at)])
+        .collect();
+    let new: std::collections::HashSet<String> = insert_rows(
+        conn,
+        "INSERT INTO delivery_events (event_id, at)",
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        2,
+        &events,
     )
-    .bind(&d.queue_id)
-    .bind(&d.rcpt)
-    .bind(d.state.as_str())
-    .bind(&d.remote)
-    .bind(&d.reply)
-    .bind(d.at)
-    .execute(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.get::<String, _>("event_id"))
+    .collect();
+    // per recipient, in the batch's order: (the last outcome, how many new outcomes)
+    let mut folded: Vec<(&DeliveryRecord, i64)> = Vec::new();
+    let mut at: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    for (d, id) in deliveries.iter().zip(&ids) {
+        if !new.contains(id) {
+            continue;
+        }
+        match at.get(&(d.queue_id.as_str(), d.rcpt.as_str())) {
+            Some(&i) if is_final(folded[i].0.state.as_str()) => {}
+            Some(&i) => folded[i] = (d, folded[i].1 + 1),
+            None => {
+                at.insert((&d.queue_id, &d.rcpt), folded.len());
+                folded.push((d, 1));
+            }
+        }
+    }
+    let rows: Vec<Vec<Value>> = folded
+        .iter()
+        .map(|(d, n)| {
+            vec![
+                Value::Text(&d.queue_id),
+                Value::Text(&d.rcpt),
+                Value::Text(d.state.as_str()),
+                Value::Text(&d.remote),
+                Value::Text(&d.reply),
+                Value::Int(*n),
+                Value::Int(d.at),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO recipients (queue_id, rcpt, state, remote, reply, attempts, updated)",
+        "ON CONFLICT (queue_id, rcpt) DO UPDATE SET state = excluded.state, remote = excluded.remote, \
+         reply = excluded.reply, attempts = recipients.attempts + excluded.attempts, updated = excluded.updated \
+         WHERE recipients.state NOT IN ('delivered', 'bounced', 'deleted')",
+        7,
+        &rows,
+    )
     .await?;
     Ok(())
 }
@@ -393,10 +499,33 @@ mod tests {
         assert!(store.search(&Filter { node: Some("mx2".into()), ..Filter::default() }).await.unwrap().is_empty());
     }
 
+    /// One batch larger than a statement, a message logged twice in it, and several outcomes of
+    /// one recipient in it: each message once, each recipient's outcomes folded in order.
+    async fn large_batches(store: &LogStore) {
+        let mut messages: Vec<MessageRecord> = (0..450).map(|i| message(&format!("B{i}"))).collect();
+        let mut again = message("B7");
+        again.summary.subject = "logged again".into();
+        messages.push(again);
+        let mut outcomes: Vec<DeliveryRecord> =
+            (0..450).map(|i| outcome(&format!("B{i}"), &format!("b{i}"), RcptState::Deferred)).collect();
+        outcomes.push(outcome("B3", "b3-2", RcptState::Delivered));
+        outcomes.push(outcome("B3", "b3-3", RcptState::Deferred));
+        outcomes.push(outcome("B4", "b4-2", RcptState::Deferred));
+        store.write(&messages, &outcomes).await.unwrap();
+        let all = store.search(&Filter { limit: 1000, ..Filter::default() }).await.unwrap();
+        assert_eq!(all.len(), 450);
+        let of = |q: &str| all.iter().find(|f| f.summary.queue_id == q).unwrap();
+        assert_eq!(of("B7").summary.subject, "logged again");
+        assert_eq!((of("B3").recipients[0].state.as_str(), of("B3").recipients[0].attempts), ("delivered", 2));
+        assert_eq!((of("B4").recipients[0].state.as_str(), of("B4").recipients[0].attempts), ("deferred", 2));
+        assert_eq!((of("B9").recipients[0].state.as_str(), of("B9").recipients[0].attempts), ("deferred", 1));
+    }
+
     #[tokio::test]
     async fn sqlite_writes_are_idempotent_and_final_states_kept() {
         let dir = testkit::TempDir::new("msglog-store");
         idempotent_and_final(&LogStore::open(&dir.path().join("messages.db")).await.unwrap()).await;
+        large_batches(&LogStore::open(&dir.path().join("large.db")).await.unwrap()).await;
     }
 
     /// Two nodes on one database: the purge runs once per interval for the cluster, whichever
@@ -418,5 +547,7 @@ mod tests {
     async fn postgres_writes_are_idempotent_and_final_states_kept() {
         let schema = testkit::pg::Schema::new("msglog_store");
         idempotent_and_final(&LogStore::connect(&schema.url()).await.unwrap()).await;
+        let large = testkit::pg::Schema::new("msglog_large");
+        large_batches(&LogStore::connect(&large.url()).await.unwrap()).await;
     }
 }
