@@ -37,6 +37,7 @@ pub fn start_heartbeat(
     let address = config.smtp.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
     let releases = config.signatures.source.is_some().then(|| config.signatures_dir());
     let started = now();
+    let policy = policy_fingerprint(config);
     tokio::spawn(async move {
         let mut registry: Option<Registry> = None;
         let mut failing = false;
@@ -47,7 +48,8 @@ pub fn start_heartbeat(
                 _ = tick.tick() => false,
                 _ = shutdown.wait_for(|v| *v) => true,
             };
-            let status = status(&id, &address, started, &running, releases.as_deref());
+            let mut status = status(&id, &address, started, &running, releases.as_deref());
+            status.policy.clone_from(&policy);
             let written = async {
                 if registry.is_none() {
                     registry = Some(Registry::connect(&url).await?);
@@ -107,7 +109,32 @@ fn status(id: &str, address: &str, started: i64, r: &Running, releases: Option<&
         queue_deferred,
         started,
         heartbeat: now(),
+        // set by the heartbeat, from the configuration
+        policy: String::new(),
     }
+}
+
+/// A fingerprint (FNV-1a, 64 bits, in hex) of the settings that decide what a node accepts:
+/// size, line and recipient limits, loop detection, the engine, its limits and databases, the
+/// scan budget. Equal on nodes configured alike; a node whose fingerprint differs from the
+/// others' would accept or refuse other mail.
+pub fn policy_fingerprint(config: &Config) -> String {
+    let s = &config.smtp;
+    let scan = &config.scan;
+    let text = format!(
+        "size={} rcpts={} line={} hops={} engine={} db={:?} limits={:?} load={:?} max_time={:?}",
+        s.max_message_size,
+        s.max_recipients,
+        s.max_line_length,
+        s.max_received_headers,
+        if scan.clamd.is_some() { "clamd" } else { "builtin" },
+        scan.signatures,
+        scan.limits,
+        scan.load,
+        scan.limits.max_time,
+    );
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 /// The release number of a `release-N` label.
@@ -116,8 +143,9 @@ fn release_number(label: &str) -> Option<u64> {
 }
 
 /// A node's state as `mxshield nodes` shows it: `down` (no heartbeat for `down_after`),
-/// `behind` (an older signature release or contracts generation than the newest node that is
-/// up), `stale` (serving its last-good contracts) or `up`.
+/// `differs` (its policy fingerprint is not the one most nodes that are up have: it would
+/// accept or refuse other mail), `behind` (an older signature release or contracts generation
+/// than the newest node that is up), `stale` (serving its last-good contracts) or `up`.
 pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64) -> &'static str {
     let up = |n: &NodeStatus| now - n.heartbeat <= down_after.as_secs() as i64;
     if !up(n) {
@@ -130,6 +158,12 @@ pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64)
         (Some(_), None) => true,
         _ => false,
     };
+    let up_nodes: Vec<&NodeStatus> = all.iter().filter(|m| up(m)).collect();
+    let sharing = |p: &str| up_nodes.iter().filter(|m| m.policy == p).count();
+    let most = up_nodes.iter().map(|m| sharing(&m.policy)).max().unwrap_or(0);
+    if sharing(&n.policy) < most || (most * 2 <= up_nodes.len() && up_nodes.len() > 1 && most < up_nodes.len()) {
+        return "differs";
+    }
     if release_behind || n.contracts_generation < newest_contracts {
         "behind"
     } else if n.contracts_stale {
@@ -162,7 +196,7 @@ pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
                     "signatures": n.signatures, "signatures_at": n.signatures_at,
                     "contracts_generation": n.contracts_generation, "contracts_stale": n.contracts_stale,
                     "queue_active": n.queue_active, "queue_deferred": n.queue_deferred,
-                    "started": n.started, "heartbeat": n.heartbeat,
+                    "started": n.started, "heartbeat": n.heartbeat, "policy": n.policy,
                 })
             })
             .collect();
@@ -180,7 +214,7 @@ pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             format!("{} ago", humantime::format_duration(Duration::from_secs((now - t).max(0) as u64)))
         }
     };
-    let rows: Vec<[String; 8]> = nodes
+    let rows: Vec<[String; 9]> = nodes
         .iter()
         .map(|n| {
             [
@@ -192,10 +226,12 @@ pub async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
                 format!("{}{}", n.contracts_generation, if n.contracts_stale { " (stale)" } else { "" }),
                 format!("{}/{}", n.queue_active, n.queue_deferred),
                 ago(n.heartbeat),
+                n.policy.get(..8).unwrap_or(&n.policy).to_string(),
             ]
         })
         .collect();
-    let head = ["NODE", "STATE", "ADDRESS", "VERSION", "SIGNATURES (AGE)", "CONTRACTS", "QUEUE A/D", "HEARTBEAT"];
+    let head =
+        ["NODE", "STATE", "ADDRESS", "VERSION", "SIGNATURES (AGE)", "CONTRACTS", "QUEUE A/D", "HEARTBEAT", "POLICY"];
     let mut width = head.map(str::len);
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
@@ -244,5 +280,14 @@ mod tests {
         let mut stale = all[0].clone();
         stale.contracts_stale = true;
         assert_eq!(state(&stale, &all, d, 1000), "stale");
+        // a node configured unlike the others
+        let mut lenient = all.clone();
+        lenient[1].policy = "more-lenient".into();
+        assert_eq!(state(&lenient[1], &lenient, d, 1000), "differs");
+        assert_eq!(state(&lenient[0], &lenient, d, 1000), "up");
+        // two nodes, two policies: both are shown, neither is known to be right
+        let two =
+            [node("mx1", 1000, "release-8", 4), NodeStatus { policy: "x".into(), ..node("mx2", 1000, "release-8", 4) }];
+        assert_eq!((state(&two[0], &two, d, 1000), state(&two[1], &two, d, 1000)), ("differs", "differs"));
     }
 }

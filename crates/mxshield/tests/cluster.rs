@@ -129,6 +129,19 @@ async fn two_nodes_share_contracts_log_and_registry() {
         assert!(nodes.contains(column), "{nodes}");
     }
     assert!(nodes.contains(&b.addr.to_string()) && nodes.contains(env!("CARGO_PKG_VERSION")), "{nodes}");
+    // a third node configured more leniently (a larger size limit) is shown as differing
+    let (mut c, _dc) = node("mx-c", &schema.url(), remote.addr);
+    let path = c.dir.join("mxshield.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("[smtp]\n", "[smtp]\nmax_message_size = 99999999\n", 1);
+    std::fs::write(&path, text).unwrap();
+    c.spawn();
+    within(WAIT, "C shown as differing", async || {
+        let nodes = stdout(&a, &["nodes"]);
+        let line = |id: &str| nodes.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_string();
+        line("mx-c").contains(" differs ") && line("mx-a").contains(" up ") && line("mx-b").contains(" up ")
+    })
+    .await;
+    c.kill9();
     b.kill9();
     within(Duration::from_secs(10), "B shown as down", async || {
         stdout(&a, &["nodes"]).lines().any(|l| l.starts_with("mx-b") && l.contains(" down "))

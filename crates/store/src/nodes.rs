@@ -31,6 +31,9 @@ pub struct NodeStatus {
     pub started: i64,
     /// Its last heartbeat (Unix seconds).
     pub heartbeat: i64,
+    /// A fingerprint of the settings that decide what it accepts (limits, scanning): nodes
+    /// serving the same domains must show the same one.
+    pub policy: String,
 }
 
 /// The registry in the shared database (or in the one host's SQLite file).
@@ -40,7 +43,7 @@ pub struct Registry {
 }
 
 const COLUMNS: &str = "id, address, version, signatures, signatures_at, contracts_generation, contracts_stale, \
-                       queue_active, queue_deferred, started, heartbeat";
+                       queue_active, queue_deferred, started, heartbeat, policy";
 
 impl Registry {
     /// Connects to the database at `url` and brings the registry's table up to date.
@@ -57,12 +60,12 @@ impl Registry {
     /// Writes a node's heartbeat (its row, created or replaced).
     pub async fn beat(&self, s: &NodeStatus) -> Result<(), DbError> {
         let sql = format!(
-            "INSERT INTO nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            "INSERT INTO nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version, \
              signatures = excluded.signatures, signatures_at = excluded.signatures_at, \
              contracts_generation = excluded.contracts_generation, contracts_stale = excluded.contracts_stale, \
              queue_active = excluded.queue_active, queue_deferred = excluded.queue_deferred, \
-             started = excluded.started, heartbeat = excluded.heartbeat"
+             started = excluded.started, heartbeat = excluded.heartbeat, policy = excluded.policy"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&s.id)
@@ -76,6 +79,7 @@ impl Registry {
             .bind(s.queue_deferred as i64)
             .bind(s.started)
             .bind(s.heartbeat)
+            .bind(&s.policy)
             .execute(&self.pool)
             .await
             .map_err(query_failed("writing a heartbeat"))?;
@@ -101,6 +105,7 @@ impl Registry {
                 queue_deferred: r.get::<i64, _>("queue_deferred") as u64,
                 started: r.get("started"),
                 heartbeat: r.get("heartbeat"),
+                policy: r.get("policy"),
             })
             .collect())
     }
