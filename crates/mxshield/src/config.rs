@@ -313,11 +313,15 @@ fn read_node(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>, name: &s
         ((h >> 16) ^ (h & 0xffff)) as u16
     };
     let heartbeat = duration(r, sec.as_deref_mut(), "heartbeat", Duration::from_secs(5));
-    let down_after = duration(r, sec.as_deref_mut(), "down_after", Duration::from_secs(30));
-    if down_after <= heartbeat {
-        r.issue("node.down_after", 0, "must be longer than node.heartbeat");
-    }
-    let Some(sec) = sec else { return (derived, heartbeat, down_after) };
+    let Some(sec) = sec else { return (derived, heartbeat, Duration::from_secs(30)) };
+    let down_after = match r.duration(sec, "down_after") {
+        None => Duration::from_secs(30).max(heartbeat * 3),
+        Some((d, line)) if d <= heartbeat => {
+            r.issue(sec.child_path("down_after"), line, "must be longer than node.heartbeat");
+            heartbeat * 3
+        }
+        Some((d, _)) => d,
+    };
     let id = match r.unsigned(sec, "id") {
         None => derived,
         Some((n, line)) => u16::try_from(n).unwrap_or_else(|_| {

@@ -9,6 +9,25 @@ fn defaults_without_file() {
     assert_eq!(c.smtp.max_recipients, 100);
     assert_eq!(c.delivery.queue_lifetime, Duration::from_secs(86_400));
     assert_eq!(c.contracts.url, "sqlite://./mxshield-data/mxshield.db?mode=rwc");
+    assert_eq!(c.node_name, c.smtp.hostname);
+    assert_eq!(c.log.message_log, msglog::LogLocation::File("./mxshield-data/messages.db".into()));
+}
+
+/// With a shared store, the message log is there too, journaled in data_dir.
+#[test]
+fn a_shared_store_holds_the_message_log() {
+    let c = Config::from_str("node_id = \"mx2\"\n[store]\nurl = \"postgres://mx@db/mx\"\n[log]\njournal_max = 1000\n")
+        .unwrap();
+    assert_eq!(c.node_name, "mx2");
+    assert_eq!(
+        c.log.message_log,
+        msglog::LogLocation::Shared {
+            url: "postgres://mx@db/mx".into(),
+            journal: "./mxshield-data/msglog-journal.db".into(),
+            journal_max: 1000
+        }
+    );
+    assert_eq!((c.heartbeat, c.down_after), (Duration::from_secs(5), Duration::from_secs(30)));
 }
 
 #[test]
@@ -64,6 +83,20 @@ fn bad_configs_report_every_error() {
         (
             "[node]\nid = 70000\nname = \"x\"\n",
             &["line 2: node.id: must be 0 to 65535", "line 3: node.name: unknown key"],
+        ),
+        (
+            "node_id = \"mx 1\"\n[node]\nheartbeat = \"10s\"\ndown_after = \"5s\"\n",
+            &[
+                "line 1: node_id: must be 1 to 253 letters",
+                "line 4: node.down_after: must be longer than node.heartbeat",
+            ],
+        ),
+        (
+            "[store]\nurl = \"postgres://db/mx\"\n[log]\nmessage_log = \"x.db\"\n[contracts]\nreload_interval = \"0s\"\n",
+            &[
+                "line 4: log.message_log: with a shared [store] url the message log is in that database",
+                "line 6: contracts.reload_interval: must be longer than zero",
+            ],
         ),
         (
             "[signatures]\nsource = \"ftp://x/\"\ntrusted_keys = [\"RWQnot-a-key\"]\ncheck_every = \"0s\"\n",
