@@ -25,13 +25,17 @@ for bin in "$@"; do
   (cd "$d" && "$bin" --config mxshield.toml contracts apply contracts.toml >/dev/null)
   (cd "$d" && exec "$bin" --config mxshield.toml serve 2>"$d/log" >/dev/null) & gw=$!
   for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/25526) 2>/dev/null && break; sleep 0.05; done
+  cpu() { awk '{print $14+$15}' /proc/$gw/stat; }
+  c0=$(cpu)
   t0=$(date +%s.%N)
   smtp-source -s $S -m $N -l $L -f a@remote.test -t alice@acme.example 127.0.0.1:25526
   t1=$(date +%s.%N)
   wait_for $N
   t2=$(date +%s.%N)
-  printf "%-40s accepted %6.0f msg/s, end-to-end %6.0f msg/s (%d delivered)\n" "$bin" \
-    "$(echo "$N/($t1-$t0)" | bc -l)" "$(echo "$N/($t2-$t0)" | bc -l)" "$(count)"
+  c1=$(cpu)
+  printf "%-40s accepted %6.0f msg/s, end-to-end %6.0f msg/s (%d delivered), gateway CPU %.0f us/msg\n" "$bin" \
+    "$(echo "$N/($t1-$t0)" | bc -l)" "$(echo "$N/($t2-$t0)" | bc -l)" "$(count)" \
+    "$(echo "($c1-$c0)*1000000/$(getconf CLK_TCK)/$N" | bc -l)"
   kill $gw; wait $gw 2>/dev/null || true
   grep -v "^$" "$d/log" | tail -3 || true; rm -rf "$d"
 done

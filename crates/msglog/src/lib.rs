@@ -504,7 +504,7 @@ async fn writer(mut sink: Sink, mut rx: mpsc::Receiver<Event>, retention: Durati
                 if got == 0 {
                     break;
                 }
-                if matches!(sink, Sink::Shared(_)) {
+                {
                     // a shared database commits (and syncs) once per batch: gathering for a
                     // moment makes a few large batches of many small ones, which is what
                     // keeps the database (often on another host) off the mail path's pace

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The mail path measured with Postfix's standard load tools (issue 13): smtp-sink plays the
+# customer server, smtp-source the Internet. Three rounds, interleaved, of three workloads —
+#   (a) 2,000 x 10 KiB over 8 sessions, one connection per message
+#   (b) the same with connections reused (smtp-source -d)
+#   (c) 200 messages with a 1 MiB base64 attachment over 8 sessions
+# each sent straight to smtp-sink (the ceiling) and through mxshield (durable spool on disk,
+# scanning on) to the same sink. Prints accepted msg/s (smtp-source done: every 250 in),
+# end-to-end msg/s (every message delivered to the sink), the gateway's CPU per message, the
+# medians and the ratio to the ceiling.
+#
+# Needs smtp-source/smtp-sink (Debian's postfix package; scripts/test.sh installs it, no
+# system instance is started). Usage: scripts/bench-standard.sh [path/to/mxshield]
+#   ROUNDS=3 DATA_DIR_PARENT=<dir for the gateway's data_dir, default: target/bench-standard>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v smtp-source >/dev/null || { echo "smtp-source not found: apt-get install postfix (scripts/test.sh does)"; exit 2; }
+bin=${1:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet -p mxshield
+  bin=target/release/mxshield
+fi
+bin=$(realpath "$bin")
+ROUNDS=${ROUNDS:-3}
+parent=${DATA_DIR_PARENT:-target/bench-standard}
+mkdir -p "$parent"; parent=$(realpath "$parent")
+# the sink's files are the customer's disk, not ours: kept in memory where possible
+sinkroot=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )")
+SINK=127.0.0.1:25525 GW=127.0.0.1:25526
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$sinkroot"' EXIT
+
+# the 1 MiB-attachment message, pre-formatted for smtp-source -F
+big="$sinkroot/big.eml"
+python3 - "$big" <<'PY'
+import base64, random, sys
+random.seed(13)
+data = bytes(random.getrandbits(8) for _ in range(1 << 20))
+b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
+body = ("From: bench@remote.test\r\nTo: alice@acme.example\r\nSubject: bench 1 MiB\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        "--B\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--B--\r\n")
+open(sys.argv[1], "w", newline="").write(body)
+PY
+
+dump=""
+start_sink() {
+  dump="$sinkroot/dump"; rm -rf "$dump"; mkdir -p "$dump"
+  smtp-sink -u "$(id -un)" -d "$dump/%H%M%S" "$SINK" 256 & sinkpid=$!
+  for _ in $(seq 100); do (echo > /dev/tcp/${SINK%:*}/${SINK#*:}) 2>/dev/null && break; sleep 0.05; done
+}
+stop_sink() { kill $sinkpid 2>/dev/null || true; wait $sinkpid 2>/dev/null || true; }
+count() { find "$dump" -type f | wc -l; }
+wait_for() { local want=$1 end=$((SECONDS+600)); while [ "$(count)" -lt "$want" ] && [ $SECONDS -lt $end ]; do sleep 0.02; done; }
+
+# smtp-source arguments of each workload, and its message count
+args_a="-s 8 -m 2000 -l 10240"
+args_b="-s 8 -m 2000 -l 10240 -d"
+args_c="-s 8 -m 200 -F $big"
+n_a=2000; n_b=2000; n_c=200
+
+source_to() { # workload target
+  local a="args_$1"
+  # shellcheck disable=SC2086
+  smtp-source ${!a} -f bench@remote.test -t alice@acme.example "$2"
+}
+
+results="$sinkroot/results"; : > "$results"
+for round in $(seq "$ROUNDS"); do
+  for w in a b c; do
+    n_var="n_$w"; n=${!n_var}
+    # the ceiling: straight to the sink
+    start_sink
+    t0=$(date +%s.%N); source_to $w "$SINK"; wait_for "$n"; t1=$(date +%s.%N)
+    got=$(count); stop_sink
+    [ "$got" -eq "$n" ] || { echo "sink got $got of $n"; exit 1; }
+    echo "$w sink $(echo "$n/($t1-$t0)" | bc -l) $(echo "$n/($t1-$t0)" | bc -l) 0" >> "$results"
+    # through mxshield
+    start_sink
+    d=$(mktemp -d -p "$parent")
+    printf 'data_dir = "data"\n[smtp]\nlisten = ["%s"]\nhostname = "mx.bench"\nmax_connections = 512\n[log]\nlevel = "warn"\n' "$GW" > "$d/mxshield.toml"
+    printf '[[contract]]\nid = "bench"\ncustomer = "Bench"\naccounts_limit = 1\nstarts = "2026-01-01"\n[[contract.domain]]\nname = "acme.example"\nreceiving_servers = ["%s"]\naccounts = ["alice"]\n' "$SINK" > "$d/contracts.toml"
+    (cd "$d" && "$bin" --config mxshield.toml contracts apply contracts.toml >/dev/null)
+    (cd "$d" && exec "$bin" --config mxshield.toml serve 2>"$d/log" >/dev/null) & gw=$!
+    for _ in $(seq 200); do (echo > /dev/tcp/${GW%:*}/${GW#*:}) 2>/dev/null && break; sleep 0.05; done
+    c0=$(awk '{print $14+$15}' /proc/$gw/stat)
+    t0=$(date +%s.%N); source_to $w "$GW"; t1=$(date +%s.%N); wait_for "$n"; t2=$(date +%s.%N)
+    c1=$(awk '{print $14+$15}' /proc/$gw/stat)
+    got=$(count); kill $gw; wait $gw 2>/dev/null || true; stop_sink
+    [ "$got" -eq "$n" ] || { echo "through mxshield the sink got $got of $n; log:"; tail -5 "$d/log"; exit 1; }
+    rm -rf "$d"
+    echo "$w mxshield $(echo "$n/($t1-$t0)" | bc -l) $(echo "$n/($t2-$t0)" | bc -l) $(echo "($c1-$c0)*1000000/$(getconf CLK_TCK)/$n" | bc -l)" >> "$results"
+    printf "round %d %s: sink %6.0f msg/s; mxshield accepted %6.0f, end-to-end %6.0f msg/s, CPU %4.0f us/msg\n" "$round" "$w" \
+      "$(grep "^$w sink" "$results" | tail -1 | cut -d' ' -f3)" $(grep "^$w mxshield" "$results" | tail -1 | cut -d' ' -f3-5)
+  done
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+names = {"a": "(a) 2,000 x 10 KiB, a connection per message",
+         "b": "(b) 2,000 x 10 KiB, connections reused (-d)",
+         "c": "(c) 200 x 1 MiB base64 attachment"}
+print()
+print(f"{'workload':<46} {'sink':>8} {'accepted':>9} {'end-to-end':>11} {'ratio':>6} {'CPU/msg':>9}")
+for w, name in names.items():
+    sink = statistics.median(float(r[2]) for r in rows if r[0] == w and r[1] == "sink")
+    acc = statistics.median(float(r[2]) for r in rows if r[0] == w and r[1] == "mxshield")
+    e2e = statistics.median(float(r[3]) for r in rows if r[0] == w and r[1] == "mxshield")
+    cpu = statistics.median(float(r[4]) for r in rows if r[0] == w and r[1] == "mxshield")
+    print(f"{name:<46} {sink:>8.0f} {acc:>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {cpu:>6.0f} us")
+print("(msg/s, medians of the rounds; ratio: end-to-end to the sink's rate in the same rounds)")
+PY
