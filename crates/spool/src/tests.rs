@@ -231,3 +231,35 @@ fn queue_ids_carry_their_node() {
     assert!(QueueId::parse("0640F3A2B1C4D001").is_ok());
     assert!(QueueId::parse("0640F3A2B1C4D00").is_err());
 }
+
+/// Concurrent commits share directory syncs (group commit) and every one of them is in the
+/// queue when its commit returns.
+#[test]
+fn concurrent_commits_share_directory_syncs() {
+    let spool = temp_spool("group");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for _ in 0..50 {
+                    let mut w = spool.create().unwrap();
+                    w.write(b"Subject: x\r\n\r\nhello\r\n").unwrap();
+                    let id = w.commit(&envelope()).unwrap();
+                    // visible (and synced) before commit returned
+                    assert!(spool.contains(&id));
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<QueueId> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!(ids.len(), 400);
+    let state = spool.dir_sync.state.lock().unwrap();
+    assert_eq!((state.issued, state.covered, state.running), (400, 400, false));
+    println!("400 commits from 8 threads: {} directory syncs", state.runs);
+    assert!(state.runs <= 400);
+    drop(state);
+    let _ = fs::remove_dir_all(spool.root());
+}
