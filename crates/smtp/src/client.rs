@@ -209,9 +209,9 @@ impl Client {
             mail_cmd.push_str(" SMTPUTF8");
         }
         let (txn, ended) = if self.extensions.pipelining {
-            self.send_pipelined(&mail_cmd, rcpts, body).await?
+            self.send_pipelined(&mail_cmd, rcpts, body, opts.size).await?
         } else {
-            self.send_lockstep(&mail_cmd, rcpts, body).await?
+            self.send_lockstep(&mail_cmd, rcpts, body, opts.size).await?
         };
         if !ended {
             // a transaction that did not end with the reply to the final dot may still be open
@@ -230,6 +230,7 @@ impl Client {
         mail_cmd: &str,
         rcpts: &[String],
         body: R,
+        size: Option<u64>,
     ) -> Result<(Transaction, bool), ClientError> {
         let mut batch = format!("{mail_cmd}\r\n");
         for r in rcpts {
@@ -257,7 +258,7 @@ impl Client {
             let _ = self.read_reply(self.timeouts.data_end).await?;
             return Ok((Transaction { mail, rcpts: replies, data: None }, true));
         }
-        let end = self.write_body(body).await?;
+        let end = self.write_body(body, size).await?;
         Ok((Transaction { mail, rcpts: replies, data: Some(end) }, true))
     }
 
@@ -266,6 +267,7 @@ impl Client {
         mail_cmd: &str,
         rcpts: &[String],
         body: R,
+        size: Option<u64>,
     ) -> Result<(Transaction, bool), ClientError> {
         let mail = self.command(mail_cmd).await?;
         if !mail.is_positive() {
@@ -282,15 +284,19 @@ impl Client {
         if data.code != 354 {
             return Ok((Transaction { mail, rcpts: replies, data: Some(data) }, false));
         }
-        let end = self.write_body(body).await?;
+        let end = self.write_body(body, size).await?;
         Ok((Transaction { mail, rcpts: replies, data: Some(end) }, true))
     }
 
-    async fn write_body<R: AsyncRead + Unpin>(&mut self, mut body: R) -> Result<Reply, ClientError> {
+    /// Sends the body (dot-stuffed, then the final dot) and reads the reply; `size`, if known,
+    /// sizes the buffers (a 10 KiB message does not need 256 KiB zeroed and mapped for it).
+    async fn write_body<R: AsyncRead + Unpin>(&mut self, mut body: R, size: Option<u64>) -> Result<Reply, ClientError> {
         let mut enc = DataEncoder::new();
         // large reads: a tokio file read is a round trip to the blocking pool each time
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut out = Vec::with_capacity(264 * 1024);
+        const MOST: usize = 256 * 1024;
+        let len = size.map_or(MOST, |n| usize::try_from(n).unwrap_or(MOST).saturating_add(1).clamp(4096, MOST));
+        let mut buf = vec![0u8; len];
+        let mut out = Vec::with_capacity(len + len / 32 + 8);
         loop {
             let n = body.read(&mut buf).await?;
             if n == 0 {
