@@ -265,8 +265,24 @@ impl Filter {
     /// the warnings); gives the writer back (`None` only if the scanner crashed, and then the
     /// decision is a temporary refusal).
     pub async fn check(&self, facts: &MessageFacts, writer: Writer) -> (Option<Writer>, Decision) {
+        let (decision, writer) = self.check_then(facts, writer, |w, _| w).await;
+        (writer.flatten(), decision)
+    }
+
+    /// [`Filter::check`], then `then` with the writer and the decision on the same blocking
+    /// thread — the caller's commit of the message follows its scan without a second hand-off
+    /// to the blocking pool (one per message, not two). `then` runs whatever the verdict, and
+    /// not at all if the scanner crashed (`None`).
+    pub async fn check_then<T: Send + 'static>(
+        &self,
+        facts: &MessageFacts,
+        writer: Writer,
+        then: impl FnOnce(Option<Writer>, &mut Decision) -> T + Send + 'static,
+    ) -> (Decision, Option<T>) {
         if facts.received_headers > self.max_received_headers {
-            return (Some(writer), refuse(Refusal::Loop { hops: facts.received_headers }));
+            let mut d = refuse(Refusal::Loop { hops: facts.received_headers });
+            let done = then(Some(writer), &mut d);
+            return (d, Some(done));
         }
         let this = self.clone();
         let facts = facts.clone();
@@ -280,7 +296,7 @@ impl Filter {
         // if this future is dropped (the client went away), the scan stops at its next check
         let _cancel_on_drop = CancelOnDrop(stop.cancelled.clone());
         let joined = tokio::task::spawn_blocking(move || {
-            let decision = match writer.read_back() {
+            let mut decision = match writer.read_back() {
                 Ok(raw) => {
                     let scanner = this.scanner.load_full();
                     let d = this.decide(&scanner, &facts, writer.id().as_str(), &raw, &stop);
@@ -295,16 +311,22 @@ impl Filter {
                     refuse(Refusal::Spool(e.to_string()))
                 }
             };
-            (writer, decision)
+            decision.wait_ms = wait_ms;
+            if stop.is_cancelled() {
+                // nobody waits for the reply: nothing is committed, the client sends it again
+                decision = Decision { wait_ms, ..refuse(Refusal::ScanFailed("the client has gone".into())) };
+            }
+            let done = then(Some(writer), &mut decision);
+            (decision, done)
         })
         .await;
         match joined {
-            Ok((writer, decision)) => (Some(writer), Decision { wait_ms, ..decision }),
+            Ok((decision, done)) => (decision, Some(done)),
             Err(_) => {
                 // the scanner panicked: the writer went with it; the message is not lost, the
                 // client was not answered 250 and will retry
                 tracing::error!(event = "scan_failed", error = "scanner task panicked");
-                (None, refuse(Refusal::ScanFailed("scanner task panicked".into())))
+                (refuse(Refusal::ScanFailed("scanner task panicked".into())), None)
             }
         }
     }

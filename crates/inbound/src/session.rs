@@ -86,13 +86,9 @@ impl GatewaySession {
         }
     }
 
-    /// Queues the message (or, if it was dropped, a marker of it) together with its warnings
-    /// in one commit, so that after a crash there are either both or neither; `250` only once
-    /// everything is durable.
-    async fn accept(&self, txn: &Transaction, writer: Writer, decision: &mut Decision) -> Result<Reply, Cause> {
-        let id = writer.id().clone();
-        let warnings = std::mem::take(&mut decision.warnings);
-        let count = warnings.len();
+    /// What committing a message needs from the session, taken before the scan so that the
+    /// commit can follow it on the scan's blocking thread.
+    fn commit_plan(&self, txn: &Transaction, id: &QueueId) -> CommitPlan {
         let mut attrs = vec![
             (attrs::CONTRACT.into(), txn.contracts.join(",")),
             (attrs::DIRECTION.into(), txn.direction.as_str().into()),
@@ -102,56 +98,27 @@ impl GatewaySession {
         if txn.smtputf8 {
             attrs.push((attrs::SMTPUTF8.into(), "1".into()));
         }
-        if decision.eight_bit {
-            attrs.push((attrs::EIGHT_BIT.into(), "1".into()));
+        CommitPlan {
+            spool: self.ctx.spool.clone(),
+            attrs,
+            trace: self.received_header(id.as_str(), &txn.rcpts),
+            sender: txn.sender.clone(),
+            rcpts: txn.rcpts.clone(),
+            received_at: txn.received_at,
+            contract: txn.contracts.join(","),
         }
-        if decision.deliver {
-            // trace header first, then the scan result; the message itself stays as received
-            // (or as the filter rewrote it)
-            let trace = self.received_header(id.as_str(), &txn.rcpts);
-            attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
-        } else {
-            // the commit point of a deleted message's warnings: an empty marker, removed at once
-            attrs.push((attrs::DROPPED.into(), "1".into()));
-        }
-        let envelope =
-            Envelope { sender: txn.sender.clone(), recipients: txn.rcpts.clone(), received_at: txn.received_at, attrs };
-        let data = if decision.deliver { decision.rewritten.take() } else { Some(Vec::new()) };
-        let spool = self.ctx.spool.clone();
-        let (contract, about) = (txn.contracts.join(","), id.to_string());
-        let deliver = decision.deliver;
-        let committed = tokio::task::spawn_blocking(move || -> Result<_, spool::SpoolError> {
-            let mut writer = writer;
-            if let Some(data) = data {
-                writer.replace_data(&data)?;
-            }
-            let mut companions = Vec::with_capacity(warnings.len());
-            let mut sent = Vec::with_capacity(warnings.len());
-            for (to, mail) in warnings {
-                let mut w = spool.create()?;
-                w.write(&mail)?;
-                let env = attrs::generated(&to, &contract, "warning", attrs::WARNING_OF, &about);
-                sent.push((to, mail.len()));
-                companions.push((w, env));
-            }
-            let (id, warning_ids) = writer.commit_group(&envelope, companions)?;
-            if !deliver {
-                let _ = spool.remove(&id);
-            }
-            Ok((id, warning_ids.into_iter().zip(sent).collect::<Vec<_>>()))
-        })
-        .await;
-        let (id, queued_warnings) = match committed {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(spool_error(e)),
-            Err(e) => return Err(spool_error(e)),
-        };
-        self.log_warnings(txn, &id, queued_warnings);
+    }
+
+    /// After the commit (on the async side): the warnings logged, delivery told, the reply.
+    fn accepted(&self, txn: &Transaction, committed: Committed) -> Reply {
+        let Committed { id, warnings, deliver } = committed;
+        let count = warnings.len();
+        self.log_warnings(txn, &id, warnings);
         if !deliver {
-            return Ok(Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent")));
+            return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
         let _ = self.ctx.queued.try_send(id.clone());
-        Ok(Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}")))
+        Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
     }
 
     /// Logs the warning mails queued about `about` and tells delivery.
@@ -335,12 +302,19 @@ impl Policy for GatewaySession {
         let size = writer.data_len();
         let queue_id = writer.id().to_string();
         let facts = self.facts(&txn);
-        let (writer, mut decision) = self.ctx.filter.check(&facts, writer).await;
-        let warnings = decision.warnings.len();
-        let outcome = match (&decision.verdict, writer) {
-            (FilterVerdict::Refuse(r), _) => Err(Cause::Content(r.clone())),
-            (FilterVerdict::Accept, None) => Err(spool_error("the filter gave the message back to nobody")),
-            (FilterVerdict::Accept, Some(writer)) => self.accept(&txn, writer, &mut decision).await,
+        let plan = self.commit_plan(&txn, writer.id());
+        let (decision, committed) = self.ctx.filter.check_then(&facts, writer, move |w, d| commit(plan, w, d)).await;
+        let warnings = match &committed {
+            Some(Ok(c)) => c.warnings.len(),
+            _ => 0,
+        };
+        let outcome = match committed {
+            Some(Ok(c)) => Ok(self.accepted(&txn, c)),
+            Some(Err(cause)) => Err(cause),
+            None => Err(Cause::Content(match &decision.verdict {
+                FilterVerdict::Refuse(r) => r.clone(),
+                FilterVerdict::Accept => filter::Refusal::ScanFailed("scanner task panicked".into()),
+            })),
         };
         let cause = outcome.as_ref().err().map(|c| c.to_string()).unwrap_or_default();
         let reply = outcome.unwrap_or_else(|c| c.reply());
@@ -406,4 +380,73 @@ fn recipient_key(snapshot: &Snapshot, to: &Path) -> String {
         }
         None => to.to_string(),
     }
+}
+
+/// What the blocking commit needs of the session (see `GatewaySession::commit_plan`).
+struct CommitPlan {
+    spool: spool::Spool,
+    attrs: Vec<(String, String)>,
+    trace: String,
+    sender: String,
+    rcpts: Vec<String>,
+    received_at: u64,
+    contract: String,
+}
+
+/// A message committed: its id, its warnings (id, recipient, size) and whether it is delivered.
+struct Committed {
+    id: QueueId,
+    warnings: Vec<(QueueId, (String, usize))>,
+    deliver: bool,
+}
+
+/// Queues the message (or, if it was dropped, a marker of it) together with its warnings in
+/// one commit, so that after a crash there are either both or neither; runs on the scan's
+/// blocking thread, and the `250` is sent only once everything is durable. A refused message
+/// is not committed.
+fn commit(plan: CommitPlan, writer: Option<Writer>, decision: &mut Decision) -> Result<Committed, Cause> {
+    let writer = match (&decision.verdict, writer) {
+        (FilterVerdict::Refuse(r), _) => return Err(Cause::Content(r.clone())),
+        (FilterVerdict::Accept, None) => return Err(spool_error("the filter gave the message back to nobody")),
+        (FilterVerdict::Accept, Some(w)) => w,
+    };
+    let CommitPlan { spool, mut attrs, trace, sender, rcpts, received_at, contract } = plan;
+    let warnings = std::mem::take(&mut decision.warnings);
+    if decision.eight_bit {
+        attrs.push((attrs::EIGHT_BIT.into(), "1".into()));
+    }
+    if decision.deliver {
+        // trace header first, then the scan result; the message itself stays as received
+        // (or as the filter rewrote it)
+        attrs.push((attrs::PREPEND.into(), format!("{trace}{}", decision.headers)));
+    } else {
+        // the commit point of a deleted message's warnings: an empty marker, removed at once
+        attrs.push((attrs::DROPPED.into(), "1".into()));
+    }
+    let envelope = Envelope { sender, recipients: rcpts, received_at, attrs };
+    let data = if decision.deliver { decision.rewritten.take() } else { Some(Vec::new()) };
+    let about = writer.id().to_string();
+    let deliver = decision.deliver;
+    let committed = (|| -> Result<_, spool::SpoolError> {
+        let mut writer = writer;
+        if let Some(data) = data {
+            writer.replace_data(&data)?;
+        }
+        let mut companions = Vec::with_capacity(warnings.len());
+        let mut sent = Vec::with_capacity(warnings.len());
+        for (to, mail) in warnings {
+            let mut w = spool.create()?;
+            w.write(&mail)?;
+            let env = attrs::generated(&to, &contract, "warning", attrs::WARNING_OF, &about);
+            sent.push((to, mail.len()));
+            companions.push((w, env));
+        }
+        let (id, warning_ids) = writer.commit_group(&envelope, companions)?;
+        if !deliver {
+            let _ = spool.remove(&id);
+        }
+        Ok((id, warning_ids.into_iter().zip(sent).collect::<Vec<_>>()))
+    })();
+    let (id, warnings) = committed.map_err(spool_error)?;
+    Ok(Committed { id, warnings, deliver })
 }
