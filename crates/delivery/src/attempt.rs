@@ -29,31 +29,25 @@ const BUSY_RETRY_MS: u64 = 2_000;
 
 /// Attempts delivery of every recipient of `id` not yet delivered or failed.
 pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
-    let loaded = {
-        let spool = ctx.spool.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || -> Result<(Envelope, Status), SpoolError> {
-            let env = spool.open_message(&id)?.envelope;
-            let (status, reset) = spool.read_status_or_reset(&id, env.recipients.len())?;
-            if let Some(why) = reset {
-                tracing::error!(event = "spool_status_reset", queue_id = %id, reason = %why);
-            }
-            Ok((env, status))
-        })
-        .await
-    };
+    // the envelope (the head of the file) and the small status file, read here: a queued
+    // message was just written and is in the page cache, and a hand-off to the blocking pool
+    // and back cost more than these reads
+    let loaded = (|| -> Result<(Envelope, Status), SpoolError> {
+        let env = ctx.spool.open_message(id)?.envelope;
+        let (status, reset) = ctx.spool.read_status_or_reset(id, env.recipients.len())?;
+        if let Some(why) = reset {
+            tracing::error!(event = "spool_status_reset", queue_id = %id, reason = %why);
+        }
+        Ok((env, status))
+    })();
     let (env, mut status) = match loaded {
-        Ok(Ok((env, _))) if env.attr(attrs::DROPPED).is_some() => {
+        Ok((env, _)) if env.attr(attrs::DROPPED).is_some() => {
             // a deleted message's marker (its warnings are queued): never delivered
             let _ = ctx.spool.remove(id);
             return Next::Done;
         }
-        Ok(Ok(x)) => x,
-        Ok(Err(SpoolError::NotFound(_))) => return Next::Done,
-        Ok(Err(e)) => {
-            tracing::error!(event = "spool_error", queue_id = %id, error = %e);
-            return Next::RetryAt(now_ms() + ctx.cfg.retry_min.as_millis() as u64);
-        }
+        Ok(x) => x,
+        Err(SpoolError::NotFound(_)) => return Next::Done,
         Err(e) => {
             tracing::error!(event = "spool_error", queue_id = %id, error = %e);
             return Next::RetryAt(now_ms() + ctx.cfg.retry_min.as_millis() as u64);
