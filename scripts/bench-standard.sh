@@ -66,6 +66,26 @@ source_to() { # workload target
   smtp-source ${!a} -f bench@remote.test -t alice@acme.example "$2"
 }
 
+# the disk's own ceiling where the spool lives: durable commits/s (write 10 KiB, fdatasync,
+# rename, directory fsync) from 8 writers, as the gateway makes them
+python3 - "$parent" <<'PY'
+import os, sys, tempfile, threading, time
+root = tempfile.mkdtemp(dir=sys.argv[1]); q = os.path.join(root, "q"); t = os.path.join(root, "t")
+os.makedirs(q); os.makedirs(t)
+data = os.urandom(10240); n = 1000
+def writer(k):
+    for i in range(k, n, 8):
+        p = os.path.join(t, str(i)); f = os.open(p, os.O_WRONLY | os.O_CREAT); os.write(f, data); os.fdatasync(f); os.close(f)
+        os.rename(p, os.path.join(q, str(i))); d = os.open(q, os.O_RDONLY); os.fsync(d); os.close(d)
+start = time.time(); ts = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+[x.start() for x in ts]; [x.join() for x in ts]
+print(f"disk: {n / (time.time() - start):.0f} durable commits/s from 8 writers in {sys.argv[1]}")
+for d in (q, t):
+    for f in os.listdir(d): os.remove(os.path.join(d, f))
+    os.rmdir(d)
+os.rmdir(root)
+PY
+
 results="$sinkroot/results"; : > "$results"
 for round in $(seq "$ROUNDS"); do
   for w in a b c; do

@@ -15,12 +15,20 @@ use msglog::{DeliveryRecord, MessageRecord};
 use spool::attrs;
 
 /// What the scheduler should do with the message next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// Delivered, bounced or gone: forget it.
     Done,
     /// Try again at this Unix time in milliseconds.
     RetryAt(u64),
+    /// Every destination of the message had its share of the workers: try again as soon as
+    /// `domain` gives a slot back, or at this Unix time in milliseconds at the latest.
+    Busy {
+        /// A destination it waits for.
+        domain: String,
+        /// The latest time to try again.
+        at: u64,
+    },
 }
 
 /// How soon a message whose destination was busy is looked at again (plus up to as much again
@@ -57,11 +65,13 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     let mut newly_failed = Vec::new();
     let groups = pending_by_domain(&env, &status);
     let mut busy = 0;
+    let mut busy_domain = String::new();
     for (domain, idxs) in &groups {
         let Some(_slot) = ctx.destinations.try_take(domain, ctx.cfg.per_destination) else {
             // the destination already has its share of the workers: not an attempt, try soon
             tracing::debug!(event = "destination_busy", queue_id = %id, domain = %domain);
             busy += 1;
+            busy_domain = domain.to_ascii_lowercase();
             continue;
         };
         let rcpts: Vec<String> = idxs.iter().map(|&i| env.recipients[i].clone()).collect();
@@ -88,7 +98,7 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     }
     let now = now_ms();
     if busy > 0 && busy == groups.len() {
-        return Next::RetryAt(now + BUSY_RETRY_MS + fastrand::u64(0..BUSY_RETRY_MS));
+        return Next::Busy { domain: busy_domain, at: now + BUSY_RETRY_MS + fastrand::u64(0..BUSY_RETRY_MS) };
     }
     status.attempts += 1;
     // received_at has whole seconds: round up so a message never expires early.

@@ -111,6 +111,8 @@ impl QueueSize {
 #[derive(Debug, Default)]
 pub struct Destinations {
     busy: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    freed: std::sync::Mutex<Vec<String>>,
+    freed_signal: tokio::sync::Notify,
 }
 
 /// A delivery slot for one destination, given back when dropped.
@@ -120,6 +122,17 @@ pub struct DestinationSlot<'a> {
 }
 
 impl Destinations {
+    /// Domains whose slot was given back since the last call (for the scheduler: messages
+    /// waiting for a slot of one of them are tried now, not seconds later).
+    pub fn take_freed(&self) -> Vec<String> {
+        std::mem::take(&mut *self.freed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Woken whenever a slot is given back.
+    pub fn freed_signal(&self) -> &tokio::sync::Notify {
+        &self.freed_signal
+    }
+
     /// A slot for `domain` if fewer than `max` deliveries to it are in progress.
     pub fn try_take(&self, domain: &str, max: usize) -> Option<DestinationSlot<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,6 +154,9 @@ impl Drop for DestinationSlot<'_> {
                 busy.remove(&self.domain);
             }
         }
+        drop(busy);
+        self.owner.freed.lock().unwrap_or_else(|e| e.into_inner()).push(std::mem::take(&mut self.domain));
+        self.owner.freed_signal.notify_one();
     }
 }
 

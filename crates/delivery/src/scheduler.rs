@@ -38,6 +38,12 @@ struct Scheduler {
     fresh: VecDeque<QueueId>,
     due: VecDeque<QueueId>,
     waiting: BinaryHeap<Reverse<(u64, QueueId)>>,
+    /// Messages waiting (also in `waiting`, at their latest time) for a slot of a busy
+    /// destination: made due as soon as the destination gives one back.
+    for_slot: std::collections::HashMap<String, VecDeque<QueueId>>,
+    /// The time of each message's current entry in `waiting`; an entry at another time is
+    /// stale (the message was made due earlier by a freed slot) and is skipped.
+    waiting_at: std::collections::HashMap<QueueId, u64>,
     in_flight: HashSet<QueueId>,
     /// Every id held anywhere above: a message the spool has and this set has not was never
     /// announced (its notice lost, or put there from outside) and is picked up by a rescan.
@@ -63,6 +69,8 @@ pub async fn run(
         fresh: VecDeque::new(),
         due: VecDeque::new(),
         waiting: BinaryHeap::new(),
+        for_slot: Default::default(),
+        waiting_at: Default::default(),
         in_flight: HashSet::new(),
         known: HashSet::new(),
         workers: Arc::new(Semaphore::new(workers)),
@@ -75,7 +83,7 @@ pub async fn run(
         if k.next_attempt == 0 {
             s.fresh.push_back(k.id);
         } else {
-            s.waiting.push(Reverse((k.next_attempt, k.id)));
+            s.wait_until(k.id, k.next_attempt);
         }
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
@@ -89,12 +97,13 @@ pub async fn run(
         tokio::select! {
             Some(id) = incoming.recv() => s.announce(id),
             Some(f) = done_rx.recv() => s.finished(f),
+            _ = s.ctx.destinations.freed_signal().notified() => s.slots_freed(),
             _ = tokio::time::sleep(sleep_for) => {}
             _ = tick.tick() => {
                 s.ctx.courier.sweep();
                 s.check_flush();
                 metrics::gauge!("mxshield_queue_messages").set(s.known.len() as f64);
-                let deferred = s.waiting.len();
+                let deferred = s.waiting_at.len();
                 s.ctx.queue_size.set(s.known.len().saturating_sub(deferred), deferred);
                 ticks += 1;
                 if ticks.is_multiple_of(RESCAN_TICKS) {
@@ -143,8 +152,11 @@ impl Scheduler {
             if *at > now {
                 break;
             }
-            let Reverse((_, id)) = self.waiting.pop().expect("peeked");
-            self.due.push_back(id);
+            let Reverse((at, id)) = self.waiting.pop().expect("peeked");
+            if self.waiting_at.get(&id) == Some(&at) {
+                self.waiting_at.remove(&id);
+                self.due.push_back(id);
+            }
         }
     }
 
@@ -192,10 +204,38 @@ impl Scheduler {
         });
     }
 
+    fn wait_until(&mut self, id: QueueId, at: u64) {
+        self.waiting_at.insert(id.clone(), at);
+        self.waiting.push(Reverse((at, id)));
+    }
+
+    /// Destinations gave slots back: one waiting message each is made due now (the heap entry
+    /// at its latest time stays; attempting a message twice is harmless, and `in_flight` keeps
+    /// it from running twice at once).
+    fn slots_freed(&mut self) {
+        for domain in self.ctx.destinations.take_freed() {
+            let Some(queue) = self.for_slot.get_mut(&domain) else { continue };
+            while let Some(id) = queue.pop_front() {
+                // still waiting (not made due or attempted meanwhile)
+                if self.waiting_at.remove(&id).is_some() {
+                    self.due.push_back(id);
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                self.for_slot.remove(&domain);
+            }
+        }
+    }
+
     fn finished(&mut self, f: Finished) {
         self.in_flight.remove(&f.id);
         match f.next {
-            Next::RetryAt(at) => self.waiting.push(Reverse((at, f.id))),
+            Next::RetryAt(at) => self.wait_until(f.id, at),
+            Next::Busy { domain, at } => {
+                self.for_slot.entry(domain).or_default().push_back(f.id.clone());
+                self.wait_until(f.id, at);
+            }
             Next::Done => {
                 self.known.remove(&f.id);
             }
@@ -206,9 +246,12 @@ impl Scheduler {
         let seen = std::fs::metadata(&self.flush_file).and_then(|m| m.modified()).ok();
         if seen.is_some() && seen != self.flush_seen {
             self.flush_seen = seen;
-            let n = self.waiting.len();
-            while let Some(Reverse((_, id))) = self.waiting.pop() {
-                self.due.push_back(id);
+            let n = self.waiting_at.len();
+            while let Some(Reverse((at, id))) = self.waiting.pop() {
+                if self.waiting_at.get(&id) == Some(&at) {
+                    self.waiting_at.remove(&id);
+                    self.due.push_back(id);
+                }
             }
             self.ctx.courier.forget_dead();
             tracing::info!(event = "queue_flushed", messages = n);
