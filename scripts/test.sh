@@ -22,9 +22,13 @@ pkg-config --exists libpcre2-8 2>/dev/null || need+=(libpcre2-dev)
 # PostgreSQL: the store several nodes share; the tests use the server on 127.0.0.1:5432
 # (database `test`) and fail, not skip, without it
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+# Postfix's smtp-source and smtp-sink: the standard load tools of scripts/bench-standard.sh
+# (installed with "No configuration": no system instance is set up or started)
+command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections 2>/dev/null || true
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
