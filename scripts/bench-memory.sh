@@ -5,13 +5,8 @@
 # target/bench-memory (5 GB are written; removed after). Usage: scripts/bench-memory.sh [mxshield]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v smtp-source >/dev/null || { echo "smtp-source not found: apt-get install postfix (scripts/test.sh does)"; exit 2; }
-bin=${1:-}
-if [ -z "$bin" ]; then
-  cargo build --release --quiet -p mxshield
-  bin=target/release/mxshield
-fi
-bin=$(realpath "$bin")
+. scripts/bench-lib.sh
+mxshield_binary "${1:-}"
 work=target/bench-memory
 rm -rf "$work"; mkdir -p "$work"; work=$(realpath "$work")
 SINK=127.0.0.1:25532 GW=127.0.0.1:25533

@@ -14,13 +14,8 @@
 #   ROUNDS=3 DATA_DIR_PARENT=<dir for the gateway's data_dir, default: target/bench-standard>
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v smtp-source >/dev/null || { echo "smtp-source not found: apt-get install postfix (scripts/test.sh does)"; exit 2; }
-bin=${1:-}
-if [ -z "$bin" ]; then
-  cargo build --release --quiet -p mxshield
-  bin=target/release/mxshield
-fi
-bin=$(realpath "$bin")
+. scripts/bench-lib.sh
+mxshield_binary "${1:-}"
 ROUNDS=${ROUNDS:-3}
 parent=${DATA_DIR_PARENT:-target/bench-standard}
 mkdir -p "$parent"; parent=$(realpath "$parent")

@@ -336,8 +336,8 @@ fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
 /// Most events written in one transaction.
 const BATCH: usize = 512;
 
-/// How long the writer of a shared log gathers records before it writes a batch.
-const SHARED_LINGER: Duration = Duration::from_millis(100);
+/// How long the writer gathers records before it writes a batch.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Longest wait between two tries of a batch the store refused.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
@@ -504,17 +504,15 @@ async fn writer(mut sink: Sink, mut rx: mpsc::Receiver<Event>, retention: Durati
                 if got == 0 {
                     break;
                 }
-                {
-                    // a shared database commits (and syncs) once per batch: gathering for a
-                    // moment makes a few large batches of many small ones, which is what
-                    // keeps the database (often on another host) off the mail path's pace
-                    let until = tokio::time::Instant::now() + SHARED_LINGER;
-                    while batch.len() < BATCH {
-                        let room = BATCH - batch.len();
-                        match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
-                            Ok(n) if n > 0 => {}
-                            _ => break,
-                        }
+                // one commit per batch: gathering for a moment makes a few large batches of
+                // many small ones (a shared database is often on another host; each
+                // statement to SQLite is a hand-off to its worker thread)
+                let until = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
                     }
                 }
                 let entries: Vec<Entry> = batch.drain(..).map(|e| match e {

@@ -35,7 +35,13 @@ pub fn start_heartbeat(
     let every = config.heartbeat;
     let id = config.node_name.clone();
     let address = config.smtp.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
-    let releases = config.signatures.source.is_some().then(|| config.signatures_dir());
+    // opened once: each heartbeat reads only its status file
+    let releases = config
+        .signatures
+        .source
+        .is_some()
+        .then(|| sigupdate::store::Store::open(&config.signatures_dir()).ok())
+        .flatten();
     let started = now();
     let policy = policy_fingerprint(config);
     tokio::spawn(async move {
@@ -48,7 +54,7 @@ pub fn start_heartbeat(
                 _ = tick.tick() => false,
                 _ = shutdown.wait_for(|v| *v) => true,
             };
-            let mut status = status(&id, &address, started, &running, releases.as_deref());
+            let mut status = status(&id, &address, started, &running, releases.as_ref());
             status.policy.clone_from(&policy);
             let written = async {
                 if registry.is_none() {
@@ -83,14 +89,17 @@ pub fn start_heartbeat(
     })
 }
 
-fn status(id: &str, address: &str, started: i64, r: &Running, releases: Option<&std::path::Path>) -> NodeStatus {
+fn status(
+    id: &str,
+    address: &str,
+    started: i64,
+    r: &Running,
+    releases: Option<&sigupdate::store::Store>,
+) -> NodeStatus {
     let (queue_active, queue_deferred) = r.delivery.queue_size.get();
     let contracts = r.contracts.get();
     let scanner = r.scanner.load();
-    let release = releases
-        .and_then(|dir| sigupdate::store::Store::open(dir).ok())
-        .map(|s| s.status())
-        .filter(|s| s.version.is_some());
+    let release = releases.map(|s| s.status()).filter(|s| s.version.is_some());
     let (signatures, signatures_at) = match release {
         Some(s) if Some(scanner.version()) == s.version.map(sigupdate::release::version_label) => {
             (scanner.version(), s.created)
@@ -158,10 +167,10 @@ pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64)
         (Some(_), None) => true,
         _ => false,
     };
-    let up_nodes: Vec<&NodeStatus> = all.iter().filter(|m| up(m)).collect();
-    let sharing = |p: &str| up_nodes.iter().filter(|m| m.policy == p).count();
-    let most = up_nodes.iter().map(|m| sharing(&m.policy)).max().unwrap_or(0);
-    if sharing(&n.policy) < most || (most * 2 <= up_nodes.len() && up_nodes.len() > 1 && most < up_nodes.len()) {
+    // its policy is not that of a strict majority of the nodes that are up
+    let up_count = all.iter().filter(|m| up(m)).count();
+    let sharing = all.iter().filter(|m| up(m) && m.policy == n.policy).count();
+    if up_count > 1 && sharing * 2 <= up_count {
         return "differs";
     }
     if release_behind || n.contracts_generation < newest_contracts {
