@@ -41,7 +41,10 @@ pub async fn attempt(ctx: &Ctx, id: &QueueId) -> Next {
     // message was just written and is in the page cache, and a hand-off to the blocking pool
     // and back cost more than these reads
     let loaded = (|| -> Result<(Envelope, Status), SpoolError> {
-        let env = ctx.spool.open_message(id)?.envelope;
+        let env = match ctx.spool.recent(id) {
+            Some(m) => m.envelope.clone(),
+            None => ctx.spool.open_message(id)?.envelope,
+        };
         let (status, reset) = ctx.spool.read_status_or_reset(id, env.recipients.len())?;
         if let Some(why) = reset {
             tracing::error!(event = "spool_status_reset", queue_id = %id, reason = %why);

@@ -214,6 +214,13 @@ impl Courier {
         sender: &str,
         rcpts: &[String],
     ) -> Result<Transaction, ClientError> {
+        if let Some(m) = spool.recent(id) {
+            // committed a moment ago by this process: the copy in memory, no file to read
+            let env = &m.envelope;
+            let prepend = env.attr(attrs::PREPEND).unwrap_or("").as_bytes().to_vec();
+            let (smtputf8, eight_bit) = (env.attr(attrs::SMTPUTF8).is_some(), env.attr(attrs::EIGHT_BIT).is_some());
+            return self.send_data(client, sender, rcpts, prepend, Data::Shared(m), smtputf8, eight_bit).await;
+        }
         let stored = spool.open_message(id).map_err(|e| ClientError::Protocol(format!("spool: {e}")))?;
         let prepend = stored.envelope.attr(attrs::PREPEND).unwrap_or("").as_bytes().to_vec();
         let smtputf8 = stored.envelope.attr(attrs::SMTPUTF8).is_some();
@@ -225,14 +232,14 @@ impl Courier {
             let mut file = stored.file;
             std::io::Seek::seek(&mut file, SeekFrom::Start(stored.data_offset))?;
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, stored.data_len), &mut data)?;
-            return self.send_data(client, sender, rcpts, prepend, data, smtputf8, eight_bit).await;
+            return self.send_data(client, sender, rcpts, prepend, Data::Own(data), smtputf8, eight_bit).await;
         }
         let mut file = tokio::fs::File::from_std(stored.file);
         file.seek(SeekFrom::Start(stored.data_offset)).await?;
         if eight_bit && !client.extensions.eight_bit && !smtputf8 {
             let mut data = Vec::with_capacity(stored.data_len as usize);
             (&mut file).take(stored.data_len).read_to_end(&mut data).await?;
-            return self.send_data(client, sender, rcpts, prepend, data, smtputf8, eight_bit).await;
+            return self.send_data(client, sender, rcpts, prepend, Data::Own(data), smtputf8, eight_bit).await;
         }
         let opts = MailOptions { size: Some(stored.data_len + prepend.len() as u64), smtputf8 };
         let body = (&prepend[..]).chain(file.take(stored.data_len));
@@ -248,19 +255,24 @@ impl Courier {
         sender: &str,
         rcpts: &[String],
         prepend: Vec<u8>,
-        data: Vec<u8>,
+        data: Data,
         smtputf8: bool,
         eight_bit: bool,
     ) -> Result<Transaction, ClientError> {
         let data = if eight_bit && !client.extensions.eight_bit && !smtputf8 {
-            tokio::task::spawn_blocking(move || mime::to_seven_bit(&data).unwrap_or(data))
-                .await
-                .map_err(|e| ClientError::Protocol(format!("converting to 7 bit: {e}")))?
+            let (data, converted) = tokio::task::spawn_blocking(move || {
+                let converted = mime::to_seven_bit(data.bytes());
+                (data, converted)
+            })
+            .await
+            .map_err(|e| ClientError::Protocol(format!("converting to 7 bit: {e}")))?;
+            converted.map_or(data, Data::Own)
         } else {
             data
         };
+        let data = data.bytes();
         let opts = MailOptions { size: Some((prepend.len() + data.len()) as u64), smtputf8 };
-        client.send_with(sender, rcpts, &opts, (&prepend[..]).chain(&data[..])).await
+        client.send_with(sender, rcpts, &opts, (&prepend[..]).chain(data)).await
     }
 
     async fn open(&self, addr: SocketAddr, name: &str, try_tls: bool) -> Result<Client, HostError> {
@@ -359,4 +371,19 @@ fn out_of_sequence(tx: &Transaction) -> bool {
 
 fn failed(remote: &str, reply: &Reply) -> Outcome {
     Outcome::Failed { remote: remote.to_string(), status: reply.status(), diagnostic: reply.one_line() }
+}
+
+/// Message data in memory: read from the file, or the spool's copy of a recent message.
+enum Data {
+    Own(Vec<u8>),
+    Shared(std::sync::Arc<spool::CommittedMessage>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Own(v) => v,
+            Data::Shared(m) => &m.data,
+        }
+    }
 }

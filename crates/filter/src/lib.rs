@@ -200,9 +200,9 @@ impl Scanner {
 /// A message that finds no room waits (its client is not refused); its data waits on disk.
 #[derive(Debug)]
 pub struct Admission {
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
     /// Units of 1 MiB.
-    memory: tokio::sync::Semaphore,
+    memory: Arc<tokio::sync::Semaphore>,
     memory_mib: u32,
     max_expanded: u64,
 }
@@ -214,8 +214,8 @@ impl Admission {
     pub fn new(concurrent: usize, memory: u64, max_expanded: u64) -> Admission {
         let memory_mib = u32::try_from(memory.div_ceil(1 << 20)).unwrap_or(u32::MAX).max(1);
         Admission {
-            slots: tokio::sync::Semaphore::new(concurrent.max(1)),
-            memory: tokio::sync::Semaphore::new(memory_mib as usize),
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrent.max(1))),
+            memory: Arc::new(tokio::sync::Semaphore::new(memory_mib as usize)),
             memory_mib,
             max_expanded,
         }
@@ -228,11 +228,19 @@ impl Admission {
     }
 
     /// Waits for a slot and the memory of a `size`-byte message.
-    async fn enter(&self, size: u64) -> (tokio::sync::SemaphorePermit<'_>, tokio::sync::SemaphorePermit<'_>) {
-        let slot = self.slots.acquire().await.expect("never closed");
-        let memory = self.memory.acquire_many(self.cost_mib(size)).await.expect("never closed");
-        (slot, memory)
+    /// Waits for a slot and the memory of a `size`-byte message; both are held until the
+    /// returned permits are dropped.
+    async fn enter(&self, size: u64) -> Admitted {
+        let slot = self.slots.clone().acquire_owned().await.expect("never closed");
+        let memory = self.memory.clone().acquire_many_owned(self.cost_mib(size)).await.expect("never closed");
+        Admitted { _slot: slot, _memory: memory }
     }
+}
+
+/// A scan's admission ([`Admission`]), given back when dropped.
+struct Admitted {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _memory: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Sets the flag when dropped: a [`Filter::check`] abandoned half-way cancels its scan.
@@ -289,7 +297,7 @@ impl Filter {
         let mut writer = writer;
         let admission = self.admission.clone();
         let waiting = Instant::now();
-        let _admitted = admission.enter(writer.data_len()).await;
+        let admitted = admission.enter(writer.data_len()).await;
         let wait_ms = waiting.elapsed().as_millis() as u64;
         let started = Instant::now();
         let stop = Stop::at(started + self.max_time);
@@ -300,6 +308,7 @@ impl Filter {
                 Ok(raw) => {
                     let scanner = this.scanner.load_full();
                     let d = this.decide(&scanner, &facts, writer.id().as_str(), &raw, &stop);
+                    drop(raw);
                     if stop.is_cancelled() {
                         tracing::info!(event = "scan_abandoned", queue_id = %writer.id(), scan_ms = d.scan_ms,
                             reason = "the client has gone");
@@ -312,6 +321,10 @@ impl Filter {
                 }
             };
             decision.wait_ms = wait_ms;
+            // the scan is done: its slot and memory go to the next message now, not after this
+            // one's commit — the commit waits on the disk, not the CPU, and the commits of
+            // concurrent sessions share their syncs only if they can run at the same time
+            drop(admitted);
             if stop.is_cancelled() {
                 // nobody waits for the reply: nothing is committed, the client sends it again
                 decision = Decision { wait_ms, ..refuse(Refusal::ScanFailed("the client has gone".into())) };

@@ -298,11 +298,20 @@ impl Client {
         let mut buf = vec![0u8; len];
         let mut out = Vec::with_capacity(len + len / 32 + 8);
         loop {
-            let n = body.read(&mut buf).await?;
-            if n == 0 {
+            // fill the buffer before sending (a body made of pieces — a prepended header, then
+            // the data — goes out in one write, not one per piece), and end a body that fits
+            // with its final dot: a small message is a single write
+            let mut filled = 0;
+            while filled < buf.len() {
+                match body.read(&mut buf[filled..]).await? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            enc.encode(&buf[..filled], &mut out);
+            if filled < buf.len() {
                 break;
             }
-            enc.encode(&buf[..n], &mut out);
             self.write(&out).await?;
             out.clear();
         }

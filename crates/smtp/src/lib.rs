@@ -13,6 +13,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
+mod reader;
 pub mod reply;
 pub mod server;
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -18,6 +18,7 @@ use crate::Io;
 use crate::address::Path;
 use crate::command::{Command, Param, ParseError};
 use crate::data::DataDecoder;
+use crate::reader::{COMMAND_BUFFER, SessionReader};
 use crate::reply::Reply;
 
 /// Protocol limits and identity of the server.
@@ -120,7 +121,7 @@ async fn shutdown_signal(rx: Option<watch::Receiver<bool>>) {
 
 /// Resolves when the client has closed its side of the connection; never if it sent more
 /// (pipelined commands are left unread for after the reply).
-async fn client_gone<S: AsyncBufRead + Unpin>(stream: &mut S) {
+async fn client_gone<R: AsyncRead + Unpin>(stream: &mut SessionReader<R>) {
     match stream.fill_buf().await {
         Ok([]) | Err(_) => {}
         Ok(_) => std::future::pending().await,
@@ -131,7 +132,7 @@ async fn client_gone<S: AsyncBufRead + Unpin>(stream: &mut S) {
 pub struct Session<P: Policy> {
     config: SessionConfig,
     policy: P,
-    stream: BufReader<Box<dyn Io>>,
+    stream: SessionReader<Box<dyn Io>>,
     out: Vec<u8>,
     helo: Option<String>,
     has_mail: bool,
@@ -153,7 +154,7 @@ impl<P: Policy> Session<P> {
         Session {
             config,
             policy,
-            stream: BufReader::with_capacity(DATA_CHUNK, io),
+            stream: SessionReader::new(io),
             out: Vec::with_capacity(1024),
             helo: None,
             has_mail: false,
@@ -388,6 +389,13 @@ impl<P: Policy> Session<P> {
 
     /// Streams DATA into the policy. `Err` carries why it was cut short and the reply to give.
     async fn receive_data(&mut self) -> io::Result<Result<(), (DataAbort, Reply)>> {
+        self.stream.set_capacity(DATA_CHUNK);
+        let received = self.receive_data_inner().await;
+        self.stream.set_capacity(COMMAND_BUFFER);
+        received
+    }
+
+    async fn receive_data_inner(&mut self) -> io::Result<Result<(), (DataAbort, Reply)>> {
         let mut decoder = DataDecoder::new();
         let mut chunk = Vec::with_capacity(DATA_CHUNK + 1024);
         let mut total: u64 = 0;
@@ -445,12 +453,12 @@ impl<P: Policy> Session<P> {
         self.helo = None;
         // Anything pipelined after STARTTLS was sent in clear text: discard it (CVE-2011-0411).
         let placeholder: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
-        let plain = std::mem::replace(&mut self.stream, BufReader::new(placeholder)).into_inner();
+        let plain = std::mem::replace(&mut self.stream, SessionReader::new(placeholder)).into_inner();
         let tls = match timeout(self.config.command_timeout, acceptor.accept(plain)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(_)) | Err(_) => return Ok(Some(SessionEnd::ClientClosed)),
         };
-        self.stream = BufReader::with_capacity(DATA_CHUNK, Box::new(tls));
+        self.stream = SessionReader::new(Box::new(tls));
         self.tls_active = true;
         self.policy.tls_started();
         Ok(None)

@@ -263,3 +263,52 @@ fn concurrent_commits_share_directory_syncs() {
     drop(state);
     let _ = fs::remove_dir_all(spool.root());
 }
+
+#[test]
+fn a_recent_message_is_served_from_memory_as_it_is_in_its_file() {
+    let spool = temp_spool("recent");
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: first\r\n\r\nbody\r\n").unwrap();
+    // a rewritten message: the copy follows the replacement, as the file does
+    w.replace_data(b"Subject: rewritten\r\n\r\nclean\r\n").unwrap();
+    assert_eq!(w.read_back().unwrap(), b"Subject: rewritten\r\n\r\nclean\r\n");
+    let id = w.commit(&envelope()).unwrap();
+    let kept = spool.recent(&id).expect("kept in memory");
+    let (env, data) = spool.read_data(&id).unwrap();
+    assert_eq!((&kept.envelope, &kept.data), (&env, &data));
+    // removed here: gone from memory too
+    assert!(spool.remove(&id).unwrap());
+    assert!(spool.recent(&id).is_none());
+    // removed by another process (`mxshield queue delete`): not served from memory either
+    let mut w = spool.create().unwrap();
+    w.write(b"Subject: two\r\n\r\n").unwrap();
+    let id = w.commit(&envelope()).unwrap();
+    fs::remove_file(spool.root().join("queue").join(format!("{id}.msg"))).unwrap();
+    assert!(spool.recent(&id).is_none());
+}
+
+#[test]
+fn only_small_messages_are_kept_and_memory_is_bounded() {
+    let spool = temp_spool("recent-bound");
+    let mut w = spool.create().unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..5 {
+        w.write(&chunk).unwrap();
+    }
+    // larger than recent::MESSAGE_MAX: read back from the file, not kept
+    assert_eq!(w.read_back().unwrap().len(), 5 * chunk.len());
+    let big = w.commit(&envelope()).unwrap();
+    assert!(spool.recent(&big).is_none());
+    // many small ones: the oldest give way, the total stays under the bound
+    let mut ids = Vec::new();
+    for _ in 0..80 {
+        let mut w = spool.create().unwrap();
+        for _ in 0..4 {
+            w.write(&chunk).unwrap();
+        }
+        ids.push(w.commit(&envelope()).unwrap());
+    }
+    assert!(spool.recent.bytes() <= 16 * 1024 * 1024);
+    assert!(spool.recent(&ids[0]).is_none(), "the oldest was dropped");
+    assert!(spool.recent(ids.last().unwrap()).is_some(), "the newest is kept");
+}
