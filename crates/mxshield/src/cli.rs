@@ -20,18 +20,54 @@ pub fn operator(config: &Config) -> Operator {
     })
 }
 
-/// `contracts apply FILE`: validate the whole file, then store it.
-pub async fn contracts_apply(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+/// `contracts apply FILE [--dry-run] [--prune]`: validate the whole file, show the plan, then
+/// store it (unless a dry run).
+pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::ApplyOptions) -> anyhow::Result<ExitCode> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    match operator(config).apply_contracts(&src).await {
+    match operator(config).apply_contracts(&src, opts).await {
         Ok(a) => {
-            println!("applied {} contracts ({} domains), generation {}", a.contracts, a.domains, a.generation);
+            let p = &a.plan;
+            for id in &p.added {
+                println!("+ {id} (new)");
+            }
+            for (id, fields) in &p.changed {
+                println!("~ {id}: {}", fields.join(", "));
+            }
+            for id in &p.missing {
+                if p.prune {
+                    println!("- {id} (not in the file: removed)");
+                } else {
+                    println!("= {id} (not in the file: kept; --prune removes it)");
+                }
+            }
+            let counts = format!(
+                "{} new, {} changed, {} unchanged, {} {}",
+                p.added.len(),
+                p.changed.len(),
+                p.unchanged.len(),
+                p.missing.len(),
+                if p.prune { "removed" } else { "kept" }
+            );
+            match a.generation {
+                Some(g) => {
+                    println!("applied: {counts}; {} contracts ({} domains), generation {g}", a.contracts, a.domains)
+                }
+                None if opts.dry_run => println!("dry run, nothing changed: {counts}"),
+                None => println!("nothing to change: {counts}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(OperatorError::InvalidContracts(issues)) => {
             eprintln!("mxshield: {} is not valid; nothing was changed:", file.display());
             for i in &issues.0 {
                 eprintln!("  {}:{i}", file.display());
+            }
+            Ok(ExitCode::from(2))
+        }
+        Err(OperatorError::ContractConflicts(conflicts)) => {
+            eprintln!("mxshield: {} conflicts with the stored contracts; nothing was changed:", file.display());
+            for c in &conflicts {
+                eprintln!("  {c}");
             }
             Ok(ExitCode::from(2))
         }

@@ -144,8 +144,17 @@ enum SigsCmd {
 
 #[derive(Subcommand, Debug)]
 enum ContractsCmd {
-    /// Validate FILE (all errors at once) and make it the complete set of contracts.
-    Apply { file: PathBuf },
+    /// Validate FILE (all errors at once), show what changes, and store its contracts: each
+    /// created or replaced whole; contracts the file does not list are kept unless --prune.
+    Apply {
+        file: PathBuf,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove the stored contracts that FILE does not list (an empty FILE removes all).
+        #[arg(long)]
+        prune: bool,
+    },
     /// Show the stored contracts.
     List,
 }
@@ -246,7 +255,9 @@ fn main() -> ExitCode {
             }
             Command::Sigs(SigsCmd::Verify { source, keys }) => sigs_cli::verify(&config, &source, &keys),
             Command::Sigs(SigsCmd::Status) => sigs_cli::status(&config),
-            Command::Contracts(ContractsCmd::Apply { file }) => cli::contracts_apply(&config, &file).await,
+            Command::Contracts(ContractsCmd::Apply { file, dry_run, prune }) => {
+                cli::contracts_apply(&config, &file, operator::ApplyOptions { prune, dry_run }).await
+            }
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,

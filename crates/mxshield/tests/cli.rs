@@ -57,13 +57,60 @@ fn bad_configs_exit_2_with_every_error() {
     assert!(err.contains("cannot read missing.toml"));
 }
 
+/// A contracts file that forgets a customer, or an empty one, cancels nobody: contracts it does
+/// not list are kept unless `--prune`; `--dry-run` shows the plan and changes nothing.
+#[test]
+fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
+    let dir = TempDir::new("contracts-apply-safe");
+    let acme = contracts("\"127.0.0.1:2600\"");
+    let beta = "[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 3\nstarts = \"2026-01-01\"\n[[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n";
+    std::fs::write(dir.path().join("both.toml"), format!("{acme}\n{beta}")).unwrap();
+    std::fs::write(dir.path().join("beta.toml"), beta).unwrap();
+    std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+    let (code, out, err) = run(dir.path(), &["contracts", "apply", "both.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+ acme (new)") && out.contains("+ beta (new)"), "{out}");
+    let listed = |dir: &Path| run(dir, &["contracts", "list"]).1;
+    // the empty file: nothing removed, exit 0 with the plan saying so
+    let (code, out, _) = run(dir.path(), &["contracts", "apply", "empty.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("= acme (not in the file: kept") && out.contains("nothing to change"), "{out}");
+    assert!(listed(dir.path()).contains("(2 contracts"), "{}", listed(dir.path()));
+    // a changed contract: shown with its fields; a dry run changes nothing
+    let more = beta.replace("accounts_limit = 3", "accounts_limit = 4");
+    std::fs::write(dir.path().join("beta.toml"), &more).unwrap();
+    let (code, out, _) = run(dir.path(), &["contracts", "apply", "--dry-run", "beta.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("~ beta: accounts_limit") && out.contains("dry run, nothing changed"), "{out}");
+    assert!(listed(dir.path()).contains("1/3"), "{}", listed(dir.path()));
+    let (code, out, _) = run(dir.path(), &["contracts", "apply", "beta.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("applied") && out.contains("1 changed") && out.contains("1 kept"), "{out}");
+    let now = listed(dir.path());
+    assert!(now.contains("1/4") && now.contains("acme"), "{now}");
+    // a domain moved away from a contract the file does not list: refused, nothing changed
+    std::fs::write(dir.path().join("steal.toml"), more.replace("beta.example", "acme.example")).unwrap();
+    let (code, _, err) = run(dir.path(), &["contracts", "apply", "steal.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("\"acme.example\"") && err.contains("--prune") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    // --prune: the file is the whole set
+    let (code, out, _) = run(dir.path(), &["contracts", "apply", "--prune", "beta.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("- acme (not in the file: removed)"), "{out}");
+    let now = listed(dir.path());
+    assert!(!now.contains("acme") && now.contains("(1 contracts"), "{now}");
+}
+
 #[test]
 fn contracts_apply_validates_everything_and_changes_nothing_on_error() {
     let dir = TempDir::new("contracts-cli");
     std::fs::write(dir.path().join("c.toml"), contracts("\"127.0.0.1:2600\"")).unwrap();
     let (code, out, err) = run(dir.path(), &["contracts", "apply", "c.toml"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("applied 1 contracts (1 domains)"));
+    assert!(out.contains("+ acme (new)") && out.contains("1 contracts (1 domains)"), "{out}");
     let bad = contracts("\"127.0.0.1:2600\"")
         .replace("accounts_limit = 5", "accounts_limit = 1")
         .replace("starts = \"2026-01-01\"", "starts = \"someday\"");

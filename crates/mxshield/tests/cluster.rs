@@ -111,7 +111,7 @@ async fn two_nodes_share_contracts_log_and_registry() {
     })
     .await;
     // removal: the contract gone, B refuses its domain
-    apply(&a, "");
+    apply_pruning(&a, "");
     within(Duration::from_secs(1), "B refuses the removed domain", async || {
         rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "alice@acme.example").await >= 500
     })

@@ -9,7 +9,8 @@ use std::process::Command;
 /// Layer of each workspace crate; `None`: test helpers, never a normal dependency.
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
-        "mxshield-confread" | "mxshield-mime" | "mxshield-smtp" | "mxshield-spool" | "mxshield-store" => 0,
+        "mxshield-confread" | "mxshield-mime" | "mxshield-smtp" | "mxshield-spool" | "mxshield-store"
+        | "mxshield-rating" => 0,
         "mxshield-scan" | "mxshield-contracts" | "mxshield-msglog" => 1,
         "mxshield-filter" | "mxshield-sigupdate" => 2,
         "mxshield-inbound" | "mxshield-delivery" => 3,

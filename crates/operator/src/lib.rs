@@ -34,6 +34,10 @@ pub enum OperatorError {
     /// The contracts file has problems; nothing was changed.
     #[error("the contracts are not valid; nothing was changed")]
     InvalidContracts(confread::Issues),
+    /// The file conflicts with contracts it does not list (kept without pruning); nothing was
+    /// changed.
+    #[error("the file conflicts with stored contracts; nothing was changed")]
+    ContractConflicts(Vec<String>),
     /// No such message is queued.
     #[error("no message {0} in the queue")]
     NotQueued(QueueId),
@@ -65,12 +69,24 @@ pub enum OperatorError {
 /// What applying a contracts file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// Contracts stored.
+    /// What changed (or, for a dry run, would change).
+    pub plan: contracts::Plan,
+    /// Contracts stored after it.
     pub contracts: usize,
     /// Domains they register.
     pub domains: usize,
-    /// The store's generation after the change (a running server reloads when it moves).
-    pub generation: i64,
+    /// The store's generation after the change (a running server reloads when it moves);
+    /// `None` when nothing was written (a dry run, or nothing to change).
+    pub generation: Option<i64>,
+}
+
+/// How `contracts apply` treats the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Remove the stored contracts the file does not list (otherwise they are kept).
+    pub prune: bool,
+    /// Only compute the plan.
+    pub dry_run: bool,
 }
 
 /// One queued message, as listed.
@@ -128,18 +144,23 @@ impl Operator {
         Ok(Spool::open(&self.paths.spool)?)
     }
 
-    /// Validates a whole contracts file and, if it has no problem, makes it the stored set.
-    pub async fn apply_contracts(&self, src: &str) -> Result<Applied, OperatorError> {
-        let contracts = contracts::parse_file(src).map_err(OperatorError::InvalidContracts)?;
+    /// Validates a whole contracts file and, if it has no problem, stores its contracts:
+    /// created or replaced whole, the others kept unless `opts.prune` (see [`contracts::plan`]).
+    pub async fn apply_contracts(&self, src: &str, opts: ApplyOptions) -> Result<Applied, OperatorError> {
+        let file = contracts::parse_file(src).map_err(OperatorError::InvalidContracts)?;
         if let Some(dir) =
             contracts::store::sqlite_path(&self.paths.contracts).and_then(|p| p.parent().map(PathBuf::from))
         {
             std::fs::create_dir_all(&dir).map_err(|source| OperatorError::Io { path: dir.clone(), source })?;
         }
         let store = Store::connect(&self.paths.contracts).await?;
-        let generation = store.apply(&contracts).await?;
+        let (stored, _) = store.load().await?;
+        let (plan, contracts) =
+            contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
+        let generation =
+            if opts.dry_run || !plan.changes_anything() { None } else { Some(store.apply(&contracts).await?) };
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
-        Ok(Applied { contracts: contracts.len(), domains, generation })
+        Ok(Applied { plan, contracts: contracts.len(), domains, generation })
     }
 
     /// The stored contracts and their generation.

@@ -76,6 +76,15 @@ pub fn apply(gw: &Gateway, contracts_toml: &str) {
     assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Applies `contracts_toml` as the whole set: stored contracts it does not list are removed.
+#[allow(dead_code)]
+pub fn apply_pruning(gw: &Gateway, contracts_toml: &str) {
+    let file = gw.dir.join("contracts.toml");
+    std::fs::write(&file, contracts_toml).unwrap();
+    let out = gw.cli(&["contracts", "apply", "--prune", file.to_str().unwrap()]);
+    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Starts a gateway whose acme.example lists `receiving` (TOML array items) as its servers,
 /// with the standard configuration passed through `edit` first.
 pub fn gateway(name: &str, receiving: &str, remote: SocketAddr, edit: impl Fn(String) -> String) -> (Gateway, TempDir) {
