@@ -145,7 +145,7 @@ impl Operator {
     }
 
     /// Validates a whole contracts file and, if it has no problem, stores its contracts:
-    /// created or replaced whole, the others kept unless `opts.prune` (see [`contracts::plan`]).
+    /// created or replaced whole, the others kept unless `opts.prune` (see [`contracts::plan()`]).
     pub async fn apply_contracts(&self, src: &str, opts: ApplyOptions) -> Result<Applied, OperatorError> {
         let file = contracts::parse_file(src).map_err(OperatorError::InvalidContracts)?;
         if let Some(dir) =
