@@ -38,6 +38,38 @@ pub fn parse_file(src: &str) -> Result<Vec<Contract>, Issues> {
 /// Domains seen so far: name → (contract id, line).
 type SeenDomains = HashMap<String, (String, usize)>;
 
+/// One contract as a `[[contract]]` block of a contracts file; [`parse_file`] reads it back
+/// as the same contract. The form a revision is kept in.
+pub fn to_toml(c: &Contract) -> String {
+    use std::fmt::Write;
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let list = |items: Vec<String>| items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ");
+    let mut out = String::new();
+    let _ = writeln!(out, "[[contract]]");
+    let _ = writeln!(out, "id = {}", q(&c.id));
+    let _ = writeln!(out, "customer = {}", q(&c.customer));
+    let _ = writeln!(out, "accounts_limit = {}", c.accounts_limit);
+    let _ = writeln!(out, "starts = \"{}\"", c.starts);
+    if let Some(e) = c.ends {
+        let _ = writeln!(out, "ends = \"{e}\"");
+    }
+    let _ = writeln!(out, "sending_servers = [{}]", list(c.sending_servers.iter().map(|n| n.to_string()).collect()));
+    let _ = writeln!(out, "allow_wide_sending_networks = {}", c.wide_sending_networks);
+    let _ = writeln!(out, "encrypted_attachments = {}", q(c.encrypted.as_str()));
+    let _ = writeln!(out, "unreadable_attachments = {}", q(c.unreadable.as_str()));
+    for d in &c.domains {
+        let _ = writeln!(out, "[[contract.domain]]");
+        let _ = writeln!(out, "name = {}", q(&d.name));
+        let _ = writeln!(
+            out,
+            "receiving_servers = [{}]",
+            list(d.receiving_servers.iter().map(|h| h.to_string()).collect())
+        );
+        let _ = writeln!(out, "accounts = [{}]", list(d.accounts.clone()));
+    }
+    out
+}
+
 fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenDomains) -> Option<Contract> {
     let id = required(r, sec, "id", |s| {
         let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -244,6 +276,31 @@ accounts = ["carol"]
 
     fn errors(src: &str) -> Vec<String> {
         parse_file(src).unwrap_err().0.iter().map(|i| i.to_string()).collect()
+    }
+
+    #[test]
+    fn a_contract_written_back_reads_as_the_same() {
+        let src = r#"
+[[contract]]
+id = "acme.jp"
+customer = "株式会社 \"ACME\" \\ 東京"
+accounts_limit = 7
+starts = "2026-12-01"
+ends = "2027-12-01"
+sending_servers = ["192.0.2.0/28", "2001:db8::5"]
+encrypted_attachments = "refuse"
+[[contract.domain]]
+name = "例え.example"
+receiving_servers = ["[2001:db8::1]:2525", "mx.acme.example"]
+accounts = ["alice", "bob"]
+[[contract.domain]]
+name = "b.example"
+receiving_servers = ["192.0.2.9"]
+accounts = []
+"#;
+        let contracts = parse_file(src).unwrap();
+        let again = parse_file(&to_toml(&contracts[0])).unwrap();
+        assert_eq!(again, contracts);
     }
 
     #[test]

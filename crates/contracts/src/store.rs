@@ -65,7 +65,9 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let store = Store { pool, backend };
+        store.first_revisions().await?;
+        Ok(store)
     }
 
     /// The database this store lives in.
@@ -76,17 +78,119 @@ impl Store {
     /// Replaces all contracts with `contracts` (already validated) in one transaction.
     /// Returns the new generation.
     pub async fn apply(&self, contracts: &[Contract]) -> Result<i64, StoreError> {
-        self.replace(contracts, None).await
+        self.replace(contracts, None, None).await
+    }
+
+    /// [`Store::apply`], recording in the same transaction a revision of each contract the
+    /// plan creates, changes or removes, effective `today`, by `actor` for `reason`.
+    pub async fn apply_recorded(
+        &self,
+        contracts: &[Contract],
+        plan: &crate::Plan,
+        today: NaiveDate,
+        actor: &str,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let by_id: std::collections::HashMap<&str, &Contract> = contracts.iter().map(|c| (c.id.as_str(), c)).collect();
+        let mut revisions = Vec::new();
+        for id in &plan.added {
+            revisions.push((id.clone(), by_id.get(id.as_str()).map(|c| crate::to_toml(c)), "created".to_string()));
+        }
+        for (id, fields) in &plan.changed {
+            revisions.push((id.clone(), by_id.get(id.as_str()).map(|c| crate::to_toml(c)), fields.join(",")));
+        }
+        if plan.prune {
+            for id in &plan.missing {
+                revisions.push((id.clone(), None, "removed".to_string()));
+            }
+        }
+        let record = Recorded { revisions, today, actor, reason };
+        self.replace(contracts, None, Some(&record)).await
+    }
+
+    /// Every revision of contract `id`, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<Revision>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rev, effective_from, doc, changed, created_at, actor, reason FROM contract_revisions \
+             WHERE contract_id = $1 ORDER BY rev",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("reading the history"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revision {
+                    contract: id.to_string(),
+                    rev: r.get::<i64, _>("rev"),
+                    effective_from: date(&r.get::<String, _>("effective_from"))?,
+                    doc: r.get("doc"),
+                    changed: r
+                        .get::<String, _>("changed")
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    created_at: r.get("created_at"),
+                    actor: r.get("actor"),
+                    reason: r.get("reason"),
+                })
+            })
+            .collect()
+    }
+
+    /// Gives each stored contract without any revision (stored before revisions were kept)
+    /// its revision 1: the contract as it is, effective from its start.
+    async fn first_revisions(&self) -> Result<(), StoreError> {
+        let (contracts, _) = self.load().await?;
+        let known: std::collections::HashSet<String> =
+            sqlx::query("SELECT DISTINCT contract_id FROM contract_revisions")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(q("reading the revisions"))?
+                .iter()
+                .map(|r| r.get("contract_id"))
+                .collect();
+        let missing: Vec<&Contract> = contracts.iter().filter(|c| !known.contains(&c.id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        for c in missing {
+            // several nodes may upgrade the same shared store at once: the first one's stays
+            sqlx::query(
+                "INSERT INTO contract_revisions (contract_id, rev, effective_from, doc, changed, created_at, actor, reason) \
+                 VALUES ($1, 1, $2, $3, 'created', $4, 'upgrade', 'stored before revisions were kept') \
+                 ON CONFLICT (contract_id, rev) DO NOTHING",
+            )
+            .bind(&c.id)
+            .bind(c.starts.to_string())
+            .bind(crate::to_toml(c))
+            .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .execute(&mut *tx)
+            .await
+            .map_err(q("recording a first revision"))?;
+        }
+        tx.commit().await.map_err(q("committing the first revisions"))
     }
 
     /// Replaces all contracts with `contracts` and sets the generation to `generation`: the
     /// local last-good copy of a shared store, kept at the generation it was read at.
     pub async fn mirror(&self, contracts: &[Contract], generation: i64) -> Result<(), StoreError> {
-        self.replace(contracts, Some(generation)).await.map(|_| ())
+        self.replace(contracts, Some(generation), None).await.map(|_| ())
     }
 
-    async fn replace(&self, contracts: &[Contract], generation: Option<i64>) -> Result<i64, StoreError> {
+    async fn replace(
+        &self,
+        contracts: &[Contract],
+        generation: Option<i64>,
+        record: Option<&Recorded<'_>>,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
+            let r = record.expect("revisions come with their record");
+            insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason).await?;
+        }
         sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
         sqlx::query("DELETE FROM domains").execute(&mut *tx).await.map_err(q("clearing domains"))?;
         sqlx::query("DELETE FROM contracts").execute(&mut *tx).await.map_err(q("clearing contracts"))?;
@@ -161,6 +265,69 @@ impl Store {
         tx.commit().await.map_err(q("finishing the read"))?;
         Ok((contracts, generation))
     }
+}
+
+/// One recorded change of a contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The contract.
+    pub contract: String,
+    /// 1, 2, … in the order made.
+    pub rev: i64,
+    /// The day it took (or takes) effect.
+    pub effective_from: NaiveDate,
+    /// The contract as it became (a `[[contract]]` block); empty when it was removed.
+    pub doc: String,
+    /// The fields that changed (`created`, `removed`, or field names).
+    pub changed: Vec<String>,
+    /// When it was recorded (RFC 3339, UTC).
+    pub created_at: String,
+    /// Who made it.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
+struct Recorded<'a> {
+    revisions: Vec<(String, Option<String>, String)>,
+    today: NaiveDate,
+    actor: &'a str,
+    reason: &'a str,
+}
+
+async fn insert_revision(
+    conn: &mut AnyConnection,
+    id: &str,
+    effective_from: NaiveDate,
+    doc: &str,
+    changed: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let next: i64 =
+        sqlx::query("SELECT COALESCE(MAX(rev), 0) + 1 AS next FROM contract_revisions WHERE contract_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q("numbering a revision"))?
+            .get("next");
+    sqlx::query(
+        "INSERT INTO contract_revisions (contract_id, rev, effective_from, doc, changed, created_at, actor, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(next)
+    .bind(effective_from.to_string())
+    .bind(doc)
+    .bind(changed)
+    .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    .bind(actor)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("recording a revision"))?;
+    Ok(())
 }
 
 async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
@@ -257,6 +424,8 @@ mod tests {
         roundtrip(&Store::open(&dir.join("contracts.db")).await.unwrap()).await;
         // opened again: migrated once, the data kept
         assert!(Store::open(&dir.join("contracts.db")).await.unwrap().load().await.unwrap().0.is_empty());
+        let path = dir.join("revisions.db");
+        revisions(Store::open(&path).await.unwrap(), || Store::open(&path)).await;
     }
 
     /// The PostgreSQL server of this machine kind (127.0.0.1:5432, trust authentication,
@@ -282,8 +451,53 @@ mod tests {
         roundtrip(&Store::connect(&url).await.unwrap()).await;
         // connected again: migrated once, the data kept
         assert!(Store::connect(&url).await.unwrap().load().await.unwrap().0.is_empty());
+        let again = || Store::connect(&url);
+        revisions(again().await.unwrap(), again).await;
         let drop = format!("DROP SCHEMA {schema} CASCADE");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+    }
+
+    /// Contracts stored before revisions were kept get revision 1 when the store is next
+    /// opened; each recorded apply adds one per contract it creates, changes or removes.
+    async fn revisions<F: std::future::Future<Output = Result<Store, StoreError>>>(
+        store: Store,
+        reopen: impl Fn() -> F,
+    ) {
+        let one = |accounts: &str| {
+            format!(
+                "[[contract]]\nid = \"rev\"\ncustomer = \"Rev\"\naccounts_limit = 5\nstarts = \"2026-12-01\"\n[[contract.domain]]\nname = \"rev.example\"\nreceiving_servers = [\"192.0.2.1\"]\naccounts = [{accounts}]\n"
+            )
+        };
+        let first = parse_file(&one("\"a\"")).unwrap();
+        // as a version without revisions would have stored it
+        store.apply(&first).await.unwrap();
+        assert!(store.history("rev").await.unwrap().is_empty());
+        let store = reopen().await.unwrap();
+        let h = store.history("rev").await.unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].rev, h[0].effective_from, h[0].actor.as_str()), (1, first[0].starts, "upgrade"));
+        assert_eq!(parse_file(&h[0].doc).unwrap(), first);
+        // opened again: not recorded twice
+        assert_eq!(reopen().await.unwrap().history("rev").await.unwrap().len(), 1);
+        let today = NaiveDate::from_ymd_opt(2026, 12, 24).unwrap();
+        let second = parse_file(&one("\"a\", \"b\"")).unwrap();
+        let (plan, set) = crate::plan(&first, &second, false).unwrap();
+        store.apply_recorded(&set, &plan, today, "tanaka", "form 2026-118").await.unwrap();
+        let (plan, set) = crate::plan(&second, &[], true).unwrap();
+        store.apply_recorded(&set, &plan, today, "tanaka", "cancelled by letter").await.unwrap();
+        let h = store.history("rev").await.unwrap();
+        let summary: Vec<(i64, Vec<String>, &str, bool)> =
+            h.iter().map(|r| (r.rev, r.changed.clone(), r.reason.as_str(), r.doc.is_empty())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, vec!["created".to_string()], "stored before revisions were kept", false),
+                (2, vec!["accounts".to_string()], "form 2026-118", false),
+                (3, vec!["removed".to_string()], "cancelled by letter", true),
+            ]
+        );
+        assert_eq!(parse_file(&h[1].doc).unwrap(), second);
+        assert_eq!(h[1].effective_from, today);
     }
 
     async fn roundtrip(store: &Store) {

@@ -24,6 +24,7 @@ pub fn operator(config: &Config) -> Operator {
 /// store it (unless a dry run).
 pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::ApplyOptions) -> anyhow::Result<ExitCode> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let dry_run = opts.dry_run;
     match operator(config).apply_contracts(&src, opts).await {
         Ok(a) => {
             let p = &a.plan;
@@ -52,7 +53,7 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
                 Some(g) => {
                     println!("applied: {counts}; {} contracts ({} domains), generation {g}", a.contracts, a.domains)
                 }
-                None if opts.dry_run => println!("dry run, nothing changed: {counts}"),
+                None if dry_run => println!("dry run, nothing changed: {counts}"),
                 None => println!("nothing to change: {counts}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -73,6 +74,33 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `contracts history ID [--full]`.
+pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow::Result<ExitCode> {
+    let revisions = operator(config).contract_history(id).await?;
+    if revisions.is_empty() {
+        eprintln!("mxshield: no contract {id:?} has ever been stored");
+        return Ok(ExitCode::from(1));
+    }
+    println!("{:>4} {:<10} {:<20} {:<12} {:<32} REASON", "REV", "EFFECTIVE", "RECORDED", "BY", "CHANGED");
+    for r in &revisions {
+        println!(
+            "{:>4} {:<10} {:<20} {:<12} {:<32} {}",
+            r.rev,
+            r.effective_from,
+            r.created_at,
+            r.actor,
+            r.changed.join(","),
+            r.reason
+        );
+        if full && !r.doc.is_empty() {
+            for line in r.doc.lines() {
+                println!("       {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `contracts list`.

@@ -154,6 +154,19 @@ enum ContractsCmd {
         /// Remove the stored contracts that FILE does not list (an empty FILE removes all).
         #[arg(long)]
         prune: bool,
+        /// Why (kept in each revision recorded, with who: $USER, or --actor).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who makes the change (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Every recorded revision of one contract: when it took effect, what changed, who, why.
+    History {
+        id: String,
+        /// Also print each revision's contract as it became.
+        #[arg(long)]
+        full: bool,
     },
     /// Show the stored contracts.
     List,
@@ -255,9 +268,13 @@ fn main() -> ExitCode {
             }
             Command::Sigs(SigsCmd::Verify { source, keys }) => sigs_cli::verify(&config, &source, &keys),
             Command::Sigs(SigsCmd::Status) => sigs_cli::status(&config),
-            Command::Contracts(ContractsCmd::Apply { file, dry_run, prune }) => {
-                cli::contracts_apply(&config, &file, operator::ApplyOptions { prune, dry_run }).await
+            Command::Contracts(ContractsCmd::Apply { file, dry_run, prune, reason, actor }) => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                let today = Some(config.calendar.today());
+                let opts = operator::ApplyOptions { prune, dry_run, today, actor, reason };
+                cli::contracts_apply(&config, &file, opts).await
             }
+            Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,

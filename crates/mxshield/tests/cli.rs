@@ -83,7 +83,8 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     assert_eq!(code, 0);
     assert!(out.contains("~ beta: accounts_limit") && out.contains("dry run, nothing changed"), "{out}");
     assert!(listed(dir.path()).contains("1/3"), "{}", listed(dir.path()));
-    let (code, out, _) = run(dir.path(), &["contracts", "apply", "beta.toml"]);
+    let (code, out, _) =
+        run(dir.path(), &["contracts", "apply", "--reason", "form 118", "--actor", "tanaka", "beta.toml"]);
     assert_eq!(code, 0);
     assert!(out.contains("applied") && out.contains("1 changed") && out.contains("1 kept"), "{out}");
     let now = listed(dir.path());
@@ -102,6 +103,19 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     assert!(out.contains("- acme (not in the file: removed)"), "{out}");
     let now = listed(dir.path());
     assert!(!now.contains("acme") && now.contains("(1 contracts"), "{now}");
+    // every change is kept: who, why, what changed, and the contract as it became
+    let (code, out, _) = run(dir.path(), &["contracts", "history", "--full", "beta"]);
+    assert_eq!(code, 0);
+    let revs: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+    assert_eq!(revs.len(), 2, "{out}");
+    assert!(revs[0].contains("created"), "{out}");
+    assert!(revs[1].contains("tanaka") && revs[1].contains("accounts_limit") && revs[1].ends_with("form 118"), "{out}");
+    assert!(out.contains("accounts_limit = 4"), "{out}");
+    let (_, out, _) = run(dir.path(), &["contracts", "history", "acme"]);
+    assert!(out.lines().last().is_some_and(|l| l.contains("removed")), "{out}");
+    let (code, _, err) = run(dir.path(), &["contracts", "history", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no contract \"nobody\""), "{err}");
 }
 
 #[test]

@@ -81,12 +81,18 @@ pub struct Applied {
 }
 
 /// How `contracts apply` treats the store.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     /// Remove the stored contracts the file does not list (otherwise they are kept).
     pub prune: bool,
     /// Only compute the plan.
     pub dry_run: bool,
+    /// The operator's day: the revisions recorded take effect from it.
+    pub today: Option<chrono::NaiveDate>,
+    /// Who makes the change (kept in each revision).
+    pub actor: String,
+    /// Why (kept in each revision).
+    pub reason: String,
 }
 
 /// One queued message, as listed.
@@ -157,10 +163,19 @@ impl Operator {
         let (stored, _) = store.load().await?;
         let (plan, contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
-        let generation =
-            if opts.dry_run || !plan.changes_anything() { None } else { Some(store.apply(&contracts).await?) };
+        let generation = if opts.dry_run || !plan.changes_anything() {
+            None
+        } else {
+            let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
+            Some(store.apply_recorded(&contracts, &plan, today, &opts.actor, &opts.reason).await?)
+        };
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
         Ok(Applied { plan, contracts: contracts.len(), domains, generation })
+    }
+
+    /// Every recorded revision of contract `id`, oldest first.
+    pub async fn contract_history(&self, id: &str) -> Result<Vec<contracts::Revision>, OperatorError> {
+        Ok(Store::connect(&self.paths.contracts).await?.history(id).await?)
     }
 
     /// The stored contracts and their generation.
