@@ -68,8 +68,8 @@ pub struct Started {
 impl LiveContracts {
     /// Loads the snapshot from the store.
     pub async fn load(store: &Store, calendar: Calendar) -> Result<LiveContracts, StoreError> {
-        let (contracts, generation) = store.load().await?;
-        Ok(LiveContracts::serving(Snapshot::new(contracts, generation), calendar, false))
+        let (contracts, scheduled, generation) = store.load_all().await?;
+        Ok(LiveContracts::serving(Snapshot::with_schedule(contracts, scheduled, generation), calendar, false))
     }
 
     fn serving(snap: Snapshot, calendar: Calendar, stale: bool) -> LiveContracts {
@@ -95,18 +95,19 @@ impl LiveContracts {
         };
         let shared = tokio::time::timeout(timeout, async {
             let store = Store::connect(url).await?;
-            let loaded = store.load().await?;
+            let loaded = store.load_all().await?;
             Ok::<_, StoreError>((store, loaded))
         })
         .await
         .unwrap_or_else(|_| Err(StoreError::Invalid(format!("no answer in {timeout:?}"))));
         match shared {
-            Ok((store, (contracts, generation))) => {
+            Ok((store, (contracts, scheduled, generation))) => {
                 let copy = Store::open(last_good).await.map_err(copy_err("saving the last-good copy"))?;
-                if let Err(e) = copy.mirror(&contracts, generation).await {
+                if let Err(e) = copy.mirror(&contracts, &scheduled, generation).await {
                     tracing::error!(event = "contracts_last_good_unsaved", path = %last_good.display(), error = %e);
                 }
-                let live = LiveContracts::serving(Snapshot::new(contracts, generation), calendar, false);
+                let live =
+                    LiveContracts::serving(Snapshot::with_schedule(contracts, scheduled, generation), calendar, false);
                 Ok(Started { live, store: Some(store), last_good: copy })
             }
             Err(e) => {
@@ -115,7 +116,7 @@ impl LiveContracts {
                     return Err(StartError::NoContracts { why, last_good: last_good.display().to_string() });
                 }
                 let copy = Store::open(last_good).await.map_err(copy_err(&why))?;
-                let (contracts, generation) = copy.load().await.map_err(copy_err(&why))?;
+                let (contracts, scheduled, generation) = copy.load_all().await.map_err(copy_err(&why))?;
                 if generation == 0 {
                     return Err(StartError::NoContracts { why, last_good: last_good.display().to_string() });
                 }
@@ -124,7 +125,8 @@ impl LiveContracts {
                     store = %store::redact(url), last_good = %last_good.display(),
                     "serving the last-good copy of the contracts until the store can be read"
                 );
-                let live = LiveContracts::serving(Snapshot::new(contracts, generation), calendar, true);
+                let live =
+                    LiveContracts::serving(Snapshot::with_schedule(contracts, scheduled, generation), calendar, true);
                 Ok(Started { live, store: None, last_good: copy })
             }
         }
@@ -191,14 +193,14 @@ impl LiveContracts {
         let seen = self.get().generation;
         let generation = store.generation().await?;
         if generation != seen {
-            let (contracts, generation) = store.load().await?;
+            let (contracts, scheduled, generation) = store.load_all().await?;
             let n = contracts.len();
             if let Some(copy) = last_good
-                && let Err(e) = copy.mirror(&contracts, generation).await
+                && let Err(e) = copy.mirror(&contracts, &scheduled, generation).await
             {
                 tracing::error!(event = "contracts_last_good_unsaved", error = %e);
             }
-            self.current.store(Arc::new(Snapshot::new(contracts, generation)));
+            self.current.store(Arc::new(Snapshot::with_schedule(contracts, scheduled, generation)));
             tracing::info!(event = "contracts_reloaded", generation, contracts = n);
         }
         if self.stale.swap(false, Ordering::Relaxed) {
@@ -307,7 +309,7 @@ accounts = ["alice"]
             LiveContracts::start(&dead, &path, calendar(), START_TIMEOUT).await,
             Err(StartError::NoContracts { .. })
         ));
-        Store::open(&path).await.unwrap().mirror(&crate::parse_file(ONE).unwrap(), 7).await.unwrap();
+        Store::open(&path).await.unwrap().mirror(&crate::parse_file(ONE).unwrap(), &[], 7).await.unwrap();
         let started = LiveContracts::start(&dead, &path, calendar(), START_TIMEOUT).await.unwrap();
         assert!(started.store.is_none() && started.live.is_stale());
         assert_eq!(started.live.get().generation, 7);

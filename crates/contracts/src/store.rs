@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::{AnyConnection, AnyPool};
 pub use store::{Backend, redact, sqlite_path};
 
+use crate::Scheduled;
 use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
 
 /// Errors of the store, with what was being done.
@@ -91,27 +92,75 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let by_id: std::collections::HashMap<&str, &Contract> = contracts.iter().map(|c| (c.id.as_str(), c)).collect();
-        let mut revisions = Vec::new();
-        for id in &plan.added {
-            revisions.push((id.clone(), by_id.get(id.as_str()).map(|c| crate::to_toml(c)), "created".to_string()));
-        }
-        for (id, fields) in &plan.changed {
-            revisions.push((id.clone(), by_id.get(id.as_str()).map(|c| crate::to_toml(c)), fields.join(",")));
-        }
-        if plan.prune {
-            for id in &plan.missing {
-                revisions.push((id.clone(), None, "removed".to_string()));
-            }
-        }
-        let record = Recorded { revisions, today, actor, reason };
+        let record = Recorded { revisions: revisions_of(contracts, plan), today, actor, reason };
         self.replace(contracts, None, Some(&record)).await
+    }
+
+    /// Records the plan's creations, changes and removals as revisions pending until
+    /// `effective` (a later day than today), without touching the contracts as they are now;
+    /// nodes apply them from that day. Returns the new generation.
+    pub async fn schedule(
+        &self,
+        contracts: &[Contract],
+        plan: &crate::Plan,
+        effective: NaiveDate,
+        actor: &str,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        for (id, doc, changed) in revisions_of(contracts, plan) {
+            let rev =
+                insert_revision(&mut tx, &id, effective, doc.as_deref().unwrap_or(""), &changed, actor, reason).await?;
+            sqlx::query("UPDATE contract_revisions SET pending = 1 WHERE contract_id = $1 AND rev = $2")
+                .bind(&id)
+                .bind(rev)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("scheduling a revision"))?;
+        }
+        self.bump(tx).await
+    }
+
+    /// Withdraws the pending revision `rev` of contract `id` if it has not taken effect by
+    /// `today`; `Ok(false)` if there is no such pending revision.
+    pub async fn withdraw(&self, id: &str, rev: i64, today: NaiveDate) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let done = sqlx::query(
+            "UPDATE contract_revisions SET withdrawn_at = $1 \
+             WHERE contract_id = $2 AND rev = $3 AND pending = 1 AND withdrawn_at IS NULL AND effective_from > $4",
+        )
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .bind(id)
+        .bind(rev)
+        .bind(today.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(q("withdrawing a revision"))?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        self.bump(tx).await.map(|_| true)
+    }
+
+    /// Bumps the generation, notifies the nodes and commits.
+    async fn bump(&self, mut tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
+        sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            .execute(&mut *tx)
+            .await
+            .map_err(q("setting the generation"))?;
+        let generation = generation_in(&mut tx).await?;
+        store::changes::notify(&mut tx, self.backend, CHANGES_CHANNEL, &generation.to_string())
+            .await
+            .map_err(q("notifying the nodes"))?;
+        tx.commit().await.map_err(q("committing"))?;
+        Ok(generation)
     }
 
     /// Every revision of contract `id`, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Revision>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rev, effective_from, doc, changed, created_at, actor, reason FROM contract_revisions \
+            "SELECT rev, effective_from, doc, changed, created_at, actor, reason, pending, withdrawn_at FROM contract_revisions \
              WHERE contract_id = $1 ORDER BY rev",
         )
         .bind(id)
@@ -134,6 +183,8 @@ impl Store {
                     created_at: r.get("created_at"),
                     actor: r.get("actor"),
                     reason: r.get("reason"),
+                    pending: r.get::<i64, _>("pending") != 0,
+                    withdrawn_at: r.get("withdrawn_at"),
                 })
             })
             .collect()
@@ -176,8 +227,34 @@ impl Store {
 
     /// Replaces all contracts with `contracts` and sets the generation to `generation`: the
     /// local last-good copy of a shared store, kept at the generation it was read at.
-    pub async fn mirror(&self, contracts: &[Contract], generation: i64) -> Result<(), StoreError> {
-        self.replace(contracts, Some(generation), None).await.map(|_| ())
+    pub async fn mirror(
+        &self,
+        contracts: &[Contract],
+        scheduled: &[Scheduled],
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        self.replace(contracts, Some(generation), None).await?;
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        sqlx::query("DELETE FROM contract_revisions WHERE pending = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(q("clearing scheduled revisions"))?;
+        for s in scheduled {
+            sqlx::query(
+                "INSERT INTO contract_revisions (contract_id, rev, effective_from, doc, changed, created_at, actor, reason, pending) \
+                 VALUES ($1, $2, $3, $4, '', $5, 'mirror', '', 1) \
+                 ON CONFLICT (contract_id, rev) DO UPDATE SET effective_from = $3, doc = $4, pending = 1, withdrawn_at = NULL",
+            )
+            .bind(&s.id)
+            .bind(s.rev)
+            .bind(s.effective_from.to_string())
+            .bind(s.contract.as_ref().map(crate::to_toml).unwrap_or_default())
+            .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .execute(&mut *tx)
+            .await
+            .map_err(q("copying scheduled revisions"))?;
+        }
+        tx.commit().await.map_err(q("committing the copy"))
     }
 
     async fn replace(
@@ -189,6 +266,13 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
             let r = record.expect("revisions come with their record");
+            // what is applied now supersedes what was scheduled for today or before
+            sqlx::query("UPDATE contract_revisions SET pending = 0 WHERE contract_id = $1 AND pending = 1 AND withdrawn_at IS NULL AND effective_from <= $2")
+                .bind(id)
+                .bind(r.today.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("superseding scheduled revisions"))?;
             insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason).await?;
         }
         sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
@@ -221,6 +305,12 @@ impl Store {
 
     /// Loads every contract and the generation they belong to.
     pub async fn load(&self) -> Result<(Vec<Contract>, i64), StoreError> {
+        self.load_all().await.map(|(contracts, _, generation)| (contracts, generation))
+    }
+
+    /// Loads every contract as it is now, the changes scheduled for later days (not withdrawn),
+    /// and the generation, in one transaction.
+    pub async fn load_all(&self) -> Result<(Vec<Contract>, Vec<Scheduled>, i64), StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
@@ -262,8 +352,33 @@ impl Store {
                 id,
             });
         }
+        let rows = sqlx::query(
+            "SELECT contract_id, rev, effective_from, doc FROM contract_revisions \
+             WHERE pending = 1 AND withdrawn_at IS NULL ORDER BY effective_from, rev",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q("reading the scheduled changes"))?;
+        let mut scheduled = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get("contract_id");
+            let doc: String = r.get("doc");
+            let contract = if doc.is_empty() {
+                None
+            } else {
+                let mut parsed = crate::parse_file(&doc)
+                    .map_err(|e| StoreError::Invalid(format!("scheduled revision of {id}: {e}")))?;
+                (parsed.len() == 1).then(|| parsed.remove(0))
+            };
+            scheduled.push(Scheduled {
+                rev: r.get::<i64, _>("rev"),
+                effective_from: date(&r.get::<String, _>("effective_from"))?,
+                contract,
+                id,
+            });
+        }
         tx.commit().await.map_err(q("finishing the read"))?;
-        Ok((contracts, generation))
+        Ok((contracts, scheduled, generation))
     }
 }
 
@@ -286,6 +401,10 @@ pub struct Revision {
     pub actor: String,
     /// Why.
     pub reason: String,
+    /// Recorded for a later day and not yet superseded by an apply on or after it.
+    pub pending: bool,
+    /// When it was withdrawn (before its day), if it was.
+    pub withdrawn_at: Option<String>,
 }
 
 /// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
@@ -304,7 +423,7 @@ async fn insert_revision(
     changed: &str,
     actor: &str,
     reason: &str,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let next: i64 =
         sqlx::query("SELECT COALESCE(MAX(rev), 0) + 1 AS next FROM contract_revisions WHERE contract_id = $1")
             .bind(id)
@@ -327,7 +446,26 @@ async fn insert_revision(
     .execute(&mut *conn)
     .await
     .map_err(q("recording a revision"))?;
-    Ok(())
+    Ok(next)
+}
+
+/// The revisions a plan makes: (contract, its block or `None` if removed, what changed).
+fn revisions_of(contracts: &[Contract], plan: &crate::Plan) -> Vec<(String, Option<String>, String)> {
+    let by_id: std::collections::HashMap<&str, &Contract> = contracts.iter().map(|c| (c.id.as_str(), c)).collect();
+    let doc = |id: &str| by_id.get(id).map(|c| crate::to_toml(c));
+    let mut revisions = Vec::new();
+    for id in &plan.added {
+        revisions.push((id.clone(), doc(id), "created".to_string()));
+    }
+    for (id, fields) in &plan.changed {
+        revisions.push((id.clone(), doc(id), fields.join(",")));
+    }
+    if plan.prune {
+        for id in &plan.missing {
+            revisions.push((id.clone(), None, "removed".to_string()));
+        }
+    }
+    revisions
 }
 
 async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Result<(), StoreError> {
@@ -498,6 +636,36 @@ mod tests {
         );
         assert_eq!(parse_file(&h[1].doc).unwrap(), second);
         assert_eq!(h[1].effective_from, today);
+
+        // scheduled for a later day: the contracts as they are now untouched, the change pending
+        let later = today + chrono::Days::new(10);
+        let (plan, set) = crate::plan(&[], &first, false).unwrap();
+        store.schedule(&set, &plan, later, "sato", "form 9").await.unwrap();
+        let (now, scheduled, _) = store.load_all().await.unwrap();
+        assert!(now.is_empty());
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!((scheduled[0].rev, scheduled[0].effective_from), (4, later));
+        assert_eq!(scheduled[0].contract.as_ref(), Some(&first[0]));
+        // kept whole in a last-good copy
+        let dir = std::env::temp_dir().join(format!("mxshield-mirror-{}-{:?}", std::process::id(), store.backend()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = Store::open(&dir.join("copy.db")).await.unwrap();
+        copy.mirror(&now, &scheduled, 9).await.unwrap();
+        assert_eq!(copy.load_all().await.unwrap(), (now.clone(), scheduled.clone(), 9));
+        // withdrawn only before its day
+        assert!(!store.withdraw("rev", 4, later).await.unwrap());
+        assert!(store.withdraw("rev", 4, today).await.unwrap());
+        assert!(!store.withdraw("rev", 4, today).await.unwrap(), "once");
+        assert!(store.load_all().await.unwrap().1.is_empty());
+        // an apply on or after a scheduled day supersedes what was scheduled up to it
+        store.schedule(&set, &plan, later, "sato", "form 10").await.unwrap();
+        let (plan, set) = crate::plan(&[], &second, false).unwrap();
+        store.apply_recorded(&set, &plan, later, "sato", "applied that day").await.unwrap();
+        assert!(store.load_all().await.unwrap().1.is_empty());
+        let h = store.history("rev").await.unwrap();
+        let states: Vec<(i64, bool, bool)> = h.iter().map(|r| (r.rev, r.pending, r.withdrawn_at.is_some())).collect();
+        assert_eq!(states[3..], [(4, true, true), (5, false, false), (6, false, false)]);
     }
 
     async fn roundtrip(store: &Store) {

@@ -24,7 +24,7 @@ pub fn operator(config: &Config) -> Operator {
 /// store it (unless a dry run).
 pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::ApplyOptions) -> anyhow::Result<ExitCode> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let dry_run = opts.dry_run;
+    let (dry_run, effective) = (opts.dry_run, opts.effective.filter(|d| Some(*d) > opts.today));
     match operator(config).apply_contracts(&src, opts).await {
         Ok(a) => {
             let p = &a.plan;
@@ -50,6 +50,9 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
                 if p.prune { "removed" } else { "kept" }
             );
             match a.generation {
+                Some(g) if let Some(day) = effective => {
+                    println!("scheduled from {day} (00:00, {}): {counts}; generation {g}", config.calendar.name())
+                }
                 Some(g) => {
                     println!("applied: {counts}; {} contracts ({} domains), generation {g}", a.contracts, a.domains)
                 }
@@ -63,6 +66,10 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
             for i in &issues.0 {
                 eprintln!("  {}:{i}", file.display());
             }
+            Ok(ExitCode::from(2))
+        }
+        Err(e @ OperatorError::BackDated { .. }) => {
+            eprintln!("mxshield: {e}; nothing was changed");
             Ok(ExitCode::from(2))
         }
         Err(OperatorError::ContractConflicts(conflicts)) => {
@@ -91,7 +98,11 @@ pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow:
             r.effective_from,
             r.created_at,
             r.actor,
-            r.changed.join(","),
+            match (&r.withdrawn_at, r.pending) {
+                (Some(_), _) => format!("{} (withdrawn)", r.changed.join(",")),
+                (None, true) => format!("{} (scheduled)", r.changed.join(",")),
+                (None, false) => r.changed.join(","),
+            },
             r.reason
         );
         if full && !r.doc.is_empty() {
@@ -101,6 +112,17 @@ pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow:
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `contracts withdraw ID REV`.
+pub async fn contracts_withdraw(config: &Config, id: &str, rev: i64) -> anyhow::Result<ExitCode> {
+    if operator(config).withdraw(id, rev, config.calendar.today()).await? {
+        println!("withdrawn: revision {rev} of {id}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("mxshield: {id} has no revision {rev} scheduled for a later day (see contracts history {id})");
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// `contracts list`.
@@ -137,6 +159,13 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
             let nets: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
             println!("{:<16} sending servers: {}", "", nets.join(" "));
         }
+    }
+    for s in operator(config).scheduled().await? {
+        let what = match &s.contract {
+            Some(c) => format!("{} accounts, {} domains", c.accounts_limit, c.domains.len()),
+            None => "removed".to_string(),
+        };
+        println!("{:<16} scheduled from {} (revision {}): {what}", s.id, s.effective_from, s.rev);
     }
     println!("({} contracts, generation {generation})", contracts.len());
     Ok(ExitCode::SUCCESS)

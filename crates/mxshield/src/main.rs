@@ -160,7 +160,13 @@ enum ContractsCmd {
         /// Who makes the change (default: $USER).
         #[arg(long)]
         actor: Option<String>,
+        /// The day the file's contracts take effect (YYYY-MM-DD, the operator's calendar):
+        /// a later day schedules them; nothing changes before 00:00 that day.
+        #[arg(long, value_name = "DATE")]
+        on: Option<chrono::NaiveDate>,
     },
+    /// Withdraw a change scheduled for a later day (its revision number: `contracts history`).
+    Withdraw { id: String, rev: i64 },
     /// Every recorded revision of one contract: when it took effect, what changed, who, why.
     History {
         id: String,
@@ -268,13 +274,14 @@ fn main() -> ExitCode {
             }
             Command::Sigs(SigsCmd::Verify { source, keys }) => sigs_cli::verify(&config, &source, &keys),
             Command::Sigs(SigsCmd::Status) => sigs_cli::status(&config),
-            Command::Contracts(ContractsCmd::Apply { file, dry_run, prune, reason, actor }) => {
+            Command::Contracts(ContractsCmd::Apply { file, dry_run, prune, reason, actor, on }) => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
                 let today = Some(config.calendar.today());
-                let opts = operator::ApplyOptions { prune, dry_run, today, actor, reason };
+                let opts = operator::ApplyOptions { prune, dry_run, today, effective: on, actor, reason };
                 cli::contracts_apply(&config, &file, opts).await
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
+            Command::Contracts(ContractsCmd::Withdraw { id, rev }) => cli::contracts_withdraw(&config, &id, rev).await,
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,

@@ -351,3 +351,72 @@ async fn a_node_lagging_behind_the_shared_releases_is_shown() {
     a.terminate();
     b.terminate();
 }
+
+/// A change scheduled for a later day (`contracts apply --on DAY`) is in force from that day in
+/// the operator's calendar, in running servers, with no restart: two nodes share one store, A
+/// counts days in Pacific/Kiritimati (UTC+14), B in Etc/GMT+12 (UTC−12) — B's day is always
+/// before A's, so a change for A's today is already in force on A and not yet on B. Withdrawn,
+/// it is gone from both; back-dating is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_change_takes_effect_on_its_day() {
+    let schema = Schema::new("cluster_scheduled");
+    let old_server = Sink::start(Behaviour::Accept).await;
+    let new_server = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let zone = |gw: (Gateway, TempDir), tz: &str| {
+        let config = std::fs::read_to_string(gw.0.dir.join("mxshield.toml")).unwrap();
+        std::fs::write(gw.0.dir.join("mxshield.toml"), format!("{config}\n[operator]\ntimezone = \"{tz}\"\n")).unwrap();
+        gw
+    };
+    let (mut a, _da) = zone(node("mx-east", &schema.url(), remote.addr), "Pacific/Kiritimati");
+    let (mut b, _db) = zone(node("mx-west", &schema.url(), remote.addr), "Etc/GMT+12");
+    let standard = contracts(&quoted(old_server.addr));
+    apply(&a, &standard);
+    a.spawn();
+    b.spawn();
+    let east_today = chrono::Utc::now().with_timezone(&chrono_tz::Pacific::Kiritimati).date_naive();
+    let west_today = chrono::Utc::now().with_timezone(&chrono_tz::Etc::GMTPlus12).date_naive();
+    assert!(west_today < east_today);
+
+    // carol added and mail sent to a new server from east's today, scheduled through B (for B,
+    // a later day)
+    let changed = contracts(&quoted(new_server.addr)).replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
+    std::fs::write(b.dir.join("changed.toml"), &changed).unwrap();
+    let day = east_today.to_string();
+    let out = stdout(&b, &["contracts", "apply", "--on", &day, "--reason", "form 7", "changed.toml"]);
+    assert!(
+        out.contains(&format!("scheduled from {day}")) && out.contains("~ acme: receiving_servers, accounts"),
+        "{out}"
+    );
+    within(Duration::from_secs(2), "A serves the change of its today", async || {
+        rcpt_code(a.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await == 250
+    })
+    .await;
+    assert_eq!(rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await, 550, "B: not yet");
+    assert_eq!(send(a.addr, "alice@acme.example", "to the new server").await, 250);
+    assert_eq!(send(b.addr, "alice@acme.example", "to the old server").await, 250);
+    new_server.wait_for(1, WAIT).await;
+    old_server.wait_for(1, WAIT).await;
+    // listed as scheduled, kept in the history as pending
+    let list = stdout(&b, &["contracts", "list"]);
+    assert!(list.contains(&format!("scheduled from {day} (revision 2)")), "{list}");
+    let history = stdout(&b, &["contracts", "history", "acme"]);
+    assert!(history.contains("form 7") && history.contains("scheduled"), "{history}");
+
+    // withdrawn (B's today is before the day): A is back to the contract as it is now
+    let out = stdout(&b, &["contracts", "withdraw", "acme", "2"]);
+    assert!(out.contains("withdrawn"), "{out}");
+    within(Duration::from_secs(2), "A drops the withdrawn change", async || {
+        rcpt_code(a.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await == 550
+    })
+    .await;
+    // A cannot withdraw it (nor anything else) on or after its day
+    let out = a.cli(&["contracts", "withdraw", "acme", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    // back-dating is refused, nothing changed
+    let yesterday = west_today.pred_opt().unwrap().to_string();
+    let out = b.cli(&["contracts", "apply", "--on", &yesterday, "changed.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before today"));
+    assert_eq!(rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await, 550);
+}

@@ -34,6 +34,14 @@ pub enum OperatorError {
     /// The contracts file has problems; nothing was changed.
     #[error("the contracts are not valid; nothing was changed")]
     InvalidContracts(confread::Issues),
+    /// The effective day is before today (back-dating is refused).
+    #[error("the effective day {effective} is before today ({today}): changes take effect today or later")]
+    BackDated {
+        /// The day asked for.
+        effective: chrono::NaiveDate,
+        /// Today in the operator's calendar.
+        today: chrono::NaiveDate,
+    },
     /// The file conflicts with contracts it does not list (kept without pruning); nothing was
     /// changed.
     #[error("the file conflicts with stored contracts; nothing was changed")]
@@ -89,6 +97,9 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// The operator's day: the revisions recorded take effect from it.
     pub today: Option<chrono::NaiveDate>,
+    /// A later day from which the file's contracts take effect (scheduled: nothing changes
+    /// before it); `None`: today.
+    pub effective: Option<chrono::NaiveDate>,
     /// Who makes the change (kept in each revision).
     pub actor: String,
     /// Why (kept in each revision).
@@ -160,17 +171,35 @@ impl Operator {
             std::fs::create_dir_all(&dir).map_err(|source| OperatorError::Io { path: dir.clone(), source })?;
         }
         let store = Store::connect(&self.paths.contracts).await?;
-        let (stored, _) = store.load().await?;
+        let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
+        let effective = opts.effective.unwrap_or(today);
+        if effective < today {
+            return Err(OperatorError::BackDated { effective, today });
+        }
+        let (now, scheduled, _) = store.load_all().await?;
+        // planned against the contracts as they will be on that day
+        let stored = in_force_on(now, &scheduled, effective);
         let (plan, contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
         let generation = if opts.dry_run || !plan.changes_anything() {
             None
+        } else if effective > today {
+            Some(store.schedule(&contracts, &plan, effective, &opts.actor, &opts.reason).await?)
         } else {
-            let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
             Some(store.apply_recorded(&contracts, &plan, today, &opts.actor, &opts.reason).await?)
         };
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
         Ok(Applied { plan, contracts: contracts.len(), domains, generation })
+    }
+
+    /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`.
+    pub async fn withdraw(&self, id: &str, rev: i64, today: chrono::NaiveDate) -> Result<bool, OperatorError> {
+        Ok(Store::connect(&self.paths.contracts).await?.withdraw(id, rev, today).await?)
+    }
+
+    /// The changes scheduled for later days.
+    pub async fn scheduled(&self) -> Result<Vec<contracts::Scheduled>, OperatorError> {
+        Ok(Store::connect(&self.paths.contracts).await?.load_all().await?.1)
     }
 
     /// Every recorded revision of contract `id`, oldest first.
@@ -298,4 +327,24 @@ impl Operator {
             LogLocation::Shared { .. } => true,
         }
     }
+}
+
+/// The contracts as they will be on `day`: those stored now, with the scheduled changes of
+/// that day and before applied in order.
+fn in_force_on(
+    mut contracts: Vec<Contract>,
+    scheduled: &[contracts::Scheduled],
+    day: chrono::NaiveDate,
+) -> Vec<Contract> {
+    for s in scheduled.iter().filter(|s| s.effective_from <= day) {
+        match (contracts.iter().position(|c| c.id == s.id), &s.contract) {
+            (Some(i), Some(c)) => contracts[i] = c.clone(),
+            (Some(i), None) => {
+                contracts.remove(i);
+            }
+            (None, Some(c)) => contracts.push(c.clone()),
+            (None, None) => {}
+        }
+    }
+    contracts
 }
