@@ -144,12 +144,26 @@ impl Store {
     }
 
     /// Bumps the generation, notifies the nodes and commits.
-    async fn bump(&self, mut tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
-        sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            .execute(&mut *tx)
-            .await
-            .map_err(q("setting the generation"))?;
+    async fn bump(&self, tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, StoreError> {
+        self.finish(tx, None).await
+    }
+
+    /// Moves the generation on (or sets it to `generation`), notifies the nodes and commits;
+    /// returns the generation.
+    async fn finish(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        generation: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        match generation {
+            None => sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'"),
+            Some(g) => sqlx::query("UPDATE meta SET value = $1 WHERE key = 'generation'").bind(g),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(q("setting the generation"))?;
         let generation = generation_in(&mut tx).await?;
+        // delivered at commit: every node listening reloads at once
         store::changes::notify(&mut tx, self.backend, CHANGES_CHANNEL, &generation.to_string())
             .await
             .map_err(q("notifying the nodes"))?;
@@ -281,20 +295,7 @@ impl Store {
         for (pos, c) in contracts.iter().enumerate() {
             insert_contract(&mut tx, c, pos as i64).await?;
         }
-        match generation {
-            None => sqlx::query("UPDATE meta SET value = value + 1 WHERE key = 'generation'"),
-            Some(g) => sqlx::query("UPDATE meta SET value = $1 WHERE key = 'generation'").bind(g),
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(q("setting the generation"))?;
-        let generation = generation_in(&mut tx).await?;
-        // delivered at commit: every node listening reloads at once
-        store::changes::notify(&mut tx, self.backend, CHANGES_CHANNEL, &generation.to_string())
-            .await
-            .map_err(q("notifying the nodes"))?;
-        tx.commit().await.map_err(q("committing"))?;
-        Ok(generation)
+        self.finish(tx, generation).await
     }
 
     /// The generation counter (changes on every apply).
