@@ -79,7 +79,7 @@ impl Store {
     /// Replaces all contracts with `contracts` (already validated) in one transaction.
     /// Returns the new generation.
     pub async fn apply(&self, contracts: &[Contract]) -> Result<i64, StoreError> {
-        self.replace(contracts, None, None).await
+        self.replace(contracts, None, None, None).await
     }
 
     /// [`Store::apply`], recording in the same transaction a revision of each contract the
@@ -93,7 +93,7 @@ impl Store {
         reason: &str,
     ) -> Result<i64, StoreError> {
         let record = Recorded { revisions: revisions_of(contracts, plan), today, actor, reason };
-        self.replace(contracts, None, Some(&record)).await
+        self.replace(contracts, None, Some(&record), None).await
     }
 
     /// Records the plan's creations, changes and removals as revisions pending until
@@ -240,17 +240,21 @@ impl Store {
     }
 
     /// Replaces all contracts with `contracts` and sets the generation to `generation`: the
-    /// local last-good copy of a shared store, kept at the generation it was read at.
+    /// local last-good copy of a shared store, kept at the generation it was read at, with its
+    /// scheduled changes, in one transaction.
     pub async fn mirror(
         &self,
         contracts: &[Contract],
         scheduled: &[Scheduled],
         generation: i64,
     ) -> Result<(), StoreError> {
-        self.replace(contracts, Some(generation), None).await?;
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        self.replace(contracts, Some(generation), None, Some(scheduled)).await.map(|_| ())
+    }
+
+    /// Replaces the scheduled revisions with `scheduled` (the last-good copy's).
+    async fn copy_scheduled(conn: &mut AnyConnection, scheduled: &[Scheduled]) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM contract_revisions WHERE pending = 1")
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(q("clearing scheduled revisions"))?;
         for s in scheduled {
@@ -264,11 +268,11 @@ impl Store {
             .bind(s.effective_from.to_string())
             .bind(s.contract.as_ref().map(crate::to_toml).unwrap_or_default())
             .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(q("copying scheduled revisions"))?;
         }
-        tx.commit().await.map_err(q("committing the copy"))
+        Ok(())
     }
 
     async fn replace(
@@ -276,8 +280,12 @@ impl Store {
         contracts: &[Contract],
         generation: Option<i64>,
         record: Option<&Recorded<'_>>,
+        scheduled: Option<&[Scheduled]>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        if let Some(scheduled) = scheduled {
+            Store::copy_scheduled(&mut tx, scheduled).await?;
+        }
         for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
             let r = record.expect("revisions come with their record");
             // what is applied now supersedes what was scheduled for today or before
