@@ -20,6 +20,8 @@ pub struct Plan {
     pub missing: Vec<String>,
     /// Whether the missing contracts are removed.
     pub prune: bool,
+    /// A cancellation's quoted early-termination fee (yen, before tax), kept with its revision.
+    pub fee: Option<i64>,
 }
 
 impl Plan {

@@ -92,7 +92,7 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let record = Recorded { revisions: revisions_of(contracts, plan), today, actor, reason };
+        let record = Recorded { revisions: revisions_of(contracts, plan), today, actor, reason, fee: plan.fee };
         self.replace(contracts, None, Some(&record), None).await
     }
 
@@ -109,8 +109,17 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         for (id, doc, changed) in revisions_of(contracts, plan) {
-            let rev =
-                insert_revision(&mut tx, &id, effective, doc.as_deref().unwrap_or(""), &changed, actor, reason).await?;
+            let rev = insert_revision(
+                &mut tx,
+                &id,
+                effective,
+                doc.as_deref().unwrap_or(""),
+                &changed,
+                actor,
+                reason,
+                plan.fee,
+            )
+            .await?;
             sqlx::query("UPDATE contract_revisions SET pending = 1 WHERE contract_id = $1 AND rev = $2")
                 .bind(&id)
                 .bind(rev)
@@ -174,7 +183,7 @@ impl Store {
     /// Every revision of contract `id`, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Revision>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rev, effective_from, doc, changed, created_at, actor, reason, pending, withdrawn_at FROM contract_revisions \
+            "SELECT rev, effective_from, doc, changed, created_at, actor, reason, pending, withdrawn_at, fee FROM contract_revisions \
              WHERE contract_id = $1 ORDER BY rev",
         )
         .bind(id)
@@ -199,6 +208,7 @@ impl Store {
                     reason: r.get("reason"),
                     pending: r.get::<i64, _>("pending") != 0,
                     withdrawn_at: r.get("withdrawn_at"),
+                    fee: r.get("fee"),
                 })
             })
             .collect()
@@ -295,7 +305,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("superseding scheduled revisions"))?;
-            insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason).await?;
+            insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason, r.fee)
+                .await?;
         }
         sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
         sqlx::query("DELETE FROM domains").execute(&mut *tx).await.map_err(q("clearing domains"))?;
@@ -414,6 +425,8 @@ pub struct Revision {
     pub pending: bool,
     /// When it was withdrawn (before its day), if it was.
     pub withdrawn_at: Option<String>,
+    /// For a cancellation: the early-termination fee quoted (yen, before tax).
+    pub fee: Option<i64>,
 }
 
 /// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
@@ -422,8 +435,10 @@ struct Recorded<'a> {
     today: NaiveDate,
     actor: &'a str,
     reason: &'a str,
+    fee: Option<i64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn insert_revision(
     conn: &mut AnyConnection,
     id: &str,
@@ -432,6 +447,7 @@ async fn insert_revision(
     changed: &str,
     actor: &str,
     reason: &str,
+    fee: Option<i64>,
 ) -> Result<i64, StoreError> {
     let next: i64 =
         sqlx::query("SELECT COALESCE(MAX(rev), 0) + 1 AS next FROM contract_revisions WHERE contract_id = $1")
@@ -441,8 +457,8 @@ async fn insert_revision(
             .map_err(q("numbering a revision"))?
             .get("next");
     sqlx::query(
-        "INSERT INTO contract_revisions (contract_id, rev, effective_from, doc, changed, created_at, actor, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO contract_revisions (contract_id, rev, effective_from, doc, changed, created_at, actor, reason, fee) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id)
     .bind(next)
@@ -452,6 +468,7 @@ async fn insert_revision(
     .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     .bind(actor)
     .bind(reason)
+    .bind(fee)
     .execute(&mut *conn)
     .await
     .map_err(q("recording a revision"))?;

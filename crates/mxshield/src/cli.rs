@@ -102,7 +102,7 @@ pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow:
                 (Some(_), _) => format!("{} (withdrawn)", r.changed.join(",")),
                 (None, true) => format!("{} (scheduled)", r.changed.join(",")),
                 (None, false) => r.changed.join(","),
-            },
+            } + &r.fee.map(|f| format!(" (fee {f} yen)")).unwrap_or_default(),
             r.reason
         );
         if full && !r.doc.is_empty() {
@@ -110,6 +110,46 @@ pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow:
                 println!("       {line}");
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `contracts cancel ID --on DATE [--dry-run]`.
+pub async fn contracts_cancel(
+    config: &Config,
+    id: &str,
+    on: chrono::NaiveDate,
+    req: &operator::CancelRequest<'_>,
+) -> anyhow::Result<ExitCode> {
+    let q = match operator(config).cancel(id, on, req).await {
+        Ok(q) => q,
+        Err(e @ (OperatorError::BackDated { .. } | OperatorError::NoContract(..) | OperatorError::AlreadyEnds(..))) => {
+            eprintln!("mxshield: {e}; nothing was changed");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let last = on.pred_opt().unwrap_or(on);
+    println!("contract:          {} ({})", q.contract, q.customer);
+    println!("service:           from {} to {last} (ends {on}, 00:00 {})", q.starts, config.calendar.name());
+    match (q.min_term_end, q.monthly_fee) {
+        (Some(end), Some(monthly)) => {
+            println!("minimum term:      until {} (monthly fee {monthly} yen)", end.pred_opt().unwrap_or(end));
+            let tax = match q.fee_tax {
+                rating::TaxCategory::NonTaxable => "outside the scope of consumption tax",
+                rating::TaxCategory::Standard => "plus consumption tax",
+            };
+            println!("termination fee:   {} yen ({tax})", q.fee);
+        }
+        _ => println!("termination fee:   none computed (no [billing] price table in force on {last})"),
+    }
+    if q.removed {
+        println!("(cancelled on or before its start: the contract is removed)");
+    }
+    match q.generation {
+        None => println!("quote only, nothing changed"),
+        Some(g) if on > req.today => println!("cancellation scheduled from {on}; generation {g}"),
+        Some(g) => println!("cancelled from today; generation {g}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,6 +41,15 @@ pub struct Config {
     pub warnings: WarningsConfig,
     /// `[signatures]`: signature releases (updates).
     pub signatures: sigupdate::updater::UpdateConfig,
+    /// `[billing]`: the issuer and the price tables.
+    pub billing: BillingConfig,
+}
+
+/// `[billing]`: what contracts cost.
+#[derive(Debug, Clone, Default)]
+pub struct BillingConfig {
+    /// `[[billing.price_table]]`: the price table's versions, by the day each takes effect.
+    pub tables: rating::Versioned<rating::PriceTable>,
 }
 
 /// `[scan]`: the scanning engine.
@@ -162,6 +171,8 @@ impl Config {
         let (node_id, heartbeat, down_after) = read_node(&mut r, node_sec.as_mut(), &node_name);
         let mut operator_sec = r.table(&mut root, "operator");
         let calendar = read_operator(&mut r, operator_sec.as_mut());
+        let mut billing_sec = r.table(&mut root, "billing");
+        let billing = read_billing(&mut r, billing_sec.as_mut());
         let mut sigs_sec = r.table(&mut root, "signatures");
         let signatures = read_signatures(&mut r, sigs_sec.as_mut());
         r.deny_unknown(&root);
@@ -182,6 +193,7 @@ impl Config {
             log,
             warnings,
             signatures,
+            billing,
         })
     }
 
@@ -297,6 +309,95 @@ fn read_operator(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> contr
     };
     r.deny_unknown(sec);
     calendar
+}
+
+/// `[billing]`: `[[billing.price_table]]` versions (`effective_from`, `min_term_months`, `early_termination_fee` in yen or
+/// `early_termination = "remaining_min_term"`, `early_termination_tax`, `proration`, and
+/// `[[billing.price_table.tier]]` ranges).
+fn read_billing(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> BillingConfig {
+    let Some(sec) = sec else { return BillingConfig::default() };
+    let mut cfg = BillingConfig::default();
+    for mut t in r.tables(sec, "price_table") {
+        if let Some(v) = read_price_table(r, &mut t) {
+            if cfg.tables.versions.iter().any(|(day, _)| *day == v.0) {
+                r.issue(
+                    t.child_path("effective_from"),
+                    t.line(),
+                    format!("a price table already takes effect on {}", v.0),
+                );
+            } else {
+                cfg.tables.versions.push(v);
+            }
+        }
+        r.deny_unknown(&t);
+    }
+    r.deny_unknown(sec);
+    cfg
+}
+
+fn read_price_table(r: &mut Reader<'_>, t: &mut Section<'_, '_>) -> Option<(chrono::NaiveDate, rating::PriceTable)> {
+    let effective = match r.string(t, "effective_from") {
+        None => {
+            r.issue(t.child_path("effective_from"), t.line(), "missing (the day this table takes effect)");
+            None
+        }
+        Some((s, line)) => s.parse::<chrono::NaiveDate>().ok().or_else(|| {
+            r.issue(t.child_path("effective_from"), line, format!("{s:?} is not a date (YYYY-MM-DD)"));
+            None
+        }),
+    };
+    let min_term_months = r.unsigned(t, "min_term_months").map_or(1, |(n, _)| u32::try_from(n).unwrap_or(u32::MAX));
+    let yen = |n: u64| rating::Yen::try_from(n).unwrap_or(rating::Yen::MAX);
+    let mut early_termination = rating::EarlyTermination::Fixed(0);
+    if let Some((n, _)) = r.unsigned(t, "early_termination_fee") {
+        early_termination = rating::EarlyTermination::Fixed(yen(n));
+    }
+    if let Some((v, line)) = r.string(t, "early_termination") {
+        if v == "remaining_min_term" && !t.has("early_termination_fee") {
+            early_termination = rating::EarlyTermination::RemainingMinTerm;
+        } else {
+            r.issue(
+                t.child_path("early_termination"),
+                line,
+                "must be \"remaining_min_term\" (or give early_termination_fee, not both)",
+            );
+        }
+    }
+    let mut early_termination_tax = rating::TaxCategory::NonTaxable;
+    if let Some((v, line)) = r.string(t, "early_termination_tax") {
+        match v.as_str() {
+            "non_taxable" => {}
+            "standard" => early_termination_tax = rating::TaxCategory::Standard,
+            _ => r.issue(t.child_path("early_termination_tax"), line, "must be \"non_taxable\" or \"standard\""),
+        }
+    }
+    let mut proration = rating::Proration::None;
+    if let Some((v, line)) = r.string(t, "proration") {
+        match v.as_str() {
+            "none" => {}
+            "daily" => proration = rating::Proration::Daily,
+            _ => r.issue(t.child_path("proration"), line, "must be \"none\" or \"daily\""),
+        }
+    }
+    let mut tiers = Vec::new();
+    for mut tier in r.tables(t, "tier") {
+        let min = r.unsigned(&mut tier, "min_accounts").map(|(n, _)| u32::try_from(n).unwrap_or(u32::MAX));
+        let max = r.unsigned(&mut tier, "max_accounts").map(|(n, _)| u32::try_from(n).unwrap_or(u32::MAX));
+        let fee = r.unsigned(&mut tier, "monthly_fee").map(|(n, _)| yen(n));
+        match (min, fee) {
+            (Some(min_accounts), Some(monthly_fee)) => {
+                tiers.push(rating::Tier { min_accounts, max_accounts: max, monthly_fee })
+            }
+            _ => r.issue(tier.child_path("monthly_fee"), tier.line(), "a tier needs min_accounts and monthly_fee"),
+        }
+        r.deny_unknown(&tier);
+    }
+    let table = rating::PriceTable { tiers, min_term_months, early_termination, early_termination_tax, proration };
+    let errors = table.validate();
+    for e in &errors {
+        r.issue(t.child_path("tier"), t.line(), e.to_string());
+    }
+    Some((effective?, table)).filter(|_| errors.is_empty())
 }
 
 /// A node name: what `node_id` may be.

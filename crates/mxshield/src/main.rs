@@ -167,6 +167,23 @@ enum ContractsCmd {
     },
     /// Withdraw a change scheduled for a later day (its revision number: `contracts history`).
     Withdraw { id: String, rev: i64 },
+    /// Cancel a contract from DATE (its first day without service): prints the quote — the
+    /// early-termination fee from the `[billing]` price tables — then records the cancellation with it.
+    Cancel {
+        id: String,
+        /// The first day without service (YYYY-MM-DD; today or later).
+        #[arg(long, value_name = "DATE")]
+        on: chrono::NaiveDate,
+        /// Only print the quote.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (kept in the revision).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who cancels (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
     /// Every recorded revision of one contract: when it took effect, what changed, who, why.
     History {
         id: String,
@@ -282,6 +299,17 @@ fn main() -> ExitCode {
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
             Command::Contracts(ContractsCmd::Withdraw { id, rev }) => cli::contracts_withdraw(&config, &id, rev).await,
+            Command::Contracts(ContractsCmd::Cancel { id, on, dry_run, reason, actor }) => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                let req = operator::CancelRequest {
+                    today: config.calendar.today(),
+                    tables: &config.billing.tables,
+                    actor: &actor,
+                    reason: &reason,
+                    dry_run,
+                };
+                cli::contracts_cancel(&config, &id, on, &req).await
+            }
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,

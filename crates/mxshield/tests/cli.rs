@@ -38,6 +38,14 @@ fn bad_configs_exit_2_with_every_error() {
         ("[smtp\nlisten = 1\n", &["bad.toml:line 1: TOML syntax error"]),
         ("[delivery.routes]\n\"x.test\" = \"::bad::\"\n", &["bad.toml:line 2: delivery.routes.x.test: invalid server"]),
         ("[log]\nformat = \"xml\"\n", &["bad.toml:line 2: log.format: \"xml\" is not \"text\" or \"json\""]),
+        (
+            "[[billing.price_table]]\neffective_from = \"someday\"\nproration = \"weekly\"\n[[billing.price_table.tier]]\nmin_accounts = 2\nmonthly_fee = 100\n",
+            &[
+                "bad.toml:line 1: billing.price_table[0].tier: the first range must start at 1 account (it starts at 2)",
+                "bad.toml:line 2: billing.price_table[0].effective_from: \"someday\" is not a date",
+                "bad.toml:line 3: billing.price_table[0].proration: must be \"none\" or \"daily\"",
+            ],
+        ),
     ];
     for (src, expected) in table {
         std::fs::write(dir.path().join("bad.toml"), src).unwrap();
@@ -55,6 +63,68 @@ fn bad_configs_exit_2_with_every_error() {
     let (code, _, err) = run(dir.path(), &["--config", "missing.toml", "serve"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read missing.toml"));
+}
+
+/// `contracts cancel`: the quote first (the early-termination fee from the `[billing]` price
+/// table), then the cancellation recorded with its fee, from a later day (withdrawable) or from
+/// today; back-dating and unknown contracts refused.
+#[test]
+fn contracts_cancel_quotes_the_fee_and_records_it() {
+    let dir = TempDir::new("contracts-cancel");
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    let starts = today - chrono::Days::new(5);
+    let term_end = starts.checked_add_months(chrono::Months::new(1)).unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "data_dir = \"data\"\n[[billing.price_table]]\neffective_from = \"2020-01-01\"\nmin_term_months = 1\nearly_termination_fee = 5000\n\
+         [[billing.price_table.tier]]\nmin_accounts = 1\nmax_accounts = 10\nmonthly_fee = 3000\n\
+         [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
+    )
+    .unwrap();
+    let c = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", &format!("starts = \"{starts}\""));
+    std::fs::write(dir.path().join("c.toml"), c).unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        run(dir.path(), &all)
+    };
+    assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
+    let soon = (today + chrono::Days::new(3)).to_string();
+    // within the minimum term: the fixed fee, outside the scope of the tax; nothing changed
+    let (code, out, err) = cli(&["contracts", "cancel", "acme", "--on", &soon, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("termination fee:   5000 yen (outside the scope") && out.contains("quote only"), "{out}");
+    assert!(out.contains("monthly fee 3000 yen"), "{out}");
+    // from the end of the minimum term: no fee
+    let (_, out, _) = cli(&["contracts", "cancel", "acme", "--on", &term_end.to_string(), "--dry-run"]);
+    assert!(out.contains("termination fee:   0 yen"), "{out}");
+    assert_eq!(cli(&["contracts", "history", "acme"]).1.lines().count(), 2, "a quote records nothing");
+    // recorded, from a later day: scheduled, with its fee; then withdrawn
+    let (code, out, _) = cli(&["contracts", "cancel", "acme", "--on", &soon, "--reason", "letter of 1 Dec"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("cancellation scheduled from {soon}")), "{out}");
+    let history = cli(&["contracts", "history", "acme"]).1;
+    let last = history.lines().last().unwrap();
+    assert!(last.contains("cancelled (scheduled) (fee 5000 yen)") && last.ends_with("letter of 1 Dec"), "{history}");
+    assert!(cli(&["contracts", "list"]).1.contains(&format!("scheduled from {soon} (revision 2)")));
+    assert_eq!(cli(&["contracts", "withdraw", "acme", "2"]).0, 0);
+    // refused: a day before today, an unknown contract
+    let yesterday = (today - chrono::Days::new(1)).to_string();
+    let (code, _, err) = cli(&["contracts", "cancel", "acme", "--on", &yesterday]);
+    assert_eq!(code, 2);
+    assert!(err.contains("before today") && err.contains("nothing was changed"), "{err}");
+    let (code, _, err) = cli(&["contracts", "cancel", "nobody", "--on", &soon]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no contract \"nobody\""), "{err}");
+    // from today: ended at once, the domain no longer active
+    let (code, out, _) = cli(&["contracts", "cancel", "acme", "--on", &today.to_string()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cancelled from today"), "{out}");
+    let list = cli(&["contracts", "list"]).1;
+    assert!(list.contains(&format!("{today}")) && list.contains("inactive"), "{list}");
+    let (code, _, err) = cli(&["contracts", "cancel", "acme", "--on", &soon]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already ends"), "{err}");
 }
 
 /// A contracts file that forgets a customer, or an empty one, cancels nobody: contracts it does

@@ -34,6 +34,12 @@ pub enum OperatorError {
     /// The contracts file has problems; nothing was changed.
     #[error("the contracts are not valid; nothing was changed")]
     InvalidContracts(confread::Issues),
+    /// No such contract is in force on the day asked for.
+    #[error("no contract {0:?} is in force on {1}")]
+    NoContract(String, chrono::NaiveDate),
+    /// The contract already ends on or before the day asked for.
+    #[error("contract {0:?} already ends on {1}")]
+    AlreadyEnds(String, chrono::NaiveDate),
     /// The effective day is before today (back-dating is refused).
     #[error("the effective day {effective} is before today ({today}): changes take effect today or later")]
     BackDated {
@@ -85,6 +91,46 @@ pub struct Applied {
     pub domains: usize,
     /// The store's generation after the change (a running server reloads when it moves);
     /// `None` when nothing was written (a dry run, or nothing to change).
+    pub generation: Option<i64>,
+}
+
+/// What a cancellation needs besides the contract and its day.
+#[derive(Debug, Clone)]
+pub struct CancelRequest<'a> {
+    /// Today in the operator's calendar.
+    pub today: chrono::NaiveDate,
+    /// The price table's versions (empty: no fee is computed).
+    pub tables: &'a rating::Versioned<rating::PriceTable>,
+    /// Who cancels.
+    pub actor: &'a str,
+    /// Why (the form, the letter).
+    pub reason: &'a str,
+    /// Only quote.
+    pub dry_run: bool,
+}
+
+/// A cancellation's quote (and, once made, its generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// The contract.
+    pub contract: String,
+    /// Its customer.
+    pub customer: String,
+    /// Its first day of service.
+    pub starts: chrono::NaiveDate,
+    /// Its first day without service.
+    pub ends: chrono::NaiveDate,
+    /// The first day it may end without a fee (`None`: no price table).
+    pub min_term_end: Option<chrono::NaiveDate>,
+    /// The monthly fee of its range (`None`: no price table in force).
+    pub monthly_fee: Option<rating::Yen>,
+    /// The early-termination fee (yen, before tax).
+    pub fee: rating::Yen,
+    /// How that fee is taxed.
+    pub fee_tax: rating::TaxCategory,
+    /// Cancelled on or before its start: removed rather than ended.
+    pub removed: bool,
+    /// The store's generation after it was recorded (`None` for a quote only).
     pub generation: Option<i64>,
 }
 
@@ -190,6 +236,76 @@ impl Operator {
         };
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
         Ok(Applied { plan, contracts: contracts.len(), domains, generation })
+    }
+
+    /// Cancels contract `id` from day `on` (its first day without service; `on` ≥ `today`),
+    /// with the quote: the early-termination fee from `tables` (the version in force on the
+    /// last day of service), recorded with the cancellation. A later day schedules it; a
+    /// cancellation on or before the start removes the contract. `dry_run`: the quote only.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        on: chrono::NaiveDate,
+        req: &CancelRequest<'_>,
+    ) -> Result<Quote, OperatorError> {
+        let today = req.today;
+        if on < today {
+            return Err(OperatorError::BackDated { effective: on, today });
+        }
+        let store = Store::connect(&self.paths.contracts).await?;
+        let (now, scheduled, _) = store.load_all().await?;
+        let then = in_force_on(now.clone(), &scheduled, on);
+        let Some(c) = then.iter().find(|c| c.id == id).cloned() else {
+            return Err(OperatorError::NoContract(id.to_string(), on));
+        };
+        if let Some(ends) = c.ends.filter(|e| *e <= on) {
+            return Err(OperatorError::AlreadyEnds(id.to_string(), ends));
+        }
+        let last_day = on.pred_opt().unwrap_or(on).max(c.starts);
+        let priced = req.tables.on(last_day).and_then(|t| Some((t, t.tier(c.accounts_limit)?.monthly_fee)));
+        let (fee, fee_tax, monthly_fee) = match priced {
+            Some((t, monthly)) => {
+                (rating::early_termination_fee(t, c.starts, on, monthly), t.early_termination_tax, Some(monthly))
+            }
+            None => (0, rating::TaxCategory::NonTaxable, None),
+        };
+        let min_term_end = req.tables.on(last_day).map(|t| rating::min_term_end(c.starts, t.min_term_months));
+        let before_start = on <= c.starts;
+        let mut quote = Quote {
+            contract: c.id.clone(),
+            customer: c.customer.clone(),
+            starts: c.starts,
+            ends: on,
+            min_term_end,
+            monthly_fee,
+            fee,
+            fee_tax,
+            removed: before_start,
+            generation: None,
+        };
+        if req.dry_run {
+            return Ok(quote);
+        }
+        let mut plan = contracts::Plan { fee: Some(fee), ..Default::default() };
+        let cancelled = Contract { ends: Some(on), ..c.clone() };
+        if before_start {
+            plan.prune = true;
+            plan.missing.push(c.id.clone());
+        } else {
+            plan.changed.push((c.id.clone(), vec!["cancelled"]));
+        }
+        quote.generation = Some(if on > today {
+            store.schedule(std::slice::from_ref(&cancelled), &plan, on, req.actor, req.reason).await?
+        } else {
+            // in force today: the stored set as it is today, with this contract ended
+            let set: Vec<Contract> = in_force_on(now, &scheduled, today)
+                .into_iter()
+                .filter(|x| !(before_start && x.id == c.id))
+                .map(|x| if x.id == c.id { cancelled.clone() } else { x })
+                .collect();
+            store.apply_recorded(&set, &plan, today, req.actor, req.reason).await?
+        });
+        Ok(quote)
     }
 
     /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`.

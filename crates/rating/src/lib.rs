@@ -146,9 +146,16 @@ impl PriceTable {
 
 /// Something that changes on dates: each value in force from its date until the next one's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Versioned<T> {
     /// `(effective_from, value)`, in any order.
     pub versions: Vec<(NaiveDate, T)>,
+}
+
+impl<T> Default for Versioned<T> {
+    fn default() -> Self {
+        Versioned { versions: Vec::new() }
+    }
 }
 
 impl<T> Versioned<T> {
