@@ -182,18 +182,27 @@ impl Store {
 
     /// Every revision of contract `id`, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Revision>, StoreError> {
+        self.revisions(Some(id)).await
+    }
+
+    /// Every revision of every contract, by contract then in order.
+    pub async fn all_revisions(&self) -> Result<Vec<Revision>, StoreError> {
+        self.revisions(None).await
+    }
+
+    async fn revisions(&self, id: Option<&str>) -> Result<Vec<Revision>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rev, effective_from, doc, changed, created_at, actor, reason, pending, withdrawn_at, fee FROM contract_revisions \
-             WHERE contract_id = $1 ORDER BY rev",
+            "SELECT contract_id, rev, effective_from, doc, changed, created_at, actor, reason, pending, withdrawn_at, fee \
+             FROM contract_revisions WHERE $1 = '' OR contract_id = $1 ORDER BY contract_id, rev",
         )
-        .bind(id)
+        .bind(id.unwrap_or(""))
         .fetch_all(&self.pool)
         .await
         .map_err(q("reading the history"))?;
         rows.iter()
             .map(|r| {
                 Ok(Revision {
-                    contract: id.to_string(),
+                    contract: r.get("contract_id"),
                     rev: r.get::<i64, _>("rev"),
                     effective_from: date(&r.get::<String, _>("effective_from"))?,
                     doc: r.get("doc"),

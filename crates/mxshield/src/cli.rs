@@ -154,6 +154,62 @@ pub async fn contracts_cancel(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `billing statement --month YYYY-MM [--json]`.
+pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let Ok(first) = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") else {
+        eprintln!("mxshield: --month {month:?} is not a month (YYYY-MM)");
+        return Ok(ExitCode::from(2));
+    };
+    let statements = match operator(config).statements(first, &config.billing.tables, rating::Rounding::Floor).await {
+        Ok(s) => s,
+        Err(e @ (OperatorError::Rating(_) | OperatorError::InvalidRevision(_))) => {
+            eprintln!("mxshield: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        let out: Vec<serde_json::Value> = statements
+            .iter()
+            .map(|s| serde_json::json!({"customer": s.customer, "month": month, "lines": s.lines, "totals": s.totals}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &statements {
+        println!("{} — {month} (draft)", s.customer);
+        for l in &s.lines {
+            let what = match l.kind {
+                rating::LineKind::Service => format!(
+                    "{} {} to {}, {} accounts at {} yen/month",
+                    l.contract,
+                    l.from,
+                    l.until.pred_opt().unwrap_or(l.until),
+                    l.accounts,
+                    l.monthly_fee
+                ),
+                rating::LineKind::EarlyTermination => format!("{} early-termination fee (ends {})", l.contract, l.from),
+            };
+            let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
+            println!("  {what:<72} {:>10}{tax}", l.amount);
+        }
+        if let Some(t) = &s.totals {
+            for r in &t.by_rate {
+                println!("  {:<72} {:>10}", format!("subtotal at {} %", r.rate.percent), r.subtotal);
+                println!("  {:<72} {:>10}", format!("consumption tax {} %", r.rate.percent), r.tax);
+            }
+            if t.non_taxable != 0 {
+                println!("  {:<72} {:>10}", "non-taxable", t.non_taxable);
+            }
+            println!("  {:<72} {:>10}", "total (yen)", t.total);
+        }
+    }
+    if statements.is_empty() {
+        println!("no service to bill in {month}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `contracts withdraw ID REV`.
 pub async fn contracts_withdraw(config: &Config, id: &str, rev: i64) -> anyhow::Result<ExitCode> {
     if operator(config).withdraw(id, rev, config.calendar.today()).await? {

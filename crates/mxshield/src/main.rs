@@ -39,6 +39,9 @@ enum Command {
     /// Manage contracts.
     #[command(subcommand)]
     Contracts(ContractsCmd),
+    /// Rate contracts: monthly statements.
+    #[command(subcommand)]
+    Billing(BillingCmd),
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -196,6 +199,21 @@ enum ContractsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum BillingCmd {
+    /// Draft statements of a month, one per customer: each contract's lines (split where its
+    /// accounts or the price table change, the early-termination fee in its month), subtotal
+    /// and tax per rate (computed once per rate), non-taxable sum, total.
+    Statement {
+        /// The month (YYYY-MM).
+        #[arg(long)]
+        month: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum QueueCmd {
     /// One line per queued message.
     List,
@@ -298,6 +316,9 @@ fn main() -> ExitCode {
                 cli::contracts_apply(&config, &file, opts).await
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
+            Command::Billing(BillingCmd::Statement { month, json }) => {
+                cli::billing_statement(&config, &month, json).await
+            }
             Command::Contracts(ContractsCmd::Withdraw { id, rev }) => cli::contracts_withdraw(&config, &id, rev).await,
             Command::Contracts(ContractsCmd::Cancel { id, on, dry_run, reason, actor }) => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());

@@ -127,6 +127,77 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     assert!(err.contains("already ends"), "{err}");
 }
 
+/// `billing statement`: a month with a change and one with a cancellation, against figures
+/// computed by hand — all of it scheduled for a fixed month ahead so that the days are known.
+/// Tiers 1–10: 3,000 yen, 11–50: 8,000; daily proration; a two-month minimum term, 5,000 yen
+/// (non-taxable) for leaving earlier.
+#[test]
+fn billing_statement_matches_hand_computed_figures() {
+    let dir = TempDir::new("billing-statement");
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "data_dir = \"data\"\n[[billing.price_table]]\neffective_from = \"2020-01-01\"\nmin_term_months = 2\n\
+         early_termination_fee = 5000\nproration = \"daily\"\n\
+         [[billing.price_table.tier]]\nmin_accounts = 1\nmax_accounts = 10\nmonthly_fee = 3000\n\
+         [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run(dir.path(), &all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    let acme = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"");
+    let beta = "[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 3\nstarts = \"2031-03-01\"\n[[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n";
+    std::fs::write(dir.path().join("start.toml"), format!("{acme}\n{beta}")).unwrap();
+    std::fs::write(dir.path().join("more.toml"), acme.replace("accounts_limit = 5", "accounts_limit = 20")).unwrap();
+    cli(&["contracts", "apply", "--on", "2031-03-01", "start.toml"]);
+    cli(&["contracts", "apply", "--on", "2031-03-16", "more.toml"]);
+    let quote = cli(&["contracts", "cancel", "acme", "--on", "2031-04-10"]);
+    assert!(quote.contains("termination fee:   5000 yen"), "{quote}");
+    // a withdrawn change is not billed
+    std::fs::write(dir.path().join("less.toml"), acme.replace("accounts_limit = 5", "accounts_limit = 2")).unwrap();
+    cli(&["contracts", "apply", "--on", "2031-03-20", "less.toml"]);
+    let rev =
+        cli(&["contracts", "history", "acme"]).lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    cli(&["contracts", "withdraw", "acme", &rev]);
+
+    let statement = |month: &str| -> serde_json::Value {
+        serde_json::from_str(&cli(&["billing", "statement", "--month", month, "--json"])).unwrap()
+    };
+    let march = statement("2031-03");
+    let amounts = |s: &serde_json::Value| -> Vec<i64> {
+        s["lines"].as_array().unwrap().iter().map(|l| l["amount"].as_i64().unwrap()).collect()
+    };
+    // ACME: 15 days at 3,000 and 16 at 8,000 of 31: floor(45,000 / 31), floor(128,000 / 31)
+    let acme_march = &march[0];
+    assert_eq!(acme_march["customer"], "ACME Corp.");
+    assert_eq!(amounts(acme_march), [1451, 4129]);
+    assert_eq!(acme_march["totals"]["by_rate"][0]["subtotal"], 5580);
+    assert_eq!(acme_march["totals"]["by_rate"][0]["tax"], 558);
+    assert_eq!(acme_march["totals"]["total"], 6138);
+    // Beta: the whole month
+    assert_eq!(march[1]["customer"], "Beta");
+    assert_eq!(amounts(&march[1]), [3000]);
+    assert_eq!(march[1]["totals"]["total"], 3300);
+    // April: 9 days of 30 at 8,000 until it ends on the 10th, then the fee, outside the tax
+    let april = statement("2031-04");
+    assert_eq!(amounts(&april[0]), [2400, 5000]);
+    assert_eq!(april[0]["lines"][1]["kind"], "early_termination");
+    assert_eq!(april[0]["totals"]["by_rate"][0]["tax"], 240);
+    assert_eq!(april[0]["totals"]["non_taxable"], 5000);
+    assert_eq!(april[0]["totals"]["total"], 7640);
+    // May: only Beta
+    let may = statement("2031-05");
+    assert_eq!(may.as_array().unwrap().len(), 1);
+    assert_eq!(may[0]["customer"], "Beta");
+    // the readable form says the same
+    let table = cli(&["billing", "statement", "--month", "2031-04"]);
+    assert!(table.contains("early-termination fee") && table.contains("7640"), "{table}");
+}
+
 /// A contracts file that forgets a customer, or an empty one, cancels nobody: contracts it does
 /// not list are kept unless `--prune`; `--dry-run` shows the plan and changes nothing.
 #[test]

@@ -34,6 +34,12 @@ pub enum OperatorError {
     /// The contracts file has problems; nothing was changed.
     #[error("the contracts are not valid; nothing was changed")]
     InvalidContracts(confread::Issues),
+    /// A recorded revision cannot be read back.
+    #[error("a recorded revision is not valid: {0}")]
+    InvalidRevision(String),
+    /// A month cannot be rated (no price table in force, accounts in no range).
+    #[error("cannot rate: {0}")]
+    Rating(String),
     /// No such contract is in force on the day asked for.
     #[error("no contract {0:?} is in force on {1}")]
     NoContract(String, chrono::NaiveDate),
@@ -92,6 +98,17 @@ pub struct Applied {
     /// The store's generation after the change (a running server reloads when it moves);
     /// `None` when nothing was written (a dry run, or nothing to change).
     pub generation: Option<i64>,
+}
+
+/// A customer's draft statement for a month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The customer.
+    pub customer: String,
+    /// Its contracts' lines.
+    pub lines: Vec<rating::Line>,
+    /// Subtotal and tax per rate, non-taxable sum, total.
+    pub totals: Option<rating::Totals>,
 }
 
 /// What a cancellation needs besides the contract and its day.
@@ -306,6 +323,88 @@ impl Operator {
             store.apply_recorded(&set, &plan, today, req.actor, req.reason).await?
         });
         Ok(quote)
+    }
+
+    /// The draft statements of the month holding `month`, one per customer: each contract's
+    /// lines from its recorded revisions (withdrawn ones left out; its accounts as each
+    /// revision made them, its end and quoted early-termination fee from its cancellation),
+    /// priced by `tables`, taxed once per rate with `rounding`.
+    pub async fn statements(
+        &self,
+        month: chrono::NaiveDate,
+        tables: &rating::Versioned<rating::PriceTable>,
+        rounding: rating::Rounding,
+    ) -> Result<Vec<Statement>, OperatorError> {
+        let revisions = Store::connect(&self.paths.contracts).await?.all_revisions().await?;
+        let mut by_contract: Vec<(String, Vec<&contracts::Revision>)> = Vec::new();
+        for r in revisions.iter().filter(|r| r.withdrawn_at.is_none()) {
+            match by_contract.last_mut() {
+                Some((id, list)) if *id == r.contract => list.push(r),
+                _ => by_contract.push((r.contract.clone(), vec![r])),
+            }
+        }
+        let (_, month_end) = rating::month_bounds(month);
+        let mut statements: Vec<Statement> = Vec::new();
+        for (id, revs) in by_contract {
+            // the revisions in effect by the end of the month, by day then order made
+            let mut revs: Vec<&contracts::Revision> =
+                revs.into_iter().filter(|r| r.effective_from < month_end).collect();
+            revs.sort_by_key(|r| (r.effective_from, r.rev));
+            let mut docs: Vec<(chrono::NaiveDate, Option<Contract>, Option<i64>)> = Vec::new();
+            for r in &revs {
+                let doc = if r.doc.is_empty() {
+                    None
+                } else {
+                    let mut parsed = contracts::parse_file(&r.doc)
+                        .map_err(|e| OperatorError::InvalidRevision(format!("{id} revision {}: {e}", r.rev)))?;
+                    (parsed.len() == 1).then(|| parsed.remove(0))
+                };
+                docs.push((r.effective_from, doc, r.fee));
+            }
+            let Some(last) = docs.iter().rev().find_map(|(_, d, _)| d.as_ref()) else { continue };
+            let removed_on = docs.last().filter(|(_, d, _)| d.is_none()).map(|(day, _, _)| *day);
+            let ends = match (last.ends, removed_on) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let fee = docs.iter().rev().find_map(|(_, _, fee)| *fee);
+            let timeline = rating::ContractTimeline {
+                contract: id.clone(),
+                starts: last.starts,
+                ends,
+                revisions: docs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (day, d, _))| {
+                        // the first revision describes the contract from its start
+                        let from = if i == 0 { (*day).min(last.starts) } else { *day };
+                        d.as_ref().map(|c| rating::Revision {
+                            effective_from: from,
+                            accounts_limit: c.accounts_limit,
+                            withdrawn: false,
+                        })
+                    })
+                    .collect(),
+                table: tables,
+                termination_fee: fee,
+            };
+            let lines = rating::month_lines(&timeline, month).map_err(|e| OperatorError::Rating(e.to_string()))?;
+            if lines.is_empty() {
+                continue;
+            }
+            match statements.iter_mut().find(|s| s.customer == last.customer) {
+                Some(s) => s.lines.extend(lines),
+                None => statements.push(Statement { customer: last.customer.clone(), lines, totals: None }),
+            }
+        }
+        let rates = rating::TaxRates::japan();
+        for s in &mut statements {
+            s.totals = Some(rating::totals(&s.lines, &rates, rounding).ok_or_else(|| {
+                OperatorError::Rating(format!("{}: a line falls before any known tax rate", s.customer))
+            })?);
+        }
+        statements.sort_by(|a, b| a.customer.cmp(&b.customer));
+        Ok(statements)
     }
 
     /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`.
