@@ -160,7 +160,8 @@ pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyh
         eprintln!("mxshield: --month {month:?} is not a month (YYYY-MM)");
         return Ok(ExitCode::from(2));
     };
-    let statements = match operator(config).statements(first, &config.billing.tables, rating::Rounding::Floor).await {
+    let billing = &config.billing;
+    let statements = match operator(config).statements(first, &billing.tables, billing.rounding).await {
         Ok(s) => s,
         Err(e @ (OperatorError::Rating(_) | OperatorError::InvalidRevision(_))) => {
             eprintln!("mxshield: {e}");
@@ -168,16 +169,25 @@ pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyh
         }
         Err(e) => return Err(e.into()),
     };
+    let (_, next) = rating::month_bounds(first);
+    let last = next.pred_opt().unwrap_or(next);
+    let issuer = serde_json::json!({"name": billing.issuer, "registration_number": billing.registration_number});
     if json {
         let out: Vec<serde_json::Value> = statements
             .iter()
-            .map(|s| serde_json::json!({"customer": s.customer, "month": month, "lines": s.lines, "totals": s.totals}))
+            .map(|s| {
+                serde_json::json!({"issuer": issuer, "customer": s.customer, "month": month,
+                    "period": {"from": first, "to": last}, "lines": s.lines, "totals": s.totals})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     for s in &statements {
-        println!("{} — {month} (draft)", s.customer);
+        println!("{} — {first} to {last} (draft)", s.customer);
+        if let Some(name) = &billing.issuer {
+            println!("  issued by {name} {}", billing.registration_number.as_deref().unwrap_or(""));
+        }
         for l in &s.lines {
             let what = match l.kind {
                 rating::LineKind::Service => format!(

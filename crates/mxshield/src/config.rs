@@ -45,9 +45,15 @@ pub struct Config {
     pub billing: BillingConfig,
 }
 
-/// `[billing]`: what contracts cost.
+/// `[billing]`: who issues statements and what contracts cost.
 #[derive(Debug, Clone, Default)]
 pub struct BillingConfig {
+    /// The issuer's name, as statements show it.
+    pub issuer: Option<String>,
+    /// The issuer's qualified-invoice registration number (`T` and 13 digits).
+    pub registration_number: Option<String>,
+    /// How the tax of each rate is brought to whole yen (once per rate and statement).
+    pub rounding: rating::Rounding,
     /// `[[billing.price_table]]`: the price table's versions, by the day each takes effect.
     pub tables: rating::Versioned<rating::PriceTable>,
 }
@@ -311,12 +317,28 @@ fn read_operator(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> contr
     calendar
 }
 
-/// `[billing]`: `[[billing.price_table]]` versions (`effective_from`, `min_term_months`, `early_termination_fee` in yen or
+/// `[billing]`: `issuer`, `registration_number`, `rounding`, and `[[billing.price_table]]`
+/// versions (`effective_from`, `min_term_months`, `early_termination_fee` in yen or
 /// `early_termination = "remaining_min_term"`, `early_termination_tax`, `proration`, and
 /// `[[billing.price_table.tier]]` ranges).
 fn read_billing(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> BillingConfig {
     let Some(sec) = sec else { return BillingConfig::default() };
-    let mut cfg = BillingConfig::default();
+    let mut cfg = BillingConfig { issuer: r.string(sec, "issuer").map(|(s, _)| s), ..Default::default() };
+    if let Some((n, line)) = r.string(sec, "registration_number") {
+        if n.len() == 14 && n.starts_with('T') && n[1..].bytes().all(|b| b.is_ascii_digit()) {
+            cfg.registration_number = Some(n);
+        } else {
+            r.issue(sec.child_path("registration_number"), line, "must be T followed by 13 digits");
+        }
+    }
+    if let Some((v, line)) = r.string(sec, "rounding") {
+        match v.as_str() {
+            "floor" => cfg.rounding = rating::Rounding::Floor,
+            "half_up" => cfg.rounding = rating::Rounding::HalfUp,
+            "ceil" => cfg.rounding = rating::Rounding::Ceil,
+            _ => r.issue(sec.child_path("rounding"), line, "must be \"floor\", \"half_up\" or \"ceil\""),
+        }
+    }
     for mut t in r.tables(sec, "price_table") {
         if let Some(v) = read_price_table(r, &mut t) {
             if cfg.tables.versions.iter().any(|(day, _)| *day == v.0) {

@@ -198,6 +198,56 @@ fn billing_statement_matches_hand_computed_figures() {
     assert!(table.contains("early-termination fee") && table.contains("7640"), "{table}");
 }
 
+/// A customer with three contracts at 105 yen: the statement's tax is computed once on 315
+/// yen — 31 rounded down, 32 rounded half up — never as three taxes of 10; the issuer and its
+/// registration number are on the statement.
+#[test]
+fn statement_tax_is_rounded_once_per_rate_with_the_issuers_rounding() {
+    let dir = TempDir::new("billing-rounding");
+    let three: String = (1..=3)
+        .map(|i| {
+            format!(
+                "[[contract]]\nid = \"c{i}\"\ncustomer = \"Yamada Shoten\"\naccounts_limit = 1\nstarts = \"2031-03-01\"\n\
+                 [[contract.domain]]\nname = \"d{i}.example\"\nreceiving_servers = [\"127.0.0.1:2600\"]\naccounts = []\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("c.toml"), three).unwrap();
+    for (rounding, tax) in [("floor", 31), ("half_up", 32), ("ceil", 32)] {
+        std::fs::write(
+            dir.path().join("m.toml"),
+            format!(
+                "data_dir = \"data\"\n[billing]\nissuer = \"Example Mail K.K.\"\nregistration_number = \"T1234567890123\"\n\
+                 rounding = \"{rounding}\"\n[[billing.price_table]]\neffective_from = \"2020-01-01\"\n\
+                 [[billing.price_table.tier]]\nmin_accounts = 1\nmonthly_fee = 105\n"
+            ),
+        )
+        .unwrap();
+        let (code, _, err) =
+            run(dir.path(), &["--config", "m.toml", "contracts", "apply", "--on", "2031-03-01", "c.toml"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) =
+            run(dir.path(), &["--config", "m.toml", "billing", "statement", "--month", "2031-03", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(s.as_array().unwrap().len(), 1, "one statement for the customer: {out}");
+        assert_eq!(s[0]["lines"].as_array().unwrap().len(), 3);
+        assert_eq!(s[0]["totals"]["by_rate"][0]["subtotal"], 315, "{rounding}");
+        assert_eq!(s[0]["totals"]["by_rate"][0]["tax"], tax, "{rounding}");
+        assert_eq!(s[0]["totals"]["by_rate"][0]["rate"]["percent"], 10);
+        assert_eq!(s[0]["issuer"]["registration_number"], "T1234567890123");
+        assert_eq!(s[0]["period"]["to"], "2031-03-31");
+    }
+    std::fs::write(dir.path().join("bad.toml"), "[billing]\nregistration_number = \"1234\"\nrounding = \"bankers\"\n")
+        .unwrap();
+    let (code, _, err) = run(dir.path(), &["--config", "bad.toml", "check-config"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("registration_number: must be T followed by 13 digits") && err.contains("rounding: must be"),
+        "{err}"
+    );
+}
+
 /// A contracts file that forgets a customer, or an empty one, cancels nobody: contracts it does
 /// not list are kept unless `--prune`; `--dry-run` shows the plan and changes nothing.
 #[test]
