@@ -352,7 +352,8 @@ async fn a_node_lagging_behind_the_shared_releases_is_shown() {
     b.terminate();
 }
 
-/// A change scheduled for a later day (`contracts apply --on DAY`) is in force from that day in
+/// A change scheduled for a later day (`contracts apply --on DAY`), like a contract whose start
+/// is a later day, is in force from that day in
 /// the operator's calendar, in running servers, with no restart: two nodes share one store, A
 /// counts days in Pacific/Kiritimati (UTC+14), B in Etc/GMT+12 (UTC−12) — B's day is always
 /// before A's, so a change for A's today is already in force on A and not yet on B. Withdrawn,
@@ -413,6 +414,18 @@ async fn a_scheduled_change_takes_effect_on_its_day() {
     // A cannot withdraw it (nor anything else) on or after its day
     let out = a.cli(&["contracts", "withdraw", "acme", "2"]);
     assert_eq!(out.status.code(), Some(1));
+    // a contract whose start is east's today: accepted there, refused on west until its day
+    let newco = "[[contract]]\nid = \"newco\"\ncustomer = \"NewCo\"\naccounts_limit = 1\nstarts = \"DAY\"\n\
+                 [[contract.domain]]\nname = \"newco.example\"\nreceiving_servers = [\"SERVER\"]\naccounts = [\"dan\"]\n"
+        .replace("DAY", &day)
+        .replace("SERVER", &new_server.addr.to_string());
+    std::fs::write(b.dir.join("newco.toml"), newco).unwrap();
+    stdout(&b, &["contracts", "apply", "newco.toml"]);
+    within(Duration::from_secs(2), "A accepts the contract that starts on its today", async || {
+        rcpt_code(a.addr, "127.0.0.1", "x@remote.test", "dan@newco.example").await == 250
+    })
+    .await;
+    assert_eq!(rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "dan@newco.example").await, 550, "B: before its start");
     // back-dating is refused, nothing changed
     let yesterday = west_today.pred_opt().unwrap().to_string();
     let out = b.cli(&["contracts", "apply", "--on", &yesterday, "changed.toml"]);
