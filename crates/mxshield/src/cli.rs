@@ -161,6 +161,12 @@ pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyh
         return Ok(ExitCode::from(2));
     };
     let billing = &config.billing;
+    if billing.tables.versions.is_empty() {
+        eprintln!(
+            "mxshield: the configuration has no [[billing.price_table]]: nothing to price contracts with (docs/config.md, [billing])"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let statements = match operator(config).statements(first, &billing.tables, billing.rounding).await {
         Ok(s) => s,
         Err(e @ (OperatorError::Rating(_) | OperatorError::InvalidRevision(_))) => {
