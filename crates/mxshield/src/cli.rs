@@ -242,11 +242,23 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     let (contracts, generation) = operator(config).contracts().await?;
     let today = config.calendar.today();
     println!(
-        "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} DOMAINS",
+        "{:<16} {:<24} {:>9} {:<10} {:<10} {:<22} DOMAINS",
         "ID", "CUSTOMER", "ACCOUNTS", "STARTS", "ENDS", "STATE"
     );
+    let scheduled = operator(config).scheduled().await?;
     for c in &contracts {
-        let state = if c.is_active(today) { "active" } else { "inactive" };
+        // derived from the dates, never stored
+        let ending = c.ends.is_some_and(|e| e > today)
+            || scheduled.iter().any(|s| s.id == c.id && s.contract.as_ref().is_none_or(|n| n.ends.is_some()));
+        let state = if c.ends.is_some_and(|e| e <= today) {
+            "cancelled"
+        } else if today < c.starts {
+            "applied"
+        } else if ending {
+            "cancellation scheduled"
+        } else {
+            "active"
+        };
         let ends = c.ends.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let domains: Vec<String> = c
             .domains
@@ -258,7 +270,7 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
             .collect();
         let accounts = format!("{}/{}", c.accounts_used(), c.accounts_limit);
         println!(
-            "{:<16} {:<24} {:>9} {:<10} {:<10} {:<8} {}",
+            "{:<16} {:<24} {:>9} {:<10} {:<10} {:<22} {}",
             c.id,
             c.customer,
             accounts,
@@ -272,7 +284,7 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
             println!("{:<16} sending servers: {}", "", nets.join(" "));
         }
     }
-    for s in operator(config).scheduled().await? {
+    for s in scheduled {
         let what = match &s.contract {
             Some(c) => format!("{} accounts, {} domains", c.accounts_limit, c.domains.len()),
             None => "removed".to_string(),

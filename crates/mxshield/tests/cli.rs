@@ -106,8 +106,14 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     let history = cli(&["contracts", "history", "acme"]).1;
     let last = history.lines().last().unwrap();
     assert!(last.contains("cancelled (scheduled) (fee 5000 yen)") && last.ends_with("letter of 1 Dec"), "{history}");
-    assert!(cli(&["contracts", "list"]).1.contains(&format!("scheduled from {soon} (revision 2)")));
+    let list = cli(&["contracts", "list"]).1;
+    assert!(
+        list.contains(&format!("scheduled from {soon} (revision 2)")) && list.contains("cancellation scheduled"),
+        "{list}"
+    );
     assert_eq!(cli(&["contracts", "withdraw", "acme", "2"]).0, 0);
+    let list = cli(&["contracts", "list"]).1;
+    assert!(list.contains(" active ") && !list.contains("cancellation scheduled"), "{list}");
     // refused: a day before today, an unknown contract
     let yesterday = (today - chrono::Days::new(1)).to_string();
     let (code, _, err) = cli(&["contracts", "cancel", "acme", "--on", &yesterday]);
@@ -121,7 +127,7 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     assert_eq!(code, 0);
     assert!(out.contains("cancelled from today"), "{out}");
     let list = cli(&["contracts", "list"]).1;
-    assert!(list.contains(&format!("{today}")) && list.contains("inactive"), "{list}");
+    assert!(list.contains(&format!("{today}")) && list.contains("cancelled"), "{list}");
     let (code, _, err) = cli(&["contracts", "cancel", "acme", "--on", &soon]);
     assert_eq!(code, 2);
     assert!(err.contains("already ends"), "{err}");
