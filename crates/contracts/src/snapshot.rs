@@ -187,6 +187,22 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The contracts as they will be on `day`: those stored now, with the scheduled changes of
+/// that day and before applied in order.
+pub fn in_force_on(mut contracts: Vec<Contract>, scheduled: &[Scheduled], day: NaiveDate) -> Vec<Contract> {
+    for s in scheduled.iter().filter(|s| s.effective_from <= day) {
+        match (contracts.iter().position(|c| c.id == s.id), &s.contract) {
+            (Some(i), Some(c)) => contracts[i] = c.clone(),
+            (Some(i), None) => {
+                contracts.remove(i);
+            }
+            (None, Some(c)) => contracts.push(c.clone()),
+            (None, None) => {}
+        }
+    }
+    contracts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

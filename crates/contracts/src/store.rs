@@ -226,6 +226,16 @@ impl Store {
     /// Gives each stored contract without any revision (stored before revisions were kept)
     /// its revision 1: the contract as it is, effective from its start.
     async fn first_revisions(&self) -> Result<(), StoreError> {
+        // one query on every connect; the contracts are read only when some lack a revision
+        let lacking = sqlx::query(
+            "SELECT id FROM contracts WHERE id NOT IN (SELECT DISTINCT contract_id FROM contract_revisions) LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("reading the revisions"))?;
+        if lacking.is_none() {
+            return Ok(());
+        }
         let (contracts, _) = self.load().await?;
         let known: std::collections::HashSet<String> =
             sqlx::query("SELECT DISTINCT contract_id FROM contract_revisions")
@@ -236,9 +246,6 @@ impl Store {
                 .map(|r| r.get("contract_id"))
                 .collect();
         let missing: Vec<&Contract> = contracts.iter().filter(|c| !known.contains(&c.id)).collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         for c in missing {
             // several nodes may upgrade the same shared store at once: the first one's stays

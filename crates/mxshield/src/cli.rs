@@ -239,13 +239,12 @@ pub async fn contracts_withdraw(config: &Config, id: &str, rev: i64) -> anyhow::
 
 /// `contracts list`.
 pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
-    let (contracts, generation) = operator(config).contracts().await?;
+    let (contracts, scheduled, generation) = operator(config).contracts().await?;
     let today = config.calendar.today();
     println!(
         "{:<16} {:<24} {:>9} {:<10} {:<10} {:<22} DOMAINS",
         "ID", "CUSTOMER", "ACCOUNTS", "STARTS", "ENDS", "STATE"
     );
-    let scheduled = operator(config).scheduled().await?;
     for c in &contracts {
         // derived from the dates, never stored
         let ending = c.ends.is_some_and(|e| e > today)

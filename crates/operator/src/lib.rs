@@ -241,7 +241,7 @@ impl Operator {
         }
         let (now, scheduled, _) = store.load_all().await?;
         // planned against the contracts as they will be on that day
-        let stored = in_force_on(now, &scheduled, effective);
+        let stored = contracts::in_force_on(now, &scheduled, effective);
         let (plan, contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
         let generation = if opts.dry_run || !plan.changes_anything() {
@@ -271,7 +271,7 @@ impl Operator {
         }
         let store = Store::connect(&self.paths.contracts).await?;
         let (now, scheduled, _) = store.load_all().await?;
-        let then = in_force_on(now.clone(), &scheduled, on);
+        let then = contracts::in_force_on(now.clone(), &scheduled, on);
         let Some(c) = then.iter().find(|c| c.id == id).cloned() else {
             return Err(OperatorError::NoContract(id.to_string(), on));
         };
@@ -315,7 +315,7 @@ impl Operator {
             store.schedule(std::slice::from_ref(&cancelled), &plan, on, req.actor, req.reason).await?
         } else {
             // in force today: the stored set as it is today, with this contract ended
-            let set: Vec<Contract> = in_force_on(now, &scheduled, today)
+            let set: Vec<Contract> = contracts::in_force_on(now, &scheduled, today)
                 .into_iter()
                 .filter(|x| !(before_start && x.id == c.id))
                 .map(|x| if x.id == c.id { cancelled.clone() } else { x })
@@ -412,19 +412,14 @@ impl Operator {
         Ok(Store::connect(&self.paths.contracts).await?.withdraw(id, rev, today).await?)
     }
 
-    /// The changes scheduled for later days.
-    pub async fn scheduled(&self) -> Result<Vec<contracts::Scheduled>, OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.load_all().await?.1)
-    }
-
     /// Every recorded revision of contract `id`, oldest first.
     pub async fn contract_history(&self, id: &str) -> Result<Vec<contracts::Revision>, OperatorError> {
         Ok(Store::connect(&self.paths.contracts).await?.history(id).await?)
     }
 
-    /// The stored contracts and their generation.
-    pub async fn contracts(&self) -> Result<(Vec<Contract>, i64), OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.load().await?)
+    /// The stored contracts, the changes scheduled for later days, and their generation.
+    pub async fn contracts(&self) -> Result<(Vec<Contract>, Vec<contracts::Scheduled>, i64), OperatorError> {
+        Ok(Store::connect(&self.paths.contracts).await?.load_all().await?)
     }
 
     /// Every queued message, oldest first (files that cannot be read are skipped).
@@ -542,24 +537,4 @@ impl Operator {
             LogLocation::Shared { .. } => true,
         }
     }
-}
-
-/// The contracts as they will be on `day`: those stored now, with the scheduled changes of
-/// that day and before applied in order.
-fn in_force_on(
-    mut contracts: Vec<Contract>,
-    scheduled: &[contracts::Scheduled],
-    day: chrono::NaiveDate,
-) -> Vec<Contract> {
-    for s in scheduled.iter().filter(|s| s.effective_from <= day) {
-        match (contracts.iter().position(|c| c.id == s.id), &s.contract) {
-            (Some(i), Some(c)) => contracts[i] = c.clone(),
-            (Some(i), None) => {
-                contracts.remove(i);
-            }
-            (None, Some(c)) => contracts.push(c.clone()),
-            (None, None) => {}
-        }
-    }
-    contracts
 }

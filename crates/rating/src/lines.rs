@@ -133,17 +133,10 @@ pub fn month_lines(t: &ContractTimeline<'_>, month: NaiveDate) -> Result<Vec<Lin
     if from < until {
         let last_day = until.pred_opt().expect("until > from");
         let (accounts, fee, table) = t.priced_on(last_day)?;
+        // (from, until, accounts, monthly fee) of each part at one price
+        let mut parts: Vec<(NaiveDate, NaiveDate, u32, Yen)> = Vec::new();
         match table.proration {
-            Proration::None => lines.push(Line {
-                contract: t.contract.clone(),
-                kind: LineKind::Service,
-                from,
-                until,
-                accounts,
-                monthly_fee: fee,
-                amount: fee,
-                category: TaxCategory::Standard,
-            }),
+            Proration::None => parts.push((from, until, accounts, fee)),
             Proration::Daily => {
                 let mut cuts: Vec<NaiveDate> = t
                     .revisions
@@ -157,8 +150,6 @@ pub fn month_lines(t: &ContractTimeline<'_>, month: NaiveDate) -> Result<Vec<Lin
                 cuts.push(until);
                 cuts.sort();
                 cuts.dedup();
-                let month_days = days(m0, m1);
-                let mut parts: Vec<(NaiveDate, NaiveDate, u32, Yen)> = Vec::new();
                 for w in cuts.windows(2) {
                     let (accounts, fee, _) = t.priced_on(w[0])?;
                     match parts.last_mut() {
@@ -166,19 +157,24 @@ pub fn month_lines(t: &ContractTimeline<'_>, month: NaiveDate) -> Result<Vec<Lin
                         _ => parts.push((w[0], w[1], accounts, fee)),
                     }
                 }
-                for (from, until, accounts, fee) in parts {
-                    lines.push(Line {
-                        contract: t.contract.clone(),
-                        kind: LineKind::Service,
-                        from,
-                        until,
-                        accounts,
-                        monthly_fee: fee,
-                        amount: fee.saturating_mul(days(from, until)) / month_days,
-                        category: TaxCategory::Standard,
-                    });
-                }
             }
+        }
+        let month_days = days(m0, m1);
+        for (from, until, accounts, fee) in parts {
+            let amount = match table.proration {
+                Proration::None => fee,
+                Proration::Daily => fee.saturating_mul(days(from, until)) / month_days,
+            };
+            lines.push(Line {
+                contract: t.contract.clone(),
+                kind: LineKind::Service,
+                from,
+                until,
+                accounts,
+                monthly_fee: fee,
+                amount,
+                category: TaxCategory::Standard,
+            });
         }
     }
     if let (Some(ends), Some(fee)) = (t.ends, t.termination_fee)
