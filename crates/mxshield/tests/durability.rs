@@ -77,6 +77,33 @@ async fn kill9_during_delivery_redelivers_after_restart() {
     assert!(String::from_utf8_lossy(&q.stdout).contains("(0 messages)"));
 }
 
+/// A small message's file is not synced on its own: the commit journal is what is on disk before
+/// the `250`. A power cut can lose the file (a SIGKILL cannot: the page cache survives it), so
+/// the file is deleted here by hand; the restart restores it from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_file_was_lost_in_a_crash_is_restored_from_the_journal() {
+    let mut w = world_with("journal-replay", "", "", Behaviour::SlowData(Duration::from_secs(30))).await;
+    let body = message("journaled", "on disk in the commit journal only");
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    // in its first delivery attempt: not settled yet
+    assert_eq!(w.customer.wait_for(1, WAIT).await.len(), 1);
+    w.gw.kill9();
+    let queue = w.dir.path().join("data/spool/queue");
+    let files: Vec<_> = std::fs::read_dir(&queue).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+    w.customer.set_behaviour(Behaviour::Accept);
+    w.gw.spawn();
+    let got = w.customer.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2, "restored and delivered:\n{}", w.gw.log());
+    assert!(got[1].data.ends_with(&body));
+    w.gw.wait_log("event=\"delivered\"", WAIT).await;
+    let journal = w.dir.path().join("data/spool/journal");
+    let segments: Vec<_> = std::fs::read_dir(&journal).unwrap().collect();
+    assert!(segments.len() <= 1, "the replayed journal was cleared: {segments:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_spool_files_move_to_corrupt_at_startup() {
     let customer_addr = down_addr();
@@ -88,8 +115,21 @@ async fn damaged_spool_files_move_to_corrupt_at_startup() {
             .unwrap();
         assert_eq!(r.code, 250);
     }
-    gw.kill9();
+    // deferred (the customer server is down): from then on their files are what counts, not
+    // the commit journal's copies
     let queue = dir.path().join("data/spool/queue");
+    let statuses = || {
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "st"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while statuses() < 2 {
+        assert!(std::time::Instant::now() < deadline, "never deferred:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.kill9();
     let mut msgs: Vec<_> = std::fs::read_dir(&queue)
         .unwrap()
         .map(|e| e.unwrap().path())
