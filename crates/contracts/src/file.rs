@@ -7,7 +7,7 @@ use confread::{Issues, Reader, Section};
 use ipnet::IpNet;
 
 use crate::model::{
-    Contract, Domain, EncryptedPolicy, NextHop, is_account_name, is_hostname, normalize_domain, sending_network,
+    Contract, Domain, EncryptedPolicy, Functions, NextHop, is_account_name, is_hostname, normalize_domain, sending_network,
 };
 
 /// Parses and validates a whole contracts file: syntax, types, unknown keys, duplicate ids
@@ -55,6 +55,7 @@ pub fn to_toml(c: &Contract) -> String {
     }
     let _ = writeln!(out, "sending_servers = [{}]", list(c.sending_servers.iter().map(|n| n.to_string()).collect()));
     let _ = writeln!(out, "allow_wide_sending_networks = {}", c.wide_sending_networks);
+    let _ = writeln!(out, "functions = [{}]", list(c.functions.names().iter().map(|s| s.to_string()).collect()));
     let _ = writeln!(out, "encrypted_attachments = {}", q(c.encrypted.as_str()));
     let _ = writeln!(out, "unreadable_attachments = {}", q(c.unreadable.as_str()));
     for d in &c.domains {
@@ -105,6 +106,28 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
             None => r.issue(sec.child_path("sending_servers"), line, format!("{s:?} is not an IP address or CIDR")),
         }
     }
+    let mut functions = Functions::default();
+    if let Some(names) = r.strings(sec, "functions") {
+        functions = Functions { inbound: false, outbound: false };
+        for (name, line) in &names {
+            match name.as_str() {
+                "inbound" => functions.inbound = true,
+                "outbound" => functions.outbound = true,
+                other => r.issue(
+                    sec.child_path("functions"),
+                    *line,
+                    format!("unknown function {other:?} (known: \"inbound\", \"outbound\")"),
+                ),
+            }
+        }
+        if names.is_empty() {
+            r.issue(
+                sec.child_path("functions"),
+                sec.line(),
+                "a contract keeps at least one function: to stop them all, use cancellation (mxshield contracts cancel ID --on DATE)",
+            );
+        }
+    }
     let encrypted = policy(r, sec, "encrypted_attachments");
     let unreadable = policy(r, sec, "unreadable_attachments");
     let mut domains = Vec::new();
@@ -144,6 +167,7 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
         encrypted,
         unreadable,
         wide_sending_networks: wide,
+        functions,
     })
 }
 
@@ -289,6 +313,7 @@ starts = "2026-12-01"
 ends = "2027-12-01"
 sending_servers = ["192.0.2.0/28", "2001:db8::5"]
 encrypted_attachments = "refuse"
+functions = ["outbound"]
 [[contract.domain]]
 name = "例え.example"
 receiving_servers = ["[2001:db8::1]:2525", "mx.acme.example"]
@@ -301,6 +326,21 @@ accounts = []
         let contracts = parse_file(src).unwrap();
         let again = parse_file(&to_toml(&contracts[0])).unwrap();
         assert_eq!(again, contracts);
+    }
+
+    /// R16: stopping one function is a change; stopping every one is a cancellation.
+    #[test]
+    fn functions_default_to_both_and_never_to_none() {
+        let c = parse_file(GOOD).unwrap();
+        assert_eq!(c[0].functions, Functions { inbound: true, outbound: true });
+        let one = GOOD.replace("starts = ", "functions = [\"inbound\"]\nstarts = ");
+        assert_eq!(parse_file(&one).unwrap()[0].functions, Functions { inbound: true, outbound: false });
+        let none = GOOD.replace("starts = ", "functions = []\nstarts = ");
+        let errs = errors(&none);
+        assert!(errs.iter().any(|e| e.contains("use cancellation")), "{errs:?}");
+        let typo = GOOD.replace("starts = ", "functions = [\"inbond\"]\nstarts = ");
+        let errs = errors(&typo);
+        assert!(errs.iter().any(|e| e.contains("unknown function \"inbond\"")), "{errs:?}");
     }
 
     #[test]

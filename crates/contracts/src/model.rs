@@ -29,6 +29,38 @@ pub struct Contract {
     /// Whether `sending_servers` may hold networks wider than [`SENDING_PREFIX_MIN`]
     /// (down to [`SENDING_PREFIX_FLOOR`]).
     pub wide_sending_networks: bool,
+    /// The security functions in use (R16): at least one while the contract runs.
+    pub functions: Functions,
+}
+
+/// The security functions a contract uses (R16). Stopping one of them is a change; stopping
+/// every one is a cancellation, never a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Functions {
+    /// Mail to the contract's domains is accepted, scanned and relayed to its servers.
+    pub inbound: bool,
+    /// Mail from the contract's sending servers is relayed, scanned, to anywhere.
+    pub outbound: bool,
+}
+
+impl Default for Functions {
+    fn default() -> Self {
+        Functions { inbound: true, outbound: true }
+    }
+}
+
+impl Functions {
+    /// The names of the functions in use, as the contracts file lists them.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.inbound {
+            out.push("inbound");
+        }
+        if self.outbound {
+            out.push("outbound");
+        }
+        out
+    }
 }
 
 /// The widest sending network a contract may list by default: IPv4 /16, IPv6 /48 (one site).

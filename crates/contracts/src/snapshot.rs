@@ -149,11 +149,11 @@ impl Snapshot {
         self.domains.get(&name).or_else(|| self.scheduled_domains.get(&name).and_then(|v| v.first()).map(|(_, e)| e))
     }
 
-    /// The registered domain `name` if its contract, in its version in force on `day`, holds it
-    /// and is active that day.
+    /// The registered domain `name` if its contract, in its version in force on `day`, holds it,
+    /// is active that day and uses the inbound function.
     pub fn active_domain(&self, name: &str, day: NaiveDate) -> Option<&DomainEntry> {
         if self.schedule.is_empty() {
-            return self.domain(name).filter(|d| d.contract.is_active(day));
+            return self.domain(name).filter(|d| d.contract.is_active(day) && d.contract.functions.inbound);
         }
         let name = if name.is_ascii() { name.to_ascii_lowercase() } else { crate::model::normalize_domain(name)? };
         let current = self.domains.get(&name).filter(|e| self.version_on(&e.contract.id, day) == Version::Current);
@@ -164,10 +164,10 @@ impl Snapshot {
             .flatten()
             .filter(|(from, e)| self.version_on(&e.contract.id, day) == Version::From(*from))
             .map(|(_, e)| e);
-        current.into_iter().chain(scheduled).find(|e| e.contract.is_active(day))
+        current.into_iter().chain(scheduled).find(|e| e.contract.is_active(day) && e.contract.functions.inbound)
     }
 
-    /// The active contract whose sending servers include `ip` (R2). A network wider than
+    /// The active contract using the outbound function whose sending servers include `ip` (R2). A network wider than
     /// [`SENDING_PREFIX_FLOOR`] never matches, however the contract was built.
     pub fn sending_contract(&self, ip: IpAddr, day: NaiveDate) -> Option<&Arc<Contract>> {
         let ip = canonical(ip);
@@ -175,7 +175,7 @@ impl Snapshot {
             IpNet::V4(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.0,
             IpNet::V6(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.1,
         };
-        self.in_force(day).find(|c| c.is_active(day) && c.sending_servers.iter().any(|n| bounded(n) && n.contains(&ip)))
+        self.in_force(day).find(|c| c.is_active(day) && c.functions.outbound && c.sending_servers.iter().any(|n| bounded(n) && n.contains(&ip)))
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, AnyPool};
 pub use store::{Backend, redact, sqlite_path};
 
 use crate::Scheduled;
-use crate::model::{Contract, Domain, EncryptedPolicy, NextHop, sending_network};
+use crate::model::{Contract, Domain, EncryptedPolicy, Functions, NextHop, sending_network};
 
 /// Errors of the store, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -351,7 +351,7 @@ impl Store {
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments, \
-             unreadable_attachments, wide_sending_networks FROM contracts \
+             unreadable_attachments, wide_sending_networks, functions FROM contracts \
              ORDER BY position",
         )
         .fetch_all(&mut *tx)
@@ -375,7 +375,13 @@ impl Store {
                 EncryptedPolicy::parse(&value)
                     .ok_or_else(|| StoreError::Invalid(format!("contract {id}: {column} {value:?}")))
             };
+            let functions: String = row.get("functions");
+            let functions = Functions {
+                inbound: lines(&functions).any(|f| f == "inbound"),
+                outbound: lines(&functions).any(|f| f == "outbound"),
+            };
             contracts.push(Contract {
+                functions,
                 encrypted: policy("encrypted_attachments")?,
                 unreadable: policy("unreadable_attachments")?,
                 wide_sending_networks,
@@ -514,8 +520,8 @@ async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Re
     let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position, \
-         encrypted_attachments, unreadable_attachments, wide_sending_networks) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         encrypted_attachments, unreadable_attachments, wide_sending_networks, functions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&c.id)
     .bind(&c.customer)
@@ -527,6 +533,7 @@ async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Re
     .bind(c.encrypted.as_str())
     .bind(c.unreadable.as_str())
     .bind(c.wide_sending_networks as i64)
+    .bind(c.functions.names().join("\n"))
     .execute(&mut *conn)
     .await
     .map_err(q("inserting a contract"))?;

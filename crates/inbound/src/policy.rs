@@ -189,6 +189,47 @@ accounts = ["carol"]
         }
     }
 
+    /// R16: a contract that stopped one of its functions keeps the other.
+    #[test]
+    fn a_stopped_function_is_not_served() {
+        let src = r#"
+[[contract]]
+id = "out-only"
+customer = "Sends"
+accounts_limit = 5
+starts = "2026-01-01"
+functions = ["outbound"]
+sending_servers = ["198.51.100.3"]
+[[contract.domain]]
+name = "out.example"
+receiving_servers = ["127.0.0.1:2600"]
+accounts = ["alice"]
+
+[[contract]]
+id = "in-only"
+customer = "Receives"
+accounts_limit = 5
+starts = "2026-01-01"
+functions = ["inbound"]
+sending_servers = ["198.51.100.4"]
+[[contract.domain]]
+name = "in.example"
+receiving_servers = ["127.0.0.1:2600"]
+accounts = ["bob"]
+"#;
+        let snap = Snapshot::new(parse_file(src).unwrap(), 1);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let decide = |ip: &str, rcpt: &str| decide_rcpt(&snap, ip.parse().unwrap(), day, &path(rcpt), PM);
+        let denied = RcptDecision::Refuse(Cause::RelayDenied);
+        // inbound stopped: mail for its domain is not taken from the Internet
+        assert_eq!(decide("203.0.113.7", "<alice@out.example>"), denied);
+        // outbound kept: its servers relay
+        assert!(matches!(decide("198.51.100.3", "<x@remote.test>"), RcptDecision::Accept { .. }));
+        // outbound stopped: its servers do not relay; inbound kept: its domain is served
+        assert_eq!(decide("198.51.100.4", "<x@remote.test>"), denied);
+        assert!(matches!(decide("203.0.113.7", "<bob@in.example>"), RcptDecision::Accept { .. }));
+    }
+
     #[test]
     fn contract_attribution() {
         let snap = snapshot();
