@@ -7,7 +7,8 @@ use confread::{Issues, Reader, Section};
 use ipnet::IpNet;
 
 use crate::model::{
-    Contract, Domain, EncryptedPolicy, Functions, NextHop, is_account_name, is_hostname, normalize_domain, sending_network,
+    Contract, Domain, EncryptedPolicy, Functions, NextHop, is_account_name, is_hostname, normalize_domain,
+    sending_network,
 };
 
 /// Parses and validates a whole contracts file: syntax, types, unknown keys, duplicate ids

@@ -22,6 +22,9 @@ pub struct Plan {
     pub prune: bool,
     /// A cancellation's quoted early-termination fee (yen, before tax), kept with its revision.
     pub fee: Option<i64>,
+    /// Revisions scheduled for later days that change with this plan: carried over it
+    /// ([`crate::carry_forward`]).
+    pub rebased: Vec<crate::Scheduled>,
 }
 
 impl Plan {

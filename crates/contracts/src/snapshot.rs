@@ -175,7 +175,9 @@ impl Snapshot {
             IpNet::V4(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.0,
             IpNet::V6(n) => n.prefix_len() >= SENDING_PREFIX_FLOOR.1,
         };
-        self.in_force(day).find(|c| c.is_active(day) && c.functions.outbound && c.sending_servers.iter().any(|n| bounded(n) && n.contains(&ip)))
+        self.in_force(day).find(|c| {
+            c.is_active(day) && c.functions.outbound && c.sending_servers.iter().any(|n| bounded(n) && n.contains(&ip))
+        })
     }
 }
 

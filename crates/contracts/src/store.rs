@@ -92,7 +92,14 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let record = Recorded { revisions: revisions_of(contracts, plan), today, actor, reason, fee: plan.fee };
+        let record = Recorded {
+            revisions: revisions_of(contracts, plan),
+            rebased: &plan.rebased,
+            today,
+            actor,
+            reason,
+            fee: plan.fee,
+        };
         self.replace(contracts, None, Some(&record), None).await
     }
 
@@ -127,12 +134,20 @@ impl Store {
                 .await
                 .map_err(q("scheduling a revision"))?;
         }
+        rewrite_scheduled(&mut tx, &plan.rebased).await?;
         self.bump(tx).await
     }
 
     /// Withdraws the pending revision `rev` of contract `id` if it has not taken effect by
-    /// `today`; `Ok(false)` if there is no such pending revision.
-    pub async fn withdraw(&self, id: &str, rev: i64, today: NaiveDate) -> Result<bool, StoreError> {
+    /// `today`, with the later revisions `rebased` over the withdrawal
+    /// ([`crate::carry_forward`]); `Ok(false)` if there is no such pending revision.
+    pub async fn withdraw(
+        &self,
+        id: &str,
+        rev: i64,
+        today: NaiveDate,
+        rebased: &[Scheduled],
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let done = sqlx::query(
             "UPDATE contract_revisions SET withdrawn_at = $1 \
@@ -149,6 +164,7 @@ impl Store {
         if done == 0 {
             return Ok(false);
         }
+        rewrite_scheduled(&mut tx, rebased).await?;
         self.bump(tx).await.map(|_| true)
     }
 
@@ -312,6 +328,9 @@ impl Store {
         if let Some(scheduled) = scheduled {
             Store::copy_scheduled(&mut tx, scheduled).await?;
         }
+        if let Some(r) = record {
+            rewrite_scheduled(&mut tx, r.rebased).await?;
+        }
         for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
             let r = record.expect("revisions come with their record");
             // what is applied now supersedes what was scheduled for today or before
@@ -454,10 +473,30 @@ pub struct Revision {
 /// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
 struct Recorded<'a> {
     revisions: Vec<(String, Option<String>, String)>,
+    /// Later revisions carried over this change ([`crate::carry_forward`]).
+    rebased: &'a [Scheduled],
     today: NaiveDate,
     actor: &'a str,
     reason: &'a str,
     fee: Option<i64>,
+}
+
+/// Replaces the contract of pending revisions (rebased over an earlier change).
+async fn rewrite_scheduled(conn: &mut AnyConnection, rebased: &[Scheduled]) -> Result<(), StoreError> {
+    for s in rebased {
+        let doc = s.contract.as_ref().map(crate::to_toml).unwrap_or_default();
+        sqlx::query(
+            "UPDATE contract_revisions SET doc = $1 \
+             WHERE contract_id = $2 AND rev = $3 AND pending = 1 AND withdrawn_at IS NULL",
+        )
+        .bind(doc)
+        .bind(&s.id)
+        .bind(s.rev)
+        .execute(&mut *conn)
+        .await
+        .map_err(q("rebasing a scheduled revision"))?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -703,9 +742,9 @@ mod tests {
         copy.mirror(&now, &scheduled, 9).await.unwrap();
         assert_eq!(copy.load_all().await.unwrap(), (now.clone(), scheduled.clone(), 9));
         // withdrawn only before its day
-        assert!(!store.withdraw("rev", 4, later).await.unwrap());
-        assert!(store.withdraw("rev", 4, today).await.unwrap());
-        assert!(!store.withdraw("rev", 4, today).await.unwrap(), "once");
+        assert!(!store.withdraw("rev", 4, later, &[]).await.unwrap());
+        assert!(store.withdraw("rev", 4, today, &[]).await.unwrap());
+        assert!(!store.withdraw("rev", 4, today, &[]).await.unwrap(), "once");
         assert!(store.load_all().await.unwrap().1.is_empty());
         // an apply on or after a scheduled day supersedes what was scheduled up to it
         store.schedule(&set, &plan, later, "sato", "form 10").await.unwrap();

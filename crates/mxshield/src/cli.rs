@@ -41,6 +41,12 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
                     println!("= {id} (not in the file: kept; --prune removes it)");
                 }
             }
+            for r in &p.rebased {
+                println!(
+                    "  also {} revision {} (scheduled for {}): carried over this change, its own changes kept",
+                    r.id, r.rev, r.effective_from
+                );
+            }
             let counts = format!(
                 "{} new, {} changed, {} unchanged, {} {}",
                 p.added.len(),
@@ -125,6 +131,13 @@ pub async fn contracts_cancel(
         Ok(q) => q,
         Err(e @ (OperatorError::BackDated { .. } | OperatorError::NoContract(..) | OperatorError::AlreadyEnds(..))) => {
             eprintln!("mxshield: {e}; nothing was changed");
+            return Ok(ExitCode::from(2));
+        }
+        Err(OperatorError::ContractConflicts(problems)) => {
+            eprintln!("mxshield: cancelling {id} would leave later changes invalid; nothing was changed:");
+            for p in &problems {
+                eprintln!("  {p}");
+            }
             return Ok(ExitCode::from(2));
         }
         Err(e) => return Err(e.into()),
@@ -228,12 +241,25 @@ pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyh
 
 /// `contracts withdraw ID REV`.
 pub async fn contracts_withdraw(config: &Config, id: &str, rev: i64) -> anyhow::Result<ExitCode> {
-    if operator(config).withdraw(id, rev, config.calendar.today()).await? {
-        println!("withdrawn: revision {rev} of {id}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("mxshield: {id} has no revision {rev} scheduled for a later day (see contracts history {id})");
-        Ok(ExitCode::from(1))
+    match operator(config).withdraw(id, rev, config.calendar.today()).await {
+        Ok(true) => {
+            println!("withdrawn: revision {rev} of {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(OperatorError::ContractConflicts(problems)) => {
+            eprintln!(
+                "mxshield: withdrawing revision {rev} of {id} would leave later changes invalid; nothing was changed:"
+            );
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+        Ok(false) => {
+            eprintln!("mxshield: {id} has no revision {rev} scheduled for a later day (see contracts history {id})");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

@@ -315,6 +315,57 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     assert!(err.contains("no contract \"nobody\""), "{err}");
 }
 
+/// A change made today is validated against the changes already scheduled for later days, and
+/// carried into them: a revision holds the whole contract, but what a later one did not change
+/// follows the earlier change (issue 14).
+#[test]
+fn a_change_is_checked_against_and_carried_into_later_scheduled_changes() {
+    let dir = TempDir::new("contracts-later");
+    let cli = |args: &[&str]| run(dir.path(), args);
+    let acme = contracts("\"127.0.0.1:2600\"");
+    std::fs::write(dir.path().join("c.toml"), &acme).unwrap();
+    assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
+    // scheduled for later: the limit down to 2 (alice and bob fit)
+    std::fs::write(dir.path().join("lower.toml"), acme.replace("accounts_limit = 5", "accounts_limit = 2")).unwrap();
+    let (code, _, err) = cli(&["contracts", "apply", "--on", "2099-03-01", "lower.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, history, _) = cli(&["contracts", "history", "acme"]);
+    let rev = history.lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    // today a third account: fits today's limit, not the one scheduled — refused, nothing changed
+    let more = acme.replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
+    std::fs::write(dir.path().join("more.toml"), &more).unwrap();
+    let (code, _, err) = cli(&["contracts", "apply", "more.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("2099-03-01")
+            && err.contains("3 accounts with accounts_limit 2")
+            && err.contains(&format!("withdraw acme {rev}")),
+        "{err}"
+    );
+    assert!(!cli(&["contracts", "list"]).1.contains("3/5"));
+    // today another receiving server: carried into the later revision, which keeps its limit
+    let moved = acme.replace("127.0.0.1:2600", "127.0.0.1:2700");
+    std::fs::write(dir.path().join("moved.toml"), &moved).unwrap();
+    let (code, out, err) = cli(&["contracts", "apply", "moved.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("also acme revision {rev} (scheduled for 2099-03-01): carried over")), "{out}");
+    let (_, full, _) = cli(&["contracts", "history", "--full", "acme"]);
+    // the later revision's contract: the block after its line, up to the next revision's
+    let later = full[full.find(" 2099-03-01 ").unwrap()..].split("[[contract]]").nth(1).unwrap();
+    assert!(later.contains("accounts_limit = 2") && later.contains("127.0.0.1:2700"), "{full}");
+    // withdrawn: the change of today stays
+    let (code, _, err) = cli(&["contracts", "withdraw", "acme", &rev]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("more.toml"), more.replace("127.0.0.1:2600", "127.0.0.1:2700")).unwrap();
+    let (code, _, err) = cli(&["contracts", "apply", "more.toml"]);
+    assert_eq!(code, 0, "now it fits: {err}");
+    // stopping every function is a cancellation, not a change (R16)
+    std::fs::write(dir.path().join("none.toml"), acme.replace("starts = ", "functions = []\nstarts = ")).unwrap();
+    let (code, _, err) = cli(&["contracts", "apply", "none.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("use cancellation"), "{err}");
+}
+
 #[test]
 fn contracts_apply_validates_everything_and_changes_nothing_on_error() {
     let dir = TempDir::new("contracts-cli");

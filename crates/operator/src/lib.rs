@@ -242,8 +242,16 @@ impl Operator {
         let (now, scheduled, _) = store.load_all().await?;
         // planned against the contracts as they will be on that day
         let stored = contracts::in_force_on(now, &scheduled, effective);
-        let (plan, contracts) =
+        let (mut plan, contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
+        let touched: Vec<&str> = plan
+            .added
+            .iter()
+            .chain(plan.changed.iter().map(|(id, _)| id))
+            .chain(plan.missing.iter().filter(|_| plan.prune))
+            .map(String::as_str)
+            .collect();
+        plan.rebased = carry_over(&stored, &contracts, &scheduled, effective, &touched)?;
         let generation = if opts.dry_run || !plan.changes_anything() {
             None
         } else if effective > today {
@@ -305,6 +313,10 @@ impl Operator {
         }
         let mut plan = contracts::Plan { fee: Some(fee), ..Default::default() };
         let cancelled = Contract { ends: Some(on), ..c.clone() };
+        if !before_start {
+            // changes scheduled after the end keep it
+            plan.rebased = carry_over(&then, std::slice::from_ref(&cancelled), &scheduled, on, &[id])?;
+        }
         if before_start {
             plan.prune = true;
             plan.missing.push(c.id.clone());
@@ -407,9 +419,34 @@ impl Operator {
         Ok(statements)
     }
 
-    /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`.
+    /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`; the
+    /// revisions scheduled after it are carried over the withdrawal (what they change is kept,
+    /// the rest is as before the withdrawn one) and validated again — refused, changing nothing,
+    /// if one of them would no longer hold.
     pub async fn withdraw(&self, id: &str, rev: i64, today: chrono::NaiveDate) -> Result<bool, OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.withdraw(id, rev, today).await?)
+        let store = Store::connect(&self.paths.contracts).await?;
+        let (now, scheduled, _) = store.load_all().await?;
+        let Some(w) = scheduled.iter().find(|s| s.id == id && s.rev == rev) else {
+            return Ok(false);
+        };
+        let key = |s: &contracts::Scheduled| (s.effective_from, s.rev);
+        let others: Vec<contracts::Scheduled> =
+            scheduled.iter().filter(|s| !(s.id == id && s.rev == rev)).cloned().collect();
+        let before: Vec<contracts::Scheduled> =
+            others.iter().filter(|s| s.id == id && key(s) < key(w)).cloned().collect();
+        let prev = contracts::in_force_on(now.clone(), &before, w.effective_from).into_iter().find(|c| c.id == id);
+        let later: Vec<&contracts::Scheduled> = others.iter().filter(|s| s.id == id && key(s) > key(w)).collect();
+        let rebased =
+            contracts::carry_forward(&later, w.contract.clone(), prev).map_err(OperatorError::ContractConflicts)?;
+        let after: Vec<contracts::Scheduled> = others
+            .iter()
+            .map(|s| rebased.iter().find(|r| r.id == s.id && r.rev == s.rev).unwrap_or(s).clone())
+            .collect();
+        let problems = contracts::later_conflicts(&now, &after);
+        if !problems.is_empty() {
+            return Err(OperatorError::ContractConflicts(problems));
+        }
+        Ok(store.withdraw(id, rev, today, &rebased).await?)
     }
 
     /// Every recorded revision of contract `id`, oldest first.
@@ -537,4 +574,36 @@ impl Operator {
             LogLocation::Shared { .. } => true,
         }
     }
+}
+
+/// The revisions scheduled after `effective` for the contracts `touched` by a change — from
+/// `before` (the contracts in force that day without it) to `after` (with it) — carried over
+/// the change, and every problem that would give on a later day: all of them at once.
+fn carry_over(
+    before: &[Contract],
+    after: &[Contract],
+    scheduled: &[contracts::Scheduled],
+    effective: chrono::NaiveDate,
+    touched: &[&str],
+) -> Result<Vec<contracts::Scheduled>, OperatorError> {
+    let later: Vec<&contracts::Scheduled> = scheduled.iter().filter(|s| s.effective_from > effective).collect();
+    let mut rebased = Vec::new();
+    let mut problems = Vec::new();
+    for id in touched {
+        let own: Vec<&contracts::Scheduled> = later.iter().copied().filter(|s| s.id == *id).collect();
+        if own.is_empty() {
+            continue;
+        }
+        let find = |set: &[Contract]| set.iter().find(|c| c.id == *id).cloned();
+        match contracts::carry_forward(&own, find(before), find(after)) {
+            Ok(r) => rebased.extend(r),
+            Err(p) => problems.extend(p),
+        }
+    }
+    let later: Vec<contracts::Scheduled> = later
+        .into_iter()
+        .map(|s| rebased.iter().find(|r: &&contracts::Scheduled| r.id == s.id && r.rev == s.rev).unwrap_or(s).clone())
+        .collect();
+    problems.extend(contracts::later_conflicts(after, &later));
+    if problems.is_empty() { Ok(rebased) } else { Err(OperatorError::ContractConflicts(problems)) }
 }
