@@ -115,6 +115,7 @@ impl Store {
         reason: &str,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut made = std::collections::HashMap::new();
         for (id, doc, changed) in revisions_of(contracts, plan) {
             let rev = insert_revision(
                 &mut tx,
@@ -133,8 +134,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("scheduling a revision"))?;
+            made.insert(id, rev);
         }
-        rewrite_scheduled(&mut tx, &plan.rebased).await?;
+        let cause = |id: &str| made.get(id).map_or(String::new(), |rev| format!("over revision {rev}"));
+        rewrite_scheduled(&mut tx, &plan.rebased, &cause, actor, reason).await?;
         self.bump(tx).await
     }
 
@@ -147,6 +150,8 @@ impl Store {
         rev: i64,
         today: NaiveDate,
         rebased: &[Scheduled],
+        actor: &str,
+        reason: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let done = sqlx::query(
@@ -164,7 +169,9 @@ impl Store {
         if done == 0 {
             return Ok(false);
         }
-        rewrite_scheduled(&mut tx, rebased).await?;
+        record_event(&mut tx, id, "withdrawn", Some(rev), "", actor, reason).await?;
+        let cause = |_: &str| format!("over the withdrawal of revision {rev}");
+        rewrite_scheduled(&mut tx, rebased, &cause, actor, reason).await?;
         self.bump(tx).await.map(|_| true)
     }
 
@@ -199,6 +206,28 @@ impl Store {
     /// Every revision of contract `id`, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Revision>, StoreError> {
         self.revisions(Some(id)).await
+    }
+
+    /// The recorded events of contract `id` (withdrawals, revisions carried over), in order.
+    pub async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, rev, detail, actor, reason FROM contract_events WHERE contract_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("reading the events"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                at: r.get("at"),
+                kind: r.get("kind"),
+                rev: r.get::<Option<i64>, _>("rev"),
+                detail: r.get("detail"),
+                actor: r.get("actor"),
+                reason: r.get("reason"),
+            })
+            .collect())
     }
 
     /// Every revision of every contract, by contract then in order.
@@ -328,9 +357,7 @@ impl Store {
         if let Some(scheduled) = scheduled {
             Store::copy_scheduled(&mut tx, scheduled).await?;
         }
-        if let Some(r) = record {
-            rewrite_scheduled(&mut tx, r.rebased).await?;
-        }
+        let mut made = std::collections::HashMap::new();
         for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
             let r = record.expect("revisions come with their record");
             // what is applied now supersedes what was scheduled for today or before
@@ -340,8 +367,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("superseding scheduled revisions"))?;
-            insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason, r.fee)
-                .await?;
+            let rev =
+                insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason, r.fee)
+                    .await?;
+            made.insert(id.clone(), rev);
+        }
+        if let Some(r) = record {
+            let cause = |id: &str| made.get(id).map_or(String::new(), |rev| format!("over revision {rev}"));
+            rewrite_scheduled(&mut tx, r.rebased, &cause, r.actor, r.reason).await?;
         }
         sqlx::query("DELETE FROM accounts").execute(&mut *tx).await.map_err(q("clearing accounts"))?;
         sqlx::query("DELETE FROM domains").execute(&mut *tx).await.map_err(q("clearing domains"))?;
@@ -470,6 +503,23 @@ pub struct Revision {
     pub fee: Option<i64>,
 }
 
+/// Something an operator did to a contract besides recording a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// `withdrawn` (a pending revision) or `carried_over` (a pending revision rebased).
+    pub kind: String,
+    /// The revision concerned.
+    pub rev: Option<i64>,
+    /// Over what a revision was carried.
+    pub detail: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
 struct Recorded<'a> {
     revisions: Vec<(String, Option<String>, String)>,
@@ -481,9 +531,17 @@ struct Recorded<'a> {
     fee: Option<i64>,
 }
 
-/// Replaces the contract of pending revisions (rebased over an earlier change).
-async fn rewrite_scheduled(conn: &mut AnyConnection, rebased: &[Scheduled]) -> Result<(), StoreError> {
+/// Replaces the contract of pending revisions (rebased over an earlier change), each with a
+/// `carried_over` event saying over what (`cause`), by whom and why.
+async fn rewrite_scheduled(
+    conn: &mut AnyConnection,
+    rebased: &[Scheduled],
+    cause: &(dyn Fn(&str) -> String + Sync),
+    actor: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
     for s in rebased {
+        record_event(conn, &s.id, "carried_over", Some(s.rev), &cause(&s.id), actor, reason).await?;
         let doc = s.contract.as_ref().map(crate::to_toml).unwrap_or_default();
         sqlx::query(
             "UPDATE contract_revisions SET doc = $1 \
@@ -496,6 +554,33 @@ async fn rewrite_scheduled(conn: &mut AnyConnection, rebased: &[Scheduled]) -> R
         .await
         .map_err(q("rebasing a scheduled revision"))?;
     }
+    Ok(())
+}
+
+/// Records an event of contract `id`.
+async fn record_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    kind: &str,
+    rev: Option<i64>,
+    detail: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO contract_events (contract_id, at, kind, rev, detail, actor, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    .bind(kind)
+    .bind(rev)
+    .bind(detail)
+    .bind(actor)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await
+    .map_err(q("recording an event"))?;
     Ok(())
 }
 
@@ -742,9 +827,9 @@ mod tests {
         copy.mirror(&now, &scheduled, 9).await.unwrap();
         assert_eq!(copy.load_all().await.unwrap(), (now.clone(), scheduled.clone(), 9));
         // withdrawn only before its day
-        assert!(!store.withdraw("rev", 4, later, &[]).await.unwrap());
-        assert!(store.withdraw("rev", 4, today, &[]).await.unwrap());
-        assert!(!store.withdraw("rev", 4, today, &[]).await.unwrap(), "once");
+        assert!(!store.withdraw("rev", 4, later, &[], "t", "").await.unwrap());
+        assert!(store.withdraw("rev", 4, today, &[], "t", "").await.unwrap());
+        assert!(!store.withdraw("rev", 4, today, &[], "t", "").await.unwrap(), "once");
         assert!(store.load_all().await.unwrap().1.is_empty());
         // an apply on or after a scheduled day supersedes what was scheduled up to it
         store.schedule(&set, &plan, later, "sato", "form 10").await.unwrap();
@@ -754,6 +839,40 @@ mod tests {
         let h = store.history("rev").await.unwrap();
         let states: Vec<(i64, bool, bool)> = h.iter().map(|r| (r.rev, r.pending, r.withdrawn_at.is_some())).collect();
         assert_eq!(states[3..], [(4, true, true), (5, false, false), (6, false, false)]);
+
+        // a change carried into one scheduled after it (rewritten in the same transaction,
+        // recorded as an event), then withdrawn with who and why; the functions kept
+        let outbound_only =
+            parse_file(&one("\"a\", \"b\"").replace("starts = ", "functions = [\"outbound\"]\nstarts = ")).unwrap();
+        let far = later + chrono::Days::new(30);
+        let (plan, set) = crate::plan(&second, &outbound_only, false).unwrap();
+        store.schedule(&set, &plan, far, "sato", "form 11").await.unwrap();
+        let (_, scheduled, _) = store.load_all().await.unwrap();
+        assert_eq!(
+            scheduled[0].contract.as_ref().unwrap().functions,
+            crate::Functions { inbound: false, outbound: true }
+        );
+        let renamed = vec![Contract { customer: "Rev K.K.".into(), ..second[0].clone() }];
+        let (mut plan, set) = crate::plan(&second, &renamed, false).unwrap();
+        plan.rebased =
+            crate::carry_forward(&[&scheduled[0]], Some(second[0].clone()), Some(renamed[0].clone())).unwrap();
+        assert_eq!(plan.rebased.len(), 1);
+        store.apply_recorded(&set, &plan, later, "kato", "new name").await.unwrap();
+        let (_, scheduled, _) = store.load_all().await.unwrap();
+        let carried = scheduled[0].contract.as_ref().unwrap();
+        assert_eq!((carried.customer.as_str(), carried.functions.inbound), ("Rev K.K.", false));
+        assert!(store.withdraw("rev", scheduled[0].rev, later, &[], "kato", "asked by phone").await.unwrap());
+        let events = store.events("rev").await.unwrap();
+        let kinds: Vec<(&str, Option<i64>, &str, &str)> =
+            events.iter().map(|e| (e.kind.as_str(), e.rev, e.detail.as_str(), e.reason.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("withdrawn", Some(4), "", ""),
+                ("carried_over", Some(7), "over revision 8", "new name"),
+                ("withdrawn", Some(7), "", "asked by phone"),
+            ]
+        );
     }
 
     async fn roundtrip(store: &Store) {

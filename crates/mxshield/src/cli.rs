@@ -117,6 +117,13 @@ pub async fn contracts_history(config: &Config, id: &str, full: bool) -> anyhow:
             }
         }
     }
+    let events = operator(config).contract_events(id).await?;
+    println!();
+    println!("{:<20} {:<24} {:>4} {:<12} {:<40} REASON", "EVENT AT", "EVENT", "REV", "BY", "WHAT");
+    for e in contracts::timeline(&revisions, &events, config.calendar.today()) {
+        let rev = e.rev.map(|r| r.to_string()).unwrap_or_default();
+        println!("{:<20} {:<24} {:>4} {:<12} {:<40} {}", e.at, e.kind, rev, e.actor, e.detail, e.reason);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,8 +247,14 @@ pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyh
 }
 
 /// `contracts withdraw ID REV`.
-pub async fn contracts_withdraw(config: &Config, id: &str, rev: i64) -> anyhow::Result<ExitCode> {
-    match operator(config).withdraw(id, rev, config.calendar.today()).await {
+pub async fn contracts_withdraw(
+    config: &Config,
+    id: &str,
+    rev: i64,
+    actor: &str,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    match operator(config).withdraw(id, rev, config.calendar.today(), actor, reason).await {
         Ok(true) => {
             println!("withdrawn: revision {rev} of {id}");
             Ok(ExitCode::SUCCESS)

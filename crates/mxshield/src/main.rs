@@ -168,8 +168,18 @@ enum ContractsCmd {
         #[arg(long, value_name = "DATE")]
         on: Option<chrono::NaiveDate>,
     },
-    /// Withdraw a change scheduled for a later day (its revision number: `contracts history`).
-    Withdraw { id: String, rev: i64 },
+    /// Withdraw a change scheduled for a later day (its revision number: `contracts history`);
+    /// the changes scheduled after it are carried over the withdrawal.
+    Withdraw {
+        id: String,
+        rev: i64,
+        /// Why (kept in the contract's events).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who withdraws it (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
     /// Cancel a contract from DATE (its first day without service): prints the quote — the
     /// early-termination fee from the `[billing]` price tables — then records the cancellation with it.
     Cancel {
@@ -319,7 +329,10 @@ fn main() -> ExitCode {
             Command::Billing(BillingCmd::Statement { month, json }) => {
                 cli::billing_statement(&config, &month, json).await
             }
-            Command::Contracts(ContractsCmd::Withdraw { id, rev }) => cli::contracts_withdraw(&config, &id, rev).await,
+            Command::Contracts(ContractsCmd::Withdraw { id, rev, reason, actor }) => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                cli::contracts_withdraw(&config, &id, rev, &actor, &reason).await
+            }
             Command::Contracts(ContractsCmd::Cancel { id, on, dry_run, reason, actor }) => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
                 let req = operator::CancelRequest {

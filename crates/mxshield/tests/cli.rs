@@ -20,6 +20,11 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The revisions table of `contracts history` (the events follow it after a blank line).
+fn revisions_table(history: &str) -> &str {
+    history.split("\n\n").next().unwrap()
+}
+
 /// Each bad configuration file, and every error line it must print; exit code 2.
 #[test]
 fn bad_configs_exit_2_with_every_error() {
@@ -98,20 +103,32 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     // from the end of the minimum term: no fee
     let (_, out, _) = cli(&["contracts", "cancel", "acme", "--on", &term_end.to_string(), "--dry-run"]);
     assert!(out.contains("termination fee:   0 yen"), "{out}");
-    assert_eq!(cli(&["contracts", "history", "acme"]).1.lines().count(), 2, "a quote records nothing");
+    assert_eq!(
+        revisions_table(&cli(&["contracts", "history", "acme"]).1).lines().count(),
+        2,
+        "a quote records nothing"
+    );
     // recorded, from a later day: scheduled, with its fee; then withdrawn
     let (code, out, _) = cli(&["contracts", "cancel", "acme", "--on", &soon, "--reason", "letter of 1 Dec"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("cancellation scheduled from {soon}")), "{out}");
     let history = cli(&["contracts", "history", "acme"]).1;
-    let last = history.lines().last().unwrap();
+    let last = revisions_table(&history).lines().last().unwrap();
     assert!(last.contains("cancelled (scheduled) (fee 5000 yen)") && last.ends_with("letter of 1 Dec"), "{history}");
     let list = cli(&["contracts", "list"]).1;
     assert!(
         list.contains(&format!("scheduled from {soon} (revision 2)")) && list.contains("cancellation scheduled"),
         "{list}"
     );
-    assert_eq!(cli(&["contracts", "withdraw", "acme", "2"]).0, 0);
+    assert_eq!(cli(&["contracts", "withdraw", "acme", "2", "--actor", "suzuki", "--reason", "kept after all"]).0, 0);
+    // the history tells who asked for the cancellation and who withdrew it, and why
+    let history = cli(&["contracts", "history", "acme"]).1;
+    let events = history.split("\n\n").nth(1).unwrap_or_default();
+    let requested = events.lines().find(|l| l.contains("cancellation_requested")).unwrap_or_default();
+    assert!(requested.contains("5000 yen") && requested.ends_with("letter of 1 Dec"), "{history}");
+    let withdrawn = events.lines().find(|l| l.contains("cancellation_withdrawn")).unwrap_or_default();
+    assert!(withdrawn.contains("suzuki") && withdrawn.ends_with("kept after all"), "{history}");
+    assert!(events.lines().any(|l| l.contains("activated")), "{history}");
     let list = cli(&["contracts", "list"]).1;
     assert!(list.contains(" active ") && !list.contains("cancellation scheduled"), "{list}");
     // refused: a day before today, an unknown contract
@@ -166,8 +183,14 @@ fn billing_statement_matches_hand_computed_figures() {
     // a withdrawn change is not billed
     std::fs::write(dir.path().join("less.toml"), acme.replace("accounts_limit = 5", "accounts_limit = 2")).unwrap();
     cli(&["contracts", "apply", "--on", "2031-03-20", "less.toml"]);
-    let rev =
-        cli(&["contracts", "history", "acme"]).lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    let rev = revisions_table(&cli(&["contracts", "history", "acme"]))
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     cli(&["contracts", "withdraw", "acme", &rev]);
 
     let statement = |month: &str| -> serde_json::Value {
@@ -303,13 +326,14 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     // every change is kept: who, why, what changed, and the contract as it became
     let (code, out, _) = run(dir.path(), &["contracts", "history", "--full", "beta"]);
     assert_eq!(code, 0);
-    let revs: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+    let revs: Vec<&str> =
+        revisions_table(&out).lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
     assert_eq!(revs.len(), 2, "{out}");
     assert!(revs[0].contains("created"), "{out}");
     assert!(revs[1].contains("tanaka") && revs[1].contains("accounts_limit") && revs[1].ends_with("form 118"), "{out}");
     assert!(out.contains("accounts_limit = 4"), "{out}");
     let (_, out, _) = run(dir.path(), &["contracts", "history", "acme"]);
-    assert!(out.lines().last().is_some_and(|l| l.contains("removed")), "{out}");
+    assert!(revisions_table(&out).lines().last().is_some_and(|l| l.contains("removed")), "{out}");
     let (code, _, err) = run(dir.path(), &["contracts", "history", "nobody"]);
     assert_eq!(code, 1);
     assert!(err.contains("no contract \"nobody\""), "{err}");
@@ -330,7 +354,7 @@ fn a_change_is_checked_against_and_carried_into_later_scheduled_changes() {
     let (code, _, err) = cli(&["contracts", "apply", "--on", "2099-03-01", "lower.toml"]);
     assert_eq!(code, 0, "{err}");
     let (_, history, _) = cli(&["contracts", "history", "acme"]);
-    let rev = history.lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    let rev = revisions_table(&history).lines().last().unwrap().split_whitespace().next().unwrap().to_string();
     // today a third account: fits today's limit, not the one scheduled — refused, nothing changed
     let more = acme.replace("\"alice\", \"bob\"", "\"alice\", \"bob\", \"carol\"");
     std::fs::write(dir.path().join("more.toml"), &more).unwrap();
@@ -353,6 +377,14 @@ fn a_change_is_checked_against_and_carried_into_later_scheduled_changes() {
     // the later revision's contract: the block after its line, up to the next revision's
     let later = full[full.find(" 2099-03-01 ").unwrap()..].split("[[contract]]").nth(1).unwrap();
     assert!(later.contains("accounts_limit = 2") && later.contains("127.0.0.1:2700"), "{full}");
+    let events = full.split("\n\n").nth(1).unwrap_or_default();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("carried_over")
+                && l.contains(&format!("over revision {}", rev.parse::<i64>().unwrap() + 1))),
+        "{full}"
+    );
     // withdrawn: the change of today stays
     let (code, _, err) = cli(&["contracts", "withdraw", "acme", &rev]);
     assert_eq!(code, 0, "{err}");

@@ -423,7 +423,14 @@ impl Operator {
     /// revisions scheduled after it are carried over the withdrawal (what they change is kept,
     /// the rest is as before the withdrawn one) and validated again — refused, changing nothing,
     /// if one of them would no longer hold.
-    pub async fn withdraw(&self, id: &str, rev: i64, today: chrono::NaiveDate) -> Result<bool, OperatorError> {
+    pub async fn withdraw(
+        &self,
+        id: &str,
+        rev: i64,
+        today: chrono::NaiveDate,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, OperatorError> {
         let store = Store::connect(&self.paths.contracts).await?;
         let (now, scheduled, _) = store.load_all().await?;
         let Some(w) = scheduled.iter().find(|s| s.id == id && s.rev == rev) else {
@@ -446,7 +453,12 @@ impl Operator {
         if !problems.is_empty() {
             return Err(OperatorError::ContractConflicts(problems));
         }
-        Ok(store.withdraw(id, rev, today, &rebased).await?)
+        Ok(store.withdraw(id, rev, today, &rebased, actor, reason).await?)
+    }
+
+    /// The recorded events of contract `id` (withdrawals, revisions carried over), in order.
+    pub async fn contract_events(&self, id: &str) -> Result<Vec<contracts::Event>, OperatorError> {
+        Ok(Store::connect(&self.paths.contracts).await?.events(id).await?)
     }
 
     /// Every recorded revision of contract `id`, oldest first.
