@@ -26,9 +26,9 @@ impl Calendar {
             .map_err(|_| format!("{name:?} is not an IANA time zone (like \"Asia/Tokyo\" or \"UTC\")"))
     }
 
-    /// Today where the operator is.
+    /// Today where the operator is (on the clock shifted by [`test_clock_offset`]).
     pub fn today(&self) -> NaiveDate {
-        self.day_of(Utc::now())
+        self.day_of(Utc::now() + chrono::Duration::seconds(test_clock_offset()))
     }
 
     /// The operator's day at instant `at`.
@@ -40,6 +40,18 @@ impl Calendar {
     pub fn name(&self) -> &'static str {
         self.tz.name()
     }
+}
+
+/// The name of the environment variable that shifts the calendar's clock.
+pub const TEST_CLOCK_VARIABLE: &str = "MXSHIELD_TEST_CLOCK_OFFSET";
+
+/// Seconds added to the system clock before it is read as a day, from the environment variable
+/// `MXSHIELD_TEST_CLOCK_OFFSET` (0 when unset or not a number): for black-box tests that need
+/// the operator's day to change while a gateway runs. Never for production — `serve` logs a
+/// warning when it is set.
+pub fn test_clock_offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| std::env::var(TEST_CLOCK_VARIABLE).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0))
 }
 
 #[cfg(test)]

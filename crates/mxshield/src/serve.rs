@@ -113,6 +113,14 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         hostname = %config.smtp.hostname, data_dir = %config.data_dir.display(), queued = queued_at_start,
         contracts = contracts.get().contracts().len()
     );
+    if contracts::test_clock_offset() != 0 {
+        tracing::warn!(
+            event = "test_clock",
+            offset_seconds = contracts::test_clock_offset(),
+            "{} is set: the operator's calendar runs on a shifted clock (for tests only)",
+            contracts::TEST_CLOCK_VARIABLE
+        );
+    }
     let scanner = filter::live(scanner);
     let updater = start_updates(&config, &scanner, release.as_ref(), shutdown_rx.clone())?;
     let ctx = Arc::new(InboundContext {

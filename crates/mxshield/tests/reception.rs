@@ -461,3 +461,90 @@ async fn contract_days_are_counted_in_the_operators_time_zone() {
         assert_eq!(r.code, code, "{zone}: {r:?}");
     }
 }
+
+/// Contract dates take effect at 00:00 of their day in a running server, with no operator
+/// action and no restart (issue 14): the gateway runs on a test clock set a few seconds before
+/// midnight (`MXSHIELD_TEST_CLOCK_OFFSET`, for tests only), and the same RCPTs are answered
+/// differently once midnight has passed — a contract starting the next day, a change of
+/// receiving server and accounts scheduled for it, a cancellation effective from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_dates_take_effect_at_midnight_in_a_running_server() {
+    use testkit::sink::{Behaviour, Sink};
+    let (old_server, new_server) = (Sink::start(Behaviour::Accept).await, Sink::start(Behaviour::Accept).await);
+    // the shifted clock reads 23:59:48 UTC now
+    let now = chrono::Utc::now();
+    let midnight = (now + chrono::Days::new(1)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let offset = (midnight - now).num_seconds() - 12;
+    let shifted = move || chrono::Utc::now() + chrono::Duration::seconds(offset);
+    let today = shifted().date_naive();
+    let tomorrow = today + chrono::Days::new(1);
+    let dir = testkit::TempDir::new("midnight");
+    let port = testkit::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = config(port, old_server.addr, "", "[operator]\ntimezone = \"UTC\"\n");
+    let mut gw = testkit::gateway::Gateway::new(std::path::Path::new(BIN), dir.path(), addr, &config);
+    gw.env.push(("MXSHIELD_TEST_CLOCK_OFFSET".into(), offset.to_string()));
+    let block = |id: &str, domain: &str, starts: &str, server: std::net::SocketAddr, accounts: &str| {
+        format!(
+            "[[contract]]\nid = \"{id}\"\ncustomer = \"{id}\"\naccounts_limit = 5\nstarts = \"{starts}\"\n[[contract.domain]]\nname = \"{domain}\"\nreceiving_servers = [\"{server}\"]\naccounts = [{accounts}]\n"
+        )
+    };
+    let beta = block("beta", "beta.example", "2026-01-01", old_server.addr, "\"carol\"");
+    let gamma = block("gamma", "gamma.example", "2026-01-01", old_server.addr, "\"erin\"");
+    apply(
+        &gw,
+        &format!(
+            "{}\n{beta}\n{gamma}",
+            block("acme", "acme.example", &tomorrow.to_string(), old_server.addr, "\"alice\"")
+        ),
+    );
+    let cli = |args: &[&str]| {
+        let out = gw.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(
+        dir.path().join("beta2.toml"),
+        block("beta", "beta.example", "2026-01-01", new_server.addr, "\"carol\", \"dave\""),
+    )
+    .unwrap();
+    cli(&["contracts", "apply", "--on", &tomorrow.to_string(), "beta2.toml"]);
+    cli(&["contracts", "cancel", "gamma", "--on", &tomorrow.to_string()]);
+    gw.spawn();
+
+    async fn rcpt(gw: &testkit::gateway::Gateway, to: &str) -> u16 {
+        let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+        c.cmd("EHLO client.test").await.unwrap();
+        c.cmd("MAIL FROM:<x@remote.test>").await.unwrap();
+        c.cmd(&format!("RCPT TO:<{to}>")).await.unwrap().code
+    }
+    let before = [
+        rcpt(&gw, "alice@acme.example").await,
+        rcpt(&gw, "dave@beta.example").await,
+        rcpt(&gw, "erin@gamma.example").await,
+    ];
+    let r = send_one(gw.addr, "x@remote.test", &["carol@beta.example"], &message("before", "old server")).await;
+    assert_eq!(r.unwrap().code, 250);
+    assert_eq!(shifted().date_naive(), today, "the checks before midnight took too long");
+    assert_eq!(
+        before,
+        [550, 550, 250],
+        "the day before: acme not started, dave not yet an account, gamma still served"
+    );
+    assert_eq!(old_server.wait_for(1, WAIT).await.len(), 1);
+    // past midnight on the gateway's clock
+    while shifted().date_naive() == today {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = [
+        rcpt(&gw, "alice@acme.example").await,
+        rcpt(&gw, "dave@beta.example").await,
+        rcpt(&gw, "erin@gamma.example").await,
+    ];
+    assert_eq!(after, [250, 250, 550], "from midnight: acme started, dave registered, gamma cancelled");
+    let r = send_one(gw.addr, "x@remote.test", &["dave@beta.example"], &message("after", "new server")).await;
+    assert_eq!(r.unwrap().code, 250);
+    let got = new_server.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "relayed to the server the change names:\n{}", gw.log());
+    assert!(gw.log().contains("event=\"test_clock\""), "the shifted clock is announced");
+}

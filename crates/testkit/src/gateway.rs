@@ -15,6 +15,8 @@ pub struct Gateway {
     pub config: PathBuf,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Environment variables given to the process (and to [`Gateway::cli`]).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     log_path: PathBuf,
 }
@@ -29,6 +31,7 @@ impl Gateway {
             dir: dir.to_path_buf(),
             config,
             addr,
+            env: Vec::new(),
             child: None,
             log_path: dir.join("mxshield.log"),
         }
@@ -48,6 +51,7 @@ impl Gateway {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(log)
@@ -160,6 +164,7 @@ impl Gateway {
             .arg("--config")
             .arg(&self.config)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .output()
             .expect("run mxshield")
