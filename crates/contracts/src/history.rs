@@ -53,7 +53,8 @@ pub fn timeline(revisions: &[Revision], events: &[Event], today: NaiveDate) -> V
         let cancellation = r.fee.is_some() || r.changed.iter().any(|c| c == "cancelled");
         match &contract {
             None => {
-                out.push(recorded(r, "removed", format!("from {}", r.effective_from)));
+                let fee = r.fee.map(|f| format!("; early-termination fee {f} yen")).unwrap_or_default();
+                out.push(recorded(r, "removed", format!("from {}{fee}", r.effective_from)));
             }
             Some(c) if r.changed.iter().any(|f| f == "created") => {
                 let from = c.starts.max(r.effective_from);

@@ -20,8 +20,9 @@ pub struct Plan {
     pub missing: Vec<String>,
     /// Whether the missing contracts are removed.
     pub prune: bool,
-    /// A cancellation's quoted early-termination fee (yen, before tax), kept with its revision.
-    pub fee: Option<i64>,
+    /// Cancelled from the plan's day (by `contracts cancel`, or stored and pruned): each with
+    /// the early-termination fee quoted (yen, before tax), kept with its revision.
+    pub cancelled: Vec<(String, i64)>,
     /// Revisions scheduled for later days that change with this plan: carried over it
     /// ([`crate::carry_forward`]).
     pub rebased: Vec<crate::Scheduled>,
@@ -30,7 +31,10 @@ pub struct Plan {
 impl Plan {
     /// Whether applying changes anything.
     pub fn changes_anything(&self) -> bool {
-        !self.added.is_empty() || !self.changed.is_empty() || (self.prune && !self.missing.is_empty())
+        !self.added.is_empty()
+            || !self.changed.is_empty()
+            || !self.cancelled.is_empty()
+            || (self.prune && !self.missing.is_empty())
     }
 }
 

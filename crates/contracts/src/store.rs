@@ -92,14 +92,8 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let record = Recorded {
-            revisions: revisions_of(contracts, plan),
-            rebased: &plan.rebased,
-            today,
-            actor,
-            reason,
-            fee: plan.fee,
-        };
+        let record =
+            Recorded { revisions: revisions_of(contracts, plan), rebased: &plan.rebased, today, actor, reason };
         self.replace(contracts, None, Some(&record), None).await
     }
 
@@ -116,18 +110,10 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
         let mut made = std::collections::HashMap::new();
-        for (id, doc, changed) in revisions_of(contracts, plan) {
-            let rev = insert_revision(
-                &mut tx,
-                &id,
-                effective,
-                doc.as_deref().unwrap_or(""),
-                &changed,
-                actor,
-                reason,
-                plan.fee,
-            )
-            .await?;
+        for (id, doc, changed, fee) in revisions_of(contracts, plan) {
+            let rev =
+                insert_revision(&mut tx, &id, effective, doc.as_deref().unwrap_or(""), &changed, actor, reason, fee)
+                    .await?;
             sqlx::query("UPDATE contract_revisions SET pending = 1 WHERE contract_id = $1 AND rev = $2")
                 .bind(&id)
                 .bind(rev)
@@ -358,7 +344,7 @@ impl Store {
             Store::copy_scheduled(&mut tx, scheduled).await?;
         }
         let mut made = std::collections::HashMap::new();
-        for (id, doc, changed) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
+        for (id, doc, changed, fee) in record.map(|r| &r.revisions[..]).unwrap_or_default() {
             let r = record.expect("revisions come with their record");
             // what is applied now supersedes what was scheduled for today or before
             sqlx::query("UPDATE contract_revisions SET pending = 0 WHERE contract_id = $1 AND pending = 1 AND withdrawn_at IS NULL AND effective_from <= $2")
@@ -368,7 +354,7 @@ impl Store {
                 .await
                 .map_err(q("superseding scheduled revisions"))?;
             let rev =
-                insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason, r.fee)
+                insert_revision(&mut tx, id, r.today, doc.as_deref().unwrap_or(""), changed, r.actor, r.reason, *fee)
                     .await?;
             made.insert(id.clone(), rev);
         }
@@ -520,15 +506,18 @@ pub struct Event {
     pub reason: String,
 }
 
-/// Revisions to record with an apply: (contract, its block or `None` if removed, what changed).
+/// A revision to record: the contract, its block (`None`: removed), what changed, and for a
+/// cancellation the early-termination fee quoted.
+type RevisionRecord = (String, Option<String>, String, Option<i64>);
+
+/// Revisions to record with an apply.
 struct Recorded<'a> {
-    revisions: Vec<(String, Option<String>, String)>,
+    revisions: Vec<RevisionRecord>,
     /// Later revisions carried over this change ([`crate::carry_forward`]).
     rebased: &'a [Scheduled],
     today: NaiveDate,
     actor: &'a str,
     reason: &'a str,
-    fee: Option<i64>,
 }
 
 /// Replaces the contract of pending revisions (rebased over an earlier change), each with a
@@ -622,19 +611,22 @@ async fn insert_revision(
 }
 
 /// The revisions a plan makes: (contract, its block or `None` if removed, what changed).
-fn revisions_of(contracts: &[Contract], plan: &crate::Plan) -> Vec<(String, Option<String>, String)> {
+fn revisions_of(contracts: &[Contract], plan: &crate::Plan) -> Vec<RevisionRecord> {
     let by_id: std::collections::HashMap<&str, &Contract> = contracts.iter().map(|c| (c.id.as_str(), c)).collect();
     let doc = |id: &str| by_id.get(id).map(|c| crate::to_toml(c));
     let mut revisions = Vec::new();
     for id in &plan.added {
-        revisions.push((id.clone(), doc(id), "created".to_string()));
+        revisions.push((id.clone(), doc(id), "created".to_string(), None));
     }
     for (id, fields) in &plan.changed {
-        revisions.push((id.clone(), doc(id), fields.join(",")));
+        revisions.push((id.clone(), doc(id), fields.join(","), None));
+    }
+    for (id, fee) in &plan.cancelled {
+        revisions.push((id.clone(), doc(id), "cancelled".to_string(), Some(*fee)));
     }
     if plan.prune {
         for id in &plan.missing {
-            revisions.push((id.clone(), None, "removed".to_string()));
+            revisions.push((id.clone(), None, "removed".to_string(), None));
         }
     }
     revisions

@@ -25,6 +25,7 @@ pub fn operator(config: &Config) -> Operator {
 pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::ApplyOptions) -> anyhow::Result<ExitCode> {
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (dry_run, effective) = (opts.dry_run, opts.effective.filter(|d| Some(*d) > opts.today));
+    let opts_today = opts.today;
     match operator(config).apply_contracts(&src, opts).await {
         Ok(a) => {
             let p = &a.plan;
@@ -33,6 +34,10 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
             }
             for (id, fields) in &p.changed {
                 println!("~ {id}: {}", fields.join(", "));
+            }
+            let from = effective.or(opts_today).map(|d| d.to_string()).unwrap_or_else(|| "today".into());
+            for (id, fee) in &p.cancelled {
+                println!("- {id} (not in the file: cancelled from {from}; early-termination fee {fee} yen)");
             }
             for id in &p.missing {
                 if p.prune {
@@ -48,9 +53,10 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
                 );
             }
             let counts = format!(
-                "{} new, {} changed, {} unchanged, {} {}",
+                "{} new, {} changed, {} cancelled, {} unchanged, {} {}",
                 p.added.len(),
                 p.changed.len(),
+                p.cancelled.len(),
                 p.unchanged.len(),
                 p.missing.len(),
                 if p.prune { "removed" } else { "kept" }

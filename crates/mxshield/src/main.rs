@@ -322,7 +322,15 @@ fn main() -> ExitCode {
             Command::Contracts(ContractsCmd::Apply { file, dry_run, prune, reason, actor, on }) => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
                 let today = Some(config.calendar.today());
-                let opts = operator::ApplyOptions { prune, dry_run, today, effective: on, actor, reason };
+                let opts = operator::ApplyOptions {
+                    prune,
+                    dry_run,
+                    today,
+                    effective: on,
+                    actor,
+                    reason,
+                    tables: config.billing.tables.clone(),
+                };
                 cli::contracts_apply(&config, &file, opts).await
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,

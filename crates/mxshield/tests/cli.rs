@@ -317,12 +317,14 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
         err.contains("\"acme.example\"") && err.contains("--prune") && err.contains("nothing was changed"),
         "{err}"
     );
-    // --prune: the file is the whole set
+    // --prune: the file is the whole set; what it leaves out is cancelled from that day, by the
+    // cancellation rules (no price table here: no fee)
     let (code, out, _) = run(dir.path(), &["contracts", "apply", "--prune", "beta.toml"]);
     assert_eq!(code, 0);
-    assert!(out.contains("- acme (not in the file: removed)"), "{out}");
+    assert!(out.contains("- acme (not in the file: cancelled from ") && out.contains("fee 0 yen)"), "{out}");
     let now = listed(dir.path());
-    assert!(!now.contains("acme") && now.contains("(1 contracts"), "{now}");
+    let acme_line = now.lines().find(|l| l.starts_with("acme")).unwrap_or_default();
+    assert!(acme_line.contains("cancelled"), "{now}");
     // every change is kept: who, why, what changed, and the contract as it became
     let (code, out, _) = run(dir.path(), &["contracts", "history", "--full", "beta"]);
     assert_eq!(code, 0);
@@ -333,10 +335,47 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     assert!(revs[1].contains("tanaka") && revs[1].contains("accounts_limit") && revs[1].ends_with("form 118"), "{out}");
     assert!(out.contains("accounts_limit = 4"), "{out}");
     let (_, out, _) = run(dir.path(), &["contracts", "history", "acme"]);
-    assert!(revisions_table(&out).lines().last().is_some_and(|l| l.contains("removed")), "{out}");
+    assert!(revisions_table(&out).lines().last().is_some_and(|l| l.contains("cancelled (fee 0 yen)")), "{out}");
     let (code, _, err) = run(dir.path(), &["contracts", "history", "nobody"]);
     assert_eq!(code, 1);
     assert!(err.contains("no contract \"nobody\""), "{err}");
+}
+
+/// `--prune` cancels what the file leaves out through the cancellation rules: within the
+/// minimum term, the early-termination fee is quoted in the plan and recorded (issue 14).
+#[test]
+fn pruned_contracts_are_cancelled_with_their_fee() {
+    let dir = TempDir::new("contracts-prune-fee");
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "data_dir = \"data\"\n[[billing.price_table]]\neffective_from = \"2020-01-01\"\nmin_term_months = 1\nearly_termination_fee = 5000\n\
+         [[billing.price_table.tier]]\nmin_accounts = 1\nmonthly_fee = 3000\n",
+    )
+    .unwrap();
+    let starts = (today - chrono::Days::new(5)).to_string();
+    let acme = contracts("\"127.0.0.1:2600\"").replace("2026-01-01", &starts);
+    std::fs::write(dir.path().join("c.toml"), &acme).unwrap();
+    std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        run(dir.path(), &all)
+    };
+    assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
+    let (code, out, _) = cli(&["contracts", "apply", "--prune", "--dry-run", "empty.toml"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("- acme (not in the file: cancelled from {today}; early-termination fee 5000 yen)")),
+        "{out}"
+    );
+    assert!(!cli(&["contracts", "history", "acme"]).1.contains("cancellation"), "a dry run records nothing");
+    let (code, out, _) = cli(&["contracts", "apply", "--prune", "--reason", "contract ended", "empty.toml"]);
+    assert_eq!(code, 0, "{out}");
+    let history = cli(&["contracts", "history", "acme"]).1;
+    let last = revisions_table(&history).lines().last().unwrap();
+    assert!(last.contains("cancelled (fee 5000 yen)") && last.ends_with("contract ended"), "{history}");
+    assert!(history.contains("cancellation_requested"), "{history}");
 }
 
 /// A change made today is validated against the changes already scheduled for later days, and

@@ -167,6 +167,9 @@ pub struct ApplyOptions {
     pub actor: String,
     /// Why (kept in each revision).
     pub reason: String,
+    /// The price tables: a pruned contract is cancelled with the early-termination fee they
+    /// give.
+    pub tables: rating::Versioned<rating::PriceTable>,
 }
 
 /// One queued message, as listed.
@@ -242,12 +245,29 @@ impl Operator {
         let (now, scheduled, _) = store.load_all().await?;
         // planned against the contracts as they will be on that day
         let stored = contracts::in_force_on(now, &scheduled, effective);
-        let (mut plan, contracts) =
+        let (mut plan, mut contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
+        if plan.prune {
+            // pruned: cancelled from that day, with the fee the cancellation rules give; a
+            // contract not started yet is removed, one already ended only removed
+            for id in std::mem::take(&mut plan.missing) {
+                let Some(c) = stored.iter().find(|c| c.id == id) else { continue };
+                if c.ends.is_some_and(|e| e <= effective) {
+                    plan.missing.push(id);
+                    continue;
+                }
+                let (fee, ..) = termination_quote(&opts.tables, c, effective);
+                if effective > c.starts {
+                    contracts.push(Contract { ends: Some(effective), ..c.clone() });
+                }
+                plan.cancelled.push((id, fee));
+            }
+        }
         let touched: Vec<&str> = plan
             .added
             .iter()
             .chain(plan.changed.iter().map(|(id, _)| id))
+            .chain(plan.cancelled.iter().map(|(id, _)| id))
             .chain(plan.missing.iter().filter(|_| plan.prune))
             .map(String::as_str)
             .collect();
@@ -286,15 +306,7 @@ impl Operator {
         if let Some(ends) = c.ends.filter(|e| *e <= on) {
             return Err(OperatorError::AlreadyEnds(id.to_string(), ends));
         }
-        let last_day = on.pred_opt().unwrap_or(on).max(c.starts);
-        let priced = req.tables.on(last_day).and_then(|t| Some((t, t.tier(c.accounts_limit)?.monthly_fee)));
-        let (fee, fee_tax, monthly_fee) = match priced {
-            Some((t, monthly)) => {
-                (rating::early_termination_fee(t, c.starts, on, monthly), t.early_termination_tax, Some(monthly))
-            }
-            None => (0, rating::TaxCategory::NonTaxable, None),
-        };
-        let min_term_end = req.tables.on(last_day).map(|t| rating::min_term_end(c.starts, t.min_term_months));
+        let (fee, fee_tax, monthly_fee, min_term_end) = termination_quote(req.tables, &c, on);
         let before_start = on <= c.starts;
         let mut quote = Quote {
             contract: c.id.clone(),
@@ -311,20 +323,16 @@ impl Operator {
         if req.dry_run {
             return Ok(quote);
         }
-        let mut plan = contracts::Plan { fee: Some(fee), ..Default::default() };
+        let mut plan = contracts::Plan { cancelled: vec![(c.id.clone(), fee)], ..Default::default() };
         let cancelled = Contract { ends: Some(on), ..c.clone() };
+        // before its start it is removed that day; otherwise it ends that day
+        let kept = if before_start { Vec::new() } else { vec![cancelled.clone()] };
         if !before_start {
             // changes scheduled after the end keep it
-            plan.rebased = carry_over(&then, std::slice::from_ref(&cancelled), &scheduled, on, &[id])?;
-        }
-        if before_start {
-            plan.prune = true;
-            plan.missing.push(c.id.clone());
-        } else {
-            plan.changed.push((c.id.clone(), vec!["cancelled"]));
+            plan.rebased = carry_over(&then, &kept, &scheduled, on, &[id])?;
         }
         quote.generation = Some(if on > today {
-            store.schedule(std::slice::from_ref(&cancelled), &plan, on, req.actor, req.reason).await?
+            store.schedule(&kept, &plan, on, req.actor, req.reason).await?
         } else {
             // in force today: the stored set as it is today, with this contract ended
             let set: Vec<Contract> = contracts::in_force_on(now, &scheduled, today)
@@ -585,6 +593,28 @@ impl Operator {
             LogLocation::File(p) => p.exists(),
             LogLocation::Shared { .. } => true,
         }
+    }
+}
+
+/// The early-termination quote for ending contract `c` from day `on`: the fee and its tax
+/// category from `tables` (the version in force on its last day of service), the monthly fee
+/// it was paying, and the end of its minimum term.
+fn termination_quote(
+    tables: &rating::Versioned<rating::PriceTable>,
+    c: &Contract,
+    on: chrono::NaiveDate,
+) -> (rating::Yen, rating::TaxCategory, Option<rating::Yen>, Option<chrono::NaiveDate>) {
+    let last_day = on.pred_opt().unwrap_or(on).max(c.starts);
+    let table = tables.on(last_day);
+    let min_term_end = table.map(|t| rating::min_term_end(c.starts, t.min_term_months));
+    match table.and_then(|t| Some((t, t.tier(c.accounts_limit)?.monthly_fee))) {
+        Some((t, monthly)) => (
+            rating::early_termination_fee(t, c.starts, on, monthly),
+            t.early_termination_tax,
+            Some(monthly),
+            min_term_end,
+        ),
+        None => (0, rating::TaxCategory::NonTaxable, None, min_term_end),
     }
 }
 
