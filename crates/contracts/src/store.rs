@@ -216,6 +216,86 @@ impl Store {
             .collect())
     }
 
+    /// Issues a customer's statement for `month` (`YYYY-MM`): `body` is the statement as it
+    /// stands (JSON), `total` its total in yen. Numbered and frozen; if the customer's last
+    /// statement for the month says the same, nothing is issued and that one is returned; if
+    /// it differs, the new one is its correction.
+    pub async fn issue_statement(
+        &self,
+        customer: &str,
+        month: &str,
+        body: &str,
+        total: i64,
+        actor: &str,
+    ) -> Result<(IssuedStatement, bool), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let last = sqlx::query(
+            "SELECT number, customer, month, issued_at, issued_by, corrects, total, body FROM statements \
+             WHERE customer = $1 AND month = $2 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(customer)
+        .bind(month)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(q("reading the statements"))?
+        .map(|r| issued_from(&r));
+        if let Some(last) = last.filter(|l| l.body == body) {
+            return Ok((last, false));
+        }
+        let number: i64 = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS next FROM statements")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("numbering a statement"))?
+            .get("next");
+        let corrects = sqlx::query("SELECT MAX(number) AS last FROM statements WHERE customer = $1 AND month = $2")
+            .bind(customer)
+            .bind(month)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("reading the statements"))?
+            .get::<Option<i64>, _>("last");
+        let issued = IssuedStatement {
+            number,
+            customer: customer.to_string(),
+            month: month.to_string(),
+            issued_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            issued_by: actor.to_string(),
+            corrects,
+            total,
+            body: body.to_string(),
+        };
+        sqlx::query(
+            "INSERT INTO statements (number, customer, month, issued_at, issued_by, corrects, total, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(issued.number)
+        .bind(&issued.customer)
+        .bind(&issued.month)
+        .bind(&issued.issued_at)
+        .bind(&issued.issued_by)
+        .bind(issued.corrects)
+        .bind(issued.total)
+        .bind(&issued.body)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("issuing a statement"))?;
+        tx.commit().await.map_err(q("issuing a statement"))?;
+        Ok((issued, true))
+    }
+
+    /// The issued statements (of `month`, `YYYY-MM`, if given), in the order issued.
+    pub async fn issued_statements(&self, month: Option<&str>) -> Result<Vec<IssuedStatement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, customer, month, issued_at, issued_by, corrects, total, body FROM statements \
+             WHERE $1 = '' OR month = $1 ORDER BY number",
+        )
+        .bind(month.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("reading the statements"))?;
+        Ok(rows.iter().map(issued_from).collect())
+    }
+
     /// Every revision of every contract, by contract then in order.
     pub async fn all_revisions(&self) -> Result<Vec<Revision>, StoreError> {
         self.revisions(None).await
@@ -487,6 +567,40 @@ pub struct Revision {
     pub withdrawn_at: Option<String>,
     /// For a cancellation: the early-termination fee quoted (yen, before tax).
     pub fee: Option<i64>,
+}
+
+/// A statement as issued: numbered, frozen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedStatement {
+    /// Its number: 1, 2, … in the order issued, over all customers.
+    pub number: i64,
+    /// The customer billed.
+    pub customer: String,
+    /// The month billed (`YYYY-MM`).
+    pub month: String,
+    /// When (RFC 3339, UTC).
+    pub issued_at: String,
+    /// Who issued it.
+    pub issued_by: String,
+    /// The statement it corrects, if it is a correction.
+    pub corrects: Option<i64>,
+    /// Its total (yen, tax included).
+    pub total: i64,
+    /// The statement itself (JSON), as issued.
+    pub body: String,
+}
+
+fn issued_from(r: &sqlx::any::AnyRow) -> IssuedStatement {
+    IssuedStatement {
+        number: r.get("number"),
+        customer: r.get("customer"),
+        month: r.get("month"),
+        issued_at: r.get("issued_at"),
+        issued_by: r.get("issued_by"),
+        corrects: r.get::<Option<i64>, _>("corrects"),
+        total: r.get("total"),
+        body: r.get("body"),
+    }
 }
 
 /// Something an operator did to a contract besides recording a revision.

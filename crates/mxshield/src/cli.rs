@@ -180,76 +180,309 @@ pub async fn contracts_cancel(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `billing statement --month YYYY-MM [--json]`.
-pub async fn billing_statement(config: &Config, month: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let Ok(first) = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") else {
+/// How `billing` commands print statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementFormat {
+    /// A readable table.
+    Table,
+    /// JSON (an array of statements).
+    Json,
+    /// CSV: one row per line, then the subtotals, taxes and total of each statement.
+    Csv,
+}
+
+/// The month `YYYY-MM` as its first day; prints why not and gives `None` if it is not one.
+fn parse_month(month: &str) -> Option<chrono::NaiveDate> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok();
+    if first.is_none() {
         eprintln!("mxshield: --month {month:?} is not a month (YYYY-MM)");
-        return Ok(ExitCode::from(2));
+    }
+    first
+}
+
+/// `billing statement --month YYYY-MM [--json | --csv]`: the drafts.
+pub async fn billing_statement(config: &Config, month: &str, format: StatementFormat) -> anyhow::Result<ExitCode> {
+    let Some(first) = parse_month(month) else { return Ok(ExitCode::from(2)) };
+    let docs = match draft_docs(config, first).await? {
+        Ok(docs) => docs,
+        Err(code) => return Ok(code),
     };
+    let shown: Vec<(Option<&contracts::IssuedStatement>, &operator::StatementDoc)> =
+        docs.iter().map(|d| (None, d)).collect();
+    print_statements(&shown, format)?;
+    if docs.is_empty() && format == StatementFormat::Table {
+        println!("no service to bill in {month}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The drafts of the month, or the exit code of a clear refusal (no price table, a month that
+/// cannot be rated).
+async fn draft_docs(
+    config: &Config,
+    first: chrono::NaiveDate,
+) -> anyhow::Result<Result<Vec<operator::StatementDoc>, ExitCode>> {
     let billing = &config.billing;
     if billing.tables.versions.is_empty() {
         eprintln!(
             "mxshield: the configuration has no [[billing.price_table]]: nothing to price contracts with (docs/config.md, [billing])"
         );
-        return Ok(ExitCode::from(2));
+        return Ok(Err(ExitCode::from(2)));
     }
-    let statements = match operator(config).statements(first, &billing.tables, billing.rounding).await {
-        Ok(s) => s,
+    let issuer =
+        operator::Issuer { name: billing.issuer.clone(), registration_number: billing.registration_number.clone() };
+    match operator(config).statement_docs(first, &billing.tables, billing.rounding, &issuer).await {
+        Ok(docs) => Ok(Ok(docs)),
         Err(e @ (OperatorError::Rating(_) | OperatorError::InvalidRevision(_))) => {
             eprintln!("mxshield: {e}");
-            return Ok(ExitCode::from(2));
+            Ok(Err(ExitCode::from(2)))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `billing issue --month YYYY-MM`: numbers and freezes the month's statements; one that
+/// changed since it was issued is issued again as its correction.
+pub async fn billing_issue(config: &Config, month: &str, actor: &str) -> anyhow::Result<ExitCode> {
+    let Some(first) = parse_month(month) else { return Ok(ExitCode::from(2)) };
+    let docs = match draft_docs(config, first).await? {
+        Ok(docs) => docs,
+        Err(code) => return Ok(code),
     };
-    let (_, next) = rating::month_bounds(first);
-    let last = next.pred_opt().unwrap_or(next);
-    let issuer = serde_json::json!({"name": billing.issuer, "registration_number": billing.registration_number});
-    if json {
-        let out: Vec<serde_json::Value> = statements
-            .iter()
-            .map(|s| {
-                serde_json::json!({"issuer": issuer, "customer": s.customer, "month": month,
-                    "period": {"from": first, "to": last}, "lines": s.lines, "totals": s.totals})
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+    if docs.is_empty() {
+        println!("no service to bill in {month}: nothing issued");
     }
-    for s in &statements {
-        println!("{} — {first} to {last} (draft)", s.customer);
-        if let Some(name) = &billing.issuer {
-            println!("  issued by {name} {}", billing.registration_number.as_deref().unwrap_or(""));
-        }
-        for l in &s.lines {
-            let what = match l.kind {
-                rating::LineKind::Service => format!(
-                    "{} {} to {}, {} accounts at {} yen/month",
-                    l.contract,
-                    l.from,
-                    l.until.pred_opt().unwrap_or(l.until),
-                    l.accounts,
-                    l.monthly_fee
-                ),
-                rating::LineKind::EarlyTermination => format!("{} early-termination fee (ends {})", l.contract, l.from),
-            };
-            let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
-            println!("  {what:<72} {:>10}{tax}", l.amount);
-        }
-        if let Some(t) = &s.totals {
-            for r in &t.by_rate {
-                println!("  {:<72} {:>10}", format!("subtotal at {} %", r.rate.percent), r.subtotal);
-                println!("  {:<72} {:>10}", format!("consumption tax {} %", r.rate.percent), r.tax);
-            }
-            if t.non_taxable != 0 {
-                println!("  {:<72} {:>10}", "non-taxable", t.non_taxable);
-            }
-            println!("  {:<72} {:>10}", "total (yen)", t.total);
-        }
-    }
-    if statements.is_empty() {
-        println!("no service to bill in {month}");
+    for (s, new) in operator(config).issue_statements(&docs, actor).await? {
+        let what = match (new, s.corrects) {
+            (false, _) => "already issued, unchanged:".to_string(),
+            (true, Some(n)) => format!("issued (corrects {}):", statement_number(n)),
+            (true, None) => "issued:".to_string(),
+        };
+        println!("{what:<28} {} {} {} total {} yen", statement_number(s.number), s.month, s.customer, s.total);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `billing issued [--month YYYY-MM] [--number N] [--json | --csv]`.
+pub async fn billing_issued(
+    config: &Config,
+    month: Option<&str>,
+    number: Option<i64>,
+    format: StatementFormat,
+) -> anyhow::Result<ExitCode> {
+    let issued = operator(config).issued_statements(month).await?;
+    let shown: Vec<(Option<&contracts::IssuedStatement>, &operator::StatementDoc)> =
+        issued.iter().filter(|(i, _)| number.is_none_or(|n| i.number == n)).map(|(i, d)| (Some(i), d)).collect();
+    if let Some(n) = number.filter(|_| shown.is_empty()) {
+        eprintln!("mxshield: no statement {} has been issued", statement_number(n));
+        return Ok(ExitCode::from(1));
+    }
+    if number.is_none() && format == StatementFormat::Table {
+        // the list: one line each
+        println!(
+            "{:<10} {:<8} {:<24} {:>12} {:<20} {:<12} CORRECTS",
+            "NUMBER", "MONTH", "CUSTOMER", "TOTAL", "ISSUED", "BY"
+        );
+        for (i, _) in &shown {
+            let i = i.expect("issued");
+            let corrects = i.corrects.map(statement_number).unwrap_or_default();
+            println!(
+                "{:<10} {:<8} {:<24} {:>12} {:<20} {:<12} {corrects}",
+                statement_number(i.number),
+                i.month,
+                i.customer,
+                i.total,
+                i.issued_at,
+                i.issued_by
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_statements(&shown, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a statement number is shown.
+fn statement_number(n: i64) -> String {
+    format!("S-{n:06}")
+}
+
+/// Prints statements (drafts, or issued ones with their number) in `format`.
+fn print_statements(
+    shown: &[(Option<&contracts::IssuedStatement>, &operator::StatementDoc)],
+    format: StatementFormat,
+) -> anyhow::Result<()> {
+    match format {
+        StatementFormat::Json => {
+            let out: Vec<serde_json::Value> = shown
+                .iter()
+                .map(|(issued, d)| {
+                    let mut v = serde_json::to_value(d)?;
+                    if let (Some(i), Some(obj)) = (issued, v.as_object_mut()) {
+                        obj.insert("number".into(), statement_number(i.number).into());
+                        obj.insert("issued_at".into(), i.issued_at.clone().into());
+                        obj.insert("issued_by".into(), i.issued_by.clone().into());
+                        obj.insert("corrects".into(), i.corrects.map(statement_number).into());
+                    }
+                    Ok(v)
+                })
+                .collect::<Result<_, serde_json::Error>>()?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        StatementFormat::Csv => {
+            println!(
+                "statement,customer,month,contract,item,from,to,accounts,monthly_fee,amount,tax_category,issuer,registration_number"
+            );
+            for (issued, d) in shown {
+                let number = issued.map_or_else(|| "draft".to_string(), |i| statement_number(i.number));
+                let issuer = d.issuer.name.clone().unwrap_or_default();
+                let reg = d.issuer.registration_number.clone().unwrap_or_default();
+                let row = |contract: &str,
+                           item: &str,
+                           from: String,
+                           to: String,
+                           accounts: String,
+                           monthly: String,
+                           amount: i64,
+                           cat: &str| {
+                    let cells = [
+                        number.as_str(),
+                        d.customer.as_str(),
+                        d.month.as_str(),
+                        contract,
+                        item,
+                        &from,
+                        &to,
+                        &accounts,
+                        &monthly,
+                        &amount.to_string(),
+                        cat,
+                        &issuer,
+                        &reg,
+                    ];
+                    println!("{}", cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+                };
+                for l in &d.lines {
+                    let (item, accounts, monthly) = match l.kind {
+                        rating::LineKind::Service => ("service", l.accounts.to_string(), l.monthly_fee.to_string()),
+                        rating::LineKind::EarlyTermination => ("early_termination", String::new(), String::new()),
+                    };
+                    let to = l.until.pred_opt().unwrap_or(l.until).to_string();
+                    row(
+                        &l.contract,
+                        item,
+                        l.from.to_string(),
+                        to,
+                        accounts,
+                        monthly,
+                        l.amount,
+                        category_name(l.category),
+                    );
+                }
+                if let Some(t) = &d.totals {
+                    let (from, to) = (d.period.from.to_string(), d.period.to.to_string());
+                    for r in &t.by_rate {
+                        let rate = format!("{} %", r.rate.percent);
+                        row(
+                            "",
+                            &format!("subtotal {rate}"),
+                            from.clone(),
+                            to.clone(),
+                            String::new(),
+                            String::new(),
+                            r.subtotal,
+                            "standard",
+                        );
+                        row(
+                            "",
+                            &format!("consumption tax {rate}"),
+                            from.clone(),
+                            to.clone(),
+                            String::new(),
+                            String::new(),
+                            r.tax,
+                            "tax",
+                        );
+                    }
+                    if t.non_taxable != 0 {
+                        row(
+                            "",
+                            "non-taxable",
+                            from.clone(),
+                            to.clone(),
+                            String::new(),
+                            String::new(),
+                            t.non_taxable,
+                            "non_taxable",
+                        );
+                    }
+                    row("", "total", from, to, String::new(), String::new(), t.total, "");
+                }
+            }
+        }
+        StatementFormat::Table => {
+            for (issued, d) in shown {
+                let state = match issued {
+                    None => "draft".to_string(),
+                    Some(i) => {
+                        let corrects =
+                            i.corrects.map(|n| format!(", correcting {}", statement_number(n))).unwrap_or_default();
+                        format!(
+                            "statement {} issued {} by {}{corrects}",
+                            statement_number(i.number),
+                            i.issued_at,
+                            i.issued_by
+                        )
+                    }
+                };
+                println!("{} — {} to {} ({state})", d.customer, d.period.from, d.period.to);
+                if let Some(name) = &d.issuer.name {
+                    println!("  issued by {name} {}", d.issuer.registration_number.as_deref().unwrap_or(""));
+                }
+                for l in &d.lines {
+                    let what = match l.kind {
+                        rating::LineKind::Service => format!(
+                            "{} {} to {}, {} accounts at {} yen/month",
+                            l.contract,
+                            l.from,
+                            l.until.pred_opt().unwrap_or(l.until),
+                            l.accounts,
+                            l.monthly_fee
+                        ),
+                        rating::LineKind::EarlyTermination => {
+                            format!("{} early-termination fee (ends {})", l.contract, l.from)
+                        }
+                    };
+                    let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
+                    println!("  {what:<72} {:>10}{tax}", l.amount);
+                }
+                if let Some(t) = &d.totals {
+                    for r in &t.by_rate {
+                        println!("  {:<72} {:>10}", format!("subtotal at {} %", r.rate.percent), r.subtotal);
+                        println!("  {:<72} {:>10}", format!("consumption tax {} %", r.rate.percent), r.tax);
+                    }
+                    if t.non_taxable != 0 {
+                        println!("  {:<72} {:>10}", "non-taxable", t.non_taxable);
+                    }
+                    println!("  {:<72} {:>10}", "total (yen)", t.total);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tax category as CSV and JSON name it.
+fn category_name(c: rating::TaxCategory) -> &'static str {
+    match c {
+        rating::TaxCategory::NonTaxable => "non_taxable",
+        rating::TaxCategory::Standard => "standard",
+    }
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// `contracts withdraw ID REV`.

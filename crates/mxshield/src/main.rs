@@ -218,9 +218,56 @@ enum BillingCmd {
         #[arg(long)]
         month: String,
         /// JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV instead of a table: one row per line, then subtotals, taxes and total.
+        #[arg(long)]
+        csv: bool,
     },
+    /// Issue the month's statements: each numbered and frozen (later changes to the contracts
+    /// do not alter it); a statement whose figures changed since it was issued is issued again
+    /// as its correction, one that did not is left as it is.
+    Issue {
+        /// The month (YYYY-MM).
+        #[arg(long)]
+        month: String,
+        /// Who issues them (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// The statements issued: a list, or one statement (--number) as it was issued.
+    Issued {
+        /// Only those of this month (YYYY-MM).
+        #[arg(long)]
+        month: Option<String>,
+        /// One statement, by number (`S-000012` or 12).
+        #[arg(long, value_parser = parse_statement_number)]
+        number: Option<i64>,
+        /// JSON instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// `S-000012` or `12`.
+fn parse_statement_number(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix("S-").or_else(|| s.strip_prefix("s-")).unwrap_or(s);
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a statement number (S-000012 or 12)"))
+}
+
+fn statement_format(json: bool, csv: bool) -> cli::StatementFormat {
+    match (json, csv) {
+        (true, _) => cli::StatementFormat::Json,
+        (_, true) => cli::StatementFormat::Csv,
+        _ => cli::StatementFormat::Table,
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -334,8 +381,15 @@ fn main() -> ExitCode {
                 cli::contracts_apply(&config, &file, opts).await
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
-            Command::Billing(BillingCmd::Statement { month, json }) => {
-                cli::billing_statement(&config, &month, json).await
+            Command::Billing(BillingCmd::Statement { month, json, csv }) => {
+                cli::billing_statement(&config, &month, statement_format(json, csv)).await
+            }
+            Command::Billing(BillingCmd::Issue { month, actor }) => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                cli::billing_issue(&config, &month, &actor).await
+            }
+            Command::Billing(BillingCmd::Issued { month, number, json, csv }) => {
+                cli::billing_issued(&config, month.as_deref(), number, statement_format(json, csv)).await
             }
             Command::Contracts(ContractsCmd::Withdraw { id, rev, reason, actor }) => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());

@@ -230,6 +230,74 @@ fn billing_statement_matches_hand_computed_figures() {
 /// A customer with three contracts at 105 yen: the statement's tax is computed once on 315
 /// yen — 31 rounded down, 32 rounded half up — never as three taxes of 10; the issuer and its
 /// registration number are on the statement.
+/// Issuing freezes a statement and numbers it; issuing again after the contract changed
+/// issues a correction, leaving the first as it was; CSV gives the same figures (issue 14).
+#[test]
+fn statements_are_issued_numbered_frozen_and_corrected() {
+    let dir = TempDir::new("billing-issue");
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "data_dir = \"data\"\n[billing]\nissuer = \"Operator K.K.\"\nregistration_number = \"T1234567890123\"\n\
+         [[billing.price_table]]\neffective_from = \"2020-01-01\"\nproration = \"daily\"\n\
+         [[billing.price_table.tier]]\nmin_accounts = 1\nmax_accounts = 10\nmonthly_fee = 3000\n\
+         [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run(dir.path(), &all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    let acme = contracts("\"127.0.0.1:2600\"")
+        .replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"")
+        .replace("ACME Corp.", "ACME, \\\"East\\\"");
+    std::fs::write(dir.path().join("start.toml"), &acme).unwrap();
+    std::fs::write(dir.path().join("more.toml"), acme.replace("accounts_limit = 5", "accounts_limit = 20")).unwrap();
+    cli(&["contracts", "apply", "--on", "2031-03-01", "start.toml"]);
+    let out = cli(&["billing", "issue", "--month", "2031-03", "--actor", "keiri"]);
+    assert!(out.contains("issued:") && out.contains("S-000001") && out.contains("total 3300 yen"), "{out}");
+    let out = cli(&["billing", "issue", "--month", "2031-03"]);
+    assert!(out.contains("already issued, unchanged:") && out.contains("S-000001"), "{out}");
+    // the contract changes from the 16th: the draft changes, the issued statement does not
+    cli(&["contracts", "apply", "--on", "2031-03-16", "more.toml"]);
+    let frozen: serde_json::Value =
+        serde_json::from_str(&cli(&["billing", "issued", "--number", "S-000001", "--json"])).unwrap();
+    assert_eq!(frozen[0]["totals"]["total"], 3300);
+    assert_eq!(frozen[0]["issuer"]["registration_number"], "T1234567890123");
+    assert_eq!(frozen[0]["issued_by"], "keiri");
+    let out = cli(&["billing", "issue", "--month", "2031-03"]);
+    // 15 days at 3,000 and 16 at 8,000 of 31: 1,451 + 4,129 = 5,580, tax 558
+    assert!(
+        out.contains("issued (corrects S-000001):") && out.contains("S-000002") && out.contains("total 6138 yen"),
+        "{out}"
+    );
+    let list = cli(&["billing", "issued", "--month", "2031-03"]);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(
+        rows[0].starts_with("S-000001") && rows[1].starts_with("S-000002") && rows[1].ends_with("S-000001"),
+        "{list}"
+    );
+    // CSV: the same figures, the customer's comma and quotes escaped
+    let csv = cli(&["billing", "issued", "--number", "2", "--csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("statement,customer,month,contract,item"), "{csv}");
+    assert!(
+        lines[1].starts_with(
+            "S-000002,\"ACME, \"\"East\"\"\",2031-03,acme,service,2031-03-01,2031-03-15,5,3000,1451,standard"
+        ),
+        "{csv}"
+    );
+    assert!(lines.iter().any(|l| l.contains(",total,") && l.contains(",6138,")), "{csv}");
+    assert!(lines.iter().any(|l| l.contains("consumption tax 10 %") && l.contains(",558,")), "{csv}");
+    // a number never issued
+    let (code, _, err) = run(dir.path(), &["--config", "m.toml", "billing", "issued", "--number", "9"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no statement S-000009"), "{err}");
+}
+
 #[test]
 fn statement_tax_is_rounded_once_per_rate_with_the_issuers_rounding() {
     let dir = TempDir::new("billing-rounding");

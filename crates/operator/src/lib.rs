@@ -111,6 +111,43 @@ pub struct Statement {
     pub totals: Option<rating::Totals>,
 }
 
+/// A customer's statement for a month as a document: what `billing statement` shows and
+/// `billing issue` freezes — with the items a qualified invoice must show (issuer and its
+/// registration number, recipient, period, amounts and tax per rate).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatementDoc {
+    /// Who bills.
+    pub issuer: Issuer,
+    /// The customer billed.
+    pub customer: String,
+    /// The month billed (`YYYY-MM`).
+    pub month: String,
+    /// Its first and last day.
+    pub period: Period,
+    /// Its lines.
+    pub lines: Vec<rating::Line>,
+    /// Subtotal and tax per rate, non-taxable sum, total.
+    pub totals: Option<rating::Totals>,
+}
+
+/// The issuer of statements (`[billing]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issuer {
+    /// Its name.
+    pub name: Option<String>,
+    /// Its qualified-invoice registration number (`T` and 13 digits).
+    pub registration_number: Option<String>,
+}
+
+/// The days a statement covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Period {
+    /// The first day.
+    pub from: chrono::NaiveDate,
+    /// The last day.
+    pub to: chrono::NaiveDate,
+}
+
 /// What a cancellation needs besides the contract and its day.
 #[derive(Debug, Clone)]
 pub struct CancelRequest<'a> {
@@ -425,6 +462,65 @@ impl Operator {
         }
         statements.sort_by(|a, b| a.customer.cmp(&b.customer));
         Ok(statements)
+    }
+
+    /// The draft statements of the month holding `month` as documents, by `issuer`.
+    pub async fn statement_docs(
+        &self,
+        month: chrono::NaiveDate,
+        tables: &rating::Versioned<rating::PriceTable>,
+        rounding: rating::Rounding,
+        issuer: &Issuer,
+    ) -> Result<Vec<StatementDoc>, OperatorError> {
+        let (first, next) = rating::month_bounds(month);
+        let period = Period { from: first, to: next.pred_opt().unwrap_or(next) };
+        Ok(self
+            .statements(month, tables, rounding)
+            .await?
+            .into_iter()
+            .map(|s| StatementDoc {
+                issuer: issuer.clone(),
+                customer: s.customer,
+                month: first.format("%Y-%m").to_string(),
+                period,
+                lines: s.lines,
+                totals: s.totals,
+            })
+            .collect())
+    }
+
+    /// Issues `docs`: each numbered and frozen, unless the customer's last statement for the
+    /// month says the same (then that one, `false`); one that differs is its correction.
+    pub async fn issue_statements(
+        &self,
+        docs: &[StatementDoc],
+        actor: &str,
+    ) -> Result<Vec<(contracts::IssuedStatement, bool)>, OperatorError> {
+        let store = Store::connect(&self.paths.contracts).await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let body = serde_json::to_string(d).map_err(|e| OperatorError::Rating(e.to_string()))?;
+            let total = d.totals.as_ref().map_or(0, |t| t.total);
+            out.push(store.issue_statement(&d.customer, &d.month, &body, total, actor).await?);
+        }
+        Ok(out)
+    }
+
+    /// The statements issued (for `month`, `YYYY-MM`, if given), in the order issued, each
+    /// with its document.
+    pub async fn issued_statements(
+        &self,
+        month: Option<&str>,
+    ) -> Result<Vec<(contracts::IssuedStatement, StatementDoc)>, OperatorError> {
+        let issued = Store::connect(&self.paths.contracts).await?.issued_statements(month).await?;
+        issued
+            .into_iter()
+            .map(|i| {
+                let doc = serde_json::from_str(&i.body)
+                    .map_err(|e| OperatorError::InvalidRevision(format!("statement {}: {e}", i.number)))?;
+                Ok((i, doc))
+            })
+            .collect()
     }
 
     /// Withdraws revision `rev` of contract `id`, scheduled for a day after `today`; the
