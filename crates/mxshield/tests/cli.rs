@@ -234,10 +234,23 @@ fn billing_statement_matches_hand_computed_figures() {
 /// issues a correction, leaving the first as it was; CSV gives the same figures (issue 14).
 #[test]
 fn statements_are_issued_numbered_frozen_and_corrected() {
+    issue_statements_on("");
+}
+
+/// The same on PostgreSQL (issue 14: both stores).
+#[test]
+fn statements_are_issued_numbered_frozen_and_corrected_on_postgres() {
+    let schema = testkit::pg::Schema::new("cli_statements");
+    issue_statements_on(&format!("[store]\nurl = \"{}\"\n", schema.url()));
+}
+
+/// `store`: a `[store]` section, or nothing for the embedded store.
+fn issue_statements_on(store: &str) {
     let dir = TempDir::new("billing-issue");
     std::fs::write(
         dir.path().join("m.toml"),
-        "data_dir = \"data\"\n[billing]\nissuer = \"Operator K.K.\"\nregistration_number = \"T1234567890123\"\n\
+        format!("data_dir = \"data\"\n{store}")
+            + "[billing]\nissuer = \"Operator K.K.\"\nregistration_number = \"T1234567890123\"\n\
          [[billing.price_table]]\neffective_from = \"2020-01-01\"\nproration = \"daily\"\n\
          [[billing.price_table.tier]]\nmin_accounts = 1\nmax_accounts = 10\nmonthly_fee = 3000\n\
          [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
@@ -451,8 +464,25 @@ fn pruned_contracts_are_cancelled_with_their_fee() {
 /// follows the earlier change (issue 14).
 #[test]
 fn a_change_is_checked_against_and_carried_into_later_scheduled_changes() {
+    later_changes_on("");
+}
+
+/// The same on PostgreSQL (issue 14: both stores).
+#[test]
+fn a_change_is_checked_against_and_carried_into_later_scheduled_changes_on_postgres() {
+    let schema = testkit::pg::Schema::new("cli_later");
+    later_changes_on(&format!("[store]\nurl = \"{}\"\n", schema.url()));
+}
+
+/// `store`: a `[store]` section, or nothing for the embedded store.
+fn later_changes_on(store: &str) {
     let dir = TempDir::new("contracts-later");
-    let cli = |args: &[&str]| run(dir.path(), args);
+    std::fs::write(dir.path().join("m.toml"), format!("data_dir = \"data\"\n{store}")).unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        run(dir.path(), &all)
+    };
     let acme = contracts("\"127.0.0.1:2600\"");
     std::fs::write(dir.path().join("c.toml"), &acme).unwrap();
     assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
