@@ -56,6 +56,9 @@ pub fn to_toml(c: &Contract) -> String {
     }
     let _ = writeln!(out, "sending_servers = [{}]", list(c.sending_servers.iter().map(|n| n.to_string()).collect()));
     let _ = writeln!(out, "allow_wide_sending_networks = {}", c.wide_sending_networks);
+    if let Some(t) = &c.price_table {
+        let _ = writeln!(out, "price_table = {}", q(t));
+    }
     let _ = writeln!(out, "functions = [{}]", list(c.functions.names().iter().map(|s| s.to_string()).collect()));
     let _ = writeln!(out, "encrypted_attachments = {}", q(c.encrypted.as_str()));
     let _ = writeln!(out, "unreadable_attachments = {}", q(c.unreadable.as_str()));
@@ -129,6 +132,15 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
             );
         }
     }
+    let price_table = r.string(sec, "price_table").and_then(|(name, line)| {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            r.issue(sec.child_path("price_table"), line, "must be 1-64 letters, digits, '.', '_' or '-'");
+        }
+        ok.then_some(name)
+    });
     let encrypted = policy(r, sec, "encrypted_attachments");
     let unreadable = policy(r, sec, "unreadable_attachments");
     let mut domains = Vec::new();
@@ -169,6 +181,7 @@ fn read_contract(r: &mut Reader<'_>, sec: &mut Section<'_, '_>, seen: &mut SeenD
         unreadable,
         wide_sending_networks: wide,
         functions,
+        price_table,
     })
 }
 
@@ -315,6 +328,7 @@ ends = "2027-12-01"
 sending_servers = ["192.0.2.0/28", "2001:db8::5"]
 encrypted_attachments = "refuse"
 functions = ["outbound"]
+price_table = "small-office"
 [[contract.domain]]
 name = "例え.example"
 receiving_servers = ["[2001:db8::1]:2525", "mx.acme.example"]

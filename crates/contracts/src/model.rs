@@ -31,6 +31,8 @@ pub struct Contract {
     pub wide_sending_networks: bool,
     /// The security functions in use (R16): at least one while the contract runs.
     pub functions: Functions,
+    /// The price table it is billed by (`[billing]` names them); `None`: the default one.
+    pub price_table: Option<String>,
 }
 
 /// The security functions a contract uses (R16). Stopping one of them is a change; stopping

@@ -62,6 +62,7 @@ pub fn changed_fields(a: &Contract, b: &Contract) -> Vec<&'static str> {
     check(a.unreadable == b.unreadable, "unreadable_attachments");
     check(a.wide_sending_networks == b.wide_sending_networks, "allow_wide_sending_networks");
     check(a.functions == b.functions, "functions");
+    check(a.price_table == b.price_table, "price_table");
     f
 }
 

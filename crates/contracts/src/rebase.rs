@@ -37,6 +37,7 @@ pub fn rebase(later: &Contract, old_base: &Contract, new_base: &Contract) -> Con
             &new_base.wide_sending_networks,
         ),
         functions: pick(&later.functions, &old_base.functions, &new_base.functions),
+        price_table: pick(&later.price_table, &old_base.price_table, &new_base.price_table),
         domains: rebase_domains(&later.domains, &old_base.domains, &new_base.domains),
     }
 }

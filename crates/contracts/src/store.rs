@@ -469,7 +469,7 @@ impl Store {
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments, \
-             unreadable_attachments, wide_sending_networks, functions FROM contracts \
+             unreadable_attachments, wide_sending_networks, functions, price_table FROM contracts \
              ORDER BY position",
         )
         .fetch_all(&mut *tx)
@@ -500,6 +500,7 @@ impl Store {
             };
             contracts.push(Contract {
                 functions,
+                price_table: row.get::<Option<String>, _>("price_table"),
                 encrypted: policy("encrypted_attachments")?,
                 unreadable: policy("unreadable_attachments")?,
                 wide_sending_networks,
@@ -750,8 +751,8 @@ async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Re
     let sending: Vec<String> = c.sending_servers.iter().map(|n| n.to_string()).collect();
     sqlx::query(
         "INSERT INTO contracts (id, customer, accounts_limit, starts, ends, sending_servers, position, \
-         encrypted_attachments, unreadable_attachments, wide_sending_networks, functions) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         encrypted_attachments, unreadable_attachments, wide_sending_networks, functions, price_table) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&c.id)
     .bind(&c.customer)
@@ -764,6 +765,7 @@ async fn insert_contract(conn: &mut AnyConnection, c: &Contract, pos: i64) -> Re
     .bind(c.unreadable.as_str())
     .bind(c.wide_sending_networks as i64)
     .bind(c.functions.names().join("\n"))
+    .bind(c.price_table.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(q("inserting a contract"))?;

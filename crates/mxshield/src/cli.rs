@@ -223,7 +223,7 @@ async fn draft_docs(
     first: chrono::NaiveDate,
 ) -> anyhow::Result<Result<Vec<operator::StatementDoc>, ExitCode>> {
     let billing = &config.billing;
-    if billing.tables.versions.is_empty() {
+    if billing.tables.is_empty() {
         eprintln!(
             "mxshield: the configuration has no [[billing.price_table]]: nothing to price contracts with (docs/config.md, [billing])"
         );

@@ -54,8 +54,9 @@ pub struct BillingConfig {
     pub registration_number: Option<String>,
     /// How the tax of each rate is brought to whole yen (once per rate and statement).
     pub rounding: rating::Rounding,
-    /// `[[billing.price_table]]`: the price table's versions, by the day each takes effect.
-    pub tables: rating::Versioned<rating::PriceTable>,
+    /// `[[billing.price_table]]`: the price tables by name (`name`, default `standard`), each
+    /// with its versions by the day each takes effect.
+    pub tables: rating::PriceBook,
 }
 
 /// `[scan]`: the scanning engine.
@@ -318,7 +319,7 @@ fn read_operator(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> contr
 }
 
 /// `[billing]`: `issuer`, `registration_number`, `rounding`, and `[[billing.price_table]]`
-/// versions (`effective_from`, `min_term_months`, `early_termination_fee` in yen or
+/// versions (`name`, `effective_from`, `min_term_months`, `early_termination_fee` in yen or
 /// `early_termination = "remaining_min_term"`, `early_termination_tax`, `proration`, and
 /// `[[billing.price_table.tier]]` ranges).
 fn read_billing(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> BillingConfig {
@@ -340,15 +341,28 @@ fn read_billing(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> Billin
         }
     }
     for mut t in r.tables(sec, "price_table") {
+        let name = match r.string(&mut t, "name") {
+            None => rating::PriceBook::DEFAULT.to_string(),
+            Some((n, line)) => {
+                let ok = !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    r.issue(t.child_path("name"), line, "must be 1-64 letters, digits, '.', '_' or '-'");
+                }
+                n
+            }
+        };
         if let Some(v) = read_price_table(r, &mut t) {
-            if cfg.tables.versions.iter().any(|(day, _)| *day == v.0) {
+            let versions = cfg.tables.tables.entry(name.clone()).or_default();
+            if versions.versions.iter().any(|(day, _)| *day == v.0) {
                 r.issue(
                     t.child_path("effective_from"),
                     t.line(),
-                    format!("a price table already takes effect on {}", v.0),
+                    format!("price table {name:?} already has a version taking effect on {}", v.0),
                 );
             } else {
-                cfg.tables.versions.push(v);
+                versions.versions.push(v);
             }
         }
         r.deny_unknown(&t);

@@ -311,6 +311,42 @@ fn issue_statements_on(store: &str) {
     assert!(err.contains("no statement S-000009"), "{err}");
 }
 
+/// A contract names the price table it is billed by; an unknown name is refused at apply, with
+/// the tables there are (issue 14).
+#[test]
+fn each_contract_is_billed_by_the_price_table_it_names() {
+    let dir = TempDir::new("billing-tables");
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "data_dir = \"data\"\n\
+         [[billing.price_table]]\neffective_from = \"2020-01-01\"\n[[billing.price_table.tier]]\nmin_accounts = 1\nmonthly_fee = 3000\n\
+         [[billing.price_table]]\nname = \"small-office\"\neffective_from = \"2020-01-01\"\n[[billing.price_table.tier]]\nmin_accounts = 1\nmonthly_fee = 1000\n",
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", "m.toml"];
+        all.extend_from_slice(args);
+        run(dir.path(), &all)
+    };
+    let acme = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"");
+    let small = "[[contract]]\nid = \"small\"\ncustomer = \"Small\"\naccounts_limit = 3\nstarts = \"2031-03-01\"\nprice_table = \"small-office\"\n[[contract.domain]]\nname = \"small.example\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n";
+    std::fs::write(dir.path().join("c.toml"), format!("{acme}\n{small}")).unwrap();
+    std::fs::write(dir.path().join("gold.toml"), small.replace("small-office", "gold")).unwrap();
+    let (code, _, err) = cli(&["contracts", "apply", "--on", "2031-03-01", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&["billing", "statement", "--month", "2031-03", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let total = |customer: &str| {
+        v.as_array().unwrap().iter().find(|s| s["customer"] == customer).unwrap()["totals"]["total"].clone()
+    };
+    assert_eq!(total("ACME Corp."), 3300, "the default table");
+    assert_eq!(total("Small"), 1100, "the table it names");
+    let (code, _, err) = cli(&["contracts", "apply", "gold.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no price table \"gold\"") && err.contains("small-office, standard"), "{err}");
+}
+
 #[test]
 fn statement_tax_is_rounded_once_per_rate_with_the_issuers_rounding() {
     let dir = TempDir::new("billing-rounding");

@@ -154,7 +154,7 @@ pub struct CancelRequest<'a> {
     /// Today in the operator's calendar.
     pub today: chrono::NaiveDate,
     /// The price table's versions (empty: no fee is computed).
-    pub tables: &'a rating::Versioned<rating::PriceTable>,
+    pub tables: &'a rating::PriceBook,
     /// Who cancels.
     pub actor: &'a str,
     /// Why (the form, the letter).
@@ -205,8 +205,8 @@ pub struct ApplyOptions {
     /// Why (kept in each revision).
     pub reason: String,
     /// The price tables: a pruned contract is cancelled with the early-termination fee they
-    /// give.
-    pub tables: rating::Versioned<rating::PriceTable>,
+    /// give; a contract must name one of them (when there are any).
+    pub tables: rating::PriceBook,
 }
 
 /// One queued message, as listed.
@@ -282,6 +282,23 @@ impl Operator {
         let (now, scheduled, _) = store.load_all().await?;
         // planned against the contracts as they will be on that day
         let stored = contracts::in_force_on(now, &scheduled, effective);
+        if !opts.tables.is_empty() {
+            let unknown: Vec<String> = file
+                .iter()
+                .filter(|c| opts.tables.table(c.price_table.as_deref()).is_none())
+                .map(|c| {
+                    format!(
+                        "contract {:?}: no price table {:?} in [billing] (known: {})",
+                        c.id,
+                        c.price_table.as_deref().unwrap_or(rating::PriceBook::DEFAULT),
+                        opts.tables.names().join(", ")
+                    )
+                })
+                .collect();
+            if !unknown.is_empty() {
+                return Err(OperatorError::ContractConflicts(unknown));
+            }
+        }
         let (mut plan, mut contracts) =
             contracts::plan(&stored, &file, opts.prune).map_err(OperatorError::ContractConflicts)?;
         if plan.prune {
@@ -389,7 +406,7 @@ impl Operator {
     pub async fn statements(
         &self,
         month: chrono::NaiveDate,
-        tables: &rating::Versioned<rating::PriceTable>,
+        tables: &rating::PriceBook,
         rounding: rating::Rounding,
     ) -> Result<Vec<Statement>, OperatorError> {
         let revisions = Store::connect(&self.paths.contracts).await?.all_revisions().await?;
@@ -425,6 +442,14 @@ impl Operator {
                 (a, b) => a.or(b),
             };
             let fee = docs.iter().rev().find_map(|(_, _, fee)| *fee);
+            // billed by the table its latest revision names
+            let table = tables.table(last.price_table.as_deref()).ok_or_else(|| {
+                OperatorError::Rating(format!(
+                    "contract {id}: no price table {:?} in [billing] (known: {})",
+                    last.price_table.as_deref().unwrap_or(rating::PriceBook::DEFAULT),
+                    tables.names().join(", ")
+                ))
+            })?;
             let timeline = rating::ContractTimeline {
                 contract: id.clone(),
                 starts: last.starts,
@@ -442,7 +467,7 @@ impl Operator {
                         })
                     })
                     .collect(),
-                table: tables,
+                table,
                 termination_fee: fee,
             };
             let lines = rating::month_lines(&timeline, month).map_err(|e| OperatorError::Rating(e.to_string()))?;
@@ -468,7 +493,7 @@ impl Operator {
     pub async fn statement_docs(
         &self,
         month: chrono::NaiveDate,
-        tables: &rating::Versioned<rating::PriceTable>,
+        tables: &rating::PriceBook,
         rounding: rating::Rounding,
         issuer: &Issuer,
     ) -> Result<Vec<StatementDoc>, OperatorError> {
@@ -696,12 +721,12 @@ impl Operator {
 /// category from `tables` (the version in force on its last day of service), the monthly fee
 /// it was paying, and the end of its minimum term.
 fn termination_quote(
-    tables: &rating::Versioned<rating::PriceTable>,
+    tables: &rating::PriceBook,
     c: &Contract,
     on: chrono::NaiveDate,
 ) -> (rating::Yen, rating::TaxCategory, Option<rating::Yen>, Option<chrono::NaiveDate>) {
     let last_day = on.pred_opt().unwrap_or(on).max(c.starts);
-    let table = tables.on(last_day);
+    let table = tables.table(c.price_table.as_deref()).and_then(|t| t.on(last_day));
     let min_term_end = table.map(|t| rating::min_term_end(c.starts, t.min_term_months));
     match table.and_then(|t| Some((t, t.tier(c.accounts_limit)?.monthly_fee))) {
         Some((t, monthly)) => (

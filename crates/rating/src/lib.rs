@@ -165,6 +165,34 @@ impl<T> Versioned<T> {
     }
 }
 
+/// The operator's price tables by name, each versioned by date: a contract names the one it is
+/// billed by (`price_table`), or is billed by [`PriceBook::DEFAULT`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriceBook {
+    /// Each table's versions, by name.
+    pub tables: std::collections::BTreeMap<String, Versioned<PriceTable>>,
+}
+
+impl PriceBook {
+    /// The table a contract that names none is billed by.
+    pub const DEFAULT: &'static str = "standard";
+
+    /// The table `name` (`None`: the default one).
+    pub fn table(&self, name: Option<&str>) -> Option<&Versioned<PriceTable>> {
+        self.tables.get(name.unwrap_or(Self::DEFAULT))
+    }
+
+    /// Whether no table is configured (billing not in use).
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// The tables' names, for messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.tables.keys().map(String::as_str).collect()
+    }
+}
+
 /// The first day after a minimum term of `months` that started on `starts` (the day the
 /// contract may end without a fee). A month later on a day the next month lacks is its last
 /// day: 31 January + 1 month = 28 (or 29) February.
