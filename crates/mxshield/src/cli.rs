@@ -34,6 +34,9 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
             }
             for (id, fields) in &p.changed {
                 println!("~ {id}: {}", fields.join(", "));
+                if let Some((_, before, after)) = a.price_changes.iter().find(|(c, _, _)| c == id) {
+                    println!("  {id} moves to another price range: {before} -> {after} yen/month (a contract change)");
+                }
             }
             let from = effective.or(opts_today).map(|d| d.to_string()).unwrap_or_else(|| "today".into());
             for (id, fee) in &p.cancelled {

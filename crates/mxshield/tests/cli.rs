@@ -273,8 +273,10 @@ fn issue_statements_on(store: &str) {
     assert!(out.contains("issued:") && out.contains("S-000001") && out.contains("total 3300 yen"), "{out}");
     let out = cli(&["billing", "issue", "--month", "2031-03"]);
     assert!(out.contains("already issued, unchanged:") && out.contains("S-000001"), "{out}");
-    // the contract changes from the 16th: the draft changes, the issued statement does not
-    cli(&["contracts", "apply", "--on", "2031-03-16", "more.toml"]);
+    // the contract changes from the 16th — into another price range, which the plan says —
+    // the draft changes, the issued statement does not
+    let out = cli(&["contracts", "apply", "--on", "2031-03-16", "more.toml"]);
+    assert!(out.contains("acme moves to another price range: 3000 -> 8000 yen/month"), "{out}");
     let frozen: serde_json::Value =
         serde_json::from_str(&cli(&["billing", "issued", "--number", "S-000001", "--json"])).unwrap();
     assert_eq!(frozen[0]["totals"]["total"], 3300);

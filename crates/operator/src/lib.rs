@@ -98,6 +98,9 @@ pub struct Applied {
     /// The store's generation after the change (a running server reloads when it moves);
     /// `None` when nothing was written (a dry run, or nothing to change).
     pub generation: Option<i64>,
+    /// Changed contracts whose accounts move them into another price range on that day (a
+    /// contract change in the seed's terms): (contract, monthly fee before, after).
+    pub price_changes: Vec<(String, rating::Yen, rating::Yen)>,
 }
 
 /// A customer's draft statement for a month.
@@ -334,7 +337,20 @@ impl Operator {
             Some(store.apply_recorded(&contracts, &plan, today, &opts.actor, &opts.reason).await?)
         };
         let domains = contracts.iter().map(|c| c.domains.len()).sum();
-        Ok(Applied { plan, contracts: contracts.len(), domains, generation })
+        let fee = |c: &Contract| {
+            let table = opts.tables.table(c.price_table.as_deref())?.on(effective)?;
+            Some(table.tier(c.accounts_limit)?.monthly_fee)
+        };
+        let price_changes = plan
+            .changed
+            .iter()
+            .filter_map(|(id, _)| {
+                let (old, new) = (stored.iter().find(|c| c.id == *id)?, contracts.iter().find(|c| c.id == *id)?);
+                let (before, after) = (fee(old)?, fee(new)?);
+                (before != after).then(|| (id.clone(), before, after))
+            })
+            .collect();
+        Ok(Applied { plan, contracts: contracts.len(), domains, generation, price_changes })
     }
 
     /// Cancels contract `id` from day `on` (its first day without service; `on` ≥ `today`),
