@@ -175,6 +175,12 @@ pub async fn contracts_cancel(
     if q.removed {
         println!("(cancelled on or before its start: the contract is removed)");
     }
+    if !q.last_lines.is_empty() {
+        println!("last statement's lines, as this cancellation makes them (yen, before tax):");
+        for l in &q.last_lines {
+            println!("{}", line_text(l));
+        }
+    }
     match q.generation {
         None => println!("quote only, nothing changed"),
         Some(g) if on > req.today => println!("cancellation scheduled from {on}; generation {g}"),
@@ -443,21 +449,7 @@ fn print_statements(
                     println!("  issued by {name} {}", d.issuer.registration_number.as_deref().unwrap_or(""));
                 }
                 for l in &d.lines {
-                    let what = match l.kind {
-                        rating::LineKind::Service => format!(
-                            "{} {} to {}, {} accounts at {} yen/month",
-                            l.contract,
-                            l.from,
-                            l.until.pred_opt().unwrap_or(l.until),
-                            l.accounts,
-                            l.monthly_fee
-                        ),
-                        rating::LineKind::EarlyTermination => {
-                            format!("{} early-termination fee (ends {})", l.contract, l.from)
-                        }
-                    };
-                    let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
-                    println!("  {what:<72} {:>10}{tax}", l.amount);
+                    println!("{}", line_text(l));
                 }
                 if let Some(t) = &d.totals {
                     for r in &t.by_rate {
@@ -473,6 +465,23 @@ fn print_statements(
         }
     }
     Ok(())
+}
+
+/// One statement line as the tables print it.
+fn line_text(l: &rating::Line) -> String {
+    let what = match l.kind {
+        rating::LineKind::Service => format!(
+            "{} {} to {}, {} accounts at {} yen/month",
+            l.contract,
+            l.from,
+            l.until.pred_opt().unwrap_or(l.until),
+            l.accounts,
+            l.monthly_fee
+        ),
+        rating::LineKind::EarlyTermination => format!("{} early-termination fee (ends {})", l.contract, l.from),
+    };
+    let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
+    format!("  {what:<72} {:>10}{tax}", l.amount)
 }
 
 /// A tax category as CSV and JSON name it.

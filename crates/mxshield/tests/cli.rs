@@ -100,6 +100,21 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("termination fee:   5000 yen (outside the scope") && out.contains("quote only"), "{out}");
     assert!(out.contains("monthly fee 3000 yen"), "{out}");
+    // and the last statement's lines as the cancellation makes them: the month, then the fee
+    let lines: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("last statement's lines")).skip(1).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("acme ") && l.contains("accounts at 3000 yen/month") && l.trim_end().ends_with("3000")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("acme early-termination fee (ends {soon})"))
+                && l.ends_with("5000 (non-taxable)")),
+        "{out}"
+    );
     // from the end of the minimum term: no fee
     let (_, out, _) = cli(&["contracts", "cancel", "acme", "--on", &term_end.to_string(), "--dry-run"]);
     assert!(out.contains("termination fee:   0 yen"), "{out}");

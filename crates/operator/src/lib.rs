@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use chrono::Utc;
-use contracts::{Contract, Store};
+use contracts::{Contract, Revision, Store};
 use msglog::search::{Filter, Found};
 use msglog::{DeliveryRecord, LogLocation, LogStore};
 use spool::{Envelope, QueueId, Spool, Status, attrs};
@@ -187,6 +187,9 @@ pub struct Quote {
     pub fee_tax: rating::TaxCategory,
     /// Cancelled on or before its start: removed rather than ended.
     pub removed: bool,
+    /// The lines of its last statement as the cancellation makes them: the last month of
+    /// service, and the fee (empty without price tables, or when removed before its start).
+    pub last_lines: Vec<rating::Line>,
     /// The store's generation after it was recorded (`None` for a quote only).
     pub generation: Option<i64>,
 }
@@ -388,13 +391,43 @@ impl Operator {
             fee,
             fee_tax,
             removed: before_start,
+            last_lines: Vec::new(),
             generation: None,
         };
+        let cancelled = Contract { ends: Some(on), ..c.clone() };
+        if !before_start && !req.tables.is_empty() {
+            // the contract's revisions, with this cancellation as it would be recorded
+            let history = store.history(id).await?;
+            let made = Revision {
+                contract: c.id.clone(),
+                rev: history.last().map_or(1, |r| r.rev + 1),
+                effective_from: on,
+                doc: contracts::to_toml(&cancelled),
+                changed: vec!["cancelled".into()],
+                created_at: String::new(),
+                actor: req.actor.to_string(),
+                reason: req.reason.to_string(),
+                pending: on > today,
+                withdrawn_at: None,
+                fee: Some(fee),
+            };
+            let revs: Vec<&Revision> =
+                history.iter().filter(|r| r.withdrawn_at.is_none()).chain(std::iter::once(&made)).collect();
+            let last_day = on.pred_opt().unwrap_or(on);
+            let mut months = vec![last_day];
+            if rating::month_bounds(on).0 != rating::month_bounds(last_day).0 {
+                months.push(on);
+            }
+            for month in months {
+                if let Some((_, lines)) = contract_month_lines(&c.id, &revs, month, req.tables)? {
+                    quote.last_lines.extend(lines);
+                }
+            }
+        }
         if req.dry_run {
             return Ok(quote);
         }
         let mut plan = contracts::Plan { cancelled: vec![(c.id.clone(), fee)], ..Default::default() };
-        let cancelled = Contract { ends: Some(on), ..c.clone() };
         // before its start it is removed that day; otherwise it ends that day
         let kept = if before_start { Vec::new() } else { vec![cancelled.clone()] };
         if !before_start {
@@ -433,66 +466,12 @@ impl Operator {
                 _ => by_contract.push((r.contract.clone(), vec![r])),
             }
         }
-        let (_, month_end) = rating::month_bounds(month);
         let mut statements: Vec<Statement> = Vec::new();
         for (id, revs) in by_contract {
-            // the revisions in effect by the end of the month, by day then order made
-            let mut revs: Vec<&contracts::Revision> =
-                revs.into_iter().filter(|r| r.effective_from < month_end).collect();
-            revs.sort_by_key(|r| (r.effective_from, r.rev));
-            let mut docs: Vec<(chrono::NaiveDate, Option<Contract>, Option<i64>)> = Vec::new();
-            for r in &revs {
-                let doc = if r.doc.is_empty() {
-                    None
-                } else {
-                    let mut parsed = contracts::parse_file(&r.doc)
-                        .map_err(|e| OperatorError::InvalidRevision(format!("{id} revision {}: {e}", r.rev)))?;
-                    (parsed.len() == 1).then(|| parsed.remove(0))
-                };
-                docs.push((r.effective_from, doc, r.fee));
-            }
-            let Some(last) = docs.iter().rev().find_map(|(_, d, _)| d.as_ref()) else { continue };
-            let removed_on = docs.last().filter(|(_, d, _)| d.is_none()).map(|(day, _, _)| *day);
-            let ends = match (last.ends, removed_on) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let fee = docs.iter().rev().find_map(|(_, _, fee)| *fee);
-            // billed by the table its latest revision names
-            let table = tables.table(last.price_table.as_deref()).ok_or_else(|| {
-                OperatorError::Rating(format!(
-                    "contract {id}: no price table {:?} in [billing] (known: {})",
-                    last.price_table.as_deref().unwrap_or(rating::PriceBook::DEFAULT),
-                    tables.names().join(", ")
-                ))
-            })?;
-            let timeline = rating::ContractTimeline {
-                contract: id.clone(),
-                starts: last.starts,
-                ends,
-                revisions: docs
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, (day, d, _))| {
-                        // the first revision describes the contract from its start
-                        let from = if i == 0 { (*day).min(last.starts) } else { *day };
-                        d.as_ref().map(|c| rating::Revision {
-                            effective_from: from,
-                            accounts_limit: c.accounts_limit,
-                            withdrawn: false,
-                        })
-                    })
-                    .collect(),
-                table,
-                termination_fee: fee,
-            };
-            let lines = rating::month_lines(&timeline, month).map_err(|e| OperatorError::Rating(e.to_string()))?;
-            if lines.is_empty() {
-                continue;
-            }
-            match statements.iter_mut().find(|s| s.customer == last.customer) {
+            let Some((customer, lines)) = contract_month_lines(&id, &revs, month, tables)? else { continue };
+            match statements.iter_mut().find(|s| s.customer == customer) {
                 Some(s) => s.lines.extend(lines),
-                None => statements.push(Statement { customer: last.customer.clone(), lines, totals: None }),
+                None => statements.push(Statement { customer, lines, totals: None }),
             }
         }
         let rates = rating::TaxRates::japan();
@@ -731,6 +710,70 @@ impl Operator {
             LogLocation::Shared { .. } => true,
         }
     }
+}
+
+/// One contract's lines for the month holding `month`, from its revisions (not withdrawn): its
+/// accounts as each revision made them (the first counts from its start), its end from its
+/// cancellation or removal with the quoted fee, priced by the table its latest revision names.
+/// `None` when it has no service that month; with its customer otherwise.
+fn contract_month_lines(
+    id: &str,
+    revs: &[&contracts::Revision],
+    month: chrono::NaiveDate,
+    tables: &rating::PriceBook,
+) -> Result<Option<(String, Vec<rating::Line>)>, OperatorError> {
+    let (_, month_end) = rating::month_bounds(month);
+    // the revisions in effect by the end of the month, by day then order made
+    let mut revs: Vec<&contracts::Revision> = revs.iter().copied().filter(|r| r.effective_from < month_end).collect();
+    revs.sort_by_key(|r| (r.effective_from, r.rev));
+    let mut docs: Vec<(chrono::NaiveDate, Option<Contract>, Option<i64>)> = Vec::new();
+    for r in &revs {
+        let doc = if r.doc.is_empty() {
+            None
+        } else {
+            let mut parsed = contracts::parse_file(&r.doc)
+                .map_err(|e| OperatorError::InvalidRevision(format!("{id} revision {}: {e}", r.rev)))?;
+            (parsed.len() == 1).then(|| parsed.remove(0))
+        };
+        docs.push((r.effective_from, doc, r.fee));
+    }
+    let Some(last) = docs.iter().rev().find_map(|(_, d, _)| d.as_ref()) else { return Ok(None) };
+    let removed_on = docs.last().filter(|(_, d, _)| d.is_none()).map(|(day, _, _)| *day);
+    let ends = match (last.ends, removed_on) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let fee = docs.iter().rev().find_map(|(_, _, fee)| *fee);
+    // billed by the table its latest revision names
+    let table = tables.table(last.price_table.as_deref()).ok_or_else(|| {
+        OperatorError::Rating(format!(
+            "contract {id}: no price table {:?} in [billing] (known: {})",
+            last.price_table.as_deref().unwrap_or(rating::PriceBook::DEFAULT),
+            tables.names().join(", ")
+        ))
+    })?;
+    let timeline = rating::ContractTimeline {
+        contract: id.to_string(),
+        starts: last.starts,
+        ends,
+        revisions: docs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (day, d, _))| {
+                // the first revision describes the contract from its start
+                let from = if i == 0 { (*day).min(last.starts) } else { *day };
+                d.as_ref().map(|c| rating::Revision {
+                    effective_from: from,
+                    accounts_limit: c.accounts_limit,
+                    withdrawn: false,
+                })
+            })
+            .collect(),
+        table,
+        termination_fee: fee,
+    };
+    let lines = rating::month_lines(&timeline, month).map_err(|e| OperatorError::Rating(e.to_string()))?;
+    Ok((!lines.is_empty()).then(|| (last.customer.clone(), lines)))
 }
 
 /// The early-termination quote for ending contract `c` from day `on`: the fee and its tax
