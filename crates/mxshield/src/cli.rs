@@ -26,7 +26,38 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
     let src = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (dry_run, effective) = (opts.dry_run, opts.effective.filter(|d| Some(*d) > opts.today));
     let opts_today = opts.today;
-    match operator(config).apply_contracts(&src, opts).await {
+    let result = operator(config).apply_contracts(&src, opts).await;
+    report_applied(config, &file.display().to_string(), dry_run, effective, opts_today, result)
+}
+
+/// `contracts move-domain DOMAIN --to ID`.
+pub async fn contracts_move_domain(
+    config: &Config,
+    domain: &str,
+    to: &str,
+    opts: operator::ApplyOptions,
+) -> anyhow::Result<ExitCode> {
+    let (dry_run, effective) = (opts.dry_run, opts.effective.filter(|d| Some(*d) > opts.today));
+    let opts_today = opts.today;
+    match operator(config).move_domain(domain, to, opts).await {
+        Err(e @ (OperatorError::NoDomain(..) | OperatorError::NoContract(..) | OperatorError::BackDated { .. })) => {
+            eprintln!("mxshield: {e}; nothing was changed");
+            Ok(ExitCode::from(2))
+        }
+        result => report_applied(config, &format!("moving {domain} to {to}"), dry_run, effective, opts_today, result),
+    }
+}
+
+/// Prints what an apply did (or why it was refused) and gives the exit status.
+fn report_applied(
+    config: &Config,
+    what: &str,
+    dry_run: bool,
+    effective: Option<chrono::NaiveDate>,
+    opts_today: Option<chrono::NaiveDate>,
+    result: Result<operator::Applied, OperatorError>,
+) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(a) => {
             let p = &a.plan;
             for id in &p.added {
@@ -77,9 +108,9 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
             Ok(ExitCode::SUCCESS)
         }
         Err(OperatorError::InvalidContracts(issues)) => {
-            eprintln!("mxshield: {} is not valid; nothing was changed:", file.display());
+            eprintln!("mxshield: {what} is not valid; nothing was changed:");
             for i in &issues.0 {
-                eprintln!("  {}:{i}", file.display());
+                eprintln!("  {what}:{i}");
             }
             Ok(ExitCode::from(2))
         }
@@ -88,7 +119,7 @@ pub async fn contracts_apply(config: &Config, file: &Path, opts: operator::Apply
             Ok(ExitCode::from(2))
         }
         Err(OperatorError::ContractConflicts(conflicts)) => {
-            eprintln!("mxshield: {} conflicts with the stored contracts; nothing was changed:", file.display());
+            eprintln!("mxshield: {what} conflicts with the stored contracts; nothing was changed:");
             for c in &conflicts {
                 eprintln!("  {c}");
             }

@@ -168,6 +168,26 @@ enum ContractsCmd {
         #[arg(long, value_name = "DATE")]
         on: Option<chrono::NaiveDate>,
     },
+    /// Move a registered domain (its receiving servers and accounts) to another contract: one
+    /// change of both, planned and validated like `apply`.
+    MoveDomain {
+        domain: String,
+        /// The contract that takes it.
+        #[arg(long)]
+        to: String,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (kept in both revisions).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who moves it (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+        /// The day it moves (YYYY-MM-DD; default today).
+        #[arg(long, value_name = "DATE")]
+        on: Option<chrono::NaiveDate>,
+    },
     /// Withdraw a change scheduled for a later day (its revision number: `contracts history`);
     /// the changes scheduled after it are carried over the withdrawal.
     Withdraw {
@@ -379,6 +399,19 @@ fn main() -> ExitCode {
                     tables: config.billing.tables.clone(),
                 };
                 cli::contracts_apply(&config, &file, opts).await
+            }
+            Command::Contracts(ContractsCmd::MoveDomain { domain, to, dry_run, reason, actor, on }) => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                let opts = operator::ApplyOptions {
+                    prune: false,
+                    dry_run,
+                    today: Some(config.calendar.today()),
+                    effective: on,
+                    actor,
+                    reason,
+                    tables: config.billing.tables.clone(),
+                };
+                cli::contracts_move_domain(&config, &domain, &to, opts).await
             }
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
             Command::Billing(BillingCmd::Statement { month, json, csv }) => {

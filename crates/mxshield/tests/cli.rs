@@ -475,6 +475,40 @@ fn contracts_apply_keeps_what_the_file_omits_unless_pruned() {
     assert!(err.contains("no contract \"nobody\""), "{err}");
 }
 
+/// A domain moves between contracts in one operation, validated like any change (issue 14).
+#[test]
+fn a_domain_moves_between_contracts_in_one_operation() {
+    let dir = TempDir::new("contracts-move");
+    let acme = "[[contract]]\nid = \"acme\"\ncustomer = \"ACME\"\naccounts_limit = 9\nstarts = \"2026-01-01\"\n\
+        [[contract.domain]]\nname = \"acme.example\"\nreceiving_servers = [\"127.0.0.1:2600\"]\naccounts = [\"alice\", \"bob\"]\n\
+        [[contract.domain]]\nname = \"acme.jp\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n\
+        [[contract.domain]]\nname = \"acme.net\"\nreceiving_servers = [\"127.0.0.1:2602\"]\naccounts = [\"x\", \"y\"]\n";
+    let beta = "[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 3\nstarts = \"2026-01-01\"\n\
+        [[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"127.0.0.1:2700\"]\naccounts = [\"dave\"]\n";
+    std::fs::write(dir.path().join("c.toml"), format!("{acme}\n{beta}")).unwrap();
+    assert_eq!(run(dir.path(), &["contracts", "apply", "c.toml"]).0, 0);
+    let (code, out, err) =
+        run(dir.path(), &["contracts", "move-domain", "ACME.jp", "--to", "beta", "--reason", "form 7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("~ acme: domains") && out.contains("~ beta: domains") && out.contains("applied"), "{out}");
+    let list = run(dir.path(), &["contracts", "list"]).1;
+    let beta_line = list.lines().find(|l| l.starts_with("beta")).unwrap_or_default();
+    assert!(beta_line.contains("acme.jp") && beta_line.contains("2/3"), "{list}");
+    // over the target's limit: refused, nothing changed
+    let (code, _, err) = run(dir.path(), &["contracts", "move-domain", "acme.net", "--to", "beta"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("accounts_limit is 3") && err.contains("nothing was changed"), "{err}");
+    // the last domain of a contract: that is a cancellation
+    let (code, _, err) = run(dir.path(), &["contracts", "move-domain", "beta.example", "--to", "acme"]);
+    assert_eq!(code, 0, "beta keeps acme.jp: {err}");
+    let (code, _, err) = run(dir.path(), &["contracts", "move-domain", "acme.jp", "--to", "acme"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at least one [[contract.domain]]"), "{err}");
+    let (code, _, err) = run(dir.path(), &["contracts", "move-domain", "nowhere.example", "--to", "acme"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no contract holds domain \"nowhere.example\""), "{err}");
+}
+
 /// `--prune` cancels what the file leaves out through the cancellation rules: within the
 /// minimum term, the early-termination fee is quoted in the plan and recorded (issue 14).
 #[test]

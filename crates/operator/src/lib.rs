@@ -43,6 +43,9 @@ pub enum OperatorError {
     /// No such contract is in force on the day asked for.
     #[error("no contract {0:?} is in force on {1}")]
     NoContract(String, chrono::NaiveDate),
+    /// No contract holds the domain on the day asked for.
+    #[error("no contract holds domain {0:?} on {1}")]
+    NoDomain(String, chrono::NaiveDate),
     /// The contract already ends on or before the day asked for.
     #[error("contract {0:?} already ends on {1}")]
     AlreadyEnds(String, chrono::NaiveDate),
@@ -354,6 +357,34 @@ impl Operator {
             })
             .collect();
         Ok(Applied { plan, contracts: contracts.len(), domains, generation, price_changes })
+    }
+
+    /// Moves registered domain `domain` (with its receiving servers and accounts) from the
+    /// contract holding it to contract `to`, from `opts.effective` (or today): one change of
+    /// both contracts, planned, validated and recorded like an apply of a file listing the two
+    /// — a source left without a domain, or a target over its account limit, is refused.
+    pub async fn move_domain(&self, domain: &str, to: &str, opts: ApplyOptions) -> Result<Applied, OperatorError> {
+        let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
+        let effective = opts.effective.unwrap_or(today);
+        let store = Store::connect(&self.paths.contracts).await?;
+        let (now, scheduled, _) = store.load_all().await?;
+        let then = contracts::in_force_on(now, &scheduled, effective);
+        let name = contracts::normalize_domain(domain).unwrap_or_else(|| domain.to_ascii_lowercase());
+        let Some(mut from) = then.iter().find(|c| c.domains.iter().any(|d| d.name == name)).cloned() else {
+            return Err(OperatorError::NoDomain(name, effective));
+        };
+        let Some(mut target) = then.iter().find(|c| c.id == to).cloned() else {
+            return Err(OperatorError::NoContract(to.to_string(), effective));
+        };
+        if from.id == target.id {
+            return Err(OperatorError::ContractConflicts(vec![format!(
+                "domain {name:?} is already registered to contract {to:?}"
+            )]));
+        }
+        let at = from.domains.iter().position(|d| d.name == name).expect("found above");
+        target.domains.push(from.domains.remove(at));
+        let src = format!("{}\n{}", contracts::to_toml(&from), contracts::to_toml(&target));
+        self.apply_contracts(&src, opts).await
     }
 
     /// Cancels contract `id` from day `on` (its first day without service; `on` ≥ `today`),
