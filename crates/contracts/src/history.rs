@@ -6,6 +6,22 @@ use chrono::NaiveDate;
 
 use crate::{Event, Revision};
 
+/// A contract's state on `today`, derived from its dates and the changes scheduled for it —
+/// never stored: `applied` (before its start), `active`, `cancellation scheduled`, `cancelled`.
+pub fn state_on(c: &crate::Contract, scheduled: &[crate::Scheduled], today: NaiveDate) -> &'static str {
+    let ending = c.ends.is_some_and(|e| e > today)
+        || scheduled.iter().any(|s| s.id == c.id && s.contract.as_ref().is_none_or(|n| n.ends.is_some()));
+    if c.ends.is_some_and(|e| e <= today) {
+        "cancelled"
+    } else if today < c.starts {
+        "applied"
+    } else if ending {
+        "cancellation scheduled"
+    } else {
+        "active"
+    }
+}
+
 /// One event of a contract's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

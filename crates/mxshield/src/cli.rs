@@ -568,17 +568,7 @@ pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     );
     for c in &contracts {
         // derived from the dates, never stored
-        let ending = c.ends.is_some_and(|e| e > today)
-            || scheduled.iter().any(|s| s.id == c.id && s.contract.as_ref().is_none_or(|n| n.ends.is_some()));
-        let state = if c.ends.is_some_and(|e| e <= today) {
-            "cancelled"
-        } else if today < c.starts {
-            "applied"
-        } else if ending {
-            "cancellation scheduled"
-        } else {
-            "active"
-        };
+        let state = contracts::state_on(c, &scheduled, today);
         let ends = c.ends.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let domains: Vec<String> = c
             .domains

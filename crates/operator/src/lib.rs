@@ -5,9 +5,14 @@
 //! - Contracts: [`Operator::apply_contracts`], [`Operator::contracts`].
 //! - Queue: [`Operator::queue`], [`Operator::queued`], [`Operator::flush`], [`Operator::delete`].
 //! - Message log: [`Operator::search_log`].
+//! - [`admin`]: the HTTP API of the admin listener (`/api/v1`), over these same functions.
+//! - [`store`]: the operator plane's own tables — API tokens, the audit log.
 //!
 //! It names no stage of the mail path: it reads and writes the spool and the stores, which a
 //! running gateway shares safely (atomic renames, SQLite transactions).
+
+pub mod admin;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -619,6 +624,20 @@ impl Operator {
     /// Every recorded revision of contract `id`, oldest first.
     pub async fn contract_history(&self, id: &str) -> Result<Vec<contracts::Revision>, OperatorError> {
         Ok(Store::connect(&self.paths.contracts).await?.history(id).await?)
+    }
+
+    /// [`Operator::contracts`] restricted to what `visibility` lets the caller see — the one
+    /// place the API reads contracts from, so a token bound to contracts never sees another's.
+    pub async fn contracts_visible(
+        &self,
+        visibility: &admin::Visibility,
+    ) -> Result<(Vec<Contract>, Vec<contracts::Scheduled>, i64), OperatorError> {
+        let (contracts, scheduled, generation) = self.contracts().await?;
+        Ok((
+            contracts.into_iter().filter(|c| visibility.sees(&c.id)).collect(),
+            scheduled.into_iter().filter(|s| visibility.sees(&s.id)).collect(),
+            generation,
+        ))
     }
 
     /// The stored contracts, the changes scheduled for later days, and their generation.

@@ -1,0 +1,316 @@
+//! The operator's HTTP API (`/api/v1`, JSON) on the admin listener, over the same typed
+//! functions as the CLI.
+//!
+//! Every route but `/healthz` and `/readyz` needs a bearer token ([`crate::store::Token`]) with
+//! the scope of its resource; a token bound to contracts sees only theirs — the filter is
+//! applied where the data is read ([`Visibility`]), and what it may not see answers `404`, as
+//! if it did not exist. Errors are RFC 9457 `application/problem+json`.
+//!
+//! Main items: [`router`], [`AdminState`], [`Visibility`].
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::store::{AdminStore, Resource, Token};
+use crate::{Operator, OperatorError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The operator's typed functions.
+    pub operator: Arc<Operator>,
+    /// Tokens and audit.
+    pub store: AdminStore,
+    /// Today in the operator's calendar.
+    pub today: Arc<dyn Fn() -> chrono::NaiveDate + Send + Sync>,
+}
+
+/// Which contracts a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// All of them (an operator's token).
+    All,
+    /// Only these (a token bound to contracts).
+    Only(Vec<String>),
+}
+
+impl Visibility {
+    /// Whether contract `id` may be seen.
+    pub fn sees(&self, id: &str) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Only(ids) => ids.iter().any(|i| i == id),
+        }
+    }
+
+    fn of(token: &Token) -> Visibility {
+        if token.contracts.is_empty() { Visibility::All } else { Visibility::Only(token.contracts.clone()) }
+    }
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+    errors: Vec<Value>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem { status, title, detail: detail.into(), errors: Vec::new() }
+    }
+
+    fn not_found(what: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "Not Found", what)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = Value::Array(self.errors);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mxshield\""));
+        }
+        resp
+    }
+}
+
+impl From<OperatorError> for Problem {
+    fn from(e: OperatorError) -> Problem {
+        tracing::error!(event = "admin_error", error = %e);
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string())
+    }
+}
+
+impl From<crate::store::AdminStoreError> for Problem {
+    fn from(e: crate::store::AdminStoreError) -> Problem {
+        tracing::error!(event = "admin_error", error = %e);
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "the store cannot be reached")
+    }
+}
+
+/// The routes of the admin listener.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/contracts", get(list_contracts))
+        .route("/api/v1/contracts/{id}", get(get_contract))
+        .route("/api/v1/domains/{name}", get(get_domain))
+        .route("/api/v1/openapi.json", get(openapi))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Ready when the store answers.
+async fn readyz(State(st): State<AdminState>) -> Response {
+    match st.store.tokens().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "the store cannot be reached")
+            .into_response(),
+    }
+}
+
+/// The caller's token, if it is valid.
+async fn authenticate(st: &AdminState, headers: &HeaderMap) -> Result<Token, Problem> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(secret) = secret else {
+        return Err(Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "a bearer token is required"));
+    };
+    st.store.verify(secret).await?.ok_or_else(|| {
+        Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "the token is unknown, revoked or expired")
+    })
+}
+
+/// The caller's token, if it may use `resource` (`write`: change it).
+async fn authorize(st: &AdminState, headers: &HeaderMap, resource: Resource, write: bool) -> Result<Token, Problem> {
+    let token = authenticate(st, headers).await?;
+    if !token.allows(resource, write) {
+        let needed = crate::store::Scope { resource, write };
+        let why = if write && !token.contracts.is_empty() {
+            "a token bound to contracts is read-only".to_string()
+        } else {
+            format!("the token lacks the scope {needed}")
+        };
+        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", why));
+    }
+    Ok(token)
+}
+
+async fn list_contracts(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, false).await?;
+    let today = (st.today)();
+    let (contracts, scheduled, generation) = st.operator.contracts_visible(&Visibility::of(&token)).await?;
+    let items: Vec<Value> = contracts.iter().map(|c| contract_json(c, &scheduled, today)).collect();
+    Ok(Json(json!({ "generation": generation, "today": today, "contracts": items })))
+}
+
+async fn get_contract(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, false).await?;
+    let today = (st.today)();
+    let visibility = Visibility::of(&token);
+    let (contracts, scheduled, _) = st.operator.contracts_visible(&visibility).await?;
+    let Some(c) = contracts.iter().find(|c| c.id == id) else {
+        return Err(Problem::not_found(format!("no contract {id:?}")));
+    };
+    let revisions = st.operator.contract_history(&id).await?;
+    let events = st.operator.contract_events(&id).await?;
+    let mut body = contract_json(c, &scheduled, today);
+    body["pending"] = scheduled
+        .iter()
+        .filter(|s| s.id == id)
+        .map(|s| json!({ "rev": s.rev, "effective_from": s.effective_from, "removed": s.contract.is_none() }))
+        .collect();
+    body["revisions"] = revisions
+        .iter()
+        .map(|r| {
+            json!({
+                "rev": r.rev, "effective_from": r.effective_from, "changed": r.changed, "recorded_at": r.created_at,
+                "actor": r.actor, "reason": r.reason, "pending": r.pending, "withdrawn_at": r.withdrawn_at, "fee": r.fee,
+            })
+        })
+        .collect();
+    body["events"] = contracts::timeline(&revisions, &events, today)
+        .iter()
+        .map(|e| {
+            json!({ "at": e.at, "kind": e.kind, "rev": e.rev, "detail": e.detail, "actor": e.actor, "reason": e.reason })
+        })
+        .collect();
+    Ok(Json(body))
+}
+
+async fn get_domain(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, false).await?;
+    let (contracts, _, _) = st.operator.contracts_visible(&Visibility::of(&token)).await?;
+    let wanted = contracts::normalize_domain(&name).unwrap_or_else(|| name.to_ascii_lowercase());
+    let owner = contracts.iter().find_map(|c| c.domains.iter().find(|d| d.name == wanted).map(|d| (c, d)));
+    let Some((c, d)) = owner else {
+        return Err(Problem::not_found(format!("no contract holds domain {wanted:?}")));
+    };
+    Ok(Json(json!({
+        "domain": d.name,
+        "contract": c.id,
+        "customer": c.customer,
+        "receiving_servers": d.receiving_servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "accounts": d.accounts,
+    })))
+}
+
+/// Any valid token may read the description.
+async fn openapi(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    authenticate(&st, &headers).await?;
+    Ok(Json(openapi_document()))
+}
+
+/// The OpenAPI 3.1 description of the API; a test checks every route is in it.
+pub fn openapi_document() -> Value {
+    let get_op = |summary: &str, scope: &str| {
+        json!({ "get": {
+            "summary": summary,
+            "security": [{ "bearer": [scope] }],
+            "responses": {
+                "200": { "description": "OK" },
+                "401": { "$ref": "#/components/responses/Problem" },
+                "403": { "$ref": "#/components/responses/Problem" },
+                "404": { "$ref": "#/components/responses/Problem" }
+            }
+        }})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "mxshield operator API", "version": "1" },
+        "servers": [{ "url": "/api/v1" }],
+        "paths": {
+            "/contracts": get_op("The contracts the token may see, with their state", "contracts:read"),
+            "/contracts/{id}": get_op("One contract: its revisions, pending changes and events", "contracts:read"),
+            "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
+            "/openapi.json": get_op("This description", "any"),
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Problem": {
+                "description": "An RFC 9457 problem",
+                "content": { "application/problem+json": { "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": { "type": "string" }, "title": { "type": "string" },
+                        "status": { "type": "integer" }, "detail": { "type": "string" },
+                        "errors": { "type": "array" }
+                    }
+                }}}
+            }}
+        }
+    })
+}
+
+/// A contract as the API shows it.
+fn contract_json(c: &contracts::Contract, scheduled: &[contracts::Scheduled], today: chrono::NaiveDate) -> Value {
+    json!({
+        "id": c.id,
+        "customer": c.customer,
+        "state": contracts::state_on(c, scheduled, today),
+        "accounts_limit": c.accounts_limit,
+        "accounts_used": c.accounts_used(),
+        "starts": c.starts,
+        "ends": c.ends,
+        "functions": c.functions.names(),
+        "price_table": c.price_table.as_deref().unwrap_or(rating::PriceBook::DEFAULT),
+        "sending_servers": c.sending_servers.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "encrypted_attachments": c.encrypted.as_str(),
+        "unreadable_attachments": c.unreadable.as_str(),
+        "domains": c.domains.iter().map(|d| json!({
+            "name": d.name,
+            "receiving_servers": d.receiving_servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "accounts": d.accounts,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

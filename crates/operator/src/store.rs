@@ -1,0 +1,345 @@
+//! The operator plane's own tables, next to the contracts (one database, its own migrations
+//! table): API tokens and the audit log.
+//!
+//! A token's secret is 32 random bytes (`mxs_` and 43 characters of URL-safe base64), shown
+//! once at creation; only its SHA-256 is kept — a fast hash is enough for a secret with 256
+//! bits of entropy (passwords, chosen by people, get argon2 instead).
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use sha2::Digest;
+use sqlx::{AnyPool, Row};
+use store::Backend;
+
+/// Errors of the operator's tables.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminStoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] store::DbError),
+    /// A query failed.
+    #[error("{0}: {1}")]
+    Query(&'static str, sqlx::Error),
+    /// The system's random source failed.
+    #[error("no randomness for a token: {0}")]
+    Random(String),
+}
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> AdminStoreError {
+    move |e| AdminStoreError::Query(what, e)
+}
+
+/// What a token may do: a resource and a verb (`contracts:read`, `queue:write` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope {
+    /// The resource.
+    pub resource: Resource,
+    /// Read, or change.
+    pub write: bool,
+}
+
+/// What a scope is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// Contracts, their revisions, events and domains.
+    Contracts,
+    /// Statements and price tables.
+    Billing,
+    /// The message log.
+    Log,
+    /// The queues.
+    Queue,
+    /// Nodes and signature releases.
+    Nodes,
+    /// Tokens and the audit log.
+    Admin,
+    /// `/metrics`.
+    Metrics,
+}
+
+impl Resource {
+    const ALL: [(Resource, &'static str); 7] = [
+        (Resource::Contracts, "contracts"),
+        (Resource::Billing, "billing"),
+        (Resource::Log, "log"),
+        (Resource::Queue, "queue"),
+        (Resource::Nodes, "nodes"),
+        (Resource::Admin, "admin"),
+        (Resource::Metrics, "metrics"),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(r, _)| *r == self).map_or("?", |(_, n)| n)
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.resource.name(), if self.write { "write" } else { "read" })
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scope, String> {
+        let known = || Resource::ALL.iter().map(|(_, n)| format!("{n}:read, {n}:write")).collect::<Vec<_>>().join(", ");
+        let (res, verb) =
+            s.trim().split_once(':').ok_or_else(|| format!("{s:?} is not resource:verb ({})", known()))?;
+        let resource = Resource::ALL
+            .iter()
+            .find(|(_, n)| *n == res)
+            .map(|(r, _)| *r)
+            .ok_or_else(|| format!("unknown resource in {s:?} (known: {})", known()))?;
+        let write = match verb {
+            "read" => false,
+            "write" => true,
+            _ => return Err(format!("{s:?}: the verb is read or write")),
+        };
+        Ok(Scope { resource, write })
+    }
+}
+
+/// A token as stored (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its public id (`tok_…`), for lists and revocation.
+    pub id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// What it may do; `write` on a resource includes `read`.
+    pub scopes: BTreeSet<Scope>,
+    /// The contracts it is bound to (it sees only their data; read-only); empty: all.
+    pub contracts: Vec<String>,
+    /// When it was made (RFC 3339, UTC) and by whom.
+    pub created_at: String,
+    /// Who made it.
+    pub created_by: String,
+    /// When it stops working, if it does.
+    pub expires_at: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+    /// When it was last used.
+    pub last_used_at: Option<String>,
+}
+
+impl Token {
+    /// Whether the token may use `resource` (`write`: change it).
+    pub fn allows(&self, resource: Resource, write: bool) -> bool {
+        if write && !self.contracts.is_empty() {
+            // bound tokens are read-only
+            return false;
+        }
+        self.scopes.iter().any(|s| s.resource == resource && (s.write || !write))
+    }
+}
+
+/// The operator's tables.
+#[derive(Debug, Clone)]
+pub struct AdminStore {
+    pool: AnyPool,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn hash(secret: &str) -> String {
+    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_text(bytes: usize) -> Result<String, AdminStoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| AdminStoreError::Random(e.to_string()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+fn token_from(r: &sqlx::any::AnyRow) -> Token {
+    let list = |s: String| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect::<Vec<_>>();
+    Token {
+        id: r.get("id"),
+        name: r.get("name"),
+        scopes: list(r.get("scopes")).iter().filter_map(|s| s.parse().ok()).collect(),
+        contracts: list(r.get("contracts")),
+        created_at: r.get("created_at"),
+        created_by: r.get("created_by"),
+        expires_at: r.get("expires_at"),
+        revoked_at: r.get("revoked_at"),
+        last_used_at: r.get("last_used_at"),
+    }
+}
+
+impl AdminStore {
+    /// Connects to the database at `url` (the contracts store's) and brings the operator's
+    /// tables up to date.
+    pub async fn connect(url: &str) -> Result<AdminStore, AdminStoreError> {
+        let (pool, backend) = store::connect(url, 4).await?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        store::migrate(&pool, migrator, "_mxshield_operator_migrations").await?;
+        Ok(AdminStore { pool })
+    }
+
+    /// Makes a token; returns it and its secret (shown once, never stored).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        scopes: &BTreeSet<Scope>,
+        contracts: &[String],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        created_by: &str,
+    ) -> Result<(Token, String), AdminStoreError> {
+        let secret = format!("mxs_{}", random_text(32)?);
+        let id = format!("tok_{}", random_text(9)?.replace(['-', '_'], "x"));
+        let token = Token {
+            id,
+            name: name.to_string(),
+            scopes: scopes.clone(),
+            contracts: contracts.to_vec(),
+            created_at: now(),
+            created_by: created_by.to_string(),
+            expires_at: expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let scopes: Vec<String> = token.scopes.iter().map(Scope::to_string).collect();
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, name, hash, scopes, contracts, created_at, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(hash(&secret))
+        .bind(scopes.join(","))
+        .bind(token.contracts.join(","))
+        .bind(&token.created_at)
+        .bind(&token.created_by)
+        .bind(&token.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q("creating a token"))?;
+        Ok((token, secret))
+    }
+
+    /// The token whose secret is `secret`, if it is valid now (not revoked, not expired);
+    /// its last use is recorded.
+    pub async fn verify(&self, secret: &str) -> Result<Option<Token>, AdminStoreError> {
+        if !secret.starts_with("mxs_") || secret.len() > 100 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT id, name, scopes, contracts, created_at, created_by, expires_at, revoked_at, last_used_at \
+             FROM admin_tokens WHERE hash = $1",
+        )
+        .bind(hash(secret))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("checking a token"))?;
+        let Some(token) = row.as_ref().map(token_from) else { return Ok(None) };
+        let now = now();
+        if token.revoked_at.is_some() || token.expires_at.as_ref().is_some_and(|e| *e <= now) {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(&now)
+            .bind(&token.id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("recording a token's use"))?;
+        Ok(Some(token))
+    }
+
+    /// Every token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<Token>, AdminStoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, scopes, contracts, created_at, created_by, expires_at, revoked_at, last_used_at \
+             FROM admin_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("listing tokens"))?;
+        Ok(rows.iter().map(token_from).collect())
+    }
+
+    /// Revokes token `id`; `false` if there is no such token still valid.
+    pub async fn revoke(&self, id: &str) -> Result<bool, AdminStoreError> {
+        let done = sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("revoking a token"))?
+            .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Records a state-changing request.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), AdminStoreError> {
+        sqlx::query(
+            "INSERT INTO admin_audit (at, actor, source, action, target, before, after, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now())
+        .bind(&entry.actor)
+        .bind(&entry.source)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.before)
+        .bind(&entry.after)
+        .bind(&entry.outcome)
+        .execute(&self.pool)
+        .await
+        .map_err(q("writing the audit log"))?;
+        Ok(())
+    }
+
+    /// The audit log, newest first, at most `limit` entries.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<(String, AuditEntry)>, AdminStoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, source, action, target, before, after, outcome FROM admin_audit ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("reading the audit log"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("at"),
+                    AuditEntry {
+                        actor: r.get("actor"),
+                        source: r.get("source"),
+                        action: r.get("action"),
+                        target: r.get("target"),
+                        before: r.get("before"),
+                        after: r.get("after"),
+                        outcome: r.get("outcome"),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// One state-changing request of the operator plane.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditEntry {
+    /// Who (a token's id and name, a user, or the CLI's `$USER`).
+    pub actor: String,
+    /// From where (the client address, or `cli`).
+    pub source: String,
+    /// What (`tokens.create`, `contracts.change` …).
+    pub action: String,
+    /// On what (a contract id, a token id …).
+    pub target: String,
+    /// The state before, when there was one (JSON or text).
+    pub before: Option<String>,
+    /// The state after.
+    pub after: Option<String>,
+    /// `ok`, or why it was refused.
+    pub outcome: String,
+}
