@@ -558,6 +558,149 @@ pub async fn contracts_withdraw(
     }
 }
 
+/// Who runs a CLI command: `$USER`, or `cli`.
+fn cli_actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// `tokens create --name N --scope S,… [--contract ID]… [--expires 90d]`.
+pub async fn tokens_create(
+    config: &Config,
+    name: &str,
+    scopes: &[String],
+    bound: &[String],
+    expires: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let mut problems = Vec::new();
+    let mut parsed = std::collections::BTreeSet::new();
+    for s in scopes {
+        match s.parse::<operator::store::Scope>() {
+            Ok(scope) => {
+                parsed.insert(scope);
+            }
+            Err(why) => problems.push(why),
+        }
+    }
+    if name.trim().is_empty() {
+        problems.push("--name must not be empty".into());
+    }
+    let expires_at = match expires.map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => chrono::Duration::from_std(d).ok().map(|d| chrono::Utc::now() + d),
+        Some(Err(e)) => {
+            problems.push(format!("--expires {:?}: {e} (like 90d or 12h)", expires.unwrap_or_default()));
+            None
+        }
+    };
+    if !bound.is_empty() {
+        let (contracts, _, _) = operator(config).contracts().await?;
+        for id in bound.iter().filter(|id| !contracts.iter().any(|c| &c.id == *id)) {
+            problems.push(format!("--contract {id:?}: no such contract"));
+        }
+        if parsed.iter().any(|s| s.write) {
+            problems.push("a token bound to contracts is read-only: give it read scopes only".into());
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("mxshield: {p}");
+        }
+        eprintln!("mxshield: no token was made");
+        return Ok(ExitCode::from(2));
+    }
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    let actor = cli_actor();
+    let (token, secret) = store.create_token(name.trim(), &parsed, bound, expires_at, &actor).await?;
+    let scopes: Vec<String> = token.scopes.iter().map(|s| s.to_string()).collect();
+    store
+        .audit(&operator::store::AuditEntry {
+            actor,
+            source: "cli".into(),
+            action: "tokens.create".into(),
+            target: token.id.clone(),
+            before: None,
+            after: Some(format!(
+                "name={:?} scopes={} contracts={} expires={}",
+                token.name,
+                scopes.join(","),
+                token.contracts.join(","),
+                token.expires_at.as_deref().unwrap_or("never")
+            )),
+            outcome: "ok".into(),
+        })
+        .await?;
+    println!("token {} ({}): {}", token.id, token.name, scopes.join(","));
+    println!("{secret}");
+    println!("(shown once: only its hash is kept; send it as \"Authorization: Bearer <token>\")");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens list`.
+pub async fn tokens_list(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    println!(
+        "{:<18} {:<20} {:<36} {:<12} {:<20} {:<20} {:<20} REVOKED",
+        "ID", "NAME", "SCOPES", "CONTRACTS", "CREATED", "EXPIRES", "LAST USED"
+    );
+    for t in store.tokens().await? {
+        let scopes: Vec<String> = t.scopes.iter().map(|s| s.to_string()).collect();
+        let contracts = if t.contracts.is_empty() { "(all)".to_string() } else { t.contracts.join(",") };
+        println!(
+            "{:<18} {:<20} {:<36} {:<12} {:<20} {:<20} {:<20} {}",
+            t.id,
+            t.name,
+            scopes.join(","),
+            contracts,
+            t.created_at,
+            t.expires_at.as_deref().unwrap_or("-"),
+            t.last_used_at.as_deref().unwrap_or("-"),
+            t.revoked_at.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens revoke ID`.
+pub async fn tokens_revoke(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    let revoked = store.revoke(id).await?;
+    store
+        .audit(&operator::store::AuditEntry {
+            actor: cli_actor(),
+            source: "cli".into(),
+            action: "tokens.revoke".into(),
+            target: id.to_string(),
+            before: None,
+            after: None,
+            outcome: if revoked { "ok".into() } else { "no such token still valid".into() },
+        })
+        .await?;
+    if revoked {
+        println!("revoked: {id}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("mxshield: no token {id} that is still valid (see tokens list)");
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `audit [--limit N]`.
+pub async fn audit(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    println!("{:<20} {:<16} {:<10} {:<32} OUTCOME / CHANGE", "AT", "WHO", "FROM", "WHAT");
+    for (at, e) in store.audit_log(limit.max(1)).await? {
+        let change = match (&e.before, &e.after) {
+            (Some(b), Some(a)) => format!("{b} -> {a}"),
+            (None, Some(a)) => a.clone(),
+            (Some(b), None) => format!("{b} -> (gone)"),
+            (None, None) => String::new(),
+        };
+        let what = format!("{} {}", e.action, e.target);
+        println!("{at:<20} {:<16} {:<10} {what:<32} {} {change}", e.actor, e.source, e.outcome);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `contracts list`.
 pub async fn contracts_list(config: &Config) -> anyhow::Result<ExitCode> {
     let (contracts, scheduled, generation) = operator(config).contracts().await?;

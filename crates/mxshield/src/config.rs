@@ -43,6 +43,23 @@ pub struct Config {
     pub signatures: sigupdate::updater::UpdateConfig,
     /// `[billing]`: the issuer and the price tables.
     pub billing: BillingConfig,
+    /// `[admin]`: the operator's HTTP API listener.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: where the operator's API listens (`/api/v1`, `/healthz`), never on an SMTP port.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Whether `serve` starts it.
+    pub enabled: bool,
+    /// Its address (default `127.0.0.1:8025`: this host only).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { enabled: true, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8025)) }
+    }
 }
 
 /// `[billing]`: who issues statements and what contracts cost.
@@ -182,6 +199,8 @@ impl Config {
         let billing = read_billing(&mut r, billing_sec.as_mut());
         let mut sigs_sec = r.table(&mut root, "signatures");
         let signatures = read_signatures(&mut r, sigs_sec.as_mut());
+        let mut admin_sec = r.table(&mut root, "admin");
+        let admin = read_admin(&mut r, admin_sec.as_mut(), &smtp);
         r.deny_unknown(&root);
         r.finish()?;
         Ok(Config {
@@ -201,6 +220,7 @@ impl Config {
             warnings,
             signatures,
             billing,
+            admin,
         })
     }
 
@@ -301,6 +321,41 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         }
         r.deny_unknown(s);
     }
+    cfg
+}
+
+/// `[admin]`: `enabled` (default true), `listen` (default `127.0.0.1:8025`), which must not be
+/// one of the SMTP addresses.
+fn read_admin(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, smtp: &SmtpConfig) -> AdminConfig {
+    let mut cfg = AdminConfig::default();
+    let Some(sec) = sec else { return cfg };
+    if let Some((b, _)) = r.boolean(sec, "enabled") {
+        cfg.enabled = b;
+    }
+    if let Some((s, line)) = r.string(sec, "listen") {
+        match s.parse::<std::net::SocketAddr>() {
+            Ok(a)
+                if smtp.listen.iter().any(|l| {
+                    l.port() == a.port()
+                        && a.port() != 0
+                        && (l.ip() == a.ip() || l.ip().is_unspecified() || a.ip().is_unspecified())
+                }) =>
+            {
+                r.issue(
+                    sec.child_path("listen"),
+                    line,
+                    format!("{a} is an SMTP address ([smtp] listen): the admin listener needs its own"),
+                )
+            }
+            Ok(a) => cfg.listen = a,
+            Err(_) => r.issue(
+                sec.child_path("listen"),
+                line,
+                format!("{s:?} is not an address:port (like \"127.0.0.1:8025\")"),
+            ),
+        }
+    }
+    r.deny_unknown(sec);
     cfg
 }
 

@@ -45,6 +45,15 @@ enum Command {
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// API tokens of the admin listener (`[admin]`).
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// The audit log of the operator plane: every state-changing request, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCmd),
@@ -291,6 +300,30 @@ fn statement_format(json: bool, csv: bool) -> cli::StatementFormat {
 }
 
 #[derive(Subcommand, Debug)]
+enum TokensCmd {
+    /// Make a token; its secret is printed once and never stored (only a hash is).
+    Create {
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated resource:verb (contracts, billing, log, queue,
+        /// nodes, admin, metrics; read or write — write includes read).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Bind it to a contract (repeatable): it sees only their data, read-only.
+        #[arg(long)]
+        contract: Vec<String>,
+        /// How long it works (like 90d or 12h); default: until revoked.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every token: id, name, scopes, binding, created, expires, last used, revoked.
+    List,
+    /// Revoke a token by its id (`tok_…`).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum QueueCmd {
     /// One line per queued message.
     List,
@@ -413,6 +446,12 @@ fn main() -> ExitCode {
                 };
                 cli::contracts_move_domain(&config, &domain, &to, opts).await
             }
+            Command::Tokens(TokensCmd::Create { name, scope, contract, expires }) => {
+                cli::tokens_create(&config, &name, &scope, &contract, expires.as_deref()).await
+            }
+            Command::Tokens(TokensCmd::List) => cli::tokens_list(&config).await,
+            Command::Audit { limit } => cli::audit(&config, limit).await,
+            Command::Tokens(TokensCmd::Revoke { id }) => cli::tokens_revoke(&config, &id).await,
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
             Command::Billing(BillingCmd::Statement { month, json, csv }) => {
                 cli::billing_statement(&config, &month, statement_format(json, csv)).await

@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         loaded_at: &LOADED_AT,
     };
     let heartbeat = nodes::start_heartbeat(&config, running, shutdown_rx.clone());
+    let admin = start_admin(&config, shutdown_rx.clone()).await?;
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     wait_for_signal().await;
     tracing::info!(event = "shutting_down");
@@ -160,6 +161,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         let _ = u.await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
+    if let Some(a) = admin {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a).await;
+    }
     // every sender of the message log is gone now: its writer finishes what it has (bounded,
     // so that a sender kept alive somewhere cannot hold the process)
     if tokio::time::timeout(std::time::Duration::from_secs(10), msglog_writer).await.is_err() {
@@ -167,6 +171,39 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the operator's HTTP API on `[admin] listen` (`None` when `[admin] enabled = false`);
+/// it stops with the gateway.
+async fn start_admin(
+    config: &Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !config.admin.enabled {
+        return Ok(None);
+    }
+    let addr = config.admin.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("admin listener: cannot listen on {addr}: {e} (set [admin] listen, or [admin] enabled = false)")
+    })?;
+    let local = listener.local_addr()?;
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    let calendar = config.calendar;
+    let state = operator::admin::AdminState {
+        operator: Arc::new(crate::cli::operator(config)),
+        store,
+        today: Arc::new(move || calendar.today()),
+    };
+    let app = operator::admin::router(state);
+    tracing::info!(event = "admin_listening", listen = %local);
+    Ok(Some(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = operator::admin::serve(listener, app, stop).await {
+            tracing::error!(event = "admin_error", error = %e);
+        }
+    })))
 }
 
 /// The warning-mail builder, with every template checked now (not at the first virus).

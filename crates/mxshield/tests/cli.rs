@@ -690,7 +690,13 @@ async fn queue_show_flush_delete() {
 async fn serve_without_config_uses_the_defaults() {
     let dir = TempDir::new("defaults");
     let port = testkit::free_port();
-    std::fs::write(dir.path().join("only-listen.toml"), format!("[smtp]\nlisten = [\"127.0.0.1:{port}\"]\n")).unwrap();
+    // and where the admin API listens: its default (127.0.0.1:8025) is a fixed port
+    let admin = testkit::free_port();
+    std::fs::write(
+        dir.path().join("only-listen.toml"),
+        format!("[smtp]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", "only-listen.toml", "serve"])
         .current_dir(dir.path())

@@ -174,6 +174,10 @@ impl AdminStore {
     /// Connects to the database at `url` (the contracts store's) and brings the operator's
     /// tables up to date.
     pub async fn connect(url: &str) -> Result<AdminStore, AdminStoreError> {
+        if let Some(dir) = store::sqlite_path(url).and_then(|p| p.parent().map(std::path::Path::to_path_buf)) {
+            // an embedded store not made yet (tokens before the first contracts apply)
+            let _ = std::fs::create_dir_all(dir);
+        }
         let (pool, backend) = store::connect(url, 4).await?;
         let migrator = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),

@@ -48,7 +48,7 @@ connect_timeout = "2s"
 [contracts]
 reload_interval = "100ms"
 "#
-    )
+    ) + if top_extra.contains("[admin]") { "" } else { "\n[admin]\nlisten = \"127.0.0.1:0\"\n" }
 }
 
 /// The standard contract: acme.example (alice, bob) received by `customer`, sending server

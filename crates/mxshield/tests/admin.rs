@@ -1,0 +1,118 @@
+//! The admin listener of the real binary (issue 15): `serve` starts it on `[admin] listen`;
+//! tokens made with `mxshield tokens create` open the API, scoped and bound to contracts;
+//! revoked ones no longer do; every token change is in the audit log.
+
+mod common;
+
+use common::*;
+use testkit::http::request;
+
+/// The admin address of a gateway started with `[admin] listen` on a free port.
+fn admin_config(c: String, admin: u16) -> String {
+    format!("{c}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")
+}
+
+fn created_secret(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find(|l| l.starts_with("mxs_")).expect("the secret is printed once").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_tokens_made_on_the_command_line() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let admin_port = testkit::free_port();
+    let (gw, _dir) = gateway("admin", &quoted(customer.addr), customer.addr, |c| {
+        admin_config(c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""), admin_port)
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    assert_eq!(request(admin, "GET", "/healthz", &[], b"").await.status, 200);
+    assert!(gw.log().contains("event=\"admin_listening\""), "{}", gw.log());
+    // no token: refused as a problem
+    let r = request(admin, "GET", "/api/v1/contracts", &[], b"").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    // a token from the CLI
+    let secret = created_secret(&gw.cli(&["tokens", "create", "--name", "help desk", "--scope", "contracts:read"]));
+    let auth = format!("Bearer {secret}");
+    let r = request(admin, "GET", "/api/v1/contracts", &[("Authorization", &auth)], b"").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let list = r.json();
+    assert_eq!(list["contracts"][0]["id"], "acme");
+    assert_eq!(list["contracts"][0]["domains"][0]["name"], "acme.example");
+    let r = request(admin, "GET", "/api/v1/domains/acme.example", &[("Authorization", &auth)], b"").await;
+    assert_eq!(r.json()["contract"], "acme");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // bound to a contract that is not acme's: acme is invisible
+    apply(
+        &gw,
+        &(contracts(&quoted(customer.addr))
+            + "\n[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 1\nstarts = \"2026-01-01\"\n[[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"127.0.0.1:1\"]\naccounts = []\n"),
+    );
+    let bound = created_secret(&gw.cli(&[
+        "tokens",
+        "create",
+        "--name",
+        "beta",
+        "--scope",
+        "contracts:read",
+        "--contract",
+        "beta",
+    ]));
+    let bound_auth = format!("Bearer {bound}");
+    let r = request(admin, "GET", "/api/v1/contracts/acme", &[("Authorization", &bound_auth)], b"").await;
+    assert_eq!(r.status, 404);
+    let r = request(admin, "GET", "/api/v1/contracts", &[("Authorization", &bound_auth)], b"").await;
+    let ids: Vec<String> =
+        r.json()["contracts"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["beta"]);
+    // refused at creation: a write scope on a bound token, an unknown contract, a bad scope
+    let out =
+        gw.cli(&["tokens", "create", "--name", "x", "--scope", "contracts:write,money:read", "--contract", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown resource") && err.contains("\"nobody\": no such contract") && err.contains("read-only"),
+        "{err}"
+    );
+    // revoked: refused from then on
+    let list = String::from_utf8_lossy(&gw.cli(&["tokens", "list"]).stdout).into_owned();
+    let id =
+        list.lines().find(|l| l.contains("help desk")).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    let help_desk = list.lines().find(|l| l.contains("help desk")).unwrap();
+    assert!(help_desk.contains("contracts:read") && help_desk.contains("(all)"), "{list}");
+    assert!(gw.cli(&["tokens", "revoke", &id]).status.success());
+    let r = request(admin, "GET", "/api/v1/contracts", &[("Authorization", &auth)], b"").await;
+    assert_eq!(r.status, 401);
+    // every token change is audited: who, from where, what
+    let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();
+    assert!(audit.contains("tokens.create") && audit.contains(&format!("tokens.revoke {id}")), "{audit}");
+    // the secret itself is nowhere in the store
+    let db = std::fs::read(gw.dir.join("data/contracts.db")).unwrap_or_default();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "only a hash is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_can_be_switched_off_and_never_takes_an_smtp_port() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let (gw, _dir) = gateway("admin-off", &quoted(customer.addr), customer.addr, |c| {
+        c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", "\n[admin]\nenabled = false\n")
+    });
+    assert!(!gw.log().contains("admin_listening"), "{}", gw.log());
+    // an [admin] listen on the SMTP address is a configuration error
+    let smtp = gw.addr;
+    std::fs::write(gw.dir.join("clash.toml"), format!("[smtp]\nlisten = [\"{smtp}\"]\n[admin]\nlisten = \"{smtp}\"\n"))
+        .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "clash.toml", "check-config"])
+        .current_dir(&gw.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is an SMTP address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
