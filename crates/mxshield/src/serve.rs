@@ -187,7 +187,8 @@ async fn start_admin(
         anyhow::anyhow!("admin listener: cannot listen on {addr}: {e} (set [admin] listen, or [admin] enabled = false)")
     })?;
     let local = listener.local_addr()?;
-    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    // connected at first use: the listener starts, and mail flows, while the database is away
+    let store = operator::store::AdminStore::lazy(&config.contracts.url);
     let calendar = config.calendar;
     let state = operator::admin::AdminState {
         operator: Arc::new(crate::cli::operator(config)),

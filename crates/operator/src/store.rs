@@ -135,10 +135,13 @@ impl Token {
     }
 }
 
-/// The operator's tables.
+/// The operator's tables. Connected when first used ([`AdminStore::lazy`]) or at once
+/// ([`AdminStore::connect`]): the admin listener starts, and mail flows, while the database is
+/// away; its routes answer `503` until it returns.
 #[derive(Debug, Clone)]
 pub struct AdminStore {
-    pool: AnyPool,
+    url: String,
+    pool: std::sync::Arc<tokio::sync::OnceCell<AnyPool>>,
 }
 
 fn now() -> String {
@@ -174,17 +177,35 @@ impl AdminStore {
     /// Connects to the database at `url` (the contracts store's) and brings the operator's
     /// tables up to date.
     pub async fn connect(url: &str) -> Result<AdminStore, AdminStoreError> {
-        if let Some(dir) = store::sqlite_path(url).and_then(|p| p.parent().map(std::path::Path::to_path_buf)) {
-            // an embedded store not made yet (tokens before the first contracts apply)
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let (pool, backend) = store::connect(url, 4).await?;
-        let migrator = match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        store::migrate(&pool, migrator, "_mxshield_operator_migrations").await?;
-        Ok(AdminStore { pool })
+        let s = AdminStore::lazy(url);
+        s.pool().await?;
+        Ok(s)
+    }
+
+    /// The store at `url`, connected (and migrated) when first used; a failed attempt is
+    /// tried again at the next use.
+    pub fn lazy(url: &str) -> AdminStore {
+        AdminStore { url: url.to_string(), pool: Default::default() }
+    }
+
+    async fn pool(&self) -> Result<&AnyPool, AdminStoreError> {
+        self.pool
+            .get_or_try_init(|| async {
+                if let Some(dir) =
+                    store::sqlite_path(&self.url).and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+                {
+                    // an embedded store not made yet (tokens before the first contracts apply)
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let (pool, backend) = store::connect(&self.url, 4).await?;
+                let migrator = match backend {
+                    Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+                    Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+                };
+                store::migrate(&pool, migrator, "_mxshield_operator_migrations").await?;
+                Ok(pool)
+            })
+            .await
     }
 
     /// Makes a token; returns it and its secret (shown once, never stored).
@@ -222,7 +243,7 @@ impl AdminStore {
         .bind(&token.created_at)
         .bind(&token.created_by)
         .bind(&token.expires_at)
-        .execute(&self.pool)
+        .execute(self.pool().await?)
         .await
         .map_err(q("creating a token"))?;
         Ok((token, secret))
@@ -239,7 +260,7 @@ impl AdminStore {
              FROM admin_tokens WHERE hash = $1",
         )
         .bind(hash(secret))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool().await?)
         .await
         .map_err(q("checking a token"))?;
         let Some(token) = row.as_ref().map(token_from) else { return Ok(None) };
@@ -250,7 +271,7 @@ impl AdminStore {
         sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(&now)
             .bind(&token.id)
-            .execute(&self.pool)
+            .execute(self.pool().await?)
             .await
             .map_err(q("recording a token's use"))?;
         Ok(Some(token))
@@ -262,7 +283,7 @@ impl AdminStore {
             "SELECT id, name, scopes, contracts, created_at, created_by, expires_at, revoked_at, last_used_at \
              FROM admin_tokens ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await
         .map_err(q("listing tokens"))?;
         Ok(rows.iter().map(token_from).collect())
@@ -273,7 +294,7 @@ impl AdminStore {
         let done = sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool().await?)
             .await
             .map_err(q("revoking a token"))?
             .rows_affected();
@@ -294,7 +315,7 @@ impl AdminStore {
         .bind(&entry.before)
         .bind(&entry.after)
         .bind(&entry.outcome)
-        .execute(&self.pool)
+        .execute(self.pool().await?)
         .await
         .map_err(q("writing the audit log"))?;
         Ok(())
@@ -306,7 +327,7 @@ impl AdminStore {
             "SELECT at, actor, source, action, target, before, after, outcome FROM admin_audit ORDER BY seq DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await
         .map_err(q("reading the audit log"))?;
         Ok(rows

@@ -86,9 +86,10 @@ async fn health_is_open_everything_else_needs_a_valid_token() {
     assert_eq!(get(&w, "/healthz", None).await.0, StatusCode::OK);
     assert_eq!(get(&w, "/readyz", None).await.0, StatusCode::OK);
     let good = token(&w, "contracts:read", &[]).await;
-    let revoked = token(&w, "contracts:read", &[]).await;
-    let id = w.store.tokens().await.unwrap().last().unwrap().id.clone();
-    assert!(w.store.revoke(&id).await.unwrap());
+    let scopes: BTreeSet<Scope> = ["contracts:read".parse().unwrap()].into();
+    let (made, revoked) = w.store.create_token("to revoke", &scopes, &[], None, "tester").await.unwrap();
+    assert!(w.store.revoke(&made.id).await.unwrap());
+    assert!(!w.store.revoke(&made.id).await.unwrap(), "once");
     let expired = {
         let scopes: BTreeSet<Scope> = ["contracts:read".parse().unwrap()].into();
         let past = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -106,7 +107,7 @@ async fn health_is_open_everything_else_needs_a_valid_token() {
     }
     // the use is recorded
     let used = w.store.tokens().await.unwrap();
-    assert!(used[0].last_used_at.is_some());
+    assert!(used.iter().any(|t| t.name == "test" && t.last_used_at.is_some()), "{used:?}");
 }
 
 #[tokio::test]
@@ -193,4 +194,29 @@ fn scopes_are_resource_and_verb() {
     assert!("queue".parse::<Scope>().unwrap_err().contains("resource:verb"));
     assert!("money:read".parse::<Scope>().unwrap_err().contains("unknown resource"));
     assert!("log:delete".parse::<Scope>().unwrap_err().contains("read or write"));
+}
+
+/// The database away: the listener still answers — alive, not ready, the API `503` — and
+/// recovers by itself when it returns (the store connects at first use, retried at the next).
+#[tokio::test]
+async fn without_its_database_the_api_is_unavailable_not_dead() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("postgres://postgres@{closed}/test");
+    let operator = Operator::new(Paths {
+        spool: std::env::temp_dir().join("mxshield-admin-away-spool"),
+        contracts: url.clone(),
+        message_log: msglog::LogLocation::File(std::env::temp_dir().join("mxshield-admin-away.db")),
+    });
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    let app = router(AdminState {
+        operator: Arc::new(operator),
+        store: AdminStore::lazy(&url),
+        today: Arc::new(move || today),
+    });
+    let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };
+    assert_eq!(get(&w, "/healthz", None).await.0, StatusCode::OK);
+    let (status, ctype, _) = get(&w, "/readyz", None).await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json"));
+    let (status, _, body) = get(&w, "/api/v1/contracts", Some("mxs_anything")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
