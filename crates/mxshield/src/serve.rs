@@ -194,6 +194,7 @@ async fn start_admin(
         operator: Arc::new(crate::cli::operator(config)),
         store,
         today: Arc::new(move || calendar.today()),
+        tables: Arc::new(config.billing.tables.clone()),
     };
     let app = operator::admin::router(state);
     tracing::info!(event = "admin_listening", listen = %local);

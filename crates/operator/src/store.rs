@@ -301,6 +301,56 @@ impl AdminStore {
         Ok(done > 0)
     }
 
+    /// The answer given to the request `key` of token `token_id` within the last day, if any.
+    pub async fn idempotent(
+        &self,
+        token_id: &str,
+        key: &str,
+    ) -> Result<Option<(u16, serde_json::Value)>, AdminStoreError> {
+        let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let row = sqlx::query(
+            "SELECT status, body FROM admin_idempotency WHERE token_id = $1 AND key = $2 AND created_at > $3",
+        )
+        .bind(token_id)
+        .bind(key)
+        .bind(since)
+        .fetch_optional(self.pool().await?)
+        .await
+        .map_err(q("reading an idempotency key"))?;
+        Ok(row.map(|r| {
+            let body: String = r.get("body");
+            (r.get::<i64, _>("status") as u16, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+        }))
+    }
+
+    /// Keeps the answer to the request `key` of token `token_id`.
+    pub async fn remember_idempotent(
+        &self,
+        token_id: &str,
+        key: &str,
+        status: u16,
+        body: &serde_json::Value,
+    ) -> Result<(), AdminStoreError> {
+        sqlx::query("DELETE FROM admin_idempotency WHERE token_id = $1 AND key = $2")
+            .bind(token_id)
+            .bind(key)
+            .execute(self.pool().await?)
+            .await
+            .map_err(q("keeping an idempotency key"))?;
+        sqlx::query(
+            "INSERT INTO admin_idempotency (token_id, key, created_at, status, body) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_id)
+        .bind(key)
+        .bind(now())
+        .bind(i64::from(status))
+        .bind(body.to_string())
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("keeping an idempotency key"))?;
+        Ok(())
+    }
+
     /// Records a state-changing request.
     pub async fn audit(&self, entry: &AuditEntry) -> Result<(), AdminStoreError> {
         sqlx::query(

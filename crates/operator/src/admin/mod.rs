@@ -13,12 +13,14 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::store::{AdminStore, Resource, Token};
 use crate::{Operator, OperatorError};
+
+mod write;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -29,6 +31,8 @@ pub struct AdminState {
     pub store: AdminStore,
     /// Today in the operator's calendar.
     pub today: Arc<dyn Fn() -> chrono::NaiveDate + Send + Sync>,
+    /// The price tables (`[billing]`): fees of cancellations, prices of changes.
+    pub tables: Arc<rating::PriceBook>,
 }
 
 /// Which contracts a caller may see.
@@ -112,8 +116,10 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/api/v1/contracts", get(list_contracts))
-        .route("/api/v1/contracts/{id}", get(get_contract))
+        .route("/api/v1/contracts", get(list_contracts).post(write::create))
+        .route("/api/v1/contracts/{id}", get(get_contract).put(write::change))
+        .route("/api/v1/contracts/{id}/cancellation", post(write::cancel))
+        .route("/api/v1/contracts/{id}/revisions/{rev}", delete(write::withdraw))
         .route("/api/v1/domains/{name}", get(get_domain))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { Problem::not_found("no such route") })
@@ -181,7 +187,7 @@ async fn get_contract(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Response, Problem> {
     let token = authorize(&st, &headers, Resource::Contracts, false).await?;
     let today = (st.today)();
     let visibility = Visibility::of(&token);
@@ -212,7 +218,11 @@ async fn get_contract(
             json!({ "at": e.at, "kind": e.kind, "rev": e.rev, "detail": e.detail, "actor": e.actor, "reason": e.reason })
         })
         .collect();
-    Ok(Json(body))
+    let mut resp = Json(body).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&write::etag(c, &scheduled)) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
 }
 
 async fn get_domain(
@@ -256,13 +266,35 @@ pub fn openapi_document() -> Value {
             }
         }})
     };
+    let op = |summary: &str, scope: &str, ok: &str| {
+        json!({
+            "summary": summary,
+            "security": [{ "bearer": [scope] }],
+            "responses": {
+                ok: { "description": "OK" },
+                "401": { "$ref": "#/components/responses/Problem" },
+                "403": { "$ref": "#/components/responses/Problem" },
+                "404": { "$ref": "#/components/responses/Problem" },
+                "409": { "$ref": "#/components/responses/Problem" },
+                "422": { "$ref": "#/components/responses/Problem" }
+            }
+        })
+    };
+    let mut contracts = get_op("The contracts the token may see, with their state", "contracts:read");
+    contracts["post"] =
+        op("Create a contract (`Idempotency-Key` honoured; `?dry_run=true`: the plan only)", "contracts:write", "201");
+    let mut contract = get_op("One contract: its revisions, pending changes and events; `ETag`", "contracts:read");
+    contract["put"] =
+        op("The contract from `effective` (default today); `If-Match` required", "contracts:write", "200");
     json!({
         "openapi": "3.1.0",
         "info": { "title": "mxshield operator API", "version": "1" },
         "servers": [{ "url": "/api/v1" }],
         "paths": {
-            "/contracts": get_op("The contracts the token may see, with their state", "contracts:read"),
-            "/contracts/{id}": get_op("One contract: its revisions, pending changes and events", "contracts:read"),
+            "/contracts": contracts,
+            "/contracts/{id}": contract,
+            "/contracts/{id}/cancellation": { "post": op("The cancellation quote (`?dry_run=true`, contracts:read), then the cancellation", "contracts:write", "200") },
+            "/contracts/{id}/revisions/{rev}": { "delete": op("Withdraw a change or a cancellation scheduled for a later day", "contracts:write", "200") },
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
             "/openapi.json": get_op("This description", "any"),
         },
