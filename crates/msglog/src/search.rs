@@ -46,6 +46,10 @@ pub struct Filter {
     /// At most this many messages.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
     pub limit: usize,
+    /// Only the messages after this one in the order found (time, newest first, then queue
+    /// id): the next page after a page that ended with it.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    pub after: Option<(i64, String)>,
 }
 
 impl Default for Filter {
@@ -64,6 +68,7 @@ impl Default for Filter {
             direction: None,
             node: None,
             limit: 100,
+            after: None,
         }
     }
 }

@@ -191,6 +191,11 @@ impl LogStore {
                 clause(&mut sql, text, Bind::Text(v.clone()));
             }
         }
+        if let Some((at, queue_id)) = &f.after {
+            clause(&mut sql, " AND (at < ?", Bind::Int(*at));
+            clause(&mut sql, " OR (at = ?", Bind::Int(*at));
+            clause(&mut sql, " AND queue_id > ?))", Bind::Text(queue_id.clone()));
+        }
         clause(&mut sql, " ORDER BY at DESC, queue_id LIMIT ?", Bind::Int(f.limit as i64));
         // the text is built from the constant clauses above only; every value is bound
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

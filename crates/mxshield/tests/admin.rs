@@ -116,3 +116,68 @@ async fn the_admin_listener_can_be_switched_off_and_never_takes_an_smtp_port() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The message log through the API: a bounded time window, pages joined by a cursor, one
+/// message with its recipients; refused to a token bound to contracts (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_log_is_searched_a_page_at_a_time() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let admin_port = testkit::free_port();
+    let (gw, _dir) = gateway("admin-log", &quoted(customer.addr), customer.addr, |c| {
+        admin_config(c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""), admin_port)
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    for i in 0..3 {
+        let body = testkit::client::message(&format!("page test {i}"), "hello");
+        let r = testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
+        assert_eq!(r.code, 250);
+    }
+    customer.wait_for(3, WAIT).await;
+    let secret = created_secret(&gw.cli(&["tokens", "create", "--name", "desk", "--scope", "log:read"]));
+    let auth = format!("Bearer {secret}");
+    let get = |path: String| {
+        let auth = auth.clone();
+        async move { request(admin, "GET", &path, &[("Authorization", &auth)], b"").await }
+    };
+    // the records reach the log a moment after delivery
+    let mut first = get("/api/v1/log?since=1h&limit=2".into()).await;
+    for _ in 0..100 {
+        if first.json()["messages"].as_array().is_some_and(|m| m.len() == 2) && !first.json()["next"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        first = get("/api/v1/log?since=1h&limit=2".into()).await;
+    }
+    let page1 = first.json();
+    assert_eq!(page1["messages"].as_array().unwrap().len(), 2, "{page1}");
+    let next = page1["next"].as_str().expect("a next page").to_string();
+    let page2 = get(format!("/api/v1/log?since=1h&limit=2&cursor={next}")).await.json();
+    assert_eq!(page2["messages"].as_array().unwrap().len(), 1, "{page2}");
+    assert!(page2["next"].is_null());
+    let mut subjects: Vec<String> = page1["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["messages"].as_array().unwrap())
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["page test 0", "page test 1", "page test 2"], "every message once");
+    // one message, with its recipients
+    let id = page2["messages"][0]["queue_id"].as_str().unwrap().to_string();
+    let one = get(format!("/api/v1/log/{id}")).await.json();
+    assert_eq!(one["recipients"][0]["rcpt"], "alice@acme.example");
+    assert_eq!(one["recipients"][0]["state"], "delivered");
+    // a window is required, and bounded
+    let r = get("/api/v1/log".into()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["errors"][0]["pointer"], "/since");
+    assert_eq!(get("/api/v1/log?since=60d".into()).await.status, 422);
+    assert_eq!(get("/api/v1/log?since=1h&cursor=garbage!".into()).await.status, 422);
+    // not for a token bound to a contract, nor one without the scope
+    let bound =
+        created_secret(&gw.cli(&["tokens", "create", "--name", "acme", "--scope", "log:read", "--contract", "acme"]));
+    let r = request(admin, "GET", "/api/v1/log?since=1h", &[("Authorization", &format!("Bearer {bound}"))], b"").await;
+    assert_eq!(r.status, 403);
+    assert!(r.json()["detail"].as_str().unwrap().contains("no message log"));
+}

@@ -185,7 +185,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 8] = [
+const DESCRIBED: [(&str, &str); 10] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -193,6 +193,8 @@ const DESCRIBED: [(&str, &str); 8] = [
     ("post", "/contracts/{id}/cancellation"),
     ("delete", "/contracts/{id}/revisions/{rev}"),
     ("get", "/domains/{name}"),
+    ("get", "/log"),
+    ("get", "/log/{queue_id}"),
     ("get", "/openapi.json"),
 ];
 
@@ -215,8 +217,11 @@ async fn the_openapi_description_names_every_route() {
     assert_eq!(described, want, "the description and the routes differ");
     // and each described route exists: answered by its handler, not by the fallback
     for (method, path) in DESCRIBED {
-        let concrete =
-            format!("/api/v1{path}").replace("{id}", "acme").replace("{name}", "acme.example").replace("{rev}", "9");
+        let concrete = format!("/api/v1{path}")
+            .replace("{id}", "acme")
+            .replace("{name}", "acme.example")
+            .replace("{rev}", "9")
+            .replace("{queue_id}", "0640F3A2B1C4D00A1001");
         let req = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&concrete)

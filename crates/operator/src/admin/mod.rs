@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::store::{AdminStore, Resource, Token};
 use crate::{Operator, OperatorError};
 
+mod log;
 mod write;
 
 /// What the handlers share.
@@ -121,6 +122,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/contracts/{id}/cancellation", post(write::cancel))
         .route("/api/v1/contracts/{id}/revisions/{rev}", delete(write::withdraw))
         .route("/api/v1/domains/{name}", get(get_domain))
+        .route("/api/v1/log", get(log::search))
+        .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))
@@ -296,6 +299,8 @@ pub fn openapi_document() -> Value {
             "/contracts/{id}/cancellation": { "post": op("The cancellation quote (`?dry_run=true`, contracts:read), then the cancellation", "contracts:write", "200") },
             "/contracts/{id}/revisions/{rev}": { "delete": op("Withdraw a change or a cancellation scheduled for a later day", "contracts:write", "200") },
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
+            "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
+            "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
             "/openapi.json": get_op("This description", "any"),
         },
         "components": {

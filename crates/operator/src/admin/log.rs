@@ -1,0 +1,136 @@
+//! The message-log routes: search with the `log search` filters in a bounded time window, a
+//! page at a time (an opaque cursor names where the next page starts), and one message with
+//! its recipients. Tokens bound to contracts get no message log (the seed: customers are not
+//! sent logs).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AdminState, Problem, authorize};
+use crate::store::Resource;
+
+/// The widest time window one search may cover.
+const WINDOW_MAX_DAYS: i64 = 31;
+/// The most messages one page may hold.
+const PAGE_MAX: usize = 500;
+
+/// The query of `GET /api/v1/log`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct LogQuery {
+    since: Option<String>,
+    until: Option<String>,
+    contract: Option<String>,
+    sender: Option<String>,
+    recipient: Option<String>,
+    virus: Option<String>,
+    action: Option<String>,
+    message_id: Option<String>,
+    queue_id: Option<String>,
+    direction: Option<String>,
+    node: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn cursor_of(at: i64, queue_id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}:{queue_id}"))
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.to_string()))
+}
+
+fn bad(pointer: &str, detail: String) -> Problem {
+    let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Content", "the search is not valid");
+    p.errors = vec![json!({ "pointer": pointer, "detail": detail })];
+    p
+}
+
+async fn log_reader(st: &AdminState, headers: &HeaderMap) -> Result<(), Problem> {
+    let token = authorize(st, headers, Resource::Log, false).await?;
+    if !token.contracts.is_empty() {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", "a token bound to contracts gets no message log"));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/log?since=…[&until=…][&contract=…]…[&limit=N][&cursor=…]`.
+pub(super) async fn search(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, Problem> {
+    log_reader(&st, &headers).await?;
+    let now = chrono::Utc::now();
+    let time = |name: &str, v: &str| msglog::search::parse_time(v, now).map_err(|e| bad(&format!("/{name}"), e));
+    let Some(since) = q.since.as_deref() else {
+        return Err(bad(
+            "/since",
+            format!("a time window is required: since (and until), at most {WINDOW_MAX_DAYS} days"),
+        ));
+    };
+    let since = time("since", since)?;
+    let until = match q.until.as_deref() {
+        Some(u) => time("until", u)?,
+        None => now.timestamp() + 1,
+    };
+    if until <= since || until - since > WINDOW_MAX_DAYS * 86_400 {
+        return Err(bad("/until", format!("the window must be after since and at most {WINDOW_MAX_DAYS} days")));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(bad("/limit", format!("from 1 to {PAGE_MAX}")));
+    }
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| bad("/cursor", "not a cursor this API gave".into()))?),
+    };
+    let filter = msglog::search::Filter {
+        since: Some(since),
+        until: Some(until),
+        contract: q.contract,
+        sender: q.sender,
+        recipient: q.recipient,
+        virus: q.virus,
+        action: q.action,
+        message_id: q.message_id,
+        queue_id: q.queue_id,
+        direction: q.direction,
+        node: q.node,
+        limit: limit + 1,
+        after,
+    };
+    let mut found = match st.operator.search_log(&filter).await {
+        Err(crate::OperatorError::NoMessageLog(_)) => Vec::new(),
+        other => other?,
+    };
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next = more.then(|| found.last().map(|f| cursor_of(f.summary.at, &f.summary.queue_id))).flatten();
+    Ok(Json(json!({ "messages": found, "next": next })))
+}
+
+/// `GET /api/v1/log/{queue_id}`: one message with its recipients.
+pub(super) async fn message(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(queue_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    log_reader(&st, &headers).await?;
+    let filter = msglog::search::Filter { queue_id: Some(queue_id.clone()), limit: 1, ..Default::default() };
+    let found = match st.operator.search_log(&filter).await {
+        Err(crate::OperatorError::NoMessageLog(_)) => Vec::new(),
+        other => other?,
+    };
+    let Some(m) = found.into_iter().next() else {
+        return Err(Problem::not_found(format!("no message {queue_id:?} in the log")));
+    };
+    Ok(Json(serde_json::to_value(m).unwrap_or(Value::Null)))
+}
