@@ -56,6 +56,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
 /// reported, every problem at once, with exit status 2.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     logging::init(&config.log);
+    // before anything records a metric
+    recorder();
     let Prepared { tls, scanner, release, notifier } = match prepare(&config) {
         Ok(p) => p,
         Err(problems) => {
@@ -173,6 +175,20 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The process's metrics recorder, installed as the global one the first time it is asked for.
+fn recorder() -> operator::metrics::PrometheusRecorder {
+    static RECORDER: std::sync::OnceLock<operator::metrics::PrometheusRecorder> = std::sync::OnceLock::new();
+    RECORDER
+        .get_or_init(|| {
+            let rec = operator::metrics::PrometheusRecorder::default();
+            if metrics::set_global_recorder(rec.clone()).is_err() {
+                tracing::warn!(event = "metrics_recorder_taken", "another metrics recorder is installed");
+            }
+            rec
+        })
+        .clone()
+}
+
 /// Starts the operator's HTTP API on `[admin] listen` (`None` when `[admin] enabled = false`);
 /// it stops with the gateway.
 async fn start_admin(
@@ -195,6 +211,7 @@ async fn start_admin(
         store,
         today: Arc::new(move || calendar.today()),
         tables: Arc::new(config.billing.tables.clone()),
+        metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);
     tracing::info!(event = "admin_listening", listen = %local);

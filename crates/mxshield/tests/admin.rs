@@ -181,3 +181,40 @@ async fn the_message_log_is_searched_a_page_at_a_time() {
     assert_eq!(r.status, 403);
     assert!(r.json()["detail"].as_str().unwrap().contains("no message log"));
 }
+
+/// `/metrics` on the admin listener, for a token with `metrics:read`: what the mail path
+/// recorded, in the Prometheus text format, with bounded labels (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_what_the_mail_path_recorded() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let admin_port = testkit::free_port();
+    let (gw, _dir) = gateway("admin-metrics", &quoted(customer.addr), customer.addr, |c| {
+        admin_config(c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""), admin_port)
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let body = testkit::client::message("counted", "hello");
+    let r = testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    customer.wait_for(1, WAIT).await;
+    gw.wait_log("event=\"delivered\"", WAIT).await;
+    let secret = created_secret(&gw.cli(&["tokens", "create", "--name", "prometheus", "--scope", "metrics:read"]));
+    let r = request(admin, "GET", "/metrics", &[("Authorization", &format!("Bearer {secret}"))], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    for want in [
+        "# TYPE mxshield_deliveries_total counter",
+        "mxshield_deliveries_total{result=\"delivered\"} 1",
+        "# TYPE mxshield_scan_duration_seconds histogram",
+        "mxshield_scan_duration_seconds_count 1",
+        "mxshield_signatures ",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // bounded labels: no address, queue id or recipient anywhere
+    assert!(!text.contains("127.0.0.1") && !text.contains("alice") && !text.contains("acme.example"), "{text}");
+    // a token without the scope
+    let other = created_secret(&gw.cli(&["tokens", "create", "--name", "desk", "--scope", "contracts:read"]));
+    let r = request(admin, "GET", "/metrics", &[("Authorization", &format!("Bearer {other}"))], b"").await;
+    assert_eq!(r.status, 403);
+}

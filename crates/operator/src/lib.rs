@@ -7,11 +7,13 @@
 //! - Message log: [`Operator::search_log`].
 //! - [`admin`]: the HTTP API of the admin listener (`/api/v1`), over these same functions.
 //! - [`store`]: the operator plane's own tables — API tokens, the audit log.
+//! - [`metrics`]: the recorder behind `/metrics` (Prometheus text format).
 //!
 //! It names no stage of the mail path: it reads and writes the spool and the stores, which a
 //! running gateway shares safely (atomic renames, SQLite transactions).
 
 pub mod admin;
+pub mod metrics;
 pub mod store;
 
 use std::path::PathBuf;

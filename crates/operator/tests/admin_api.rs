@@ -63,6 +63,7 @@ async fn world(name: &str) -> World {
         store: store.clone(),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        metrics: None,
     });
     World { app, store, _dir: dir }
 }
@@ -265,6 +266,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         store: AdminStore::lazy(&url),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };
     assert_eq!(get(&w, "/healthz", None).await.0, StatusCode::OK);

@@ -34,6 +34,8 @@ pub struct AdminState {
     pub today: Arc<dyn Fn() -> chrono::NaiveDate + Send + Sync>,
     /// The price tables (`[billing]`): fees of cancellations, prices of changes.
     pub tables: Arc<rating::PriceBook>,
+    /// What `/metrics` shows (`None`: nothing is recorded in this process).
+    pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
 
 /// Which contracts a caller may see.
@@ -125,6 +127,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/log", get(log::search))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -247,6 +250,18 @@ async fn get_domain(
         "receiving_servers": d.receiving_servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "accounts": d.accounts,
     })))
+}
+
+/// `/metrics`, for a token with `metrics:read`: the Prometheus text format.
+async fn metrics_text(State(st): State<AdminState>, headers: HeaderMap) -> Result<Response, Problem> {
+    authorize(&st, &headers, Resource::Metrics, false).await?;
+    let Some(rec) = &st.metrics else {
+        return Err(Problem::not_found("no metrics are recorded in this process"));
+    };
+    let mut resp = rec.render().into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(resp)
 }
 
 /// Any valid token may read the description.
