@@ -103,7 +103,7 @@ impl PrometheusRecorder {
     pub fn render(&self) -> String {
         let r = self.registry();
         let mut out = String::new();
-        let mut typed = |out: &mut String, name: &str, kind: &str, last: &mut String| {
+        let typed = |out: &mut String, name: &str, kind: &str, last: &mut String| {
             if last != name {
                 let _ = writeln!(out, "# TYPE {name} {kind}");
                 *last = name.to_string();
