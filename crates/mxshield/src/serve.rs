@@ -211,6 +211,7 @@ async fn start_admin(
         store,
         today: Arc::new(move || calendar.today()),
         tables: Arc::new(config.billing.tables.clone()),
+        node: config.node_name.clone(),
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);

@@ -218,3 +218,66 @@ async fn metrics_show_what_the_mail_path_recorded() {
     let r = request(admin, "GET", "/metrics", &[("Authorization", &format!("Bearer {other}"))], b"").await;
     assert_eq!(r.status, 403);
 }
+
+/// This node's queue through the API: list, one message, a flush that needs its dry run first,
+/// a deletion that needs a reason; each audited (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_managed_through_the_api() {
+    let admin_port = testkit::free_port();
+    let remote = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    // the customer's server is down: the mail waits in the queue
+    let (gw, _dir) = gateway("admin-queue", &quoted(down_addr()), remote.addr, |c| {
+        admin_config(c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""), admin_port)
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    for i in 0..2 {
+        let body = testkit::client::message(&format!("waiting {i}"), "hello");
+        assert_eq!(
+            testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap().code,
+            250
+        );
+    }
+    let writer = created_secret(&gw.cli(&["tokens", "create", "--name", "ops", "--scope", "queue:write"]));
+    let auth = format!("Bearer {writer}");
+    let call = |method: &'static str, path: String, body: &'static [u8]| {
+        let auth = auth.clone();
+        async move {
+            request(admin, method, &path, &[("Authorization", &auth), ("Content-Type", "application/json")], body).await
+        }
+    };
+    let list = call("GET", "/api/v1/queue".into(), b"").await.json();
+    assert_eq!(list["node"], "mx.test");
+    let ids: Vec<String> =
+        list["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    let one = call("GET", format!("/api/v1/queue/{}", ids[0]), b"").await.json();
+    assert_eq!(one["recipients"][0]["rcpt"], "alice@acme.example");
+    assert!(one["headers"].as_str().unwrap().contains("Subject: waiting"), "{one}");
+    // a flush: refused blind, then its dry run, then with the dry run's confirm value
+    assert_eq!(call("POST", "/api/v1/queue/flush".into(), b"").await.status, 428);
+    let dry = call("POST", "/api/v1/queue/flush?dry_run=true".into(), b"").await.json();
+    assert_eq!(dry["would_retry"], 2);
+    assert_eq!(call("POST", "/api/v1/queue/flush?confirm=00000000".into(), b"").await.status, 409);
+    let confirm = dry["confirm"].as_str().unwrap();
+    let done = call("POST", format!("/api/v1/queue/flush?confirm={confirm}"), b"").await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    // a deletion: a reason is required
+    let r = call("DELETE", format!("/api/v1/queue/{}", ids[0]), b"{}").await;
+    assert_eq!((r.status, r.json()["errors"][0]["pointer"].as_str()), (422, Some("/reason")));
+    let r = call("DELETE", format!("/api/v1/queue/{}", ids[0]), b"{\"reason\": \"customer asked\"}").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["pending_recipients"][0], "alice@acme.example");
+    assert_eq!(call("GET", format!("/api/v1/queue/{}", ids[0]), b"").await.status, 404);
+    assert_eq!(call("GET", "/api/v1/queue/not-an-id".into(), b"").await.status, 422);
+    let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();
+    assert!(
+        audit.contains(&format!("queue.delete {}", ids[0]))
+            && audit.contains("customer asked")
+            && audit.contains("queue.flush"),
+        "{audit}"
+    );
+    // read-only tokens may look, not act
+    let reader = created_secret(&gw.cli(&["tokens", "create", "--name", "look", "--scope", "queue:read"]));
+    let r = request(admin, "POST", "/api/v1/queue/flush", &[("Authorization", &format!("Bearer {reader}"))], b"").await;
+    assert_eq!(r.status, 403);
+}

@@ -63,6 +63,7 @@ async fn world(name: &str) -> World {
         store: store.clone(),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        node: "mx-test".into(),
         metrics: None,
     });
     World { app, store, _dir: dir }
@@ -186,7 +187,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 10] = [
+const DESCRIBED: [(&str, &str); 14] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -196,6 +197,10 @@ const DESCRIBED: [(&str, &str); 10] = [
     ("get", "/domains/{name}"),
     ("get", "/log"),
     ("get", "/log/{queue_id}"),
+    ("get", "/queue"),
+    ("get", "/queue/{id}"),
+    ("delete", "/queue/{id}"),
+    ("post", "/queue/flush"),
     ("get", "/openapi.json"),
 ];
 
@@ -222,7 +227,8 @@ async fn the_openapi_description_names_every_route() {
             .replace("{id}", "acme")
             .replace("{name}", "acme.example")
             .replace("{rev}", "9")
-            .replace("{queue_id}", "0640F3A2B1C4D00A1001");
+            .replace("{queue_id}", "0640F3A2B1C4D00A1001")
+            .replace("/queue/{id}", "/queue/0640F3A2B1C4D00A1001");
         let req = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&concrete)
@@ -266,6 +272,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         store: AdminStore::lazy(&url),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        node: "mx-test".into(),
         metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };

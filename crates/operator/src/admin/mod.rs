@@ -21,6 +21,7 @@ use crate::store::{AdminStore, Resource, Token};
 use crate::{Operator, OperatorError};
 
 mod log;
+mod queue;
 mod write;
 
 /// What the handlers share.
@@ -34,6 +35,8 @@ pub struct AdminState {
     pub today: Arc<dyn Fn() -> chrono::NaiveDate + Send + Sync>,
     /// The price tables (`[billing]`): fees of cancellations, prices of changes.
     pub tables: Arc<rating::PriceBook>,
+    /// This node's name (`node_id`): the queue routes are this node's queue.
+    pub node: String,
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
@@ -124,6 +127,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/contracts/{id}/cancellation", post(write::cancel))
         .route("/api/v1/contracts/{id}/revisions/{rev}", delete(write::withdraw))
         .route("/api/v1/domains/{name}", get(get_domain))
+        .route("/api/v1/queue", get(queue::list))
+        .route("/api/v1/queue/flush", post(queue::flush))
+        .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/api/v1/log", get(log::search))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
@@ -316,6 +322,12 @@ pub fn openapi_document() -> Value {
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
             "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
             "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
+            "/queue": get_op("This node's queued messages, oldest first", "queue:read"),
+            "/queue/{id}": {
+                "get": get_op("One queued message: envelope, recipients' states, header", "queue:read")["get"].clone(),
+                "delete": op("Delete a queued message without delivery; `reason` required", "queue:write", "200"),
+            },
+            "/queue/flush": { "post": op("Retry every deferred message now: `?dry_run=true` first, then `?confirm=` with its value", "queue:write", "200") },
             "/openapi.json": get_op("This description", "any"),
         },
         "components": {
