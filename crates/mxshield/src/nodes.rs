@@ -147,40 +147,7 @@ pub fn policy_fingerprint(config: &Config) -> String {
 }
 
 /// The release number of a `release-N` label.
-fn release_number(label: &str) -> Option<u64> {
-    label.strip_prefix("release-")?.parse().ok()
-}
-
-/// A node's state as `mxshield nodes` shows it: `down` (no heartbeat for `down_after`),
-/// `differs` (its policy fingerprint is not the one most nodes that are up have: it would
-/// accept or refuse other mail), `behind` (an older signature release or contracts generation
-/// than the newest node that is up), `stale` (serving its last-good contracts) or `up`.
-pub fn state(n: &NodeStatus, all: &[NodeStatus], down_after: Duration, now: i64) -> &'static str {
-    let up = |n: &NodeStatus| now - n.heartbeat <= down_after.as_secs() as i64;
-    if !up(n) {
-        return "down";
-    }
-    let newest_release = all.iter().filter(|m| up(m)).filter_map(|m| release_number(&m.signatures)).max();
-    let newest_contracts = all.iter().filter(|m| up(m)).map(|m| m.contracts_generation).max().unwrap_or(0);
-    let release_behind = match (newest_release, release_number(&n.signatures)) {
-        (Some(newest), Some(mine)) => mine < newest,
-        (Some(_), None) => true,
-        _ => false,
-    };
-    // its policy is not that of a strict majority of the nodes that are up
-    let up_count = all.iter().filter(|m| up(m)).count();
-    let sharing = all.iter().filter(|m| up(m) && m.policy == n.policy).count();
-    if up_count > 1 && sharing * 2 <= up_count {
-        return "differs";
-    }
-    if release_behind || n.contracts_generation < newest_contracts {
-        "behind"
-    } else if n.contracts_stale {
-        "stale"
-    } else {
-        "up"
-    }
-}
+pub use store::nodes::state;
 
 /// Reaches the shared database and brings every schema a node uses up to date (contracts,
 /// message log, node registry): what `check-config` checks.

@@ -212,6 +212,7 @@ async fn start_admin(
         today: Arc::new(move || calendar.today()),
         tables: Arc::new(config.billing.tables.clone()),
         node: config.node_name.clone(),
+        nodes: (config.contracts.url.clone(), config.down_after),
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);

@@ -217,6 +217,20 @@ async fn metrics_show_what_the_mail_path_recorded() {
     let other = created_secret(&gw.cli(&["tokens", "create", "--name", "desk", "--scope", "contracts:read"]));
     let r = request(admin, "GET", "/metrics", &[("Authorization", &format!("Bearer {other}"))], b"").await;
     assert_eq!(r.status, 403);
+    // the nodes, as `mxshield nodes` shows them
+    let nodes = created_secret(&gw.cli(&["tokens", "create", "--name", "watch", "--scope", "nodes:read"]));
+    let auth = format!("Bearer {nodes}");
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        listed = request(admin, "GET", "/api/v1/nodes", &[("Authorization", &auth)], b"").await.json();
+        if listed["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed["nodes"][0]["id"], "mx.test", "{listed}");
+    assert_eq!(listed["nodes"][0]["state"], "up", "{listed}");
+    assert!(listed["nodes"][0]["signatures"].as_str().is_some_and(|s| s.starts_with("builtin")), "{listed}");
 }
 
 /// This node's queue through the API: list, one message, a flush that needs its dry run first,

@@ -64,6 +64,7 @@ async fn world(name: &str) -> World {
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
         node: "mx-test".into(),
+        nodes: (url.clone(), std::time::Duration::from_secs(30)),
         metrics: None,
     });
     World { app, store, _dir: dir }
@@ -187,7 +188,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 14] = [
+const DESCRIBED: [(&str, &str); 15] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -198,6 +199,7 @@ const DESCRIBED: [(&str, &str); 14] = [
     ("get", "/log"),
     ("get", "/log/{queue_id}"),
     ("get", "/queue"),
+    ("get", "/nodes"),
     ("get", "/queue/{id}"),
     ("delete", "/queue/{id}"),
     ("post", "/queue/flush"),
@@ -273,6 +275,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
         node: "mx-test".into(),
+        nodes: (url.clone(), std::time::Duration::from_secs(30)),
         metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };

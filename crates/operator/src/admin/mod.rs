@@ -37,6 +37,9 @@ pub struct AdminState {
     pub tables: Arc<rating::PriceBook>,
     /// This node's name (`node_id`): the queue routes are this node's queue.
     pub node: String,
+    /// The node registry's database (the contracts store's) and how old a heartbeat may be
+    /// before its node is shown `down`.
+    pub nodes: (String, std::time::Duration),
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
@@ -130,6 +133,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/queue", get(queue::list))
         .route("/api/v1/queue/flush", post(queue::flush))
         .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
+        .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/log", get(log::search))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
@@ -258,6 +262,35 @@ async fn get_domain(
     })))
 }
 
+/// `GET /api/v1/nodes`: every node of the registry with its state (as `mxshield nodes`), its
+/// signature release and its age, its contracts generation, its queue.
+async fn nodes(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    authorize(&st, &headers, Resource::Nodes, false).await?;
+    let (url, down_after) = &st.nodes;
+    let unavailable = |e: store::DbError| {
+        tracing::error!(event = "admin_error", error = %e);
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "the node registry cannot be read")
+    };
+    let registry = store::nodes::Registry::connect(url).await.map_err(unavailable)?;
+    let all = registry.list().await.map_err(unavailable)?;
+    let now = chrono::Utc::now().timestamp();
+    let items: Vec<Value> = all
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id, "address": n.address, "version": n.version,
+                "state": store::nodes::state(n, &all, *down_after, now),
+                "signatures": n.signatures, "signatures_at": n.signatures_at,
+                "signatures_age_seconds": if n.signatures_at > 0 { Some(now - n.signatures_at) } else { None },
+                "contracts_generation": n.contracts_generation, "contracts_stale": n.contracts_stale,
+                "queue_active": n.queue_active, "queue_deferred": n.queue_deferred,
+                "started": n.started, "heartbeat": n.heartbeat, "policy": n.policy,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "nodes": items })))
+}
+
 /// `/metrics`, for a token with `metrics:read`: the Prometheus text format.
 async fn metrics_text(State(st): State<AdminState>, headers: HeaderMap) -> Result<Response, Problem> {
     authorize(&st, &headers, Resource::Metrics, false).await?;
@@ -323,6 +356,7 @@ pub fn openapi_document() -> Value {
             "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
             "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
             "/queue": get_op("This node's queued messages, oldest first", "queue:read"),
+            "/nodes": get_op("Every node: state, signature release and age, contracts generation, queue", "nodes:read"),
             "/queue/{id}": {
                 "get": get_op("One queued message: envelope, recipients' states, header", "queue:read")["get"].clone(),
                 "delete": op("Delete a queued message without delivery; `reason` required", "queue:write", "200"),
