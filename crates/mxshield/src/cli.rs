@@ -295,10 +295,16 @@ pub async fn billing_issue(config: &Config, month: &str, actor: &str) -> anyhow:
     for (s, new) in operator(config).issue_statements(&docs, actor).await? {
         let what = match (new, s.corrects) {
             (false, _) => "already issued, unchanged:".to_string(),
-            (true, Some(n)) => format!("issued (corrects {}):", statement_number(n)),
+            (true, Some(n)) => format!("issued (corrects {}):", operator::statement_number(n)),
             (true, None) => "issued:".to_string(),
         };
-        println!("{what:<28} {} {} {} total {} yen", statement_number(s.number), s.month, s.customer, s.total);
+        println!(
+            "{what:<28} {} {} {} total {} yen",
+            operator::statement_number(s.number),
+            s.month,
+            s.customer,
+            s.total
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -314,7 +320,7 @@ pub async fn billing_issued(
     let shown: Vec<(Option<&contracts::IssuedStatement>, &operator::StatementDoc)> =
         issued.iter().filter(|(i, _)| number.is_none_or(|n| i.number == n)).map(|(i, d)| (Some(i), d)).collect();
     if let Some(n) = number.filter(|_| shown.is_empty()) {
-        eprintln!("mxshield: no statement {} has been issued", statement_number(n));
+        eprintln!("mxshield: no statement {} has been issued", operator::statement_number(n));
         return Ok(ExitCode::from(1));
     }
     if number.is_none() && format == StatementFormat::Table {
@@ -325,10 +331,10 @@ pub async fn billing_issued(
         );
         for (i, _) in &shown {
             let i = i.expect("issued");
-            let corrects = i.corrects.map(statement_number).unwrap_or_default();
+            let corrects = i.corrects.map(operator::statement_number).unwrap_or_default();
             println!(
                 "{:<10} {:<8} {:<24} {:>12} {:<20} {:<12} {corrects}",
-                statement_number(i.number),
+                operator::statement_number(i.number),
                 i.month,
                 i.customer,
                 i.total,
@@ -340,11 +346,6 @@ pub async fn billing_issued(
     }
     print_statements(&shown, format)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// How a statement number is shown.
-fn statement_number(n: i64) -> String {
-    format!("S-{n:06}")
 }
 
 /// Prints statements (drafts, or issued ones with their number) in `format`.
@@ -359,117 +360,29 @@ fn print_statements(
                 .map(|(issued, d)| {
                     let mut v = serde_json::to_value(d)?;
                     if let (Some(i), Some(obj)) = (issued, v.as_object_mut()) {
-                        obj.insert("number".into(), statement_number(i.number).into());
+                        obj.insert("number".into(), operator::statement_number(i.number).into());
                         obj.insert("issued_at".into(), i.issued_at.clone().into());
                         obj.insert("issued_by".into(), i.issued_by.clone().into());
-                        obj.insert("corrects".into(), i.corrects.map(statement_number).into());
+                        obj.insert("corrects".into(), i.corrects.map(operator::statement_number).into());
                     }
                     Ok(v)
                 })
                 .collect::<Result<_, serde_json::Error>>()?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        StatementFormat::Csv => {
-            println!(
-                "statement,customer,month,contract,item,from,to,accounts,monthly_fee,amount,tax_category,issuer,registration_number"
-            );
-            for (issued, d) in shown {
-                let number = issued.map_or_else(|| "draft".to_string(), |i| statement_number(i.number));
-                let issuer = d.issuer.name.clone().unwrap_or_default();
-                let reg = d.issuer.registration_number.clone().unwrap_or_default();
-                let row = |contract: &str,
-                           item: &str,
-                           from: String,
-                           to: String,
-                           accounts: String,
-                           monthly: String,
-                           amount: i64,
-                           cat: &str| {
-                    let cells = [
-                        number.as_str(),
-                        d.customer.as_str(),
-                        d.month.as_str(),
-                        contract,
-                        item,
-                        &from,
-                        &to,
-                        &accounts,
-                        &monthly,
-                        &amount.to_string(),
-                        cat,
-                        &issuer,
-                        &reg,
-                    ];
-                    println!("{}", cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
-                };
-                for l in &d.lines {
-                    let (item, accounts, monthly) = match l.kind {
-                        rating::LineKind::Service => ("service", l.accounts.to_string(), l.monthly_fee.to_string()),
-                        rating::LineKind::EarlyTermination => ("early_termination", String::new(), String::new()),
-                    };
-                    let to = l.until.pred_opt().unwrap_or(l.until).to_string();
-                    row(
-                        &l.contract,
-                        item,
-                        l.from.to_string(),
-                        to,
-                        accounts,
-                        monthly,
-                        l.amount,
-                        category_name(l.category),
-                    );
-                }
-                if let Some(t) = &d.totals {
-                    let (from, to) = (d.period.from.to_string(), d.period.to.to_string());
-                    for r in &t.by_rate {
-                        let rate = format!("{} %", r.rate.percent);
-                        row(
-                            "",
-                            &format!("subtotal {rate}"),
-                            from.clone(),
-                            to.clone(),
-                            String::new(),
-                            String::new(),
-                            r.subtotal,
-                            "standard",
-                        );
-                        row(
-                            "",
-                            &format!("consumption tax {rate}"),
-                            from.clone(),
-                            to.clone(),
-                            String::new(),
-                            String::new(),
-                            r.tax,
-                            "tax",
-                        );
-                    }
-                    if t.non_taxable != 0 {
-                        row(
-                            "",
-                            "non-taxable",
-                            from.clone(),
-                            to.clone(),
-                            String::new(),
-                            String::new(),
-                            t.non_taxable,
-                            "non_taxable",
-                        );
-                    }
-                    row("", "total", from, to, String::new(), String::new(), t.total, "");
-                }
-            }
-        }
+        StatementFormat::Csv => print!("{}", operator::statements_csv(shown)),
         StatementFormat::Table => {
             for (issued, d) in shown {
                 let state = match issued {
                     None => "draft".to_string(),
                     Some(i) => {
-                        let corrects =
-                            i.corrects.map(|n| format!(", correcting {}", statement_number(n))).unwrap_or_default();
+                        let corrects = i
+                            .corrects
+                            .map(|n| format!(", correcting {}", operator::statement_number(n)))
+                            .unwrap_or_default();
                         format!(
                             "statement {} issued {} by {}{corrects}",
-                            statement_number(i.number),
+                            operator::statement_number(i.number),
                             i.issued_at,
                             i.issued_by
                         )
@@ -513,19 +426,6 @@ fn line_text(l: &rating::Line) -> String {
     };
     let tax = if l.category == rating::TaxCategory::NonTaxable { " (non-taxable)" } else { "" };
     format!("  {what:<72} {:>10}{tax}", l.amount)
-}
-
-/// A tax category as CSV and JSON name it.
-fn category_name(c: rating::TaxCategory) -> &'static str {
-    match c {
-        rating::TaxCategory::NonTaxable => "non_taxable",
-        rating::TaxCategory::Standard => "standard",
-    }
-}
-
-/// One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// `contracts withdraw ID REV`.

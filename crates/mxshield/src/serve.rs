@@ -211,6 +211,11 @@ async fn start_admin(
         store,
         today: Arc::new(move || calendar.today()),
         tables: Arc::new(config.billing.tables.clone()),
+        rounding: config.billing.rounding,
+        issuer: operator::Issuer {
+            name: config.billing.issuer.clone(),
+            registration_number: config.billing.registration_number.clone(),
+        },
         node: config.node_name.clone(),
         nodes: (config.contracts.url.clone(), config.down_after),
         metrics: Some(recorder()),

@@ -161,6 +161,81 @@ pub struct Period {
     pub to: chrono::NaiveDate,
 }
 
+/// How a statement number is shown: `S-000012`.
+pub fn statement_number(n: i64) -> String {
+    format!("S-{n:06}")
+}
+
+/// Statements (drafts, or issued ones with their number) as CSV: a header, one row per line,
+/// then the subtotal and tax of each rate, the non-taxable sum and the total; cells quoted per
+/// RFC 4180.
+pub fn statements_csv(shown: &[(Option<&contracts::IssuedStatement>, &StatementDoc)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "statement,customer,month,contract,item,from,to,accounts,monthly_fee,amount,tax_category,issuer,registration_number\n",
+    );
+    for (issued, d) in shown {
+        let number = issued.map_or_else(|| "draft".to_string(), |i| statement_number(i.number));
+        let issuer = d.issuer.name.clone().unwrap_or_default();
+        let reg = d.issuer.registration_number.clone().unwrap_or_default();
+        let mut row = |cells: [&str; 8]| {
+            let [contract, item, from, to, accounts, monthly, amount, cat] = cells;
+            let all = [
+                number.as_str(),
+                d.customer.as_str(),
+                d.month.as_str(),
+                contract,
+                item,
+                from,
+                to,
+                accounts,
+                monthly,
+                amount,
+                cat,
+                &issuer,
+                &reg,
+            ];
+            let _ = writeln!(out, "{}", all.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+        };
+        for l in &d.lines {
+            let (item, accounts, monthly) = match l.kind {
+                rating::LineKind::Service => ("service", l.accounts.to_string(), l.monthly_fee.to_string()),
+                rating::LineKind::EarlyTermination => ("early_termination", String::new(), String::new()),
+            };
+            let (from, to) = (l.from.to_string(), l.until.pred_opt().unwrap_or(l.until).to_string());
+            let amount = l.amount.to_string();
+            row([&l.contract, item, &from, &to, &accounts, &monthly, &amount, category_name(l.category)]);
+        }
+        if let Some(t) = &d.totals {
+            let (from, to) = (d.period.from.to_string(), d.period.to.to_string());
+            for r in &t.by_rate {
+                let (sub, tax) =
+                    (format!("subtotal {} %", r.rate.percent), format!("consumption tax {} %", r.rate.percent));
+                row(["", &sub, &from, &to, "", "", &r.subtotal.to_string(), "standard"]);
+                row(["", &tax, &from, &to, "", "", &r.tax.to_string(), "tax"]);
+            }
+            if t.non_taxable != 0 {
+                row(["", "non-taxable", &from, &to, "", "", &t.non_taxable.to_string(), "non_taxable"]);
+            }
+            row(["", "total", &from, &to, "", "", &t.total.to_string(), ""]);
+        }
+    }
+    out
+}
+
+/// A tax category as CSV and JSON name it.
+fn category_name(c: rating::TaxCategory) -> &'static str {
+    match c {
+        rating::TaxCategory::NonTaxable => "non_taxable",
+        rating::TaxCategory::Standard => "standard",
+    }
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
 /// What a cancellation needs besides the contract and its day.
 #[derive(Debug, Clone)]
 pub struct CancelRequest<'a> {
@@ -775,11 +850,10 @@ fn contract_month_lines(
     tables: &rating::PriceBook,
 ) -> Result<Option<(String, Vec<rating::Line>)>, OperatorError> {
     let (_, month_end) = rating::month_bounds(month);
-    // the revisions in effect by the end of the month, by day then order made
-    let mut revs: Vec<&contracts::Revision> = revs.iter().copied().filter(|r| r.effective_from < month_end).collect();
+    let mut revs: Vec<&contracts::Revision> = revs.to_vec();
     revs.sort_by_key(|r| (r.effective_from, r.rev));
     let mut docs: Vec<(chrono::NaiveDate, Option<Contract>, Option<i64>)> = Vec::new();
-    for r in &revs {
+    for (i, r) in revs.iter().enumerate() {
         let doc = if r.doc.is_empty() {
             None
         } else {
@@ -787,7 +861,16 @@ fn contract_month_lines(
                 .map_err(|e| OperatorError::InvalidRevision(format!("{id} revision {}: {e}", r.rev)))?;
             (parsed.len() == 1).then(|| parsed.remove(0))
         };
-        docs.push((r.effective_from, doc, r.fee));
+        // the first revision describes the contract from its start, even when it was keyed in
+        // later (a contract entered today that started in January is billed from January)
+        let from = match (&doc, i) {
+            (Some(c), 0) => r.effective_from.min(c.starts),
+            _ => r.effective_from,
+        };
+        // the revisions in effect by the end of the month
+        if from < month_end {
+            docs.push((from, doc, r.fee));
+        }
     }
     let Some(last) = docs.iter().rev().find_map(|(_, d, _)| d.as_ref()) else { return Ok(None) };
     let removed_on = docs.last().filter(|(_, d, _)| d.is_none()).map(|(day, _, _)| *day);

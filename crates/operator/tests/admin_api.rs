@@ -63,6 +63,8 @@ async fn world(name: &str) -> World {
         store: store.clone(),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        rounding: rating::Rounding::Floor,
+        issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
         nodes: (url.clone(), std::time::Duration::from_secs(30)),
         metrics: None,
@@ -188,7 +190,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 15] = [
+const DESCRIBED: [(&str, &str); 19] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -200,6 +202,10 @@ const DESCRIBED: [(&str, &str); 15] = [
     ("get", "/log/{queue_id}"),
     ("get", "/queue"),
     ("get", "/nodes"),
+    ("get", "/statements"),
+    ("post", "/statements/issue"),
+    ("get", "/statements/issued"),
+    ("get", "/statements/issued/{number}"),
     ("get", "/queue/{id}"),
     ("delete", "/queue/{id}"),
     ("post", "/queue/flush"),
@@ -229,6 +235,7 @@ async fn the_openapi_description_names_every_route() {
             .replace("{id}", "acme")
             .replace("{name}", "acme.example")
             .replace("{rev}", "9")
+            .replace("{number}", "S-000001")
             .replace("{queue_id}", "0640F3A2B1C4D00A1001")
             .replace("/queue/{id}", "/queue/0640F3A2B1C4D00A1001");
         let req = Request::builder()
@@ -274,6 +281,8 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         store: AdminStore::lazy(&url),
         today: Arc::new(move || today),
         tables: Arc::new(tables()),
+        rounding: rating::Rounding::Floor,
+        issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
         nodes: (url.clone(), std::time::Duration::from_secs(30)),
         metrics: None,
@@ -416,4 +425,54 @@ async fn contracts_are_created_changed_and_cancelled_through_the_api() {
     let changed = audit.iter().find(|(_, e)| e.action == "contracts.change" && e.outcome == "ok").unwrap();
     assert!(changed.1.before.as_deref().unwrap().contains("accounts = [\"carol\"]"));
     assert!(changed.1.after.as_deref().unwrap().contains("\"dave\""));
+}
+
+/// Statements through the API: the drafts, issuing (once; again only when the figures
+/// changed), the issued ones as JSON and CSV — the CLI's functions and CSV (issue 15).
+#[tokio::test]
+async fn statements_are_drafted_issued_and_read_through_the_api() {
+    let w = world("statements").await;
+    let reader = token(&w, "billing:read", &[]).await;
+    let writer = token(&w, "billing:write", &[]).await;
+    let (status, _, drafts) = get(&w, "/api/v1/statements?month=2026-11", Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{drafts}");
+    let totals: Vec<i64> =
+        drafts["statements"].as_array().unwrap().iter().map(|s| s["totals"]["total"].as_i64().unwrap()).collect();
+    assert_eq!(totals, [3300, 3300], "3,000 yen a month and 10 % tax, for each customer");
+    assert_eq!(get(&w, "/api/v1/statements", Some(&reader)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    // issued once
+    let month = serde_json::json!({ "month": "2026-11" });
+    assert_eq!(
+        send(&w, "POST", "/api/v1/statements/issue", &reader, &[], month.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _, issued) = send(&w, "POST", "/api/v1/statements/issue", &writer, &[], month.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let numbers: Vec<&str> =
+        issued["statements"].as_array().unwrap().iter().map(|s| s["number"].as_str().unwrap()).collect();
+    assert_eq!(numbers, ["S-000001", "S-000002"]);
+    let (_, _, again) = send(&w, "POST", "/api/v1/statements/issue", &writer, &[], month).await;
+    assert!(again["statements"].as_array().unwrap().iter().all(|s| s["newly_issued"] == false), "{again}");
+    // read back as issued, as JSON and as CSV
+    let (status, _, one) = get(&w, "/api/v1/statements/issued/S-000002", Some(&reader)).await;
+    assert_eq!((status, one["customer"].as_str()), (StatusCode::OK, Some("Beta K.K.")));
+    let resp = w
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/statements/issued?month=2026-11&format=csv")
+                .header("authorization", format!("Bearer {reader}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(csv.starts_with("statement,customer,month,"), "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.contains(",total,") && l.contains(",3300,")).count(), 2, "{csv}");
+    assert_eq!(get(&w, "/api/v1/statements/issued/S-000009", Some(&reader)).await.0, StatusCode::NOT_FOUND);
+    // not for a token bound to a contract
+    let bound = token(&w, "billing:read", &["acme"]).await;
+    assert_eq!(get(&w, "/api/v1/statements?month=2026-11", Some(&bound)).await.0, StatusCode::FORBIDDEN);
 }

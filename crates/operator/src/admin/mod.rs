@@ -22,6 +22,7 @@ use crate::{Operator, OperatorError};
 
 mod log;
 mod queue;
+mod statements;
 mod write;
 
 /// What the handlers share.
@@ -35,6 +36,10 @@ pub struct AdminState {
     pub today: Arc<dyn Fn() -> chrono::NaiveDate + Send + Sync>,
     /// The price tables (`[billing]`): fees of cancellations, prices of changes.
     pub tables: Arc<rating::PriceBook>,
+    /// How statements round their tax, and who issues them (`[billing]`).
+    pub rounding: rating::Rounding,
+    /// The issuer shown on statements.
+    pub issuer: crate::Issuer,
     /// This node's name (`node_id`): the queue routes are this node's queue.
     pub node: String,
     /// The node registry's database (the contracts store's) and how old a heartbeat may be
@@ -134,6 +139,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/queue/flush", post(queue::flush))
         .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/statements", get(statements::list_drafts))
+        .route("/api/v1/statements/issue", post(statements::issue))
+        .route("/api/v1/statements/issued", get(statements::list_issued))
+        .route("/api/v1/statements/issued/{number}", get(statements::one_issued))
         .route("/api/v1/log", get(log::search))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
@@ -356,6 +365,10 @@ pub fn openapi_document() -> Value {
             "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
             "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
             "/queue": get_op("This node's queued messages, oldest first", "queue:read"),
+            "/statements": get_op("The month's draft statements (`month=YYYY-MM`; `format=csv` for CSV)", "billing:read"),
+            "/statements/issue": { "post": op("Issue the month's statements: numbered, frozen; a changed one issued again as its correction", "billing:write", "200") },
+            "/statements/issued": get_op("The statements issued (`month=`; `format=csv`)", "billing:read"),
+            "/statements/issued/{number}": get_op("One issued statement as issued (`format=csv`)", "billing:read"),
             "/nodes": get_op("Every node: state, signature release and age, contracts generation, queue", "nodes:read"),
             "/queue/{id}": {
                 "get": get_op("One queued message: envelope, recipients' states, header", "queue:read")["get"].clone(),
