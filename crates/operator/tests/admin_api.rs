@@ -190,12 +190,15 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 19] = [
+const DESCRIBED: [(&str, &str); 22] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
     ("put", "/contracts/{id}"),
     ("post", "/contracts/{id}/cancellation"),
+    ("get", "/contracts/export"),
+    ("post", "/contracts/apply"),
+    ("post", "/contracts/{id}/accounts"),
     ("delete", "/contracts/{id}/revisions/{rev}"),
     ("get", "/domains/{name}"),
     ("get", "/log"),
@@ -475,4 +478,67 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     // not for a token bound to a contract
     let bound = token(&w, "billing:read", &["acme"]).await;
     assert_eq!(get(&w, "/api/v1/statements?month=2026-11", Some(&bound)).await.0, StatusCode::FORBIDDEN);
+}
+
+/// Accounts in batches, and the whole set as a contracts file: exported, planned, applied —
+/// `contracts apply`'s plan and rules (issue 15).
+#[tokio::test]
+async fn accounts_change_in_batches_and_the_set_goes_out_and_in_as_a_file() {
+    let w = world("batches").await;
+    let writer = token(&w, "contracts:write", &[]).await;
+    let batch = serde_json::json!({ "domain": "ACME.example", "add": ["carol", "dave"], "remove": ["alice"], "reason": "form 3" });
+    let (status, _, plan) = send(&w, "POST", "/api/v1/contracts/acme/accounts", &writer, &[], batch).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let (_, _, acme) = get(&w, "/api/v1/contracts/acme", Some(&writer)).await;
+    assert_eq!(acme["domains"][0]["accounts"], serde_json::json!(["carol", "dave"]));
+    // every problem at once, pointing into the batch
+    let bad = serde_json::json!({ "domain": "acme.example", "add": ["carol"], "remove": ["zed"] });
+    let (status, _, body) = send(&w, "POST", "/api/v1/contracts/acme/accounts", &writer, &[], bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/remove/0", "/add/0"], "{body}");
+    // over the limit (5): the contract's rule, nothing changed
+    let many = serde_json::json!({ "domain": "acme.example", "add": ["a1", "a2", "a3", "a4"] });
+    let (status, _, body) = send(&w, "POST", "/api/v1/contracts/acme/accounts", &writer, &[], many).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("accounts_limit is 5"), "{body}");
+    // the set as a file, and back: nothing to change
+    let resp = w
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/contracts/export")
+                .header("authorization", format!("Bearer {writer}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let file = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert_eq!(file.matches("[[contract]]").count(), 2, "{file}");
+    let apply = |query: &'static str, body: String| {
+        let req = Request::post(format!("/api/v1/contracts/apply{query}"))
+            .header("authorization", format!("Bearer {writer}"))
+            .body(Body::from(body))
+            .unwrap();
+        let app = w.app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let (status, plan) = apply("?dry_run=true", file.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert!(plan["changed"].as_array().unwrap().is_empty() && plan["added"].as_array().unwrap().is_empty(), "{plan}");
+    // a file with an error: its line and key, the CLI's words
+    let (status, body) = apply("", file.replace("accounts_limit = 5", "accounts_limit = 1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["errors"][0]["line"].as_u64().unwrap() > 0
+            && body["errors"][0]["key"].as_str().unwrap().contains("accounts_limit"),
+        "{body}"
+    );
 }

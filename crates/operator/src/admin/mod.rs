@@ -132,6 +132,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/contracts", get(list_contracts).post(write::create))
         .route("/api/v1/contracts/{id}", get(get_contract).put(write::change))
+        .route("/api/v1/contracts/export", get(write::export))
+        .route("/api/v1/contracts/apply", post(write::apply_file))
+        .route("/api/v1/contracts/{id}/accounts", post(write::accounts))
         .route("/api/v1/contracts/{id}/cancellation", post(write::cancel))
         .route("/api/v1/contracts/{id}/revisions/{rev}", delete(write::withdraw))
         .route("/api/v1/domains/{name}", get(get_domain))
@@ -359,6 +362,9 @@ pub fn openapi_document() -> Value {
         "paths": {
             "/contracts": contracts,
             "/contracts/{id}": contract,
+            "/contracts/export": get_op("Every contract the token may see as a contracts file (TOML)", "contracts:read"),
+            "/contracts/apply": { "post": op("A contracts file (TOML body) planned and applied as `contracts apply` (`dry_run`, `prune`, `effective`, `reason`)", "contracts:write", "200") },
+            "/contracts/{id}/accounts": { "post": op("Accounts of one domain added and removed in one change (`domain`, `add`, `remove`, `effective`, `reason`)", "contracts:write", "200") },
             "/contracts/{id}/cancellation": { "post": op("The cancellation quote (`?dry_run=true`, contracts:read), then the cancellation", "contracts:write", "200") },
             "/contracts/{id}/revisions/{rev}": { "delete": op("Withdraw a change or a cancellation scheduled for a later day", "contracts:write", "200") },
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),

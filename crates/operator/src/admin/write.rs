@@ -399,3 +399,149 @@ mod tests {
         assert_eq!(super::pointer("contract[0]"), "");
     }
 }
+
+/// The body of `POST /api/v1/contracts/{id}/accounts`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AccountsBody {
+    domain: String,
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+    effective: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/contracts/{id}/accounts`: accounts of one domain added and removed in one
+/// change (from `effective`, default today), validated like any change (the account limit,
+/// the names).
+pub(super) async fn accounts(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DryRun>,
+    Json(body): Json<AccountsBody>,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, true).await?;
+    let today = (st.today)();
+    let effective = body.effective.unwrap_or(today);
+    let (now, scheduled, _) = st.operator.contracts_visible(&Visibility::All).await?;
+    let then = contracts::in_force_on(now, &scheduled, effective);
+    let Some(mut c) = then.into_iter().find(|c| c.id == id) else {
+        return Err(Problem::not_found(format!("no contract {id:?} on {effective}")));
+    };
+    let before = contracts::to_toml(&c);
+    let name = contracts::normalize_domain(&body.domain).unwrap_or_else(|| body.domain.to_ascii_lowercase());
+    let Some(d) = c.domains.iter_mut().find(|d| d.name == name) else {
+        return Err(invalid(vec![
+            json!({ "pointer": "/domain", "detail": format!("contract {id:?} has no domain {name:?}") }),
+        ]));
+    };
+    let mut errors = Vec::new();
+    for (i, gone) in body.remove.iter().enumerate() {
+        let lower = gone.to_ascii_lowercase();
+        match d.accounts.iter().position(|a| *a == lower) {
+            Some(at) => {
+                d.accounts.remove(at);
+            }
+            None => errors.push(
+                json!({ "pointer": format!("/remove/{i}"), "detail": format!("{gone:?} is not an account of {name}") }),
+            ),
+        }
+    }
+    for (i, new) in body.add.iter().enumerate() {
+        let lower = new.to_ascii_lowercase();
+        if d.accounts.contains(&lower) {
+            errors.push(
+                json!({ "pointer": format!("/add/{i}"), "detail": format!("{new:?} is already an account of {name}") }),
+            );
+        } else {
+            d.accounts.push(lower);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let toml = contracts::to_toml(&c);
+    let effective = (effective > today).then_some(effective);
+    match st.operator.apply_contracts(&toml, options(&st, &token, effective, body.reason, q.dry_run)).await {
+        Ok(a) => {
+            if !q.dry_run {
+                audit(&st, &token, "contracts.accounts", &id, Some(before), Some(toml), "ok").await;
+            }
+            Ok(Json(applied_json(&a, effective)))
+        }
+        Err(OperatorError::InvalidContracts(issues)) => {
+            audit(&st, &token, "contracts.accounts", &id, Some(before), Some(toml), "refused").await;
+            // the file's words, pointed at the request: an over-limit or a bad name
+            Err(invalid(issues.0.iter().map(|i| json!({ "pointer": "/add", "detail": i.why })).collect()))
+        }
+        Err(e) => {
+            audit(&st, &token, "contracts.accounts", &id, Some(before), Some(toml), "refused").await;
+            Err(refused(e))
+        }
+    }
+}
+
+/// `GET /api/v1/contracts/export`: every contract as a contracts file (TOML), the form
+/// `contracts apply` and `POST /api/v1/contracts/apply` read.
+pub(super) async fn export(State(st): State<AdminState>, headers: HeaderMap) -> Result<Response, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, false).await?;
+    let (contracts, _, _) = st.operator.contracts_visible(&Visibility::of(&token)).await?;
+    let text: Vec<String> = contracts.iter().map(contracts::to_toml).collect();
+    let mut resp = text.join("\n").into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/toml; charset=utf-8"));
+    Ok(resp)
+}
+
+/// `?prune=true&effective=YYYY-MM-DD&dry_run=true&reason=…` of the declarative apply.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ApplyQuery {
+    #[serde(default)]
+    prune: bool,
+    #[serde(default)]
+    dry_run: bool,
+    effective: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/contracts/apply` with a contracts file (TOML) as the body: the same plan and
+/// apply as `mxshield contracts apply` (`dry_run=true`: the plan only; `prune=true`: what the
+/// file leaves out is cancelled by the cancellation rules).
+pub(super) async fn apply_file(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ApplyQuery>,
+    body: String,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, !q.dry_run).await?;
+    if !token.contracts.is_empty() {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "a token bound to contracts cannot apply a contracts file",
+        ));
+    }
+    let mut opts = options(&st, &token, q.effective, q.reason, q.dry_run);
+    opts.prune = q.prune;
+    match st.operator.apply_contracts(&body, opts).await {
+        Ok(a) => {
+            if !q.dry_run {
+                audit(&st, &token, "contracts.apply", "(file)", None, Some(body), "ok").await;
+            }
+            Ok(Json(applied_json(&a, q.effective)))
+        }
+        Err(OperatorError::InvalidContracts(issues)) => {
+            // a file: its lines, as the CLI gives them
+            Err(invalid(issues.0.iter().map(|i| json!({ "line": i.line, "key": i.key, "detail": i.why })).collect()))
+        }
+        Err(e) => {
+            if !q.dry_run {
+                audit(&st, &token, "contracts.apply", "(file)", None, Some(body), "refused").await;
+            }
+            Err(refused(e))
+        }
+    }
+}
