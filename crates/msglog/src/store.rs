@@ -154,6 +154,50 @@ impl LogStore {
         Ok(gone.rows_affected())
     }
 
+    /// The hourly roll-ups from `since` to `until` (Unix seconds; whole hours), optionally of one
+    /// contract: per hour, what was received (by direction, verdict and action, with bytes)
+    /// and the recipients' outcomes. Read from the roll-ups, never the raw log.
+    pub async fn hourly(
+        &self,
+        since: i64,
+        until: i64,
+        contract: Option<&str>,
+    ) -> Result<(Vec<HourlyMessages>, Vec<HourlyOutcomes>), LogStoreError> {
+        let rows = sqlx::query(
+            "SELECT hour, contract, direction, verdict, action, messages, bytes FROM log_hourly \
+             WHERE hour >= $1 AND hour < $2 AND ($3 = '' OR contract = $3) ORDER BY hour",
+        )
+        .bind(hour_of(since))
+        .bind(until)
+        .bind(contract.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows
+            .iter()
+            .map(|r| HourlyMessages {
+                hour: r.get("hour"),
+                contract: r.get("contract"),
+                direction: r.get("direction"),
+                verdict: r.get("verdict"),
+                action: r.get("action"),
+                messages: r.get("messages"),
+                bytes: r.get("bytes"),
+            })
+            .collect();
+        let rows = sqlx::query(
+            "SELECT hour, state, recipients FROM log_hourly_outcomes WHERE hour >= $1 AND hour < $2 ORDER BY hour",
+        )
+        .bind(hour_of(since))
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        let outcomes = rows
+            .iter()
+            .map(|r| HourlyOutcomes { hour: r.get("hour"), state: r.get("state"), recipients: r.get("recipients") })
+            .collect();
+        Ok((messages, outcomes))
+    }
+
     /// Messages matching `f`, newest first, with their recipients.
     pub async fn search(&self, f: &Filter) -> Result<Vec<Found>, LogStoreError> {
         let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE 1 = 1");
@@ -303,6 +347,7 @@ async fn insert_messages(
     for r in records {
         last.insert(&r.summary.queue_id, r);
     }
+    count_new_messages(conn, backend, &last).await?;
     let mut messages = Vec::with_capacity(last.len());
     let mut recipients: Vec<Vec<Value>> = Vec::new();
     for r in records.iter().filter(|r| std::ptr::eq(last[r.summary.queue_id.as_str()], *r)) {
@@ -365,6 +410,93 @@ async fn insert_messages(
     Ok(())
 }
 
+/// The start of the hour holding `at` (Unix seconds, UTC).
+fn hour_of(at: i64) -> i64 {
+    at - at.rem_euclid(3600)
+}
+
+/// Adds the messages of a batch that the log does not hold yet to the hourly roll-ups (one
+/// already there — a batch written again — adds nothing).
+async fn count_new_messages(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    batch: &std::collections::HashMap<&str, &MessageRecord>,
+) -> Result<(), sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = batch.keys().copied().collect();
+    let mut known = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT queue_id FROM messages WHERE queue_id IN ({})", marks.join(", "));
+        // the text holds placeholders only; every id is bound
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            known.insert(row.get::<String, _>("queue_id"));
+        }
+    }
+    let mut sums: std::collections::BTreeMap<(i64, &str, &str, &str, &str), (i64, i64)> = Default::default();
+    for r in batch.values().filter(|r| !known.contains(&r.summary.queue_id)) {
+        let m = &r.summary;
+        let e = sums.entry((hour_of(m.at), &m.contract, &m.direction, &m.verdict, &m.action)).or_default();
+        e.0 += 1;
+        e.1 += m.size as i64;
+    }
+    let rows: Vec<Vec<Value>> = sums
+        .iter()
+        .map(|((hour, contract, direction, verdict, action), (n, bytes))| {
+            vec![
+                Value::Int(*hour),
+                Value::Text(contract),
+                Value::Text(direction),
+                Value::Text(verdict),
+                Value::Text(action),
+                Value::Int(*n),
+                Value::Int(*bytes),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        backend,
+        "INSERT INTO log_hourly (hour, contract, direction, verdict, action, messages, bytes)",
+        "ON CONFLICT (hour, contract, direction, verdict, action) DO UPDATE SET \
+         messages = log_hourly.messages + excluded.messages, bytes = log_hourly.bytes + excluded.bytes",
+        7,
+        &rows,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds delivery outcomes seen for the first time (by event id) to the hourly roll-ups.
+async fn count_outcomes<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    outcomes: impl Iterator<Item = &'a DeliveryRecord>,
+) -> Result<(), sqlx::Error> {
+    let mut sums: std::collections::BTreeMap<(i64, &str), i64> = Default::default();
+    for d in outcomes {
+        *sums.entry((hour_of(d.at), d.state.as_str())).or_default() += 1;
+    }
+    let rows: Vec<Vec<Value>> =
+        sums.iter().map(|((hour, state), n)| vec![Value::Int(*hour), Value::Text(state), Value::Int(*n)]).collect();
+    insert_rows(
+        conn,
+        backend,
+        "INSERT INTO log_hourly_outcomes (hour, state, recipients)",
+        "ON CONFLICT (hour, state) DO UPDATE SET recipients = log_hourly_outcomes.recipients + excluded.recipients",
+        3,
+        &rows,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Whether a recipient state is final: no later outcome changes it.
 fn is_final(state: &str) -> bool {
     matches!(state, "delivered" | "bounced" | "deleted")
@@ -404,6 +536,8 @@ async fn apply_deliveries(
     .iter()
     .map(|r| r.get::<String, _>("event_id"))
     .collect();
+    count_outcomes(conn, backend, deliveries.iter().zip(&ids).filter(|(_, id)| new.contains(*id)).map(|(d, _)| d))
+        .await?;
     // per recipient, in the batch's order: (the last outcome, how many new outcomes)
     let mut folded: Vec<(&DeliveryRecord, i64)> = Vec::new();
     let mut at: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
@@ -446,6 +580,36 @@ async fn apply_deliveries(
     )
     .await?;
     Ok(())
+}
+
+/// One hour's messages of one kind (contract, direction, verdict, action).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HourlyMessages {
+    /// The hour's start (Unix seconds, UTC).
+    pub hour: i64,
+    /// The contract (empty for none).
+    pub contract: String,
+    /// `inbound`, `outbound`, `warning`, `dsn`.
+    pub direction: String,
+    /// The scan verdict in a word.
+    pub verdict: String,
+    /// What was done.
+    pub action: String,
+    /// How many messages.
+    pub messages: i64,
+    /// Their bytes.
+    pub bytes: i64,
+}
+
+/// One hour's recipient outcomes of one state (delivered, deferred, bounced, deleted).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HourlyOutcomes {
+    /// The hour's start (Unix seconds, UTC).
+    pub hour: i64,
+    /// The outcome.
+    pub state: String,
+    /// How many recipients reached it.
+    pub recipients: i64,
 }
 
 /// A `messages` row.
@@ -522,6 +686,11 @@ mod tests {
         let found = store.search(&Filter { node: Some("mx1".into()), ..Filter::default() }).await.unwrap();
         assert_eq!(found[0].recipients[0].state, "deleted");
         assert!(store.search(&Filter { node: Some("mx2".into()), ..Filter::default() }).await.unwrap().is_empty());
+        // the roll-ups counted each record once, however often it was written
+        let (messages, outcomes) = store.hourly(0, 10_000, None).await.unwrap();
+        assert_eq!(messages.iter().map(|m| m.messages).sum::<i64>(), 1, "{messages:?}");
+        let count = |state: &str| outcomes.iter().filter(|o| o.state == state).map(|o| o.recipients).sum::<i64>();
+        assert_eq!((count("deferred"), count("deleted")), (2, 1), "{outcomes:?}");
     }
 
     /// One batch larger than a statement, a message logged twice in it, and several outcomes of
@@ -544,6 +713,12 @@ mod tests {
         assert_eq!((of("B3").recipients[0].state.as_str(), of("B3").recipients[0].attempts), ("delivered", 2));
         assert_eq!((of("B4").recipients[0].state.as_str(), of("B4").recipients[0].attempts), ("deferred", 2));
         assert_eq!((of("B9").recipients[0].state.as_str(), of("B9").recipients[0].attempts), ("deferred", 1));
+        let (messages, outcomes) = store.hourly(0, 10_000, None).await.unwrap();
+        assert_eq!(messages.iter().map(|m| m.messages).sum::<i64>(), 450);
+        let count = |state: &str| outcomes.iter().filter(|o| o.state == state).map(|o| o.recipients).sum::<i64>();
+        assert_eq!((count("deferred"), count("delivered")), (452, 1));
+        // outside the window: nothing
+        assert!(store.hourly(3600, 7200, None).await.unwrap().0.is_empty());
     }
 
     #[tokio::test]

@@ -168,6 +168,32 @@ async fn the_message_log_is_searched_a_page_at_a_time() {
     let one = get(format!("/api/v1/log/{id}")).await.json();
     assert_eq!(one["recipients"][0]["rcpt"], "alice@acme.example");
     assert_eq!(one["recipients"][0]["state"], "delivered");
+    // the hourly roll-ups: three received and delivered, then one infected (deleted)
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let body = testkit::client::message("infected", eicar);
+    assert_eq!(
+        testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap().code,
+        250
+    );
+    let total = |v: &serde_json::Value, field: &str| -> i64 {
+        v["buckets"].as_array().unwrap().iter().map(|b| b[field].as_i64().unwrap_or(0)).sum()
+    };
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..100 {
+        stats = get("/api/v1/log/stats?since=2h".into()).await.json();
+        if stats["buckets"].is_array() && total(&stats, "infected") == 1 && total(&stats, "received") == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // the four sent, and the warning the virus caused (a message of its own)
+    assert_eq!((total(&stats, "received"), total(&stats, "infected")), (5, 1), "{stats}");
+    let sum = |path: [&str; 2]| -> i64 {
+        stats["buckets"].as_array().unwrap().iter().map(|b| b[path[0]][path[1]].as_i64().unwrap_or(0)).sum()
+    };
+    assert_eq!((sum(["by_direction", "inbound"]), sum(["by_direction", "warning"])), (4, 1), "{stats}");
+    assert_eq!(sum(["by_action", "drop"]), 1, "{stats}");
+    assert!(stats["buckets"].as_array().unwrap().len() >= 2, "an hourly bucket for each hour of the window");
     // a window is required, and bounded
     let r = get("/api/v1/log".into()).await;
     assert_eq!(r.status, 422);

@@ -829,6 +829,20 @@ impl Operator {
         Ok(LogStore::open_at(&self.paths.message_log).await?.search(filter).await?)
     }
 
+    /// The message log's hourly roll-ups from `since` to `until` (Unix seconds), optionally of
+    /// one contract; empty when there is no log yet.
+    pub async fn log_hourly(
+        &self,
+        since: i64,
+        until: i64,
+        contract: Option<&str>,
+    ) -> Result<(Vec<msglog::HourlyMessages>, Vec<msglog::HourlyOutcomes>), OperatorError> {
+        if !self.has_message_log() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        Ok(LogStore::open_at(&self.paths.message_log).await?.hourly(since, until, contract).await?)
+    }
+
     /// Whether there is a message log to read (a shared one always is; a file once a gateway
     /// has made it).
     fn has_message_log(&self) -> bool {

@@ -190,7 +190,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 22] = [
+const DESCRIBED: [(&str, &str); 23] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -202,6 +202,7 @@ const DESCRIBED: [(&str, &str); 22] = [
     ("delete", "/contracts/{id}/revisions/{rev}"),
     ("get", "/domains/{name}"),
     ("get", "/log"),
+    ("get", "/log/stats"),
     ("get", "/log/{queue_id}"),
     ("get", "/queue"),
     ("get", "/nodes"),

@@ -134,3 +134,83 @@ pub(super) async fn message(
     };
     Ok(Json(serde_json::to_value(m).unwrap_or(Value::Null)))
 }
+
+/// The query of `GET /api/v1/log/stats`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    bucket: Option<String>,
+    contract: Option<String>,
+}
+
+/// `GET /api/v1/log/stats?since=…[&until=…][&bucket=hour|day][&contract=…]`: per hour (or UTC
+/// day), messages received by direction, verdict and action, bytes, and recipients' outcomes —
+/// from the roll-ups, never the raw log. The window is bounded like the search's (at most 31
+/// days).
+pub(super) async fn stats(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Value>, Problem> {
+    log_reader(&st, &headers).await?;
+    let now = chrono::Utc::now();
+    let time = |name: &str, v: &str| msglog::search::parse_time(v, now).map_err(|e| bad(&format!("/{name}"), e));
+    let since = time("since", q.since.as_deref().unwrap_or("24h"))?;
+    let until = match q.until.as_deref() {
+        Some(u) => time("until", u)?,
+        None => now.timestamp() + 1,
+    };
+    if until <= since || until - since > WINDOW_MAX_DAYS * 86_400 {
+        return Err(bad("/until", format!("the window must be after since and at most {WINDOW_MAX_DAYS} days")));
+    }
+    let width = match q.bucket.as_deref().unwrap_or("hour") {
+        "hour" => 3600,
+        "day" => 86_400,
+        other => return Err(bad("/bucket", format!("{other:?}: hour or day"))),
+    };
+    let (messages, outcomes) = st.operator.log_hourly(since, until, q.contract.as_deref()).await?;
+    let start = |t: i64| t - t.rem_euclid(width);
+    let mut buckets: std::collections::BTreeMap<i64, Value> = std::collections::BTreeMap::new();
+    let empty = || {
+        json!({ "received": 0, "bytes": 0, "infected": 0, "refused": 0,
+                "by_direction": {}, "by_action": {}, "by_verdict": {}, "outcomes": {} })
+    };
+    let mut t = start(since);
+    while t < until {
+        buckets.insert(t, empty());
+        t += width;
+    }
+    let add = |v: &mut Value, path: [&str; 2], n: i64| {
+        let slot = &mut v[path[0]][path[1]];
+        *slot = json!(slot.as_i64().unwrap_or(0) + n);
+    };
+    for m in &messages {
+        let b = buckets.entry(start(m.hour)).or_insert_with(empty);
+        b["received"] = json!(b["received"].as_i64().unwrap_or(0) + m.messages);
+        b["bytes"] = json!(b["bytes"].as_i64().unwrap_or(0) + m.bytes);
+        if m.verdict == "infected" {
+            b["infected"] = json!(b["infected"].as_i64().unwrap_or(0) + m.messages);
+        }
+        if m.action == "refuse" {
+            b["refused"] = json!(b["refused"].as_i64().unwrap_or(0) + m.messages);
+        }
+        add(b, ["by_direction", &m.direction], m.messages);
+        add(b, ["by_action", &m.action], m.messages);
+        add(b, ["by_verdict", &m.verdict], m.messages);
+    }
+    if q.contract.is_none() {
+        for o in &outcomes {
+            let b = buckets.entry(start(o.hour)).or_insert_with(empty);
+            add(b, ["outcomes", &o.state], o.recipients);
+        }
+    }
+    let list: Vec<Value> = buckets
+        .into_iter()
+        .map(|(t, mut v)| {
+            v["start"] = json!(chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_default());
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "bucket": if width == 3600 { "hour" } else { "day" }, "buckets": list })))
+}

@@ -147,6 +147,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/statements/issued", get(statements::list_issued))
         .route("/api/v1/statements/issued/{number}", get(statements::one_issued))
         .route("/api/v1/log", get(log::search))
+        .route("/api/v1/log/stats", get(log::stats))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
@@ -369,6 +370,7 @@ pub fn openapi_document() -> Value {
             "/contracts/{id}/revisions/{rev}": { "delete": op("Withdraw a change or a cancellation scheduled for a later day", "contracts:write", "200") },
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
             "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
+            "/log/stats": get_op("Per hour or day: messages received by direction, verdict and action, infected, refused, bytes, recipients' outcomes — from the roll-ups (since default 24h, at most 31 days; bucket hour|day; contract)", "log:read"),
             "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
             "/queue": get_op("This node's queued messages, oldest first", "queue:read"),
             "/statements": get_op("The month's draft statements (`month=YYYY-MM`; `format=csv` for CSV)", "billing:read"),
