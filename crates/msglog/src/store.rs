@@ -439,7 +439,9 @@ async fn count_new_messages(
             known.insert(row.get::<String, _>("queue_id"));
         }
     }
-    let mut sums: std::collections::BTreeMap<(i64, &str, &str, &str, &str), (i64, i64)> = Default::default();
+    // (hour, contract, direction, verdict, action) -> (messages, bytes)
+    type Kind<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+    let mut sums: std::collections::BTreeMap<Kind, (i64, i64)> = Default::default();
     for r in batch.values().filter(|r| !known.contains(&r.summary.queue_id)) {
         let m = &r.summary;
         let e = sums.entry((hour_of(m.at), &m.contract, &m.direction, &m.verdict, &m.action)).or_default();
