@@ -218,6 +218,7 @@ async fn start_admin(
         },
         node: config.node_name.clone(),
         nodes: (config.contracts.url.clone(), config.down_after),
+        signatures: config.signatures.source.is_some().then(|| config.signatures_dir()),
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);

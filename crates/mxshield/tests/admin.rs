@@ -257,6 +257,10 @@ async fn metrics_show_what_the_mail_path_recorded() {
     assert_eq!(listed["nodes"][0]["id"], "mx.test", "{listed}");
     assert_eq!(listed["nodes"][0]["state"], "up", "{listed}");
     assert!(listed["nodes"][0]["signatures"].as_str().is_some_and(|s| s.starts_with("builtin")), "{listed}");
+    // which release runs where; this node's updater is off (no [signatures] source)
+    let sigs = request(admin, "GET", "/api/v1/signatures", &[("Authorization", &auth)], b"").await.json();
+    assert_eq!(sigs["this_node"]["updates"], "off", "{sigs}");
+    assert_eq!(sigs["nodes"][0]["node"], "mx.test", "{sigs}");
 }
 
 /// This node's queue through the API: list, one message, a flush that needs its dry run first,

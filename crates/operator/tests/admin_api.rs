@@ -67,6 +67,7 @@ async fn world(name: &str) -> World {
         issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
         nodes: (url.clone(), std::time::Duration::from_secs(30)),
+        signatures: None,
         metrics: None,
     });
     World { app, store, _dir: dir }
@@ -190,7 +191,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 23] = [
+const DESCRIBED: [(&str, &str); 24] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -206,6 +207,7 @@ const DESCRIBED: [(&str, &str); 23] = [
     ("get", "/log/{queue_id}"),
     ("get", "/queue"),
     ("get", "/nodes"),
+    ("get", "/signatures"),
     ("get", "/statements"),
     ("post", "/statements/issue"),
     ("get", "/statements/issued"),
@@ -289,6 +291,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
         nodes: (url.clone(), std::time::Duration::from_secs(30)),
+        signatures: None,
         metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };

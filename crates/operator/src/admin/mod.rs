@@ -45,6 +45,9 @@ pub struct AdminState {
     /// The node registry's database (the contracts store's) and how old a heartbeat may be
     /// before its node is shown `down`.
     pub nodes: (String, std::time::Duration),
+    /// This node's installed signature releases (`None`: updates are off, the database is
+    /// the configured or built-in one).
+    pub signatures: Option<std::path::PathBuf>,
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
@@ -142,6 +145,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/queue/flush", post(queue::flush))
         .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/signatures", get(signatures))
         .route("/api/v1/statements", get(statements::list_drafts))
         .route("/api/v1/statements/issue", post(statements::issue))
         .route("/api/v1/statements/issued", get(statements::list_issued))
@@ -304,6 +308,44 @@ async fn nodes(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<
     Ok(Json(json!({ "nodes": items })))
 }
 
+/// `GET /api/v1/signatures`: this node's signature updater (the release in use, since when,
+/// from where, signed by which key, the last check and the last release refused) and the
+/// release each node of the registry runs.
+async fn signatures(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    authorize(&st, &headers, Resource::Nodes, false).await?;
+    let now = chrono::Utc::now().timestamp();
+    let this = match &st.signatures {
+        None => json!({ "updates": "off" }),
+        Some(dir) => {
+            let dir = dir.clone();
+            let s =
+                tokio::task::spawn_blocking(move || sigupdate::store::Store::open(&dir).map(|store| store.status()))
+                    .await
+                    .map_err(|e| {
+                        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string())
+                    })?
+                    .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", e.to_string()))?;
+            json!({
+                "updates": "on",
+                "release": s.version, "since": s.since, "created": s.created,
+                "age_seconds": (s.created > 0).then(|| now - s.created),
+                "source": s.source, "key_id": s.key_id, "signatures": s.signatures,
+                "last_check": s.last_check, "last_outcome": s.last_outcome,
+                "last_refused": s.last_refused.map(|r| json!({ "at": r.at, "reason": r.reason })),
+            })
+        }
+    };
+    let nodes = match store::nodes::Registry::connect(&st.nodes.0).await {
+        Ok(r) => r.list().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let runs: Vec<Value> = nodes
+        .iter()
+        .map(|n| json!({ "node": n.id, "signatures": n.signatures, "age_seconds": (n.signatures_at > 0).then(|| now - n.signatures_at) }))
+        .collect();
+    Ok(Json(json!({ "node": st.node, "this_node": this, "nodes": runs })))
+}
+
 /// `/metrics`, for a token with `metrics:read`: the Prometheus text format.
 async fn metrics_text(State(st): State<AdminState>, headers: HeaderMap) -> Result<Response, Problem> {
     authorize(&st, &headers, Resource::Metrics, false).await?;
@@ -377,6 +419,7 @@ pub fn openapi_document() -> Value {
             "/statements/issue": { "post": op("Issue the month's statements: numbered, frozen; a changed one issued again as its correction", "billing:write", "200") },
             "/statements/issued": get_op("The statements issued (`month=`; `format=csv`)", "billing:read"),
             "/statements/issued/{number}": get_op("One issued statement as issued (`format=csv`)", "billing:read"),
+            "/signatures": get_op("This node's signature updater (release in use, source, key, last check, last refused) and the release each node runs", "nodes:read"),
             "/nodes": get_op("Every node: state, signature release and age, contracts generation, queue", "nodes:read"),
             "/queue/{id}": {
                 "get": get_op("One queued message: envelope, recipients' states, header", "queue:read")["get"].clone(),
