@@ -20,6 +20,20 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `mxshield --config m.toml ARGS…` in `dir`.
+fn run_m(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--config", "m.toml"];
+    all.extend_from_slice(args);
+    run(dir, &all)
+}
+
+/// [`run_m`], which must succeed; its output.
+fn ok_m(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run_m(dir, args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
+}
+
 /// The revisions table of `contracts history` (the events follow it after a blank line).
 fn revisions_table(history: &str) -> &str {
     history.split("\n\n").next().unwrap()
@@ -88,11 +102,7 @@ fn contracts_cancel_quotes_the_fee_and_records_it() {
     .unwrap();
     let c = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", &format!("starts = \"{starts}\""));
     std::fs::write(dir.path().join("c.toml"), c).unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        run(dir.path(), &all)
-    };
+    let cli = |args: &[&str]| run_m(dir.path(), args);
     assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
     let soon = (today + chrono::Days::new(3)).to_string();
     // within the minimum term: the fixed fee, outside the scope of the tax; nothing changed
@@ -180,13 +190,7 @@ fn billing_statement_matches_hand_computed_figures() {
          [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
     )
     .unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        let (code, out, err) = run(dir.path(), &all);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        out
-    };
+    let cli = |args: &[&str]| ok_m(dir.path(), args);
     let acme = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"");
     let beta = "[[contract]]\nid = \"beta\"\ncustomer = \"Beta\"\naccounts_limit = 3\nstarts = \"2031-03-01\"\n[[contract.domain]]\nname = \"beta.example\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n";
     std::fs::write(dir.path().join("start.toml"), format!("{acme}\n{beta}")).unwrap();
@@ -242,9 +246,6 @@ fn billing_statement_matches_hand_computed_figures() {
     assert!(table.contains("early-termination fee") && table.contains("7640"), "{table}");
 }
 
-/// A customer with three contracts at 105 yen: the statement's tax is computed once on 315
-/// yen — 31 rounded down, 32 rounded half up — never as three taxes of 10; the issuer and its
-/// registration number are on the statement.
 /// Issuing freezes a statement and numbers it; issuing again after the contract changed
 /// issues a correction, leaving the first as it was; CSV gives the same figures (issue 14).
 #[test]
@@ -271,13 +272,7 @@ fn issue_statements_on(store: &str) {
          [[billing.price_table.tier]]\nmin_accounts = 11\nmonthly_fee = 8000\n",
     )
     .unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        let (code, out, err) = run(dir.path(), &all);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        out
-    };
+    let cli = |args: &[&str]| ok_m(dir.path(), args);
     let acme = contracts("\"127.0.0.1:2600\"")
         .replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"")
         .replace("ACME Corp.", "ACME, \\\"East\\\"");
@@ -340,11 +335,7 @@ fn each_contract_is_billed_by_the_price_table_it_names() {
          [[billing.price_table]]\nname = \"small-office\"\neffective_from = \"2020-01-01\"\n[[billing.price_table.tier]]\nmin_accounts = 1\nmonthly_fee = 1000\n",
     )
     .unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        run(dir.path(), &all)
-    };
+    let cli = |args: &[&str]| run_m(dir.path(), args);
     let acme = contracts("\"127.0.0.1:2600\"").replace("starts = \"2026-01-01\"", "starts = \"2031-03-01\"");
     let small = "[[contract]]\nid = \"small\"\ncustomer = \"Small\"\naccounts_limit = 3\nstarts = \"2031-03-01\"\nprice_table = \"small-office\"\n[[contract.domain]]\nname = \"small.example\"\nreceiving_servers = [\"127.0.0.1:2601\"]\naccounts = [\"carol\"]\n";
     std::fs::write(dir.path().join("c.toml"), format!("{acme}\n{small}")).unwrap();
@@ -364,6 +355,9 @@ fn each_contract_is_billed_by_the_price_table_it_names() {
     assert!(err.contains("no price table \"gold\"") && err.contains("small-office, standard"), "{err}");
 }
 
+/// A customer with three contracts at 105 yen: the statement's tax is computed once on 315
+/// yen — 31 rounded down, 32 rounded half up — never as three taxes of 10; the issuer and its
+/// registration number are on the statement.
 #[test]
 fn statement_tax_is_rounded_once_per_rate_with_the_issuers_rounding() {
     let dir = TempDir::new("billing-rounding");
@@ -525,11 +519,7 @@ fn pruned_contracts_are_cancelled_with_their_fee() {
     let acme = contracts("\"127.0.0.1:2600\"").replace("2026-01-01", &starts);
     std::fs::write(dir.path().join("c.toml"), &acme).unwrap();
     std::fs::write(dir.path().join("empty.toml"), "").unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        run(dir.path(), &all)
-    };
+    let cli = |args: &[&str]| run_m(dir.path(), args);
     assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);
     let (code, out, _) = cli(&["contracts", "apply", "--prune", "--dry-run", "empty.toml"]);
     assert_eq!(code, 0);
@@ -565,11 +555,7 @@ fn a_change_is_checked_against_and_carried_into_later_scheduled_changes_on_postg
 fn later_changes_on(store: &str) {
     let dir = TempDir::new("contracts-later");
     std::fs::write(dir.path().join("m.toml"), format!("data_dir = \"data\"\n{store}")).unwrap();
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", "m.toml"];
-        all.extend_from_slice(args);
-        run(dir.path(), &all)
-    };
+    let cli = |args: &[&str]| run_m(dir.path(), args);
     let acme = contracts("\"127.0.0.1:2600\"");
     std::fs::write(dir.path().join("c.toml"), &acme).unwrap();
     assert_eq!(cli(&["contracts", "apply", "c.toml"]).0, 0);

@@ -324,6 +324,15 @@ async fn send(
     (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// A GET whose body is not JSON: its header fields and its text.
+async fn raw(w: &World, path: &str, token: &str) -> (axum::http::HeaderMap, String) {
+    let req = Request::get(path).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn gamma() -> Value {
     serde_json::json!({
         "id": "gamma", "customer": "Gamma", "accounts_limit": 2, "starts": "2026-12-01",
@@ -371,18 +380,9 @@ async fn contracts_are_created_changed_and_cancelled_through_the_api() {
     let (status, _, _) =
         send(&w, "PUT", "/api/v1/contracts/gamma", &writer, &[("if-match", "\"stale\"")], change.clone()).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
-    let resp = w
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/api/v1/contracts/gamma")
-                .header("authorization", format!("Bearer {reader}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let tag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let (headers, text) = raw(&w, "/api/v1/contracts/gamma", &reader).await;
+    assert!(text.contains("\"gamma\""));
+    let tag = headers["etag"].to_str().unwrap().to_string();
     let (status, _, plan) =
         send(&w, "PUT", "/api/v1/contracts/gamma", &writer, &[("if-match", &tag)], change.clone()).await;
     assert_eq!(status, StatusCode::OK, "{plan}");
@@ -463,19 +463,9 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     // read back as issued, as JSON and as CSV
     let (status, _, one) = get(&w, "/api/v1/statements/issued/S-000002", Some(&reader)).await;
     assert_eq!((status, one["customer"].as_str()), (StatusCode::OK, Some("Beta K.K.")));
-    let resp = w
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/api/v1/statements/issued?month=2026-11&format=csv")
-                .header("authorization", format!("Bearer {reader}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
-    let csv = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let (headers, text) = raw(&w, "/api/v1/statements/issued?month=2026-11&format=csv", &reader).await;
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    let csv = text;
     assert!(csv.starts_with("statement,customer,month,"), "{csv}");
     assert_eq!(csv.lines().filter(|l| l.contains(",total,") && l.contains(",3300,")).count(), 2, "{csv}");
     assert_eq!(get(&w, "/api/v1/statements/issued/S-000009", Some(&reader)).await.0, StatusCode::NOT_FOUND);
@@ -508,18 +498,9 @@ async fn accounts_change_in_batches_and_the_set_goes_out_and_in_as_a_file() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.to_string().contains("accounts_limit is 5"), "{body}");
     // the set as a file, and back: nothing to change
-    let resp = w
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/api/v1/contracts/export")
-                .header("authorization", format!("Bearer {writer}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let file = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let (headers, text) = raw(&w, "/api/v1/contracts/export", &writer).await;
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/toml"));
+    let file = text;
     assert_eq!(file.matches("[[contract]]").count(), 2, "{file}");
     let apply = |query: &'static str, body: String| {
         let req = Request::post(format!("/api/v1/contracts/apply{query}"))
