@@ -584,6 +584,45 @@ pub async fn tokens_revoke(config: &Config, id: &str) -> anyhow::Result<ExitCode
     }
 }
 
+/// `users add NAME --role ROLE` (the password on standard input).
+pub async fn users_add(config: &Config, name: &str, role: &str) -> anyhow::Result<ExitCode> {
+    let Some(role) = operator::store::Role::parse(role) else {
+        eprintln!("mxshield: --role {role:?}: admin, operator or auditor");
+        return Ok(ExitCode::from(2));
+    };
+    let valid =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        eprintln!("mxshield: a user name is 1-64 letters, digits, '.', '_' or '-'");
+        return Ok(ExitCode::from(2));
+    }
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 12 {
+        eprintln!("mxshield: the password (standard input) must be at least 12 characters; no user was added");
+        return Ok(ExitCode::from(2));
+    }
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    if !store.add_user(name, role, password).await? {
+        eprintln!("mxshield: a user {name:?} exists already");
+        return Ok(ExitCode::from(1));
+    }
+    store
+        .audit(&operator::store::AuditEntry {
+            actor: cli_actor(),
+            source: "cli".into(),
+            action: "users.add".into(),
+            target: name.to_string(),
+            before: None,
+            after: Some(format!("role={}", role.as_str())),
+            outcome: "ok".into(),
+        })
+        .await?;
+    println!("user {name} ({}) added", role.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `audit [--limit N]`.
 pub async fn audit(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
     let store = operator::store::AdminStore::connect(&config.contracts.url).await?;

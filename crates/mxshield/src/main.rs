@@ -48,6 +48,9 @@ enum Command {
     /// API tokens of the admin listener (`[admin]`).
     #[command(subcommand)]
     Tokens(TokensCmd),
+    /// Console users of the admin listener.
+    #[command(subcommand)]
+    Users(UsersCmd),
     /// The audit log of the operator plane: every state-changing request, newest first.
     Audit {
         /// How many entries.
@@ -300,6 +303,18 @@ fn statement_format(json: bool, csv: bool) -> cli::StatementFormat {
 }
 
 #[derive(Subcommand, Debug)]
+enum UsersCmd {
+    /// Add a console user; the password is read from standard input (its first line) and kept
+    /// only as an argon2 hash.
+    Add {
+        name: String,
+        /// admin, operator or auditor.
+        #[arg(long, value_parser = ["admin", "operator", "auditor"])]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum TokensCmd {
     /// Make a token; its secret is printed once and never stored (only a hash is).
     Create {
@@ -451,6 +466,7 @@ fn main() -> ExitCode {
             }
             Command::Tokens(TokensCmd::List) => cli::tokens_list(&config).await,
             Command::Audit { limit } => cli::audit(&config, limit).await,
+            Command::Users(UsersCmd::Add { name, role }) => cli::users_add(&config, &name, &role).await,
             Command::Tokens(TokensCmd::Revoke { id }) => cli::tokens_revoke(&config, &id).await,
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,
             Command::Billing(BillingCmd::Statement { month, json, csv }) => {

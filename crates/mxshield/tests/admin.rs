@@ -325,3 +325,58 @@ async fn the_queue_is_managed_through_the_api() {
     let r = request(admin, "POST", "/api/v1/queue/flush", &[("Authorization", &format!("Bearer {reader}"))], b"").await;
     assert_eq!(r.status, 403);
 }
+
+/// The console of the real binary: a user added on the command line (password on standard
+/// input) signs in over HTTP and finds the mail just received counted on the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_user_signs_in_and_sees_the_mail_on_the_dashboard() {
+    use std::io::Write;
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let admin_port = testkit::free_port();
+    let (gw, _dir) = gateway("console", &quoted(customer.addr), customer.addr, |c| {
+        admin_config(c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""), admin_port)
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    for i in 0..2 {
+        let body = testkit::client::message(&format!("dashboard {i}"), "hello");
+        assert_eq!(
+            testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap().code,
+            250
+        );
+    }
+    customer.wait_for(2, WAIT).await;
+    let add = |password: &str| {
+        let mut child = std::process::Command::new(BIN)
+            .args(["--config", gw.config.to_str().unwrap(), "users", "add", "suzuki", "--role", "auditor"])
+            .current_dir(&gw.dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = add("short");
+    assert_eq!(short.status.code(), Some(2), "a short password is refused");
+    assert!(add("a long enough pass").status.success());
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = request(admin, "POST", "/console/login", &form, b"user=suzuki&password=a+long+enough+pass").await;
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let mut inbound = String::new();
+    for _ in 0..100 {
+        let page = request(admin, "GET", "/console/", &[("Cookie", &cookie), ("Accept-Language", "en")], b"").await;
+        assert_eq!(page.status, 200);
+        let text = String::from_utf8_lossy(&page.body).into_owned();
+        inbound = text.split("<td id=\"inbound\">").nth(1).and_then(|t| t.split('<').next()).unwrap_or("").to_string();
+        if inbound == "2" {
+            assert!(text.contains("Signed in as suzuki (auditor)"), "{text}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(inbound, "2", "the two messages counted from the roll-ups");
+    let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();
+    assert!(audit.contains("users.add suzuki"), "{audit}");
+}

@@ -301,6 +301,131 @@ impl AdminStore {
         Ok(done > 0)
     }
 
+    /// Adds console user `name` with `role`; the password is kept as an argon2 hash. `false`
+    /// if the name is taken.
+    pub async fn add_user(&self, name: &str, role: Role, password: &str) -> Result<bool, AdminStoreError> {
+        use argon2::PasswordHasher;
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| AdminStoreError::Random(e.to_string()))?;
+        let salt =
+            argon2::password_hash::SaltString::encode_b64(&raw).map_err(|e| AdminStoreError::Random(e.to_string()))?;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AdminStoreError::Random(e.to_string()))?
+            .to_string();
+        let done = sqlx::query(
+            "INSERT INTO console_users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(hash)
+        .bind(now())
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("adding a user"))?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Checks a login from address `from`; throttled per user and per address.
+    pub async fn login(&self, name: &str, password: &str, from: &str) -> Result<Login, AdminStoreError> {
+        use argon2::PasswordVerifier;
+        let t = chrono::Utc::now().timestamp();
+        let keys = [format!("user:{name}"), format!("addr:{from}")];
+        for key in &keys {
+            let row = sqlx::query("SELECT failures, first_at FROM console_login_failures WHERE key = $1")
+                .bind(key)
+                .fetch_optional(self.pool().await?)
+                .await
+                .map_err(q("checking login failures"))?;
+            if let Some(r) = row
+                && r.get::<i64, _>("failures") >= THROTTLE_FAILURES
+                && t - r.get::<i64, _>("first_at") < THROTTLE_WINDOW
+            {
+                return Ok(Login::Throttled);
+            }
+        }
+        let row = sqlx::query("SELECT role, password_hash FROM console_users WHERE name = $1 AND disabled_at IS NULL")
+            .bind(name)
+            .fetch_optional(self.pool().await?)
+            .await
+            .map_err(q("reading a user"))?;
+        let good = row.as_ref().and_then(|r| {
+            let hash: String = r.get("password_hash");
+            let parsed = argon2::PasswordHash::new(&hash).ok()?;
+            argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).ok()?;
+            Role::parse(&r.get::<String, _>("role"))
+        });
+        let Some(role) = good else {
+            for key in &keys {
+                // a failure outside the window starts a new one
+                sqlx::query(
+                    "INSERT INTO console_login_failures (key, failures, first_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN console_login_failures.first_at < $3 THEN 1 ELSE console_login_failures.failures + 1 END, \
+                     first_at = CASE WHEN console_login_failures.first_at < $3 THEN $2 ELSE console_login_failures.first_at END",
+                )
+                .bind(key)
+                .bind(t)
+                .bind(t - THROTTLE_WINDOW)
+                .execute(self.pool().await?)
+                .await
+                .map_err(q("recording a login failure"))?;
+            }
+            return Ok(Login::Refused);
+        };
+        sqlx::query("DELETE FROM console_login_failures WHERE key = $1")
+            .bind(&keys[0])
+            .execute(self.pool().await?)
+            .await
+            .map_err(q("clearing login failures"))?;
+        let secret = random_text(32)?;
+        let csrf = random_text(24)?;
+        sqlx::query(
+            "INSERT INTO console_sessions (hash, user_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash(&secret))
+        .bind(name)
+        .bind(&csrf)
+        .bind(now())
+        .bind(t + SESSION_SECONDS)
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("opening a session"))?;
+        Ok(Login::Ok(secret, ConsoleSession { user: name.to_string(), role, csrf }))
+    }
+
+    /// The session whose cookie is `secret`, if it is still open (and its user enabled).
+    pub async fn session(&self, secret: &str) -> Result<Option<ConsoleSession>, AdminStoreError> {
+        let row = sqlx::query(
+            "SELECT s.user_name, s.csrf, u.role FROM console_sessions s JOIN console_users u ON u.name = s.user_name \
+             WHERE s.hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+        )
+        .bind(hash(secret))
+        .bind(chrono::Utc::now().timestamp())
+        .fetch_optional(self.pool().await?)
+        .await
+        .map_err(q("reading a session"))?;
+        Ok(row.and_then(|r| {
+            Some(ConsoleSession {
+                user: r.get("user_name"),
+                role: Role::parse(&r.get::<String, _>("role"))?,
+                csrf: r.get("csrf"),
+            })
+        }))
+    }
+
+    /// Ends the session whose cookie is `secret`.
+    pub async fn logout(&self, secret: &str) -> Result<(), AdminStoreError> {
+        sqlx::query("DELETE FROM console_sessions WHERE hash = $1")
+            .bind(hash(secret))
+            .execute(self.pool().await?)
+            .await
+            .map_err(q("ending a session"))?;
+        Ok(())
+    }
+
     /// The answer given to the request `key` of token `token_id` within the last day, if any.
     pub async fn idempotent(
         &self,
@@ -399,6 +524,63 @@ impl AdminStore {
             .collect())
     }
 }
+
+/// A console user's role: what the console lets them do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, users and tokens included.
+    Admin,
+    /// Contracts, queue, statements.
+    Operator,
+    /// Reading only.
+    Auditor,
+}
+
+impl Role {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// The role named `s`.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::Operator, Role::Auditor].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A signed-in console user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Who.
+    pub user: String,
+    /// Their role.
+    pub role: Role,
+    /// The token every state-changing form must carry (CSRF).
+    pub csrf: String,
+}
+
+/// What a login attempt gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// Signed in: the session cookie's value (shown once; only its hash is kept) and the session.
+    Ok(String, ConsoleSession),
+    /// Wrong name or password (not said which).
+    Refused,
+    /// Too many failures for this user or this address: no attempt is checked for a while.
+    Throttled,
+}
+
+/// Failures allowed per user and per address within [`THROTTLE_WINDOW`] before logins are
+/// refused unchecked until the window has passed.
+const THROTTLE_FAILURES: i64 = 5;
+/// Seconds.
+const THROTTLE_WINDOW: i64 = 15 * 60;
+/// How long a console session lasts (seconds).
+const SESSION_SECONDS: i64 = 12 * 3600;
 
 /// One state-changing request of the operator plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -527,3 +527,80 @@ async fn accounts_change_in_batches_and_the_set_goes_out_and_in_as_a_file() {
         "{body}"
     );
 }
+
+/// A console request from `addr`, with `cookie` and `lang`; `form` makes it a POST.
+async fn console(
+    w: &World,
+    path: &str,
+    cookie: Option<&str>,
+    lang: &str,
+    form: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::builder()
+        .method(if form.is_some() { "POST" } else { "GET" })
+        .uri(path)
+        .header("accept-language", lang)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("mxs_session={c}"));
+    }
+    let mut req = req.body(Body::from(form.unwrap_or("").to_string())).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 9], 4000))));
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The console: sign-in with a throttle, a session cookie that scripts cannot read and other
+/// sites cannot send, a CSRF token on sign-out, the dashboard without any script, in Japanese
+/// or English (issue 15).
+#[tokio::test]
+async fn console_sign_in_session_csrf_and_the_dashboard() {
+    let w = world("console").await;
+    assert!(w.store.add_user("sato", mxshield_operator::store::Role::Operator, "correct horse").await.unwrap());
+    assert!(!w.store.add_user("sato", mxshield_operator::store::Role::Admin, "x").await.unwrap(), "taken");
+    // not signed in: to the sign-in page
+    let (status, headers, _) = console(&w, "/console/", None, "en", None).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/login"));
+    let (status, headers, page) = console(&w, "/console/login", None, "ja", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("ログイン") && page.contains("lang=\"ja\""), "{page}");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'")
+    );
+    assert!(!page.contains("<script"), "no script");
+    // a wrong password: refused without saying which part was wrong
+    let (status, _, page) = console(&w, "/console/login", None, "en", Some("user=sato&password=wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Wrong user name or password."), "{page}");
+    // signed in: a cookie scripts cannot read and other sites cannot send
+    let (status, headers, _) =
+        console(&w, "/console/login", None, "en", Some("user=sato&password=correct+horse")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set = headers["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().trim_start_matches("mxs_session=").to_string();
+    let (status, _, dash) = console(&w, "/console/", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK, "{dash}");
+    assert!(dash.contains("Signed in as sato (operator)") && dash.contains("<svg id=\"per-hour\""), "{dash}");
+    assert_eq!(dash.matches("<rect class=\"bar\"").count(), 24, "a bar per hour");
+    let (_, _, ja) = console(&w, "/console/", Some(&cookie), "ja,en;q=0.8", None).await;
+    assert!(ja.contains("ダッシュボード") && ja.contains("過去24時間"), "{ja}");
+    // sign-out needs the session's CSRF token
+    let (status, _, _) = console(&w, "/console/logout", Some(&cookie), "en", Some("csrf=forged")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = dash.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _, _) = console(&w, "/console/logout", Some(&cookie), "en", Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(console(&w, "/console/", Some(&cookie), "en", None).await.0, StatusCode::SEE_OTHER, "the session ended");
+    // five failures: the sixth attempt is not even checked, right password or not
+    for _ in 0..4 {
+        console(&w, "/console/login", None, "en", Some("user=sato&password=nope")).await;
+    }
+    let (status, _, page) = console(&w, "/console/login", None, "en", Some("user=sato&password=correct+horse")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+}

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::store::{AdminStore, Resource, Token};
 use crate::{Operator, OperatorError};
 
+mod console;
 mod log;
 mod queue;
 mod statements;
@@ -155,6 +156,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
+        .route("/console/", get(console::dashboard))
+        .route("/console/login", get(console::login_page).post(console::login))
+        .route("/console/logout", post(console::logout))
+        .route("/console/style.css", get(console::style))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -474,5 +479,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

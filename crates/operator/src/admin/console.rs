@@ -1,0 +1,268 @@
+//! The web console, first part: sign-in (console users, argon2 passwords, throttled), a
+//! session cookie (`HttpOnly; Secure; SameSite=Strict`), a CSRF token on every
+//! state-changing form, and the dashboard — server-rendered HTML with an inline SVG chart, no
+//! script at all, in Japanese or English (`Accept-Language`).
+
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AdminState;
+use crate::store::{ConsoleSession, Login};
+
+const COOKIE: &str = "mxs_session";
+
+/// The language of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Ja,
+    En,
+}
+
+fn lang(headers: &HeaderMap) -> Lang {
+    let first = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if first.starts_with("ja") { Lang::Ja } else { Lang::En }
+}
+
+/// The words of the console, in both languages.
+fn t(lang: Lang, key: &str) -> &'static str {
+    let (ja, en) = match key {
+        "title" => ("mxshield 管理コンソール", "mxshield console"),
+        "login" => ("ログイン", "Sign in"),
+        "user" => ("ユーザー名", "User name"),
+        "password" => ("パスワード", "Password"),
+        "refused" => ("ユーザー名またはパスワードが違います。", "Wrong user name or password."),
+        "throttled" => {
+            ("失敗が多すぎます。しばらくしてからお試しください。", "Too many failed attempts: try again later.")
+        }
+        "dashboard" => ("ダッシュボード", "Dashboard"),
+        "logout" => ("ログアウト", "Sign out"),
+        "last24" => ("過去24時間", "Last 24 hours"),
+        "inbound" => ("受信", "Inbound"),
+        "outbound" => ("送信", "Outbound"),
+        "refusedmail" => ("拒否", "Refused"),
+        "infected" => ("ウイルス検出", "Viruses found"),
+        "delivered" => ("配送済み", "Delivered"),
+        "perhour" => ("時間ごとの受信数", "Messages received per hour"),
+        "signedin" => ("ログイン中", "Signed in as"),
+        _ => ("", ""),
+    };
+    if lang == Lang::Ja { ja } else { en }
+}
+
+/// HTML-escaped text.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A page with the console's security headers: no script from anywhere, no framing, forms
+/// only to itself.
+fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{} — {}</title>\
+         <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>{body}</body></html>\n",
+        if lang == Lang::Ja { "ja" } else { "en" },
+        esc(title),
+        t(lang, "title")
+    );
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    resp
+}
+
+/// `GET /console/style.css`.
+pub(super) async fn style() -> Response {
+    let css = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
+               td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}\
+               .bar{fill:#3a6ea5}.axis{stroke:#999}.error{color:#a00}nav form{display:inline}";
+    let mut resp = css.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    resp
+}
+
+fn login_form(lang: Lang, message: Option<&str>) -> String {
+    let msg = message.map(|m| format!("<p class=\"error\">{}</p>", esc(m))).unwrap_or_default();
+    format!(
+        "<h1>{}</h1>{msg}<form method=\"post\" action=\"/console/login\">\
+         <p><label>{} <input name=\"user\" autocomplete=\"username\" required></label></p>\
+         <p><label>{} <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+         <p><button type=\"submit\">{}</button></p></form>",
+        t(lang, "login"),
+        t(lang, "user"),
+        t(lang, "password"),
+        t(lang, "login")
+    )
+}
+
+/// `GET /console/login`.
+pub(super) async fn login_page(headers: HeaderMap) -> Response {
+    let lang = lang(&headers);
+    page(StatusCode::OK, lang, t(lang, "login"), &login_form(lang, None))
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    user: String,
+    password: String,
+}
+
+/// `POST /console/login`.
+pub(super) async fn login(
+    State(st): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let lang = lang(&headers);
+    match st.store.login(&f.user, &f.password, &peer.ip().to_string()).await {
+        Ok(Login::Ok(secret, _)) => {
+            let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/console/")]).into_response();
+            let cookie = format!("{COOKIE}={secret}; HttpOnly; Secure; SameSite=Strict; Path=/console; Max-Age=43200");
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Ok(Login::Refused) => {
+            page(StatusCode::UNAUTHORIZED, lang, t(lang, "login"), &login_form(lang, Some(t(lang, "refused"))))
+        }
+        Ok(Login::Throttled) => {
+            page(StatusCode::TOO_MANY_REQUESTS, lang, t(lang, "login"), &login_form(lang, Some(t(lang, "throttled"))))
+        }
+        Err(e) => {
+            tracing::error!(event = "admin_error", error = %e);
+            page(StatusCode::SERVICE_UNAVAILABLE, lang, t(lang, "login"), "<p class=\"error\">503</p>")
+        }
+    }
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The signed-in session, or the redirect to the sign-in page.
+async fn session(st: &AdminState, headers: &HeaderMap) -> Result<(String, ConsoleSession), Response> {
+    let to_login = || (StatusCode::SEE_OTHER, [(header::LOCATION, "/console/login")]).into_response();
+    let Some(secret) = cookie(headers) else { return Err(to_login()) };
+    match st.store.session(&secret).await {
+        Ok(Some(s)) => Ok((secret, s)),
+        _ => Err(to_login()),
+    }
+}
+
+/// The logout form: its CSRF token.
+#[derive(Debug, Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/logout` (CSRF token required).
+pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let (secret, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if f.csrf != s.csrf {
+        return page(StatusCode::FORBIDDEN, lang(&headers), "403", "<p class=\"error\">CSRF</p>");
+    }
+    let _ = st.store.logout(&secret).await;
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/console/login")]).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("mxs_session=; HttpOnly; Secure; SameSite=Strict; Path=/console; Max-Age=0"),
+    );
+    resp
+}
+
+/// `GET /console/`: the dashboard — the last 24 hours from the roll-ups, with a chart of the
+/// messages received per hour.
+pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let now = chrono::Utc::now().timestamp();
+    let since = now - now.rem_euclid(3600) - 23 * 3600;
+    let (messages, outcomes) = st.operator.log_hourly(since, now + 1, None).await.unwrap_or_default();
+    let mut per_hour = [0i64; 24];
+    let (mut inbound, mut outbound, mut refused, mut infected) = (0, 0, 0, 0);
+    for m in &messages {
+        let slot = ((m.hour - since) / 3600).clamp(0, 23) as usize;
+        per_hour[slot] += m.messages;
+        match m.direction.as_str() {
+            "inbound" => inbound += m.messages,
+            "outbound" => outbound += m.messages,
+            _ => {}
+        }
+        if m.action == "refuse" {
+            refused += m.messages;
+        }
+        if m.verdict == "infected" {
+            infected += m.messages;
+        }
+    }
+    let delivered: i64 = outcomes.iter().filter(|o| o.state == "delivered").map(|o| o.recipients).sum();
+    let top = per_hour.iter().copied().max().unwrap_or(0).max(1);
+    let bars: String = per_hour
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let h = n * 100 / top;
+            format!(
+                "<rect class=\"bar\" x=\"{}\" y=\"{}\" width=\"16\" height=\"{h}\" data-count=\"{n}\"><title>{n}</title></rect>",
+                i * 20 + 2,
+                110 - h
+            )
+        })
+        .collect();
+    let body = format!(
+        "<nav><strong>{title}</strong> · {signed} {user} ({role}) \
+         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">{logout}</button></form></nav>\
+         <h1>{dash}</h1><h2>{last24}</h2>\
+         <table><tr><th>{inb}</th><th>{outb}</th><th>{refd}</th><th>{inf}</th><th>{dlv}</th></tr>\
+         <tr><td id=\"inbound\">{inbound}</td><td id=\"outbound\">{outbound}</td><td id=\"refused\">{refused}</td>\
+         <td id=\"infected\">{infected}</td><td id=\"delivered\">{delivered}</td></tr></table>\
+         <h2>{perhour}</h2><svg id=\"per-hour\" width=\"480\" height=\"120\" viewBox=\"0 0 480 120\" role=\"img\" aria-label=\"{perhour}\">\
+         <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"480\" y2=\"110\"/>{bars}</svg>",
+        title = t(lang, "title"),
+        signed = t(lang, "signedin"),
+        user = esc(&s.user),
+        role = s.role.as_str(),
+        csrf = esc(&s.csrf),
+        logout = t(lang, "logout"),
+        dash = t(lang, "dashboard"),
+        last24 = t(lang, "last24"),
+        inb = t(lang, "inbound"),
+        outb = t(lang, "outbound"),
+        refd = t(lang, "refusedmail"),
+        inf = t(lang, "infected"),
+        dlv = t(lang, "delivered"),
+        perhour = t(lang, "perhour"),
+    );
+    page(StatusCode::OK, lang, t(lang, "dashboard"), &body)
+}
