@@ -377,6 +377,26 @@ async fn a_console_user_signs_in_and_sees_the_mail_on_the_dashboard() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(inbound, "2", "the two messages counted from the roll-ups");
+    // the message trace: a GET form (no script), the messages found, each one's timeline
+    let headers = [("Cookie", cookie.as_str()), ("Accept-Language", "en")];
+    let found = request(admin, "GET", "/console/trace?since=1h&recipient=alice%40acme.example", &headers, b"").await;
+    let text = String::from_utf8_lossy(&found.body).into_owned();
+    assert!(
+        text.contains("dashboard 0") && text.contains("dashboard 1") && text.contains("alice@acme.example (delivered)"),
+        "{text}"
+    );
+    let link = text.split("<a href=\"/console/trace/").nth(1).and_then(|t| t.split('"').next()).unwrap().to_string();
+    let one = request(admin, "GET", &format!("/console/trace/{link}"), &headers, b"").await;
+    assert_eq!(one.status, 200);
+    let detail = String::from_utf8_lossy(&one.body).into_owned();
+    assert!(
+        detail.contains("<tr class=\"rcpt\"><td>alice@acme.example</td>") && detail.contains("delivered"),
+        "{detail}"
+    );
+    let none = request(admin, "GET", "/console/trace?since=1h&sender=nobody%40x.test", &headers, b"").await;
+    assert!(String::from_utf8_lossy(&none.body).contains("id=\"nothing\""));
+    // signed out: every page sends to the sign-in page
+    assert_eq!(request(admin, "GET", "/console/trace", &[], b"").await.status, 303);
     let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();
     assert!(audit.contains("users.add suzuki"), "{audit}");
 }

@@ -52,6 +52,25 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "delivered" => ("配送済み", "Delivered"),
         "perhour" => ("時間ごとの受信数", "Messages received per hour"),
         "signedin" => ("ログイン中", "Signed in as"),
+        "trace" => ("メッセージ追跡", "Message trace"),
+        "search" => ("検索", "Search"),
+        "since" => ("期間（例: 24h, 7d, 2026-12-01）", "Since (24h, 7d, 2026-12-01)"),
+        "sender" => ("送信者", "Sender"),
+        "recipient" => ("受信者", "Recipient"),
+        "queue_id" => ("キューID", "Queue ID"),
+        "time" => ("日時 (UTC)", "Time (UTC)"),
+        "subject" => ("件名", "Subject"),
+        "verdict" => ("判定", "Verdict"),
+        "action" => ("処置", "Action"),
+        "state" => ("状態", "State"),
+        "remote" => ("配送先", "Remote"),
+        "reply" => ("応答", "Reply"),
+        "attempts" => ("試行回数", "Attempts"),
+        "nothing" => ("該当するメッセージはありません。", "No message matches."),
+        "timeline" => ("経過", "Timeline"),
+        "received" => ("受信", "Received"),
+        "viruses" => ("ウイルス", "Viruses"),
+        "contract" => ("契約", "Contract"),
         _ => ("", ""),
     };
     if lang == Lang::Ja { ja } else { en }
@@ -197,6 +216,188 @@ pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, For
     resp
 }
 
+/// The navigation bar of a signed-in page, with the sign-out form (its CSRF token).
+fn nav(lang: Lang, s: &ConsoleSession) -> String {
+    format!(
+        "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
+         {signed} {user} ({role}) \
+         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">{logout}</button></form></nav>",
+        title = t(lang, "title"),
+        dash = t(lang, "dashboard"),
+        trace = t(lang, "trace"),
+        signed = t(lang, "signedin"),
+        user = esc(&s.user),
+        role = s.role.as_str(),
+        csrf = esc(&s.csrf),
+        logout = t(lang, "logout"),
+    )
+}
+
+/// The trace's search form, as a GET (works without script; the URL can be shared).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct TraceQuery {
+    since: Option<String>,
+    sender: Option<String>,
+    recipient: Option<String>,
+    queue_id: Option<String>,
+    contract: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn when(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+/// `GET /console/trace?since=…&sender=…&recipient=…&queue_id=…&contract=…`: what a help desk
+/// needs when a customer says "my mail did not arrive" — the search, and the messages found
+/// with each recipient's state, each linking to its detail.
+pub(super) async fn trace(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<TraceQuery>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let since_text = nonempty(&q.since).unwrap_or_else(|| "24h".into());
+    let field = |name: &str, label: &str, value: &Option<String>| {
+        format!(
+            "<label>{} <input name=\"{name}\" value=\"{}\"></label> ",
+            t(lang, label),
+            esc(value.as_deref().unwrap_or(""))
+        )
+    };
+    let form = format!(
+        "<form method=\"get\" action=\"/console/trace\">{}{}{}{}{}<button type=\"submit\">{}</button></form>",
+        field("since", "since", &Some(since_text.clone())),
+        field("sender", "sender", &q.sender),
+        field("recipient", "recipient", &q.recipient),
+        field("queue_id", "queue_id", &q.queue_id),
+        field("contract", "contract", &q.contract),
+        t(lang, "search")
+    );
+    let now = chrono::Utc::now();
+    let results = match msglog::search::parse_time(&since_text, now) {
+        Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
+        Ok(since) => {
+            let filter = msglog::search::Filter {
+                since: Some(since),
+                sender: nonempty(&q.sender),
+                recipient: nonempty(&q.recipient),
+                queue_id: nonempty(&q.queue_id),
+                contract: nonempty(&q.contract),
+                limit: 200,
+                ..Default::default()
+            };
+            let found = st.operator.search_log(&filter).await.unwrap_or_default();
+            if found.is_empty() {
+                format!("<p id=\"nothing\">{}</p>", t(lang, "nothing"))
+            } else {
+                let rows: String = found
+                    .iter()
+                    .map(|f| {
+                        let m = &f.summary;
+                        let rcpts: Vec<String> =
+                            f.recipients.iter().map(|r| format!("{} ({})", esc(&r.rcpt), esc(&r.state))).collect();
+                        format!(
+                            "<tr><td>{}</td><td><a href=\"/console/trace/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            when(m.at),
+                            esc(&m.sender),
+                            rcpts.join("<br>"),
+                            esc(&m.subject),
+                            esc(&m.verdict),
+                            esc(&m.action),
+                            id = esc(&m.queue_id),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<table id=\"results\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+                    t(lang, "time"),
+                    t(lang, "queue_id"),
+                    t(lang, "sender"),
+                    t(lang, "recipient"),
+                    t(lang, "subject"),
+                    t(lang, "verdict"),
+                    t(lang, "action")
+                )
+            }
+        }
+    };
+    let body = format!("{}<h1>{}</h1>{form}{results}", nav(lang, &s), t(lang, "trace"));
+    page(StatusCode::OK, lang, t(lang, "trace"), &body)
+}
+
+/// `GET /console/trace/{queue_id}`: one message — what was received and decided, and each
+/// recipient's timeline (received, the attempts, where it stands).
+pub(super) async fn trace_one(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let filter = msglog::search::Filter { queue_id: Some(id.clone()), limit: 1, ..Default::default() };
+    let found = st.operator.search_log(&filter).await.unwrap_or_default();
+    let Some(f) = found.into_iter().next() else {
+        let body = format!("{}<p id=\"nothing\">{}</p>", nav(lang, &s), t(lang, "nothing"));
+        return page(StatusCode::NOT_FOUND, lang, t(lang, "trace"), &body);
+    };
+    let m = &f.summary;
+    let facts = [
+        ("time", when(m.at)),
+        ("queue_id", m.queue_id.clone()),
+        ("contract", m.contract.clone()),
+        ("sender", m.sender.clone()),
+        ("subject", m.subject.clone()),
+        ("verdict", m.verdict.clone()),
+        ("viruses", m.viruses.join(", ")),
+        ("action", m.action.clone()),
+        ("reply", m.reply.clone()),
+    ];
+    let facts: String =
+        facts.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", t(lang, k), esc(v))).collect();
+    let timeline: String = f
+        .recipients
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr class=\"rcpt\"><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.rcpt),
+                t(lang, "received"),
+                when(m.at),
+                r.attempts,
+                when(r.updated),
+                esc(&r.state),
+                esc(&format!("{} {}", r.remote, r.reply)),
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1><table id=\"facts\">{facts}</table><h2>{}</h2>\
+         <table id=\"timeline\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{timeline}</table>",
+        nav(lang, &s),
+        esc(&m.queue_id),
+        t(lang, "timeline"),
+        t(lang, "recipient"),
+        t(lang, "received"),
+        t(lang, "attempts"),
+        t(lang, "time"),
+        t(lang, "state"),
+        t(lang, "reply"),
+    );
+    page(StatusCode::OK, lang, t(lang, "trace"), &body)
+}
+
 /// `GET /console/`: the dashboard — the last 24 hours from the roll-ups, with a chart of the
 /// messages received per hour.
 pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) -> Response {
@@ -240,21 +441,14 @@ pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) 
         })
         .collect();
     let body = format!(
-        "<nav><strong>{title}</strong> · {signed} {user} ({role}) \
-         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\">{logout}</button></form></nav>\
+        "{nav}\
          <h1>{dash}</h1><h2>{last24}</h2>\
          <table><tr><th>{inb}</th><th>{outb}</th><th>{refd}</th><th>{inf}</th><th>{dlv}</th></tr>\
          <tr><td id=\"inbound\">{inbound}</td><td id=\"outbound\">{outbound}</td><td id=\"refused\">{refused}</td>\
          <td id=\"infected\">{infected}</td><td id=\"delivered\">{delivered}</td></tr></table>\
          <h2>{perhour}</h2><svg id=\"per-hour\" width=\"480\" height=\"120\" viewBox=\"0 0 480 120\" role=\"img\" aria-label=\"{perhour}\">\
          <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"480\" y2=\"110\"/>{bars}</svg>",
-        title = t(lang, "title"),
-        signed = t(lang, "signedin"),
-        user = esc(&s.user),
-        role = s.role.as_str(),
-        csrf = esc(&s.csrf),
-        logout = t(lang, "logout"),
+        nav = nav(lang, &s),
         dash = t(lang, "dashboard"),
         last24 = t(lang, "last24"),
         inb = t(lang, "inbound"),

@@ -158,6 +158,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/console/", get(console::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
+        .route("/console/trace", get(console::trace))
+        .route("/console/trace/{queue_id}", get(console::trace_one))
         .route("/console/logout", post(console::logout))
         .route("/console/style.css", get(console::style))
         .fallback(|| async { Problem::not_found("no such route") })
