@@ -25,6 +25,11 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # Postfix's smtp-source and smtp-sink: the standard load tools of scripts/bench-standard.sh
 # (installed with "No configuration": no system instance is set up or started)
 command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
+# a real browser for the console's tests (headless chromium driven by chromedriver), and a
+# Japanese font so that its screenshots show Japanese
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -d /usr/share/fonts/opentype/ipafont-gothic ] || [ -d /usr/share/fonts/truetype/fonts-japanese-gothic.ttf ] || need+=(fonts-ipafont-gothic)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -161,20 +161,50 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.expect("send request");
     s.write_all(body).await.expect("send body");
-    let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut raw))
-        .await
-        .expect("response within 20 s")
-        .expect("read response");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    // the head, then the body by its length (a server may keep the connection open)
+    let read = async {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        let split = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = s.read(&mut buf).await.expect("read response");
+            assert!(n > 0, "the connection closed before a complete head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut body = raw[split + 4..].to_vec();
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        loop {
+            let done = match length {
+                Some(n) => body.len() >= n,
+                None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+                None => false,
+            };
+            if done {
+                break;
+            }
+            let n = s.read(&mut buf).await.expect("read response");
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        (head, body)
+    };
+    let (head, mut body) = tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("response within 20 s");
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let mut body = raw[split + 4..].to_vec();
     if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body);
     }

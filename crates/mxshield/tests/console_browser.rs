@@ -1,0 +1,115 @@
+//! The console in a real browser (Debian's headless `chromium` driven by `chromedriver` over
+//! WebDriver): sign in, the dashboard's numbers against the API's, the trace of a message sent
+//! by SMTP with its timeline, a forged form refused, the Japanese console. Screenshots of each
+//! page go to `target/console-screenshots/` (the pictures in `docs/console.md` are copies).
+//! Fails, never skips, without the browser (`scripts/test.sh` installs it).
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use testkit::http::request;
+use testkit::webdriver::Driver;
+
+fn shots() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let admin_port = testkit::free_port();
+    let (gw, _dir) = gateway("console-browser", &quoted(customer.addr), customer.addr, |c| {
+        format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+            c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", "")
+        )
+    });
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let base = format!("http://127.0.0.1:{admin_port}");
+    for i in 0..2 {
+        let body = testkit::client::message(&format!("browser {i}"), "hello");
+        assert_eq!(
+            testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap().code,
+            250
+        );
+    }
+    customer.wait_for(2, WAIT).await;
+    let mut child = std::process::Command::new(BIN)
+        .args(["--config", gw.config.to_str().unwrap(), "users", "add", "tanaka", "--role", "operator"])
+        .current_dir(&gw.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"browser password 1\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let driver = Driver::start().await;
+    let b = driver.session("en").await;
+    // not signed in: the sign-in page
+    b.goto(&format!("{base}/console/")).await;
+    assert!(b.url().await.ends_with("/console/login"), "{}", b.url().await);
+    b.screenshot(&shots().join("login-en.png")).await;
+    b.type_into(&b.find("input[name=user]").await, "tanaka").await;
+    b.type_into(&b.find("input[name=password]").await, "browser password 1").await;
+    b.click(&b.find("button[type=submit]").await).await;
+    assert!(b.url().await.ends_with("/console/"), "signed in: {}", b.url().await);
+    // the dashboard: the two messages, as the API counts them
+    let mut inbound = String::new();
+    for _ in 0..100 {
+        inbound = b.text(&b.find("#inbound").await).await;
+        if inbound == "2" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        b.goto(&format!("{base}/console/")).await;
+    }
+    let out = gw.cli(&["tokens", "create", "--name", "check", "--scope", "log:read"]);
+    let secret = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("mxs_")).unwrap().to_string();
+    let stats =
+        request(admin, "GET", "/api/v1/log/stats?since=23h", &[("Authorization", &format!("Bearer {secret}"))], b"")
+            .await
+            .json();
+    let api_inbound: i64 =
+        stats["buckets"].as_array().unwrap().iter().map(|b| b["by_direction"]["inbound"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(inbound, api_inbound.to_string(), "the dashboard says what the API says");
+    let bars = b.run("return document.querySelectorAll('#per-hour rect.bar').length").await;
+    assert_eq!(bars, 24, "a bar per hour in the chart");
+    let tallest = b.run("return Math.max(...Array.from(document.querySelectorAll('#per-hour rect.bar')).map(r => +r.getAttribute('data-count')))").await;
+    assert_eq!(tallest, 2, "the chart shows the hour's two messages");
+    b.screenshot(&shots().join("dashboard-en.png")).await;
+    // the trace: search, then the message with its timeline
+    b.goto(&format!("{base}/console/trace")).await;
+    let recipient = b.find("input[name=recipient]").await;
+    b.type_into(&recipient, "alice@acme.example").await;
+    b.click(&b.find("form[action='/console/trace'] button").await).await;
+    assert!(b.source().await.contains("browser 1"), "found");
+    b.screenshot(&shots().join("trace-en.png")).await;
+    b.click(&b.find("#results a").await).await;
+    let timeline = b.text(&b.find("#timeline").await).await;
+    assert!(timeline.contains("alice@acme.example") && timeline.contains("delivered"), "{timeline}");
+    b.screenshot(&shots().join("message-en.png")).await;
+    // a form posted with a forged CSRF token is refused, the session kept
+    b.run(
+        "document.querySelector('nav input[name=csrf]').value = 'forged'; document.querySelector('nav form').submit();",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(b.source().await.contains("CSRF"), "refused: {}", b.source().await);
+    b.goto(&format!("{base}/console/")).await;
+    assert!(b.url().await.ends_with("/console/"), "still signed in");
+    b.quit().await;
+    // the console in Japanese
+    let ja = driver.session("ja").await;
+    ja.goto(&format!("{base}/console/login")).await;
+    let heading = ja.text(&ja.find("h1").await).await;
+    assert_eq!(heading, "ログイン");
+    ja.type_into(&ja.find("input[name=user]").await, "tanaka").await;
+    ja.type_into(&ja.find("input[name=password]").await, "browser password 1").await;
+    ja.click(&ja.find("button[type=submit]").await).await;
+    assert!(ja.source().await.contains("過去24時間"), "{}", ja.source().await);
+    ja.screenshot(&shots().join("dashboard-ja.png")).await;
+    ja.quit().await;
+}
