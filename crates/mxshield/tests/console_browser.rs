@@ -91,6 +91,20 @@ async fn the_console_in_a_real_browser() {
     let timeline = b.text(&b.find("#timeline").await).await;
     assert!(timeline.contains("alice@acme.example") && timeline.contains("delivered"), "{timeline}");
     b.screenshot(&shots().join("message-en.png")).await;
+    // contracts: the list, one contract, a cancellation quoted first and then confirmed
+    b.goto(&format!("{base}/console/contracts")).await;
+    b.screenshot(&shots().join("contracts-en.png")).await;
+    b.click(&b.find("#contracts a").await).await;
+    assert!(b.text(&b.find("#events").await).await.contains("activated"));
+    b.screenshot(&shots().join("contract-en.png")).await;
+    let on =
+        (chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive() + chrono::Days::new(10)).to_string();
+    b.goto(&format!("{base}/console/contracts/acme/cancel?on={on}")).await;
+    assert!(b.source().await.contains("id=\"fee\""), "the quote first");
+    b.screenshot(&shots().join("cancel-quote-en.png")).await;
+    b.click(&b.find("#confirm").await).await;
+    assert!(b.url().await.ends_with("/console/contracts/acme"), "{}", b.url().await);
+    assert_eq!(b.text(&b.find(".state").await).await, "cancellation scheduled");
     // a form posted with a forged CSRF token is refused, the session kept
     b.run(
         "document.querySelector('nav input[name=csrf]').value = 'forged'; document.querySelector('nav form').submit();",

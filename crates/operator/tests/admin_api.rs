@@ -590,6 +590,37 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     assert_eq!(dash.matches("<rect class=\"bar\"").count(), 24, "a bar per hour");
     let (_, _, ja) = console(&w, "/console/", Some(&cookie), "ja,en;q=0.8", None).await;
     assert!(ja.contains("ダッシュボード") && ja.contains("過去24時間"), "{ja}");
+    // contracts: the list, one contract's history, and a cancellation quoted before it is made
+    let (_, _, list) = console(&w, "/console/contracts", Some(&cookie), "en", None).await;
+    assert!(list.contains("href=\"/console/contracts/acme\"") && list.contains("Beta K.K."), "{list}");
+    let (_, _, acme) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
+    assert!(acme.contains("<td>applied</td>") && acme.contains("<td>activated</td>"), "{acme}");
+    let (status, _, quote) =
+        console(&w, "/console/contracts/acme/cancel?on=2026-12-10", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(quote.contains("id=\"fee\">0<") && quote.contains("id=\"confirm\""), "past the minimum term: {quote}");
+    let (_, _, still) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
+    assert!(still.contains("class=\"state\">active<"), "a quote changes nothing: {still}");
+    let csrf_now = dash.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _, _) =
+        console(&w, "/console/contracts/acme/cancel", Some(&cookie), "en", Some("on=2026-12-10&csrf=forged")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let form = format!("on=2026-12-10&csrf={csrf_now}");
+    let (status, headers, _) = console(&w, "/console/contracts/acme/cancel", Some(&cookie), "en", Some(&form)).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/contracts/acme"));
+    let (_, _, after) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
+    assert!(
+        after.contains("class=\"state\">cancellation scheduled<") && after.contains("cancellation_requested"),
+        "{after}"
+    );
+    assert!(
+        w.store
+            .audit_log(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(_, e)| e.action == "contracts.cancel" && e.source == "console")
+    );
     // sign-out needs the session's CSRF token
     let (status, _, _) = console(&w, "/console/logout", Some(&cookie), "en", Some("csrf=forged")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -597,6 +628,26 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     let (status, _, _) = console(&w, "/console/logout", Some(&cookie), "en", Some(&format!("csrf={csrf}"))).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(console(&w, "/console/", Some(&cookie), "en", None).await.0, StatusCode::SEE_OTHER, "the session ended");
+    // an auditor reads, and cannot cancel even with its own CSRF token
+    assert!(w.store.add_user("kato", mxshield_operator::store::Role::Auditor, "auditor password").await.unwrap());
+    let (_, headers, _) = console(&w, "/console/login", None, "en", Some("user=kato&password=auditor+password")).await;
+    let kato = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("mxs_session=")
+        .to_string();
+    let (_, _, page) = console(&w, "/console/contracts/beta", Some(&kato), "en", None).await;
+    assert!(page.contains("Your role cannot change contracts."), "{page}");
+    let (_, _, dash) = console(&w, "/console/", Some(&kato), "en", None).await;
+    let token = dash.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let form = format!("on=2026-12-10&csrf={token}");
+    assert_eq!(
+        console(&w, "/console/contracts/beta/cancel", Some(&kato), "en", Some(&form)).await.0,
+        StatusCode::FORBIDDEN
+    );
     // five failures: the sixth attempt is not even checked, right password or not
     for _ in 0..4 {
         console(&w, "/console/login", None, "en", Some("user=sato&password=nope")).await;

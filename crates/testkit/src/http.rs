@@ -198,7 +198,8 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
         }
         (head, body)
     };
-    let (head, mut body) = tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("response within 20 s");
+    let (head, mut body) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("response within 20 s");
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
     let headers: Vec<(String, String)> = lines

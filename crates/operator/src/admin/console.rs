@@ -71,6 +71,19 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "received" => ("受信", "Received"),
         "viruses" => ("ウイルス", "Viruses"),
         "contract" => ("契約", "Contract"),
+        "contracts" => ("契約", "Contracts"),
+        "customer" => ("顧客", "Customer"),
+        "accounts" => ("アカウント", "Accounts"),
+        "starts" => ("開始日", "Starts"),
+        "ends" => ("終了日", "Ends"),
+        "domains" => ("ドメイン", "Domains"),
+        "events" => ("履歴", "History"),
+        "cancel" => ("解約", "Cancel"),
+        "on" => ("解約日（サービス終了の日）", "From (the first day without service)"),
+        "quote" => ("解約の見積もり", "Cancellation quote"),
+        "fee" => ("違約金（税抜）", "Early-termination fee (before tax)"),
+        "confirm" => ("解約を確定する", "Confirm the cancellation"),
+        "readonly" => ("この役割では変更できません。", "Your role cannot change contracts."),
         _ => ("", ""),
     };
     if lang == Lang::Ja { ja } else { en }
@@ -220,12 +233,14 @@ pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, For
 fn nav(lang: Lang, s: &ConsoleSession) -> String {
     format!(
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
+         <a href=\"/console/contracts\">{contracts}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
         title = t(lang, "title"),
         dash = t(lang, "dashboard"),
         trace = t(lang, "trace"),
+        contracts = t(lang, "contracts"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -459,4 +474,221 @@ pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) 
         perhour = t(lang, "perhour"),
     );
     page(StatusCode::OK, lang, t(lang, "dashboard"), &body)
+}
+
+/// `GET /console/contracts`: every contract with its state (derived from the dates).
+pub(super) async fn contracts_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let today = (st.today)();
+    let (list, scheduled, _) = st.operator.contracts_visible(&super::Visibility::All).await.unwrap_or_default();
+    let rows: String = list
+        .iter()
+        .map(|c| {
+            let domains: Vec<String> = c.domains.iter().map(|d| esc(&d.name)).collect();
+            format!(
+                "<tr><td><a href=\"/console/contracts/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.customer),
+                contracts::state_on(c, &scheduled, today),
+                c.accounts_used(),
+                c.accounts_limit,
+                c.starts,
+                c.ends.map(|e| e.to_string()).unwrap_or_default(),
+                domains.join(" "),
+                id = esc(&c.id),
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1><table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        nav(lang, &s),
+        t(lang, "contracts"),
+        t(lang, "customer"),
+        t(lang, "state"),
+        t(lang, "accounts"),
+        t(lang, "starts"),
+        t(lang, "ends"),
+        t(lang, "domains"),
+    );
+    page(StatusCode::OK, lang, t(lang, "contracts"), &body)
+}
+
+/// `GET /console/contracts/{id}`: one contract, its history as events, and (for operators
+/// and admins) the cancellation form — a GET that shows the quote first.
+pub(super) async fn contract_page(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let today = (st.today)();
+    let (list, scheduled, _) = st.operator.contracts_visible(&super::Visibility::All).await.unwrap_or_default();
+    let Some(c) = list.iter().find(|c| c.id == id) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "contracts"),
+            &format!("{}<p id=\"nothing\">404</p>", nav(lang, &s)),
+        );
+    };
+    let revisions = st.operator.contract_history(&id).await.unwrap_or_default();
+    let events = st.operator.contract_events(&id).await.unwrap_or_default();
+    let rows: String = contracts::timeline(&revisions, &events, today)
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr class=\"event\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.at),
+                e.kind,
+                esc(&e.detail),
+                esc(&e.actor),
+                esc(&e.reason)
+            )
+        })
+        .collect();
+    let cancel = if s.role == crate::store::Role::Auditor {
+        format!("<p>{}</p>", t(lang, "readonly"))
+    } else {
+        format!(
+            "<h2>{}</h2><form method=\"get\" action=\"/console/contracts/{}/cancel\"><label>{} <input type=\"date\" name=\"on\" required></label> <button type=\"submit\">{}</button></form>",
+            t(lang, "cancel"),
+            esc(&c.id),
+            t(lang, "on"),
+            t(lang, "quote")
+        )
+    };
+    let body = format!(
+        "{}<h1>{} — {}</h1><p class=\"state\">{}</p><h2>{}</h2><table id=\"events\">{rows}</table>{cancel}",
+        nav(lang, &s),
+        esc(&c.id),
+        esc(&c.customer),
+        contracts::state_on(c, &scheduled, today),
+        t(lang, "events"),
+    );
+    page(StatusCode::OK, lang, t(lang, "contracts"), &body)
+}
+
+/// The day a cancellation is asked for.
+#[derive(Debug, Deserialize)]
+pub(super) struct CancelQuery {
+    on: chrono::NaiveDate,
+}
+
+/// `GET /console/contracts/{id}/cancel?on=DATE`: the quote — nothing changes — and the form
+/// that confirms it (a POST with the CSRF token).
+pub(super) async fn cancel_quote(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<CancelQuery>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let req =
+        crate::CancelRequest { today: (st.today)(), tables: &st.tables, actor: &s.user, reason: "", dry_run: true };
+    let body = match st.operator.cancel(&id, q.on, &req).await {
+        Err(e) => format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+        Ok(quote) => {
+            let lines: String = quote
+                .last_lines
+                .iter()
+                .map(|l| format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&l.contract), l.from, l.amount))
+                .collect();
+            let confirm = if s.role == crate::store::Role::Auditor {
+                format!("<p>{}</p>", t(lang, "readonly"))
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"/console/contracts/{}/cancel\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                     <input type=\"hidden\" name=\"on\" value=\"{}\"><button type=\"submit\" id=\"confirm\">{}</button></form>",
+                    esc(&id),
+                    esc(&s.csrf),
+                    q.on,
+                    t(lang, "confirm")
+                )
+            };
+            format!(
+                "{}<h1>{} — {}</h1><table id=\"quote\"><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"fee\">{}</td></tr></table>\
+                 <table id=\"last-lines\">{lines}</table>{confirm}",
+                nav(lang, &s),
+                t(lang, "quote"),
+                esc(&quote.contract),
+                t(lang, "on"),
+                quote.ends,
+                t(lang, "fee"),
+                quote.fee,
+            )
+        }
+    };
+    page(StatusCode::OK, lang, t(lang, "quote"), &body)
+}
+
+/// The confirmation of a cancellation.
+#[derive(Debug, Deserialize)]
+pub(super) struct CancelForm {
+    #[serde(default)]
+    csrf: String,
+    on: chrono::NaiveDate,
+}
+
+/// `POST /console/contracts/{id}/cancel`: the cancellation, recorded with its quoted fee
+/// (operators and admins; the CSRF token required); audited.
+pub(super) async fn cancel_confirm(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CancelForm>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    if f.csrf != s.csrf {
+        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">CSRF</p>");
+    }
+    if s.role == crate::store::Role::Auditor {
+        return page(StatusCode::FORBIDDEN, lang, "403", &format!("<p class=\"error\">{}</p>", t(lang, "readonly")));
+    }
+    let actor = format!("{} (console)", s.user);
+    let req =
+        crate::CancelRequest { today: (st.today)(), tables: &st.tables, actor: &actor, reason: "", dry_run: false };
+    let outcome = st.operator.cancel(&id, f.on, &req).await;
+    let entry = crate::store::AuditEntry {
+        actor,
+        source: "console".into(),
+        action: "contracts.cancel".into(),
+        target: id.clone(),
+        before: None,
+        after: outcome.as_ref().ok().map(|q| format!("ends {} fee {}", q.ends, q.fee)),
+        outcome: if outcome.is_ok() { "ok".into() } else { "refused".into() },
+    };
+    if let Err(e) = st.store.audit(&entry).await {
+        tracing::error!(event = "audit_failed", error = %e);
+    }
+    match outcome {
+        Ok(_) => {
+            let to = format!("/console/contracts/{id}");
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Err(e) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            t(lang, "cancel"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+        ),
+    }
 }
