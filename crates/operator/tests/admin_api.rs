@@ -655,3 +655,64 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     let (status, _, page) = console(&w, "/console/login", None, "en", Some("user=sato&password=correct+horse")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
 }
+
+/// The console's queue: the messages of this node, a deletion confirmed with a reason, a retry
+/// confirmed for exactly the messages shown (issue 15).
+#[tokio::test]
+async fn the_console_queue_acts_only_after_a_confirmation() {
+    let w = world("console-queue").await;
+    let dir = std::env::temp_dir().join(format!("mxshield-admin-console-queue-{}", std::process::id()));
+    let spool = spool::Spool::open(dir.join("spool")).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let mut writer = spool.create().unwrap();
+        writer.write(format!("Subject: waiting {i}\r\n\r\nhello\r\n").as_bytes()).unwrap();
+        let env = spool::Envelope {
+            sender: "a@remote.test".into(),
+            recipients: vec!["alice@acme.example".into()],
+            received_at: 1_800_000_000,
+            attrs: vec![],
+        };
+        ids.push(writer.commit(&env).unwrap().to_string());
+    }
+    assert!(w.store.add_user("ito", mxshield_operator::store::Role::Operator, "queue password").await.unwrap());
+    let (_, headers, _) = console(&w, "/console/login", None, "en", Some("user=ito&password=queue+password")).await;
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("mxs_session=")
+        .to_string();
+    let (status, _, page) = console(&w, "/console/queue", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<tr class=\"queued\">").count(), 2, "{page}");
+    // a deletion: its page first (the message's header), then the POST with a reason
+    let (_, _, confirm) = console(&w, &format!("/console/queue/{}/delete", ids[0]), Some(&cookie), "en", None).await;
+    assert!(confirm.contains("Subject: waiting 0") && confirm.contains("id=\"confirm\""), "{confirm}");
+    let csrf = confirm.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let path = format!("/console/queue/{}/delete", ids[0]);
+    let (status, _, _) = console(&w, &path, Some(&cookie), "en", Some(&format!("csrf={csrf}&reason="))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a reason is required");
+    let (status, _, _) =
+        console(&w, &path, Some(&cookie), "en", Some(&format!("csrf={csrf}&reason=spam+complaint"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(!spool.contains(&spool::QueueId::parse(&ids[0]).unwrap()), "deleted");
+    // a retry confirmed for the queue as shown; one that changed since is refused
+    let (_, _, flush) = console(&w, "/console/queue/flush", Some(&cookie), "en", None).await;
+    assert!(flush.contains("<span id=\"would\">1</span>"), "{flush}");
+    let confirm = flush.split("name=\"confirm\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let stale =
+        console(&w, "/console/queue/flush", Some(&cookie), "en", Some(&format!("csrf={csrf}&confirm=00"))).await.0;
+    assert_eq!(stale, StatusCode::CONFLICT);
+    let done =
+        console(&w, "/console/queue/flush", Some(&cookie), "en", Some(&format!("csrf={csrf}&confirm={confirm}")))
+            .await
+            .0;
+    assert_eq!(done, StatusCode::SEE_OTHER);
+    let audit = w.store.audit_log(10).await.unwrap();
+    assert!(audit.iter().any(|(_, e)| e.action == "queue.delete" && e.after.as_deref() == Some("spam complaint")));
+    assert!(audit.iter().any(|(_, e)| e.action == "queue.flush" && e.source == "console"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -84,6 +84,17 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "fee" => ("違約金（税抜）", "Early-termination fee (before tax)"),
         "confirm" => ("解約を確定する", "Confirm the cancellation"),
         "readonly" => ("この役割では変更できません。", "Your role cannot change contracts."),
+        "queue" => ("キュー", "Queue"),
+        "pending" => ("未配送", "Pending"),
+        "next" => ("次回試行 (UTC)", "Next attempt (UTC)"),
+        "lasterror" => ("最後のエラー", "Last error"),
+        "delete" => ("削除", "Delete"),
+        "reason" => ("理由", "Reason"),
+        "flush" => ("今すぐ再送", "Retry now"),
+        "wouldretry" => ("再送するメッセージ数", "Messages that would be retried"),
+        "confirmdelete" => ("削除を確定する（配送されません）", "Confirm the deletion (it will not be delivered)"),
+        "confirmflush" => ("再送を確定する", "Confirm the retry"),
+        "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
         _ => ("", ""),
     };
     if lang == Lang::Ja { ja } else { en }
@@ -233,7 +244,7 @@ pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, For
 fn nav(lang: Lang, s: &ConsoleSession) -> String {
     format!(
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
-         <a href=\"/console/contracts\">{contracts}</a> · \
+         <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
@@ -241,6 +252,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         dash = t(lang, "dashboard"),
         trace = t(lang, "trace"),
         contracts = t(lang, "contracts"),
+        queue = t(lang, "queue"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -691,4 +703,236 @@ pub(super) async fn cancel_confirm(
             &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
         ),
     }
+}
+
+fn redirect(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn queue_entries(st: &AdminState) -> Vec<crate::QueueEntry> {
+    let op = st.operator.clone();
+    tokio::task::spawn_blocking(move || op.queue()).await.ok().and_then(Result::ok).unwrap_or_default()
+}
+
+/// `GET /console/queue`: this node's queue; deleting a message or retrying them all goes
+/// through a confirmation page first.
+pub(super) async fn queue_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let entries = queue_entries(&st).await;
+    let act = s.role != crate::store::Role::Auditor;
+    let rows: String = entries
+        .iter()
+        .map(|e| {
+            let id = e.id.to_string();
+            let delete = if act {
+                format!("<a href=\"/console/queue/{id}/delete\">{}</a>", t(lang, "delete"))
+            } else {
+                String::new()
+            };
+            format!(
+                "<tr class=\"queued\"><td>{id}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{delete}</td></tr>",
+                when(e.received_at as i64),
+                esc(&e.sender),
+                e.pending,
+                e.recipients,
+                when((e.next_attempt / 1000) as i64),
+                esc(&e.last_error),
+            )
+        })
+        .collect();
+    let flush = if act {
+        format!("<p><a href=\"/console/queue/flush\" id=\"flush\">{}</a></p>", t(lang, "flush"))
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "{}<h1>{} ({})</h1>{flush}<table id=\"queue\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>{rows}</table>",
+        nav(lang, &s),
+        t(lang, "queue"),
+        esc(&st.node),
+        t(lang, "queue_id"),
+        t(lang, "time"),
+        t(lang, "sender"),
+        t(lang, "pending"),
+        t(lang, "next"),
+        t(lang, "lasterror"),
+    );
+    page(StatusCode::OK, lang, t(lang, "queue"), &body)
+}
+
+/// `GET /console/queue/{id}/delete`: the message to delete, and the form that confirms it with
+/// a reason (a POST with the CSRF token).
+pub(super) async fn queue_delete_page(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let op = st.operator.clone();
+    let lookup = id.clone();
+    let found = tokio::task::spawn_blocking(move || op.queued(&lookup)).await.ok().and_then(Result::ok);
+    let Some(m) = found else {
+        return page(
+            StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "queue"),
+            &format!("{}<p id=\"nothing\">404</p>", nav(lang, &s)),
+        );
+    };
+    let body = format!(
+        "{}<h1>{} {}</h1><pre id=\"headers\">{}</pre><form method=\"post\" action=\"/console/queue/{id}/delete\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><label>{} <input name=\"reason\" required></label> \
+         <button type=\"submit\" id=\"confirm\">{}</button></form>",
+        nav(lang, &s),
+        t(lang, "delete"),
+        esc(&id),
+        esc(&String::from_utf8_lossy(&m.headers)),
+        esc(&s.csrf),
+        t(lang, "reason"),
+        t(lang, "confirmdelete"),
+        id = esc(&id),
+    );
+    page(StatusCode::OK, lang, t(lang, "delete"), &body)
+}
+
+/// The confirmation of a deletion.
+#[derive(Debug, Deserialize)]
+pub(super) struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/queue/{id}/delete`: removed without delivery, with its reason; audited.
+pub(super) async fn queue_delete(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<DeleteForm>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
+        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    }
+    if f.reason.trim().is_empty() {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            t(lang, "delete"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), t(lang, "reason")),
+        );
+    }
+    let outcome = st.operator.delete(&id).await;
+    let entry = crate::store::AuditEntry {
+        actor: format!("{} (console)", s.user),
+        source: "console".into(),
+        action: "queue.delete".into(),
+        target: id.clone(),
+        before: None,
+        after: Some(f.reason.clone()),
+        outcome: if outcome.is_ok() { "ok".into() } else { "refused".into() },
+    };
+    if let Err(e) = st.store.audit(&entry).await {
+        tracing::error!(event = "audit_failed", error = %e);
+    }
+    match outcome {
+        Ok(_) => redirect("/console/queue"),
+        Err(e) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            t(lang, "delete"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+        ),
+    }
+}
+
+/// `GET /console/queue/flush`: how many messages a retry would touch, and the form that
+/// confirms it (naming exactly those messages).
+pub(super) async fn queue_flush_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    let ids: Vec<String> = queue_entries(&st).await.iter().map(|e| e.id.to_string()).collect();
+    let body = format!(
+        "{}<h1>{}</h1><p>{}: <span id=\"would\">{}</span></p><form method=\"post\" action=\"/console/queue/flush\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"confirm\" value=\"{}\">\
+         <button type=\"submit\" id=\"confirm\">{}</button></form>",
+        nav(lang, &s),
+        t(lang, "flush"),
+        t(lang, "wouldretry"),
+        ids.len(),
+        esc(&s.csrf),
+        super::queue::confirmation(&ids),
+        t(lang, "confirmflush"),
+    );
+    page(StatusCode::OK, lang, t(lang, "flush"), &body)
+}
+
+/// The confirmation of a retry.
+#[derive(Debug, Deserialize)]
+pub(super) struct FlushForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /console/queue/flush`: every deferred message retried now — refused if the queue is
+/// no longer what the confirmation page showed; audited.
+pub(super) async fn queue_flush(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Form(f): Form<FlushForm>,
+) -> Response {
+    let (_, s) = match session(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = lang(&headers);
+    if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
+        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    }
+    let ids: Vec<String> = queue_entries(&st).await.iter().map(|e| e.id.to_string()).collect();
+    if super::queue::confirmation(&ids) != f.confirm {
+        return page(
+            StatusCode::CONFLICT,
+            lang,
+            t(lang, "flush"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), t(lang, "changed")),
+        );
+    }
+    let op = st.operator.clone();
+    let n = tokio::task::spawn_blocking(move || op.flush()).await.ok().and_then(Result::ok).unwrap_or(0);
+    let entry = crate::store::AuditEntry {
+        actor: format!("{} (console)", s.user),
+        source: "console".into(),
+        action: "queue.flush".into(),
+        target: st.node.clone(),
+        before: None,
+        after: Some(format!("{n} messages")),
+        outcome: "ok".into(),
+    };
+    if let Err(e) = st.store.audit(&entry).await {
+        tracing::error!(event = "audit_failed", error = %e);
+    }
+    redirect("/console/queue")
 }

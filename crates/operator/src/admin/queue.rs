@@ -141,7 +141,7 @@ pub(super) struct FlushQuery {
 }
 
 /// What a flush would retry, named: a hash of the queued ids.
-fn confirmation(ids: &[String]) -> String {
+pub(super) fn confirmation(ids: &[String]) -> String {
     let mut h = sha2::Sha256::new();
     for id in ids {
         h.update(id.as_bytes());
