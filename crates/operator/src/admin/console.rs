@@ -205,6 +205,22 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// A signed-in console user (the extractor of every page but sign-in): the session, and the
+/// page's language; the redirect to the sign-in page otherwise.
+pub(super) struct SignedIn {
+    s: ConsoleSession,
+    lang: Lang,
+}
+
+impl axum::extract::FromRequestParts<AdminState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &AdminState) -> Result<Self, Response> {
+        let (_, s) = session(st, &parts.headers).await?;
+        Ok(SignedIn { s, lang: lang(&parts.headers) })
+    }
+}
+
 /// The signed-in session, or the redirect to the sign-in page.
 async fn session(st: &AdminState, headers: &HeaderMap) -> Result<(String, ConsoleSession), Response> {
     let to_login = || (StatusCode::SEE_OTHER, [(header::LOCATION, "/console/login")]).into_response();
@@ -284,14 +300,10 @@ fn when(at: i64) -> String {
 /// with each recipient's state, each linking to its detail.
 pub(super) async fn trace(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Query(q): axum::extract::Query<TraceQuery>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     let since_text = nonempty(&q.since).unwrap_or_else(|| "24h".into());
     let field = |name: &str, label: &str, value: &Option<String>| {
         format!(
@@ -357,7 +369,7 @@ pub(super) async fn trace(
             }
         }
     };
-    let body = format!("{}<h1>{}</h1>{form}{results}", nav(lang, &s), t(lang, "trace"));
+    let body = format!("{}<h1>{}</h1>{form}{results}", nav(lang, s), t(lang, "trace"));
     page(StatusCode::OK, lang, t(lang, "trace"), &body)
 }
 
@@ -365,18 +377,14 @@ pub(super) async fn trace(
 /// recipient's timeline (received, the attempts, where it stands).
 pub(super) async fn trace_one(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     let filter = msglog::search::Filter { queue_id: Some(id.clone()), limit: 1, ..Default::default() };
     let found = st.operator.search_log(&filter).await.unwrap_or_default();
     let Some(f) = found.into_iter().next() else {
-        let body = format!("{}<p id=\"nothing\">{}</p>", nav(lang, &s), t(lang, "nothing"));
+        let body = format!("{}<p id=\"nothing\">{}</p>", nav(lang, s), t(lang, "nothing"));
         return page(StatusCode::NOT_FOUND, lang, t(lang, "trace"), &body);
     };
     let m = &f.summary;
@@ -412,7 +420,7 @@ pub(super) async fn trace_one(
     let body = format!(
         "{}<h1>{}</h1><table id=\"facts\">{facts}</table><h2>{}</h2>\
          <table id=\"timeline\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{timeline}</table>",
-        nav(lang, &s),
+        nav(lang, s),
         esc(&m.queue_id),
         t(lang, "timeline"),
         t(lang, "recipient"),
@@ -427,12 +435,8 @@ pub(super) async fn trace_one(
 
 /// `GET /console/`: the dashboard — the last 24 hours from the roll-ups, with a chart of the
 /// messages received per hour.
-pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+pub(super) async fn dashboard(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
     let now = chrono::Utc::now().timestamp();
     let since = now - now.rem_euclid(3600) - 23 * 3600;
     let (messages, outcomes) = st.operator.log_hourly(since, now + 1, None).await.unwrap_or_default();
@@ -475,7 +479,7 @@ pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) 
          <td id=\"infected\">{infected}</td><td id=\"delivered\">{delivered}</td></tr></table>\
          <h2>{perhour}</h2><svg id=\"per-hour\" width=\"480\" height=\"120\" viewBox=\"0 0 480 120\" role=\"img\" aria-label=\"{perhour}\">\
          <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"480\" y2=\"110\"/>{bars}</svg>",
-        nav = nav(lang, &s),
+        nav = nav(lang, s),
         dash = t(lang, "dashboard"),
         last24 = t(lang, "last24"),
         inb = t(lang, "inbound"),
@@ -489,12 +493,8 @@ pub(super) async fn dashboard(State(st): State<AdminState>, headers: HeaderMap) 
 }
 
 /// `GET /console/contracts`: every contract with its state (derived from the dates).
-pub(super) async fn contracts_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+pub(super) async fn contracts_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
     let today = (st.today)();
     let (list, scheduled, _) = st.operator.contracts_visible(&super::Visibility::All).await.unwrap_or_default();
     let rows: String = list
@@ -516,7 +516,7 @@ pub(super) async fn contracts_page(State(st): State<AdminState>, headers: Header
         .collect();
     let body = format!(
         "{}<h1>{}</h1><table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
-        nav(lang, &s),
+        nav(lang, s),
         t(lang, "contracts"),
         t(lang, "customer"),
         t(lang, "state"),
@@ -532,14 +532,10 @@ pub(super) async fn contracts_page(State(st): State<AdminState>, headers: Header
 /// and admins) the cancellation form — a GET that shows the quote first.
 pub(super) async fn contract_page(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     let today = (st.today)();
     let (list, scheduled, _) = st.operator.contracts_visible(&super::Visibility::All).await.unwrap_or_default();
     let Some(c) = list.iter().find(|c| c.id == id) else {
@@ -547,7 +543,7 @@ pub(super) async fn contract_page(
             StatusCode::NOT_FOUND,
             lang,
             t(lang, "contracts"),
-            &format!("{}<p id=\"nothing\">404</p>", nav(lang, &s)),
+            &format!("{}<p id=\"nothing\">404</p>", nav(lang, s)),
         );
     };
     let revisions = st.operator.contract_history(&id).await.unwrap_or_default();
@@ -578,7 +574,7 @@ pub(super) async fn contract_page(
     };
     let body = format!(
         "{}<h1>{} — {}</h1><p class=\"state\">{}</p><h2>{}</h2><table id=\"events\">{rows}</table>{cancel}",
-        nav(lang, &s),
+        nav(lang, s),
         esc(&c.id),
         esc(&c.customer),
         contracts::state_on(c, &scheduled, today),
@@ -597,19 +593,15 @@ pub(super) struct CancelQuery {
 /// that confirms it (a POST with the CSRF token).
 pub(super) async fn cancel_quote(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<CancelQuery>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     let req =
         crate::CancelRequest { today: (st.today)(), tables: &st.tables, actor: &s.user, reason: "", dry_run: true };
     let body = match st.operator.cancel(&id, q.on, &req).await {
-        Err(e) => format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+        Err(e) => format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
         Ok(quote) => {
             let lines: String = quote
                 .last_lines
@@ -631,7 +623,7 @@ pub(super) async fn cancel_quote(
             format!(
                 "{}<h1>{} — {}</h1><table id=\"quote\"><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"fee\">{}</td></tr></table>\
                  <table id=\"last-lines\">{lines}</table>{confirm}",
-                nav(lang, &s),
+                nav(lang, s),
                 t(lang, "quote"),
                 esc(&quote.contract),
                 t(lang, "on"),
@@ -656,15 +648,11 @@ pub(super) struct CancelForm {
 /// (operators and admins; the CSRF token required); audited.
 pub(super) async fn cancel_confirm(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<CancelForm>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     if f.csrf != s.csrf {
         return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">CSRF</p>");
     }
@@ -700,7 +688,7 @@ pub(super) async fn cancel_confirm(
             StatusCode::UNPROCESSABLE_ENTITY,
             lang,
             t(lang, "cancel"),
-            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
         ),
     }
 }
@@ -720,12 +708,8 @@ async fn queue_entries(st: &AdminState) -> Vec<crate::QueueEntry> {
 
 /// `GET /console/queue`: this node's queue; deleting a message or retrying them all goes
 /// through a confirmation page first.
-pub(super) async fn queue_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+pub(super) async fn queue_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
     let entries = queue_entries(&st).await;
     let act = s.role != crate::store::Role::Auditor;
     let rows: String = entries
@@ -755,7 +739,7 @@ pub(super) async fn queue_page(State(st): State<AdminState>, headers: HeaderMap)
     };
     let body = format!(
         "{}<h1>{} ({})</h1>{flush}<table id=\"queue\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>{rows}</table>",
-        nav(lang, &s),
+        nav(lang, s),
         t(lang, "queue"),
         esc(&st.node),
         t(lang, "queue_id"),
@@ -772,14 +756,10 @@ pub(super) async fn queue_page(State(st): State<AdminState>, headers: HeaderMap)
 /// a reason (a POST with the CSRF token).
 pub(super) async fn queue_delete_page(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     let op = st.operator.clone();
     let lookup = id.clone();
     let found = tokio::task::spawn_blocking(move || op.queued(&lookup)).await.ok().and_then(Result::ok);
@@ -788,14 +768,14 @@ pub(super) async fn queue_delete_page(
             StatusCode::NOT_FOUND,
             lang,
             t(lang, "queue"),
-            &format!("{}<p id=\"nothing\">404</p>", nav(lang, &s)),
+            &format!("{}<p id=\"nothing\">404</p>", nav(lang, s)),
         );
     };
     let body = format!(
         "{}<h1>{} {}</h1><pre id=\"headers\">{}</pre><form method=\"post\" action=\"/console/queue/{id}/delete\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\"><label>{} <input name=\"reason\" required></label> \
          <button type=\"submit\" id=\"confirm\">{}</button></form>",
-        nav(lang, &s),
+        nav(lang, s),
         t(lang, "delete"),
         esc(&id),
         esc(&String::from_utf8_lossy(&m.headers)),
@@ -819,15 +799,11 @@ pub(super) struct DeleteForm {
 /// `POST /console/queue/{id}/delete`: removed without delivery, with its reason; audited.
 pub(super) async fn queue_delete(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    me: SignedIn,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(f): Form<DeleteForm>,
 ) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+    let (s, lang) = (&me.s, me.lang);
     if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
         return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
     }
@@ -836,7 +812,7 @@ pub(super) async fn queue_delete(
             StatusCode::UNPROCESSABLE_ENTITY,
             lang,
             t(lang, "delete"),
-            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), t(lang, "reason")),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), t(lang, "reason")),
         );
     }
     let outcome = st.operator.delete(&id).await;
@@ -858,25 +834,21 @@ pub(super) async fn queue_delete(
             StatusCode::UNPROCESSABLE_ENTITY,
             lang,
             t(lang, "delete"),
-            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), esc(&e.to_string())),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
         ),
     }
 }
 
 /// `GET /console/queue/flush`: how many messages a retry would touch, and the form that
 /// confirms it (naming exactly those messages).
-pub(super) async fn queue_flush_page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+pub(super) async fn queue_flush_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
     let ids: Vec<String> = queue_entries(&st).await.iter().map(|e| e.id.to_string()).collect();
     let body = format!(
         "{}<h1>{}</h1><p>{}: <span id=\"would\">{}</span></p><form method=\"post\" action=\"/console/queue/flush\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"confirm\" value=\"{}\">\
          <button type=\"submit\" id=\"confirm\">{}</button></form>",
-        nav(lang, &s),
+        nav(lang, s),
         t(lang, "flush"),
         t(lang, "wouldretry"),
         ids.len(),
@@ -898,16 +870,8 @@ pub(super) struct FlushForm {
 
 /// `POST /console/queue/flush`: every deferred message retried now — refused if the queue is
 /// no longer what the confirmation page showed; audited.
-pub(super) async fn queue_flush(
-    State(st): State<AdminState>,
-    headers: HeaderMap,
-    Form(f): Form<FlushForm>,
-) -> Response {
-    let (_, s) = match session(&st, &headers).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let lang = lang(&headers);
+pub(super) async fn queue_flush(State(st): State<AdminState>, me: SignedIn, Form(f): Form<FlushForm>) -> Response {
+    let (s, lang) = (&me.s, me.lang);
     if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
         return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
     }
@@ -917,7 +881,7 @@ pub(super) async fn queue_flush(
             StatusCode::CONFLICT,
             lang,
             t(lang, "flush"),
-            &format!("{}<p class=\"error\">{}</p>", nav(lang, &s), t(lang, "changed")),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), t(lang, "changed")),
         );
     }
     let op = st.operator.clone();
