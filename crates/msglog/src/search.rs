@@ -50,6 +50,9 @@ pub struct Filter {
     /// id): the next page after a page that ended with it.
     #[cfg_attr(feature = "cli", arg(skip))]
     pub after: Option<(i64, String)>,
+    /// Only messages in which a virus was found.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub infected: bool,
 }
 
 impl Default for Filter {
@@ -69,6 +72,7 @@ impl Default for Filter {
             node: None,
             limit: 100,
             after: None,
+            infected: false,
         }
     }
 }

@@ -235,6 +235,9 @@ impl LogStore {
                 clause(&mut sql, text, Bind::Text(v.clone()));
             }
         }
+        if f.infected {
+            sql.push_str(" AND viruses <> ''");
+        }
         if let Some((at, queue_id)) = &f.after {
             clause(&mut sql, " AND (at < ?", Bind::Int(*at));
             clause(&mut sql, " OR (at = ?", Bind::Int(*at));

@@ -395,6 +395,25 @@ async fn a_console_user_signs_in_and_sees_the_mail_on_the_dashboard() {
     );
     let none = request(admin, "GET", "/console/trace?since=1h&sender=nobody%40x.test", &headers, b"").await;
     assert!(String::from_utf8_lossy(&none.body).contains("id=\"nothing\""));
+    // detections: a virus sent, counted by virus, contract and day, linking into the trace
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let body = testkit::client::message("infected", eicar);
+    assert_eq!(
+        testkit::client::send_one(gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap().code,
+        250
+    );
+    let mut text = String::new();
+    for _ in 0..100 {
+        let page = request(admin, "GET", "/console/detections?since=1h", &headers, b"").await;
+        text = String::from_utf8_lossy(&page.body).into_owned();
+        if text.contains("contract=acme\">acme</a></td><td>1</td>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("contract=acme\">acme</a></td><td>1</td>"), "{text}");
+    let by_virus = text.split("id=\"by-virus\"").nth(1).unwrap_or_default();
+    assert_eq!(by_virus.split("</table>").next().unwrap_or_default().matches("<td>1</td>").count(), 1, "{text}");
     // signed out: every page sends to the sign-in page
     assert_eq!(request(admin, "GET", "/console/trace", &[], b"").await.status, 303);
     let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();

@@ -85,6 +85,11 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "confirm" => ("解約を確定する", "Confirm the cancellation"),
         "readonly" => ("この役割では変更できません。", "Your role cannot change contracts."),
         "queue" => ("キュー", "Queue"),
+        "detections" => ("ウイルス検出", "Detections"),
+        "byvirus" => ("ウイルス別", "By virus"),
+        "bycontract" => ("契約別", "By contract"),
+        "byday" => ("日別 (UTC)", "By day (UTC)"),
+        "count" => ("件数", "Count"),
         "pending" => ("未配送", "Pending"),
         "next" => ("次回試行 (UTC)", "Next attempt (UTC)"),
         "lasterror" => ("最後のエラー", "Last error"),
@@ -260,6 +265,7 @@ pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, For
 fn nav(lang: Lang, s: &ConsoleSession) -> String {
     format!(
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
+         <a href=\"/console/detections\">{detections}</a> · \
          <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -269,6 +275,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         trace = t(lang, "trace"),
         contracts = t(lang, "contracts"),
         queue = t(lang, "queue"),
+        detections = t(lang, "detections"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -899,4 +906,68 @@ pub(super) async fn queue_flush(State(st): State<AdminState>, me: SignedIn, Form
         tracing::error!(event = "audit_failed", error = %e);
     }
     redirect("/console/queue")
+}
+
+/// The window of the detections page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct DetectionsQuery {
+    since: Option<String>,
+}
+
+/// `GET /console/detections?since=7d`: the viruses found, counted by virus, by contract and by
+/// day, each linking into the trace (the messages in which a virus was found, at most 5,000 of
+/// the window).
+pub(super) async fn detections(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Query(q): axum::extract::Query<DetectionsQuery>,
+) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    let since_text = nonempty(&q.since).unwrap_or_else(|| "7d".into());
+    let since = match msglog::search::parse_time(&since_text, chrono::Utc::now()) {
+        Ok(t) => t,
+        Err(e) => {
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                lang,
+                t(lang, "detections"),
+                &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e)),
+            );
+        }
+    };
+    let filter = msglog::search::Filter { since: Some(since), infected: true, limit: 5000, ..Default::default() };
+    let found = st.operator.search_log(&filter).await.unwrap_or_default();
+    let mut by_virus: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut by_contract: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut by_day: std::collections::BTreeMap<String, i64> = Default::default();
+    for f in &found {
+        for v in &f.summary.viruses {
+            *by_virus.entry(v.clone()).or_default() += 1;
+        }
+        *by_contract.entry(f.summary.contract.clone()).or_default() += 1;
+        *by_day.entry(when(f.summary.at).chars().take(10).collect()).or_default() += 1;
+    }
+    let since_param = esc(&since_text);
+    let table = |id: &str, key: &str, map: &std::collections::BTreeMap<String, i64>, link: &dyn Fn(&str) -> String| {
+        let mut rows: Vec<(&String, &i64)> = map.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rows: String = rows.iter().map(|(k, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", link(k))).collect();
+        format!(
+            "<h2>{}</h2><table id=\"{id}\"><tr><th></th><th>{}</th></tr>{rows}</table>",
+            t(lang, key),
+            t(lang, "count")
+        )
+    };
+    let plain = |k: &str| esc(k);
+    let to_trace =
+        |k: &str| format!("<a href=\"/console/trace?since={since_param}&amp;contract={}\">{}</a>", esc(k), esc(k));
+    let body = format!(
+        "{}<h1>{}</h1>{}{}{}",
+        nav(lang, s),
+        t(lang, "detections"),
+        table("by-virus", "byvirus", &by_virus, &plain),
+        table("by-contract", "bycontract", &by_contract, &to_trace),
+        table("by-day", "byday", &by_day, &plain),
+    );
+    page(StatusCode::OK, lang, t(lang, "detections"), &body)
 }

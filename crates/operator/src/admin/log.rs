@@ -34,6 +34,8 @@ pub(super) struct LogQuery {
     node: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    #[serde(default)]
+    infected: bool,
 }
 
 fn cursor_of(at: i64, queue_id: &str) -> String {
@@ -106,6 +108,7 @@ pub(super) async fn search(
         node: q.node,
         limit: limit + 1,
         after,
+        infected: q.infected,
     };
     let mut found = match st.operator.search_log(&filter).await {
         Err(crate::OperatorError::NoMessageLog(_)) => Vec::new(),

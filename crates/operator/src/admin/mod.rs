@@ -160,6 +160,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/login", get(console::login_page).post(console::login))
         .route("/console/trace", get(console::trace))
         .route("/console/contracts", get(console::contracts_page))
+        .route("/console/detections", get(console::detections))
         .route("/console/queue", get(console::queue_page))
         .route("/console/queue/flush", get(console::queue_flush_page).post(console::queue_flush))
         .route("/console/queue/{id}/delete", get(console::queue_delete_page).post(console::queue_delete))
