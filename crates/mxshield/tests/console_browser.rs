@@ -105,6 +105,22 @@ async fn the_console_in_a_real_browser() {
     b.click(&b.find("#confirm").await).await;
     assert!(b.url().await.ends_with("/console/contracts/acme"), "{}", b.url().await);
     assert_eq!(b.text(&b.find(".state").await).await, "cancellation scheduled");
+    // the nodes, with their signature release
+    b.goto(&format!("{base}/console/nodes")).await;
+    let mut state = String::new();
+    for _ in 0..100 {
+        if b.source().await.contains("class=\"node\"") {
+            state = b.text(&b.find("tr.node .state").await).await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        b.goto(&format!("{base}/console/nodes")).await;
+    }
+    assert_eq!(state, "up");
+    assert!(b.text(&b.find("#nodes").await).await.contains("builtin"));
+    b.screenshot(&shots().join("nodes-en.png")).await;
+    b.goto(&format!("{base}/console/detections")).await;
+    b.screenshot(&shots().join("detections-en.png")).await;
     // a form posted with a forged CSRF token is refused, the session kept
     b.run(
         "document.querySelector('nav input[name=csrf]').value = 'forged'; document.querySelector('nav form').submit();",

@@ -86,6 +86,12 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "readonly" => ("この役割では変更できません。", "Your role cannot change contracts."),
         "queue" => ("キュー", "Queue"),
         "detections" => ("ウイルス検出", "Detections"),
+        "nodes" => ("ノード", "Nodes"),
+        "node" => ("ノード", "Node"),
+        "signatures" => ("定義ファイル", "Signatures"),
+        "age" => ("経過時間", "Age"),
+        "generation" => ("契約データの世代", "Contracts generation"),
+        "heartbeat" => ("最終応答 (UTC)", "Last heartbeat (UTC)"),
         "byvirus" => ("ウイルス別", "By virus"),
         "bycontract" => ("契約別", "By contract"),
         "byday" => ("日別 (UTC)", "By day (UTC)"),
@@ -267,6 +273,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
          <a href=\"/console/detections\">{detections}</a> · \
          <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
+         <a href=\"/console/nodes\">{nodes}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
@@ -276,6 +283,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         contracts = t(lang, "contracts"),
         queue = t(lang, "queue"),
         detections = t(lang, "detections"),
+        nodes = t(lang, "nodes"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -970,4 +978,59 @@ pub(super) async fn detections(
         table("by-day", "byday", &by_day, &plain),
     );
     page(StatusCode::OK, lang, t(lang, "detections"), &body)
+}
+
+/// `GET /console/nodes`: every node with its state (as `mxshield nodes` derives it), its
+/// signature release and that release's age, its contracts generation and queue.
+pub(super) async fn nodes_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    let (url, down_after) = &st.nodes;
+    let all = match store::nodes::Registry::connect(url).await {
+        Ok(r) => r.list().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let rows: String = all
+        .iter()
+        .map(|n| {
+            let age = if n.signatures_at > 0 {
+                humanize(now - n.signatures_at)
+            } else {
+                "-".into()
+            };
+            format!(
+                "<tr class=\"node\"><td>{}</td><td class=\"state\">{}</td><td>{}</td><td>{age}</td><td>{}</td><td>{}+{}</td><td>{}</td></tr>",
+                esc(&n.id),
+                store::nodes::state(n, &all, *down_after, now),
+                esc(&n.signatures),
+                n.contracts_generation,
+                n.queue_active,
+                n.queue_deferred,
+                when(n.heartbeat),
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1><table id=\"nodes\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        nav(lang, s),
+        t(lang, "nodes"),
+        t(lang, "node"),
+        t(lang, "state"),
+        t(lang, "signatures"),
+        t(lang, "age"),
+        t(lang, "generation"),
+        t(lang, "queue"),
+        t(lang, "heartbeat"),
+    );
+    page(StatusCode::OK, lang, t(lang, "nodes"), &body)
+}
+
+/// A duration in seconds as the largest whole unit (`3 h`, `2 d`).
+fn humanize(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
 }

@@ -161,6 +161,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/trace", get(console::trace))
         .route("/console/contracts", get(console::contracts_page))
         .route("/console/detections", get(console::detections))
+        .route("/console/nodes", get(console::nodes_page))
         .route("/console/queue", get(console::queue_page))
         .route("/console/queue/flush", get(console::queue_flush_page).post(console::queue_flush))
         .route("/console/queue/{id}/delete", get(console::queue_delete_page).post(console::queue_delete))
