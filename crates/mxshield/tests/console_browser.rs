@@ -55,7 +55,8 @@ async fn the_console_in_a_real_browser() {
     b.type_into(&b.find("input[name=user]").await, "tanaka").await;
     b.type_into(&b.find("input[name=password]").await, "browser password 1").await;
     b.click(&b.find("button[type=submit]").await).await;
-    assert!(b.url().await.ends_with("/console/"), "signed in: {}", b.url().await);
+    let url = b.wait_for_url("/console/").await;
+    assert!(url.ends_with("/console/"), "signed in: {url}");
     // the dashboard: the two messages, as the API counts them
     let mut inbound = String::new();
     for _ in 0..100 {
@@ -85,9 +86,10 @@ async fn the_console_in_a_real_browser() {
     let recipient = b.find("input[name=recipient]").await;
     b.type_into(&recipient, "alice@acme.example").await;
     b.click(&b.find("form[action='/console/trace'] button").await).await;
-    assert!(b.source().await.contains("browser 1"), "found");
+    assert!(b.wait_for_text("browser 1").await.contains("browser 1"), "found");
     b.screenshot(&shots().join("trace-en.png")).await;
     b.click(&b.find("#results a").await).await;
+    b.wait_for_text("id=\"timeline\"").await;
     let timeline = b.text(&b.find("#timeline").await).await;
     assert!(timeline.contains("alice@acme.example") && timeline.contains("delivered"), "{timeline}");
     b.screenshot(&shots().join("message-en.png")).await;
@@ -95,6 +97,7 @@ async fn the_console_in_a_real_browser() {
     b.goto(&format!("{base}/console/contracts")).await;
     b.screenshot(&shots().join("contracts-en.png")).await;
     b.click(&b.find("#contracts a").await).await;
+    b.wait_for_text("id=\"events\"").await;
     assert!(b.text(&b.find("#events").await).await.contains("activated"));
     b.screenshot(&shots().join("contract-en.png")).await;
     let on =
@@ -103,7 +106,8 @@ async fn the_console_in_a_real_browser() {
     assert!(b.source().await.contains("id=\"fee\""), "the quote first");
     b.screenshot(&shots().join("cancel-quote-en.png")).await;
     b.click(&b.find("#confirm").await).await;
-    assert!(b.url().await.ends_with("/console/contracts/acme"), "{}", b.url().await);
+    let url = b.wait_for_url("/console/contracts/acme").await;
+    assert!(url.ends_with("/console/contracts/acme"), "{url}");
     assert_eq!(b.text(&b.find(".state").await).await, "cancellation scheduled");
     // the nodes, with their signature release
     b.goto(&format!("{base}/console/nodes")).await;
@@ -126,8 +130,8 @@ async fn the_console_in_a_real_browser() {
         "document.querySelector('nav input[name=csrf]').value = 'forged'; document.querySelector('nav form').submit();",
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(b.source().await.contains("CSRF"), "refused: {}", b.source().await);
+    let refused = b.wait_for_text("CSRF").await;
+    assert!(refused.contains("CSRF"), "refused: {refused}");
     b.goto(&format!("{base}/console/")).await;
     assert!(b.url().await.ends_with("/console/"), "still signed in");
     b.quit().await;
@@ -139,7 +143,8 @@ async fn the_console_in_a_real_browser() {
     ja.type_into(&ja.find("input[name=user]").await, "tanaka").await;
     ja.type_into(&ja.find("input[name=password]").await, "browser password 1").await;
     ja.click(&ja.find("button[type=submit]").await).await;
-    assert!(ja.source().await.contains("過去24時間"), "{}", ja.source().await);
+    let html = ja.wait_for_text("過去24時間").await;
+    assert!(html.contains("過去24時間"), "{html}");
     ja.screenshot(&shots().join("dashboard-ja.png")).await;
     ja.quit().await;
 }

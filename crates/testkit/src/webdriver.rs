@@ -123,6 +123,31 @@ impl Browser {
         r["value"].as_str().unwrap_or_default().to_string()
     }
 
+    /// Waits (at most 10 s) until the current URL ends with `suffix` — after a click that
+    /// navigates, which WebDriver does not always wait for — and returns it.
+    pub async fn wait_for_url(&self, suffix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url().await;
+            if url.ends_with(suffix) || Instant::now() > deadline {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (at most 10 s) until the page's HTML contains `text`, and returns the HTML.
+    pub async fn wait_for_text(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let html = self.source().await;
+            if html.contains(text) || Instant::now() > deadline {
+                return html;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs `script` in the page (for checks only: the console itself has no script).
     pub async fn run(&self, script: &str) -> Value {
         post(self.driver, &self.path("/execute/sync"), &json!({ "script": script, "args": [] })).await["value"].clone()
