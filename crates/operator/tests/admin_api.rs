@@ -716,3 +716,40 @@ async fn the_console_queue_acts_only_after_a_confirmation() {
     assert!(audit.iter().any(|(_, e)| e.action == "queue.flush" && e.source == "console"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The console's statements: the month's drafts, issuing them (CSRF; operators), the issued
+/// ones and their CSV (issue 15).
+#[tokio::test]
+async fn the_console_issues_the_months_statements() {
+    let w = world("console-statements").await;
+    assert!(w.store.add_user("abe", mxshield_operator::store::Role::Operator, "statement password").await.unwrap());
+    let (_, headers, _) = console(&w, "/console/login", None, "en", Some("user=abe&password=statement+password")).await;
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("mxs_session=")
+        .to_string();
+    let (status, _, page) = console(&w, "/console/statements?month=2026-11", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<tr class=\"draft\">").count(), 2, "{page}");
+    assert!(page.contains("<td>ACME Corp.</td><td>3300</td>"), "{page}");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let forged = console(&w, "/console/statements/issue", Some(&cookie), "en", Some("csrf=x&month=2026-11")).await.0;
+    assert_eq!(forged, StatusCode::FORBIDDEN);
+    let (status, headers, _) =
+        console(&w, "/console/statements/issue", Some(&cookie), "en", Some(&format!("csrf={csrf}&month=2026-11")))
+            .await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/console/statements?month=2026-11")
+    );
+    let (_, _, page) = console(&w, "/console/statements?month=2026-11", Some(&cookie), "en", None).await;
+    assert_eq!(page.matches("<tr class=\"issued\">").count(), 2, "{page}");
+    assert!(page.contains("S-000001") && page.contains("S-000002"), "{page}");
+    let (status, headers, csv) = console(&w, "/console/statements.csv?month=2026-11", Some(&cookie), "en", None).await;
+    assert_eq!((status, headers["content-type"].to_str().unwrap()), (StatusCode::OK, "text/csv; charset=utf-8"));
+    assert_eq!(csv.lines().filter(|l| l.contains(",total,")).count(), 2, "{csv}");
+}

@@ -87,6 +87,16 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "queue" => ("キュー", "Queue"),
         "detections" => ("ウイルス検出", "Detections"),
         "nodes" => ("ノード", "Nodes"),
+        "statements" => ("請求書", "Statements"),
+        "month" => ("月 (YYYY-MM)", "Month (YYYY-MM)"),
+        "show" => ("表示", "Show"),
+        "drafts" => ("下書き", "Drafts"),
+        "issued" => ("発行済み", "Issued"),
+        "issue" => ("この月の請求書を発行する", "Issue this month's statements"),
+        "total" => ("合計（税込）", "Total (tax included)"),
+        "number" => ("番号", "Number"),
+        "corrects" => ("訂正元", "Corrects"),
+        "nobilling" => ("価格表がありません（[billing]）。", "No price table is configured ([billing])."),
         "node" => ("ノード", "Node"),
         "signatures" => ("定義ファイル", "Signatures"),
         "age" => ("経過時間", "Age"),
@@ -273,7 +283,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
          <a href=\"/console/detections\">{detections}</a> · \
          <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
-         <a href=\"/console/nodes\">{nodes}</a> · \
+         <a href=\"/console/statements\">{statements}</a> · <a href=\"/console/nodes\">{nodes}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
@@ -284,6 +294,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         queue = t(lang, "queue"),
         detections = t(lang, "detections"),
         nodes = t(lang, "nodes"),
+        statements = t(lang, "statements"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -1032,5 +1043,176 @@ fn humanize(secs: i64) -> String {
         s if s < 7200 => format!("{} min", s / 60),
         s if s < 172_800 => format!("{} h", s / 3600),
         s => format!("{} d", s / 86_400),
+    }
+}
+
+/// The month of the statements page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct MonthQuery {
+    month: Option<String>,
+}
+
+fn month_or_this(q: &MonthQuery, today: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+    match nonempty(&q.month) {
+        None => chrono::Datelike::with_day(&today, 1),
+        Some(m) => chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok(),
+    }
+}
+
+/// `GET /console/statements?month=YYYY-MM`: the month's drafts (each customer's total), the
+/// statements issued for it, CSV links, and (operators and admins) the form that issues them.
+pub(super) async fn statements_page(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Query(q): axum::extract::Query<MonthQuery>,
+) -> Response {
+    use chrono::Datelike;
+    let (s, lang) = (&me.s, me.lang);
+    let Some(first) = month_or_this(&q, (st.today)()) else {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang,
+            t(lang, "statements"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), t(lang, "month")),
+        );
+    };
+    let month = format!("{:04}-{:02}", first.year(), first.month());
+    let form = format!(
+        "<form method=\"get\" action=\"/console/statements\"><label>{} <input name=\"month\" value=\"{month}\"></label> <button type=\"submit\">{}</button></form>",
+        t(lang, "month"),
+        t(lang, "show")
+    );
+    let drafts = if st.tables.is_empty() {
+        format!("<p>{}</p>", t(lang, "nobilling"))
+    } else {
+        match st.operator.statement_docs(first, &st.tables, st.rounding, &st.issuer).await {
+            Err(e) => format!("<p class=\"error\">{}</p>", esc(&e.to_string())),
+            Ok(docs) => {
+                let rows: String = docs
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "<tr class=\"draft\"><td>{}</td><td>{}</td></tr>",
+                            esc(&d.customer),
+                            d.totals.as_ref().map_or(0, |t| t.total)
+                        )
+                    })
+                    .collect();
+                let issue = if s.role == crate::store::Role::Auditor || docs.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<form method=\"post\" action=\"/console/statements/issue\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                         <input type=\"hidden\" name=\"month\" value=\"{month}\"><button type=\"submit\" id=\"issue\">{}</button></form>",
+                        esc(&s.csrf),
+                        t(lang, "issue")
+                    )
+                };
+                format!(
+                    "<h2>{}</h2><table id=\"drafts\"><tr><th>{}</th><th>{}</th></tr>{rows}</table>{issue}",
+                    t(lang, "drafts"),
+                    t(lang, "customer"),
+                    t(lang, "total")
+                )
+            }
+        }
+    };
+    let issued = st.operator.issued_statements(Some(&month)).await.unwrap_or_default();
+    let rows: String = issued
+        .iter()
+        .map(|(i, _)| {
+            format!(
+                "<tr class=\"issued\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                crate::statement_number(i.number),
+                esc(&i.customer),
+                i.total,
+                esc(&i.issued_at),
+                i.corrects.map(crate::statement_number).unwrap_or_default()
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1>{form}{drafts}<h2>{}</h2><table id=\"issued\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>\
+         <p><a href=\"/console/statements.csv?month={month}\">CSV</a></p>",
+        nav(lang, s),
+        t(lang, "statements"),
+        t(lang, "issued"),
+        t(lang, "number"),
+        t(lang, "customer"),
+        t(lang, "total"),
+        t(lang, "time"),
+        t(lang, "corrects"),
+    );
+    page(StatusCode::OK, lang, t(lang, "statements"), &body)
+}
+
+/// `GET /console/statements.csv?month=YYYY-MM`: the month's issued statements as CSV (the
+/// CLI's and the API's CSV).
+pub(super) async fn statements_csv(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Query(q): axum::extract::Query<MonthQuery>,
+) -> Response {
+    use chrono::Datelike;
+    let Some(first) = month_or_this(&q, (st.today)()) else {
+        return page(StatusCode::UNPROCESSABLE_ENTITY, me.lang, "CSV", "<p class=\"error\">month</p>");
+    };
+    let month = format!("{:04}-{:02}", first.year(), first.month());
+    let issued = st.operator.issued_statements(Some(&month)).await.unwrap_or_default();
+    let shown: Vec<_> = issued.iter().map(|(i, d)| (Some(i), d)).collect();
+    let mut resp = crate::statements_csv(&shown).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    resp
+}
+
+/// The issuing form.
+#[derive(Debug, Deserialize)]
+pub(super) struct IssueForm {
+    #[serde(default)]
+    csrf: String,
+    month: String,
+}
+
+/// `POST /console/statements/issue`: the month's statements issued (operators and admins; the
+/// CSRF token required); audited.
+pub(super) async fn statements_issue(State(st): State<AdminState>, me: SignedIn, Form(f): Form<IssueForm>) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
+        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    }
+    let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}-01", f.month), "%Y-%m-%d").ok() else {
+        return page(StatusCode::UNPROCESSABLE_ENTITY, lang, "422", "<p class=\"error\">month</p>");
+    };
+    let actor = format!("{} (console)", s.user);
+    let result = match st.operator.statement_docs(first, &st.tables, st.rounding, &st.issuer).await {
+        Ok(docs) => st.operator.issue_statements(&docs, &actor).await,
+        Err(e) => Err(e),
+    };
+    let entry = crate::store::AuditEntry {
+        actor,
+        source: "console".into(),
+        action: "statements.issue".into(),
+        target: f.month.clone(),
+        before: None,
+        after: result.as_ref().ok().map(|v| {
+            v.iter()
+                .filter(|(_, new)| *new)
+                .map(|(i, _)| crate::statement_number(i.number))
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        outcome: if result.is_ok() { "ok".into() } else { "refused".into() },
+    };
+    if let Err(e) = st.store.audit(&entry).await {
+        tracing::error!(event = "audit_failed", error = %e);
+    }
+    match result {
+        Ok(_) => redirect(&format!("/console/statements?month={}", esc(&f.month))),
+        Err(e) => page(
+            StatusCode::CONFLICT,
+            lang,
+            t(lang, "statements"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
+        ),
     }
 }
