@@ -753,3 +753,42 @@ async fn the_console_issues_the_months_statements() {
     assert_eq!((status, headers["content-type"].to_str().unwrap()), (StatusCode::OK, "text/csv; charset=utf-8"));
     assert_eq!(csv.lines().filter(|l| l.contains(",total,")).count(), 2, "{csv}");
 }
+
+/// Signs `user` in on the console; the session cookie's value.
+async fn sign_in(w: &World, user: &str, password: &str) -> String {
+    let form = format!("user={user}&password={}", password.replace(' ', "+"));
+    let (_, headers, _) = console(w, "/console/login", None, "en", Some(&form)).await;
+    headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().trim_start_matches("mxs_session=").to_string()
+}
+
+/// The console's tokens and audit page: administrators only; a token revoked there stops
+/// working on the API at once (issue 15).
+#[tokio::test]
+async fn an_administrator_revokes_a_token_from_the_console() {
+    let w = world("console-admin").await;
+    let secret = token(&w, "contracts:read", &[]).await;
+    assert_eq!(get(&w, "/api/v1/contracts", Some(&secret)).await.0, StatusCode::OK);
+    assert!(w.store.add_user("root", mxshield_operator::store::Role::Admin, "administrator pass").await.unwrap());
+    assert!(w.store.add_user("op", mxshield_operator::store::Role::Operator, "operator password").await.unwrap());
+    let op = sign_in(&w, "op", "operator password").await;
+    assert_eq!(console(&w, "/console/admin", Some(&op), "en", None).await.0, StatusCode::FORBIDDEN);
+    let root = sign_in(&w, "root", "administrator pass").await;
+    let (status, _, page) = console(&w, "/console/admin", Some(&root), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<tr class=\"token\">").count(), 1, "{page}");
+    assert!(!page.contains(&secret), "never the secret");
+    let action = page
+        .split("action=\"")
+        .find(|p| p.starts_with("/console/admin/tokens/"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _, _) = console(&w, &action, Some(&root), "en", Some(&format!("csrf={csrf}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(get(&w, "/api/v1/contracts", Some(&secret)).await.0, StatusCode::UNAUTHORIZED, "revoked at once");
+    let (_, _, page) = console(&w, "/console/admin", Some(&root), "en", None).await;
+    assert!(page.contains("tokens.revoke") && page.contains("root (console)"), "{page}");
+}

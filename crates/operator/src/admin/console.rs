@@ -88,6 +88,11 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "detections" => ("ウイルス検出", "Detections"),
         "nodes" => ("ノード", "Nodes"),
         "statements" => ("請求書", "Statements"),
+        "admin" => ("トークンと監査", "Tokens and audit"),
+        "tokens" => ("APIトークン", "API tokens"),
+        "audit" => ("監査ログ", "Audit log"),
+        "revoke" => ("失効させる", "Revoke"),
+        "adminonly" => ("管理者のみ表示できます。", "Administrators only."),
         "month" => ("月 (YYYY-MM)", "Month (YYYY-MM)"),
         "show" => ("表示", "Show"),
         "drafts" => ("下書き", "Drafts"),
@@ -284,6 +289,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
          <a href=\"/console/detections\">{detections}</a> · \
          <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
          <a href=\"/console/statements\">{statements}</a> · <a href=\"/console/nodes\">{nodes}</a> · \
+         <a href=\"/console/admin\">{admin}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
@@ -295,6 +301,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         detections = t(lang, "detections"),
         nodes = t(lang, "nodes"),
         statements = t(lang, "statements"),
+        admin = t(lang, "admin"),
         signed = t(lang, "signedin"),
         user = esc(&s.user),
         role = s.role.as_str(),
@@ -1215,4 +1222,95 @@ pub(super) async fn statements_issue(State(st): State<AdminState>, me: SignedIn,
             &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
         ),
     }
+}
+
+/// `GET /console/admin` (administrators): the API tokens (never their secrets) with a revoke
+/// form each, and the newest 200 entries of the audit log.
+pub(super) async fn admin_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    if s.role != crate::store::Role::Admin {
+        return page(
+            StatusCode::FORBIDDEN,
+            lang,
+            t(lang, "admin"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, s), t(lang, "adminonly")),
+        );
+    }
+    let tokens = st.store.tokens().await.unwrap_or_default();
+    let rows: String = tokens
+        .iter()
+        .map(|tok| {
+            let scopes: Vec<String> = tok.scopes.iter().map(|x| x.to_string()).collect();
+            let revoke = if tok.revoked_at.is_none() {
+                format!(
+                    "<form method=\"post\" action=\"/console/admin/tokens/{id}/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                     <button type=\"submit\">{}</button></form>",
+                    esc(&s.csrf),
+                    t(lang, "revoke"),
+                    id = esc(&tok.id),
+                )
+            } else {
+                esc(tok.revoked_at.as_deref().unwrap_or_default())
+            };
+            format!(
+                "<tr class=\"token\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{revoke}</td></tr>",
+                esc(&tok.id),
+                esc(&tok.name),
+                esc(&scopes.join(",")),
+                esc(&tok.contracts.join(",")),
+                esc(tok.last_used_at.as_deref().unwrap_or("-")),
+            )
+        })
+        .collect();
+    let audit = st.store.audit_log(200).await.unwrap_or_default();
+    let log: String = audit
+        .iter()
+        .map(|(at, e)| {
+            format!(
+                "<tr class=\"audit\"><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+                esc(at),
+                esc(&e.actor),
+                esc(&e.source),
+                esc(&e.action),
+                esc(&e.target),
+                esc(&e.outcome)
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1><h2>{}</h2><table id=\"tokens\">{rows}</table><h2>{}</h2><table id=\"audit\">{log}</table>",
+        nav(lang, s),
+        t(lang, "admin"),
+        t(lang, "tokens"),
+        t(lang, "audit"),
+    );
+    page(StatusCode::OK, lang, t(lang, "admin"), &body)
+}
+
+/// `POST /console/admin/tokens/{id}/revoke` (administrators; CSRF): the token stops working at
+/// once; audited.
+pub(super) async fn revoke_token(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    if f.csrf != s.csrf || s.role != crate::store::Role::Admin {
+        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    }
+    let revoked = st.store.revoke(&id).await.unwrap_or(false);
+    let entry = crate::store::AuditEntry {
+        actor: format!("{} (console)", s.user),
+        source: "console".into(),
+        action: "tokens.revoke".into(),
+        target: id,
+        before: None,
+        after: None,
+        outcome: if revoked { "ok".into() } else { "no such token still valid".into() },
+    };
+    if let Err(e) = st.store.audit(&entry).await {
+        tracing::error!(event = "audit_failed", error = %e);
+    }
+    redirect("/console/admin")
 }
