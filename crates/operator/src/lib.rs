@@ -343,12 +343,20 @@ pub struct QueuedMessage {
 pub struct Operator {
     /// Where the state is.
     pub paths: Paths,
+    /// The contract store, connected (and migrated) once, at first use: a long-running caller
+    /// (the admin listener) does not reconnect on every request.
+    store: std::sync::Arc<tokio::sync::OnceCell<Store>>,
 }
 
 impl Operator {
     /// Operations on the state under `paths`.
     pub fn new(paths: Paths) -> Operator {
-        Operator { paths }
+        Operator { paths, store: Default::default() }
+    }
+
+    /// The contract store (see the `store` field).
+    async fn store(&self) -> Result<&Store, OperatorError> {
+        Ok(self.store.get_or_try_init(|| Store::connect(&self.paths.contracts)).await?)
     }
 
     fn spool(&self) -> Result<Spool, OperatorError> {
@@ -364,7 +372,7 @@ impl Operator {
         {
             std::fs::create_dir_all(&dir).map_err(|source| OperatorError::Io { path: dir.clone(), source })?;
         }
-        let store = Store::connect(&self.paths.contracts).await?;
+        let store = self.store().await?;
         let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
         let effective = opts.effective.unwrap_or(today);
         if effective < today {
@@ -448,7 +456,7 @@ impl Operator {
     pub async fn move_domain(&self, domain: &str, to: &str, opts: ApplyOptions) -> Result<Applied, OperatorError> {
         let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
         let effective = opts.effective.unwrap_or(today);
-        let store = Store::connect(&self.paths.contracts).await?;
+        let store = self.store().await?;
         let (now, scheduled, _) = store.load_all().await?;
         let then = contracts::in_force_on(now, &scheduled, effective);
         let name = contracts::normalize_domain(domain).unwrap_or_else(|| domain.to_ascii_lowercase());
@@ -483,7 +491,7 @@ impl Operator {
         if on < today {
             return Err(OperatorError::BackDated { effective: on, today });
         }
-        let store = Store::connect(&self.paths.contracts).await?;
+        let store = self.store().await?;
         let (now, scheduled, _) = store.load_all().await?;
         let then = contracts::in_force_on(now.clone(), &scheduled, on);
         let Some(c) = then.iter().find(|c| c.id == id).cloned() else {
@@ -571,7 +579,7 @@ impl Operator {
         tables: &rating::PriceBook,
         rounding: rating::Rounding,
     ) -> Result<Vec<Statement>, OperatorError> {
-        let revisions = Store::connect(&self.paths.contracts).await?.all_revisions().await?;
+        let revisions = self.store().await?.all_revisions().await?;
         let mut by_contract: Vec<(String, Vec<&contracts::Revision>)> = Vec::new();
         for r in revisions.iter().filter(|r| r.withdrawn_at.is_none()) {
             match by_contract.last_mut() {
@@ -629,7 +637,7 @@ impl Operator {
         docs: &[StatementDoc],
         actor: &str,
     ) -> Result<Vec<(contracts::IssuedStatement, bool)>, OperatorError> {
-        let store = Store::connect(&self.paths.contracts).await?;
+        let store = self.store().await?;
         let mut out = Vec::with_capacity(docs.len());
         for d in docs {
             let body = serde_json::to_string(d).map_err(|e| OperatorError::Rating(e.to_string()))?;
@@ -645,7 +653,7 @@ impl Operator {
         &self,
         month: Option<&str>,
     ) -> Result<Vec<(contracts::IssuedStatement, StatementDoc)>, OperatorError> {
-        let issued = Store::connect(&self.paths.contracts).await?.issued_statements(month).await?;
+        let issued = self.store().await?.issued_statements(month).await?;
         issued
             .into_iter()
             .map(|i| {
@@ -668,7 +676,7 @@ impl Operator {
         actor: &str,
         reason: &str,
     ) -> Result<bool, OperatorError> {
-        let store = Store::connect(&self.paths.contracts).await?;
+        let store = self.store().await?;
         let (now, scheduled, _) = store.load_all().await?;
         let Some(w) = scheduled.iter().find(|s| s.id == id && s.rev == rev) else {
             return Ok(false);
@@ -695,12 +703,12 @@ impl Operator {
 
     /// The recorded events of contract `id` (withdrawals, revisions carried over), in order.
     pub async fn contract_events(&self, id: &str) -> Result<Vec<contracts::Event>, OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.events(id).await?)
+        Ok(self.store().await?.events(id).await?)
     }
 
     /// Every recorded revision of contract `id`, oldest first.
     pub async fn contract_history(&self, id: &str) -> Result<Vec<contracts::Revision>, OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.history(id).await?)
+        Ok(self.store().await?.history(id).await?)
     }
 
     /// [`Operator::contracts`] restricted to what `visibility` lets the caller see — the one
@@ -719,7 +727,7 @@ impl Operator {
 
     /// The stored contracts, the changes scheduled for later days, and their generation.
     pub async fn contracts(&self) -> Result<(Vec<Contract>, Vec<contracts::Scheduled>, i64), OperatorError> {
-        Ok(Store::connect(&self.paths.contracts).await?.load_all().await?)
+        Ok(self.store().await?.load_all().await?)
     }
 
     /// Every queued message, oldest first (files that cannot be read are skipped).

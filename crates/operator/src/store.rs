@@ -496,6 +496,14 @@ impl AdminStore {
         Ok(())
     }
 
+    /// [`AdminStore::audit`] for a request already answered: a failure to record it is logged,
+    /// never hidden and never turned into the request's failure.
+    pub async fn audit_or_log(&self, entry: &AuditEntry) {
+        if let Err(e) = self.audit(entry).await {
+            tracing::error!(event = "audit_failed", action = %entry.action, target = %entry.target, error = %e);
+        }
+    }
+
     /// The audit log, newest first, at most `limit` entries.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<(String, AuditEntry)>, AdminStoreError> {
         let rows = sqlx::query(

@@ -705,18 +705,9 @@ pub(super) async fn cancel_confirm(
         after: outcome.as_ref().ok().map(|q| format!("ends {} fee {}", q.ends, q.fee)),
         outcome: if outcome.is_ok() { "ok".into() } else { "refused".into() },
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
     match outcome {
-        Ok(_) => {
-            let to = format!("/console/contracts/{id}");
-            let mut resp = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(&to) {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-            resp
-        }
+        Ok(_) => redirect(&format!("/console/contracts/{id}")),
         Err(e) => page(
             StatusCode::UNPROCESSABLE_ENTITY,
             lang,
@@ -858,9 +849,7 @@ pub(super) async fn queue_delete(
         after: Some(f.reason.clone()),
         outcome: if outcome.is_ok() { "ok".into() } else { "refused".into() },
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
     match outcome {
         Ok(_) => redirect("/console/queue"),
         Err(e) => page(
@@ -928,9 +917,7 @@ pub(super) async fn queue_flush(State(st): State<AdminState>, me: SignedIn, Form
         after: Some(format!("{n} messages")),
         outcome: "ok".into(),
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
     redirect("/console/queue")
 }
 
@@ -1210,9 +1197,7 @@ pub(super) async fn statements_issue(State(st): State<AdminState>, me: SignedIn,
         }),
         outcome: if result.is_ok() { "ok".into() } else { "refused".into() },
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
     match result {
         Ok(_) => redirect(&format!("/console/statements?month={}", esc(&f.month))),
         Err(e) => page(
@@ -1309,8 +1294,6 @@ pub(super) async fn revoke_token(
         after: None,
         outcome: if revoked { "ok".into() } else { "no such token still valid".into() },
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
     redirect("/console/admin")
 }

@@ -43,9 +43,7 @@ async fn audit(
         after,
         outcome: outcome.into(),
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", action, target, error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
 }
 
 /// `GET /api/v1/queue`: this node's queued messages, oldest first.

@@ -117,9 +117,7 @@ pub(super) async fn issue(
                 after: Some(format!("{} {} total {}", i.month, i.customer, i.total)),
                 outcome: "ok".into(),
             };
-            if let Err(e) = st.store.audit(&entry).await {
-                tracing::error!(event = "audit_failed", action = "statements.issue", error = %e);
-            }
+            st.store.audit_or_log(&entry).await;
         }
         let mut v = issued_json(i, d);
         v["newly_issued"] = (*new).into();

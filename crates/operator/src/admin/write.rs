@@ -153,9 +153,7 @@ async fn audit(
         after,
         outcome: outcome.into(),
     };
-    if let Err(e) = st.store.audit(&entry).await {
-        tracing::error!(event = "audit_failed", action, target, error = %e);
-    }
+    st.store.audit_or_log(&entry).await;
 }
 
 fn applied_json(a: &crate::Applied, effective: Option<chrono::NaiveDate>) -> Value {
