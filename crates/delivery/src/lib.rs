@@ -90,6 +90,7 @@ pub struct DeliveryContext {
 pub struct QueueSize {
     active: std::sync::atomic::AtomicU64,
     deferred: std::sync::atomic::AtomicU64,
+    oldest_deferred: std::sync::atomic::AtomicU64,
 }
 
 impl QueueSize {
@@ -99,10 +100,16 @@ impl QueueSize {
         (self.active.load(Relaxed), self.deferred.load(Relaxed))
     }
 
-    fn set(&self, active: usize, deferred: usize) {
+    /// When the oldest message waiting for a retry was queued (Unix seconds; 0: none).
+    pub fn oldest_deferred(&self) -> u64 {
+        self.oldest_deferred.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, active: usize, deferred: usize, oldest_deferred: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.active.store(active as u64, Relaxed);
         self.deferred.store(deferred as u64, Relaxed);
+        self.oldest_deferred.store(oldest_deferred, Relaxed);
     }
 }
 

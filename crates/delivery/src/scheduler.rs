@@ -104,7 +104,8 @@ pub async fn run(
                 s.check_flush();
                 metrics::gauge!("mxshield_queue_messages").set(s.known.len() as f64);
                 let deferred = s.waiting_at.len();
-                s.ctx.queue_size.set(s.known.len().saturating_sub(deferred), deferred);
+                let oldest = s.waiting_at.keys().filter_map(|id| id.created_micros()).min().map_or(0, |m| m / 1_000_000);
+                s.ctx.queue_size.set(s.known.len().saturating_sub(deferred), deferred, oldest);
                 ticks += 1;
                 if ticks.is_multiple_of(RESCAN_TICKS) {
                     s.rescan();

@@ -73,7 +73,7 @@ impl LogLocation {
 }
 
 /// The open store.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LogStore {
     pool: AnyPool,
     backend: Backend,

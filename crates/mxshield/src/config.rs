@@ -54,11 +54,39 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Its address (default `127.0.0.1:8025`: this host only).
     pub listen: std::net::SocketAddr,
+    /// TLS on every connection, with `[smtp.tls]`'s certificate and key (default off).
+    pub tls: bool,
+    /// Connections open at once (default 64).
+    pub max_connections: usize,
+    /// How long a client may take for the TLS handshake and each request's header (default 10 s).
+    pub header_timeout: std::time::Duration,
+    /// The URL other nodes reach this listener at (default: `listen`, when it is not a
+    /// wildcard address), for the queues of every node through one node's console and API.
+    pub advertise: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { enabled: true, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8025)) }
+        AdminConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8025)),
+            tls: false,
+            max_connections: 64,
+            header_timeout: std::time::Duration::from_secs(10),
+            advertise: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The URL other nodes reach this listener at, once it listens on `local`: `advertise`,
+    /// or `local` itself unless it is a wildcard address (then none).
+    pub fn url(&self, local: std::net::SocketAddr) -> Option<String> {
+        if let Some(a) = &self.advertise {
+            return Some(a.clone());
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        (!local.ip().is_unspecified()).then(|| format!("{scheme}://{local}"))
     }
 }
 
@@ -325,7 +353,8 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
 }
 
 /// `[admin]`: `enabled` (default true), `listen` (default `127.0.0.1:8025`), which must not be
-/// one of the SMTP addresses.
+/// one of the SMTP addresses; `tls` (needs `[smtp.tls]`), `max_connections`, `header_timeout`,
+/// `advertise`.
 fn read_admin(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, smtp: &SmtpConfig) -> AdminConfig {
     let mut cfg = AdminConfig::default();
     let Some(sec) = sec else { return cfg };
@@ -353,6 +382,35 @@ fn read_admin(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, smtp: &Smtp
                 line,
                 format!("{s:?} is not an address:port (like \"127.0.0.1:8025\")"),
             ),
+        }
+    }
+    if let Some((b, line)) = r.boolean(sec, "tls") {
+        if b && smtp.tls.is_none() {
+            r.issue(sec.child_path("tls"), line, "needs a certificate: set [smtp.tls] cert and key");
+        }
+        cfg.tls = b;
+    }
+    if let Some((n, line)) = r.unsigned(sec, "max_connections") {
+        match usize::try_from(n) {
+            Ok(n) if (1..=100_000).contains(&n) => cfg.max_connections = n,
+            _ => r.issue(sec.child_path("max_connections"), line, "must be 1 to 100000"),
+        }
+    }
+    if let Some((d, line)) = r.duration(sec, "header_timeout") {
+        if d.is_zero() || d > std::time::Duration::from_secs(300) {
+            r.issue(sec.child_path("header_timeout"), line, "must be more than 0 and at most 5 minutes");
+        } else {
+            cfg.header_timeout = d;
+        }
+    }
+    if let Some((u, line)) = r.string(sec, "advertise") {
+        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+            && !u.contains(char::is_whitespace)
+            && u.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+        if ok {
+            cfg.advertise = Some(u.trim_end_matches('/').to_string());
+        } else {
+            r.issue(sec.child_path("advertise"), line, format!("{u:?} is not an http:// or https:// URL"));
         }
     }
     r.deny_unknown(sec);

@@ -29,6 +29,7 @@ fn now() -> i64 {
 pub fn start_heartbeat(
     config: &Config,
     running: Running,
+    admin: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let url = config.contracts.url.clone();
@@ -56,6 +57,7 @@ pub fn start_heartbeat(
             };
             let mut status = status(&id, &address, started, &running, releases.as_ref());
             status.policy.clone_from(&policy);
+            status.admin = admin.clone().unwrap_or_default();
             let written = async {
                 if registry.is_none() {
                     registry = Some(Registry::connect(&url).await?);
@@ -116,6 +118,8 @@ fn status(
         contracts_stale: r.contracts.is_stale(),
         queue_active,
         queue_deferred,
+        queue_oldest_deferred: r.delivery.queue_size.oldest_deferred() as i64,
+        admin: String::new(),
         started,
         heartbeat: now(),
         // set by the heartbeat, from the configuration

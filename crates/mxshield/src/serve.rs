@@ -151,8 +151,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         delivery,
         loaded_at: &LOADED_AT,
     };
-    let heartbeat = nodes::start_heartbeat(&config, running, shutdown_rx.clone());
-    let admin = start_admin(&config, shutdown_rx.clone()).await?;
+    let (admin, admin_url) = match start_admin(&config, shutdown_rx.clone()).await? {
+        Some((handle, url)) => (Some(handle), url),
+        None => (None, None),
+    };
+    let heartbeat = nodes::start_heartbeat(&config, running, admin_url, shutdown_rx.clone());
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     wait_for_signal().await;
     tracing::info!(event = "shutting_down");
@@ -189,12 +192,12 @@ fn recorder() -> operator::metrics::PrometheusRecorder {
         .clone()
 }
 
-/// Starts the operator's HTTP API on `[admin] listen` (`None` when `[admin] enabled = false`);
-/// it stops with the gateway.
+/// Starts the operator's HTTP API on `[admin] listen` (`None` when `[admin] enabled = false`),
+/// with the URL other nodes reach it at; it stops with the gateway.
 async fn start_admin(
     config: &Config,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Option<(tokio::task::JoinHandle<()>, Option<String>)>> {
     if !config.admin.enabled {
         return Ok(None);
     }
@@ -203,6 +206,15 @@ async fn start_admin(
         anyhow::anyhow!("admin listener: cannot listen on {addr}: {e} (set [admin] listen, or [admin] enabled = false)")
     })?;
     let local = listener.local_addr()?;
+    let tls = match (config.admin.tls, &config.smtp.tls) {
+        (true, Some(files)) => Some(crate::tls::acceptor(files)?),
+        _ => None,
+    };
+    let options = operator::admin::ServeOptions {
+        tls,
+        max_connections: config.admin.max_connections,
+        header_timeout: config.admin.header_timeout,
+    };
     // connected at first use: the listener starts, and mail flows, while the database is away
     let store = operator::store::AdminStore::lazy(&config.contracts.url);
     let calendar = config.calendar;
@@ -217,20 +229,21 @@ async fn start_admin(
             registration_number: config.billing.registration_number.clone(),
         },
         node: config.node_name.clone(),
-        nodes: (config.contracts.url.clone(), config.down_after),
+        down_after: config.down_after,
         signatures: config.signatures.source.is_some().then(|| config.signatures_dir()),
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);
-    tracing::info!(event = "admin_listening", listen = %local);
-    Ok(Some(tokio::spawn(async move {
+    tracing::info!(event = "admin_listening", listen = %local, tls = config.admin.tls);
+    let handle = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = operator::admin::serve(listener, app, stop).await {
+        if let Err(e) = operator::admin::serve(listener, app, options, stop).await {
             tracing::error!(event = "admin_error", error = %e);
         }
-    })))
+    });
+    Ok(Some((handle, config.admin.url(local))))
 }
 
 /// The warning-mail builder, with every template checked now (not at the first virus).

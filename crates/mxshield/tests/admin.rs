@@ -419,3 +419,88 @@ async fn a_console_user_signs_in_and_sees_the_mail_on_the_dashboard() {
     let audit = String::from_utf8_lossy(&gw.cli(&["audit"]).stdout).into_owned();
     assert!(audit.contains("users.add suzuki"), "{audit}");
 }
+
+/// `[admin] tls = true`: the listener speaks only TLS, with `[smtp.tls]`'s certificate, checked
+/// by curl against that certificate; a plain request gets no answer (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_speaks_tls_with_the_smtp_certificate() {
+    let certs = testkit::TempDir::new("admin-tls-certs");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let out = std::process::Command::new(BIN)
+        .args(["tls", "self-signed", "--hostname", "mx.test", "--cert", cert.to_str().unwrap()])
+        .args(["--key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let port = testkit::free_port();
+    let (gw, _dir) = gateway("admin-tls", &quoted(customer.addr), customer.addr, |c| {
+        format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntls = true\n[smtp.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", ""),
+            cert.display(),
+            key.display()
+        )
+    });
+    assert!(gw.log().contains("tls=true"), "{}", gw.log());
+    let curl = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", cert.to_str().unwrap()])
+        .args(["--resolve", &format!("mx.test:{port}:127.0.0.1"), &format!("https://mx.test:{port}/healthz")])
+        .output()
+        .expect("curl (scripts/test.sh installs it)");
+    assert!(curl.status.success(), "{}", String::from_utf8_lossy(&curl.stderr));
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "ok\n");
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://127.0.0.1:{port}/healthz")])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success() && plain.stdout.is_empty(), "no answer in the clear");
+    // [admin] tls without a certificate is a configuration error
+    std::fs::write(gw.dir.join("no-cert.toml"), "[admin]\ntls = true\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "no-cert.toml", "check-config"])
+        .current_dir(&gw.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[smtp.tls]"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A few clients cannot hold the operator out: past `max_connections` a client waits until a
+/// connection closes, and a client that never finishes its request header is cut off after
+/// `header_timeout` (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
+    let port = testkit::free_port();
+    let (_gw, _dir) = gateway("admin-slow", &quoted(customer.addr), customer.addr, |c| {
+        format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 2\nheader_timeout = \"2s\"\n",
+            c.replace("\n[admin]\nlisten = \"127.0.0.1:0\"\n", "")
+        )
+    });
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // two clients that start a request and never finish its header
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // a third one waits: no answer while both are held
+    let waiting = tokio::spawn(async move { request(addr, "GET", "/healthz", &[], b"").await.status });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "past max_connections a client waits");
+    // the slow ones are cut off after header_timeout, and the third is answered
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.expect("answered").unwrap();
+    assert_eq!(status, 200);
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.expect("closed");
+        // hyper answers a timed-out header with nothing or a 408, then closes
+        let text = String::from_utf8_lossy(&buf[..n.unwrap_or(0)]).to_string();
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}

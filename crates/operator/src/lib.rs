@@ -86,6 +86,9 @@ pub enum OperatorError {
     /// The message log failed.
     #[error(transparent)]
     MessageLog(#[from] msglog::LogStoreError),
+    /// The node registry failed.
+    #[error("the node registry: {0}")]
+    Registry(#[from] ::store::DbError),
     /// A file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -346,17 +349,31 @@ pub struct Operator {
     /// The contract store, connected (and migrated) once, at first use: a long-running caller
     /// (the admin listener) does not reconnect on every request.
     store: std::sync::Arc<tokio::sync::OnceCell<Store>>,
+    /// The message log, opened once, at first use (like `store`).
+    log: std::sync::Arc<tokio::sync::OnceCell<LogStore>>,
+    /// The node registry (in the contracts database), connected once, at first use.
+    registry: std::sync::Arc<tokio::sync::OnceCell<::store::nodes::Registry>>,
 }
 
 impl Operator {
     /// Operations on the state under `paths`.
     pub fn new(paths: Paths) -> Operator {
-        Operator { paths, store: Default::default() }
+        Operator { paths, store: Default::default(), log: Default::default(), registry: Default::default() }
     }
 
     /// The contract store (see the `store` field).
     async fn store(&self) -> Result<&Store, OperatorError> {
         Ok(self.store.get_or_try_init(|| Store::connect(&self.paths.contracts)).await?)
+    }
+
+    /// The message log (see the `log` field).
+    async fn log(&self) -> Result<&LogStore, OperatorError> {
+        Ok(self.log.get_or_try_init(|| LogStore::open_at(&self.paths.message_log)).await?)
+    }
+
+    /// The node registry (see the `registry` field).
+    pub async fn registry(&self) -> Result<&::store::nodes::Registry, OperatorError> {
+        Ok(self.registry.get_or_try_init(|| ::store::nodes::Registry::connect(&self.paths.contracts)).await?)
     }
 
     fn spool(&self) -> Result<Spool, OperatorError> {
@@ -824,7 +841,7 @@ impl Operator {
                     at,
                 })
                 .collect();
-            LogStore::open_at(&self.paths.message_log).await?.write(&[], &records).await?;
+            self.log().await?.write(&[], &records).await?;
         }
         Ok(pending)
     }
@@ -834,7 +851,7 @@ impl Operator {
         if !self.has_message_log() {
             return Err(OperatorError::NoMessageLog(self.paths.message_log.describe()));
         }
-        Ok(LogStore::open_at(&self.paths.message_log).await?.search(filter).await?)
+        Ok(self.log().await?.search(filter).await?)
     }
 
     /// The message log's hourly roll-ups from `since` to `until` (Unix seconds), optionally of
@@ -848,7 +865,7 @@ impl Operator {
         if !self.has_message_log() {
             return Ok((Vec::new(), Vec::new()));
         }
-        Ok(LogStore::open_at(&self.paths.message_log).await?.hourly(since, until, contract).await?)
+        Ok(self.log().await?.hourly(since, until, contract).await?)
     }
 
     /// Whether there is a message log to read (a shared one always is; a file once a gateway

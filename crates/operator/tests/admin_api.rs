@@ -66,7 +66,7 @@ async fn world(name: &str) -> World {
         rounding: rating::Rounding::Floor,
         issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
-        nodes: (url.clone(), std::time::Duration::from_secs(30)),
+        down_after: std::time::Duration::from_secs(30),
         signatures: None,
         metrics: None,
     });
@@ -290,7 +290,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         rounding: rating::Rounding::Floor,
         issuer: mxshield_operator::Issuer::default(),
         node: "mx-test".into(),
-        nodes: (url.clone(), std::time::Duration::from_secs(30)),
+        down_after: std::time::Duration::from_secs(30),
         signatures: None,
         metrics: None,
     });
@@ -587,7 +587,13 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     let (status, _, dash) = console(&w, "/console/", Some(&cookie), "en", None).await;
     assert_eq!(status, StatusCode::OK, "{dash}");
     assert!(dash.contains("Signed in as sato (operator)") && dash.contains("<svg id=\"per-hour\""), "{dash}");
-    assert_eq!(dash.matches("<rect class=\"bar\"").count(), 24, "a bar per hour");
+    let svg =
+        |id: &str| dash.split(&format!("<svg id=\"{id}\"")).nth(1).unwrap().split("</svg>").next().unwrap().to_string();
+    assert_eq!(svg("per-hour").matches("<rect class=\"bar\"").count(), 24, "a bar per hour");
+    assert_eq!(svg("per-hour-7d").matches("<rect class=\"bar\"").count(), 168, "a bar per hour of the week");
+    for id in ["totals", "top-viruses", "virus-actions", "unscanned-reasons", "dash-nodes", "this-week"] {
+        assert!(dash.contains(&format!("id=\"{id}\"")), "{id}");
+    }
     let (_, _, ja) = console(&w, "/console/", Some(&cookie), "ja,en;q=0.8", None).await;
     assert!(ja.contains("ダッシュボード") && ja.contains("過去24時間"), "{ja}");
     // contracts: the list, one contract's history, and a cancellation quoted before it is made
@@ -791,4 +797,132 @@ async fn an_administrator_revokes_a_token_from_the_console() {
     assert_eq!(get(&w, "/api/v1/contracts", Some(&secret)).await.0, StatusCode::UNAUTHORIZED, "revoked at once");
     let (_, _, page) = console(&w, "/console/admin", Some(&root), "en", None).await;
     assert!(page.contains("tokens.revoke") && page.contains("root (console)"), "{page}");
+}
+
+/// A form body from its fields, percent-encoded.
+fn form(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// The value of the first input named `name` in a page, unescaped.
+fn input(page: &str, name: &str) -> String {
+    let raw = page.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap().split('"').next().unwrap();
+    raw.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// The console's contract forms: a contract created (planned first, then confirmed), every
+/// problem of a bad form listed at once with the form kept, a change scheduled from a later
+/// day and shown in the timeline, a stale form refused, CSRF and roles enforced, audited
+/// (issue 15).
+#[tokio::test]
+async fn contracts_are_created_and_changed_from_the_console_forms() {
+    let w = world("console-forms").await;
+    assert!(w.store.add_user("mori", mxshield_operator::store::Role::Operator, "operator password").await.unwrap());
+    assert!(w.store.add_user("kato", mxshield_operator::store::Role::Auditor, "auditor password").await.unwrap());
+    let cookie = sign_in(&w, "mori", "operator password").await;
+    let secret = token(&w, "contracts:read", &[]).await;
+    let (status, _, new) = console(&w, "/console/contracts/new", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = input(&new, "csrf");
+    let gamma = |step: &'static str, limit: &'static str| {
+        vec![
+            ("step", step),
+            ("id", "gamma"),
+            ("customer", "Gamma 株式会社"),
+            ("accounts_limit", limit),
+            ("starts", "2026-12-03"),
+            ("sending_servers", "192.0.2.30\n198.51.100.0/28"),
+            ("fn_inbound", "on"),
+            ("fn_outbound", "on"),
+            ("encrypted", "pass"),
+            ("unreadable", "refuse"),
+            ("d0_name", "gamma.example"),
+            ("d0_servers", "192.0.2.3, 192.0.2.4:2525"),
+            ("d0_accounts", "carol\ndave"),
+            ("d1_name", ""),
+            ("reason", "paper form 12"),
+        ]
+    };
+    // planned: the plan and a confirm button, nothing stored
+    let mut fields = gamma("plan", "3");
+    fields.push(("csrf", &csrf));
+    let (status, _, plan) = console(&w, "/console/contracts/new", Some(&cookie), "en", Some(&form(&fields))).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert!(plan.contains("id=\"plan-result\"") && plan.contains("Created: gamma"), "{plan}");
+    assert!(plan.contains("value=\"apply\" id=\"apply\""), "the confirm button: {plan}");
+    assert!(plan.contains("value=\"Gamma 株式会社\""), "the form kept");
+    assert_eq!(get(&w, "/api/v1/contracts/gamma", Some(&secret)).await.0, StatusCode::NOT_FOUND, "only planned");
+    // every problem at once, the form kept
+    let mut bad = gamma("plan", "ten");
+    bad.retain(|(k, _)| *k != "sending_servers");
+    bad.push(("sending_servers", "0.0.0.0/0"));
+    bad.push(("csrf", &csrf));
+    let (status, _, page) = console(&w, "/console/contracts/new", Some(&cookie), "en", Some(&form(&bad))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = page.split("id=\"errors\"").nth(1).unwrap().split("</div>").next().unwrap();
+    assert!(errors.contains("accounts_limit") && errors.contains("0.0.0.0/0"), "both problems: {errors}");
+    assert!(page.contains("value=\"ten\""), "the form kept: {page}");
+    // confirmed
+    let mut fields = gamma("apply", "3");
+    fields.push(("csrf", &csrf));
+    let (status, headers, _) = console(&w, "/console/contracts/new", Some(&cookie), "en", Some(&form(&fields))).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/contracts/gamma"));
+    let (_, _, body) = get(&w, "/api/v1/contracts/gamma", Some(&secret)).await;
+    assert_eq!(body["customer"], "Gamma 株式会社");
+    assert_eq!(body["domains"][0]["accounts"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(body["unreadable_attachments"], "refuse", "{body}");
+    // creating it again is refused
+    let (status, _, _) = console(&w, "/console/contracts/new", Some(&cookie), "en", Some(&form(&fields))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // a change from a later day: the edit form carries the contract's ETag
+    let (_, _, edit) = console(&w, "/console/contracts/gamma/edit", Some(&cookie), "en", None).await;
+    assert!(edit.contains("value=\"gamma.example\"") && edit.contains("carol\ndave"), "filled: {edit}");
+    let tag = input(&edit, "etag");
+    let mut change = gamma("apply", "4");
+    change.retain(|(k, _)| *k != "id");
+    change.extend([("csrf", csrf.as_str()), ("etag", tag.as_str()), ("effective", "2027-01-01")]);
+    change.retain(|(k, v)| *k != "d0_accounts" || v.is_empty());
+    change.push(("d0_accounts", "carol\ndave\nerin"));
+    let (status, headers, page) =
+        console(&w, "/console/contracts/gamma/edit", Some(&cookie), "en", Some(&form(&change))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(headers["location"].to_str().unwrap(), "/console/contracts/gamma");
+    let (_, _, detail) = console(&w, "/console/contracts/gamma", Some(&cookie), "en", None).await;
+    let events = detail.split("id=\"events\"").nth(1).unwrap();
+    assert!(events.contains("2027-01-01"), "the change in the timeline: {events}");
+    let (_, _, body) = get(&w, "/api/v1/contracts/gamma", Some(&secret)).await;
+    assert_eq!(body["accounts_limit"], 3, "unchanged until its day");
+    assert_eq!(body["pending"].as_array().map(Vec::len), Some(1), "{body}");
+    // the same form again: the contract changed meanwhile
+    let (status, _, page) =
+        console(&w, "/console/contracts/gamma/edit", Some(&cookie), "en", Some(&form(&change))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("Someone changed this contract"), "{page}");
+    // CSRF and roles
+    let forged: Vec<_> = change.iter().map(|(k, v)| if *k == "csrf" { (*k, "forged") } else { (*k, *v) }).collect();
+    let status = console(&w, "/console/contracts/gamma/edit", Some(&cookie), "en", Some(&form(&forged))).await.0;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let kato = sign_in(&w, "kato", "auditor password").await;
+    let (_, _, ro) = console(&w, "/console/contracts/gamma/edit", Some(&kato), "en", None).await;
+    let kato_csrf = input(&ro, "csrf");
+    assert!(!ro.contains("id=\"contract-form\""), "auditors get no form");
+    let mut as_kato: Vec<_> = change.iter().filter(|(k, _)| *k != "csrf").copied().collect();
+    as_kato.push(("csrf", &kato_csrf));
+    let status = console(&w, "/console/contracts/gamma/edit", Some(&kato), "en", Some(&form(&as_kato))).await.0;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let audit = w.store.audit_log(50).await.unwrap();
+    for action in ["contracts.create", "contracts.change"] {
+        assert!(
+            audit.iter().any(|(_, e)| e.action == action && e.source == "console" && e.actor == "mori (console)"),
+            "{action} audited"
+        );
+    }
 }

@@ -36,6 +36,11 @@ impl QueueId {
         }
     }
 
+    /// When the id was made (microseconds since the epoch), for ids of this version.
+    pub fn created_micros(&self) -> Option<u64> {
+        (self.0.len() == 20).then(|| u64::from_str_radix(&self.0[..13], 16).ok()).flatten()
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

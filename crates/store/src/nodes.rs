@@ -27,6 +27,11 @@ pub struct NodeStatus {
     pub queue_active: u64,
     /// Messages in its queue waiting for a retry.
     pub queue_deferred: u64,
+    /// When the oldest message waiting for a retry was received (Unix seconds; 0: none).
+    pub queue_oldest_deferred: i64,
+    /// Its admin listener's URL (`http://10.0.0.5:8025`; empty: none), through which another
+    /// node's console and API reach its queue.
+    pub admin: String,
     /// When it started (Unix seconds).
     pub started: i64,
     /// Its last heartbeat (Unix seconds).
@@ -43,7 +48,7 @@ pub struct Registry {
 }
 
 const COLUMNS: &str = "id, address, version, signatures, signatures_at, contracts_generation, contracts_stale, \
-                       queue_active, queue_deferred, started, heartbeat, policy";
+                       queue_active, queue_deferred, started, heartbeat, policy, queue_oldest_deferred, admin";
 
 impl Registry {
     /// Connects to the database at `url` and brings the registry's table up to date.
@@ -60,12 +65,13 @@ impl Registry {
     /// Writes a node's heartbeat (its row, created or replaced).
     pub async fn beat(&self, s: &NodeStatus) -> Result<(), DbError> {
         let sql = format!(
-            "INSERT INTO nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+            "INSERT INTO nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version, \
              signatures = excluded.signatures, signatures_at = excluded.signatures_at, \
              contracts_generation = excluded.contracts_generation, contracts_stale = excluded.contracts_stale, \
              queue_active = excluded.queue_active, queue_deferred = excluded.queue_deferred, \
-             started = excluded.started, heartbeat = excluded.heartbeat, policy = excluded.policy"
+             started = excluded.started, heartbeat = excluded.heartbeat, policy = excluded.policy, \
+             queue_oldest_deferred = excluded.queue_oldest_deferred, admin = excluded.admin"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&s.id)
@@ -80,6 +86,8 @@ impl Registry {
             .bind(s.started)
             .bind(s.heartbeat)
             .bind(&s.policy)
+            .bind(s.queue_oldest_deferred)
+            .bind(&s.admin)
             .execute(&self.pool)
             .await
             .map_err(query_failed("writing a heartbeat"))?;
@@ -106,6 +114,8 @@ impl Registry {
                 started: r.get("started"),
                 heartbeat: r.get("heartbeat"),
                 policy: r.get("policy"),
+                queue_oldest_deferred: r.get("queue_oldest_deferred"),
+                admin: r.get("admin"),
             })
             .collect())
     }

@@ -43,14 +43,21 @@ pub struct AdminState {
     pub issuer: crate::Issuer,
     /// This node's name (`node_id`): the queue routes are this node's queue.
     pub node: String,
-    /// The node registry's database (the contracts store's) and how old a heartbeat may be
-    /// before its node is shown `down`.
-    pub nodes: (String, std::time::Duration),
+    /// How old a heartbeat may be before its node is shown `down` (the registry is in the
+    /// contracts database: [`Operator::registry`]).
+    pub down_after: std::time::Duration,
     /// This node's installed signature releases (`None`: updates are off, the database is
     /// the configured or built-in one).
     pub signatures: Option<std::path::PathBuf>,
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
+}
+
+impl AdminState {
+    /// Every node of the registry.
+    pub async fn node_list(&self) -> Result<Vec<store::nodes::NodeStatus>, OperatorError> {
+        Ok(self.operator.registry().await?.list().await?)
+    }
 }
 
 /// Which contracts a caller may see.
@@ -156,7 +163,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
-        .route("/console/", get(console::dashboard))
+        .route("/console/", get(console::dashboard::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
         .route("/console/trace", get(console::trace))
         .route("/console/contracts", get(console::contracts_page))
@@ -170,7 +177,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/queue", get(console::queue_page))
         .route("/console/queue/flush", get(console::queue_flush_page).post(console::queue_flush))
         .route("/console/queue/{id}/delete", get(console::queue_delete_page).post(console::queue_delete))
+        .route("/console/contracts/new", get(console::contract_form::new_page).post(console::contract_form::create))
         .route("/console/contracts/{id}", get(console::contract_page))
+        .route(
+            "/console/contracts/{id}/edit",
+            get(console::contract_form::edit_page).post(console::contract_form::change),
+        )
         .route("/console/contracts/{id}/cancel", get(console::cancel_quote).post(console::cancel_confirm))
         .route("/console/trace/{queue_id}", get(console::trace_one))
         .route("/console/logout", post(console::logout))
@@ -303,13 +315,11 @@ async fn get_domain(
 /// signature release and its age, its contracts generation, its queue.
 async fn nodes(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     authorize(&st, &headers, Resource::Nodes, false).await?;
-    let (url, down_after) = &st.nodes;
-    let unavailable = |e: store::DbError| {
+    let down_after = &st.down_after;
+    let all = st.node_list().await.map_err(|e| {
         tracing::error!(event = "admin_error", error = %e);
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", "the node registry cannot be read")
-    };
-    let registry = store::nodes::Registry::connect(url).await.map_err(unavailable)?;
-    let all = registry.list().await.map_err(unavailable)?;
+    })?;
     let now = chrono::Utc::now().timestamp();
     let items: Vec<Value> = all
         .iter()
@@ -355,10 +365,7 @@ async fn signatures(State(st): State<AdminState>, headers: HeaderMap) -> Result<
             })
         }
     };
-    let nodes = match store::nodes::Registry::connect(&st.nodes.0).await {
-        Ok(r) => r.list().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let nodes = st.node_list().await.unwrap_or_default();
     let runs: Vec<Value> = nodes
         .iter()
         .map(|n| json!({ "node": n.id, "signatures": n.signatures, "age_seconds": (n.signatures_at > 0).then(|| now - n.signatures_at) }))
@@ -488,13 +495,92 @@ fn contract_json(c: &contracts::Contract, scheduled: &[contracts::Scheduled], to
     })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// How the admin listener serves connections.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// TLS on every connection (`[admin] tls`), with the SMTP listener's certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Connections open at once; a further one waits in the kernel's queue until one closes.
+    pub max_connections: usize,
+    /// How long a client may take for the TLS handshake and for each request's header.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { tls: None, max_connections: 64, header_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Serves `router` on `listener` until `shutdown` completes (then lets the requests in flight
+/// finish, for at most 5 seconds): HTTP/1.1, optionally over TLS, at most
+/// `options.max_connections` connections at once, each request's header within
+/// `options.header_timeout` (a client that trickles its header is cut off, so a few slow
+/// clients cannot hold the operator out). Handlers see the peer as `ConnectInfo`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // out of descriptors, say: wait a little rather than spin
+                    tracing::warn!(event = "admin_accept_failed", error = %e);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (router, tls, timeout, mut stop) =
+            (router.clone(), options.tls.clone(), options.header_timeout, stop_rx.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(tcp),
+                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => Box::new(stream),
+                    _ => return,
+                },
+            };
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), req)
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }

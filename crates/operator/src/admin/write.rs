@@ -38,7 +38,7 @@ pub(super) fn etag(c: &contracts::Contract, scheduled: &[contracts::Scheduled]) 
 
 /// A contract in the API's JSON as a `[[contract]]` block, with the request's own fields
 /// (`effective`, `reason`) taken out.
-fn to_contract_toml(body: &Value) -> Result<(String, Option<chrono::NaiveDate>, String), Problem> {
+pub(super) fn to_contract_toml(body: &Value) -> Result<(String, Option<chrono::NaiveDate>, String), Problem> {
     let Some(obj) = body.as_object() else {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -87,7 +87,7 @@ fn invalid(errors: Vec<Value>) -> Problem {
 
 /// A contracts-file key path (`contract[0].domain[1].accounts`) as a JSON pointer into the
 /// request (`/domains/1/accounts`).
-fn pointer(key: &str) -> String {
+pub(super) fn pointer(key: &str) -> String {
     let rest = key.strip_prefix("contract[0]").unwrap_or(key).trim_start_matches('.');
     let rest = rest.replace("domain[", "domains[");
     let mut out = String::new();

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use super::AdminState;
 use crate::store::{ConsoleSession, Login};
 
+pub(super) mod contract_form;
+pub(super) mod dashboard;
+
 const COOKIE: &str = "mxs_session";
 
 /// The language of a page.
@@ -121,6 +124,55 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "confirmdelete" => ("削除を確定する（配送されません）", "Confirm the deletion (it will not be delivered)"),
         "confirmflush" => ("再送を確定する", "Confirm the retry"),
         "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
+        "domain" => ("ドメイン", "Domain"),
+        "last7" => ("過去7日間", "Last 7 days"),
+        "unscanned" => ("未検査（暗号化・制限超過・読めない）", "Not scanned (encrypted, limits, unreadable)"),
+        "bounced" => ("不達", "Bounced"),
+        "topviruses" => ("多いウイルス", "Top viruses"),
+        "actions" => ("処置", "Actions taken"),
+        "active" => ("配送待ち", "Active"),
+        "deferred" => ("再送待ち", "Deferred"),
+        "oldestdeferred" => ("最も古い再送待ち", "Oldest deferred"),
+        "thisweek" => ("今週開始・変更・終了する契約", "Contracts starting, changing or ending this week"),
+        "effective" => ("適用日", "Effective from"),
+        "effectivehint" => ("（空欄は本日から）", "(empty: from today)"),
+        "defaulttable" => ("標準の価格表", "the default price table"),
+        "limit" => ("契約アカウント数", "Contracted accounts"),
+        "sending" => (
+            "送信サーバー（IPアドレスまたはネットワーク、1行に1つ）",
+            "Sending servers (addresses or networks, one per line)",
+        ),
+        "functions" => ("利用する機能", "Functions"),
+        "pricetable" => ("価格表", "Price table"),
+        "encrypted" => ("暗号化された添付ファイル", "Encrypted attachments"),
+        "unreadable" => ("読めない添付ファイル", "Unreadable attachments"),
+        "receiving" => {
+            ("受信サーバー（カンマ区切り、host:port 可）", "Receiving servers (comma-separated, host:port allowed)")
+        }
+        "accountnames" => ("アカウント（1行に1つ）", "Accounts (one per line)"),
+        "morerows" => ("ドメインの行を増やす", "More domain rows"),
+        "plan" => ("変更内容を確認", "Plan"),
+        "apply" => ("この内容で確定する", "Confirm and apply"),
+        "newcontract" => ("新しい契約", "New contract"),
+        "changecontract" => ("契約の変更", "Change the contract"),
+        "edit" => ("変更", "Change"),
+        "pendingchanges" => (
+            "予定されている変更（確定すると引き継がれます）:",
+            "Changes scheduled for later days (carried over by this one):",
+        ),
+        "notchanged" => ("内容に問題があるため、何も変更していません。", "Nothing was changed:"),
+        "exists" => ("この契約IDは既に存在します", "this contract id exists: change it instead"),
+        "contractchanged" => (
+            "この契約は他の人が変更しました。開き直してください。",
+            "Someone changed this contract meanwhile: open it again.",
+        ),
+        "added" => ("追加", "Created"),
+        "changes" => ("変更される項目", "Fields changed"),
+        "carried" => ("引き継がれる予定の変更", "Scheduled change carried over"),
+        "pricechange" => ("月額の変更", "Monthly fee changes"),
+        "nochange" => ("変更はありません。", "Nothing would change."),
+        "fromtoday" => ("本日から適用", "From today"),
+        "from" => ("適用日:", "From"),
         _ => ("", ""),
     };
     if lang == Lang::Ja { ja } else { en }
@@ -157,7 +209,9 @@ fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response {
 pub(super) async fn style() -> Response {
     let css = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
                td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}\
-               .bar{fill:#3a6ea5}.axis{stroke:#999}.error{color:#a00}nav form{display:inline}";
+               .bar{fill:#3a6ea5}.delivered{fill:#4a9a5a}.refused{fill:#c0504d}.axis{stroke:#999}\
+               .k-bar{color:#3a6ea5}.k-delivered{color:#4a9a5a}.k-refused{color:#c0504d}\
+               .cols{display:flex;gap:3em}.error{color:#a00}nav form{display:inline}";
     let mut resp = css.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     resp
@@ -466,65 +520,6 @@ pub(super) async fn trace_one(
     page(StatusCode::OK, lang, t(lang, "trace"), &body)
 }
 
-/// `GET /console/`: the dashboard — the last 24 hours from the roll-ups, with a chart of the
-/// messages received per hour.
-pub(super) async fn dashboard(State(st): State<AdminState>, me: SignedIn) -> Response {
-    let (s, lang) = (&me.s, me.lang);
-    let now = chrono::Utc::now().timestamp();
-    let since = now - now.rem_euclid(3600) - 23 * 3600;
-    let (messages, outcomes) = st.operator.log_hourly(since, now + 1, None).await.unwrap_or_default();
-    let mut per_hour = [0i64; 24];
-    let (mut inbound, mut outbound, mut refused, mut infected) = (0, 0, 0, 0);
-    for m in &messages {
-        let slot = ((m.hour - since) / 3600).clamp(0, 23) as usize;
-        per_hour[slot] += m.messages;
-        match m.direction.as_str() {
-            "inbound" => inbound += m.messages,
-            "outbound" => outbound += m.messages,
-            _ => {}
-        }
-        if m.action == "refuse" {
-            refused += m.messages;
-        }
-        if m.verdict == "infected" {
-            infected += m.messages;
-        }
-    }
-    let delivered: i64 = outcomes.iter().filter(|o| o.state == "delivered").map(|o| o.recipients).sum();
-    let top = per_hour.iter().copied().max().unwrap_or(0).max(1);
-    let bars: String = per_hour
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let h = n * 100 / top;
-            format!(
-                "<rect class=\"bar\" x=\"{}\" y=\"{}\" width=\"16\" height=\"{h}\" data-count=\"{n}\"><title>{n}</title></rect>",
-                i * 20 + 2,
-                110 - h
-            )
-        })
-        .collect();
-    let body = format!(
-        "{nav}\
-         <h1>{dash}</h1><h2>{last24}</h2>\
-         <table><tr><th>{inb}</th><th>{outb}</th><th>{refd}</th><th>{inf}</th><th>{dlv}</th></tr>\
-         <tr><td id=\"inbound\">{inbound}</td><td id=\"outbound\">{outbound}</td><td id=\"refused\">{refused}</td>\
-         <td id=\"infected\">{infected}</td><td id=\"delivered\">{delivered}</td></tr></table>\
-         <h2>{perhour}</h2><svg id=\"per-hour\" width=\"480\" height=\"120\" viewBox=\"0 0 480 120\" role=\"img\" aria-label=\"{perhour}\">\
-         <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"480\" y2=\"110\"/>{bars}</svg>",
-        nav = nav(lang, s),
-        dash = t(lang, "dashboard"),
-        last24 = t(lang, "last24"),
-        inb = t(lang, "inbound"),
-        outb = t(lang, "outbound"),
-        refd = t(lang, "refusedmail"),
-        inf = t(lang, "infected"),
-        dlv = t(lang, "delivered"),
-        perhour = t(lang, "perhour"),
-    );
-    page(StatusCode::OK, lang, t(lang, "dashboard"), &body)
-}
-
 /// `GET /console/contracts`: every contract with its state (derived from the dates).
 pub(super) async fn contracts_page(State(st): State<AdminState>, me: SignedIn) -> Response {
     let (s, lang) = (&me.s, me.lang);
@@ -547,8 +542,13 @@ pub(super) async fn contracts_page(State(st): State<AdminState>, me: SignedIn) -
             )
         })
         .collect();
+    let new = if s.role == crate::store::Role::Auditor {
+        String::new()
+    } else {
+        format!("<p><a id=\"new-contract\" href=\"/console/contracts/new\">{}</a></p>", t(lang, "newcontract"))
+    };
     let body = format!(
-        "{}<h1>{}</h1><table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        "{}<h1>{}</h1>{new}<table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
         nav(lang, s),
         t(lang, "contracts"),
         t(lang, "customer"),
@@ -598,11 +598,14 @@ pub(super) async fn contract_page(
         format!("<p>{}</p>", t(lang, "readonly"))
     } else {
         format!(
-            "<h2>{}</h2><form method=\"get\" action=\"/console/contracts/{}/cancel\"><label>{} <input type=\"date\" name=\"on\" required></label> <button type=\"submit\">{}</button></form>",
+            "<p><a id=\"edit\" href=\"/console/contracts/{id}/edit\">{edit}</a></p>\
+             <h2>{}</h2><form method=\"get\" action=\"/console/contracts/{}/cancel\"><label>{} <input type=\"date\" name=\"on\" required></label> <button type=\"submit\">{}</button></form>",
             t(lang, "cancel"),
             esc(&c.id),
             t(lang, "on"),
-            t(lang, "quote")
+            t(lang, "quote"),
+            id = esc(&c.id),
+            edit = t(lang, "edit"),
         )
     };
     let body = format!(
@@ -989,11 +992,8 @@ pub(super) async fn detections(
 /// signature release and that release's age, its contracts generation and queue.
 pub(super) async fn nodes_page(State(st): State<AdminState>, me: SignedIn) -> Response {
     let (s, lang) = (&me.s, me.lang);
-    let (url, down_after) = &st.nodes;
-    let all = match store::nodes::Registry::connect(url).await {
-        Ok(r) => r.list().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let down_after = &st.down_after;
+    let all = st.node_list().await.unwrap_or_default();
     let now = chrono::Utc::now().timestamp();
     let rows: String = all
         .iter()
