@@ -10,7 +10,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # archive tools that build the scanner's test carriers, and ClamAV's own test files
 # (python3 with its sqlite3 module: a test locks the message log from another process;
 # minisign: signature releases must verify with the operator's standard tool)
-for tool in zip:zip 7z:p7zip-full xz:xz-utils bzip2:bzip2 python3:python3 minisign:minisign; do
+# (curl: the admin listener's TLS is checked with a standard client)
+for tool in zip:zip 7z:p7zip-full xz:xz-utils bzip2:bzip2 python3:python3 minisign:minisign curl:curl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 [ -d /usr/share/clamav-testfiles ] || need+=(clamav-testfiles)
