@@ -433,3 +433,68 @@ async fn a_scheduled_change_takes_effect_on_its_day() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("before today"));
     assert_eq!(rcpt_code(b.addr, "127.0.0.1", "x@remote.test", "carol@acme.example").await, 550);
 }
+
+/// The admin address a node's log names (`admin_listening listen=…`).
+async fn admin_addr(gw: &Gateway) -> SocketAddr {
+    let log = gw.wait_log("admin_listening", Duration::from_secs(10)).await;
+    let line = log.lines().find(|l| l.contains("admin_listening")).unwrap();
+    line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap().trim_matches('"').parse().unwrap()
+}
+
+/// Every node's queue through one node (issue 15): a message deferred on B is listed, shown
+/// and deleted through A's API with `?node=mx-b` — forwarded to B's admin listener, found in
+/// the registry, with the caller's own token; B refuses a request meant for another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_nodes_api_reaches_every_nodes_queue() {
+    use testkit::http::request;
+    let schema = Schema::new("cluster_queues");
+    let customer = Sink::start(Behaviour::DataReply(451, (4, 3, 0))).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (mut a, _da) = node("mx-a", &schema.url(), remote.addr);
+    let (mut b, _db) = node("mx-b", &schema.url(), remote.addr);
+    apply(&a, &contracts(&quoted(customer.addr)));
+    a.spawn();
+    b.spawn();
+    let admin_a = admin_addr(&a).await;
+    within(Duration::from_secs(10), "B takes the contracts", async || {
+        send(b.addr, "alice@acme.example", "deferred on B").await == 250
+    })
+    .await;
+    let out = a.cli(&["tokens", "create", "--name", "ops", "--scope", "queue:write"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("mxs_")).unwrap().to_string();
+    let auth = format!("Bearer {secret}");
+    let h = [("Authorization", auth.as_str())];
+    // B's queue through A, once B's heartbeat has registered its admin listener
+    let mut id = String::new();
+    within(Duration::from_secs(15), "B's queue through A", async || {
+        let r = request(admin_a, "GET", "/api/v1/queue?node=mx-b", &h, b"").await;
+        let body = r.json();
+        if r.status == 200 && body["node"] == "mx-b" && body["messages"].as_array().is_some_and(|m| m.len() == 1) {
+            id = body["messages"][0]["id"].as_str().unwrap().to_string();
+            return true;
+        }
+        false
+    })
+    .await;
+    let own = request(admin_a, "GET", "/api/v1/queue", &h, b"").await.json();
+    assert_eq!((own["node"].as_str(), own["messages"].as_array().map(Vec::len)), (Some("mx-a"), Some(0)), "{own}");
+    let r = request(admin_a, "GET", &format!("/api/v1/queue/{id}?node=mx-b"), &h, b"").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["headers"].as_str().unwrap().contains("deferred on B"));
+    // deleted on B through A, with a reason, audited
+    let del = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let r =
+        request(admin_a, "DELETE", &format!("/api/v1/queue/{id}?node=mx-b"), &del, br#"{"reason":"customer asked"}"#)
+            .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let left = request(admin_a, "GET", "/api/v1/queue?node=mx-b", &h, b"").await.json();
+    assert_eq!(left["messages"].as_array().map(Vec::len), Some(0), "{left}");
+    let audit = stdout(&a, &["audit"]);
+    assert!(audit.contains("queue.delete") && audit.contains(&id), "{audit}");
+    // an unknown node, no token, a request meant for another node
+    assert_eq!(request(admin_a, "GET", "/api/v1/queue?node=mx-z", &h, b"").await.status, 404);
+    assert_eq!(request(admin_a, "GET", "/api/v1/queue?node=mx-b", &[], b"").await.status, 401);
+    let misdirected = [("Authorization", auth.as_str()), ("X-Mxshield-Node", "mx-b")];
+    assert_eq!(request(admin_a, "GET", "/api/v1/queue", &misdirected, b"").await.status, 421);
+}

@@ -45,6 +45,15 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"browser password 1\n").unwrap();
     assert!(child.wait().unwrap().success());
+    let mut child = std::process::Command::new(BIN)
+        .args(["--config", gw.config.to_str().unwrap(), "users", "add", "suzuki", "--role", "admin"])
+        .current_dir(&gw.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"administrator pw 2\n").unwrap();
+    assert!(child.wait().unwrap().success());
 
     let driver = Driver::start().await;
     let b = driver.session("en").await;
@@ -100,8 +109,29 @@ async fn the_console_in_a_real_browser() {
     b.wait_for_text("id=\"events\"").await;
     assert!(b.text(&b.find("#events").await).await.contains("activated"));
     b.screenshot(&shots().join("contract-en.png")).await;
-    let on =
-        (chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive() + chrono::Days::new(10)).to_string();
+    // a change from a later day, keyed into the form: planned, confirmed, in the timeline
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo).date_naive();
+    let change_on = (today + chrono::Days::new(5)).to_string();
+    b.click(&b.find("#edit").await).await;
+    b.wait_for_text("id=\"contract-form\"").await;
+    b.run(&format!(
+        "document.querySelector('input[name=accounts_limit]').value = '7'; \
+         document.querySelector('#effective').value = '{change_on}'; \
+         document.querySelector('input[name=reason]').value = 'paper form 42';"
+    ))
+    .await;
+    b.screenshot(&shots().join("contract-form-en.png")).await;
+    b.click(&b.find("#plan").await).await;
+    let planned = b.wait_for_text("id=\"plan-result\"").await;
+    assert!(planned.contains("accounts_limit") && planned.contains(&change_on), "the plan: {planned}");
+    b.screenshot(&shots().join("contract-plan-en.png")).await;
+    b.click(&b.find("#apply").await).await;
+    let url = b.wait_for_url("/console/contracts/acme").await;
+    assert!(url.ends_with("/console/contracts/acme"), "{url}");
+    let events = b.text(&b.find("#events").await).await;
+    assert!(events.contains(&change_on) && events.contains("paper form 42"), "the change in the timeline: {events}");
+    b.screenshot(&shots().join("contract-changed-en.png")).await;
+    let on = (today + chrono::Days::new(10)).to_string();
     b.goto(&format!("{base}/console/contracts/acme/cancel?on={on}")).await;
     assert!(b.source().await.contains("id=\"fee\""), "the quote first");
     b.screenshot(&shots().join("cancel-quote-en.png")).await;
@@ -125,6 +155,15 @@ async fn the_console_in_a_real_browser() {
     b.screenshot(&shots().join("nodes-en.png")).await;
     b.goto(&format!("{base}/console/detections")).await;
     b.screenshot(&shots().join("detections-en.png")).await;
+    b.goto(&format!("{base}/console/queue")).await;
+    assert!(b.source().await.contains("<h1>Queue"), "the queue page");
+    b.screenshot(&shots().join("queue-en.png")).await;
+    b.goto(&format!("{base}/console/statements")).await;
+    assert!(b.source().await.contains("<h1>Statements"), "the statements page");
+    b.screenshot(&shots().join("statements-en.png")).await;
+    // tokens and audit are for administrators: an operator is refused
+    b.goto(&format!("{base}/console/admin")).await;
+    assert!(b.source().await.contains("Administrators only"), "operators are refused");
     // a form posted with a forged CSRF token is refused, the session kept
     b.run(
         "document.querySelector('nav input[name=csrf]').value = 'forged'; document.querySelector('nav form').submit();",
@@ -140,11 +179,22 @@ async fn the_console_in_a_real_browser() {
     ja.goto(&format!("{base}/console/login")).await;
     let heading = ja.text(&ja.find("h1").await).await;
     assert_eq!(heading, "ログイン");
-    ja.type_into(&ja.find("input[name=user]").await, "tanaka").await;
-    ja.type_into(&ja.find("input[name=password]").await, "browser password 1").await;
+    ja.type_into(&ja.find("input[name=user]").await, "suzuki").await;
+    ja.type_into(&ja.find("input[name=password]").await, "administrator pw 2").await;
     ja.click(&ja.find("button[type=submit]").await).await;
     let html = ja.wait_for_text("過去24時間").await;
-    assert!(html.contains("過去24時間"), "{html}");
+    assert!(html.contains("過去24時間") && html.contains("過去7日間"), "{html}");
+    let week = ja.run("return document.querySelectorAll('#per-hour-7d rect.bar').length").await;
+    assert_eq!(week, 168, "a bar per hour of the week");
     ja.screenshot(&shots().join("dashboard-ja.png")).await;
+    ja.goto(&format!("{base}/console/contracts/new")).await;
+    assert!(ja.source().await.contains("新しい契約"), "the form in Japanese");
+    ja.screenshot(&shots().join("contract-new-ja.png")).await;
+    // an administrator sees the tokens (the one made above, never its secret) and the audit
+    ja.goto(&format!("{base}/console/admin")).await;
+    let admin_page = ja.source().await;
+    assert!(admin_page.contains("class=\"token\"") && !admin_page.contains(&secret), "tokens, no secret");
+    assert!(admin_page.contains("contracts.change"), "the console's change is audited");
+    ja.screenshot(&shots().join("admin-ja.png")).await;
     ja.quit().await;
 }

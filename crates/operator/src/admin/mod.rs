@@ -21,6 +21,7 @@ use crate::store::{AdminStore, Resource, Token};
 use crate::{Operator, OperatorError};
 
 mod console;
+mod forward;
 mod log;
 mod queue;
 mod statements;
@@ -138,7 +139,14 @@ impl From<crate::store::AdminStoreError> for Problem {
 
 /// The routes of the admin listener.
 pub fn router(state: AdminState) -> Router {
+    // the queue routes serve this node's queue, or forward to the node `?node=` names
+    let queues = Router::new()
+        .route("/api/v1/queue", get(queue::list))
+        .route("/api/v1/queue/flush", post(queue::flush))
+        .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), forward::queue_of_node));
     Router::new()
+        .merge(queues)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/contracts", get(list_contracts).post(write::create))
@@ -149,9 +157,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/contracts/{id}/cancellation", post(write::cancel))
         .route("/api/v1/contracts/{id}/revisions/{rev}", delete(write::withdraw))
         .route("/api/v1/domains/{name}", get(get_domain))
-        .route("/api/v1/queue", get(queue::list))
-        .route("/api/v1/queue/flush", post(queue::flush))
-        .route("/api/v1/queue/{id}", get(queue::show).delete(queue::delete))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/signatures", get(signatures))
         .route("/api/v1/statements", get(statements::list_drafts))
