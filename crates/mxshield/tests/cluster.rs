@@ -482,6 +482,57 @@ async fn one_nodes_api_reaches_every_nodes_queue() {
     let r = request(admin_a, "GET", &format!("/api/v1/queue/{id}?node=mx-b"), &h, b"").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["headers"].as_str().unwrap().contains("deferred on B"));
+    // the console on A: B's queue, a deletion confirmed there — with a second message
+    assert_eq!(send(b.addr, "alice@acme.example", "second on B").await, 250);
+    let mut child = std::process::Command::new(BIN)
+        .args(["--config", a.config.to_str().unwrap(), "users", "add", "ono", "--role", "operator"])
+        .current_dir(&a.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"console password 9\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = request(admin_a, "POST", "/console/login", &form, b"user=ono&password=console+password+9").await;
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let page = |path: String| {
+        let cookie = cookie.clone();
+        async move { request(admin_a, "GET", &path, &[("Cookie", &cookie)], b"").await }
+    };
+    let mut second = String::new();
+    within(Duration::from_secs(15), "B's second message on A's console", async || {
+        let html = String::from_utf8_lossy(&page("/console/queue?node=mx-b".into()).await.body).into_owned();
+        let ids: Vec<String> =
+            html.split("<tr class=\"queued\"><td>").skip(1).map(|r| r.split('<').next().unwrap().to_string()).collect();
+        match ids.iter().find(|i| **i != id) {
+            Some(other) if ids.len() == 2 => {
+                second = other.clone();
+                html.contains("<h1>Queue (mx-b)")
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let confirm =
+        String::from_utf8_lossy(&page(format!("/console/queue/{second}/delete?node=mx-b")).await.body).into_owned();
+    assert!(confirm.contains("Subject:"), "B's message header through A: {confirm}");
+    let csrf = confirm.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let post = [("Cookie", cookie.as_str()), ("Content-Type", "application/x-www-form-urlencoded")];
+    let body = format!("csrf={csrf}&reason=asked+by+phone");
+    let r =
+        request(admin_a, "POST", &format!("/console/queue/{second}/delete?node=mx-b"), &post, body.as_bytes()).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/queue?node=mx-b")),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let audit = stdout(&a, &["audit"]);
+    assert!(
+        audit.contains(&second) && audit.contains("console (ono) via mx-a"),
+        "audited by B, naming the user: {audit}"
+    );
     // deleted on B through A, with a reason, audited
     let del = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
     let r =

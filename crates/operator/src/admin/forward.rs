@@ -22,12 +22,10 @@ const MAX_BODY: usize = 4 << 20;
 /// How long the other node may take.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `node=` of a query string, if any.
-fn node_param(query: Option<&str>) -> Option<String> {
-    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "node").map(|(_, v)| {
-        // node ids are plain names; decode the few escapes a client may send
-        v.replace("%2D", "-").replace("%2d", "-").replace("%2E", ".").replace("%2e", ".").replace("%5F", "_")
-    })
+/// `node=` of a request's query, decoded, if any.
+fn node_param(uri: &axum::http::Uri) -> Option<String> {
+    let q = axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(uri).ok()?;
+    q.0.get("node").cloned()
 }
 
 /// The query without `node=`.
@@ -47,7 +45,7 @@ pub(super) async fn queue_of_node(State(st): State<AdminState>, req: Request, ne
         )
         .into_response();
     }
-    match node_param(req.uri().query()) {
+    match node_param(req.uri()) {
         Some(node) if node != st.node => forward(&st, &node, req).await.unwrap_or_else(IntoResponse::into_response),
         _ => next.run(req).await,
     }
@@ -146,8 +144,9 @@ mod tests {
 
     #[test]
     fn the_node_parameter_is_read_and_taken_out() {
-        assert_eq!(node_param(Some("dry_run=true&node=mx%2D2")), Some("mx-2".into()));
-        assert_eq!(node_param(Some("dry_run=true")), None);
+        let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
+        assert_eq!(node_param(&uri("/q?dry_run=true&node=mx%2D2")), Some("mx-2".into()));
+        assert_eq!(node_param(&uri("/q?dry_run=true")), None);
         assert_eq!(without_node("node=mx2&dry_run=true&confirm=ab"), "dry_run=true&confirm=ab");
         assert_eq!(without_node("node=mx2"), "");
     }

@@ -179,9 +179,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/statements", get(console::statements_page))
         .route("/console/statements.csv", get(console::statements_csv))
         .route("/console/statements/issue", post(console::statements_issue))
-        .route("/console/queue", get(console::queue_page))
-        .route("/console/queue/flush", get(console::queue_flush_page).post(console::queue_flush))
-        .route("/console/queue/{id}/delete", get(console::queue_delete_page).post(console::queue_delete))
+        .route("/console/queue", get(console::queue::queue_page))
+        .route("/console/queue/flush", get(console::queue::flush_page).post(console::queue::flush))
+        .route("/console/queue/{id}/delete", get(console::queue::delete_page).post(console::queue::delete))
         .route("/console/contracts/new", get(console::contract_form::new_page).post(console::contract_form::create))
         .route("/console/contracts/{id}", get(console::contract_page))
         .route(

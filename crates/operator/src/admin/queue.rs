@@ -52,17 +52,17 @@ pub(super) async fn list(State(st): State<AdminState>, headers: HeaderMap) -> Re
     let op = st.operator.clone();
     let entries =
         tokio::task::spawn_blocking(move || op.queue()).await.map_err(blocking_problem)?.map_err(queue_problem)?;
-    let items: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id.to_string(), "received_at": e.received_at, "size": e.size, "direction": e.direction,
-                "sender": e.sender, "recipients": e.recipients, "pending": e.pending,
-                "next_attempt_ms": e.next_attempt, "last_error": e.last_error,
-            })
-        })
-        .collect();
+    let items: Vec<Value> = entries.iter().map(entry_json).collect();
     Ok(Json(json!({ "node": st.node, "messages": items })))
+}
+
+/// A queued message as the API shows it.
+pub(super) fn entry_json(e: &crate::QueueEntry) -> Value {
+    json!({
+        "id": e.id.to_string(), "received_at": e.received_at, "size": e.size, "direction": e.direction,
+        "sender": e.sender, "recipients": e.recipients, "pending": e.pending,
+        "next_attempt_ms": e.next_attempt, "last_error": e.last_error,
+    })
 }
 
 /// `GET /api/v1/queue/{id}`: one queued message's envelope, recipients' states and header.
