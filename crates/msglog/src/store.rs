@@ -220,7 +220,9 @@ impl LogStore {
             (" AND contract = ?", &f.contract),
             (" AND lower(sender) = lower(?)", &f.sender),
             (
-                " AND EXISTS (SELECT 1 FROM recipients r WHERE r.queue_id = m.queue_id AND lower(r.rcpt) = lower(?))",
+                // the recipient's rows through the index on lower(rcpt), not every message of
+                // the window (SQLite's planner keeps a correlated EXISTS per message)
+                " AND queue_id IN (SELECT r.queue_id FROM recipients r WHERE lower(r.rcpt) = lower(?))",
                 &f.recipient,
             ),
             (&format!(" AND {contains}"), &f.virus),
@@ -257,26 +259,35 @@ impl LogStore {
             Backend::Sqlite => "rowid",
             Backend::Postgres => "id",
         };
-        let recipients_sql = format!(
-            "SELECT rcpt, state, remote, reply, attempts, updated FROM recipients WHERE queue_id = $1 ORDER BY {order}"
-        );
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let summary = summary_of(&row);
-            let recipients = sqlx::query(sqlx::AssertSqlSafe(recipients_sql.clone()))
-                .bind(&summary.queue_id)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|r| FoundRecipient {
+        // the recipients of the whole page in one query, not one per message (a round trip
+        // each on a database across the network)
+        let summaries: Vec<MessageSummary> = rows.iter().map(summary_of).collect();
+        let mut by_message: std::collections::HashMap<String, Vec<FoundRecipient>> = Default::default();
+        for chunk in summaries.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let recipients_sql = format!(
+                "SELECT queue_id, rcpt, state, remote, reply, attempts, updated FROM recipients \
+                 WHERE queue_id IN ({}) ORDER BY {order}",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(recipients_sql));
+            for s in chunk {
+                q = q.bind(s.queue_id.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                by_message.entry(r.get("queue_id")).or_default().push(FoundRecipient {
                     rcpt: r.get("rcpt"),
                     state: r.get("state"),
                     remote: r.get("remote"),
                     reply: r.get("reply"),
                     attempts: r.get("attempts"),
                     updated: r.get("updated"),
-                })
-                .collect();
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let recipients = by_message.remove(&summary.queue_id).unwrap_or_default();
             out.push(Found { summary, recipients });
         }
         Ok(out)

@@ -118,6 +118,11 @@ async fn main() {
             }
         }
         eprintln!("{backend}: {n} records written in {:.0} s", started.elapsed().as_secs_f64());
+        // what autovacuum does after a bulk load, at once (the planner needs the statistics)
+        if backend == "PostgreSQL" {
+            let pool = sqlx::AnyPool::connect(&count_url).await.expect("connect");
+            sqlx::query("ANALYZE").execute(&pool).await.expect("analyze");
+        }
     }
     let total = count(&count_url).await;
     // the admin listener over that log, as serve runs it
