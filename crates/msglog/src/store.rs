@@ -294,6 +294,50 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Every delivery outcome of message `queue_id`, oldest first: each recipient's timeline.
+    pub async fn timeline(&self, queue_id: &str) -> Result<Vec<TimelineEvent>, LogStoreError> {
+        let rows = sqlx::query(
+            "SELECT at, rcpt, state, remote, reply FROM delivery_events WHERE queue_id = $1 ORDER BY at, event_id",
+        )
+        .bind(queue_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TimelineEvent {
+                at: r.get("at"),
+                rcpt: r.get("rcpt"),
+                state: r.get("state"),
+                remote: r.get("remote"),
+                reply: r.get("reply"),
+            })
+            .collect())
+    }
+
+    /// The messages the gateway generated about message `queue_id` (warnings, DSNs).
+    pub async fn related(&self, queue_id: &str) -> Result<Vec<MessageSummary>, LogStoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE related = $1 ORDER BY at, queue_id LIMIT 100");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(queue_id).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(summary_of).collect())
+    }
+}
+
+/// One delivery outcome of one recipient, as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TimelineEvent {
+    /// Unix seconds.
+    pub at: i64,
+    /// The recipient.
+    pub rcpt: String,
+    /// delivered, deferred, bounced, deleted.
+    pub state: String,
+    /// The host that answered (empty if none).
+    pub remote: String,
+    /// Its reply or the error.
+    pub reply: String,
+}
+
 /// Rows per multi-row statement (at most 18 parameters a row: far below the limits of SQLite
 /// and PostgreSQL). A batch costs a handful of round trips to the database, not several per
 /// record: what matters when the shared database is across a network.
@@ -538,14 +582,24 @@ async fn apply_deliveries(
         .iter()
         .zip(&ids)
         .filter(|(_, id)| unique.insert(id.as_str()))
-        .map(|(d, id)| vec![Value::Text(id), Value::Int(d.at)])
+        .map(|(d, id)| {
+            vec![
+                Value::Text(id),
+                Value::Int(d.at),
+                Value::Text(&d.queue_id),
+                Value::Text(&d.rcpt),
+                Value::Text(d.state.as_str()),
+                Value::Text(&d.remote),
+                Value::Text(&d.reply),
+            ]
+        })
         .collect();
     let new: std::collections::HashSet<String> = insert_rows(
         conn,
         backend,
-        "INSERT INTO delivery_events (event_id, at)",
+        "INSERT INTO delivery_events (event_id, at, queue_id, rcpt, state, remote, reply)",
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        2,
+        7,
         &events,
     )
     .await?

@@ -118,7 +118,8 @@ async fn the_admin_listener_can_be_switched_off_and_never_takes_an_smtp_port() {
 }
 
 /// The message log through the API: a bounded time window, pages joined by a cursor, one
-/// message with its recipients; refused to a token bound to contracts (issue 15).
+/// message with its recipients, its delivery timeline and the warning it caused; refused to a
+/// token bound to contracts (issue 15).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_message_log_is_searched_a_page_at_a_time() {
     let customer = testkit::sink::Sink::start(testkit::sink::Behaviour::Accept).await;
@@ -193,6 +194,27 @@ async fn the_message_log_is_searched_a_page_at_a_time() {
     };
     assert_eq!((sum(["by_direction", "inbound"]), sum(["by_direction", "warning"])), (4, 1), "{stats}");
     assert_eq!(sum(["by_action", "drop"]), 1, "{stats}");
+    // the infected message: its warning is found with it, and a delivered one has its timeline
+    let infected = get("/api/v1/log?since=1h&infected=true".into()).await.json();
+    let infected_id = infected["messages"][0]["queue_id"].as_str().expect("the infected message").to_string();
+    let mut detail = serde_json::Value::Null;
+    for _ in 0..100 {
+        detail = get(format!("/api/v1/log/{infected_id}")).await.json();
+        if detail["related"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["related"][0]["direction"], "warning", "{detail}");
+    assert_eq!(detail["related"][0]["related"], infected_id.as_str());
+    let one = get(format!("/api/v1/log/{id}")).await.json();
+    let timeline = one["timeline"].as_array().expect("a timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["rcpt"] == "alice@acme.example" && e["state"] == "delivered" && e["at"].as_i64() > Some(0)),
+        "{one}"
+    );
     assert!(stats["buckets"].as_array().unwrap().len() >= 2, "an hourly bucket for each hour of the window");
     // a window is required, and bounded
     let r = get("/api/v1/log".into()).await;

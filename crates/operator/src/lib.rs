@@ -854,6 +854,19 @@ impl Operator {
         Ok(self.log().await?.search(filter).await?)
     }
 
+    /// Message `queue_id`'s delivery outcomes as they happened (each recipient's timeline) and
+    /// the messages generated about it (warnings, DSNs); empty without a log.
+    pub async fn message_history(
+        &self,
+        queue_id: &str,
+    ) -> Result<(Vec<msglog::TimelineEvent>, Vec<msglog::MessageSummary>), OperatorError> {
+        if !self.has_message_log() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let log = self.log().await?;
+        Ok((log.timeline(queue_id).await?, log.related(queue_id).await?))
+    }
+
     /// The message log's hourly roll-ups from `since` to `until` (Unix seconds), optionally of
     /// one contract; empty when there is no log yet.
     pub async fn log_hourly(

@@ -120,7 +120,9 @@ pub(super) async fn search(
     Ok(Json(json!({ "messages": found, "next": next })))
 }
 
-/// `GET /api/v1/log/{queue_id}`: one message with its recipients.
+/// `GET /api/v1/log/{queue_id}`: one message with its parts and recipients, every delivery
+/// outcome as it happened (`timeline`), and the warnings and DSNs generated about it
+/// (`related`).
 pub(super) async fn message(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -135,7 +137,11 @@ pub(super) async fn message(
     let Some(m) = found.into_iter().next() else {
         return Err(Problem::not_found(format!("no message {queue_id:?} in the log")));
     };
-    Ok(Json(serde_json::to_value(m).unwrap_or(Value::Null)))
+    let (timeline, related) = st.operator.message_history(&queue_id).await?;
+    let mut body = serde_json::to_value(m).unwrap_or(Value::Null);
+    body["timeline"] = serde_json::to_value(timeline).unwrap_or(Value::Null);
+    body["related"] = serde_json::to_value(related).unwrap_or(Value::Null);
+    Ok(Json(body))
 }
 
 /// The query of `GET /api/v1/log/stats`.

@@ -127,6 +127,8 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
         "domain" => ("ドメイン", "Domain"),
         "last7" => ("過去7日間", "Last 7 days"),
+        "outcomes" => ("配送の記録（試行ごと）", "Delivery outcomes, as they happened"),
+        "relatedmail" => ("このメッセージについて送った通知・エラーメール", "Warnings and DSNs about this message"),
         "unscanned" => ("未検査（暗号化・制限超過・読めない）", "Not scanned (encrypted, limits, unreadable)"),
         "bounced" => ("不達", "Bounced"),
         "topviruses" => ("多いウイルス", "Top viruses"),
@@ -505,9 +507,36 @@ pub(super) async fn trace_one(
             )
         })
         .collect();
+    let (events, related) = st.operator.message_history(&id).await.unwrap_or_default();
+    let events: String = events
+        .iter()
+        .map(|e| {
+            format!(
+                "<tr class=\"attempt\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(e.at),
+                esc(&e.rcpt),
+                esc(&e.state),
+                esc(&e.remote),
+                esc(&e.reply)
+            )
+        })
+        .collect();
+    let related: String = related
+        .iter()
+        .map(|r| {
+            format!(
+                "<li><a href=\"/console/trace/{id}\">{id}</a> {} {} — {}</li>",
+                when(r.at),
+                esc(&r.direction),
+                esc(&r.subject),
+                id = esc(&r.queue_id)
+            )
+        })
+        .collect();
     let body = format!(
         "{}<h1>{}</h1><table id=\"facts\">{facts}</table><h2>{}</h2>\
-         <table id=\"timeline\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{timeline}</table>",
+         <table id=\"timeline\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{timeline}</table>\
+         <h2>{attempts_h}</h2><table id=\"attempts\">{events}</table><h2>{related_h}</h2><ul id=\"related\">{related}</ul>",
         nav(lang, s),
         esc(&m.queue_id),
         t(lang, "timeline"),
@@ -517,6 +546,8 @@ pub(super) async fn trace_one(
         t(lang, "time"),
         t(lang, "state"),
         t(lang, "reply"),
+        attempts_h = t(lang, "outcomes"),
+        related_h = t(lang, "relatedmail"),
     );
     page(StatusCode::OK, lang, t(lang, "trace"), &body)
 }
