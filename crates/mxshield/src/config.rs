@@ -63,6 +63,9 @@ pub struct AdminConfig {
     /// The URL other nodes reach this listener at (default: `listen`, when it is not a
     /// wildcard address), for the queues of every node through one node's console and API.
     pub advertise: Option<String>,
+    /// Whether tokens bound to contracts may read their contracts' message log (default off:
+    /// the seed says customers are not sent logs).
+    pub bound_tokens_read_log: bool,
 }
 
 impl Default for AdminConfig {
@@ -74,6 +77,7 @@ impl Default for AdminConfig {
             max_connections: 64,
             header_timeout: std::time::Duration::from_secs(10),
             advertise: None,
+            bound_tokens_read_log: false,
         }
     }
 }
@@ -395,6 +399,9 @@ fn read_admin(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, smtp: &Smtp
             Ok(n) if (1..=100_000).contains(&n) => cfg.max_connections = n,
             _ => r.issue(sec.child_path("max_connections"), line, "must be 1 to 100000"),
         }
+    }
+    if let Some((b, _)) = r.boolean(sec, "bound_tokens_read_log") {
+        cfg.bound_tokens_read_log = b;
     }
     if let Some((d, line)) = r.duration(sec, "header_timeout") {
         if d.is_zero() || d > std::time::Duration::from_secs(300) {

@@ -231,6 +231,7 @@ async fn start_admin(
         node: config.node_name.clone(),
         down_after: config.down_after,
         signatures: config.signatures.source.is_some().then(|| config.signatures_dir()),
+        bound_tokens_read_log: config.admin.bound_tokens_read_log,
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);

@@ -46,6 +46,11 @@ struct World {
 }
 
 async fn world(name: &str) -> World {
+    world_with(name, false).await
+}
+
+/// A world where tokens bound to contracts may read their contracts' log (or not).
+async fn world_with(name: &str, bound_tokens_read_log: bool) -> World {
     let dir = std::env::temp_dir().join(format!("mxshield-admin-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -68,6 +73,7 @@ async fn world(name: &str) -> World {
         node: "mx-test".into(),
         down_after: std::time::Duration::from_secs(30),
         signatures: None,
+        bound_tokens_read_log,
         metrics: None,
     });
     World { app, store, _dir: dir }
@@ -191,7 +197,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 24] = [
+const DESCRIBED: [(&str, &str); 25] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -216,6 +222,7 @@ const DESCRIBED: [(&str, &str); 24] = [
     ("delete", "/queue/{id}"),
     ("post", "/queue/flush"),
     ("get", "/openapi.json"),
+    ("get", "/price_tables"),
 ];
 
 #[tokio::test]
@@ -292,6 +299,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         node: "mx-test".into(),
         down_after: std::time::Duration::from_secs(30),
         signatures: None,
+        bound_tokens_read_log: false,
         metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };
@@ -469,9 +477,26 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     assert!(csv.starts_with("statement,customer,month,"), "{csv}");
     assert_eq!(csv.lines().filter(|l| l.contains(",total,") && l.contains(",3300,")).count(), 2, "{csv}");
     assert_eq!(get(&w, "/api/v1/statements/issued/S-000009", Some(&reader)).await.0, StatusCode::NOT_FOUND);
-    // not for a token bound to a contract
+    // a token bound to a contract reads its customer's statements only, and issues none
     let bound = token(&w, "billing:read", &["acme"]).await;
-    assert_eq!(get(&w, "/api/v1/statements?month=2026-11", Some(&bound)).await.0, StatusCode::FORBIDDEN);
+    let (status, _, own) = get(&w, "/api/v1/statements?month=2026-11", Some(&bound)).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    let customers: Vec<&str> =
+        own["statements"].as_array().unwrap().iter().map(|s| s["customer"].as_str().unwrap()).collect();
+    assert_eq!(customers, ["ACME Corp."]);
+    let (_, _, issued_own) = get(&w, "/api/v1/statements/issued?month=2026-11", Some(&bound)).await;
+    assert_eq!(issued_own["statements"].as_array().unwrap().len(), 1, "{issued_own}");
+    assert_eq!(get(&w, "/api/v1/statements/issued/S-000002", Some(&bound)).await.0, StatusCode::NOT_FOUND, "Beta's");
+    assert_eq!(get(&w, "/api/v1/statements/issued/S-000001", Some(&bound)).await.0, StatusCode::OK);
+    let month = serde_json::json!({ "month": "2026-11" });
+    assert_eq!(send(&w, "POST", "/api/v1/statements/issue", &bound, &[], month).await.0, StatusCode::FORBIDDEN);
+    // the price tables, as configured
+    let (status, _, tables) = get(&w, "/api/v1/price_tables", Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tables["price_tables"][0]["name"], "standard");
+    assert_eq!(tables["price_tables"][0]["default"], true);
+    assert_eq!(tables["price_tables"][0]["versions"][0]["table"]["tiers"][0]["monthly_fee"], 3000, "{tables}");
+    assert_eq!(get(&w, "/api/v1/price_tables", Some(&token(&w, "log:read", &[]).await)).await.0, StatusCode::FORBIDDEN);
 }
 
 /// Accounts in batches, and the whole set as a contracts file: exported, planned, applied —
@@ -925,4 +950,55 @@ async fn contracts_are_created_and_changed_from_the_console_forms() {
             "{action} audited"
         );
     }
+}
+
+/// With `[admin] bound_tokens_read_log`, a token bound to a contract reads that contract's
+/// message log only: its searches are confined to it, another contract's message is `404`,
+/// naming another contract is refused (issue 15).
+#[tokio::test]
+async fn a_bound_token_reads_only_its_contracts_log_when_the_operator_allows_it() {
+    let w = world_with("bound-log", true).await;
+    let log = msglog::LogStore::open(&w._dir.join("log.db")).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let record = |id: &str, contract: &str| msglog::MessageRecord {
+        summary: msglog::MessageSummary {
+            at: now - 60,
+            queue_id: id.into(),
+            contract: contract.into(),
+            direction: "inbound".into(),
+            sender: "a@remote.test".into(),
+            verdict: "clean".into(),
+            action: "deliver".into(),
+            ..Default::default()
+        },
+        recipients: vec![format!("user@{contract}.example")],
+        initial_state: msglog::RcptState::Queued,
+    };
+    log.write(&[record("AAAA000000000000A001", "acme"), record("BBBB000000000000B001", "beta")], &[]).await.unwrap();
+    let all = token(&w, "log:read", &[]).await;
+    let (_, _, body) = get(&w, "/api/v1/log?since=1h", Some(&all)).await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 2, "an operator's token sees both: {body}");
+    let acme = token(&w, "log:read", &["acme"]).await;
+    let (status, _, body) = get(&w, "/api/v1/log?since=1h", Some(&acme)).await;
+    assert_eq!(status, StatusCode::OK);
+    let found: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|m| m["contract"].as_str().unwrap()).collect();
+    assert_eq!(found, ["acme"], "only its own contract's messages");
+    let (status, _, body) = get(&w, "/api/v1/log?since=1h&contract=beta", Some(&acme)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/contract");
+    assert_eq!(get(&w, "/api/v1/log/BBBB000000000000B001", Some(&acme)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&w, "/api/v1/log/AAAA000000000000A001", Some(&acme)).await.0, StatusCode::OK);
+    let (status, _, stats) = get(&w, "/api/v1/log/stats?since=2h", Some(&acme)).await;
+    assert_eq!(status, StatusCode::OK);
+    let received: i64 = stats["buckets"].as_array().unwrap().iter().map(|b| b["received"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(received, 1, "its contract's roll-ups only: {stats}");
+    assert_eq!(
+        get(&w, "/api/v1/log/stats?since=2h&contract=beta", Some(&acme)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // without the operator's switch: refused
+    let off = world("bound-log-off").await;
+    let acme_off = token(&off, "log:read", &["acme"]).await;
+    assert_eq!(get(&off, "/api/v1/log?since=1h", Some(&acme_off)).await.0, StatusCode::FORBIDDEN);
 }

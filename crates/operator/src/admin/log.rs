@@ -1,7 +1,9 @@
 //! The message-log routes: search with the `log search` filters in a bounded time window, a
 //! page at a time (an opaque cursor names where the next page starts), and one message with
 //! its recipients. Tokens bound to contracts get no message log (the seed: customers are not
-//! sent logs).
+//! sent logs) unless the operator enables it (`[admin] bound_tokens_read_log`); then they see
+//! their contracts' messages only — the contract filter is imposed here, where the log is
+//! read, and another contract's message answers `404`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -55,12 +57,32 @@ fn bad(pointer: &str, detail: String) -> Problem {
     p
 }
 
-async fn log_reader(st: &AdminState, headers: &HeaderMap) -> Result<(), Problem> {
+/// Which contracts' messages the caller may read: `None` for all.
+async fn log_reader(st: &AdminState, headers: &HeaderMap) -> Result<Option<Vec<String>>, Problem> {
     let token = authorize(st, headers, Resource::Log, false).await?;
-    if !token.contracts.is_empty() {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", "a token bound to contracts gets no message log"));
+    if token.contracts.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    if !st.bound_tokens_read_log {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "a token bound to contracts gets no message log (the operator has not enabled [admin] bound_tokens_read_log)",
+        ));
+    }
+    Ok(Some(token.contracts))
+}
+
+/// The contract a bound caller's search is confined to: the one it names, which must be one
+/// of its own, or its only one.
+fn confine(bound: &Option<Vec<String>>, asked: Option<String>, pointer: &str) -> Result<Option<String>, Problem> {
+    let Some(own) = bound else { return Ok(asked) };
+    match asked {
+        Some(c) if own.contains(&c) => Ok(Some(c)),
+        Some(c) => Err(bad(pointer, format!("{c:?} is not a contract of this token"))),
+        None if own.len() == 1 => Ok(Some(own[0].clone())),
+        None => Err(bad(pointer, format!("name one of this token's contracts: {}", own.join(", ")))),
+    }
 }
 
 /// `GET /api/v1/log?since=…[&until=…][&contract=…]…[&limit=N][&cursor=…]`.
@@ -69,7 +91,8 @@ pub(super) async fn search(
     headers: HeaderMap,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, Problem> {
-    log_reader(&st, &headers).await?;
+    let bound = log_reader(&st, &headers).await?;
+    let contract = confine(&bound, q.contract, "/contract")?;
     let now = chrono::Utc::now();
     let time = |name: &str, v: &str| msglog::search::parse_time(v, now).map_err(|e| bad(&format!("/{name}"), e));
     let Some(since) = q.since.as_deref() else {
@@ -97,7 +120,7 @@ pub(super) async fn search(
     let filter = msglog::search::Filter {
         since: Some(since),
         until: Some(until),
-        contract: q.contract,
+        contract,
         sender: q.sender,
         recipient: q.recipient,
         virus: q.virus,
@@ -128,13 +151,16 @@ pub(super) async fn message(
     headers: HeaderMap,
     Path(queue_id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    log_reader(&st, &headers).await?;
+    let bound = log_reader(&st, &headers).await?;
     let filter = msglog::search::Filter { queue_id: Some(queue_id.clone()), limit: 1, ..Default::default() };
     let found = match st.operator.search_log(&filter).await {
         Err(crate::OperatorError::NoMessageLog(_)) => Vec::new(),
         other => other?,
     };
-    let Some(m) = found.into_iter().next() else {
+    // another contract's message is as missing as one that never was
+    let Some(m) =
+        found.into_iter().next().filter(|m| bound.as_ref().is_none_or(|own| own.contains(&m.summary.contract)))
+    else {
         return Err(Problem::not_found(format!("no message {queue_id:?} in the log")));
     };
     let (timeline, related) = st.operator.message_history(&queue_id).await?;
@@ -162,7 +188,8 @@ pub(super) async fn stats(
     headers: HeaderMap,
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Value>, Problem> {
-    log_reader(&st, &headers).await?;
+    let bound = log_reader(&st, &headers).await?;
+    let contract = confine(&bound, q.contract, "/contract")?;
     let now = chrono::Utc::now();
     let time = |name: &str, v: &str| msglog::search::parse_time(v, now).map_err(|e| bad(&format!("/{name}"), e));
     let since = time("since", q.since.as_deref().unwrap_or("24h"))?;
@@ -178,7 +205,7 @@ pub(super) async fn stats(
         "day" => 86_400,
         other => return Err(bad("/bucket", format!("{other:?}: hour or day"))),
     };
-    let (messages, outcomes) = st.operator.log_hourly(since, until, q.contract.as_deref()).await?;
+    let (messages, outcomes) = st.operator.log_hourly(since, until, contract.as_deref()).await?;
     let start = |t: i64| t - t.rem_euclid(width);
     let mut buckets: std::collections::BTreeMap<i64, Value> = std::collections::BTreeMap::new();
     let empty = || {
@@ -208,7 +235,7 @@ pub(super) async fn stats(
         add(b, ["by_action", &m.action], m.messages);
         add(b, ["by_verdict", &m.verdict], m.messages);
     }
-    if q.contract.is_none() {
+    if contract.is_none() {
         for o in &outcomes {
             let b = buckets.entry(start(o.hour)).or_insert_with(empty);
             add(b, ["outcomes", &o.state], o.recipients);

@@ -50,6 +50,10 @@ pub struct AdminState {
     /// This node's installed signature releases (`None`: updates are off, the database is
     /// the configured or built-in one).
     pub signatures: Option<std::path::PathBuf>,
+    /// Whether tokens bound to contracts may read their contracts' message log
+    /// (`[admin] bound_tokens_read_log`; the seed: customers are not sent logs, so off by
+    /// default).
+    pub bound_tokens_read_log: bool,
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
@@ -160,6 +164,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/signatures", get(signatures))
         .route("/api/v1/statements", get(statements::list_drafts))
+        .route("/api/v1/price_tables", get(statements::price_tables))
         .route("/api/v1/statements/issue", post(statements::issue))
         .route("/api/v1/statements/issued", get(statements::list_issued))
         .route("/api/v1/statements/issued/{number}", get(statements::one_issued))
@@ -445,8 +450,9 @@ pub fn openapi_document() -> Value {
             "/domains/{name}": get_op("Which contract holds a domain", "contracts:read"),
             "/log": get_op("Search the message log: since (required) and until at most 31 days apart, the `log search` filters, limit (1-500), cursor; newest first, `next` names the next page", "log:read"),
             "/log/stats": get_op("Per hour or day: messages received by direction, verdict and action, infected, refused, bytes, recipients' outcomes — from the roll-ups (since default 24h, at most 31 days; bucket hour|day; contract)", "log:read"),
-            "/log/{queue_id}": get_op("One message of the log with its recipients", "log:read"),
-            "/queue": get_op("This node's queued messages, oldest first", "queue:read"),
+            "/log/{queue_id}": get_op("One message of the log with its parts and recipients, every delivery outcome as it happened (`timeline`), and the warnings and DSNs generated about it (`related`)", "log:read"),
+            "/queue": get_op("A node's queued messages, oldest first (`node=`: another node's, through its admin listener; also on the other queue routes)", "queue:read"),
+            "/price_tables": get_op("The price tables as configured, each with its versions by effective day (ranges, monthly fees, minimum term, early-termination fee and tax, proration)", "billing:read"),
             "/statements": get_op("The month's draft statements (`month=YYYY-MM`; `format=csv` for CSV)", "billing:read"),
             "/statements/issue": { "post": op("Issue the month's statements: numbered, frozen; a changed one issued again as its correction", "billing:write", "200") },
             "/statements/issued": get_op("The statements issued (`month=`; `format=csv`)", "billing:read"),

@@ -1,7 +1,8 @@
 //! The statement routes: a month's drafts, issuing them (numbered, frozen; a changed one
 //! issued again as its correction), the issued ones — as JSON, or CSV with `?format=csv`,
-//! through the same functions and the same CSV as `mxshield billing`. Not for tokens bound to
-//! contracts (for now: a statement is a customer's, and may cover several contracts).
+//! through the same functions and the same CSV as `mxshield billing`. A token bound to
+//! contracts reads the statements that bill them (its customer's), and issues none. The
+//! price tables statements are priced by, as configured.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -32,12 +33,23 @@ fn month_of(m: Option<&str>) -> Result<chrono::NaiveDate, Problem> {
         .map_err(|_| bad(format!("{m:?} is not a month (YYYY-MM)")))
 }
 
-async fn billing_reader(st: &AdminState, headers: &HeaderMap, write: bool) -> Result<crate::store::Token, Problem> {
+/// The caller's token, and the contracts whose customers' statements it may read (`None`:
+/// all). A token bound to contracts reads the statements that bill them — its customer's —
+/// and issues none (bound tokens are read-only).
+async fn billing_reader(
+    st: &AdminState,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<(crate::store::Token, Option<Vec<String>>), Problem> {
     let token = authorize(st, headers, Resource::Billing, write).await?;
-    if !token.contracts.is_empty() {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", "a token bound to contracts gets no statements"));
-    }
-    Ok(token)
+    let bound = (!token.contracts.is_empty()).then(|| token.contracts.clone());
+    Ok((token, bound))
+}
+
+/// Whether a statement may be shown to a caller bound to `bound`: one of its lines bills one
+/// of those contracts.
+fn visible(bound: &Option<Vec<String>>, d: &StatementDoc) -> bool {
+    bound.as_ref().is_none_or(|own| d.lines.iter().any(|l| own.contains(&l.contract)))
 }
 
 async fn drafts(st: &AdminState, month: chrono::NaiveDate) -> Result<Vec<StatementDoc>, Problem> {
@@ -80,8 +92,9 @@ pub(super) async fn list_drafts(
     headers: HeaderMap,
     Query(q): Query<StatementQuery>,
 ) -> Result<Response, Problem> {
-    billing_reader(&st, &headers, false).await?;
-    let docs = drafts(&st, month_of(q.month.as_deref())?).await?;
+    let (_, bound) = billing_reader(&st, &headers, false).await?;
+    let mut docs = drafts(&st, month_of(q.month.as_deref())?).await?;
+    docs.retain(|d| visible(&bound, d));
     if q.format.as_deref() == Some("csv") {
         let shown: Vec<_> = docs.iter().map(|d| (None, d)).collect();
         return Ok(csv_response(statements_csv(&shown)));
@@ -101,7 +114,7 @@ pub(super) async fn issue(
     headers: HeaderMap,
     Json(body): Json<IssueBody>,
 ) -> Result<Json<Value>, Problem> {
-    let token = billing_reader(&st, &headers, true).await?;
+    let (token, _) = billing_reader(&st, &headers, true).await?;
     let docs = drafts(&st, month_of(Some(&body.month))?).await?;
     let actor = format!("{} ({})", token.id, token.name);
     let issued = st.operator.issue_statements(&docs, &actor).await?;
@@ -132,11 +145,12 @@ pub(super) async fn list_issued(
     headers: HeaderMap,
     Query(q): Query<StatementQuery>,
 ) -> Result<Response, Problem> {
-    billing_reader(&st, &headers, false).await?;
+    let (_, bound) = billing_reader(&st, &headers, false).await?;
     if let Some(m) = q.month.as_deref() {
         month_of(Some(m))?;
     }
-    let issued = st.operator.issued_statements(q.month.as_deref()).await?;
+    let mut issued = st.operator.issued_statements(q.month.as_deref()).await?;
+    issued.retain(|(_, d)| visible(&bound, d));
     if q.format.as_deref() == Some("csv") {
         let shown: Vec<_> = issued.iter().map(|(i, d)| (Some(i), d)).collect();
         return Ok(csv_response(statements_csv(&shown)));
@@ -151,14 +165,37 @@ pub(super) async fn one_issued(
     Path(number): Path<String>,
     Query(q): Query<StatementQuery>,
 ) -> Result<Response, Problem> {
-    billing_reader(&st, &headers, false).await?;
+    let (_, bound) = billing_reader(&st, &headers, false).await?;
     let n: Option<i64> = number.trim_start_matches("S-").trim_start_matches("s-").parse().ok();
     let issued = st.operator.issued_statements(None).await?;
-    let Some((i, d)) = issued.iter().find(|(i, _)| Some(i.number) == n) else {
+    // another customer's statement is as missing as one never issued
+    let Some((i, d)) = issued.iter().find(|(i, d)| Some(i.number) == n && visible(&bound, d)) else {
         return Err(Problem::not_found(format!("no statement {number} has been issued")));
     };
     if q.format.as_deref() == Some("csv") {
         return Ok(csv_response(statements_csv(&[(Some(i), d)])));
     }
     Ok(Json(issued_json(i, d)).into_response())
+}
+
+/// `GET /api/v1/price_tables`: the price tables as configured (`[[billing.price_table]]`),
+/// each with its versions by the day they take effect — ranges of accounts and monthly fees,
+/// minimum term, early-termination fee and its tax category, proration.
+pub(super) async fn price_tables(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    authorize(&st, &headers, Resource::Billing, false).await?;
+    let tables: Vec<Value> = st
+        .tables
+        .tables
+        .iter()
+        .map(|(name, versioned)| {
+            let mut versions = versioned.versions.clone();
+            versions.sort_by_key(|(from, _)| *from);
+            json!({
+                "name": name,
+                "default": name == rating::PriceBook::DEFAULT,
+                "versions": versions.iter().map(|(from, t)| json!({ "from": from, "table": t })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "price_tables": tables })))
 }

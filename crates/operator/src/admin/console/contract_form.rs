@@ -141,7 +141,7 @@ fn form_html(st: &AdminState, lang: Lang, csrf: &str, shown: &Shown<'_>) -> Stri
             .collect::<String>()
     };
     let mut tables = format!("<option value=\"\">{}</option>", t(lang, "defaulttable"));
-    for name in st.tables.tables.keys().filter(|n| !n.is_empty() && n.as_str() != "default") {
+    for name in st.tables.tables.keys().filter(|n| !n.is_empty()) {
         let sel = if field(f, "price_table") == name { " selected" } else { "" };
         tables.push_str(&format!("<option{sel}>{}</option>", esc(name)));
     }
