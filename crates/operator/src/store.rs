@@ -393,13 +393,13 @@ impl AdminStore {
         .execute(self.pool().await?)
         .await
         .map_err(q("opening a session"))?;
-        Ok(Login::Ok(secret, ConsoleSession { user: name.to_string(), role, csrf }))
+        Ok(Login::Ok(secret, ConsoleSession { user: name.to_string(), role, csrf, lang: String::new() }))
     }
 
     /// The session whose cookie is `secret`, if it is still open (and its user enabled).
     pub async fn session(&self, secret: &str) -> Result<Option<ConsoleSession>, AdminStoreError> {
         let row = sqlx::query(
-            "SELECT s.user_name, s.csrf, u.role FROM console_sessions s JOIN console_users u ON u.name = s.user_name \
+            "SELECT s.user_name, s.csrf, u.role, u.lang FROM console_sessions s JOIN console_users u ON u.name = s.user_name \
              WHERE s.hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
         )
         .bind(hash(secret))
@@ -412,8 +412,20 @@ impl AdminStore {
                 user: r.get("user_name"),
                 role: Role::parse(&r.get::<String, _>("role"))?,
                 csrf: r.get("csrf"),
+                lang: r.get("lang"),
             })
         }))
+    }
+
+    /// Sets user `name`'s console language (`ja`, `en`; empty: the browser's).
+    pub async fn set_language(&self, name: &str, lang: &str) -> Result<(), AdminStoreError> {
+        sqlx::query("UPDATE console_users SET lang = $1 WHERE name = $2")
+            .bind(lang)
+            .bind(name)
+            .execute(self.pool().await?)
+            .await
+            .map_err(q("setting a user's language"))?;
+        Ok(())
     }
 
     /// Ends the session whose cookie is `secret`.
@@ -569,6 +581,8 @@ pub struct ConsoleSession {
     pub role: Role,
     /// The token every state-changing form must carry (CSRF).
     pub csrf: String,
+    /// The user's language (`ja`, `en`; empty: the browser's).
+    pub lang: String,
 }
 
 /// What a login attempt gave.

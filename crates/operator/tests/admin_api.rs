@@ -1002,3 +1002,25 @@ async fn a_bound_token_reads_only_its_contracts_log_when_the_operator_allows_it(
     let acme_off = token(&off, "log:read", &["acme"]).await;
     assert_eq!(get(&off, "/api/v1/log?since=1h", Some(&acme_off)).await.0, StatusCode::FORBIDDEN);
 }
+
+/// A console user's language setting wins over the browser's; cleared, the browser's counts
+/// again; CSRF required (issue 15).
+#[tokio::test]
+async fn a_console_users_language_setting_wins_over_the_browsers() {
+    let w = world("console-lang").await;
+    assert!(w.store.add_user("endo", mxshield_operator::store::Role::Auditor, "auditor password").await.unwrap());
+    let cookie = sign_in(&w, "endo", "auditor password").await;
+    let (_, _, page) = console(&w, "/console/", Some(&cookie), "en", None).await;
+    assert!(page.contains("Dashboard"));
+    let csrf = input(&page, "csrf");
+    let forged = console(&w, "/console/language", Some(&cookie), "en", Some("csrf=forged&lang=ja")).await.0;
+    assert_eq!(forged, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        console(&w, "/console/language", Some(&cookie), "en", Some(&format!("csrf={csrf}&lang=ja"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = console(&w, "/console/", Some(&cookie), "en", None).await;
+    assert!(page.contains("ダッシュボード") && page.contains("<html lang=\"ja\">"), "the user's Japanese: {page}");
+    console(&w, "/console/language", Some(&cookie), "en", Some(&format!("csrf={csrf}&lang="))).await;
+    let (_, _, page) = console(&w, "/console/", Some(&cookie), "en", None).await;
+    assert!(page.contains("Dashboard"), "the browser's English again");
+}

@@ -196,6 +196,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/contracts/{id}/cancel", get(console::cancel_quote).post(console::cancel_confirm))
         .route("/console/trace/{queue_id}", get(console::trace_one))
         .route("/console/logout", post(console::logout))
+        .route("/console/language", post(console::set_language))
         .route("/console/style.css", get(console::style))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))

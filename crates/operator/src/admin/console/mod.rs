@@ -127,6 +127,7 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
         "domain" => ("ドメイン", "Domain"),
         "last7" => ("過去7日間", "Last 7 days"),
+        "browserlang" => ("ブラウザの言語", "Browser's language"),
         "outcomes" => ("配送の記録（試行ごと）", "Delivery outcomes, as they happened"),
         "relatedmail" => ("このメッセージについて送った通知・エラーメール", "Warnings and DSNs about this message"),
         "unscanned" => ("未検査（暗号化・制限超過・読めない）", "Not scanned (encrypted, limits, unreadable)"),
@@ -300,7 +301,13 @@ impl axum::extract::FromRequestParts<AdminState> for SignedIn {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &AdminState) -> Result<Self, Response> {
         let (_, s) = session(st, &parts.headers).await?;
-        Ok(SignedIn { s, lang: lang(&parts.headers) })
+        // the user's own setting, else the browser's
+        let lang = match s.lang.as_str() {
+            "ja" => Lang::Ja,
+            "en" => Lang::En,
+            _ => lang(&parts.headers),
+        };
+        Ok(SignedIn { s, lang })
     }
 }
 
@@ -339,6 +346,43 @@ pub(super) async fn logout(State(st): State<AdminState>, headers: HeaderMap, For
     resp
 }
 
+/// The language form.
+#[derive(Debug, Deserialize)]
+pub(super) struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    lang: String,
+}
+
+/// `POST /console/language`: the user's language from now on (`ja`, `en`, or empty for the
+/// browser's); CSRF token required.
+pub(super) async fn set_language(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<LanguageForm>,
+) -> Response {
+    if f.csrf != me.s.csrf {
+        return page(StatusCode::FORBIDDEN, me.lang, "403", "<p class=\"error\">CSRF</p>");
+    }
+    let lang = match f.lang.as_str() {
+        "ja" | "en" => f.lang.as_str(),
+        _ => "",
+    };
+    if let Err(e) = st.store.set_language(&me.s.user, lang).await {
+        tracing::error!(event = "admin_error", error = %e);
+    }
+    // back to the page it was chosen on, when that is a console page
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("/console/").map(|i| r[i..].to_string()))
+        .filter(|p| !p.contains(['\r', '\n']))
+        .unwrap_or_else(|| "/console/".into());
+    redirect(&back)
+}
+
 /// The navigation bar of a signed-in page, with the sign-out form (its CSRF token).
 fn nav(lang: Lang, s: &ConsoleSession) -> String {
     format!(
@@ -348,6 +392,9 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
          <a href=\"/console/statements\">{statements}</a> · <a href=\"/console/nodes\">{nodes}</a> · \
          <a href=\"/console/admin\">{admin}</a> · \
          {signed} {user} ({role}) \
+         <form method=\"post\" action=\"/console/language\" id=\"language\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" name=\"lang\" value=\"ja\">日本語</button><button type=\"submit\" name=\"lang\" value=\"en\">English</button>\
+         <button type=\"submit\" name=\"lang\" value=\"\">{browser}</button></form> \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">{logout}</button></form></nav>",
         title = t(lang, "title"),
@@ -364,6 +411,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         role = s.role.as_str(),
         csrf = esc(&s.csrf),
         logout = t(lang, "logout"),
+        browser = t(lang, "browserlang"),
     )
 }
 
