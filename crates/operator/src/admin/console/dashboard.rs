@@ -115,9 +115,23 @@ fn chart(id: &str, label: &str, hours: &[Hour], since: i64) -> String {
             ));
         }
     }
+    // the time under the axis: every 6 hours over a day, every day (UTC) over a week
+    let every = if slot >= 20 { 6 } else { 24 };
+    let ticks: String = (0..hours.len())
+        .step_by(every)
+        .map(|i| {
+            let at = super::when(since + i as i64 * 3600);
+            let text = if slot >= 20 {
+                at.get(11..16).unwrap_or("").to_string()
+            } else {
+                at.get(5..10).unwrap_or("").to_string()
+            };
+            format!("<text class=\"tick\" x=\"{}\" y=\"126\">{text}</text>", i * slot)
+        })
+        .collect();
     format!(
-        "<svg id=\"{id}\" width=\"{width}\" height=\"120\" viewBox=\"0 0 {width} 120\" role=\"img\" aria-label=\"{label}\">\
-         <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"{width}\" y2=\"110\"/>{bars}</svg>"
+        "<svg id=\"{id}\" width=\"{width}\" height=\"130\" viewBox=\"0 0 {width} 130\" role=\"img\" aria-label=\"{label}\">\
+         <line class=\"axis\" x1=\"0\" y1=\"110\" x2=\"{width}\" y2=\"110\"/>{bars}{ticks}</svg>"
     )
 }
 

@@ -215,7 +215,7 @@ pub(super) async fn style() -> Response {
                td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}\
                .bar{fill:#3a6ea5}.delivered{fill:#4a9a5a}.refused{fill:#c0504d}.axis{stroke:#999}\
                .k-bar{color:#3a6ea5}.k-delivered{color:#4a9a5a}.k-refused{color:#c0504d}\
-               .cols{display:flex;gap:3em}.error{color:#a00}nav form{display:inline}";
+               .cols{display:flex;gap:3em}.tick{font-size:10px;fill:#666}.error{color:#a00}nav form{display:inline}";
     let mut resp = css.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     resp
