@@ -623,11 +623,11 @@ pub async fn users_add(config: &Config, name: &str, role: &str) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// `audit [--limit N]`.
-pub async fn audit(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
+/// `audit [--actor TEXT] [--action A] [--target T] [--since TIME] [--limit N]`.
+pub async fn audit(config: &Config, filter: &operator::store::AuditFilter) -> anyhow::Result<ExitCode> {
     let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
     println!("{:<20} {:<16} {:<10} {:<32} OUTCOME / CHANGE", "AT", "WHO", "FROM", "WHAT");
-    for (at, e) in store.audit_log(limit.max(1)).await? {
+    for (at, e) in store.audit_search(filter).await? {
         let change = match (&e.before, &e.after) {
             (Some(b), Some(a)) => format!("{b} -> {a}"),
             (None, Some(a)) => a.clone(),

@@ -56,6 +56,18 @@ enum Command {
         /// How many entries.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Only entries whose actor contains this (any case).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (`contracts.change`, `queue.delete` …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this target (a contract id, a queue id, a token id …).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only from this time on (`2026-12-01`, `2026-12-01T09:00:00`).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// TLS helpers.
     #[command(subcommand)]
@@ -465,7 +477,10 @@ fn main() -> ExitCode {
                 cli::tokens_create(&config, &name, &scope, &contract, expires.as_deref()).await
             }
             Command::Tokens(TokensCmd::List) => cli::tokens_list(&config).await,
-            Command::Audit { limit } => cli::audit(&config, limit).await,
+            Command::Audit { limit, actor, action, target, since } => {
+                let filter = operator::store::AuditFilter { actor, action, target, since, limit: limit.max(1) };
+                cli::audit(&config, &filter).await
+            }
             Command::Users(UsersCmd::Add { name, role }) => cli::users_add(&config, &name, &role).await,
             Command::Tokens(TokensCmd::Revoke { id }) => cli::tokens_revoke(&config, &id).await,
             Command::Contracts(ContractsCmd::History { id, full }) => cli::contracts_history(&config, &id, full).await,

@@ -511,6 +511,13 @@ impl AdminStore {
     /// [`AdminStore::audit`] for a request already answered: a failure to record it is logged,
     /// never hidden and never turned into the request's failure.
     pub async fn audit_or_log(&self, entry: &AuditEntry) {
+        // from where: the request's client address, when a request of the admin listener
+        // writes it
+        let mut entry = entry.clone();
+        if let Ok(peer) = crate::admin::PEER.try_with(|p| *p) {
+            entry.source = format!("{} {}", entry.source, peer.ip());
+        }
+        let entry = &entry;
         if let Err(e) = self.audit(entry).await {
             tracing::error!(event = "audit_failed", action = %entry.action, target = %entry.target, error = %e);
         }
@@ -518,13 +525,36 @@ impl AdminStore {
 
     /// The audit log, newest first, at most `limit` entries.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<(String, AuditEntry)>, AdminStoreError> {
-        let rows = sqlx::query(
-            "SELECT at, actor, source, action, target, before, after, outcome FROM admin_audit ORDER BY seq DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.pool().await?)
-        .await
-        .map_err(q("reading the audit log"))?;
+        self.audit_search(&AuditFilter { limit, ..Default::default() }).await
+    }
+
+    /// The audit entries that match `f`, newest first.
+    pub async fn audit_search(&self, f: &AuditFilter) -> Result<Vec<(String, AuditEntry)>, AdminStoreError> {
+        let mut sql =
+            "SELECT at, actor, source, action, target, before, after, outcome FROM admin_audit WHERE 1 = 1".to_string();
+        let mut binds: Vec<String> = Vec::new();
+        // each clause is a constant text; every value is bound
+        for (clause, value) in [
+            (" AND lower(actor) LIKE '%' || lower(?) || '%'", &f.actor),
+            (" AND action = ?", &f.action),
+            (" AND target = ?", &f.target),
+            (" AND at >= ?", &f.since),
+        ] {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                binds.push(v.clone());
+                sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", binds.len() + 1));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            query = query.bind(b.as_str());
+        }
+        let rows = query
+            .bind(f.limit.clamp(1, 10_000))
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(q("reading the audit log"))?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -603,6 +633,21 @@ const THROTTLE_FAILURES: i64 = 5;
 const THROTTLE_WINDOW: i64 = 15 * 60;
 /// How long a console session lasts (seconds).
 const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// What to look for in the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Part of who (any case).
+    pub actor: Option<String>,
+    /// The action, exactly (`contracts.change`).
+    pub action: Option<String>,
+    /// The target, exactly (a contract id, a queue id …).
+    pub target: Option<String>,
+    /// From this time on (RFC 3339, UTC, as the log stores it: `2026-12-01` works).
+    pub since: Option<String>,
+    /// At most this many entries (1–10,000).
+    pub limit: i64,
+}
 
 /// One state-changing request of the operator plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

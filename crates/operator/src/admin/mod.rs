@@ -27,6 +27,19 @@ mod queue;
 mod statements;
 mod write;
 
+tokio::task_local! {
+    /// The client address of the request being handled (the audit records it).
+    pub(crate) static PEER: std::net::SocketAddr;
+}
+
+/// Runs the rest of a request with its client address known to the audit.
+async fn with_peer(req: Request, next: axum::middleware::Next) -> Response {
+    match req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0) {
+        Some(peer) => PEER.scope(peer, next.run(req)).await,
+        None => next.run(req).await,
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
@@ -172,6 +185,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/log/stats", get(log::stats))
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/audit", get(audit_search))
         .route("/metrics", get(metrics_text))
         .route("/console/", get(console::dashboard::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
@@ -200,6 +214,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/style.css", get(console::style))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn(with_peer))
         .with_state(state)
 }
 
@@ -384,6 +399,44 @@ async fn signatures(State(st): State<AdminState>, headers: HeaderMap) -> Result<
     Ok(Json(json!({ "node": st.node, "this_node": this, "nodes": runs })))
 }
 
+/// The query of `GET /api/v1/audit`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit`: the audit log searched, newest first.
+async fn audit_search(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<Json<Value>, Problem> {
+    authorize(&st, &headers, Resource::Admin, false).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Content", "the search is not valid");
+        p.errors = vec![json!({ "pointer": "/limit", "detail": "from 1 to 1000" })];
+        return Err(p);
+    }
+    let filter =
+        crate::store::AuditFilter { actor: q.actor, action: q.action, target: q.target, since: q.since, limit };
+    let entries: Vec<Value> = st
+        .store
+        .audit_search(&filter)
+        .await?
+        .into_iter()
+        .map(|(at, e)| {
+            json!({ "at": at, "actor": e.actor, "source": e.source, "action": e.action, "target": e.target,
+                    "before": e.before, "after": e.after, "outcome": e.outcome })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
 /// `/metrics`, for a token with `metrics:read`: the Prometheus text format.
 async fn metrics_text(State(st): State<AdminState>, headers: HeaderMap) -> Result<Response, Problem> {
     authorize(&st, &headers, Resource::Metrics, false).await?;
@@ -466,6 +519,7 @@ pub fn openapi_document() -> Value {
             },
             "/queue/flush": { "post": op("Retry every deferred message now: `?dry_run=true` first, then `?confirm=` with its value", "queue:write", "200") },
             "/openapi.json": get_op("This description", "any"),
+            "/audit": get_op("The audit log, newest first: who (`actor`, part of it), `action`, `target`, `since`, `limit` (1-1000, default 100) — every state-changing request of the API, the console and the CLI, with its client address, before and after", "admin:read"),
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },

@@ -127,6 +127,11 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
         "domain" => ("ドメイン", "Domain"),
         "last7" => ("過去7日間", "Last 7 days"),
+        "who" => ("誰が", "Who"),
+        "target" => ("対象", "Target"),
+        "revokedcount" => {
+            ("失効済みのトークン（mxshield tokens list で表示）:", "Revoked tokens (shown by mxshield tokens list):")
+        }
         "browserlang" => ("ブラウザの言語", "Browser's language"),
         "outcomes" => ("配送の記録（試行ごと）", "Delivery outcomes, as they happened"),
         "relatedmail" => ("このメッセージについて送った通知・エラーメール", "Warnings and DSNs about this message"),
@@ -1095,7 +1100,20 @@ pub(super) async fn statements_issue(State(st): State<AdminState>, me: SignedIn,
 
 /// `GET /console/admin` (administrators): the API tokens (never their secrets) with a revoke
 /// form each, and the newest 200 entries of the audit log.
-pub(super) async fn admin_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+/// The audit search of the tokens-and-audit page (a GET form).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+}
+
+pub(super) async fn admin_page(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Response {
     let (s, lang) = (&me.s, me.lang);
     if s.role != crate::store::Role::Admin {
         return page(
@@ -1105,9 +1123,13 @@ pub(super) async fn admin_page(State(st): State<AdminState>, me: SignedIn) -> Re
             &format!("{}<p class=\"error\">{}</p>", nav(lang, s), t(lang, "adminonly")),
         );
     }
+    // the tokens in force (revoked ones, among them the console's own short-lived ones, are in
+    // `mxshield tokens list`)
     let tokens = st.store.tokens().await.unwrap_or_default();
+    let revoked = tokens.iter().filter(|t| t.revoked_at.is_some()).count();
     let rows: String = tokens
         .iter()
+        .filter(|t| t.revoked_at.is_none())
         .map(|tok| {
             let scopes: Vec<String> = tok.scopes.iter().map(|x| x.to_string()).collect();
             let revoke = if tok.revoked_at.is_none() {
@@ -1131,7 +1153,30 @@ pub(super) async fn admin_page(State(st): State<AdminState>, me: SignedIn) -> Re
             )
         })
         .collect();
-    let audit = st.store.audit_log(200).await.unwrap_or_default();
+    let filter = crate::store::AuditFilter {
+        actor: nonempty(&q.actor),
+        action: nonempty(&q.action),
+        target: nonempty(&q.target),
+        since: nonempty(&q.since),
+        limit: 200,
+    };
+    let audit = st.store.audit_search(&filter).await.unwrap_or_default();
+    let value = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let search = format!(
+        "<form method=\"get\" action=\"/console/admin\" id=\"audit-search\">\
+         <label>{} <input name=\"actor\" value=\"{}\"></label> <label>{} <input name=\"action\" value=\"{}\" placeholder=\"contracts.change\"></label> \
+         <label>{} <input name=\"target\" value=\"{}\"></label> <label>{} <input name=\"since\" value=\"{}\" placeholder=\"2026-12-01\"></label> \
+         <button type=\"submit\">{}</button></form>",
+        t(lang, "who"),
+        value(&q.actor),
+        t(lang, "action"),
+        value(&q.action),
+        t(lang, "target"),
+        value(&q.target),
+        t(lang, "from"),
+        value(&q.since),
+        t(lang, "search"),
+    );
     let log: String = audit
         .iter()
         .map(|(at, e)| {
@@ -1147,10 +1192,11 @@ pub(super) async fn admin_page(State(st): State<AdminState>, me: SignedIn) -> Re
         })
         .collect();
     let body = format!(
-        "{}<h1>{}</h1><h2>{}</h2><table id=\"tokens\">{rows}</table><h2>{}</h2><table id=\"audit\">{log}</table>",
+        "{}<h1>{}</h1><h2>{}</h2><table id=\"tokens\">{rows}</table><p>{} {revoked}</p><h2>{}</h2>{search}<table id=\"audit\">{log}</table>",
         nav(lang, s),
         t(lang, "admin"),
         t(lang, "tokens"),
+        t(lang, "revokedcount"),
         t(lang, "audit"),
     );
     page(StatusCode::OK, lang, t(lang, "admin"), &body)
