@@ -1066,3 +1066,27 @@ async fn the_audit_log_is_searched_and_says_where_requests_came_from() {
     let rows = page.split("id=\"audit\"").nth(1).unwrap();
     assert_eq!(rows.matches("<tr class=\"audit\">").count(), 1, "{rows}");
 }
+
+/// The contracts list filtered by state, customer and domain, in the API and the console
+/// (issue 15).
+#[tokio::test]
+async fn contracts_are_listed_by_state_customer_and_domain() {
+    let w = world("contract-filter").await;
+    let reader = token(&w, "contracts:read", &[]).await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["contracts"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&get(&w, "/api/v1/contracts", Some(&reader)).await.2), ["acme", "beta"]);
+    assert_eq!(ids(&get(&w, "/api/v1/contracts?customer=beta%20k", Some(&reader)).await.2), ["beta"]);
+    assert_eq!(ids(&get(&w, "/api/v1/contracts?domain=ACME.example.", Some(&reader)).await.2), ["acme"]);
+    assert_eq!(ids(&get(&w, "/api/v1/contracts?state=active", Some(&reader)).await.2), ["acme", "beta"]);
+    assert!(ids(&get(&w, "/api/v1/contracts?state=cancelled", Some(&reader)).await.2).is_empty());
+    // bound: the filter works within what the token sees
+    let bound = token(&w, "contracts:read", &["acme"]).await;
+    assert!(ids(&get(&w, "/api/v1/contracts?customer=beta", Some(&bound)).await.2).is_empty());
+    assert!(w.store.add_user("sato", mxshield_operator::store::Role::Auditor, "auditor password").await.unwrap());
+    let cookie = sign_in(&w, "sato", "auditor password").await;
+    let (_, _, page) = console(&w, "/console/contracts?customer=acme", Some(&cookie), "en", None).await;
+    let table = page.split("id=\"contracts\"").nth(1).unwrap();
+    assert!(table.contains("/console/contracts/acme") && !table.contains("/console/contracts/beta"), "{table}");
+}

@@ -266,11 +266,49 @@ async fn authorize(st: &AdminState, headers: &HeaderMap, resource: Resource, wri
     Ok(token)
 }
 
-async fn list_contracts(State(st): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+/// The filters of `GET /api/v1/contracts`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ContractFilter {
+    /// The state as derived today (`active`, `applied`, `cancellation scheduled`, `cancelled` …).
+    pub(super) state: Option<String>,
+    /// Part of the customer's name, any case.
+    pub(super) customer: Option<String>,
+    /// A domain the contract holds (any case).
+    pub(super) domain: Option<String>,
+}
+
+impl ContractFilter {
+    /// Whether contract `c` passes.
+    pub(super) fn keeps(
+        &self,
+        c: &contracts::Contract,
+        scheduled: &[contracts::Scheduled],
+        today: chrono::NaiveDate,
+    ) -> bool {
+        let nonempty =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        nonempty(&self.state).is_none_or(|s| contracts::state_on(c, scheduled, today) == s)
+            && nonempty(&self.customer).is_none_or(|s| c.customer.to_lowercase().contains(&s))
+            && nonempty(&self.domain).is_none_or(|d| {
+                let d = d.trim_end_matches('.');
+                c.domains.iter().any(|x| x.name.eq_ignore_ascii_case(d))
+            })
+    }
+}
+
+async fn list_contracts(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Query(f): axum::extract::Query<ContractFilter>,
+) -> Result<Json<Value>, Problem> {
     let token = authorize(&st, &headers, Resource::Contracts, false).await?;
     let today = (st.today)();
     let (contracts, scheduled, generation) = st.operator.contracts_visible(&Visibility::of(&token)).await?;
-    let items: Vec<Value> = contracts.iter().map(|c| contract_json(c, &scheduled, today)).collect();
+    let items: Vec<Value> = contracts
+        .iter()
+        .filter(|c| f.keeps(c, &scheduled, today))
+        .map(|c| contract_json(c, &scheduled, today))
+        .collect();
     Ok(Json(json!({ "generation": generation, "today": today, "contracts": items })))
 }
 
@@ -483,7 +521,10 @@ pub fn openapi_document() -> Value {
             }
         })
     };
-    let mut contracts = get_op("The contracts the token may see, with their state", "contracts:read");
+    let mut contracts = get_op(
+        "The contracts the token may see, with their state; filtered by `state`, `customer` (part of the name), `domain`",
+        "contracts:read",
+    );
     contracts["post"] =
         op("Create a contract (`Idempotency-Key` honoured; `?dry_run=true`: the plan only)", "contracts:write", "201");
     let mut contract = get_op("One contract: its revisions, pending changes and events; `ETag`", "contracts:read");

@@ -606,12 +606,37 @@ pub(super) async fn trace_one(
 }
 
 /// `GET /console/contracts`: every contract with its state (derived from the dates).
-pub(super) async fn contracts_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+pub(super) async fn contracts_page(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Query(f): axum::extract::Query<super::ContractFilter>,
+) -> Response {
     let (s, lang) = (&me.s, me.lang);
     let today = (st.today)();
     let (list, scheduled, _) = st.operator.contracts_visible(&super::Visibility::All).await.unwrap_or_default();
+    let value = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let states = ["", "applied", "active", "cancellation scheduled", "cancelled"];
+    let options: String = states
+        .iter()
+        .map(|o| {
+            let sel = if f.state.as_deref().unwrap_or("") == *o { " selected" } else { "" };
+            format!("<option value=\"{o}\"{sel}>{}</option>", if o.is_empty() { "-" } else { o })
+        })
+        .collect();
+    let search = format!(
+        "<form method=\"get\" action=\"/console/contracts\" id=\"contract-search\"><label>{} <select name=\"state\">{options}</select></label> \
+         <label>{} <input name=\"customer\" value=\"{}\"></label> <label>{} <input name=\"domain\" value=\"{}\"></label> \
+         <button type=\"submit\">{}</button></form>",
+        t(lang, "state"),
+        t(lang, "customer"),
+        value(&f.customer),
+        t(lang, "domain"),
+        value(&f.domain),
+        t(lang, "search"),
+    );
     let rows: String = list
         .iter()
+        .filter(|c| f.keeps(c, &scheduled, today))
         .map(|c| {
             let domains: Vec<String> = c.domains.iter().map(|d| esc(&d.name)).collect();
             format!(
@@ -633,7 +658,7 @@ pub(super) async fn contracts_page(State(st): State<AdminState>, me: SignedIn) -
         format!("<p><a id=\"new-contract\" href=\"/console/contracts/new\">{}</a></p>", t(lang, "newcontract"))
     };
     let body = format!(
-        "{}<h1>{}</h1>{new}<table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        "{}<h1>{}</h1>{new}{search}<table id=\"contracts\"><tr><th>ID</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
         nav(lang, s),
         t(lang, "contracts"),
         t(lang, "customer"),
