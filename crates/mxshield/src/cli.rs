@@ -500,6 +500,12 @@ pub async fn tokens_create(
         if parsed.iter().any(|s| s.write) {
             problems.push("a token bound to contracts is read-only: give it read scopes only".into());
         }
+        for s in parsed.iter().filter(|s| !s.resource.per_contract()) {
+            problems.push(format!(
+                "a token bound to contracts reads only its contracts' data (contracts, billing, log): not {}",
+                s.resource.name()
+            ));
+        }
     }
     if !problems.is_empty() {
         for p in &problems {

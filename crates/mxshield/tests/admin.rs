@@ -76,6 +76,10 @@ async fn the_admin_api_answers_tokens_made_on_the_command_line() {
         err.contains("unknown resource") && err.contains("\"nobody\": no such contract") && err.contains("read-only"),
         "{err}"
     );
+    // nor the operator's own data on a bound token
+    let out = gw.cli(&["tokens", "create", "--name", "y", "--scope", "queue:read", "--contract", "beta"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not queue"), "{}", String::from_utf8_lossy(&out.stderr));
     // revoked: refused from then on
     let list = String::from_utf8_lossy(&gw.cli(&["tokens", "list"]).stdout).into_owned();
     let id =

@@ -69,7 +69,8 @@ impl Resource {
         (Resource::Metrics, "metrics"),
     ];
 
-    fn name(self) -> &'static str {
+    /// Its name in scopes (`queue` of `queue:read`).
+    pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(r, _)| *r == self).map_or("?", |(_, n)| n)
     }
 }
@@ -124,11 +125,20 @@ pub struct Token {
     pub last_used_at: Option<String>,
 }
 
+impl Resource {
+    /// Whether its data belongs to contracts (so a token bound to contracts may read its
+    /// contracts' part): contracts, billing, the message log. The queue, the nodes, the
+    /// tokens and audit and the metrics are the operator's alone.
+    pub fn per_contract(self) -> bool {
+        matches!(self, Resource::Contracts | Resource::Billing | Resource::Log)
+    }
+}
+
 impl Token {
     /// Whether the token may use `resource` (`write`: change it).
     pub fn allows(&self, resource: Resource, write: bool) -> bool {
-        if write && !self.contracts.is_empty() {
-            // bound tokens are read-only
+        if !self.contracts.is_empty() && (write || !resource.per_contract()) {
+            // bound tokens are read-only, and read only what belongs to their contracts
             return false;
         }
         self.scopes.iter().any(|s| s.resource == resource && (s.write || !write))

@@ -194,6 +194,19 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
         })
         .unwrap();
     assert!(!bound_writer.allows(mxshield_operator::store::Resource::Contracts, true));
+    // nor does it read what is the operator's alone, whatever its scopes say
+    let wide = token(&w, "queue:read,nodes:read,admin:read,metrics:read", &["acme"]).await;
+    for route in [
+        "/api/v1/queue",
+        "/api/v1/queue?node=mx-test",
+        "/api/v1/nodes",
+        "/api/v1/signatures",
+        "/api/v1/audit",
+        "/metrics",
+    ] {
+        let (status, _, body) = get(&w, route, Some(&wide)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{route}: {body}");
+    }
 }
 
 /// Every route of the API: method and path as the description names them.

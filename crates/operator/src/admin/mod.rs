@@ -258,6 +258,8 @@ async fn authorize(st: &AdminState, headers: &HeaderMap, resource: Resource, wri
         let needed = crate::store::Scope { resource, write };
         let why = if write && !token.contracts.is_empty() {
             "a token bound to contracts is read-only".to_string()
+        } else if !token.contracts.is_empty() && !resource.per_contract() {
+            format!("a token bound to contracts reads only its contracts' data, not {}", resource.name())
         } else {
             format!("the token lacks the scope {needed}")
         };
