@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use store::{HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, TimelineEvent};
+pub use store::{HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, OutboundOutcome, TimelineEvent};
 
 use journal::{Appended, Entry, Journal};
 

@@ -315,12 +315,58 @@ impl LogStore {
             .collect())
     }
 
+    /// The delivery outcomes of outbound mail from `since` (Unix seconds) on, newest first:
+    /// each attempt's result with the contract it was sent for — what the conditions of use
+    /// are measured from (hard bounces, remote spam rejections). At most `limit` rows.
+    pub async fn outbound_outcomes(
+        &self,
+        since: i64,
+        contract: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboundOutcome>, LogStoreError> {
+        let mut sql = "SELECT m.contract, e.at, e.state, e.reply FROM delivery_events e \
+                       JOIN messages m ON m.queue_id = e.queue_id \
+                       WHERE m.direction = 'outbound' AND e.at >= $1 AND e.state <> ''"
+            .to_string();
+        if contract.is_some() {
+            sql.push_str(" AND m.contract = $3");
+        }
+        sql.push_str(" ORDER BY e.at DESC, e.event_id DESC LIMIT $2");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).bind(limit);
+        if let Some(c) = contract {
+            q = q.bind(c);
+        }
+        Ok(q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| OutboundOutcome {
+                contract: r.get("contract"),
+                at: r.get("at"),
+                state: r.get("state"),
+                reply: r.get("reply"),
+            })
+            .collect())
+    }
+
     /// The messages the gateway generated about message `queue_id` (warnings, DSNs).
     pub async fn related(&self, queue_id: &str) -> Result<Vec<MessageSummary>, LogStoreError> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE related = $1 ORDER BY at, queue_id LIMIT 100");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(queue_id).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(summary_of).collect())
     }
+}
+
+/// One delivery attempt's outcome of outbound mail, with its contract.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboundOutcome {
+    /// The contract the mail was relayed for.
+    pub contract: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// delivered, deferred, bounced, deleted.
+    pub state: String,
+    /// The remote's reply or the error.
+    pub reply: String,
 }
 
 /// One delivery outcome of one recipient, as it happened.

@@ -777,3 +777,55 @@ pub async fn queue_delete(config: &Config, id: &str) -> anyhow::Result<ExitCode>
         Err(e) => Err(e.into()),
     }
 }
+
+/// `conditions [--contract ID] [--json]`: each contract's measured facts, with the counts, the
+/// window and the thresholds applied.
+pub async fn conditions(config: &Config, contract: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now().timestamp();
+    let findings = operator(config).conditions(contract, &config.conditions, now).await?;
+    let when = |t: Option<i64>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    };
+    if json {
+        let items: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| {
+                let counts: serde_json::Map<String, serde_json::Value> =
+                    f.counts.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+                serde_json::json!({
+                    "contract": f.contract, "kind": f.kind, "level": f.level, "window": f.window,
+                    "counts": counts, "threshold": f.threshold,
+                    "first_seen": when(f.first_seen), "last_seen": when(f.last_seen), "evidence": f.evidence,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "findings": items }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if findings.is_empty() {
+        println!("no outbound mail in the last {} days", config.conditions.window_days);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<16} {:<11} COUNTS (WINDOW; THRESHOLD)", "CONTRACT", "KIND", "LEVEL");
+    for f in &findings {
+        let counts: Vec<String> = f
+            .counts
+            .iter()
+            .map(|(k, v)| if k.starts_with("rate") { format!("{k}={:.1}%", v * 100.0) } else { format!("{k}={v}") })
+            .collect();
+        let level = serde_json::to_value(f.level)?.as_str().unwrap_or("").to_string();
+        println!(
+            "{:<16} {:<16} {:<11} {} ({}; {})",
+            f.contract,
+            f.kind,
+            level,
+            counts.join(" "),
+            f.window,
+            f.threshold
+        );
+        for e in &f.evidence {
+            println!("{:<45} e.g. {e}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

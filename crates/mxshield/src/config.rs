@@ -45,6 +45,8 @@ pub struct Config {
     pub billing: BillingConfig,
     /// `[admin]`: the operator's HTTP API listener.
     pub admin: AdminConfig,
+    /// `[conditions]`: the thresholds the conditions of use are measured against.
+    pub conditions: operator::conditions::Thresholds,
 }
 
 /// `[admin]`: where the operator's API listens (`/api/v1`, `/healthz`), never on an SMTP port.
@@ -233,6 +235,8 @@ impl Config {
         let signatures = read_signatures(&mut r, sigs_sec.as_mut());
         let mut admin_sec = r.table(&mut root, "admin");
         let admin = read_admin(&mut r, admin_sec.as_mut(), &smtp);
+        let mut conditions_sec = r.table(&mut root, "conditions");
+        let conditions = read_conditions(&mut r, conditions_sec.as_mut());
         r.deny_unknown(&root);
         r.finish()?;
         Ok(Config {
@@ -253,6 +257,7 @@ impl Config {
             signatures,
             billing,
             admin,
+            conditions,
         })
     }
 
@@ -354,6 +359,52 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
         r.deny_unknown(s);
     }
     cfg
+}
+
+/// `[conditions]`: `bounce_warn_percent` (5), `bounce_flag_percent` (10), `bounce_min_copies`
+/// (200), `bounce_last_copies` (1000), `spam_warn_per_day` (10), `spam_flag_per_day` (50),
+/// `window_days` (7).
+fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> operator::conditions::Thresholds {
+    let mut th = operator::conditions::Thresholds::default();
+    let Some(sec) = sec else { return th };
+    let mut number = |r: &mut Reader<'_>, key: &str, range: std::ops::RangeInclusive<u64>| -> Option<u64> {
+        let (n, line) = r.unsigned(sec, key)?;
+        if range.contains(&n) {
+            Some(n)
+        } else {
+            r.issue(sec.child_path(key), line, format!("must be {} to {}", range.start(), range.end()));
+            None
+        }
+    };
+    if let Some(n) = number(r, "bounce_warn_percent", 1..=100) {
+        th.bounce_warn = n as f64 / 100.0;
+    }
+    if let Some(n) = number(r, "bounce_flag_percent", 1..=100) {
+        th.bounce_flag = n as f64 / 100.0;
+    }
+    if let Some(n) = number(r, "bounce_min_copies", 1..=1_000_000) {
+        th.bounce_min_copies = n as usize;
+    }
+    if let Some(n) = number(r, "bounce_last_copies", 1..=1_000_000) {
+        th.bounce_last_copies = n as usize;
+    }
+    if let Some(n) = number(r, "spam_warn_per_day", 1..=1_000_000) {
+        th.spam_warn_per_day = n;
+    }
+    if let Some(n) = number(r, "spam_flag_per_day", 1..=1_000_000) {
+        th.spam_flag_per_day = n;
+    }
+    if let Some(n) = number(r, "window_days", 1..=90) {
+        th.window_days = n as u32;
+    }
+    if th.bounce_warn > th.bounce_flag {
+        r.issue(sec.child_path("bounce_warn_percent"), sec.line(), "must not be above bounce_flag_percent");
+    }
+    if th.spam_warn_per_day > th.spam_flag_per_day {
+        r.issue(sec.child_path("spam_warn_per_day"), sec.line(), "must not be above spam_flag_per_day");
+    }
+    r.deny_unknown(sec);
+    th
 }
 
 /// `[admin]`: `enabled` (default true), `listen` (default `127.0.0.1:8025`), which must not be

@@ -97,6 +97,16 @@ enum Command {
     /// The message log (every message's scan result, action and delivery outcome).
     #[command(subcommand)]
     Log(LogCmd),
+    /// The conditions of use, measured per contract from its outbound mail: hard-bounce rate,
+    /// remote spam rejections — each with its counts, window and thresholds.
+    Conditions {
+        /// Only this contract.
+        #[arg(long)]
+        contract: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The nodes sharing the store: each one's state, versions, contracts, queue and heartbeat.
     Nodes {
         /// Print JSON.
@@ -512,6 +522,7 @@ fn main() -> ExitCode {
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,
+            Command::Conditions { contract, json } => cli::conditions(&config, contract.as_deref(), json).await,
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),

@@ -13,6 +13,7 @@
 //! running gateway shares safely (atomic renames, SQLite transactions).
 
 pub mod admin;
+pub mod conditions;
 pub mod metrics;
 pub mod store;
 
@@ -852,6 +853,23 @@ impl Operator {
             return Err(OperatorError::NoMessageLog(self.paths.message_log.describe()));
         }
         Ok(self.log().await?.search(filter).await?)
+    }
+
+    /// The conditions of use measured for every contract with outbound mail in the window (or
+    /// for `contract`), as of `now` (Unix seconds); empty without a log.
+    pub async fn conditions(
+        &self,
+        contract: Option<&str>,
+        thresholds: &conditions::Thresholds,
+        now: i64,
+    ) -> Result<Vec<conditions::Finding>, OperatorError> {
+        if !self.has_message_log() {
+            return Ok(Vec::new());
+        }
+        let since = now - i64::from(thresholds.window_days) * 86_400;
+        // bounded: the outcomes of the window, newest first, at most two million
+        let outcomes = self.log().await?.outbound_outcomes(since, contract, 2_000_000).await?;
+        Ok(conditions::measure(&outcomes, now, thresholds))
     }
 
     /// Message `queue_id`'s delivery outcomes as they happened (each recipient's timeline) and

@@ -22,6 +22,9 @@ pub enum Behaviour {
     SlowData(Duration),
     /// Refuse recipients whose local part is in the list with 550 5.1.1.
     UnknownUsers(Vec<String>),
+    /// Refuse recipients whose local part is in the first list with 550 5.1.1, and those in the
+    /// second as spam (550 5.7.1).
+    UnknownAndSpam(Vec<String>, Vec<String>),
 }
 
 /// A message the sink accepted.
@@ -171,6 +174,15 @@ impl Policy for SinkPolicy {
     async fn rcpt_to(&mut self, to: &smtp::Path) -> Result<(), Reply> {
         match self.behaviour() {
             Behaviour::RcptReply(code, e) => return Err(Reply::new(code, e, "sink says no")),
+            Behaviour::UnknownAndSpam(unknown, spam) => {
+                let local = to.mailbox.as_ref().map(|m| m.local.to_ascii_lowercase()).unwrap_or_default();
+                if unknown.contains(&local) {
+                    return Err(Reply::new(550, (5, 1, 1), "no such user here"));
+                }
+                if spam.contains(&local) {
+                    return Err(Reply::new(550, (5, 7, 1), "message rejected as spam by content filter"));
+                }
+            }
             Behaviour::UnknownUsers(users) => {
                 let local = to.mailbox.as_ref().map(|m| m.local.to_ascii_lowercase()).unwrap_or_default();
                 if users.contains(&local) {

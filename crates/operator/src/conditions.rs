@@ -1,0 +1,335 @@
+//! The conditions of use, measured (R18, issue 16 — first part): per contract, from the
+//! delivery outcomes of its outbound mail in the message log (shared by every node, so the
+//! counts are the cluster's), the **hard-bounce rate** (permanent failures other than policy
+//! rejections, over the last N copies and over the window, with a minimum volume before a
+//! rate means anything — as Amazon SES measures senders) and the **remote spam rejections**
+//! (5.7.x and 4.7.x replies with spam or blocklist wording) per day. Each finding carries the
+//! raw counts, the window and the thresholds applied, never a bare verdict.
+
+use serde::Serialize;
+
+/// The thresholds applied (the operator's; these defaults follow SES: warn at 5 %, flag at
+/// 10 %, at least 200 copies).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Hard-bounce rate that warns.
+    pub bounce_warn: f64,
+    /// Hard-bounce rate that flags.
+    pub bounce_flag: f64,
+    /// Copies needed before a bounce rate is judged.
+    pub bounce_min_copies: usize,
+    /// The rate over the last this many copies (and over the window).
+    pub bounce_last_copies: usize,
+    /// Remote spam rejections in one day that warn.
+    pub spam_warn_per_day: u64,
+    /// Remote spam rejections in one day that flag.
+    pub spam_flag_per_day: u64,
+    /// The window, in days.
+    pub window_days: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            bounce_warn: 0.05,
+            bounce_flag: 0.10,
+            bounce_min_copies: 200,
+            bounce_last_copies: 1000,
+            spam_warn_per_day: 10,
+            spam_flag_per_day: 50,
+            window_days: 7,
+        }
+    }
+}
+
+/// What one delivery attempt's outcome says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered: a copy that arrived.
+    Delivered,
+    /// A permanent failure that is not a policy rejection (unknown user, no such domain …).
+    HardBounce,
+    /// A permanent failure for policy (5.7.x, or spam wording).
+    PolicyReject,
+    /// Not final (a deferral), or given up after retries.
+    Other,
+}
+
+/// Words of a reply that say the mail was refused as spam or for a blocklist.
+const SPAM_WORDS: [&str; 11] = [
+    "spam",
+    "blocklist",
+    "blacklist",
+    "block list",
+    "black list",
+    "blocked",
+    "listed",
+    "rbl",
+    "dnsbl",
+    "reputation",
+    "junk",
+];
+
+/// The basic and enhanced status codes at the start of a reply (`550 5.1.1 …`).
+fn codes(reply: &str) -> (Option<u16>, Option<(u8, u16, u16)>) {
+    let mut words = reply.split_whitespace();
+    let basic =
+        words.next().and_then(|w| w.get(..3)).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+    let enhanced = words.next().and_then(|w| {
+        let mut p = w.split('.');
+        let class = p.next()?.parse().ok()?;
+        let subject = p.next()?.parse().ok()?;
+        let detail = p.next()?.trim_end_matches([',', ';', ':']).parse().ok()?;
+        Some((class, subject, detail))
+    });
+    (basic, enhanced)
+}
+
+/// Whether a reply refuses mail as spam or for a blocklist: a 5.7.x or 4.7.x code with such
+/// wording.
+pub fn is_spam_rejection(reply: &str) -> bool {
+    let (_, enhanced) = codes(reply);
+    let policy = matches!(enhanced, Some((4 | 5, 7, _)));
+    let lower = reply.to_ascii_lowercase();
+    policy && SPAM_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// What a recorded outcome (`state`, the remote's `reply`) counts as.
+pub fn classify(state: &str, reply: &str) -> Outcome {
+    match state {
+        "delivered" => Outcome::Delivered,
+        "bounced" => {
+            let (basic, enhanced) = codes(reply);
+            let permanent = basic.is_some_and(|c| c >= 500) || matches!(enhanced, Some((5, _, _)));
+            if !permanent {
+                // retries given up on a temporary failure: not a hard bounce
+                Outcome::Other
+            } else if matches!(enhanced, Some((5, 7, _))) || is_spam_rejection(reply) {
+                Outcome::PolicyReject
+            } else {
+                Outcome::HardBounce
+            }
+        }
+        _ => Outcome::Other,
+    }
+}
+
+/// How a measure stands against its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Below the warning threshold.
+    Ok,
+    /// At or above the warning threshold.
+    Warn,
+    /// At or above the flagging threshold.
+    Flag,
+    /// Too little mail to judge (below the minimum volume).
+    Unmeasured,
+}
+
+/// One measured fact about one contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The contract.
+    pub contract: String,
+    /// `undeliverable` or `spam-rejections`.
+    pub kind: &'static str,
+    /// Where it stands.
+    pub level: Level,
+    /// The window measured, in words.
+    pub window: String,
+    /// The raw counts (named).
+    pub counts: Vec<(&'static str, f64)>,
+    /// The thresholds applied, in words.
+    pub threshold: String,
+    /// The first and the last time (Unix seconds) an outcome counted against it was seen.
+    pub first_seen: Option<i64>,
+    /// See `first_seen`.
+    pub last_seen: Option<i64>,
+    /// A few of the replies counted (the remote's own words).
+    pub evidence: Vec<String>,
+}
+
+fn level(value: f64, warn: f64, flag: f64) -> Level {
+    if value >= flag {
+        Level::Flag
+    } else if value >= warn {
+        Level::Warn
+    } else {
+        Level::Ok
+    }
+}
+
+/// The findings of every contract in `outcomes` (newest first, from `since`), as of `now`.
+pub fn measure(outcomes: &[msglog::OutboundOutcome], now: i64, th: &Thresholds) -> Vec<Finding> {
+    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::OutboundOutcome>> = Default::default();
+    for o in outcomes {
+        by_contract.entry(o.contract.as_str()).or_default().push(o);
+    }
+    let mut out = Vec::new();
+    for (contract, list) in by_contract {
+        out.push(undeliverable(contract, &list, th));
+        out.push(spam_rejections(contract, &list, now, th));
+    }
+    out
+}
+
+fn undeliverable(contract: &str, list: &[&msglog::OutboundOutcome], th: &Thresholds) -> Finding {
+    // copies: final outcomes (delivered, or failed for good), newest first
+    let copies: Vec<(&msglog::OutboundOutcome, Outcome)> = list
+        .iter()
+        .map(|o| (*o, classify(&o.state, &o.reply)))
+        .filter(|(_, c)| matches!(c, Outcome::Delivered | Outcome::HardBounce | Outcome::PolicyReject))
+        .collect();
+    let hard =
+        |part: &[(&msglog::OutboundOutcome, Outcome)]| part.iter().filter(|(_, c)| *c == Outcome::HardBounce).count();
+    let last = &copies[..copies.len().min(th.bounce_last_copies)];
+    let (n_all, h_all, n_last, h_last) = (copies.len(), hard(&copies), last.len(), hard(last));
+    let rate = |h: usize, n: usize| if n == 0 { 0.0 } else { h as f64 / n as f64 };
+    let (rate_last, rate_all) = (rate(h_last, n_last), rate(h_all, n_all));
+    let lvl = if n_all < th.bounce_min_copies {
+        Level::Unmeasured
+    } else {
+        let a = level(rate_last, th.bounce_warn, th.bounce_flag);
+        let b = level(rate_all, th.bounce_warn, th.bounce_flag);
+        if a == Level::Flag || b == Level::Flag {
+            Level::Flag
+        } else if a == Level::Warn || b == Level::Warn {
+            Level::Warn
+        } else {
+            Level::Ok
+        }
+    };
+    let bounced: Vec<&msglog::OutboundOutcome> =
+        copies.iter().filter(|(_, c)| *c == Outcome::HardBounce).map(|(o, _)| *o).collect();
+    Finding {
+        contract: contract.to_string(),
+        kind: "undeliverable",
+        level: lvl,
+        window: format!("the last {n_last} copies, and {} days ({n_all} copies)", th.window_days),
+        counts: vec![
+            ("copies_last", n_last as f64),
+            ("hard_bounces_last", h_last as f64),
+            ("rate_last", rate_last),
+            ("copies_window", n_all as f64),
+            ("hard_bounces_window", h_all as f64),
+            ("rate_window", rate_all),
+            ("policy_rejections_window", copies.iter().filter(|(_, c)| *c == Outcome::PolicyReject).count() as f64),
+        ],
+        threshold: format!(
+            "warn at {:.0} %, flag at {:.0} % of hard bounces, over the last {} copies or {} days, once there are {} copies",
+            th.bounce_warn * 100.0,
+            th.bounce_flag * 100.0,
+            th.bounce_last_copies,
+            th.window_days,
+            th.bounce_min_copies
+        ),
+        first_seen: bounced.iter().map(|o| o.at).min(),
+        last_seen: bounced.iter().map(|o| o.at).max(),
+        evidence: sample(&bounced),
+    }
+}
+
+fn spam_rejections(contract: &str, list: &[&msglog::OutboundOutcome], now: i64, th: &Thresholds) -> Finding {
+    let rejected: Vec<&msglog::OutboundOutcome> =
+        list.iter().copied().filter(|o| is_spam_rejection(&o.reply)).collect();
+    // per UTC day of the window, oldest first
+    let today = now - now.rem_euclid(86_400);
+    let days = th.window_days.max(1) as usize;
+    let mut per_day = vec![0u64; days];
+    for o in &rejected {
+        let back = ((today - (o.at - o.at.rem_euclid(86_400))) / 86_400) as usize;
+        if back < days {
+            per_day[days - 1 - back] += 1;
+        }
+    }
+    let worst = per_day.iter().copied().max().unwrap_or(0);
+    let mut counts = vec![("total_window", rejected.len() as f64), ("worst_day", worst as f64)];
+    // the last seven days by name (today, then back)
+    const BACK: [&str; 7] = ["today", "day-1", "day-2", "day-3", "day-4", "day-5", "day-6"];
+    for (back, name) in BACK.iter().enumerate().take(days) {
+        counts.push((name, per_day[days - 1 - back] as f64));
+    }
+    Finding {
+        contract: contract.to_string(),
+        kind: "spam-rejections",
+        level: level(worst as f64, th.spam_warn_per_day as f64, th.spam_flag_per_day as f64),
+        window: format!("{} UTC days, per day", th.window_days),
+        counts,
+        threshold: format!(
+            "warn at {}, flag at {} remote spam or blocklist rejections (5.7.x, 4.7.x) in a day",
+            th.spam_warn_per_day, th.spam_flag_per_day
+        ),
+        first_seen: rejected.iter().map(|o| o.at).min(),
+        last_seen: rejected.iter().map(|o| o.at).max(),
+        evidence: sample(&rejected),
+    }
+}
+
+/// Up to three different replies, as the remote servers worded them.
+fn sample(list: &[&msglog::OutboundOutcome]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for o in list {
+        if out.len() == 3 {
+            break;
+        }
+        if !out.contains(&o.reply) {
+            out.push(o.reply.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(at: i64, state: &str, reply: &str) -> msglog::OutboundOutcome {
+        msglog::OutboundOutcome { contract: "acme".into(), at, state: state.into(), reply: reply.into() }
+    }
+
+    #[test]
+    fn replies_are_classified_by_their_codes_and_words() {
+        assert_eq!(classify("bounced", "550 5.1.1 <x@y>: user unknown"), Outcome::HardBounce);
+        assert_eq!(classify("bounced", "550 5.7.1 message rejected as spam"), Outcome::PolicyReject);
+        assert_eq!(
+            classify("bounced", "554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org"),
+            Outcome::PolicyReject
+        );
+        assert_eq!(classify("bounced", "451 4.4.1 no answer, given up after 1 day"), Outcome::Other);
+        assert_eq!(classify("delivered", "250 2.0.0 ok"), Outcome::Delivered);
+        assert_eq!(classify("deferred", "421 4.7.0 try later"), Outcome::Other);
+        assert!(is_spam_rejection(
+            "550 5.7.1 Our system has detected that this message is likely unsolicited mail (SPAM)"
+        ));
+        assert!(is_spam_rejection("421 4.7.28 rate limited due to IP reputation"));
+        assert!(!is_spam_rejection("550 5.1.1 user unknown"));
+        assert!(!is_spam_rejection("550 5.7.1 relaying denied"), "policy, but not spam");
+    }
+
+    #[test]
+    fn a_bounce_rate_needs_its_minimum_volume_and_names_its_window() {
+        let now = 100 * 86_400 + 43_200;
+        let th = Thresholds::default();
+        // 150 copies, 30 hard bounces: 20 %, but fewer than 200 copies
+        let mut list: Vec<_> = (0..120).map(|i| o(now - i, "delivered", "250 ok")).collect();
+        list.extend((0..30).map(|i| o(now - 200 - i, "bounced", "550 5.1.1 user unknown")));
+        let f = measure(&list, now, &th);
+        assert_eq!((f[0].kind, f[0].level), ("undeliverable", Level::Unmeasured));
+        // 300 copies, 30 hard bounces: 10 %, flagged; 17 of 327 (policy rejections are copies
+        // too, not bounces): 5.2 %, warned
+        list.extend((0..150).map(|i| o(now - 400 - i, "delivered", "250 ok")));
+        assert_eq!(measure(&list, now, &th)[0].level, Level::Flag);
+        let mut fewer: Vec<_> = list.iter().filter(|x| x.state == "delivered").cloned().collect();
+        fewer.extend((0..17).map(|i| o(now - 700 - i, "bounced", "550 5.1.1 user unknown")));
+        fewer.extend((0..40).map(|i| o(now - 800 - i, "bounced", "550 5.7.1 rejected as spam")));
+        let f = measure(&fewer, now, &th);
+        assert_eq!(f[0].level, Level::Warn, "{:?}", f[0]);
+        assert!(f[0].counts.contains(&("policy_rejections_window", 40.0)));
+        assert_eq!(f[0].evidence, ["550 5.1.1 user unknown"]);
+        // the spam rejections: 40 in one day warns (10), not flags (50)
+        assert_eq!((f[1].kind, f[1].level), ("spam-rejections", Level::Warn));
+        assert!(f[1].counts.contains(&("today", 40.0)));
+    }
+}
