@@ -90,6 +90,35 @@ pub struct InboundContext {
     pub postmaster: String,
     /// Where its mail goes (`None`: to that address).
     pub postmaster_forward: Option<String>,
+    /// Contracts whose outbound mail is held by the operator's policy on a measured condition
+    /// of use (R18): deferred or refused while the finding stands.
+    pub held: HeldContracts,
+}
+
+/// How a contract's outbound mail is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// `451 4.7.1`: try later (the policy `defer`).
+    Defer(String),
+    /// `550 5.7.1` (the policy `refuse`).
+    Refuse(String),
+}
+
+/// The contracts whose outbound mail is held, and why — replaced whole by whoever measures
+/// the conditions; read at every outbound `RCPT`.
+#[derive(Debug, Clone, Default)]
+pub struct HeldContracts(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Hold>>>);
+
+impl HeldContracts {
+    /// Replaces the set.
+    pub fn set(&self, held: std::collections::HashMap<String, Hold>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = held;
+    }
+
+    /// How contract `id`'s outbound mail is held, if it is.
+    pub fn get(&self, id: &str) -> Option<Hold> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
 }
 
 /// Session slots: `max_connections` in all, of which `reserved` only the contracts' registered

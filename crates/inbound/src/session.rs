@@ -247,6 +247,15 @@ impl Policy for GatewaySession {
                 Ok(())
             }
             RcptDecision::Accept { direction, contract } => {
+                if direction == spool::attrs::Direction::Outbound
+                    && let Some(hold) = self.ctx.held.get(&contract)
+                {
+                    tracing::info!(event = "outbound_held", contract = %contract, hold = ?hold);
+                    return Err(match hold {
+                        crate::Hold::Defer(why) => Reply::new(451, (4, 7, 1), format!("outbound mail held: {why}")),
+                        crate::Hold::Refuse(why) => Reply::new(550, (5, 7, 1), format!("outbound mail refused: {why}")),
+                    });
+                }
                 txn.direction = direction;
                 if !txn.contracts.contains(&contract) {
                     txn.contracts.push(contract);

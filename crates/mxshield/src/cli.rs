@@ -782,7 +782,8 @@ pub async fn queue_delete(config: &Config, id: &str) -> anyhow::Result<ExitCode>
 /// window and the thresholds applied.
 pub async fn conditions(config: &Config, contract: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now().timestamp();
-    let findings = operator(config).conditions(contract, &config.conditions, now).await?;
+    let cleared = operator::store::AdminStore::connect(&config.contracts.url).await?.cleared_findings().await?;
+    let findings = operator(config).conditions(contract, &config.conditions.thresholds, &cleared, now).await?;
     let when = |t: Option<i64>| {
         t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
     };
@@ -803,7 +804,7 @@ pub async fn conditions(config: &Config, contract: Option<&str>, json: bool) -> 
         return Ok(ExitCode::SUCCESS);
     }
     if findings.is_empty() {
-        println!("no outbound mail in the last {} days", config.conditions.window_days);
+        println!("no outbound mail in the last {} days", config.conditions.thresholds.window_days);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{:<16} {:<16} {:<11} COUNTS (WINDOW; THRESHOLD)", "CONTRACT", "KIND", "LEVEL");
@@ -827,5 +828,33 @@ pub async fn conditions(config: &Config, contract: Option<&str>, json: bool) -> 
             println!("{:<45} e.g. {e}", "");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `conditions clear CONTRACT KIND`: the finding's measure restarts now; audited.
+pub async fn conditions_clear(config: &Config, contract: &str, kind: &str, actor: &str) -> anyhow::Result<ExitCode> {
+    if !["undeliverable", "spam-rejections"].contains(&kind) {
+        eprintln!("{kind:?}: the kinds are undeliverable and spam-rejections");
+        return Ok(ExitCode::from(2));
+    }
+    let (contracts, _, _) = operator(config).contracts().await?;
+    if !contracts.iter().any(|c| c.id == contract) {
+        eprintln!("no contract {contract:?}");
+        return Ok(ExitCode::from(2));
+    }
+    let store = operator::store::AdminStore::connect(&config.contracts.url).await?;
+    let now = chrono::Utc::now().timestamp();
+    store.clear_finding(contract, kind, now, actor).await?;
+    let entry = operator::store::AuditEntry {
+        actor: actor.to_string(),
+        source: "cli".into(),
+        action: "conditions.clear".into(),
+        target: format!("{contract} {kind}"),
+        before: None,
+        after: Some(format!("measured from {now}")),
+        outcome: "ok".into(),
+    };
+    store.audit_or_log(&entry).await;
+    println!("cleared {kind} of {contract}: measured from now on (a running gateway applies it at its next check)");
     Ok(ExitCode::SUCCESS)
 }

@@ -45,8 +45,9 @@ pub struct Config {
     pub billing: BillingConfig,
     /// `[admin]`: the operator's HTTP API listener.
     pub admin: AdminConfig,
-    /// `[conditions]`: the thresholds the conditions of use are measured against.
-    pub conditions: operator::conditions::Thresholds,
+    /// `[conditions]`: the thresholds the conditions of use are measured against, and the
+    /// policies applied while a finding is flagged.
+    pub conditions: operator::conditions::Settings,
 }
 
 /// `[admin]`: where the operator's API listens (`/api/v1`, `/healthz`), never on an SMTP port.
@@ -363,10 +364,28 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
 
 /// `[conditions]`: `bounce_warn_percent` (5), `bounce_flag_percent` (10), `bounce_min_copies`
 /// (200), `bounce_last_copies` (1000), `spam_warn_per_day` (10), `spam_flag_per_day` (50),
-/// `window_days` (7).
-fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> operator::conditions::Thresholds {
-    let mut th = operator::conditions::Thresholds::default();
-    let Some(sec) = sec else { return th };
+/// `window_days` (7); `undeliverable` and `spam_rejections` (`observe`, `defer`, `refuse`),
+/// `check_every` ("60s").
+fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> operator::conditions::Settings {
+    let mut settings = operator::conditions::Settings::default();
+    let Some(sec) = sec else { return settings };
+    for key in ["undeliverable", "spam_rejections"] {
+        if let Some((s, line)) = r.string(sec, key) {
+            match operator::conditions::Policy::parse(&s) {
+                Some(p) if key == "undeliverable" => settings.undeliverable = p,
+                Some(p) => settings.spam_rejections = p,
+                None => r.issue(sec.child_path(key), line, format!("{s:?}: observe, defer or refuse")),
+            }
+        }
+    }
+    if let Some((d, line)) = r.duration(sec, "check_every") {
+        if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(86_400) {
+            r.issue(sec.child_path("check_every"), line, "must be 1s to 24h");
+        } else {
+            settings.every = d;
+        }
+    }
+    let th = &mut settings.thresholds;
     let mut number = |r: &mut Reader<'_>, key: &str, range: std::ops::RangeInclusive<u64>| -> Option<u64> {
         let (n, line) = r.unsigned(sec, key)?;
         if range.contains(&n) {
@@ -404,7 +423,7 @@ fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> ope
         r.issue(sec.child_path("spam_warn_per_day"), sec.line(), "must not be above spam_flag_per_day");
     }
     r.deny_unknown(sec);
-    th
+    settings
 }
 
 /// `[admin]`: `enabled` (default true), `listen` (default `127.0.0.1:8025`), which must not be

@@ -100,6 +100,8 @@ enum Command {
     /// The conditions of use, measured per contract from its outbound mail: hard-bounce rate,
     /// remote spam rejections — each with its counts, window and thresholds.
     Conditions {
+        #[command(subcommand)]
+        action: Option<ConditionsCmd>,
         /// Only this contract.
         #[arg(long)]
         contract: Option<String>,
@@ -112,6 +114,22 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `conditions …`
+#[derive(Subcommand, Debug)]
+enum ConditionsCmd {
+    /// Clear a finding: its measure counts only what happens from now on, so a contract whose
+    /// outbound mail was held by `defer` or `refuse` can send again (audited).
+    Clear {
+        /// The contract.
+        contract: String,
+        /// `undeliverable` or `spam-rejections`.
+        kind: String,
+        /// Who clears it (default `$USER`).
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
@@ -522,7 +540,13 @@ fn main() -> ExitCode {
             Command::Contracts(ContractsCmd::List) => cli::contracts_list(&config).await,
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,
-            Command::Conditions { contract, json } => cli::conditions(&config, contract.as_deref(), json).await,
+            Command::Conditions { action: None, contract, json } => {
+                cli::conditions(&config, contract.as_deref(), json).await
+            }
+            Command::Conditions { action: Some(ConditionsCmd::Clear { contract, kind, actor }), .. } => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                cli::conditions_clear(&config, &contract, &kind, &actor).await
+            }
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),
             Command::Queue(QueueCmd::Flush) => cli::queue_flush(&config),

@@ -125,9 +125,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     let scanner = filter::live(scanner);
     let updater = start_updates(&config, &scanner, release.as_ref(), shutdown_rx.clone())?;
+    let held = inbound::HeldContracts::default();
     let ctx = Arc::new(InboundContext {
         postmaster: config.postmaster.clone(),
         postmaster_forward: config.postmaster_forward.clone(),
+        held: held.clone(),
         smtp: config.smtp.clone(),
         spool,
         contracts,
@@ -156,6 +158,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let heartbeat = nodes::start_heartbeat(&config, running, admin_url, shutdown_rx.clone());
+    let conditions = start_conditions(&config, held, shutdown_rx.clone());
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     wait_for_signal().await;
     tracing::info!(event = "shutting_down");
@@ -166,6 +169,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         let _ = u.await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
+    if let Some(c) = conditions {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+    }
     if let Some(a) = admin {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a).await;
     }
@@ -176,6 +182,73 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Measures the conditions of use every `[conditions] check_every` and holds the outbound mail
+/// of contracts with a flagged finding whose policy is `defer` or `refuse` (none when every
+/// policy is `observe`). A measurement that fails (the database away) keeps the last holds:
+/// metering never stops mail by itself, and never lets it through unmeasured either.
+fn start_conditions(
+    config: &Config,
+    held: inbound::HeldContracts,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use operator::conditions::{Level, Policy};
+    let settings = config.conditions.clone();
+    if settings.undeliverable == Policy::Observe && settings.spam_rejections == Policy::Observe {
+        return None;
+    }
+    let op = crate::cli::operator(config);
+    let store = operator::store::AdminStore::lazy(&config.contracts.url);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(settings.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut current: std::collections::HashMap<String, inbound::Hold> = Default::default();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            let now = chrono::Utc::now().timestamp();
+            let measured = async {
+                let cleared = store.cleared_findings().await.map_err(|e| e.to_string())?;
+                op.conditions(None, &settings.thresholds, &cleared, now).await.map_err(|e| e.to_string())
+            };
+            let findings = match measured.await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(event = "conditions_unmeasured", error = %e, "keeping the last holds");
+                    continue;
+                }
+            };
+            let mut holds = std::collections::HashMap::new();
+            for f in findings.iter().filter(|f| f.level == Level::Flag) {
+                let why = format!(
+                    "{} of contract {} is flagged ({}; {}): the operator's conditions of use",
+                    f.kind, f.contract, f.window, f.threshold
+                );
+                let hold = match settings.policy(f.kind) {
+                    Policy::Observe => continue,
+                    Policy::Defer => inbound::Hold::Defer(why),
+                    Policy::Refuse => inbound::Hold::Refuse(why),
+                };
+                // a refusal outweighs a deferral
+                if !matches!(holds.get(&f.contract), Some(inbound::Hold::Refuse(_))) {
+                    holds.insert(f.contract.clone(), hold);
+                }
+            }
+            for (c, h) in &holds {
+                if current.get(c) != Some(h) {
+                    tracing::warn!(event = "outbound_hold_on", contract = %c, hold = ?h);
+                }
+            }
+            for c in current.keys().filter(|c| !holds.contains_key(*c)) {
+                tracing::info!(event = "outbound_hold_off", contract = %c);
+            }
+            held.set(holds.clone());
+            current = holds;
+        }
+    }))
 }
 
 /// The process's metrics recorder, installed as the global one the first time it is asked for.

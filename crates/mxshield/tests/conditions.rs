@@ -10,25 +10,44 @@ use common::*;
 use testkit::client::{RawClient, message};
 use testkit::sink::{Behaviour, Sink};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bounces_and_spam_rejections_of_outbound_mail_are_measured_per_contract() {
-    let customer = Sink::start(Behaviour::Accept).await;
-    // of 300 recipients, 30 unknown (10 %: flagged) and 15 refused as spam (a day's 15:
-    // warned at 10, not flagged at 50)
+/// The remote server: of 300 recipients, 30 unknown (10 %: flagged) and 15 refused as spam
+/// (a day's 15: warned at 10, not flagged at 50).
+async fn remote_server() -> Sink {
     let unknown: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
     let spam: Vec<String> = (0..15).map(|i| format!("s{i}")).collect();
-    let remote = Sink::start(Behaviour::UnknownAndSpam(unknown.clone(), spam.clone())).await;
-    let (gw, _dir) = gateway("conditions", &quoted(customer.addr), remote.addr, |c| c);
+    Sink::start(Behaviour::UnknownAndSpam(unknown, spam)).await
+}
+
+/// The contract's newsletter to those 300 recipients, 100 a message, from its sending server.
+async fn send_newsletter(gw: std::net::SocketAddr) {
     let mut rcpts: Vec<String> = (0..255).map(|i| format!("ok{i}@remote.test")).collect();
-    rcpts.extend(unknown.iter().map(|u| format!("{u}@remote.test")));
-    rcpts.extend(spam.iter().map(|s| format!("{s}@remote.test")));
+    rcpts.extend((0..30).map(|i| format!("u{i}@remote.test")));
+    rcpts.extend((0..15).map(|i| format!("s{i}@remote.test")));
     for (n, chunk) in rcpts.chunks(100).enumerate() {
-        let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
+        let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw).await.unwrap();
         c.cmd("EHLO mail.acme.example").await.unwrap();
         let list: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let r = c.send_mail("alice@acme.example", &list, &message(&format!("newsletter {n}"), "hello")).await.unwrap();
         assert_eq!(r.code, 250);
     }
+}
+
+/// RCPT's reply code for one more outbound message of the contract.
+async fn outbound_rcpt(gw: std::net::SocketAddr) -> (u16, String) {
+    let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
+    let r = c.cmd("RCPT TO:<someone@remote.test>").await.unwrap();
+    let _ = c.cmd("QUIT").await;
+    (r.code, r.text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounces_and_spam_rejections_of_outbound_mail_are_measured_per_contract() {
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = remote_server().await;
+    let (gw, _dir) = gateway("conditions", &quoted(customer.addr), remote.addr, |c| c);
+    send_newsletter(gw.addr).await;
     remote.wait_for(3, WAIT).await;
     // every outcome in the message log (it is written a moment after delivery)
     let mut report = serde_json::Value::Null;
@@ -73,4 +92,49 @@ async fn bounces_and_spam_rejections_of_outbound_mail_are_measured_per_contract(
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bounce_flag_percent"));
+}
+
+/// The policy `defer`: once the bounce rate is flagged, the contract's outbound mail is
+/// answered `451 4.7.1` (its inbound mail still flows); cleared by the operator, it is accepted
+/// again (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_contract_is_deferred_until_the_operator_clears_it() {
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = remote_server().await;
+    let (gw, _dir) = gateway("conditions-defer", &quoted(customer.addr), remote.addr, |c| {
+        c + "\n[conditions]\nundeliverable = \"defer\"\ncheck_every = \"1s\"\n"
+    });
+    assert_eq!(outbound_rcpt(gw.addr).await.0, 250, "nothing measured yet");
+    send_newsletter(gw.addr).await;
+    remote.wait_for(3, WAIT).await;
+    let mut held = (0, String::new());
+    for _ in 0..100 {
+        held = outbound_rcpt(gw.addr).await;
+        if held.0 == 451 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(held.0, 451, "{held:?}");
+    assert!(held.1.contains("4.7.1") && held.1.contains("undeliverable"), "{held:?}");
+    // inbound mail to the contract's domain is not held
+    let (mut c, _) = RawClient::connect(gw.addr).await.unwrap();
+    c.cmd("EHLO client.test").await.unwrap();
+    let r = c.send_mail("x@remote.test", &["alice@acme.example"], &message("inbound", "x")).await.unwrap();
+    assert_eq!(r.code, 250);
+    // cleared: measured from now on, so accepted again at the next check
+    let out = gw.cli(&["conditions", "clear", "acme", "undeliverable"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut code = 0;
+    for _ in 0..100 {
+        code = outbound_rcpt(gw.addr).await.0;
+        if code == 250 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(code, 250, "released once cleared");
+    assert!(gw.log().contains("outbound_hold_off"), "{}", gw.log());
+    let audit = String::from_utf8_lossy(&gw.cli(&["audit", "--action", "conditions.clear"]).stdout).into_owned();
+    assert!(audit.contains("acme undeliverable"), "{audit}");
 }

@@ -42,6 +42,70 @@ impl Default for Thresholds {
     }
 }
 
+/// When each (contract, kind) finding was cleared by the operator (Unix seconds): outcomes up
+/// to then no longer count.
+pub type Cleared = std::collections::HashMap<(String, String), i64>;
+
+/// What the gateway does while a contract has a flagged finding of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Record only (the default).
+    #[default]
+    Observe,
+    /// The contract's outbound mail answered `451 4.7.1` while the finding is flagged.
+    Defer,
+    /// The contract's outbound mail answered `550 5.7.1` while the finding is flagged.
+    Refuse,
+}
+
+impl Policy {
+    /// `observe`, `defer` or `refuse`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "observe" => Some(Policy::Observe),
+            "defer" => Some(Policy::Defer),
+            "refuse" => Some(Policy::Refuse),
+            _ => None,
+        }
+    }
+}
+
+/// The operator's settings of the conditions of use (`[conditions]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// What the measures are judged against.
+    pub thresholds: Thresholds,
+    /// What happens while `undeliverable` is flagged.
+    pub undeliverable: Policy,
+    /// What happens while `spam-rejections` is flagged.
+    pub spam_rejections: Policy,
+    /// How often a running gateway measures (when a policy is not `observe`).
+    pub every: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            thresholds: Thresholds::default(),
+            undeliverable: Policy::Observe,
+            spam_rejections: Policy::Observe,
+            every: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+impl Settings {
+    /// The policy of findings of `kind`.
+    pub fn policy(&self, kind: &str) -> Policy {
+        match kind {
+            "undeliverable" => self.undeliverable,
+            "spam-rejections" => self.spam_rejections,
+            _ => Policy::Observe,
+        }
+    }
+}
+
 /// What one delivery attempt's outcome says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -161,16 +225,17 @@ fn level(value: f64, warn: f64, flag: f64) -> Level {
     }
 }
 
-/// The findings of every contract in `outcomes` (newest first, from `since`), as of `now`.
-pub fn measure(outcomes: &[msglog::OutboundOutcome], now: i64, th: &Thresholds) -> Vec<Finding> {
+/// The findings of every contract in `outcomes` (newest first, from `since`), as of `now`;
+/// a finding the operator cleared counts only what came after.
+pub fn measure(outcomes: &[msglog::OutboundOutcome], now: i64, th: &Thresholds, cleared: &Cleared) -> Vec<Finding> {
     let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::OutboundOutcome>> = Default::default();
     for o in outcomes {
         by_contract.entry(o.contract.as_str()).or_default().push(o);
     }
     let mut out = Vec::new();
     for (contract, list) in by_contract {
-        out.push(undeliverable(contract, &list, th));
-        out.push(spam_rejections(contract, &list, now, th));
+        out.push(undeliverable(contract, &after(cleared, contract, "undeliverable", &list), th));
+        out.push(spam_rejections(contract, &after(cleared, contract, "spam-rejections", &list), now, th));
     }
     out
 }
@@ -267,6 +332,17 @@ fn spam_rejections(contract: &str, list: &[&msglog::OutboundOutcome], now: i64, 
     }
 }
 
+/// The outcomes of `list` after the operator last cleared `contract`'s finding of `kind`.
+fn after<'a>(
+    cleared: &Cleared,
+    contract: &str,
+    kind: &str,
+    list: &[&'a msglog::OutboundOutcome],
+) -> Vec<&'a msglog::OutboundOutcome> {
+    let from = cleared.get(&(contract.to_string(), kind.to_string())).copied().unwrap_or(i64::MIN);
+    list.iter().copied().filter(|o| o.at > from).collect()
+}
+
 /// Up to three different replies, as the remote servers worded them.
 fn sample(list: &[&msglog::OutboundOutcome]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -315,16 +391,16 @@ mod tests {
         // 150 copies, 30 hard bounces: 20 %, but fewer than 200 copies
         let mut list: Vec<_> = (0..120).map(|i| o(now - i, "delivered", "250 ok")).collect();
         list.extend((0..30).map(|i| o(now - 200 - i, "bounced", "550 5.1.1 user unknown")));
-        let f = measure(&list, now, &th);
+        let f = measure(&list, now, &th, &Cleared::new());
         assert_eq!((f[0].kind, f[0].level), ("undeliverable", Level::Unmeasured));
         // 300 copies, 30 hard bounces: 10 %, flagged; 17 of 327 (policy rejections are copies
         // too, not bounces): 5.2 %, warned
         list.extend((0..150).map(|i| o(now - 400 - i, "delivered", "250 ok")));
-        assert_eq!(measure(&list, now, &th)[0].level, Level::Flag);
+        assert_eq!(measure(&list, now, &th, &Cleared::new())[0].level, Level::Flag);
         let mut fewer: Vec<_> = list.iter().filter(|x| x.state == "delivered").cloned().collect();
         fewer.extend((0..17).map(|i| o(now - 700 - i, "bounced", "550 5.1.1 user unknown")));
         fewer.extend((0..40).map(|i| o(now - 800 - i, "bounced", "550 5.7.1 rejected as spam")));
-        let f = measure(&fewer, now, &th);
+        let f = measure(&fewer, now, &th, &Cleared::new());
         assert_eq!(f[0].level, Level::Warn, "{:?}", f[0]);
         assert!(f[0].counts.contains(&("policy_rejections_window", 40.0)));
         assert_eq!(f[0].evidence, ["550 5.1.1 user unknown"]);

@@ -861,6 +861,7 @@ impl Operator {
         &self,
         contract: Option<&str>,
         thresholds: &conditions::Thresholds,
+        cleared: &conditions::Cleared,
         now: i64,
     ) -> Result<Vec<conditions::Finding>, OperatorError> {
         if !self.has_message_log() {
@@ -869,7 +870,7 @@ impl Operator {
         let since = now - i64::from(thresholds.window_days) * 86_400;
         // bounded: the outcomes of the window, newest first, at most two million
         let outcomes = self.log().await?.outbound_outcomes(since, contract, 2_000_000).await?;
-        Ok(conditions::measure(&outcomes, now, thresholds))
+        Ok(conditions::measure(&outcomes, now, thresholds, cleared))
     }
 
     /// Message `queue_id`'s delivery outcomes as they happened (each recipient's timeline) and

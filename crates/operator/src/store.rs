@@ -427,6 +427,31 @@ impl AdminStore {
         }))
     }
 
+    /// Clears finding `kind` of `contract` as of `at` (Unix seconds): its measure restarts.
+    pub async fn clear_finding(&self, contract: &str, kind: &str, at: i64, by: &str) -> Result<(), AdminStoreError> {
+        sqlx::query(
+            "INSERT INTO conditions_cleared (contract, kind, cleared_at, cleared_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (contract, kind) DO UPDATE SET cleared_at = excluded.cleared_at, cleared_by = excluded.cleared_by",
+        )
+        .bind(contract)
+        .bind(kind)
+        .bind(at)
+        .bind(by)
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("clearing a finding"))?;
+        Ok(())
+    }
+
+    /// When each (contract, kind) finding was last cleared (Unix seconds).
+    pub async fn cleared_findings(&self) -> Result<crate::conditions::Cleared, AdminStoreError> {
+        let rows = sqlx::query("SELECT contract, kind, cleared_at FROM conditions_cleared")
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(q("reading cleared findings"))?;
+        Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("cleared_at"))).collect())
+    }
+
     /// Sets user `name`'s console language (`ja`, `en`; empty: the browser's).
     pub async fn set_language(&self, name: &str, lang: &str) -> Result<(), AdminStoreError> {
         sqlx::query("UPDATE console_users SET lang = $1 WHERE name = $2")
