@@ -1,0 +1,268 @@
+//! Bulk mail, measured (R18: "5,000 or more substantially identical messages in one operation
+//! or a series of related operations"): each message gets a [`Fingerprint`] — 32 MinHash
+//! values over 3-token shingles of its normalised text ([`normalize`]: robust to mail-merge
+//! personalisation, Japanese cut into character pairs), a hash of its normalised subject and
+//! the SHA-256 of each attachment — and joins a per-contract [`Clusters`] of near-duplicates:
+//! candidates found by LSH (8 bands of 4 values), kept when at least 24 of the 32 values agree
+//! (an estimated Jaccard similarity of 0.75); a message too short for a text fingerprint, or
+//! with the same attachments and subject as a cluster, joins by those. Each cluster counts
+//! delivered copies per hour (one message to 5,000 recipients is 5,000 copies).
+//!
+//! Main items: [`fingerprint`], [`Clusters`].
+
+pub mod normalize;
+
+use std::collections::{BTreeMap, HashMap};
+
+use sha2::Digest;
+
+/// MinHash values per fingerprint.
+pub const HASHES: usize = 32;
+/// LSH bands (of `HASHES / BANDS` values each).
+pub const BANDS: usize = 8;
+/// Values that must agree for a message to join a cluster (24 of 32: Jaccard ≈ 0.75; a pair
+/// that similar is a candidate of the 8 × 4 bands with probability 0.95).
+pub const AGREE: usize = 24;
+/// Fewer tokens than this: no text fingerprint (near-empty bodies collide, DCC's lesson).
+pub const MIN_TOKENS: usize = 20;
+/// Clusters kept per contract; beyond, the one seen least recently goes.
+pub const CLUSTERS_MAX: usize = 10_000;
+
+/// What a message is compared by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// MinHash of its text's 3-token shingles; `None` when the text is too short.
+    pub minhash: Option<[u64; HASHES]>,
+    /// Hash of its normalised subject.
+    pub subject: u64,
+    /// SHA-256 of each attachment, sorted.
+    pub attachments: Vec<[u8; 32]>,
+    /// Hash of the whole normalised text (a text too short for a MinHash matches only exactly).
+    pub text: u64,
+    /// The subject as sent (a sample for the operator).
+    pub subject_text: String,
+}
+
+/// A 64-bit mix (splitmix64's finaliser): the same on every node and in every version.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a of `bytes`, mixed.
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// The MinHash of `tokens`' 3-token shingles (`None` below [`MIN_TOKENS`]).
+pub fn minhash(tokens: &[String]) -> Option<[u64; HASHES]> {
+    if tokens.len() < MIN_TOKENS {
+        return None;
+    }
+    let mut mins = [u64::MAX; HASHES];
+    let mut seen = std::collections::HashSet::new();
+    for w in tokens.windows(3) {
+        let shingle = hash(format!("{}\u{1f}{}\u{1f}{}", w[0], w[1], w[2]).as_bytes());
+        if !seen.insert(shingle) {
+            continue;
+        }
+        for (i, m) in mins.iter_mut().enumerate() {
+            // one cheap permutation per value
+            let v = mix(shingle ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)));
+            if v < *m {
+                *m = v;
+            }
+        }
+    }
+    Some(mins)
+}
+
+/// The fingerprint of message `raw` (its header and body as received).
+pub fn fingerprint(raw: &[u8]) -> Fingerprint {
+    let msg = mime::parse(raw);
+    let subject_text = msg.root.header_text(raw, "Subject").unwrap_or_default();
+    let mut text = String::new();
+    let mut attachments = Vec::new();
+    for (_, part) in msg.root.walk() {
+        if !part.children.is_empty() {
+            continue;
+        }
+        let body = part.decoded_body(raw);
+        if part.is_body_text() {
+            let decoded = mime::charset::decode(&body, part.charset());
+            if part.content_type == "text/html" {
+                text.push_str(&normalize::html_text(&decoded));
+            } else {
+                text.push_str(&decoded);
+            }
+            text.push(' ');
+        } else if !body.is_empty() {
+            attachments.push(sha2::Sha256::digest(&body).into());
+        }
+        if text.len() > normalize::TEXT_MAX * 2 {
+            break;
+        }
+    }
+    attachments.sort();
+    let normal = normalize::normalize(&text);
+    Fingerprint {
+        minhash: minhash(&normalize::tokens(&normal)),
+        text: hash(normal.as_bytes()),
+        subject: hash(normalize::normalize(&subject_text).as_bytes()),
+        attachments,
+        subject_text,
+    }
+}
+
+/// How many MinHash values two fingerprints share.
+pub fn agreement(a: &[u64; HASHES], b: &[u64; HASHES]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x == y).count()
+}
+
+/// One cluster of near-duplicates.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Its id within its contract's clusters.
+    pub id: u64,
+    /// The first message's fingerprint (what later ones are compared with).
+    pub representative: Fingerprint,
+    /// Copies per hour (Unix seconds of the hour's start).
+    pub hourly: BTreeMap<i64, u64>,
+    /// When a copy was last counted.
+    pub last_seen: i64,
+}
+
+impl Cluster {
+    /// Copies counted from `since` on.
+    pub fn copies_since(&self, since: i64) -> u64 {
+        self.hourly.range(since - since.rem_euclid(3600)..).map(|(_, n)| n).sum()
+    }
+}
+
+/// The near-duplicate clusters of one contract's mail.
+#[derive(Debug, Default)]
+pub struct Clusters {
+    clusters: HashMap<u64, Cluster>,
+    /// LSH: (band, band hash) → clusters.
+    bands: HashMap<(u8, u64), Vec<u64>>,
+    /// (attachments, subject) → cluster, for messages joined by what they carry.
+    carried: HashMap<u64, u64>,
+    next: u64,
+}
+
+fn band_keys(m: &[u64; HASHES]) -> impl Iterator<Item = (u8, u64)> + '_ {
+    let per = HASHES / BANDS;
+    (0..BANDS).map(move |b| {
+        let mut bytes = Vec::with_capacity(per * 8);
+        for v in &m[b * per..(b + 1) * per] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        (b as u8, hash(&bytes))
+    })
+}
+
+/// The key of what a message carries: its subject and attachments — and, when its text is too
+/// short for a MinHash, that text exactly (a near-empty body says nothing about likeness).
+fn carried_key(fp: &Fingerprint) -> Option<u64> {
+    if fp.attachments.is_empty() && fp.minhash.is_some() {
+        return None;
+    }
+    let mut bytes = fp.subject.to_le_bytes().to_vec();
+    if fp.minhash.is_none() {
+        bytes.extend_from_slice(&fp.text.to_le_bytes());
+    }
+    for a in &fp.attachments {
+        bytes.extend_from_slice(a);
+    }
+    Some(hash(&bytes))
+}
+
+impl Clusters {
+    /// Counts `copies` delivered copies of a message with fingerprint `fp` at `at` (Unix
+    /// seconds); returns its cluster's id.
+    pub fn add(&mut self, fp: &Fingerprint, copies: u64, at: i64) -> u64 {
+        let id = self.find(fp).unwrap_or_else(|| self.create(fp));
+        let c = self.clusters.get_mut(&id).expect("the cluster just found or made");
+        *c.hourly.entry(at - at.rem_euclid(3600)).or_default() += copies;
+        c.last_seen = c.last_seen.max(at);
+        // keep a week of hours
+        let week_ago = at - 7 * 86_400;
+        while c.hourly.first_key_value().is_some_and(|(h, _)| *h < week_ago) {
+            c.hourly.pop_first();
+        }
+        id
+    }
+
+    fn find(&self, fp: &Fingerprint) -> Option<u64> {
+        if let Some(m) = &fp.minhash {
+            let mut best: Option<(usize, u64)> = None;
+            for key in band_keys(m) {
+                for &id in self.bands.get(&key).into_iter().flatten() {
+                    let Some(rep) = self.clusters.get(&id).and_then(|c| c.representative.minhash.as_ref()) else {
+                        continue;
+                    };
+                    let n = agreement(m, rep);
+                    if n >= AGREE && best.is_none_or(|(b, _)| n > b) {
+                        best = Some((n, id));
+                    }
+                }
+            }
+            if let Some((_, id)) = best {
+                return Some(id);
+            }
+        }
+        carried_key(fp).and_then(|k| self.carried.get(&k).copied()).filter(|id| self.clusters.contains_key(id))
+    }
+
+    fn create(&mut self, fp: &Fingerprint) -> u64 {
+        if self.clusters.len() >= CLUSTERS_MAX {
+            self.evict();
+        }
+        self.next += 1;
+        let id = self.next;
+        if let Some(m) = &fp.minhash {
+            for key in band_keys(m) {
+                self.bands.entry(key).or_default().push(id);
+            }
+        }
+        if let Some(k) = carried_key(fp) {
+            self.carried.insert(k, id);
+        }
+        self.clusters.insert(id, Cluster { id, representative: fp.clone(), hourly: BTreeMap::new(), last_seen: 0 });
+        id
+    }
+
+    /// Drops the cluster seen least recently (its band entries go with it).
+    fn evict(&mut self) {
+        let Some(old) = self.clusters.values().min_by_key(|c| (c.last_seen, c.id)).map(|c| c.id) else { return };
+        if let Some(c) = self.clusters.remove(&old)
+            && let Some(m) = &c.representative.minhash
+        {
+            for key in band_keys(m) {
+                if let Some(ids) = self.bands.get_mut(&key) {
+                    ids.retain(|i| *i != old);
+                }
+            }
+        }
+        self.carried.retain(|_, id| *id != old);
+    }
+
+    /// The clusters.
+    pub fn iter(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters.values()
+    }
+
+    /// The cluster `id`.
+    pub fn get(&self, id: u64) -> Option<&Cluster> {
+        self.clusters.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests;
