@@ -10,6 +10,7 @@
 //!
 //! Main items: [`fingerprint`], [`Clusters`].
 
+pub mod meter;
 pub mod normalize;
 
 use std::collections::{BTreeMap, HashMap};
@@ -262,6 +263,80 @@ impl Clusters {
     pub fn get(&self, id: u64) -> Option<&Cluster> {
         self.clusters.get(&id)
     }
+}
+
+/// A MinHash as the shared store keeps it (hex, 32 × 16 digits).
+pub fn minhash_hex(m: &[u64; HASHES]) -> String {
+    m.iter().map(|v| format!("{v:016x}")).collect()
+}
+
+/// A MinHash from its hex form.
+pub fn minhash_from_hex(s: &str) -> Option<[u64; HASHES]> {
+    if s.len() != HASHES * 16 {
+        return None;
+    }
+    let mut out = [0u64; HASHES];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = u64::from_str_radix(s.get(i * 16..(i + 1) * 16)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The carried key of a fingerprint as the shared store keeps it (hex; empty: none).
+pub fn carried_hex(fp: &Fingerprint) -> String {
+    carried_key(fp).map(|k| format!("{k:016x}")).unwrap_or_default()
+}
+
+/// The shared clusters of one contract grouped into campaigns: clusters that nodes made apart
+/// for the same mail (their representatives agree, or they carry the same) are one. Returns,
+/// for each cluster id, the id of its group.
+pub fn group_shared(clusters: &[&msglog::BulkCluster]) -> HashMap<String, String> {
+    let n = clusters.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let hashes: Vec<Option<[u64; HASHES]>> = clusters.iter().map(|c| minhash_from_hex(&c.minhash)).collect();
+    // candidates by band, then verified, as on a node
+    let mut by_band: HashMap<(u8, u64), Vec<usize>> = HashMap::new();
+    let mut by_carried: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in clusters.iter().enumerate() {
+        if let Some(m) = &hashes[i] {
+            for key in band_keys(m) {
+                by_band.entry(key).or_default().push(i);
+            }
+        }
+        if !c.carried.is_empty() {
+            by_carried.entry(c.carried.as_str()).or_default().push(i);
+        }
+    }
+    let join = |a: usize, b: usize, parent: &mut Vec<usize>| {
+        let (ra, rb) = (root(parent, a), root(parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    for ids in by_band.values() {
+        for (x, &a) in ids.iter().enumerate() {
+            for &b in &ids[x + 1..] {
+                if let (Some(ma), Some(mb)) = (&hashes[a], &hashes[b])
+                    && agreement(ma, mb) >= AGREE
+                {
+                    join(a, b, &mut parent);
+                }
+            }
+        }
+    }
+    for ids in by_carried.values() {
+        for w in ids.windows(2) {
+            join(w[0], w[1], &mut parent);
+        }
+    }
+    (0..n).map(|i| (clusters[i].id.clone(), clusters[root(&mut parent, i)].id.clone())).collect()
 }
 
 #[cfg(test)]

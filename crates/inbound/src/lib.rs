@@ -93,6 +93,8 @@ pub struct InboundContext {
     /// Contracts whose outbound mail is held by the operator's policy on a measured condition
     /// of use (R18): deferred or refused while the finding stands.
     pub held: HeldContracts,
+    /// The bulk meter accepted messages are offered to after their `250` (`None`: off).
+    pub bulk: Option<bulk::meter::Meter>,
 }
 
 /// How a contract's outbound mail is held.

@@ -111,14 +111,39 @@ impl GatewaySession {
 
     /// After the commit (on the async side): the warnings logged, delivery told, the reply.
     fn accepted(&self, txn: &Transaction, committed: Committed) -> Reply {
-        let Committed { id, warnings, deliver } = committed;
+        let Committed { id, warnings, deliver, message } = committed;
         let count = warnings.len();
         self.log_warnings(txn, &id, warnings);
         if !deliver {
             return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
         let _ = self.ctx.queued.try_send(id.clone());
+        if let (Some(meter), Some(message)) = (&self.ctx.bulk, message) {
+            let at = Utc::now().timestamp();
+            for (contract, copies) in self.copies_by_contract(txn) {
+                meter.offer(bulk::meter::Offer { contract, copies, at, message: message.clone() });
+            }
+        }
         Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}"))
+    }
+
+    /// The copies of a message each contract delivers: all of them for the sender's contract
+    /// (outbound) or the only contract; otherwise each recipient's domain's.
+    fn copies_by_contract(&self, txn: &Transaction) -> Vec<(String, u64)> {
+        if txn.direction == spool::attrs::Direction::Outbound || txn.contracts.len() == 1 {
+            return txn.contracts.first().map(|c| vec![(c.clone(), txn.rcpts.len() as u64)]).unwrap_or_default();
+        }
+        let day = self.ctx.contracts.today();
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for r in &txn.rcpts {
+            let Some(domain) = r.rsplit_once('@').map(|(_, d)| d) else { continue };
+            let Some(d) = txn.snapshot.active_domain(domain, day) else { continue };
+            match out.iter_mut().find(|(c, _)| *c == d.contract.id) {
+                Some((_, n)) => *n += 1,
+                None => out.push((d.contract.id.clone(), 1)),
+            }
+        }
+        out
     }
 
     /// Logs the warning mails queued about `about` and tells delivery.
@@ -407,6 +432,9 @@ struct Committed {
     id: QueueId,
     warnings: Vec<(QueueId, (String, usize))>,
     deliver: bool,
+    /// The message as committed, for the bulk meter (small messages, while in the spool's
+    /// recent copies).
+    message: Option<std::sync::Arc<spool::CommittedMessage>>,
 }
 
 /// Queues the message (or, if it was dropped, a marker of it) together with its warnings in
@@ -457,5 +485,7 @@ fn commit(plan: CommitPlan, writer: Option<Writer>, decision: &mut Decision) -> 
         Ok((id, warning_ids.into_iter().zip(sent).collect::<Vec<_>>()))
     })();
     let (id, warnings) = committed.map_err(spool_error)?;
-    Ok(Committed { id, warnings, deliver })
+    // taken now, before delivery can remove it
+    let message = if deliver { spool.recent(&id) } else { None };
+    Ok(Committed { id, warnings, deliver, message })
 }

@@ -17,7 +17,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use store::{HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, OutboundOutcome, TimelineEvent};
+pub use store::{
+    BulkCluster, HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, OutboundOutcome, TimelineEvent,
+};
 
 use journal::{Appended, Entry, Journal};
 

@@ -149,6 +149,11 @@ impl LogStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM delivery_events WHERE at < $1").bind(before).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM bulk_counts WHERE hour < $1").bind(before).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM bulk_clusters WHERE created < $1 AND id NOT IN (SELECT cluster FROM bulk_counts)")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         let gone = sqlx::query("DELETE FROM messages WHERE at < $1").bind(before).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(gone.rows_affected())
@@ -353,6 +358,89 @@ impl LogStore {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE related = $1 ORDER BY at, queue_id LIMIT 100");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(queue_id).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(summary_of).collect())
+    }
+}
+
+/// A cluster of near-duplicate messages as the nodes share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkCluster {
+    /// Its id (made by the node that first flushed it).
+    pub id: String,
+    /// The contract.
+    pub contract: String,
+    /// The representative's 32 MinHash values in hex (empty when its text was too short).
+    pub minhash: String,
+    /// The key of what it carries (subject, attachments), hex; empty when none.
+    pub carried: String,
+    /// A subject of it, as sent.
+    pub subject: String,
+}
+
+impl LogStore {
+    /// The clusters of `contract` (all contracts when `None`).
+    pub async fn bulk_clusters(&self, contract: Option<&str>) -> Result<Vec<BulkCluster>, LogStoreError> {
+        let mut sql = "SELECT id, contract, minhash, carried, subject FROM bulk_clusters".to_string();
+        if contract.is_some() {
+            sql.push_str(" WHERE contract = $1");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(c) = contract {
+            q = q.bind(c);
+        }
+        Ok(q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| BulkCluster {
+                id: r.get("id"),
+                contract: r.get("contract"),
+                minhash: r.get("minhash"),
+                carried: r.get("carried"),
+                subject: r.get("subject"),
+            })
+            .collect())
+    }
+
+    /// Records new clusters and adds copies to clusters' hours — `(cluster, hour, copies)`
+    /// summed into what other nodes flushed — in one transaction.
+    pub async fn bulk_flush(&self, new: &[BulkCluster], counts: &[(String, i64, i64)]) -> Result<(), LogStoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = chrono::Utc::now().timestamp();
+        for c in new {
+            sqlx::query(
+                "INSERT INTO bulk_clusters (id, contract, minhash, carried, subject, created) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&c.id)
+            .bind(&c.contract)
+            .bind(&c.minhash)
+            .bind(&c.carried)
+            .bind(&c.subject)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (cluster, hour, copies) in counts {
+            sqlx::query(
+                "INSERT INTO bulk_counts (cluster, hour, copies) VALUES ($1, $2, $3) \
+                 ON CONFLICT (cluster, hour) DO UPDATE SET copies = bulk_counts.copies + excluded.copies",
+            )
+            .bind(cluster)
+            .bind(hour)
+            .bind(copies)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Copies per (cluster, hour) from `since` (Unix seconds) on.
+    pub async fn bulk_counts(&self, since: i64) -> Result<Vec<(String, i64, i64)>, LogStoreError> {
+        let rows = sqlx::query("SELECT cluster, hour, copies FROM bulk_counts WHERE hour >= $1")
+            .bind(since - since.rem_euclid(3600))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get("cluster"), r.get("hour"), r.get("copies"))).collect())
     }
 }
 

@@ -369,13 +369,24 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
 fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> operator::conditions::Settings {
     let mut settings = operator::conditions::Settings::default();
     let Some(sec) = sec else { return settings };
-    for key in ["undeliverable", "spam_rejections"] {
+    for key in ["undeliverable", "spam_rejections", "bulk"] {
         if let Some((s, line)) = r.string(sec, key) {
             match operator::conditions::Policy::parse(&s) {
                 Some(p) if key == "undeliverable" => settings.undeliverable = p,
+                Some(p) if key == "bulk" => settings.bulk = p,
                 Some(p) => settings.spam_rejections = p,
                 None => r.issue(sec.child_path(key), line, format!("{s:?}: observe, defer or refuse")),
             }
+        }
+    }
+    if let Some((b, _)) = r.boolean(sec, "bulk_metering") {
+        settings.bulk_metering = b;
+    }
+    if let Some((d, line)) = r.duration(sec, "bulk_flush") {
+        if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+            r.issue(sec.child_path("bulk_flush"), line, "must be 100ms to 1h");
+        } else {
+            settings.bulk_flush = d;
         }
     }
     if let Some((d, line)) = r.duration(sec, "check_every") {
@@ -415,6 +426,15 @@ fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> ope
     }
     if let Some(n) = number(r, "window_days", 1..=90) {
         th.window_days = n as u32;
+    }
+    if let Some(n) = number(r, "bulk_warn_copies", 1..=100_000_000) {
+        th.bulk_warn_copies = n;
+    }
+    if let Some(n) = number(r, "bulk_flag_copies", 1..=100_000_000) {
+        th.bulk_flag_copies = n;
+    }
+    if th.bulk_warn_copies > th.bulk_flag_copies {
+        r.issue(sec.child_path("bulk_warn_copies"), sec.line(), "must not be above bulk_flag_copies");
     }
     if th.bounce_warn > th.bounce_flag {
         r.issue(sec.child_path("bounce_warn_percent"), sec.line(), "must not be above bounce_flag_percent");

@@ -126,10 +126,22 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let scanner = filter::live(scanner);
     let updater = start_updates(&config, &scanner, release.as_ref(), shutdown_rx.clone())?;
     let held = inbound::HeldContracts::default();
+    // the bulk meter (R18): fed after each 250, flushing into the message log's database
+    let (bulk_meter, bulk_thread) = if config.conditions.bulk_metering {
+        let (m, t) = bulk::meter::Meter::start(
+            config.log.message_log.clone(),
+            config.conditions.bulk_flush,
+            tokio::runtime::Handle::current(),
+        );
+        (Some(m), Some(t))
+    } else {
+        (None, None)
+    };
     let ctx = Arc::new(InboundContext {
         postmaster: config.postmaster.clone(),
         postmaster_forward: config.postmaster_forward.clone(),
         held: held.clone(),
+        bulk: bulk_meter.clone(),
         smtp: config.smtp.clone(),
         spool,
         contracts,
@@ -171,6 +183,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
     if let Some(c) = conditions {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+    }
+    // every session is gone, so is every handle of the meter: it flushes once more and ends
+    drop(bulk_meter);
+    if let Some(t) = bulk_thread {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tokio::task::spawn_blocking(move || t.join()))
+            .await;
     }
     if let Some(a) = admin {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), a).await;

@@ -26,6 +26,10 @@ pub struct Thresholds {
     pub spam_flag_per_day: u64,
     /// The window, in days.
     pub window_days: u32,
+    /// Copies of near-identical mail (in 24 hours or the window) that warn.
+    pub bulk_warn_copies: u64,
+    /// … that flag (the seed: 5,000).
+    pub bulk_flag_copies: u64,
 }
 
 impl Default for Thresholds {
@@ -38,6 +42,8 @@ impl Default for Thresholds {
             spam_warn_per_day: 10,
             spam_flag_per_day: 50,
             window_days: 7,
+            bulk_warn_copies: 1000,
+            bulk_flag_copies: 5000,
         }
     }
 }
@@ -82,6 +88,12 @@ pub struct Settings {
     pub spam_rejections: Policy,
     /// How often a running gateway measures (when a policy is not `observe`).
     pub every: std::time::Duration,
+    /// What happens while `bulk` is flagged.
+    pub bulk: Policy,
+    /// Whether the running gateway meters bulk mail (fingerprints accepted messages).
+    pub bulk_metering: bool,
+    /// How often it flushes its counts to the shared store.
+    pub bulk_flush: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -91,6 +103,9 @@ impl Default for Settings {
             undeliverable: Policy::Observe,
             spam_rejections: Policy::Observe,
             every: std::time::Duration::from_secs(60),
+            bulk: Policy::Observe,
+            bulk_metering: true,
+            bulk_flush: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -101,6 +116,7 @@ impl Settings {
         match kind {
             "undeliverable" => self.undeliverable,
             "spam-rejections" => self.spam_rejections,
+            "bulk" => self.bulk,
             _ => Policy::Observe,
         }
     }
@@ -330,6 +346,80 @@ fn spam_rejections(contract: &str, list: &[&msglog::OutboundOutcome], now: i64, 
         last_seen: rejected.iter().map(|o| o.at).max(),
         evidence: sample(&rejected),
     }
+}
+
+/// The bulk findings of every contract with metered mail: the largest campaign — the shared
+/// clusters grouped as near-duplicates ([`bulk::group_shared`]) — with its copies in the last
+/// 24 hours and in the window, against the thresholds; what the operator cleared counts from
+/// then on (whole hours).
+pub fn measure_bulk(
+    clusters: &[msglog::BulkCluster],
+    counts: &[(String, i64, i64)],
+    now: i64,
+    th: &Thresholds,
+    cleared: &Cleared,
+) -> Vec<Finding> {
+    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::BulkCluster>> = Default::default();
+    for c in clusters {
+        by_contract.entry(c.contract.as_str()).or_default().push(c);
+    }
+    let since_window = now - i64::from(th.window_days) * 86_400;
+    let since_day = now - 86_400;
+    let mut out = Vec::new();
+    for (contract, list) in by_contract {
+        let groups = bulk::group_shared(&list);
+        let from = cleared.get(&(contract.to_string(), "bulk".to_string())).copied().unwrap_or(i64::MIN);
+        // per group: copies in 24 h, in the window, per hour
+        let mut sums: std::collections::HashMap<&str, (u64, u64, std::collections::BTreeMap<i64, u64>)> =
+            Default::default();
+        for (cluster, hour, copies) in counts {
+            let Some(group) = groups.get(cluster) else { continue };
+            // after a clearing, the hours that start after it
+            if *hour < since_window || *hour < from {
+                continue;
+            }
+            let e = sums.entry(group.as_str()).or_default();
+            let n = *copies as u64;
+            e.1 += n;
+            if *hour + 3600 > since_day {
+                e.0 += n;
+            }
+            *e.2.entry(*hour).or_default() += n;
+        }
+        let Some((group, (day, window, hours))) = sums.into_iter().max_by_key(|(g, (d, w, _))| (*w, *d, *g)) else {
+            continue;
+        };
+        let subject = list.iter().find(|c| c.id == group).map(|c| c.subject.clone()).unwrap_or_default();
+        let worst = day.max(window);
+        let mut evidence = vec![format!("subject: {subject}")];
+        let recent: Vec<String> = hours
+            .iter()
+            .rev()
+            .take(24)
+            .map(|(h, n)| {
+                let at = chrono::DateTime::from_timestamp(*h, 0)
+                    .map(|d| d.format("%m-%d %H:00").to_string())
+                    .unwrap_or_default();
+                format!("{at} {n}")
+            })
+            .collect();
+        evidence.push(format!("copies per hour (UTC, newest first): {}", recent.join(", ")));
+        out.push(Finding {
+            contract: contract.to_string(),
+            kind: "bulk",
+            level: level(worst as f64, th.bulk_warn_copies as f64, th.bulk_flag_copies as f64),
+            window: format!("24 hours, and {} days", th.window_days),
+            counts: vec![("copies_24h", day as f64), ("copies_window", window as f64)],
+            threshold: format!(
+                "warn at {}, flag at {} delivered copies of substantially identical mail (near-duplicate text, or the same subject and attachments)",
+                th.bulk_warn_copies, th.bulk_flag_copies
+            ),
+            first_seen: hours.keys().next().copied(),
+            last_seen: hours.keys().next_back().map(|h| h + 3599),
+            evidence,
+        });
+    }
+    out
 }
 
 /// The outcomes of `list` after the operator last cleared `contract`'s finding of `kind`.

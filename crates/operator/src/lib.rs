@@ -869,8 +869,14 @@ impl Operator {
         }
         let since = now - i64::from(thresholds.window_days) * 86_400;
         // bounded: the outcomes of the window, newest first, at most two million
-        let outcomes = self.log().await?.outbound_outcomes(since, contract, 2_000_000).await?;
-        Ok(conditions::measure(&outcomes, now, thresholds, cleared))
+        let log = self.log().await?;
+        let outcomes = log.outbound_outcomes(since, contract, 2_000_000).await?;
+        let mut findings = conditions::measure(&outcomes, now, thresholds, cleared);
+        let clusters = log.bulk_clusters(contract).await?;
+        let counts = log.bulk_counts(since).await?;
+        findings.extend(conditions::measure_bulk(&clusters, &counts, now, thresholds, cleared));
+        findings.sort_by(|a, b| (a.contract.as_str(), a.kind).cmp(&(b.contract.as_str(), b.kind)));
+        Ok(findings)
     }
 
     /// Message `queue_id`'s delivery outcomes as they happened (each recipient's timeline) and
