@@ -1,6 +1,6 @@
 //! Bulk mail, measured (R18: "5,000 or more substantially identical messages in one operation
 //! or a series of related operations"): each message gets a [`Fingerprint`] — 32 MinHash
-//! values over 3-token shingles of its normalised text ([`normalize`]: robust to mail-merge
+//! values (one-permutation hashing) over 3-token shingles of its normalised text ([`normalize`]: robust to mail-merge
 //! personalisation, Japanese cut into character pairs), a hash of its normalised subject and
 //! the SHA-256 of each attachment — and joins a per-contract [`Clusters`] of near-duplicates:
 //! candidates found by LSH (8 bands of 4 values), kept when at least 24 of the 32 values agree
@@ -61,27 +61,40 @@ fn hash(bytes: &[u8]) -> u64 {
     mix(h)
 }
 
-/// The MinHash of `tokens`' 3-token shingles (`None` below [`MIN_TOKENS`]).
-pub fn minhash(tokens: &[String]) -> Option<[u64; HASHES]> {
+/// The MinHash of the 3-token shingles of the tokens hashed in `tokens` (`None` below
+/// [`MIN_TOKENS`]): one-permutation hashing — each shingle's hash falls into one of
+/// [`HASHES`] bins by its top bits and only the least per bin is kept (one hash per shingle,
+/// not one per value); an empty bin takes the next filled one's value, shifted by the
+/// distance (densification), so that near-duplicates still agree there.
+pub fn minhash(tokens: &[u64]) -> Option<[u64; HASHES]> {
     if tokens.len() < MIN_TOKENS {
         return None;
     }
-    let mut mins = [u64::MAX; HASHES];
-    let mut seen = std::collections::HashSet::new();
+    const BIN_BITS: u32 = HASHES.trailing_zeros();
+    let mut bins = [u64::MAX; HASHES];
     for w in tokens.windows(3) {
-        let shingle = hash(format!("{}\u{1f}{}\u{1f}{}", w[0], w[1], w[2]).as_bytes());
-        if !seen.insert(shingle) {
+        let h = mix(w[0] ^ w[1].rotate_left(21) ^ w[2].rotate_left(42));
+        let bin = (h >> (64 - BIN_BITS)) as usize;
+        let v = h << BIN_BITS >> BIN_BITS;
+        if v < bins[bin] {
+            bins[bin] = v;
+        }
+    }
+    let mut out = bins;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if bins[i] != u64::MAX {
             continue;
         }
-        for (i, m) in mins.iter_mut().enumerate() {
-            // one cheap permutation per value
-            let v = mix(shingle ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)));
-            if v < *m {
-                *m = v;
+        // the next filled bin, circularly (there is one: at least 18 shingles)
+        for d in 1..HASHES {
+            let j = (i + d) % HASHES;
+            if bins[j] != u64::MAX {
+                *slot = mix(bins[j] ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                break;
             }
         }
     }
-    Some(mins)
+    Some(out)
 }
 
 /// The fingerprint of message `raw` (its header and body as received).
@@ -113,7 +126,7 @@ pub fn fingerprint(raw: &[u8]) -> Fingerprint {
     attachments.sort();
     let normal = normalize::normalize(&text);
     Fingerprint {
-        minhash: minhash(&normalize::tokens(&normal)),
+        minhash: minhash(&normalize::token_hashes(&normal)),
         text: hash(normal.as_bytes()),
         subject: hash(normalize::normalize(&subject_text).as_bytes()),
         attachments,

@@ -68,43 +68,126 @@ fn is_token(word: &str) -> bool {
 /// `text` normalised: NFKC, lower case, placeholders for what a mail merge changes,
 /// whitespace collapsed, at most [`TEXT_MAX`] bytes.
 pub fn normalize(text: &str) -> String {
-    let folded: String = text.nfkc().flat_map(char::to_lowercase).collect();
+    // at most twice the compared size is folded (the rest could not be compared anyway)
+    let mut end = text.len().min(2 * TEXT_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
+    // ASCII needs no compatibility folding
+    let folded: std::borrow::Cow<'_, str> = if text.is_ascii() {
+        std::borrow::Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Owned(text.nfkc().flat_map(char::to_lowercase).collect())
+    };
     let mut out = String::with_capacity(folded.len().min(TEXT_MAX));
     for word in folded.split_whitespace() {
         if out.len() >= TEXT_MAX {
             break;
         }
-        let w = if word.contains('@') && word.contains('.') {
-            "_addr_".to_string()
-        } else if let Some(pos) = word.find("://") {
-            // scheme, host and path stay; the query and fragment (tracking) go
-            let end = word[pos..].find(['?', '#']).map_or(word.len(), |e| pos + e);
-            let kept = &word[..end];
-            // a path segment that is a token is personal too
-            kept.split('/').map(|seg| if is_token(seg) { "_tok_" } else { seg }).collect::<Vec<_>>().join("/")
-        } else if is_token(word) {
-            "_tok_".to_string()
-        } else {
-            word.to_string()
-        };
-        // every run of digits is one placeholder: member numbers, amounts, dates
-        let mut digits = false;
-        let mut piece = String::with_capacity(w.len());
-        for c in w.chars() {
-            if c.is_ascii_digit() {
-                if !digits {
-                    piece.push('0');
-                }
-                digits = true;
-            } else {
-                digits = false;
-                piece.push(c);
-            }
-        }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&piece);
+        // (a plain `find("://")` builds a substring searcher per word: look for ':' first)
+        let url = if word.contains(':') { word.find("://") } else { None };
+        if word.contains('@') && word.contains('.') {
+            out.push_str("_addr_");
+        } else if let Some(pos) = url {
+            // scheme, host and path stay; the query and fragment (tracking) go; a path
+            // segment that is a token is personal too
+            let end = word[pos..].find(['?', '#']).map_or(word.len(), |e| pos + e);
+            for (i, seg) in word[..end].split('/').enumerate() {
+                if i > 0 {
+                    out.push('/');
+                }
+                push_collapsed(&mut out, if is_token(seg) { "_tok_" } else { seg });
+            }
+        } else if is_token(word) {
+            out.push_str("_tok_");
+        } else {
+            push_collapsed(&mut out, word);
+        }
+    }
+    out
+}
+
+/// Appends `word` with every run of digits as one `0`: member numbers, amounts, dates.
+fn push_collapsed(out: &mut String, word: &str) {
+    if !word.bytes().any(|b| b.is_ascii_digit()) {
+        out.push_str(word);
+        return;
+    }
+    let mut digits = false;
+    for c in word.chars() {
+        if c.is_ascii_digit() {
+            if !digits {
+                out.push('0');
+            }
+            digits = true;
+        } else {
+            digits = false;
+            out.push(c);
+        }
+    }
+}
+
+/// The hashes of the tokens of normalised text ([`tokens`], without making strings).
+pub fn token_hashes(text: &str) -> Vec<u64> {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    let step = |h: u64, c: char| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3);
+    let mut out = Vec::with_capacity(text.len() / 4);
+    let (mut word, mut in_word) = (OFFSET, false);
+    let mut prev_cjk: Option<char> = None;
+    let mut lone_cjk = false;
+    let end_cjk = |prev: &mut Option<char>, lone: &mut bool, out: &mut Vec<u64>| {
+        if let Some(p) = prev.take()
+            && *lone
+        {
+            out.push(step(OFFSET, p));
+        }
+        *lone = false;
+    };
+    for c in text.chars() {
+        // ASCII first: most text of most mail
+        if c.is_ascii() {
+            end_cjk(&mut prev_cjk, &mut lone_cjk, &mut out);
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word = step(word, c);
+                in_word = true;
+            } else if in_word {
+                out.push(word);
+                (word, in_word) = (OFFSET, false);
+            }
+            continue;
+        }
+        if is_cjk(c) {
+            if in_word {
+                out.push(word);
+                (word, in_word) = (OFFSET, false);
+            }
+            match prev_cjk {
+                Some(p) => {
+                    out.push(step(step(OFFSET, p), c));
+                    lone_cjk = false;
+                }
+                None => lone_cjk = true,
+            }
+            prev_cjk = Some(c);
+        } else if c.is_alphanumeric() || c == '_' {
+            end_cjk(&mut prev_cjk, &mut lone_cjk, &mut out);
+            word = step(word, c);
+            in_word = true;
+        } else {
+            end_cjk(&mut prev_cjk, &mut lone_cjk, &mut out);
+            if in_word {
+                out.push(word);
+                (word, in_word) = (OFFSET, false);
+            }
+        }
+    }
+    end_cjk(&mut prev_cjk, &mut lone_cjk, &mut out);
+    if in_word {
+        out.push(word);
     }
     out
 }
@@ -165,6 +248,11 @@ mod tests {
     fn japanese_is_cut_into_overlapping_pairs() {
         assert_eq!(tokens("会員様へ sale 2"), ["会員", "員様", "様へ", "sale", "2"]);
         assert_eq!(tokens("値"), ["値"]);
+        // the hashes are of the same tokens
+        let of = |t: &[String]| t.iter().map(|s| token_hashes(s)[0]).collect::<Vec<_>>();
+        for text in ["会員様へ sale 2", "値", "abc 値 de", "a_b, 東京 大阪!"] {
+            assert_eq!(token_hashes(text), of(&tokens(text)), "{text}");
+        }
     }
 
     #[test]
