@@ -180,3 +180,17 @@ fn short_messages_join_by_subject_and_attachments_only() {
     assert_ne!(a, other, "another image");
     assert_eq!(c.get(a).unwrap().copies_since(0), 200);
 }
+
+/// Every message and archive of the corpora — malformed mail, parser bombs, binary files —
+/// fingerprints without a panic (the meter sees whatever the gateway accepted).
+#[test]
+fn every_corpus_file_fingerprints() {
+    let mut n = 0;
+    for p in testkit::corpus::files() {
+        let Ok(bytes) = std::fs::read(&p) else { continue };
+        let fp = fingerprint(&bytes);
+        assert!(fp.attachments.len() <= mime::MAX_PARTS, "{}", p.display());
+        n += 1;
+    }
+    assert!(n > 500, "{n} files");
+}

@@ -125,3 +125,26 @@ pub async fn world_with(name: &str, delivery_extra: &str, top_extra: &str, custo
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A Japanese newsletter (bulk tests, issue 16) personalised for recipient `r` (name, member number, coupon, tracking
+/// link), as the contract's sending server sends it.
+pub fn newsletter_ja(r: usize) -> Vec<u8> {
+    let names = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤"];
+    let name = names[r % names.len()];
+    let member = 100_000 + r * 7919 % 900_000;
+    let token: String = (0..24).map(|i| char::from(b'a' + ((r * 31 + i * 7) % 26) as u8)).collect();
+    let body = format!(
+        "{name}様（会員番号 {member}）\r\n\r\nいつも当店をご利用いただき誠にありがとうございます。\
+         冬のセールのお知らせをお届けします。全商品が大幅に値下がりしております。\
+         送料は期間中すべて無料となりますので、この機会をお見逃しなく。\
+         人気の商品は早めに売り切れることがございますので、お早めにご覧ください。\r\n\
+         今回ご利用いただけるクーポンは {} 円分です。\r\n\
+         詳しくは https://shop.example.jp/news/1?uid={member}&tk={token} をご覧ください。\r\n",
+        500 + r * 10
+    );
+    format!(
+        "From: news@acme.example\r\nTo: customer{r}@remote.test\r\nSubject: =?UTF-8?B?5Yas44Gu44K744O844Or?=\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
