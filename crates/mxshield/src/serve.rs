@@ -323,6 +323,7 @@ async fn start_admin(
         down_after: config.down_after,
         signatures: config.signatures.source.is_some().then(|| config.signatures_dir()),
         bound_tokens_read_log: config.admin.bound_tokens_read_log,
+        conditions: config.conditions.thresholds.clone(),
         metrics: Some(recorder()),
     };
     let app = operator::admin::router(state);

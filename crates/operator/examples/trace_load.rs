@@ -149,6 +149,7 @@ async fn main() {
         down_after: std::time::Duration::from_secs(30),
         signatures: None,
         bound_tokens_read_log: false,
+        conditions: Default::default(),
         metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -74,6 +74,7 @@ async fn world_with(name: &str, bound_tokens_read_log: bool) -> World {
         down_after: std::time::Duration::from_secs(30),
         signatures: None,
         bound_tokens_read_log,
+        conditions: Default::default(),
         metrics: None,
     });
     World { app, store, _dir: dir }
@@ -210,7 +211,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 26] = [
+const DESCRIBED: [(&str, &str); 27] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -237,6 +238,7 @@ const DESCRIBED: [(&str, &str); 26] = [
     ("get", "/openapi.json"),
     ("get", "/price_tables"),
     ("get", "/audit"),
+    ("get", "/conditions"),
 ];
 
 #[tokio::test]
@@ -314,6 +316,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         down_after: std::time::Duration::from_secs(30),
         signatures: None,
         bound_tokens_read_log: false,
+        conditions: Default::default(),
         metrics: None,
     });
     let w = World { app, store: AdminStore::lazy(&url), _dir: std::env::temp_dir() };
@@ -1093,4 +1096,51 @@ async fn contracts_are_listed_by_state_customer_and_domain() {
     let (_, _, page) = console(&w, "/console/contracts?customer=acme", Some(&cookie), "en", None).await;
     let table = page.split("id=\"contracts\"").nth(1).unwrap();
     assert!(table.contains("/console/contracts/acme") && !table.contains("/console/contracts/beta"), "{table}");
+}
+
+/// The conditions of use through the API: the findings with their counts and thresholds; a
+/// token bound to another contract sees none of them (issue 16).
+#[tokio::test]
+async fn the_conditions_of_use_are_read_through_the_api() {
+    let w = world("conditions-api").await;
+    let log = msglog::LogStore::open(&w._dir.join("log.db")).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut messages = Vec::new();
+    let mut deliveries = Vec::new();
+    for i in 0..250 {
+        let id = format!("{:020X}", 0xA000 + i);
+        messages.push(msglog::MessageRecord {
+            summary: msglog::MessageSummary {
+                at: now - 600,
+                queue_id: id.clone(),
+                contract: "acme".into(),
+                direction: "outbound".into(),
+                ..Default::default()
+            },
+            recipients: vec![format!("r{i}@remote.test")],
+            initial_state: msglog::RcptState::Queued,
+        });
+        let bounced = i < 50;
+        deliveries.push(msglog::DeliveryRecord {
+            event_id: format!("ev{i}"),
+            queue_id: id,
+            rcpt: format!("r{i}@remote.test"),
+            state: if bounced { msglog::RcptState::Bounced } else { msglog::RcptState::Delivered },
+            remote: "192.0.2.9".into(),
+            reply: if bounced { "550 5.1.1 no such user".into() } else { "250 2.0.0 ok".into() },
+            at: now - 500,
+        });
+    }
+    log.write(&messages, &deliveries).await.unwrap();
+    let reader = token(&w, "contracts:read", &[]).await;
+    let (status, _, body) = get(&w, "/api/v1/conditions?contract=acme", Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let f = body["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "undeliverable").expect("measured");
+    assert_eq!(f["level"], "flag", "50 of 250: {f}");
+    assert_eq!(f["counts"]["hard_bounces_window"], 50.0);
+    assert!(f["threshold"].as_str().unwrap().contains("flag at 10 %"));
+    let beta = token(&w, "contracts:read", &["beta"]).await;
+    let (_, _, theirs) = get(&w, "/api/v1/conditions", Some(&beta)).await;
+    assert_eq!(theirs["findings"].as_array().unwrap().len(), 0, "{theirs}");
+    assert_eq!(get(&w, "/api/v1/conditions?contract=acme", Some(&beta)).await.0, StatusCode::NOT_FOUND);
 }

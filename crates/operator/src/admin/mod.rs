@@ -67,6 +67,8 @@ pub struct AdminState {
     /// (`[admin] bound_tokens_read_log`; the seed: customers are not sent logs, so off by
     /// default).
     pub bound_tokens_read_log: bool,
+    /// The thresholds of the conditions of use (`[conditions]`).
+    pub conditions: crate::conditions::Thresholds,
     /// What `/metrics` shows (`None`: nothing is recorded in this process).
     pub metrics: Option<crate::metrics::PrometheusRecorder>,
 }
@@ -186,6 +188,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/log/{queue_id}", get(log::message))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/audit", get(audit_search))
+        .route("/api/v1/conditions", get(conditions))
         .route("/metrics", get(metrics_text))
         .route("/console/", get(console::dashboard::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
@@ -439,6 +442,44 @@ async fn signatures(State(st): State<AdminState>, headers: HeaderMap) -> Result<
     Ok(Json(json!({ "node": st.node, "this_node": this, "nodes": runs })))
 }
 
+/// The query of `GET /api/v1/conditions`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConditionsQuery {
+    contract: Option<String>,
+}
+
+/// `GET /api/v1/conditions[?contract=ID]`: the measured findings, as `mxshield conditions
+/// --json`; a token bound to contracts sees its own only.
+async fn conditions(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ConditionsQuery>,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, false).await?;
+    let visibility = Visibility::of(&token);
+    if let Some(c) = &q.contract
+        && !visibility.sees(c)
+    {
+        return Err(Problem::not_found(format!("no contract {c:?}")));
+    }
+    let cleared = st.store.cleared_findings().await?;
+    let now = chrono::Utc::now().timestamp();
+    let findings = st.operator.conditions(q.contract.as_deref(), &st.conditions, &cleared, now).await?;
+    let when = |t: Option<i64>| t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.to_rfc3339());
+    let items: Vec<Value> = findings
+        .iter()
+        .filter(|f| visibility.sees(&f.contract))
+        .map(|f| {
+            let counts: serde_json::Map<String, Value> =
+                f.counts.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            json!({ "contract": f.contract, "kind": f.kind, "level": f.level, "window": f.window, "counts": counts,
+                    "threshold": f.threshold, "first_seen": when(f.first_seen), "last_seen": when(f.last_seen),
+                    "evidence": f.evidence })
+        })
+        .collect();
+    Ok(Json(json!({ "findings": items })))
+}
+
 /// The query of `GET /api/v1/audit`.
 #[derive(Debug, Default, serde::Deserialize)]
 struct AuditQuery {
@@ -562,6 +603,7 @@ pub fn openapi_document() -> Value {
             },
             "/queue/flush": { "post": op("Retry every deferred message now: `?dry_run=true` first, then `?confirm=` with its value", "queue:write", "200") },
             "/openapi.json": get_op("This description", "any"),
+            "/conditions": get_op("The conditions of use measured per contract (`contract=`): bulk, undeliverable, spam rejections — each with its level, window, counts, thresholds, first and last seen, evidence", "contracts:read"),
             "/audit": get_op("The audit log, newest first: who (`actor`, part of it), `action`, `target`, `since`, `limit` (1-1000, default 100) — every state-changing request of the API, the console and the CLI, with its client address, before and after", "admin:read"),
         },
         "components": {
