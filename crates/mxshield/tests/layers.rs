@@ -12,7 +12,7 @@ fn layer(name: &str) -> Option<u8> {
         "mxshield-confread" | "mxshield-mime" | "mxshield-smtp" | "mxshield-spool" | "mxshield-store"
         | "mxshield-rating" => 0,
         "mxshield-scan" | "mxshield-contracts" | "mxshield-msglog" => 1,
-        "mxshield-filter" | "mxshield-sigupdate" => 2,
+        "mxshield-filter" | "mxshield-sigupdate" | "mxshield-bulk" => 2,
         "mxshield-inbound" | "mxshield-delivery" => 3,
         "mxshield-operator" => 4,
         "mxshield" => 5,
