@@ -1143,4 +1143,16 @@ async fn the_conditions_of_use_are_read_through_the_api() {
     let (_, _, theirs) = get(&w, "/api/v1/conditions", Some(&beta)).await;
     assert_eq!(theirs["findings"].as_array().unwrap().len(), 0, "{theirs}");
     assert_eq!(get(&w, "/api/v1/conditions?contract=acme", Some(&beta)).await.0, StatusCode::NOT_FOUND);
+    // the console's page: the same finding, with its numbers and thresholds
+    assert!(w.store.add_user("sato", mxshield_operator::store::Role::Auditor, "auditor password").await.unwrap());
+    let cookie = sign_in(&w, "sato", "auditor password").await;
+    let (status, _, page) = console(&w, "/console/conditions", Some(&cookie), "en", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let row =
+        page.split("<tr class=\"finding flag\">").nth(1).expect("a flagged finding").split("</tr>").next().unwrap();
+    assert!(
+        row.contains("undeliverable") && row.contains("rate_window 20.0 %") && row.contains("flag at 10 %"),
+        "{row}"
+    );
+    assert!(row.contains("550 5.1.1 no such user"), "its evidence: {row}");
 }

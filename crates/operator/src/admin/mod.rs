@@ -196,6 +196,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/contracts", get(console::contracts_page))
         .route("/console/detections", get(console::detections))
         .route("/console/nodes", get(console::nodes_page))
+        .route("/console/conditions", get(console::conditions_page))
         .route("/console/admin", get(console::admin_page))
         .route("/console/admin/tokens/{id}/revoke", post(console::revoke_token))
         .route("/console/statements", get(console::statements_page))

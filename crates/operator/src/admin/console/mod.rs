@@ -127,6 +127,13 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "changed" => ("キューが変わりました。もう一度確認してください。", "The queue changed: check again."),
         "domain" => ("ドメイン", "Domain"),
         "last7" => ("過去7日間", "Last 7 days"),
+        "conditions" => ("利用条件", "Conditions of use"),
+        "kind" => ("種類", "Kind"),
+        "level" => ("判定", "Level"),
+        "window" => ("期間", "Window"),
+        "counts" => ("計測値", "Counts"),
+        "threshold" => ("基準", "Thresholds"),
+        "evidence" => ("根拠", "Evidence"),
         "who" => ("誰が", "Who"),
         "target" => ("対象", "Target"),
         "revokedcount" => {
@@ -394,7 +401,8 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         "<nav><strong>{title}</strong> · <a href=\"/console/\">{dash}</a> · <a href=\"/console/trace\">{trace}</a> · \
          <a href=\"/console/detections\">{detections}</a> · \
          <a href=\"/console/contracts\">{contracts}</a> · <a href=\"/console/queue\">{queue}</a> · \
-         <a href=\"/console/statements\">{statements}</a> · <a href=\"/console/nodes\">{nodes}</a> · \
+         <a href=\"/console/statements\">{statements}</a> · <a href=\"/console/conditions\">{conditions}</a> · \
+         <a href=\"/console/nodes\">{nodes}</a> · \
          <a href=\"/console/admin\">{admin}</a> · \
          {signed} {user} ({role}) \
          <form method=\"post\" action=\"/console/language\" id=\"language\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -409,6 +417,7 @@ fn nav(lang: Lang, s: &ConsoleSession) -> String {
         queue = t(lang, "queue"),
         detections = t(lang, "detections"),
         nodes = t(lang, "nodes"),
+        conditions = t(lang, "conditions"),
         statements = t(lang, "statements"),
         admin = t(lang, "admin"),
         signed = t(lang, "signedin"),
@@ -900,6 +909,59 @@ pub(super) async fn detections(
         table("by-day", "byday", &by_day, &plain),
     );
     page(StatusCode::OK, lang, t(lang, "detections"), &body)
+}
+
+/// `GET /console/conditions`: the conditions of use measured per contract — each finding with
+/// its level, window, raw counts, the thresholds applied and its evidence, never a bare verdict.
+pub(super) async fn conditions_page(State(st): State<AdminState>, me: SignedIn) -> Response {
+    let (s, lang) = (&me.s, me.lang);
+    let now = chrono::Utc::now().timestamp();
+    let cleared = st.store.cleared_findings().await.unwrap_or_default();
+    let findings = match st.operator.conditions(None, &st.conditions, &cleared, now).await {
+        Ok(f) => f,
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                t(lang, "conditions"),
+                &format!("{}<p class=\"error\">{}</p>", nav(lang, s), esc(&e.to_string())),
+            );
+        }
+    };
+    let rows: String = findings
+        .iter()
+        .map(|f| {
+            let counts: Vec<String> = f
+                .counts
+                .iter()
+                .map(|(k, v)| if k.starts_with("rate") { format!("{k} {:.1} %", v * 100.0) } else { format!("{k} {v}") })
+                .collect();
+            let level = serde_json::to_value(f.level).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            format!(
+                "<tr class=\"finding {level}\"><td><a href=\"/console/contracts/{c}\">{c}</a></td><td>{}</td><td class=\"level\">{level}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.kind,
+                esc(&f.window),
+                esc(&counts.join(", ")),
+                esc(&f.threshold),
+                esc(&f.evidence.join(" / ")),
+                c = esc(&f.contract),
+            )
+        })
+        .collect();
+    let body = format!(
+        "{}<h1>{}</h1><table id=\"findings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        nav(lang, s),
+        t(lang, "conditions"),
+        t(lang, "contract"),
+        t(lang, "kind"),
+        t(lang, "level"),
+        t(lang, "window"),
+        t(lang, "counts"),
+        t(lang, "threshold"),
+        t(lang, "evidence"),
+    );
+    page(StatusCode::OK, lang, t(lang, "conditions"), &body)
 }
 
 /// `GET /console/nodes`: every node with its state (as `mxshield nodes` derives it), its
