@@ -211,7 +211,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 27] = [
+const DESCRIBED: [(&str, &str); 28] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -239,6 +239,7 @@ const DESCRIBED: [(&str, &str); 27] = [
     ("get", "/price_tables"),
     ("get", "/audit"),
     ("get", "/conditions"),
+    ("post", "/conditions/{contract}/{kind}/clear"),
 ];
 
 #[tokio::test]
@@ -1155,4 +1156,20 @@ async fn the_conditions_of_use_are_read_through_the_api() {
         "{row}"
     );
     assert!(row.contains("550 5.1.1 no such user"), "its evidence: {row}");
+    // cleared through the API (a reason required; audited): measured from now on
+    let writer = token(&w, "contracts:write", &[]).await;
+    let (status, _, problem) =
+        send(&w, "POST", "/api/v1/conditions/acme/undeliverable/clear", &writer, &[], serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["pointer"], "/reason");
+    let body = serde_json::json!({ "reason": "customer cleaned its list" });
+    let (status, _, _) =
+        send(&w, "POST", "/api/v1/conditions/acme/undeliverable/clear", &reader, &[], body.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "reading is not clearing");
+    let (status, _, _) = send(&w, "POST", "/api/v1/conditions/acme/undeliverable/clear", &writer, &[], body).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, after) = get(&w, "/api/v1/conditions?contract=acme", Some(&reader)).await;
+    let f = after["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "undeliverable");
+    assert!(f.is_none_or(|f| f["level"] != "flag"), "cleared: {after}");
+    assert!(w.store.audit_log(10).await.unwrap().iter().any(|(_, e)| e.action == "conditions.clear"));
 }

@@ -189,6 +189,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/audit", get(audit_search))
         .route("/api/v1/conditions", get(conditions))
+        .route("/api/v1/conditions/{contract}/{kind}/clear", post(clear_condition))
         .route("/metrics", get(metrics_text))
         .route("/console/", get(console::dashboard::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
@@ -481,6 +482,56 @@ async fn conditions(
     Ok(Json(json!({ "findings": items })))
 }
 
+/// The body of a clearing.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ClearBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/conditions/{contract}/{kind}/clear` with `{"reason": "…"}`: the finding's
+/// measure restarts now (every node applies it at its next check); audited.
+async fn clear_condition(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path((contract, kind)): Path<(String, String)>,
+    body: Option<Json<ClearBody>>,
+) -> Result<Json<Value>, Problem> {
+    let token = authorize(&st, &headers, Resource::Contracts, true).await?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let mut errors = Vec::new();
+    if !["undeliverable", "spam-rejections", "bulk"].contains(&kind.as_str()) {
+        errors
+            .push(json!({ "pointer": "/kind", "detail": format!("{kind:?}: undeliverable, spam-rejections or bulk") }));
+    }
+    if reason.trim().is_empty() {
+        errors.push(json!({ "pointer": "/reason", "detail": "required: why the finding is cleared" }));
+    }
+    if !errors.is_empty() {
+        let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Content", "nothing was cleared");
+        p.errors = errors;
+        return Err(p);
+    }
+    let (contracts, _, _) = st.operator.contracts_visible(&Visibility::All).await?;
+    if !contracts.iter().any(|c| c.id == contract) {
+        return Err(Problem::not_found(format!("no contract {contract:?}")));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let actor = format!("{} ({})", token.id, token.name);
+    st.store.clear_finding(&contract, &kind, now, &actor).await?;
+    let entry = crate::store::AuditEntry {
+        actor,
+        source: "api".into(),
+        action: "conditions.clear".into(),
+        target: format!("{contract} {kind}"),
+        before: None,
+        after: Some(format!("measured from {now}: {reason}")),
+        outcome: "ok".into(),
+    };
+    st.store.audit_or_log(&entry).await;
+    Ok(Json(json!({ "contract": contract, "kind": kind, "cleared_at": now })))
+}
+
 /// The query of `GET /api/v1/audit`.
 #[derive(Debug, Default, serde::Deserialize)]
 struct AuditQuery {
@@ -605,6 +656,7 @@ pub fn openapi_document() -> Value {
             "/queue/flush": { "post": op("Retry every deferred message now: `?dry_run=true` first, then `?confirm=` with its value", "queue:write", "200") },
             "/openapi.json": get_op("This description", "any"),
             "/conditions": get_op("The conditions of use measured per contract (`contract=`): bulk, undeliverable, spam rejections — each with its level, window, counts, thresholds, first and last seen, evidence", "contracts:read"),
+            "/conditions/{contract}/{kind}/clear": { "post": op("Clear a finding (`undeliverable`, `spam-rejections`, `bulk`): its measure counts only what happens from now on, so a held contract can send again; `reason` required; audited", "contracts:write", "200") },
             "/audit": get_op("The audit log, newest first: who (`actor`, part of it), `action`, `target`, `since`, `limit` (1-1000, default 100) — every state-changing request of the API, the console and the CLI, with its client address, before and after", "admin:read"),
         },
         "components": {
