@@ -267,7 +267,18 @@ async fn the_openapi_description_names_every_route() {
             .replace("{rev}", "9")
             .replace("{number}", "S-000001")
             .replace("{queue_id}", "0640F3A2B1C4D00A1001")
-            .replace("/queue/{id}", "/queue/0640F3A2B1C4D00A1001");
+            .replace("/queue/{id}", "/queue/0640F3A2B1C4D00A1001")
+            .replace("{contract}", "acme")
+            .replace("{kind}", "bulk");
+        // without a token: refused, as a problem, whatever the route
+        let anonymous = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(&concrete)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = w.app.clone().oneshot(anonymous).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {concrete} without a token");
         let req = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&concrete)

@@ -30,6 +30,22 @@ mod write;
 tokio::task_local! {
     /// The client address of the request being handled (the audit records it).
     pub(crate) static PEER: std::net::SocketAddr;
+    /// The token of the API request being handled, checked once before anything else.
+    static TOKEN: Token;
+}
+
+/// Every API route (and `/metrics`) needs a valid token, checked here — before any extractor
+/// reads the request, so a caller without one learns nothing (not even what a body lacks) —
+/// and kept for the handlers' scope checks.
+async fn require_token(State(st): State<AdminState>, req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/api/") || path == "/metrics") {
+        return next.run(req).await;
+    }
+    match authenticate(&st, req.headers()).await {
+        Ok(token) => TOKEN.scope(token, next.run(req)).await,
+        Err(p) => p.into_response(),
+    }
 }
 
 /// Runs the rest of a request with its client address known to the audit.
@@ -219,6 +235,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/style.css", get(console::style))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .layer(axum::middleware::from_fn(with_peer))
         .with_state(state)
 }
@@ -243,6 +260,9 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 
 /// The caller's token, if it is valid.
 async fn authenticate(st: &AdminState, headers: &HeaderMap) -> Result<Token, Problem> {
+    if let Ok(token) = TOKEN.try_with(Token::clone) {
+        return Ok(token);
+    }
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
