@@ -308,6 +308,15 @@ pub(super) struct SignedIn {
     lang: Lang,
 }
 
+impl SignedIn {
+    /// The `403` page unless a form carries this session's CSRF token and its user may act
+    /// (operators and administrators; auditors only read).
+    fn refuse_unless_acting(&self, csrf: &str) -> Option<Response> {
+        (csrf != self.s.csrf || self.s.role == crate::store::Role::Auditor)
+            .then(|| page(StatusCode::FORBIDDEN, self.lang, "403", "<p class=\"error\">403</p>"))
+    }
+}
+
 impl axum::extract::FromRequestParts<AdminState> for SignedIn {
     type Rejection = Response;
 
@@ -1147,8 +1156,8 @@ pub(super) struct IssueForm {
 /// CSRF token required); audited.
 pub(super) async fn statements_issue(State(st): State<AdminState>, me: SignedIn, Form(f): Form<IssueForm>) -> Response {
     let (s, lang) = (&me.s, me.lang);
-    if f.csrf != s.csrf || s.role == crate::store::Role::Auditor {
-        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    if let Some(refused) = me.refuse_unless_acting(&f.csrf) {
+        return refused;
     }
     let Some(first) = chrono::NaiveDate::parse_from_str(&format!("{}-01", f.month), "%Y-%m-%d").ok() else {
         return page(StatusCode::UNPROCESSABLE_ENTITY, lang, "422", "<p class=\"error\">month</p>");

@@ -255,8 +255,8 @@ pub(in crate::admin) async fn delete(
     Form(f): Form<DeleteForm>,
 ) -> Response {
     let (s, lang) = (&me.s, me.lang);
-    if f.csrf != s.csrf || s.role == Role::Auditor {
-        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    if let Some(refused) = me.refuse_unless_acting(&f.csrf) {
+        return refused;
     }
     if f.reason.trim().is_empty() {
         return failed(&me, StatusCode::UNPROCESSABLE_ENTITY, t(lang, "delete"), t(lang, "reason"));
@@ -355,8 +355,8 @@ pub(in crate::admin) async fn flush(
     Form(f): Form<FlushForm>,
 ) -> Response {
     let (s, lang) = (&me.s, me.lang);
-    if f.csrf != s.csrf || s.role == Role::Auditor {
-        return page(StatusCode::FORBIDDEN, lang, "403", "<p class=\"error\">403</p>");
+    if let Some(refused) = me.refuse_unless_acting(&f.csrf) {
+        return refused;
     }
     let target = target(&st, q.node.as_deref());
     let changed = || failed(&me, StatusCode::CONFLICT, t(lang, "flush"), t(lang, "changed"));
