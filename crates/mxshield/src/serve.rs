@@ -56,6 +56,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
 /// reported, every problem at once, with exit status 2.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     logging::init(&config.log);
+    // before anything listens: a SIGTERM that arrives once a client could connect must shut
+    // down gracefully, not kill the process with the signal's default action
+    let signals = Signals::install()?;
     // before anything records a metric
     recorder();
     let Prepared { tls, scanner, release, notifier } = match prepare(&config) {
@@ -172,7 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let heartbeat = nodes::start_heartbeat(&config, running, admin_url, shutdown_rx.clone());
     let conditions = start_conditions(&config, held, shutdown_rx.clone());
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!(event = "shutting_down");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
@@ -506,11 +509,25 @@ fn recover(spool: &Spool) -> anyhow::Result<Vec<Known>> {
     Ok(known)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// The termination signals (SIGTERM, SIGINT), caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

@@ -675,36 +675,55 @@ async fn queue_show_flush_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_config_uses_the_defaults() {
     let dir = TempDir::new("defaults");
+    let status = serve_and_terminate_after_the_greeting(dir.path()).await;
+    assert!(status.success());
+    assert!(dir.path().join("mxshield-data/spool/queue").is_dir());
+    assert!(dir.path().join("mxshield-data/mxshield.db").is_file());
+}
+
+/// A SIGTERM sent the moment the gateway greets a client shuts it down gracefully (status 0):
+/// the handler was installed before anything listened. Regression: it was installed after the
+/// accept loop started, and a supervisor's early SIGTERM killed the process by the signal's
+/// default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_right_after_the_first_greeting_shuts_down_gracefully() {
+    for round in 0..15 {
+        let dir = TempDir::new("early-sigterm");
+        let status = serve_and_terminate_after_the_greeting(dir.path()).await;
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+}
+
+/// Starts `serve` in `dir` on free ports, waits for the first greeting, sends SIGTERM at once.
+async fn serve_and_terminate_after_the_greeting(dir: &std::path::Path) -> std::process::ExitStatus {
     let port = testkit::free_port();
     // and where the admin API listens: its default (127.0.0.1:8025) is a fixed port
     let admin = testkit::free_port();
     std::fs::write(
-        dir.path().join("only-listen.toml"),
+        dir.join("only-listen.toml"),
         format!("[smtp]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
     )
     .unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", "only-listen.toml", "serve"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut greeting = None;
-    for _ in 0..200 {
+    for _ in 0..400 {
         if let Ok((_, g)) = RawClient::connect(addr).await {
             greeting = Some(g);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(greeting.expect("listening").code, 220);
-    assert!(status.success());
-    assert!(dir.path().join("mxshield-data/spool/queue").is_dir());
-    assert!(dir.path().join("mxshield-data/mxshield.db").is_file());
+    status
 }
 
 /// `sigs info` on a database of every signature kind says what was loaded, and lists every
