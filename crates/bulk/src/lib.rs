@@ -10,8 +10,10 @@
 //!
 //! Main items: [`fingerprint`], [`Clusters`].
 
+pub mod canary;
 pub mod meter;
 pub mod normalize;
+pub mod spam;
 
 use std::collections::{BTreeMap, HashMap};
 

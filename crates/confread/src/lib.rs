@@ -288,6 +288,11 @@ impl<'t, 'i> Section<'t, 'i> {
         if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
+    /// The keys of this section, in the file's order (for tables keyed by free-form names).
+    pub fn keys(&self) -> Vec<String> {
+        self.table.iter().map(|(k, _)| k.get_ref().to_string()).collect()
+    }
+
     /// Whether the key is present (taken or not).
     pub fn has(&self, key: &str) -> bool {
         self.table.get(key).is_some()

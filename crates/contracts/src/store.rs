@@ -62,10 +62,11 @@ impl Store {
         let (pool, backend) = store::connect(url, 4).await?;
         // the migrations table keeps sqlx's default name: SQLite stores made before the
         // shared-database plumbing existed have their history there
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
-        }
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        store::migrate(&pool, migrator, "_sqlx_migrations").await?;
         let store = Store { pool, backend };
         store.first_revisions().await?;
         Ok(store)

@@ -95,6 +95,39 @@ pub struct InboundContext {
     pub held: HeldContracts,
     /// The bulk meter accepted messages are offered to after their `250` (`None`: off).
     pub bulk: Option<bulk::meter::Meter>,
+    /// The spam meter outbound messages are offered to after their `250` (`None`: no engine).
+    pub spam: Option<bulk::spam::SpamMeter>,
+    /// The open-relay probe's canaries ([`bulk::canary`]): the domain they are addressed at and
+    /// where their arrivals go (`None`: no canary is recognised).
+    pub canaries: Option<Canaries>,
+}
+
+/// Where the canaries of the open-relay probe are received and reported.
+#[derive(Debug, Clone)]
+pub struct Canaries {
+    /// The domain of the canary addresses (one this gateway receives for: its MX or address
+    /// record points here).
+    pub domain: String,
+    /// Each arrival, once its message has been received whole (bounded; a full channel drops
+    /// the report with a warning, the probe then finds no arrival and says so).
+    pub arrivals: mpsc::Sender<CanaryArrival>,
+}
+
+/// A canary received: the proof that a probed server relayed it.
+#[derive(Debug, Clone)]
+pub struct CanaryArrival {
+    /// The probe's token.
+    pub token: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The client that delivered it (the relaying server, or a hop after it).
+    pub client: IpAddr,
+    /// The client's EHLO name.
+    pub helo: String,
+    /// The envelope sender.
+    pub sender: String,
+    /// The message's beginning (its header section shows the path it took), at most 16 KiB.
+    pub head: String,
 }
 
 /// How a contract's outbound mail is held.

@@ -52,6 +52,16 @@ pub fn decide_sender(from: &Path) -> Result<(), Cause> {
     Ok(())
 }
 
+/// The token of `rcpt` when it is an open-relay canary at `canary_domain` ([`bulk::canary`]):
+/// accepted from anyone (the probed server relays it from wherever it is), never delivered.
+pub fn canary_token(rcpt: &Path, canary_domain: &str) -> Option<String> {
+    let m = rcpt.mailbox.as_ref().filter(|m| rcpt.source_route.is_none() && !m.quoted_local)?;
+    if !m.domain.trim_end_matches('.').eq_ignore_ascii_case(canary_domain.trim_end_matches('.')) {
+        return None;
+    }
+    bulk::canary::token_of(&m.local)
+}
+
 /// Decides on one `RCPT TO`; `postmaster` is the gateway's own postmaster address.
 pub fn decide_rcpt(snap: &Snapshot, client: IpAddr, day: NaiveDate, rcpt: &Path, postmaster: &str) -> RcptDecision {
     let refuse = RcptDecision::Refuse;

@@ -11,10 +11,10 @@ use smtp::server::{DataAbort, MailParams, Policy};
 use smtp::{Path, Reply};
 use spool::{Envelope, QueueId, Writer};
 
-use super::InboundContext;
 use super::hops::HopCounter;
-use super::policy::{RcptDecision, client_direction, decide_rcpt, decide_sender};
+use super::policy::{RcptDecision, canary_token, client_direction, decide_rcpt, decide_sender};
 use super::refusal::Cause;
+use super::{CanaryArrival, InboundContext};
 use filter::decision::ContentPolicy;
 use filter::{Decision, FilterVerdict, MessageFacts};
 use msglog::{MessageRecord, MessageSummary, RcptState};
@@ -45,12 +45,45 @@ struct Transaction {
     strip: mime::header::FieldDropper,
     failed: bool,
     received_at: u64,
+    /// Tokens of the open-relay canaries among the recipients (not delivered anywhere).
+    canaries: Vec<String>,
+    /// The message's beginning, kept when it carries a canary (its evidence).
+    canary_head: Vec<u8>,
 }
+
+/// How much of a canary message is kept as evidence.
+const CANARY_HEAD_MAX: usize = 16 * 1024;
 
 impl GatewaySession {
     /// A session for a client at `client`.
     pub fn new(ctx: Arc<InboundContext>, client: IpAddr) -> Self {
         GatewaySession { ctx, client, helo: String::new(), esmtp: false, tls: false, txn: None }
+    }
+
+    /// Reports the canaries of `txn` (received whole) to whoever records them.
+    fn canaries_arrived(&self, txn: &mut Transaction) {
+        let Some(c) = &self.ctx.canaries else { return };
+        let head = String::from_utf8_lossy(&txn.canary_head).into_owned();
+        for token in txn.canaries.drain(..) {
+            tracing::warn!(
+                event = "relay_canary", token = %token, client_ip = %self.client, helo = %self.helo,
+                from = %txn.sender, "an open-relay probe's canary arrived: the server that relayed it is an open relay"
+            );
+            let arrival = CanaryArrival {
+                token,
+                at: Utc::now().timestamp(),
+                client: self.client,
+                helo: self.helo.clone(),
+                sender: txn.sender.clone(),
+                head: head.clone(),
+            };
+            if c.arrivals.try_send(arrival).is_err() {
+                tracing::warn!(
+                    event = "relay_canary_unrecorded",
+                    "the canary's arrival could not be queued for recording"
+                );
+            }
+        }
     }
 
     /// Logs a refused command with its cause and gives the reply for it.
@@ -118,6 +151,10 @@ impl GatewaySession {
             return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
         let _ = self.ctx.queued.try_send(id.clone());
+        if let (Some(meter), Direction::Outbound, Some(contract)) = (&self.ctx.spam, txn.direction, txn.contracts.first()) {
+            let at = Utc::now().timestamp();
+            meter.offer(bulk::spam::SpamOffer { contract: contract.clone(), at, message: message.clone() });
+        }
         if let (Some(meter), Some(message)) = (&self.ctx.bulk, message) {
             let at = Utc::now().timestamp();
             for (contract, copies) in self.copies_by_contract(txn) {
@@ -254,6 +291,8 @@ impl Policy for GatewaySession {
             strip: super::strip::own_fields(),
             failed: false,
             received_at: 0,
+            canaries: Vec::new(),
+            canary_head: Vec::new(),
         });
         Ok(())
     }
@@ -262,6 +301,13 @@ impl Policy for GatewaySession {
         let Some(txn) = self.txn.as_mut() else {
             return Err(Reply::new(503, (5, 5, 1), "Need MAIL before RCPT"));
         };
+        if let Some(token) = self.ctx.canaries.as_ref().and_then(|c| canary_token(to, &c.domain)) {
+            // the open-relay probe's: whoever relays it, it is recorded and goes nowhere
+            if !txn.canaries.contains(&token) {
+                txn.canaries.push(token);
+            }
+            return Ok(());
+        }
         match decide_rcpt(&txn.snapshot, self.client, self.ctx.contracts.today(), to, &self.ctx.postmaster) {
             RcptDecision::Postmaster => {
                 // the operator's: to `postmaster_forward`, else the postmaster address itself
@@ -312,6 +358,10 @@ impl Policy for GatewaySession {
     async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
         let Some(txn) = self.txn.as_mut() else { return Ok(()) };
         txn.hops.feed(chunk);
+        if !txn.canaries.is_empty() && txn.canary_head.len() < CANARY_HEAD_MAX {
+            let room = CANARY_HEAD_MAX - txn.canary_head.len();
+            txn.canary_head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
         let kept = txn.strip.feed(chunk);
         let Some(w) = txn.writer.as_mut() else { return Ok(()) };
         if let Err(e) = w.write(&kept) {
@@ -329,6 +379,13 @@ impl Policy for GatewaySession {
         let Some(mut writer) = txn.writer.take() else {
             return spool_error("the message was not written").reply();
         };
+        if !txn.canaries.is_empty() {
+            self.canaries_arrived(&mut txn);
+            if txn.rcpts.is_empty() {
+                // nothing else to deliver: the spool file is discarded with its writer
+                return Reply::new(250, (2, 0, 0), "Ok: relay test received");
+            }
+        }
         let rest = txn.strip.finish();
         if let Err(e) = writer.write(&rest) {
             return spool_error(e).reply();

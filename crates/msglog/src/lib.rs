@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use store::{
-    BulkCluster, HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, OutboundOutcome, TimelineEvent,
+    BulkCluster, HourlyMessages, HourlyOutcomes, LogLocation, LogStore, LogStoreError, OutboundOutcome, SpamCount,
+    TimelineEvent,
 };
 
 use journal::{Appended, Entry, Journal};

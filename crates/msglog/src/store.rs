@@ -108,7 +108,8 @@ impl LogStore {
         let (pool, backend) = store::connect_with(url, 2, store::Sync::Normal).await?;
         match backend {
             // its own file: sqlx's default migrations table, as before several nodes existed
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            // (its own database file: sqlx's default table)
+            Backend::Sqlite => store::migrate(&pool, sqlx::migrate!("./migrations/sqlite"), "_sqlx_migrations").await?,
             Backend::Postgres => {
                 store::migrate(&pool, sqlx::migrate!("./migrations/postgres"), "_mxshield_msglog_migrations").await?
             }
@@ -150,6 +151,7 @@ impl LogStore {
             .await?;
         sqlx::query("DELETE FROM delivery_events WHERE at < $1").bind(before).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM bulk_counts WHERE hour < $1").bind(before).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM spam_scores WHERE day < $1").bind(before).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM bulk_clusters WHERE created < $1 AND id NOT IN (SELECT cluster FROM bulk_counts)")
             .bind(before)
             .execute(&mut *tx)
@@ -434,6 +436,49 @@ impl LogStore {
         Ok(())
     }
 
+    /// Adds each node's spam-score counts ([`SpamCount`]: deltas) to the shared ones.
+    pub async fn spam_flush(&self, deltas: &[SpamCount]) -> Result<(), LogStoreError> {
+        let mut tx = self.pool.begin().await?;
+        for d in deltas {
+            sqlx::query(
+                "INSERT INTO spam_scores (contract, day, scored, spam, unmeasured) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (contract, day) DO UPDATE SET scored = spam_scores.scored + excluded.scored, \
+                 spam = spam_scores.spam + excluded.spam, unmeasured = spam_scores.unmeasured + excluded.unmeasured",
+            )
+            .bind(&d.contract)
+            .bind(d.day)
+            .bind(d.scored)
+            .bind(d.spam)
+            .bind(d.unmeasured)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The spam-score counts of every contract (or of `contract`) per UTC day from `since` on.
+    pub async fn spam_counts(&self, since: i64, contract: Option<&str>) -> Result<Vec<SpamCount>, LogStoreError> {
+        let rows = sqlx::query(
+            "SELECT contract, day, scored, spam, unmeasured FROM spam_scores WHERE day >= $1 \
+             AND ($2 = '' OR contract = $2) ORDER BY contract, day",
+        )
+        .bind(since - since.rem_euclid(86_400))
+        .bind(contract.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SpamCount {
+                contract: r.get("contract"),
+                day: r.get("day"),
+                scored: r.get("scored"),
+                spam: r.get("spam"),
+                unmeasured: r.get("unmeasured"),
+            })
+            .collect())
+    }
+
     /// Copies per (cluster, hour) from `since` (Unix seconds) on.
     pub async fn bulk_counts(&self, since: i64) -> Result<Vec<(String, i64, i64)>, LogStoreError> {
         let rows = sqlx::query("SELECT cluster, hour, copies FROM bulk_counts WHERE hour >= $1")
@@ -442,6 +487,21 @@ impl LogStore {
             .await?;
         Ok(rows.iter().map(|r| (r.get("cluster"), r.get("hour"), r.get("copies"))).collect())
     }
+}
+
+/// Outbound messages of one contract on one UTC day, as the spam engine judged them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpamCount {
+    /// The contract.
+    pub contract: String,
+    /// The day's start (Unix seconds, UTC).
+    pub day: i64,
+    /// Messages scored.
+    pub scored: i64,
+    /// Of those, at or above the engine's spam threshold.
+    pub spam: i64,
+    /// Messages the engine could not score (down, timed out, too large).
+    pub unmeasured: i64,
 }
 
 /// One delivery attempt's outcome of outbound mail, with its contract.

@@ -48,6 +48,8 @@ pub struct Config {
     /// `[conditions]`: the thresholds the conditions of use are measured against, and the
     /// policies applied while a finding is flagged.
     pub conditions: operator::conditions::Settings,
+    /// `[conditions.spam_engine]`: the spam engine outbound mail is scored by (`None`: none).
+    pub spam_engine: Option<bulk::spam::Engine>,
 }
 
 /// `[admin]`: where the operator's API listens (`/api/v1`, `/healthz`), never on an SMTP port.
@@ -237,7 +239,7 @@ impl Config {
         let mut admin_sec = r.table(&mut root, "admin");
         let admin = read_admin(&mut r, admin_sec.as_mut(), &smtp);
         let mut conditions_sec = r.table(&mut root, "conditions");
-        let conditions = read_conditions(&mut r, conditions_sec.as_mut());
+        let (conditions, spam_engine) = read_conditions(&mut r, conditions_sec.as_mut());
         r.deny_unknown(&root);
         r.finish()?;
         Ok(Config {
@@ -259,6 +261,7 @@ impl Config {
             billing,
             admin,
             conditions,
+            spam_engine,
         })
     }
 
@@ -364,19 +367,86 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
 
 /// `[conditions]`: `bounce_warn_percent` (5), `bounce_flag_percent` (10), `bounce_min_copies`
 /// (200), `bounce_last_copies` (1000), `spam_warn_per_day` (10), `spam_flag_per_day` (50),
-/// `window_days` (7); `undeliverable` and `spam_rejections` (`observe`, `defer`, `refuse`),
-/// `check_every` ("60s").
-fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> operator::conditions::Settings {
+/// `window_days` (7), `bulk_warn_copies`, `bulk_flag_copies`; a policy per kind —
+/// `undeliverable`, `spam_rejections`, `spam_score`, `bulk`, `open_relay` (`observe`, `warn`,
+/// `defer`, `refuse`) — and per contract in `[conditions.contract.ID]`; `check_every` ("60s"),
+/// `bulk_metering`, `bulk_flush`, `notify` (the address `warn` mails); the open-relay probe's
+/// `relay_test_every` ("7d"; "0s": on demand only), `canary_domain` (the host name),
+/// `relay_test_port` (25), `relay_test_wait` ("60s"); `spam_score_warn_per_day` (10),
+/// `spam_score_flag_per_day` (50) and the engine in `[conditions.spam_engine]`: `kind` (`spamd`,
+/// `rspamd`), `address`, `timeout` ("10s"), `max_size` (512 KiB).
+fn read_conditions(
+    r: &mut Reader<'_>,
+    sec: Option<&mut Section<'_, '_>>,
+) -> (operator::conditions::Settings, Option<bulk::spam::Engine>) {
+    use operator::conditions::{KINDS, Policy};
     let mut settings = operator::conditions::Settings::default();
-    let Some(sec) = sec else { return settings };
-    for key in ["undeliverable", "spam_rejections", "bulk"] {
-        if let Some((s, line)) = r.string(sec, key) {
-            match operator::conditions::Policy::parse(&s) {
-                Some(p) if key == "undeliverable" => settings.undeliverable = p,
-                Some(p) if key == "bulk" => settings.bulk = p,
-                Some(p) => settings.spam_rejections = p,
-                None => r.issue(sec.child_path(key), line, format!("{s:?}: observe, defer or refuse")),
+    let Some(sec) = sec else { return (settings, None) };
+    let engine = r.table(sec, "spam_engine").and_then(|mut t| {
+        let e = read_spam_engine(r, &mut t);
+        r.deny_unknown(&t);
+        e
+    });
+    fn policies(r: &mut Reader<'_>, sec: &mut Section<'_, '_>) -> std::collections::BTreeMap<String, Policy> {
+        let mut out = std::collections::BTreeMap::new();
+        for kind in KINDS {
+            let key = kind.replace('-', "_");
+            if let Some((s, line)) = r.string(sec, &key) {
+                match Policy::parse(&s) {
+                    Some(p) => {
+                        out.insert(kind.to_string(), p);
+                    }
+                    None => r.issue(sec.child_path(&key), line, format!("{s:?}: observe, warn, defer or refuse")),
+                }
             }
+        }
+        out
+    }
+    settings.policies = policies(r, sec);
+    if let Some(mut per) = r.table(sec, "contract") {
+        let ids = per.keys();
+        for id in ids {
+            if let Some(mut t) = r.table(&mut per, &id) {
+                let p = policies(r, &mut t);
+                r.deny_unknown(&t);
+                settings.overrides.insert(id, p);
+            }
+        }
+    }
+    if let Some((a, line)) = r.string(sec, "notify") {
+        if a.contains('@') && !a.contains(char::is_whitespace) {
+            settings.notify = Some(a);
+        } else {
+            r.issue(sec.child_path("notify"), line, format!("{a:?} is not an address"));
+        }
+    }
+    if let Some((d, line)) = r.duration(sec, "relay_test_every") {
+        if d.is_zero() {
+            settings.relay.every = None;
+        } else if d < std::time::Duration::from_secs(3600) {
+            r.issue(sec.child_path("relay_test_every"), line, "must be at least 1h (or 0s: on demand only)");
+        } else {
+            settings.relay.every = Some(d);
+        }
+    }
+    if let Some((d, line)) = r.string(sec, "canary_domain") {
+        if contracts::is_hostname(&d) {
+            settings.relay.canary_domain = Some(d.to_ascii_lowercase());
+        } else {
+            r.issue(sec.child_path("canary_domain"), line, format!("{d:?} is not a domain"));
+        }
+    }
+    if let Some((n, line)) = r.unsigned(sec, "relay_test_port") {
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => settings.relay.sending_port = p,
+            _ => r.issue(sec.child_path("relay_test_port"), line, "must be 1 to 65535"),
+        }
+    }
+    if let Some((d, line)) = r.duration(sec, "relay_test_wait") {
+        if d.is_zero() || d > std::time::Duration::from_secs(3600) {
+            r.issue(sec.child_path("relay_test_wait"), line, "must be more than 0s, at most 1h");
+        } else {
+            settings.relay.wait = d;
         }
     }
     if let Some((b, _)) = r.boolean(sec, "bulk_metering") {
@@ -433,6 +503,12 @@ fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> ope
     if let Some(n) = number(r, "bulk_flag_copies", 1..=100_000_000) {
         th.bulk_flag_copies = n;
     }
+    if let Some(n) = number(r, "spam_score_warn_per_day", 1..=100_000_000) {
+        th.spam_score_warn_per_day = n;
+    }
+    if let Some(n) = number(r, "spam_score_flag_per_day", 1..=100_000_000) {
+        th.spam_score_flag_per_day = n;
+    }
     if th.bulk_warn_copies > th.bulk_flag_copies {
         r.issue(sec.child_path("bulk_warn_copies"), sec.line(), "must not be above bulk_flag_copies");
     }
@@ -442,8 +518,58 @@ fn read_conditions(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>) -> ope
     if th.spam_warn_per_day > th.spam_flag_per_day {
         r.issue(sec.child_path("spam_warn_per_day"), sec.line(), "must not be above spam_flag_per_day");
     }
+    if th.spam_score_warn_per_day > th.spam_score_flag_per_day {
+        r.issue(sec.child_path("spam_score_warn_per_day"), sec.line(), "must not be above spam_score_flag_per_day");
+    }
     r.deny_unknown(sec);
-    settings
+    (settings, engine)
+}
+
+/// `[conditions.spam_engine]`.
+fn read_spam_engine(r: &mut Reader<'_>, t: &mut Section<'_, '_>) -> Option<bulk::spam::Engine> {
+    use bulk::spam::{Engine, EngineKind};
+    let kind = match r.string(t, "kind") {
+        Some((k, _)) if k == "spamd" => Some(EngineKind::Spamd),
+        Some((k, _)) if k == "rspamd" => Some(EngineKind::Rspamd),
+        Some((k, line)) => {
+            r.issue(t.child_path("kind"), line, format!("{k:?}: spamd or rspamd"));
+            None
+        }
+        None => {
+            r.issue(t.child_path("kind"), t.line(), "required: spamd or rspamd");
+            None
+        }
+    };
+    let addr = match r.string(t, "address") {
+        Some((a, line)) => match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.issue(t.child_path("address"), line, format!("{a:?} is not an address:port (spamd: 783, rspamd: 11333)"));
+                None
+            }
+        },
+        None => {
+            r.issue(t.child_path("address"), t.line(), "required: the engine's address:port");
+            None
+        }
+    };
+    let mut timeout = Duration::from_secs(10);
+    if let Some((d, line)) = r.duration(t, "timeout") {
+        if d.is_zero() || d > Duration::from_secs(300) {
+            r.issue(t.child_path("timeout"), line, "must be more than 0s, at most 5m");
+        } else {
+            timeout = d;
+        }
+    }
+    let mut max_size = 512 * 1024;
+    if let Some((n, line)) = r.unsigned(t, "max_size") {
+        if (1024..=64 * 1024 * 1024).contains(&n) {
+            max_size = n as usize;
+        } else {
+            r.issue(t.child_path("max_size"), line, "must be 1024 to 67108864 bytes");
+        }
+    }
+    Some(Engine { kind: kind?, addr: addr?, timeout, max_size })
 }
 
 /// `[admin]`: `enabled` (default true), `listen` (default `127.0.0.1:8025`), which must not be

@@ -2,6 +2,8 @@
 //! `smtp`, `spool` and `contracts` and in the modules below).
 
 mod cli;
+mod conditions_cli;
+mod conditions_monitor;
 mod config;
 mod log_cli;
 mod logging;
@@ -97,8 +99,9 @@ enum Command {
     /// The message log (every message's scan result, action and delivery outcome).
     #[command(subcommand)]
     Log(LogCmd),
-    /// The conditions of use, measured per contract from its outbound mail: hard-bounce rate,
-    /// remote spam rejections — each with its counts, window and thresholds.
+    /// The conditions of use, measured per contract: hard-bounce rate, remote spam
+    /// rejections, spam score, bulk mail, open relay — each with its counts, window,
+    /// thresholds and state (open, acknowledged, cleared).
     Conditions {
         #[command(subcommand)]
         action: Option<ConditionsCmd>,
@@ -125,11 +128,30 @@ enum ConditionsCmd {
     Clear {
         /// The contract.
         contract: String,
-        /// `undeliverable` or `spam-rejections`.
+        /// `undeliverable`, `spam-rejections`, `spam-score`, `bulk` or `open-relay`.
         kind: String,
         /// Who clears it (default `$USER`).
         #[arg(long)]
         actor: Option<String>,
+    },
+    /// Acknowledge a finding: the operator has seen it; it stays open (audited).
+    Acknowledge {
+        /// The contract.
+        contract: String,
+        /// `undeliverable`, `spam-rejections`, `spam-score`, `bulk` or `open-relay`.
+        kind: String,
+        /// Who acknowledges it (default `$USER`).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Probe the contract's registered servers for an open relay now: each is asked to relay a
+    /// message to a canary address of this gateway; exit status 1 when a canary arrives.
+    RelayTest {
+        /// The contract.
+        contract: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -541,11 +563,18 @@ fn main() -> ExitCode {
             Command::Log(LogCmd::Search { filter, json }) => log_cli::run(&config, &filter, json).await,
             Command::Nodes { json } => nodes::list(&config, json).await,
             Command::Conditions { action: None, contract, json } => {
-                cli::conditions(&config, contract.as_deref(), json).await
+                conditions_cli::list(&config, contract.as_deref(), json).await
             }
             Command::Conditions { action: Some(ConditionsCmd::Clear { contract, kind, actor }), .. } => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
-                cli::conditions_clear(&config, &contract, &kind, &actor).await
+                conditions_cli::handle(&config, conditions_cli::Handling::Clear, &contract, &kind, &actor).await
+            }
+            Command::Conditions { action: Some(ConditionsCmd::Acknowledge { contract, kind, actor }), .. } => {
+                let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+                conditions_cli::handle(&config, conditions_cli::Handling::Acknowledge, &contract, &kind, &actor).await
+            }
+            Command::Conditions { action: Some(ConditionsCmd::RelayTest { contract, json }), .. } => {
+                conditions_cli::relay_test(&config, &contract, json).await
             }
             Command::Queue(QueueCmd::List) => cli::queue_list(&config),
             Command::Queue(QueueCmd::Show { id }) => cli::queue_show(&config, &id),

@@ -129,6 +129,20 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let scanner = filter::live(scanner);
     let updater = start_updates(&config, &scanner, release.as_ref(), shutdown_rx.clone())?;
     let held = inbound::HeldContracts::default();
+    // the spam engine (R18), when the operator runs one: outbound mail scored after its 250
+    let (spam_meter, spam_task) = match &config.spam_engine {
+        Some(engine) => {
+            let (m, t) =
+                bulk::spam::SpamMeter::start(engine.clone(), config.log.message_log.clone(), config.conditions.bulk_flush);
+            (Some(m), Some(t))
+        }
+        None => (None, None),
+    };
+    // the open-relay probe's canaries that arrive here, recorded in the shared store
+    let (canary_tx, canary_rx) = mpsc::channel(1_000);
+    let canary_recorder =
+        crate::conditions_monitor::record_canaries(operator::store::AdminStore::lazy(&config.contracts.url), canary_rx);
+    let probe = crate::conditions_cli::probe_settings(&config);
     // the bulk meter (R18): fed after each 250, flushing into the message log's database
     let (bulk_meter, bulk_thread) = if config.conditions.bulk_metering {
         let (m, t) = bulk::meter::Meter::start(
@@ -145,6 +159,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         postmaster_forward: config.postmaster_forward.clone(),
         held: held.clone(),
         bulk: bulk_meter.clone(),
+        spam: spam_meter.clone(),
+        canaries: Some(inbound::Canaries { domain: probe.canary_domain.clone(), arrivals: canary_tx }),
         smtp: config.smtp.clone(),
         spool,
         contracts,
@@ -173,7 +189,25 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let heartbeat = nodes::start_heartbeat(&config, running, admin_url, shutdown_rx.clone());
-    let conditions = start_conditions(&config, held, shutdown_rx.clone());
+    let monitor = crate::conditions_monitor::Monitor {
+        settings: config.conditions.clone(),
+        operator: crate::cli::operator(&config),
+        store: operator::store::AdminStore::lazy(&config.contracts.url),
+        held,
+        contracts: ctx.contracts.clone(),
+        probe,
+        spool: ctx.spool.clone(),
+        queued: ctx.queued.clone(),
+        notify: config
+            .conditions
+            .notify
+            .clone()
+            .or_else(|| config.postmaster_forward.clone())
+            .unwrap_or_else(|| config.postmaster.clone()),
+        hostname: config.smtp.hostname.clone(),
+        node: config.node_name.clone(),
+    };
+    let conditions = crate::conditions_monitor::start(monitor, shutdown_rx.clone());
     let server = tokio::spawn(inbound::serve(ctx, listeners, session_config, shutdown_rx));
     signals.wait().await;
     tracing::info!(event = "shutting_down");
@@ -187,6 +221,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(c) = conditions {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
     }
+    // every session is gone, so is every handle of the spam meter: it flushes once more and ends
+    drop(spam_meter);
+    if let Some(t) = spam_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+    }
+    // every session is gone, so is the sender of canaries: the recorder finishes what it has
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), canary_recorder).await;
     // every session is gone, so is every handle of the meter: it flushes once more and ends
     drop(bulk_meter);
     if let Some(t) = bulk_thread {
@@ -203,73 +244,6 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(event = "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Measures the conditions of use every `[conditions] check_every` and holds the outbound mail
-/// of contracts with a flagged finding whose policy is `defer` or `refuse` (none when every
-/// policy is `observe`). A measurement that fails (the database away) keeps the last holds:
-/// metering never stops mail by itself, and never lets it through unmeasured either.
-fn start_conditions(
-    config: &Config,
-    held: inbound::HeldContracts,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use operator::conditions::{Level, Policy};
-    let settings = config.conditions.clone();
-    if settings.undeliverable == Policy::Observe && settings.spam_rejections == Policy::Observe {
-        return None;
-    }
-    let op = crate::cli::operator(config);
-    let store = operator::store::AdminStore::lazy(&config.contracts.url);
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(settings.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut current: std::collections::HashMap<String, inbound::Hold> = Default::default();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
-            }
-            let now = chrono::Utc::now().timestamp();
-            let measured = async {
-                let cleared = store.cleared_findings().await.map_err(|e| e.to_string())?;
-                op.conditions(None, &settings.thresholds, &cleared, now).await.map_err(|e| e.to_string())
-            };
-            let findings = match measured.await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(event = "conditions_unmeasured", error = %e, "keeping the last holds");
-                    continue;
-                }
-            };
-            let mut holds = std::collections::HashMap::new();
-            for f in findings.iter().filter(|f| f.level == Level::Flag) {
-                let why = format!(
-                    "{} of contract {} is flagged ({}; {}): the operator's conditions of use",
-                    f.kind, f.contract, f.window, f.threshold
-                );
-                let hold = match settings.policy(f.kind) {
-                    Policy::Observe => continue,
-                    Policy::Defer => inbound::Hold::Defer(why),
-                    Policy::Refuse => inbound::Hold::Refuse(why),
-                };
-                // a refusal outweighs a deferral
-                if !matches!(holds.get(&f.contract), Some(inbound::Hold::Refuse(_))) {
-                    holds.insert(f.contract.clone(), hold);
-                }
-            }
-            for (c, h) in &holds {
-                if current.get(c) != Some(h) {
-                    tracing::warn!(event = "outbound_hold_on", contract = %c, hold = ?h);
-                }
-            }
-            for c in current.keys().filter(|c| !holds.contains_key(*c)) {
-                tracing::info!(event = "outbound_hold_off", contract = %c);
-            }
-            held.set(holds.clone());
-            current = holds;
-        }
-    }))
 }
 
 /// The process's metrics recorder, installed as the global one the first time it is asked for.

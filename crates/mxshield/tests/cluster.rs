@@ -560,7 +560,7 @@ async fn a_campaign_spread_over_two_nodes_is_counted_whole() {
     let (mut a, _da) = node("mx-a", &schema.url(), remote.addr);
     let (mut b, _db) = node("mx-b", &schema.url(), remote.addr);
     for gw in [&a, &b] {
-        let text = std::fs::read_to_string(&gw.config).unwrap() + "\n[conditions]\nbulk_flush = \"200ms\"\n";
+        let text = with_conditions(&std::fs::read_to_string(&gw.config).unwrap(), "bulk_flush = \"200ms\"\n");
         std::fs::write(&gw.config, text).unwrap();
     }
     apply(&a, &contracts(&quoted(customer.addr)));

@@ -77,7 +77,7 @@ async fn bounces_and_spam_rejections_of_outbound_mail_are_measured_per_contract(
     assert_eq!(spam_rejections["level"], "warn", "{report}");
     assert!(spam_rejections["evidence"][0].as_str().unwrap().contains("spam"), "{report}");
     // the operator's thresholds: stricter, then the same counts flag the spam too
-    let text = std::fs::read_to_string(&gw.config).unwrap() + "\n[conditions]\nspam_flag_per_day = 15\n";
+    let text = with_conditions(&std::fs::read_to_string(&gw.config).unwrap(), "spam_flag_per_day = 15\n");
     std::fs::write(&gw.config, text).unwrap();
     let out = gw.cli(&["conditions"]);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -103,7 +103,7 @@ async fn a_flagged_contract_is_deferred_until_the_operator_clears_it() {
     let customer = Sink::start(Behaviour::Accept).await;
     let remote = remote_server().await;
     let (gw, _dir) = gateway("conditions-defer", &quoted(customer.addr), remote.addr, |c| {
-        c + "\n[conditions]\nundeliverable = \"defer\"\ncheck_every = \"1s\"\n"
+        with_conditions(&c, "undeliverable = \"defer\"\ncheck_every = \"1s\"\n")
     });
     assert_eq!(outbound_rcpt(gw.addr).await.0, 250, "nothing measured yet");
     send_newsletter(gw.addr).await;
@@ -179,7 +179,7 @@ async fn five_thousand_personalised_copies_flag_the_contract_four_thousand_do_no
     let customer = Sink::start(Behaviour::Accept).await;
     let remote = Sink::start(Behaviour::Accept).await;
     let (gw, _dir) = gateway("conditions-bulk", &quoted(customer.addr), remote.addr, |c| {
-        c + "\n[conditions]\nbulk_flush = \"200ms\"\n"
+        with_conditions(&c, "bulk_flush = \"200ms\"\n")
     });
     send_campaign(gw.addr, 40).await;
     let f = bulk_finding(&gw, 4000.0).await;
@@ -198,7 +198,7 @@ async fn unrelated_real_mail_forms_no_campaign() {
     let customer = Sink::start(Behaviour::Accept).await;
     let remote = Sink::start(Behaviour::Accept).await;
     let (gw, _dir) = gateway("conditions-unrelated", &quoted(customer.addr), remote.addr, |c| {
-        c + "\n[conditions]\nbulk_flush = \"200ms\"\n"
+        with_conditions(&c, "bulk_flush = \"200ms\"\n")
     });
     let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
     c.cmd("EHLO mail.acme.example").await.unwrap();
@@ -232,4 +232,65 @@ async fn unrelated_real_mail_forms_no_campaign() {
         "unrelated real mail: {sent} messages, {} copies; the largest group of near-duplicates: {largest} copies",
         sent * 10
     );
+}
+
+/// The spam score of outbound mail (issue 16): a real spamd started here scores the contract's
+/// outbound messages after their `250`; GTUBE counts as spam per day against the thresholds,
+/// plain mail does not, and with the engine down mail still flows, counted unmeasured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_spam_is_scored_by_a_real_spamd_and_an_engine_down_never_stops_mail() {
+    const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+    let spamd = tokio::task::spawn_blocking(testkit::spamd::SpamdProcess::start).await.unwrap();
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let engine = spamd.addr();
+    let (gw, _dir) = gateway("conditions-spam-score", &quoted(customer.addr), remote.addr, |c| {
+        with_conditions(&c, "bulk_flush = \"200ms\"\nspam_score_warn_per_day = 2\nspam_score_flag_per_day = 3\n")
+            + &format!("\n[conditions.spam_engine]\nkind = \"spamd\"\naddress = \"{engine}\"\ntimeout = \"30s\"\n")
+    });
+    let send = |subject: &'static str, body: String| async move {
+        let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
+        c.cmd("EHLO mail.acme.example").await.unwrap();
+        let r = c.send_mail("alice@acme.example", &["bob@remote.test"], &message(subject, &body)).await.unwrap();
+        assert_eq!(r.code, 250, "{subject}");
+    };
+    for i in 0..3 {
+        send("offer", format!("Buy now! {i}\r\n{GTUBE}")).await;
+    }
+    send("lunch", "Shall we have lunch on Friday? Bob".into()).await;
+    send("minutes", "The minutes of Tuesday's meeting are attached below. Alice".into()).await;
+    let finding = |gw: &testkit::gateway::Gateway| {
+        let out = gw.cli(&["conditions", "--contract", "acme", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["findings"].as_array().and_then(|f| f.iter().find(|f| f["kind"] == "spam-score").cloned())
+    };
+    let mut f = None;
+    for _ in 0..300 {
+        f = finding(&gw);
+        if f.as_ref().is_some_and(|f| f["counts"]["scored_window"] == 5.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let f = f.expect("a spam-score finding");
+    assert_eq!(f["counts"]["scored_window"], 5.0, "{f}");
+    assert_eq!(f["counts"]["spam_window"], 3.0, "GTUBE three times: {f}");
+    assert_eq!(f["counts"]["today"], 3.0, "{f}");
+    assert_eq!(f["level"], "flag", "3 in a day, flagged at 3: {f}");
+    assert!(f["threshold"].as_str().unwrap().contains("flag at 3"), "{f}");
+    // the engine down: mail flows, counted unmeasured
+    drop(spamd);
+    send("after", "The engine is down now.".into()).await;
+    remote.wait_for(6, WAIT).await;
+    let mut unmeasured = serde_json::Value::Null;
+    for _ in 0..200 {
+        unmeasured = finding(&gw).map(|f| f["counts"]["unmeasured_window"].clone()).unwrap_or_default();
+        if unmeasured == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(unmeasured, 1.0);
+    assert_eq!(remote.count(), 6, "every message delivered, spam or not: scoring only measures");
 }

@@ -30,6 +30,10 @@ pub struct Thresholds {
     pub bulk_warn_copies: u64,
     /// … that flag (the seed: 5,000).
     pub bulk_flag_copies: u64,
+    /// Outbound messages in one day the spam engine calls spam that warn.
+    pub spam_score_warn_per_day: u64,
+    /// … that flag.
+    pub spam_score_flag_per_day: u64,
 }
 
 impl Default for Thresholds {
@@ -44,6 +48,8 @@ impl Default for Thresholds {
             window_days: 7,
             bulk_warn_copies: 1000,
             bulk_flag_copies: 5000,
+            spam_score_warn_per_day: 10,
+            spam_score_flag_per_day: 50,
         }
     }
 }
@@ -52,6 +58,9 @@ impl Default for Thresholds {
 /// to then no longer count.
 pub type Cleared = std::collections::HashMap<(String, String), i64>;
 
+/// The kinds of finding, as named in the API, the CLI and the log.
+pub const KINDS: [&str; 5] = ["undeliverable", "spam-rejections", "spam-score", "bulk", "open-relay"];
+
 /// What the gateway does while a contract has a flagged finding of a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,6 +68,8 @@ pub enum Policy {
     /// Record only (the default).
     #[default]
     Observe,
+    /// Record, and mail the operator when the finding is flagged.
+    Warn,
     /// The contract's outbound mail answered `451 4.7.1` while the finding is flagged.
     Defer,
     /// The contract's outbound mail answered `550 5.7.1` while the finding is flagged.
@@ -66,13 +77,40 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// `observe`, `defer` or `refuse`.
+    /// `observe`, `warn`, `defer` or `refuse`.
     pub fn parse(s: &str) -> Option<Policy> {
         match s {
             "observe" => Some(Policy::Observe),
+            "warn" => Some(Policy::Warn),
             "defer" => Some(Policy::Defer),
             "refuse" => Some(Policy::Refuse),
             _ => None,
+        }
+    }
+}
+
+/// How the open-relay probe runs (`[conditions]` `relay_*` keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelaySettings {
+    /// How often each contract's servers are probed by a running gateway (`None`: only on
+    /// demand); a changed set of servers is probed at the next check.
+    pub every: Option<std::time::Duration>,
+    /// The domain of the canary addresses (`None`: the gateway's host name): its MX, or its
+    /// address record, must lead to this gateway.
+    pub canary_domain: Option<String>,
+    /// The port the sending servers are probed on.
+    pub sending_port: u16,
+    /// How long a probe waits for a canary.
+    pub wait: std::time::Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            every: Some(std::time::Duration::from_secs(7 * 86_400)),
+            canary_domain: None,
+            sending_port: 25,
+            wait: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -82,44 +120,136 @@ impl Policy {
 pub struct Settings {
     /// What the measures are judged against.
     pub thresholds: Thresholds,
-    /// What happens while `undeliverable` is flagged.
-    pub undeliverable: Policy,
-    /// What happens while `spam-rejections` is flagged.
-    pub spam_rejections: Policy,
-    /// How often a running gateway measures (when a policy is not `observe`).
+    /// The policy of each kind of [`KINDS`] (absent: `observe`).
+    pub policies: std::collections::BTreeMap<String, Policy>,
+    /// Per contract, policies that replace those of `policies` (`[conditions.contract.ID]`).
+    pub overrides: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Policy>>,
+    /// How often a running gateway measures.
     pub every: std::time::Duration,
-    /// What happens while `bulk` is flagged.
-    pub bulk: Policy,
     /// Whether the running gateway meters bulk mail (fingerprints accepted messages).
     pub bulk_metering: bool,
     /// How often it flushes its counts to the shared store.
     pub bulk_flush: std::time::Duration,
+    /// The open-relay probe.
+    pub relay: RelaySettings,
+    /// Where the policy `warn` mails (`None`: the gateway's postmaster).
+    pub notify: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             thresholds: Thresholds::default(),
-            undeliverable: Policy::Observe,
-            spam_rejections: Policy::Observe,
+            policies: Default::default(),
+            overrides: Default::default(),
             every: std::time::Duration::from_secs(60),
-            bulk: Policy::Observe,
             bulk_metering: true,
             bulk_flush: std::time::Duration::from_secs(30),
+            relay: RelaySettings::default(),
+            notify: None,
         }
     }
 }
 
 impl Settings {
-    /// The policy of findings of `kind`.
-    pub fn policy(&self, kind: &str) -> Policy {
-        match kind {
-            "undeliverable" => self.undeliverable,
-            "spam-rejections" => self.spam_rejections,
-            "bulk" => self.bulk,
-            _ => Policy::Observe,
+    /// The policy of `contract`'s findings of `kind`: its own if it has one, else the kind's.
+    pub fn policy(&self, contract: &str, kind: &str) -> Policy {
+        self.overrides
+            .get(contract)
+            .and_then(|o| o.get(kind))
+            .or_else(|| self.policies.get(kind))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether any policy does more than record (the gateway then measures on its own).
+    pub fn acts(&self) -> bool {
+        self.policies.values().chain(self.overrides.values().flat_map(|o| o.values())).any(|p| *p != Policy::Observe)
+    }
+}
+
+/// How the outbound mail of each contract is held under `settings` while `findings` stand: the
+/// strongest policy of its flagged findings (`refuse` over `defer`), with why in words.
+pub fn holds(findings: &[Finding], settings: &Settings) -> std::collections::BTreeMap<String, (Policy, String)> {
+    let mut out: std::collections::BTreeMap<String, (Policy, String)> = Default::default();
+    for f in findings.iter().filter(|f| f.level == Level::Flag) {
+        let policy = settings.policy(&f.contract, f.kind);
+        if !matches!(policy, Policy::Defer | Policy::Refuse) {
+            continue;
+        }
+        let why = format!(
+            "{} of contract {} is flagged ({}; {}): the operator's conditions of use",
+            f.kind, f.contract, f.window, f.threshold
+        );
+        match out.get(&f.contract) {
+            Some((Policy::Refuse, _)) => {}
+            Some((Policy::Defer, _)) if policy == Policy::Defer => {}
+            _ => {
+                out.insert(f.contract.clone(), (policy, why));
+            }
         }
     }
+    out
+}
+
+/// The flagged findings whose policy is `warn`: the operator is mailed about each once per
+/// episode (from its last clearing).
+pub fn to_warn<'a>(findings: &'a [Finding], settings: &Settings) -> Vec<&'a Finding> {
+    findings.iter().filter(|f| f.level == Level::Flag && settings.policy(&f.contract, f.kind) == Policy::Warn).collect()
+}
+
+/// The mail of the policy `warn` about `f`: its subject and plain-text body (English, then
+/// Japanese), every number and the evidence included.
+pub fn notice(f: &Finding, gateway: &str) -> (String, String) {
+    let subject = format!("[mxshield] conditions of use: {} flagged for contract {}", f.kind, f.contract);
+    let mut b = String::new();
+    b.push_str(&format!(
+        "The gateway {gateway} measured a condition of use of contract {} at or above its\n\
+         flagging threshold.\n\n",
+        f.contract
+    ));
+    b.push_str(&format!("  kind:      {}\n  level:     {:?}\n  window:    {}\n", f.kind, f.level, f.window));
+    b.push_str(&format!("  threshold: {}\n", f.threshold));
+    for (k, v) in &f.counts {
+        b.push_str(&format!("  {k}: {v}\n"));
+    }
+    for (name, at) in [("first seen", f.first_seen), ("last seen", f.last_seen)] {
+        if let Some(at) = at {
+            b.push_str(&format!("  {name}: {}\n", stamp(at)));
+        }
+    }
+    b.push_str("\nEvidence:\n");
+    for e in f.evidence.iter().take(40) {
+        b.push_str(&format!("  {e}\n"));
+    }
+    b.push_str(&format!(
+        "\nSee `mxshield conditions --contract {c}`; acknowledge or clear it with\n\
+         `mxshield conditions acknowledge|clear {c} {k}` (or the API, or the console).\n\n",
+        c = f.contract,
+        k = f.kind
+    ));
+    b.push_str(&format!(
+        "ゲートウェイ {gateway} は、契約 {} の利用条件「{}」がしきい値に達したことを計測しました。\n\
+         計測期間: {}\nしきい値: {}\n詳細は上記の英文と `mxshield conditions --contract {}` をご覧ください。\n",
+        f.contract, f.kind, f.window, f.threshold, f.contract
+    ));
+    (subject, b)
+}
+
+/// The whole mail of the policy `warn` about `f`, from the gateway `gateway` to `to`.
+pub fn notice_message(f: &Finding, gateway: &str, to: &str) -> Vec<u8> {
+    let (subject, body) = notice(f, gateway);
+    let now = chrono::Utc::now();
+    let id = format!("{}.{}.{}", now.timestamp_micros(), f.contract.len(), f.kind);
+    let mut m = String::new();
+    m.push_str(&format!("From: mxshield <MAILER-DAEMON@{gateway}>\r\n"));
+    m.push_str(&mime::encode::header_field("To", to));
+    m.push_str(&mime::encode::header_field("Subject", &subject));
+    m.push_str(&format!("Date: {}\r\nMessage-ID: <conditions.{id}@{gateway}>\r\n", now.to_rfc2822()));
+    m.push_str("Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
+    m.push_str("Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    m.push_str(&mime::encode::base64_lines(body.replace('\n', "\r\n").as_bytes()));
+    m.into_bytes()
 }
 
 /// What one delivery attempt's outcome says.
@@ -229,6 +359,55 @@ pub struct Finding {
     pub last_seen: Option<i64>,
     /// A few of the replies counted (the remote's own words).
     pub evidence: Vec<String>,
+    /// Where the operator's handling of it stands ([`Finding::settle`]).
+    pub state: State,
+    /// When the operator last acknowledged it (Unix seconds).
+    pub acknowledged_at: Option<i64>,
+    /// When the operator last cleared it (Unix seconds): it counts only what came after.
+    pub cleared_at: Option<i64>,
+}
+
+/// Where the operator's handling of a finding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Nothing to handle: below the warning threshold, never cleared.
+    None,
+    /// At or above a threshold, not acknowledged since it was last cleared.
+    Open,
+    /// At or above a threshold; the operator has seen it (it keeps counting, and a policy
+    /// keeps holding the contract's mail until it is cleared).
+    Acknowledged,
+    /// Cleared by the operator, and below the thresholds since.
+    Cleared,
+}
+
+impl State {
+    /// Its name (`open`, `acknowledged` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::None => "none",
+            State::Open => "open",
+            State::Acknowledged => "acknowledged",
+            State::Cleared => "cleared",
+        }
+    }
+}
+
+impl Finding {
+    /// Sets [`Finding::state`] from when the operator last cleared and acknowledged it.
+    pub fn settle(&mut self, cleared: &Cleared, acknowledged: &Cleared) {
+        let key = (self.contract.clone(), self.kind.to_string());
+        self.cleared_at = cleared.get(&key).copied();
+        self.acknowledged_at = acknowledged.get(&key).copied();
+        let standing = matches!(self.level, Level::Warn | Level::Flag);
+        self.state = match (standing, self.acknowledged_at, self.cleared_at) {
+            (true, Some(a), c) if c.is_none_or(|c| a >= c) => State::Acknowledged,
+            (true, ..) => State::Open,
+            (false, _, Some(_)) => State::Cleared,
+            (false, ..) => State::None,
+        };
+    }
 }
 
 fn level(value: f64, warn: f64, flag: f64) -> Level {
@@ -309,6 +488,9 @@ fn undeliverable(contract: &str, list: &[&msglog::OutboundOutcome], th: &Thresho
         first_seen: bounced.iter().map(|o| o.at).min(),
         last_seen: bounced.iter().map(|o| o.at).max(),
         evidence: sample(&bounced),
+        state: State::None,
+        acknowledged_at: None,
+        cleared_at: None,
     }
 }
 
@@ -345,6 +527,9 @@ fn spam_rejections(contract: &str, list: &[&msglog::OutboundOutcome], now: i64, 
         first_seen: rejected.iter().map(|o| o.at).min(),
         last_seen: rejected.iter().map(|o| o.at).max(),
         evidence: sample(&rejected),
+        state: State::None,
+        acknowledged_at: None,
+        cleared_at: None,
     }
 }
 
@@ -417,9 +602,141 @@ pub fn measure_bulk(
             first_seen: hours.keys().next().copied(),
             last_seen: hours.keys().next_back().map(|h| h + 3599),
             evidence,
+            state: State::None,
+            acknowledged_at: None,
+            cleared_at: None,
         });
     }
     out
+}
+
+/// The spam-score findings of every contract the spam engine was asked about: per UTC day of
+/// the window, its outbound messages the engine called spam, against the thresholds (the worst
+/// day counts); messages the engine could not score are shown, never counted as either.
+pub fn measure_spam_score(counts: &[msglog::SpamCount], now: i64, th: &Thresholds, cleared: &Cleared) -> Vec<Finding> {
+    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::SpamCount>> = Default::default();
+    for c in counts {
+        by_contract.entry(c.contract.as_str()).or_default().push(c);
+    }
+    let today = now - now.rem_euclid(86_400);
+    let since = today - i64::from(th.window_days.max(1) - 1) * 86_400;
+    let mut out = Vec::new();
+    for (contract, days) in by_contract {
+        // after a clearing, the days that start after it
+        let from = cleared.get(&(contract.to_string(), "spam-score".to_string())).copied().unwrap_or(i64::MIN);
+        let days: Vec<&&msglog::SpamCount> = days.iter().filter(|d| d.day >= since && d.day + 86_400 > from).collect();
+        let sum = |f: fn(&msglog::SpamCount) -> i64| days.iter().map(|d| f(d)).sum::<i64>();
+        let (scored, spam, unmeasured) = (sum(|d| d.scored), sum(|d| d.spam), sum(|d| d.unmeasured));
+        let worst = days.iter().map(|d| d.spam).max().unwrap_or(0);
+        let on_today = days.iter().filter(|d| d.day == today).map(|d| d.spam).sum::<i64>();
+        let lvl = if scored == 0 {
+            Level::Unmeasured
+        } else {
+            level(worst as f64, th.spam_score_warn_per_day as f64, th.spam_score_flag_per_day as f64)
+        };
+        let spam_days: Vec<i64> = days.iter().filter(|d| d.spam > 0).map(|d| d.day).collect();
+        out.push(Finding {
+            contract: contract.to_string(),
+            kind: "spam-score",
+            level: lvl,
+            window: format!("{} UTC days, per day", th.window_days),
+            counts: vec![
+                ("scored_window", scored as f64),
+                ("spam_window", spam as f64),
+                ("unmeasured_window", unmeasured as f64),
+                ("worst_day", worst as f64),
+                ("today", on_today as f64),
+            ],
+            threshold: format!(
+                "warn at {}, flag at {} outbound messages in a day at or above the spam engine's threshold",
+                th.spam_score_warn_per_day, th.spam_score_flag_per_day
+            ),
+            first_seen: spam_days.iter().min().copied(),
+            last_seen: spam_days.iter().max().map(|d| d + 86_399),
+            evidence: days
+                .iter()
+                .filter(|d| d.scored + d.unmeasured > 0)
+                .map(|d| format!("{}: {} spam of {} scored, {} unmeasured", stamp(d.day).get(..10).unwrap_or(""), d.spam, d.scored, d.unmeasured))
+                .collect(),
+            state: State::None,
+            acknowledged_at: None,
+            cleared_at: None,
+        });
+    }
+    out
+}
+
+/// The open-relay findings of every contract with probes: from the latest probe of each of its
+/// servers, a server whose canary arrived (after the operator last cleared the finding) flags
+/// it — an open relay, proven; one that took the message but whose canary has not arrived
+/// warns.
+pub fn measure_relay(probes: &[crate::store::RelayProbe], cleared: &Cleared) -> Vec<Finding> {
+    let mut by_contract: std::collections::BTreeMap<&str, Vec<&crate::store::RelayProbe>> = Default::default();
+    for p in probes {
+        by_contract.entry(p.contract.as_str()).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    for (contract, list) in by_contract {
+        let from = cleared.get(&(contract.to_string(), "open-relay".to_string())).copied().unwrap_or(i64::MIN);
+        let relayed: Vec<_> = list.iter().filter(|p| p.arrived_at.is_some_and(|a| a > from)).collect();
+        let suspect: Vec<_> =
+            list.iter().filter(|p| p.outcome == "accepted" && p.arrived_at.is_none() && p.started_at > from).collect();
+        let probed = list.iter().filter(|p| p.outcome != "unreachable").count();
+        let lvl = if !relayed.is_empty() {
+            Level::Flag
+        } else if !suspect.is_empty() {
+            Level::Warn
+        } else if probed == 0 {
+            Level::Unmeasured
+        } else {
+            Level::Ok
+        };
+        let mut evidence = Vec::new();
+        for p in relayed.iter().chain(suspect.iter()) {
+            evidence.push(match (p.arrived_at, &p.arrived_from) {
+                (Some(at), from) => format!(
+                    "{} relayed canary {}: it arrived at {} from {}",
+                    p.server,
+                    p.token,
+                    stamp(at),
+                    from.as_deref().unwrap_or("?")
+                ),
+                (None, _) => format!("{} took canary {} for relaying; it has not arrived", p.server, p.token),
+            });
+            evidence.extend(p.transcript.lines().map(str::to_string));
+            if let Some(head) = &p.arrival {
+                evidence
+                    .extend(head.lines().filter(|l| l.starts_with("Received:")).map(|l| format!("arrived with {l}")));
+            }
+        }
+        let newest = list.iter().map(|p| p.started_at).max().unwrap_or_default();
+        out.push(Finding {
+            contract: contract.to_string(),
+            kind: "open-relay",
+            level: lvl,
+            window: format!("the latest probe of each server (the newest at {})", stamp(newest)),
+            counts: vec![
+                ("servers_probed", list.len() as f64),
+                ("servers_answering", probed as f64),
+                ("relayed_canary", relayed.len() as f64),
+                ("took_canary_not_arrived", suspect.len() as f64),
+            ],
+            threshold:
+                "flag when a server relays the canary (proven); warn when it takes it and the canary has not arrived"
+                    .into(),
+            first_seen: relayed.iter().filter_map(|p| p.arrived_at).min(),
+            last_seen: relayed.iter().filter_map(|p| p.arrived_at).max(),
+            evidence,
+            state: State::None,
+            acknowledged_at: None,
+            cleared_at: None,
+        });
+    }
+    out
+}
+
+fn stamp(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
 }
 
 /// The outcomes of `list` after the operator last cleared `contract`'s finding of `kind`.

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod conditions;
 pub mod metrics;
+pub mod relay_probe;
 pub mod store;
 
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ pub enum OperatorError {
     /// The message log failed.
     #[error(transparent)]
     MessageLog(#[from] msglog::LogStoreError),
+    /// The operator's own tables failed.
+    #[error(transparent)]
+    Admin(#[from] store::AdminStoreError),
     /// The node registry failed.
     #[error("the node registry: {0}")]
     Registry(#[from] ::store::DbError),
@@ -855,26 +859,35 @@ impl Operator {
         Ok(self.log().await?.search(filter).await?)
     }
 
-    /// The conditions of use measured for every contract with outbound mail in the window (or
-    /// for `contract`), as of `now` (Unix seconds); empty without a log.
+    /// The conditions of use of every contract with something measured (or of `contract`), as
+    /// of `now` (Unix seconds): its outbound mail in the window (from the message log; none
+    /// without one), its bulk mail, its open-relay probes; each with the operator's handling
+    /// from `admin` (what was cleared counts only from then on).
     pub async fn conditions(
         &self,
         contract: Option<&str>,
         thresholds: &conditions::Thresholds,
-        cleared: &conditions::Cleared,
+        admin: &store::AdminStore,
         now: i64,
     ) -> Result<Vec<conditions::Finding>, OperatorError> {
-        if !self.has_message_log() {
-            return Ok(Vec::new());
+        let cleared = admin.cleared_findings().await?;
+        let acknowledged = admin.acknowledged_findings().await?;
+        let mut findings = conditions::measure_relay(&admin.latest_relay_probes(contract).await?, &cleared);
+        if self.has_message_log() {
+            let since = now - i64::from(thresholds.window_days) * 86_400;
+            // bounded: the outcomes of the window, newest first, at most two million
+            let log = self.log().await?;
+            let outcomes = log.outbound_outcomes(since, contract, 2_000_000).await?;
+            findings.extend(conditions::measure(&outcomes, now, thresholds, &cleared));
+            let clusters = log.bulk_clusters(contract).await?;
+            let counts = log.bulk_counts(since).await?;
+            findings.extend(conditions::measure_bulk(&clusters, &counts, now, thresholds, &cleared));
+            let spam = log.spam_counts(since, contract).await?;
+            findings.extend(conditions::measure_spam_score(&spam, now, thresholds, &cleared));
         }
-        let since = now - i64::from(thresholds.window_days) * 86_400;
-        // bounded: the outcomes of the window, newest first, at most two million
-        let log = self.log().await?;
-        let outcomes = log.outbound_outcomes(since, contract, 2_000_000).await?;
-        let mut findings = conditions::measure(&outcomes, now, thresholds, cleared);
-        let clusters = log.bulk_clusters(contract).await?;
-        let counts = log.bulk_counts(since).await?;
-        findings.extend(conditions::measure_bulk(&clusters, &counts, now, thresholds, cleared));
+        for f in &mut findings {
+            f.settle(&cleared, &acknowledged);
+        }
         findings.sort_by(|a, b| (a.contract.as_str(), a.kind).cmp(&(b.contract.as_str(), b.kind)));
         Ok(findings)
     }

@@ -452,6 +452,154 @@ impl AdminStore {
         Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("cleared_at"))).collect())
     }
 
+    /// Claims the scheduled probe run of `contract` for `period` and the set of servers
+    /// `servers` (a digest): `true` for the one node that gets it.
+    pub async fn claim_relay_run(
+        &self,
+        contract: &str,
+        period: i64,
+        servers: &str,
+        node: &str,
+        at: i64,
+    ) -> Result<bool, AdminStoreError> {
+        self.claim(
+            "INSERT INTO relay_runs (contract, period, servers, node, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (contract, period, servers) DO NOTHING",
+            [contract, servers, node],
+            [period, at],
+        )
+        .await
+    }
+
+    /// Claims the mail of the policy `warn` about the (`contract`, `kind`) finding in its
+    /// `episode` (when it was last cleared, 0: never): `true` for the one node that sends it.
+    pub async fn claim_notice(
+        &self,
+        contract: &str,
+        kind: &str,
+        episode: i64,
+        node: &str,
+        at: i64,
+    ) -> Result<bool, AdminStoreError> {
+        self.claim(
+            "INSERT INTO conditions_notices (contract, kind, node, episode, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (contract, kind, episode) DO NOTHING",
+            [contract, kind, node],
+            [episode, at],
+        )
+        .await
+    }
+
+    /// Runs an insert that does nothing on conflict, with three texts then two numbers:
+    /// whether it inserted.
+    async fn claim(&self, sql: &'static str, texts: [&str; 3], numbers: [i64; 2]) -> Result<bool, AdminStoreError> {
+        let mut query = sqlx::query(sql);
+        for t in texts {
+            query = query.bind(t);
+        }
+        for n in numbers {
+            query = query.bind(n);
+        }
+        let done = query.execute(self.pool().await?).await.map_err(q("claiming a run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a probe attempt (its outcome so far and transcript), created or updated.
+    pub async fn save_relay_probe(&self, p: &RelayProbe) -> Result<(), AdminStoreError> {
+        sqlx::query(
+            "INSERT INTO relay_probes (token, contract, server, node, started_at, outcome, transcript) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (token) DO UPDATE SET outcome = excluded.outcome, transcript = excluded.transcript",
+        )
+        .bind(&p.token)
+        .bind(&p.contract)
+        .bind(&p.server)
+        .bind(&p.node)
+        .bind(p.started_at)
+        .bind(&p.outcome)
+        .bind(&p.transcript)
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("recording a relay probe"))?;
+        Ok(())
+    }
+
+    /// Records that the canary of probe `token` arrived: `false` when no probe has that token
+    /// (a stray or forged canary) or its arrival was already recorded.
+    pub async fn canary_arrived(&self, token: &str, at: i64, from: &str, head: &str) -> Result<bool, AdminStoreError> {
+        let done = sqlx::query(
+            "UPDATE relay_probes SET arrived_at = $1, arrived_from = $2, arrival = $3 \
+             WHERE token = $4 AND arrived_at IS NULL",
+        )
+        .bind(at)
+        .bind(from)
+        .bind(head)
+        .bind(token)
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("recording a canary's arrival"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Probe `token`.
+    pub async fn relay_probe(&self, token: &str) -> Result<Option<RelayProbe>, AdminStoreError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PROBE_COLUMNS} FROM relay_probes WHERE token = $1")))
+                .bind(token)
+                .fetch_optional(self.pool().await?)
+                .await
+                .map_err(q("reading a relay probe"))?;
+        Ok(row.as_ref().map(probe_of))
+    }
+
+    /// The latest probe of each server of each contract (or of `contract`), newest first.
+    pub async fn latest_relay_probes(&self, contract: Option<&str>) -> Result<Vec<RelayProbe>, AdminStoreError> {
+        // a constant list of columns: no caller's text is in the statement
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROBE_COLUMNS} FROM relay_probes p WHERE ($1 = '' OR contract = $1) AND NOT EXISTS \
+             (SELECT 1 FROM relay_probes n WHERE n.contract = p.contract AND n.server = p.server \
+              AND (n.started_at > p.started_at OR (n.started_at = p.started_at AND n.token > p.token))) \
+             ORDER BY started_at DESC, token"
+        )))
+        .bind(contract.unwrap_or(""))
+        .fetch_all(self.pool().await?)
+        .await
+        .map_err(q("reading relay probes"))?;
+        Ok(rows.iter().map(probe_of).collect())
+    }
+
+    /// Acknowledges the (contract, kind) finding: the operator has seen it (it stays open).
+    pub async fn acknowledge_finding(
+        &self,
+        contract: &str,
+        kind: &str,
+        at: i64,
+        by: &str,
+    ) -> Result<(), AdminStoreError> {
+        sqlx::query(
+            "INSERT INTO conditions_acknowledged (contract, kind, acknowledged_at, acknowledged_by) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (contract, kind) DO UPDATE SET \
+             acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by",
+        )
+        .bind(contract)
+        .bind(kind)
+        .bind(at)
+        .bind(by)
+        .execute(self.pool().await?)
+        .await
+        .map_err(q("acknowledging a finding"))?;
+        Ok(())
+    }
+
+    /// When each (contract, kind) finding was last acknowledged (Unix seconds).
+    pub async fn acknowledged_findings(&self) -> Result<crate::conditions::Cleared, AdminStoreError> {
+        let rows = sqlx::query("SELECT contract, kind, acknowledged_at FROM conditions_acknowledged")
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(q("reading acknowledged findings"))?;
+        Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("acknowledged_at"))).collect())
+    }
+
     /// Sets user `name`'s console language (`ja`, `en`; empty: the browser's).
     pub async fn set_language(&self, name: &str, lang: &str) -> Result<(), AdminStoreError> {
         sqlx::query("UPDATE console_users SET lang = $1 WHERE name = $2")
@@ -701,4 +849,48 @@ pub struct AuditEntry {
     pub after: Option<String>,
     /// `ok`, or why it was refused.
     pub outcome: String,
+}
+
+/// One attempt of the open-relay probe on one server of a contract.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RelayProbe {
+    /// The canary's token.
+    pub token: String,
+    /// The contract.
+    pub contract: String,
+    /// The server probed (`host:port`, and its address when a name).
+    pub server: String,
+    /// The node that probed.
+    pub node: String,
+    /// When (Unix seconds).
+    pub started_at: i64,
+    /// `probing`, `unreachable`, `refused` (the server would not take the relayed message) or
+    /// `accepted` (it took it; the canary's arrival proves it relayed it).
+    pub outcome: String,
+    /// The conversation, one line per command (`C:`) and reply line (`S:`).
+    pub transcript: String,
+    /// When the canary arrived, if it did.
+    pub arrived_at: Option<i64>,
+    /// Who delivered it to the gateway (address and EHLO name).
+    pub arrived_from: Option<String>,
+    /// The beginning of the message as it arrived (its `Received:` fields show the path).
+    pub arrival: Option<String>,
+}
+
+const PROBE_COLUMNS: &str =
+    "token, contract, server, node, started_at, outcome, transcript, arrived_at, arrived_from, arrival";
+
+fn probe_of(r: &sqlx::any::AnyRow) -> RelayProbe {
+    RelayProbe {
+        token: r.get("token"),
+        contract: r.get("contract"),
+        server: r.get("server"),
+        node: r.get("node"),
+        started_at: r.get("started_at"),
+        outcome: r.get("outcome"),
+        transcript: r.get("transcript"),
+        arrived_at: r.get("arrived_at"),
+        arrived_from: r.get("arrived_from"),
+        arrival: r.get("arrival"),
+    }
 }

@@ -211,7 +211,7 @@ async fn a_token_bound_to_a_contract_sees_only_that_contract() {
 }
 
 /// Every route of the API: method and path as the description names them.
-const DESCRIBED: [(&str, &str); 28] = [
+const DESCRIBED: [(&str, &str); 29] = [
     ("get", "/contracts"),
     ("post", "/contracts"),
     ("get", "/contracts/{id}"),
@@ -240,6 +240,7 @@ const DESCRIBED: [(&str, &str); 28] = [
     ("get", "/audit"),
     ("get", "/conditions"),
     ("post", "/conditions/{contract}/{kind}/clear"),
+    ("post", "/conditions/{contract}/{kind}/acknowledge"),
 ];
 
 #[tokio::test]

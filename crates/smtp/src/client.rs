@@ -110,6 +110,8 @@ pub struct Client {
     pub tls: bool,
     /// The server's address.
     pub peer: SocketAddr,
+    /// The server's greeting.
+    pub greeting: Reply,
 }
 
 impl Client {
@@ -127,11 +129,13 @@ impl Client {
             extensions: Extensions::default(),
             tls: false,
             peer: addr,
+            greeting: Reply::new(220, (2, 0, 0), ""),
         };
         let greeting = client.read_reply(timeouts.command).await?;
         if greeting.code != 220 {
             return Ok(Err(greeting));
         }
+        client.greeting = greeting;
         Ok(Ok(client))
     }
 
@@ -318,6 +322,18 @@ impl Client {
         enc.finish(&mut out);
         self.write(&out).await?;
         self.read_reply(self.timeouts.data_end).await
+    }
+
+    /// DATA, then — if the server answers `354` — `message` (dot-stuffed, with the final dot):
+    /// the reply to DATA and, when the message was sent, the reply to its end. For a caller that
+    /// sends MAIL and RCPT one by one with [`Client::command`].
+    pub async fn data(&mut self, message: &[u8]) -> Result<(Reply, Option<Reply>), ClientError> {
+        let go = self.command("DATA").await?;
+        if go.code != 354 {
+            return Ok((go, None));
+        }
+        let end = self.write_body(message, Some(message.len() as u64)).await?;
+        Ok((go, Some(end)))
     }
 
     /// RSET.

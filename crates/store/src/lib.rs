@@ -35,6 +35,9 @@ pub enum DbError {
     /// Its schema could not be brought up to date.
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The lock that serialises migrations of an SQLite database could not be taken.
+    #[error("cannot lock {0} to migrate the database: {1}")]
+    Lock(String, std::io::Error),
     /// A query failed.
     #[error("database query failed while {what}: {source}")]
     Query {
@@ -92,7 +95,29 @@ pub enum Sync {
 }
 
 /// [`connect`], choosing how an SQLite file is synced.
+///
+/// Opening an SQLite file that another process is turning to WAL mode at that moment fails at
+/// once with "database is locked" (SQLite does not wait there, whatever the busy timeout): such
+/// an open is tried again, for up to about ten seconds.
 pub async fn connect_with(url: &str, max_connections: u32, sync: Sync) -> Result<(AnyPool, Backend), DbError> {
+    let mut tries = 0u32;
+    loop {
+        match connect_once(url, max_connections, sync).await {
+            Err(DbError::Open { source, .. }) if tries < 100 && is_busy(&source) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 + u64::from(tries) * 2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLite's `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "5" || c == "6")
+}
+
+async fn connect_once(url: &str, max_connections: u32, sync: Sync) -> Result<(AnyPool, Backend), DbError> {
     static DRIVERS: Once = Once::new();
     DRIVERS.call_once(sqlx::any::install_default_drivers);
     let backend = Backend::of(url).ok_or_else(|| DbError::Url(redact(url)))?;
@@ -116,12 +141,13 @@ pub async fn connect_with(url: &str, max_connections: u32, sync: Sync) -> Result
     let pool = match backend {
         Backend::Sqlite => options.after_connect(move |conn, _| {
             Box::pin(async move {
+                // first: what follows may wait for another connection
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 if sync == Sync::Normal {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                 }
                 conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
                 Ok(())
             })
         }),
@@ -135,10 +161,36 @@ pub async fn connect_with(url: &str, max_connections: u32, sync: Sync) -> Result
 
 /// Runs `migrator` on `pool`, recording what it applied in `table` (each crate owns its tables
 /// and its migrations table, so crates sharing one database never mix their versions).
+///
+/// On SQLite, two processes opening one database at once (the gateway and a CLI command) would
+/// both find a migration missing and both apply it, the second failing on a table that exists:
+/// the migrations run under an exclusive lock on a file beside the database. (PostgreSQL's
+/// migrator takes an advisory lock itself.)
 pub async fn migrate(pool: &AnyPool, mut migrator: Migrator, table: &'static str) -> Result<(), DbError> {
     migrator.dangerous_set_table_name(table);
+    let url = pool.connect_options().database_url.to_string();
+    let _lock = match sqlite_path(&url) {
+        Some(path) if Backend::of(&url) == Some(Backend::Sqlite) => Some(lock_beside(path).await?),
+        _ => None,
+    };
     migrator.run(pool).await?;
     Ok(())
+}
+
+/// An exclusive lock on `<database>.migrate-lock`, waited for off the runtime's threads.
+async fn lock_beside(database: std::path::PathBuf) -> Result<std::fs::File, DbError> {
+    let mut name = database.into_os_string();
+    name.push(".migrate-lock");
+    let path = std::path::PathBuf::from(name);
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| DbError::Lock(shown.clone(), std::io::Error::other(e)))?
+    .map_err(|e| DbError::Lock(shown, e))
 }
 
 /// The file of an SQLite database URL (`sqlite://PATH?…`).
@@ -161,6 +213,30 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a CLI command started while the gateway opened the same fresh SQLite
+    /// database failed with "table … already exists" — both applied the same migration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn processes_opening_one_fresh_sqlite_database_at_once_migrate_it_once() {
+        for round in 0..5 {
+            let dir = std::env::temp_dir().join(format!("mxshield-migrate-race-{}-{round}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.join("shared.db").display());
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { crate::nodes::Registry::connect(&url).await.map(|_| ()) })
+                })
+                .collect();
+            for o in opened {
+                if let Err(e) = o.await.unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 
     #[test]
     fn urls_name_their_backend_and_hide_passwords() {

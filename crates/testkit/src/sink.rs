@@ -25,6 +25,12 @@ pub enum Behaviour {
     /// Refuse recipients whose local part is in the first list with 550 5.1.1, and those in the
     /// second as spam (550 5.7.1).
     UnknownAndSpam(Vec<String>, Vec<String>),
+    /// An open relay: takes any message for anyone and passes it on (with its own `Received:`
+    /// field first, as an MTA does) to this smarthost, after answering the final dot.
+    Relay(SocketAddr),
+    /// A server that is not an open relay: recipients outside these domains get
+    /// `554 5.7.1 Relay access denied` (Postfix's words).
+    RefuseRelay(Vec<String>),
 }
 
 /// A message the sink accepted.
@@ -183,6 +189,12 @@ impl Policy for SinkPolicy {
                     return Err(Reply::new(550, (5, 7, 1), "message rejected as spam by content filter"));
                 }
             }
+            Behaviour::RefuseRelay(local) => {
+                let domain = to.mailbox.as_ref().map(|m| m.domain.to_ascii_lowercase()).unwrap_or_default();
+                if !local.contains(&domain) {
+                    return Err(Reply::new(554, (5, 7, 1), format!("<{to}>: Relay access denied")));
+                }
+            }
             Behaviour::UnknownUsers(users) => {
                 let local = to.mailbox.as_ref().map(|m| m.local.to_ascii_lowercase()).unwrap_or_default();
                 if users.contains(&local) {
@@ -215,6 +227,21 @@ impl Policy for SinkPolicy {
             Behaviour::SlowData(d) => {
                 self.state.lock().expect("sink state").messages.push(msg);
                 tokio::time::sleep(d).await;
+            }
+            Behaviour::Relay(smarthost) => {
+                let mut data = format!(
+                    "Received: from client by sink.test (open relay) for <{}>; {}\r\n",
+                    msg.rcpts.first().map(String::as_str).unwrap_or(""),
+                    chrono::Utc::now().to_rfc2822()
+                )
+                .into_bytes();
+                data.extend_from_slice(&msg.data);
+                let (from, rcpts) = (msg.from.clone(), msg.rcpts.clone());
+                self.state.lock().expect("sink state").messages.push(msg);
+                tokio::spawn(async move {
+                    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+                    let _ = crate::client::send_one(smarthost, &from, &rcpts, &data).await;
+                });
             }
             _ => self.state.lock().expect("sink state").messages.push(msg),
         }

@@ -45,6 +45,10 @@ connect_timeout = "2s"
 [delivery.routes]
 "remote.test" = "{remote}"
 
+[conditions]
+# the open-relay probe on demand only: the test sinks take any message offered
+relay_test_every = "0s"
+
 [contracts]
 reload_interval = "100ms"
 "#
@@ -100,6 +104,12 @@ pub fn gateway(name: &str, receiving: &str, remote: SocketAddr, edit: impl Fn(St
 /// A customer server address where nothing listens (yet).
 pub fn down_addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// `config` with `keys` added to its `[conditions]` section.
+pub fn with_conditions(config: &str, keys: &str) -> String {
+    assert!(config.contains("\n[conditions]\n"), "the standard configuration has a [conditions] section");
+    config.replacen("\n[conditions]\n", &format!("\n[conditions]\n{keys}"), 1)
 }
 
 /// `"addr"` as a TOML array item.

@@ -205,7 +205,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/audit", get(audit_search))
         .route("/api/v1/conditions", get(conditions))
-        .route("/api/v1/conditions/{contract}/{kind}/clear", post(clear_condition))
+        .route("/api/v1/conditions/{contract}/{kind}/{action}", post(handle_condition))
         .route("/metrics", get(metrics_text))
         .route("/console/", get(console::dashboard::dashboard))
         .route("/console/login", get(console::login_page).post(console::login))
@@ -484,9 +484,8 @@ async fn conditions(
     {
         return Err(Problem::not_found(format!("no contract {c:?}")));
     }
-    let cleared = st.store.cleared_findings().await?;
     let now = chrono::Utc::now().timestamp();
-    let findings = st.operator.conditions(q.contract.as_deref(), &st.conditions, &cleared, now).await?;
+    let findings = st.operator.conditions(q.contract.as_deref(), &st.conditions, &st.store, now).await?;
     let when = |t: Option<i64>| t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.to_rfc3339());
     let items: Vec<Value> = findings
         .iter()
@@ -494,8 +493,10 @@ async fn conditions(
         .map(|f| {
             let counts: serde_json::Map<String, Value> =
                 f.counts.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-            json!({ "contract": f.contract, "kind": f.kind, "level": f.level, "window": f.window, "counts": counts,
-                    "threshold": f.threshold, "first_seen": when(f.first_seen), "last_seen": when(f.last_seen),
+            json!({ "contract": f.contract, "kind": f.kind, "level": f.level, "state": f.state,
+                    "window": f.window, "counts": counts, "threshold": f.threshold,
+                    "first_seen": when(f.first_seen), "last_seen": when(f.last_seen),
+                    "acknowledged_at": when(f.acknowledged_at), "cleared_at": when(f.cleared_at),
                     "evidence": f.evidence })
         })
         .collect();
@@ -510,25 +511,31 @@ struct ClearBody {
 }
 
 /// `POST /api/v1/conditions/{contract}/{kind}/clear` with `{"reason": "…"}`: the finding's
-/// measure restarts now (every node applies it at its next check); audited.
-async fn clear_condition(
+/// measure restarts now (every node applies it at its next check); `…/acknowledge`: the
+/// operator has seen it (it stays open, and keeps holding mail under `defer` or `refuse`).
+/// Both audited; a clearing needs its reason.
+async fn handle_condition(
     State(st): State<AdminState>,
     headers: HeaderMap,
-    Path((contract, kind)): Path<(String, String)>,
+    Path((contract, kind, action)): Path<(String, String, String)>,
     body: Option<Json<ClearBody>>,
 ) -> Result<Json<Value>, Problem> {
+    if !["clear", "acknowledge"].contains(&action.as_str()) {
+        return Err(Problem::not_found(format!("no action {action:?} (clear, acknowledge)")));
+    }
     let token = authorize(&st, &headers, Resource::Contracts, true).await?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let mut errors = Vec::new();
-    if !["undeliverable", "spam-rejections", "bulk"].contains(&kind.as_str()) {
-        errors
-            .push(json!({ "pointer": "/kind", "detail": format!("{kind:?}: undeliverable, spam-rejections or bulk") }));
+    if !crate::conditions::KINDS.contains(&kind.as_str()) {
+        errors.push(
+            json!({ "pointer": "/kind", "detail": format!("{kind:?}: one of {}", crate::conditions::KINDS.join(", ")) }),
+        );
     }
-    if reason.trim().is_empty() {
+    if action == "clear" && reason.trim().is_empty() {
         errors.push(json!({ "pointer": "/reason", "detail": "required: why the finding is cleared" }));
     }
     if !errors.is_empty() {
-        let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Content", "nothing was cleared");
+        let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Content", "nothing was changed");
         p.errors = errors;
         return Err(p);
     }
@@ -538,18 +545,25 @@ async fn clear_condition(
     }
     let now = chrono::Utc::now().timestamp();
     let actor = format!("{} ({})", token.id, token.name);
-    st.store.clear_finding(&contract, &kind, now, &actor).await?;
+    let after = if action == "clear" {
+        st.store.clear_finding(&contract, &kind, now, &actor).await?;
+        format!("measured from {now}: {reason}")
+    } else {
+        st.store.acknowledge_finding(&contract, &kind, now, &actor).await?;
+        format!("acknowledged at {now}: {reason}")
+    };
     let entry = crate::store::AuditEntry {
         actor,
         source: "api".into(),
-        action: "conditions.clear".into(),
+        action: format!("conditions.{action}"),
         target: format!("{contract} {kind}"),
         before: None,
-        after: Some(format!("measured from {now}: {reason}")),
+        after: Some(after),
         outcome: "ok".into(),
     };
     st.store.audit_or_log(&entry).await;
-    Ok(Json(json!({ "contract": contract, "kind": kind, "cleared_at": now })))
+    let at = if action == "clear" { "cleared_at" } else { "acknowledged_at" };
+    Ok(Json(json!({ "contract": contract, "kind": kind, at: now })))
 }
 
 /// The query of `GET /api/v1/audit`.
@@ -675,8 +689,9 @@ pub fn openapi_document() -> Value {
             },
             "/queue/flush": { "post": op("Retry every deferred message now: `?dry_run=true` first, then `?confirm=` with its value", "queue:write", "200") },
             "/openapi.json": get_op("This description", "any"),
-            "/conditions": get_op("The conditions of use measured per contract (`contract=`): bulk, undeliverable, spam rejections — each with its level, window, counts, thresholds, first and last seen, evidence", "contracts:read"),
-            "/conditions/{contract}/{kind}/clear": { "post": op("Clear a finding (`undeliverable`, `spam-rejections`, `bulk`): its measure counts only what happens from now on, so a held contract can send again; `reason` required; audited", "contracts:write", "200") },
+            "/conditions": get_op("The conditions of use measured per contract (`contract=`): bulk, undeliverable, spam rejections, spam score, open relay — each with its level, state (open, acknowledged, cleared), window, counts, thresholds, first and last seen, evidence", "contracts:read"),
+            "/conditions/{contract}/{kind}/clear": { "post": op("Clear a finding (`undeliverable`, `spam-rejections`, `spam-score`, `bulk`, `open-relay`): its measure counts only what happens from now on, so a held contract can send again; `reason` required; audited", "contracts:write", "200") },
+            "/conditions/{contract}/{kind}/acknowledge": { "post": op("Acknowledge a finding: the operator has seen it; it stays open (and keeps holding mail under `defer` or `refuse`); `reason` optional; audited", "contracts:write", "200") },
             "/audit": get_op("The audit log, newest first: who (`actor`, part of it), `action`, `target`, `since`, `limit` (1-1000, default 100) — every state-changing request of the API, the console and the CLI, with its client address, before and after", "admin:read"),
         },
         "components": {

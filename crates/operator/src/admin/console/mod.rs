@@ -925,8 +925,7 @@ pub(super) async fn detections(
 pub(super) async fn conditions_page(State(st): State<AdminState>, me: SignedIn) -> Response {
     let (s, lang) = (&me.s, me.lang);
     let now = chrono::Utc::now().timestamp();
-    let cleared = st.store.cleared_findings().await.unwrap_or_default();
-    let findings = match st.operator.conditions(None, &st.conditions, &cleared, now).await {
+    let findings = match st.operator.conditions(None, &st.conditions, &st.store, now).await {
         Ok(f) => f,
         Err(e) => {
             return page(
