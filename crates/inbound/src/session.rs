@@ -151,7 +151,9 @@ impl GatewaySession {
             return Reply::new(250, (2, 0, 0), format!("Ok: {id} deleted: virus found; {count} warning(s) sent"));
         }
         let _ = self.ctx.queued.try_send(id.clone());
-        if let (Some(meter), Direction::Outbound, Some(contract)) = (&self.ctx.spam, txn.direction, txn.contracts.first()) {
+        if let (Some(meter), Direction::Outbound, Some(contract)) =
+            (&self.ctx.spam, txn.direction, txn.contracts.first())
+        {
             let at = Utc::now().timestamp();
             meter.offer(bulk::spam::SpamOffer { contract: contract.clone(), at, message: message.clone() });
         }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use operator::conditions::{Finding, KINDS};
+use operator::conditions::{Finding, Handling, KINDS};
 use operator::relay_probe::{self, ProbeSettings};
 use operator::store::AdminStore;
 
@@ -68,15 +68,6 @@ fn finding_json(f: &Finding) -> serde_json::Value {
     })
 }
 
-/// What the operator does with a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handling {
-    /// Seen: it stays open.
-    Acknowledge,
-    /// Its measure restarts now.
-    Clear,
-}
-
 /// `conditions acknowledge|clear CONTRACT KIND`; audited.
 pub async fn handle(
     config: &Config,
@@ -95,31 +86,11 @@ pub async fn handle(
         return Ok(ExitCode::from(2));
     }
     let store = AdminStore::connect(&config.contracts.url).await?;
-    let now = chrono::Utc::now().timestamp();
-    let (action, after, said) = match how {
-        Handling::Clear => {
-            store.clear_finding(contract, kind, now, actor).await?;
-            (
-                "conditions.clear",
-                format!("measured from {now}"),
-                "measured from now on (a running gateway applies it at its next check)",
-            )
-        }
-        Handling::Acknowledge => {
-            store.acknowledge_finding(contract, kind, now, actor).await?;
-            ("conditions.acknowledge", format!("acknowledged at {now}"), "acknowledged (it stays open until cleared)")
-        }
+    store.handle_finding(contract, kind, how, actor, "cli", "").await?;
+    let said = match how {
+        Handling::Clear => "measured from now on (a running gateway applies it at its next check)",
+        Handling::Acknowledge => "acknowledged (it stays open until cleared)",
     };
-    let entry = operator::store::AuditEntry {
-        actor: actor.to_string(),
-        source: "cli".into(),
-        action: action.into(),
-        target: format!("{contract} {kind}"),
-        before: None,
-        after: Some(after),
-        outcome: "ok".into(),
-    };
-    store.audit_or_log(&entry).await;
     println!("{kind} of {contract}: {said}");
     Ok(ExitCode::SUCCESS)
 }

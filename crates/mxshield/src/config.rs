@@ -544,7 +544,11 @@ fn read_spam_engine(r: &mut Reader<'_>, t: &mut Section<'_, '_>) -> Option<bulk:
         Some((a, line)) => match a.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                r.issue(t.child_path("address"), line, format!("{a:?} is not an address:port (spamd: 783, rspamd: 11333)"));
+                r.issue(
+                    t.child_path("address"),
+                    line,
+                    format!("{a:?} is not an address:port (spamd: 783, rspamd: 11333)"),
+                );
                 None
             }
         },

@@ -121,3 +121,45 @@ fn bad_configs_report_every_error() {
         }
     }
 }
+
+/// `[conditions]`: a policy per kind, overridden per contract; the probe's and the spam
+/// engine's settings; every mistake reported with its key.
+#[test]
+fn the_conditions_policies_are_per_kind_and_per_contract() {
+    use operator::conditions::Policy;
+    let c = Config::from_str(
+        "[conditions]\nbulk = \"warn\"\nopen_relay = \"defer\"\nnotify = \"ops@example.net\"\nrelay_test_every = \"1d\"\n\
+         canary_domain = \"canary.example.net\"\n[conditions.contract.acme]\nopen_relay = \"refuse\"\nbulk = \"observe\"\n\
+         [conditions.spam_engine]\nkind = \"rspamd\"\naddress = \"127.0.0.1:11333\"\n",
+    )
+    .unwrap();
+    let s = &c.conditions;
+    assert_eq!(s.policy("acme", "open-relay"), Policy::Refuse);
+    assert_eq!(s.policy("acme", "bulk"), Policy::Observe);
+    assert_eq!(s.policy("beta", "open-relay"), Policy::Defer);
+    assert_eq!(s.policy("beta", "bulk"), Policy::Warn);
+    assert_eq!(s.policy("beta", "undeliverable"), Policy::Observe, "the default");
+    assert_eq!(s.notify.as_deref(), Some("ops@example.net"));
+    assert_eq!(s.relay.every, Some(Duration::from_secs(86_400)));
+    assert_eq!(s.relay.canary_domain.as_deref(), Some("canary.example.net"));
+    let engine = c.spam_engine.expect("an engine");
+    assert_eq!((engine.kind, engine.addr.port()), (bulk::spam::EngineKind::Rspamd, 11333));
+    let defaults = Config::from_str("").unwrap();
+    assert_eq!(defaults.conditions.relay.every, Some(Duration::from_secs(7 * 86_400)), "probed weekly by default");
+    assert!(defaults.spam_engine.is_none());
+    let bad = Config::from_str(
+        "[conditions]\nbulk = \"block\"\nrelay_test_every = \"5m\"\n[conditions.contract.acme]\nspam = \"defer\"\n\
+         [conditions.spam_engine]\nkind = \"spamassassin\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "conditions.bulk",
+        "conditions.relay_test_every",
+        "conditions.contract.acme.spam",
+        "conditions.spam_engine.kind",
+        "conditions.spam_engine.address",
+    ] {
+        assert!(bad.contains(key), "{key}: {bad}");
+    }
+}

@@ -567,11 +567,12 @@ fn main() -> ExitCode {
             }
             Command::Conditions { action: Some(ConditionsCmd::Clear { contract, kind, actor }), .. } => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
-                conditions_cli::handle(&config, conditions_cli::Handling::Clear, &contract, &kind, &actor).await
+                conditions_cli::handle(&config, operator::conditions::Handling::Clear, &contract, &kind, &actor).await
             }
             Command::Conditions { action: Some(ConditionsCmd::Acknowledge { contract, kind, actor }), .. } => {
                 let actor = actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
-                conditions_cli::handle(&config, conditions_cli::Handling::Acknowledge, &contract, &kind, &actor).await
+                conditions_cli::handle(&config, operator::conditions::Handling::Acknowledge, &contract, &kind, &actor)
+                    .await
             }
             Command::Conditions { action: Some(ConditionsCmd::RelayTest { contract, json }), .. } => {
                 conditions_cli::relay_test(&config, &contract, json).await

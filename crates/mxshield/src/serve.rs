@@ -132,8 +132,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // the spam engine (R18), when the operator runs one: outbound mail scored after its 250
     let (spam_meter, spam_task) = match &config.spam_engine {
         Some(engine) => {
-            let (m, t) =
-                bulk::spam::SpamMeter::start(engine.clone(), config.log.message_log.clone(), config.conditions.bulk_flush);
+            let (m, t) = bulk::spam::SpamMeter::start(
+                engine.clone(),
+                config.log.message_log.clone(),
+                config.conditions.bulk_flush,
+            );
             (Some(m), Some(t))
         }
         None => (None, None),

@@ -168,6 +168,34 @@ impl Settings {
     }
 }
 
+/// What the operator does with a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Seen: it stays open (and keeps holding mail under `defer` or `refuse`).
+    Acknowledge,
+    /// Its measure restarts now.
+    Clear,
+}
+
+impl Handling {
+    /// `acknowledge` or `clear` (the API's and the console's path segment).
+    pub fn parse(s: &str) -> Option<Handling> {
+        match s {
+            "acknowledge" => Some(Handling::Acknowledge),
+            "clear" => Some(Handling::Clear),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handling::Acknowledge => "acknowledge",
+            Handling::Clear => "clear",
+        }
+    }
+}
+
 /// How the outbound mail of each contract is held under `settings` while `findings` stand: the
 /// strongest policy of its flagged findings (`refuse` over `defer`), with why in words.
 pub fn holds(findings: &[Finding], settings: &Settings) -> std::collections::BTreeMap<String, (Policy, String)> {
@@ -656,7 +684,15 @@ pub fn measure_spam_score(counts: &[msglog::SpamCount], now: i64, th: &Threshold
             evidence: days
                 .iter()
                 .filter(|d| d.scored + d.unmeasured > 0)
-                .map(|d| format!("{}: {} spam of {} scored, {} unmeasured", stamp(d.day).get(..10).unwrap_or(""), d.spam, d.scored, d.unmeasured))
+                .map(|d| {
+                    format!(
+                        "{}: {} spam of {} scored, {} unmeasured",
+                        stamp(d.day).get(..10).unwrap_or(""),
+                        d.spam,
+                        d.scored,
+                        d.unmeasured
+                    )
+                })
                 .collect(),
             state: State::None,
             acknowledged_at: None,
@@ -814,5 +850,50 @@ mod tests {
         // the spam rejections: 40 in one day warns (10), not flags (50)
         assert_eq!((f[1].kind, f[1].level), ("spam-rejections", Level::Warn));
         assert!(f[1].counts.contains(&("today", 40.0)));
+    }
+
+    fn flagged(contract: &str, kind: &'static str) -> Finding {
+        Finding {
+            contract: contract.into(),
+            kind,
+            level: Level::Flag,
+            window: "w".into(),
+            counts: vec![],
+            threshold: "t".into(),
+            first_seen: None,
+            last_seen: None,
+            evidence: vec![],
+            state: State::Open,
+            acknowledged_at: None,
+            cleared_at: None,
+        }
+    }
+
+    #[test]
+    fn holds_take_the_strongest_policy_per_contract_and_warn_only_mails() {
+        let mut s = Settings::default();
+        s.policies.insert("bulk".into(), Policy::Defer);
+        s.policies.insert("undeliverable".into(), Policy::Warn);
+        s.overrides.entry("acme".into()).or_default().insert("open-relay".into(), Policy::Refuse);
+        let findings = vec![
+            flagged("acme", "bulk"),
+            flagged("acme", "open-relay"),
+            flagged("beta", "bulk"),
+            flagged("beta", "open-relay"),
+            flagged("gamma", "undeliverable"),
+            Finding { level: Level::Warn, ..flagged("delta", "bulk") },
+        ];
+        let h = holds(&findings, &s);
+        assert_eq!(h["acme"].0, Policy::Refuse, "refuse outweighs defer");
+        assert!(h["acme"].1.contains("open-relay"));
+        assert_eq!(h["beta"].0, Policy::Defer, "open-relay is observed for beta");
+        assert!(!h.contains_key("gamma") && !h.contains_key("delta"), "warn holds nothing; a warning is not a flag");
+        let w: Vec<_> = to_warn(&findings, &s).iter().map(|f| (f.contract.as_str(), f.kind)).collect();
+        assert_eq!(w, [("gamma", "undeliverable")]);
+        let (subject, body) = notice(&findings[4], "mx.example.net");
+        assert!(subject.contains("undeliverable flagged for contract gamma"));
+        assert!(
+            body.contains("mxshield conditions acknowledge|clear gamma undeliverable") && body.contains("利用条件")
+        );
     }
 }

@@ -600,6 +600,42 @@ impl AdminStore {
         Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("acknowledged_at"))).collect())
     }
 
+    /// Acknowledges or clears the (`contract`, `kind`) finding as `actor` from `source`
+    /// (`cli`, `api`, `console`) with the operator's `reason`, audited: when (Unix seconds).
+    pub async fn handle_finding(
+        &self,
+        contract: &str,
+        kind: &str,
+        how: crate::conditions::Handling,
+        actor: &str,
+        source: &str,
+        reason: &str,
+    ) -> Result<i64, AdminStoreError> {
+        use crate::conditions::Handling;
+        let now = chrono::Utc::now().timestamp();
+        let after = match how {
+            Handling::Clear => {
+                self.clear_finding(contract, kind, now, actor).await?;
+                format!("measured from {now}")
+            }
+            Handling::Acknowledge => {
+                self.acknowledge_finding(contract, kind, now, actor).await?;
+                format!("acknowledged at {now}")
+            }
+        };
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            source: source.into(),
+            action: format!("conditions.{}", how.as_str()),
+            target: format!("{contract} {kind}"),
+            before: None,
+            after: Some(if reason.trim().is_empty() { after } else { format!("{after}: {}", reason.trim()) }),
+            outcome: "ok".into(),
+        };
+        self.audit_or_log(&entry).await;
+        Ok(now)
+    }
+
     /// Sets user `name`'s console language (`ja`, `en`; empty: the browser's).
     pub async fn set_language(&self, name: &str, lang: &str) -> Result<(), AdminStoreError> {
         sqlx::query("UPDATE console_users SET lang = $1 WHERE name = $2")

@@ -1161,13 +1161,41 @@ async fn the_conditions_of_use_are_read_through_the_api() {
     let cookie = sign_in(&w, "sato", "auditor password").await;
     let (status, _, page) = console(&w, "/console/conditions", Some(&cookie), "en", None).await;
     assert_eq!(status, StatusCode::OK);
-    let row =
-        page.split("<tr class=\"finding flag\">").nth(1).expect("a flagged finding").split("</tr>").next().unwrap();
+    let row = |page: &str| {
+        page.split("<tr class=\"finding flag\" data-kind=\"undeliverable\">")
+            .nth(1)
+            .expect("a flagged finding")
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let flagged = row(&page);
     assert!(
-        row.contains("undeliverable") && row.contains("rate_window 20.0 %") && row.contains("flag at 10 %"),
-        "{row}"
+        flagged.contains("undeliverable") && flagged.contains("rate_window 20.0 %") && flagged.contains("flag at 10 %"),
+        "{flagged}"
     );
-    assert!(row.contains("550 5.1.1 no such user"), "its evidence: {row}");
+    assert!(flagged.contains("550 5.1.1 no such user"), "its evidence: {flagged}");
+    assert!(flagged.contains(">open<") && !flagged.contains("<form"), "an auditor reads, never acts: {flagged}");
+    // an operator acknowledges it in the console (the CSRF token required; audited)
+    assert!(w.store.add_user("kato", mxshield_operator::store::Role::Operator, "operator password").await.unwrap());
+    let op = sign_in(&w, "kato", "operator password").await;
+    let (_, _, page) = console(&w, "/console/conditions", Some(&op), "ja", None).await;
+    assert!(page.contains("確認済みにする") && page.contains("対応") || page.contains("状態"), "{page}");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let path = "/console/conditions/acme/undeliverable/acknowledge";
+    assert_eq!(console(&w, path, Some(&op), "en", Some("csrf=forged")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(console(&w, path, Some(&cookie), "en", Some(&format!("csrf={csrf}"))).await.0, StatusCode::FORBIDDEN);
+    let (status, headers, _) = console(&w, path, Some(&op), "en", Some(&format!("csrf={csrf}"))).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/conditions"));
+    let (_, _, page) = console(&w, "/console/conditions", Some(&op), "en", None).await;
+    let acknowledged = row(&page);
+    assert!(acknowledged.contains(">acknowledged<") && acknowledged.contains("/clear"), "{acknowledged}");
+    let audit = w.store.audit_log(10).await.unwrap();
+    assert!(
+        audit.iter().any(|(_, e)| e.action == "conditions.acknowledge" && e.source.starts_with("console")),
+        "{audit:?}"
+    );
     // cleared through the API (a reason required; audited): measured from now on
     let writer = token(&w, "contracts:write", &[]).await;
     let (status, _, problem) =

@@ -214,6 +214,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/detections", get(console::detections))
         .route("/console/nodes", get(console::nodes_page))
         .route("/console/conditions", get(console::conditions_page))
+        .route("/console/conditions/{contract}/{kind}/{action}", post(console::handle_finding))
         .route("/console/admin", get(console::admin_page))
         .route("/console/admin/tokens/{id}/revoke", post(console::revoke_token))
         .route("/console/statements", get(console::statements_page))
@@ -520,7 +521,7 @@ async fn handle_condition(
     Path((contract, kind, action)): Path<(String, String, String)>,
     body: Option<Json<ClearBody>>,
 ) -> Result<Json<Value>, Problem> {
-    if !["clear", "acknowledge"].contains(&action.as_str()) {
+    if crate::conditions::Handling::parse(&action).is_none() {
         return Err(Problem::not_found(format!("no action {action:?} (clear, acknowledge)")));
     }
     let token = authorize(&st, &headers, Resource::Contracts, true).await?;
@@ -543,26 +544,10 @@ async fn handle_condition(
     if !contracts.iter().any(|c| c.id == contract) {
         return Err(Problem::not_found(format!("no contract {contract:?}")));
     }
-    let now = chrono::Utc::now().timestamp();
     let actor = format!("{} ({})", token.id, token.name);
-    let after = if action == "clear" {
-        st.store.clear_finding(&contract, &kind, now, &actor).await?;
-        format!("measured from {now}: {reason}")
-    } else {
-        st.store.acknowledge_finding(&contract, &kind, now, &actor).await?;
-        format!("acknowledged at {now}: {reason}")
-    };
-    let entry = crate::store::AuditEntry {
-        actor,
-        source: "api".into(),
-        action: format!("conditions.{action}"),
-        target: format!("{contract} {kind}"),
-        before: None,
-        after: Some(after),
-        outcome: "ok".into(),
-    };
-    st.store.audit_or_log(&entry).await;
-    let at = if action == "clear" { "cleared_at" } else { "acknowledged_at" };
+    let how = crate::conditions::Handling::parse(&action).unwrap_or(crate::conditions::Handling::Acknowledge);
+    let now = st.store.handle_finding(&contract, &kind, how, &actor, "api", &reason).await?;
+    let at = if how == crate::conditions::Handling::Clear { "cleared_at" } else { "acknowledged_at" };
     Ok(Json(json!({ "contract": contract, "kind": kind, at: now })))
 }
 

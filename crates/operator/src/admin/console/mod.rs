@@ -134,6 +134,8 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "counts" => ("計測値", "Counts"),
         "threshold" => ("基準", "Thresholds"),
         "evidence" => ("根拠", "Evidence"),
+        "acknowledge" => ("確認済みにする", "Acknowledge"),
+        "clear" => ("解除する（理由）", "Clear (reason)"),
         "who" => ("誰が", "Who"),
         "target" => ("対象", "Target"),
         "revokedcount" => {
@@ -936,6 +938,7 @@ pub(super) async fn conditions_page(State(st): State<AdminState>, me: SignedIn) 
             );
         }
     };
+    let acting = me.s.role != crate::store::Role::Auditor;
     let rows: String = findings
         .iter()
         .map(|f| {
@@ -945,10 +948,33 @@ pub(super) async fn conditions_page(State(st): State<AdminState>, me: SignedIn) 
                 .map(|(k, v)| if k.starts_with("rate") { format!("{k} {:.1} %", v * 100.0) } else { format!("{k} {v}") })
                 .collect();
             let level = serde_json::to_value(f.level).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let target = format!("/console/conditions/{}/{}", esc(&f.contract), f.kind);
+            let csrf = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&s.csrf));
+            let forms = match f.state {
+                crate::conditions::State::Open | crate::conditions::State::Acknowledged if acting => {
+                    let ack = if f.state == crate::conditions::State::Open {
+                        format!(
+                            "<form method=\"post\" action=\"{target}/acknowledge\" class=\"acknowledge\">{csrf}\
+                             <button>{}</button></form>",
+                            t(lang, "acknowledge")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{ack}<form method=\"post\" action=\"{target}/clear\" class=\"clear\">{csrf}\
+                         <input name=\"reason\" required><button>{}</button></form>",
+                        t(lang, "clear")
+                    )
+                }
+                _ => String::new(),
+            };
             format!(
-                "<tr class=\"finding {level}\"><td><a href=\"/console/contracts/{c}\">{c}</a></td><td>{}</td><td class=\"level\">{level}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"finding {level}\" data-kind=\"{}\"><td><a href=\"/console/contracts/{c}\">{c}</a></td><td>{}</td><td class=\"level\">{level}</td>\
+                 <td class=\"state\">{}{forms}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 f.kind,
+                f.kind,
+                f.state.as_str(),
                 esc(&f.window),
                 esc(&counts.join(", ")),
                 esc(&f.threshold),
@@ -958,18 +984,60 @@ pub(super) async fn conditions_page(State(st): State<AdminState>, me: SignedIn) 
         })
         .collect();
     let body = format!(
-        "{}<h1>{}</h1><table id=\"findings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        "{}<h1>{}</h1><table id=\"findings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
         nav(lang, s),
         t(lang, "conditions"),
         t(lang, "contract"),
         t(lang, "kind"),
         t(lang, "level"),
+        t(lang, "state"),
         t(lang, "window"),
         t(lang, "counts"),
         t(lang, "threshold"),
         t(lang, "evidence"),
     );
     page(StatusCode::OK, lang, t(lang, "conditions"), &body)
+}
+
+/// The form acknowledging or clearing a finding.
+#[derive(Debug, Deserialize)]
+pub(super) struct FindingForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/conditions/{contract}/{kind}/{acknowledge|clear}` (operators and admins;
+/// the CSRF token required; a clearing needs its reason); audited.
+pub(super) async fn handle_finding(
+    State(st): State<AdminState>,
+    me: SignedIn,
+    axum::extract::Path((contract, kind, action)): axum::extract::Path<(String, String, String)>,
+    Form(f): Form<FindingForm>,
+) -> Response {
+    if let Some(refused) = me.refuse_unless_acting(&f.csrf) {
+        return refused;
+    }
+    let lang = me.lang;
+    let Some(how) = crate::conditions::Handling::parse(&action) else {
+        return page(StatusCode::NOT_FOUND, lang, "404", "<p class=\"error\">404</p>");
+    };
+    if !crate::conditions::KINDS.contains(&kind.as_str())
+        || (how == crate::conditions::Handling::Clear && f.reason.trim().is_empty())
+    {
+        return page(StatusCode::UNPROCESSABLE_ENTITY, lang, "422", "<p class=\"error\">422</p>");
+    }
+    let actor = format!("{} (console)", me.s.user);
+    match st.store.handle_finding(&contract, &kind, how, &actor, "console", &f.reason).await {
+        Ok(_) => redirect("/console/conditions"),
+        Err(e) => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang,
+            t(lang, "conditions"),
+            &format!("{}<p class=\"error\">{}</p>", nav(lang, &me.s), esc(&e.to_string())),
+        ),
+    }
 }
 
 /// `GET /console/nodes`: every node with its state (as `mxshield nodes` derives it), its
