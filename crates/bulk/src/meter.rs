@@ -16,6 +16,11 @@ use crate::{AGREE, Clusters, agreement, carried_hex, fingerprint, minhash_from_h
 /// Offers waiting at most; beyond, offers are dropped (and counted).
 const QUEUE: usize = 10_000;
 
+/// Messages read from their spool files in flight at most (each holds an open file).
+const LARGE_IN_FLIGHT: usize = 32;
+/// Of a message read from its file, at most this much is fingerprinted.
+const LARGE_READ_MAX: u64 = 64 * 1024 * 1024;
+
 /// One accepted message: its delivered copies for a contract.
 pub struct Offer {
     /// The contract.
@@ -25,13 +30,66 @@ pub struct Offer {
     /// When (Unix seconds).
     pub at: i64,
     /// The message as committed.
-    pub message: Arc<spool::CommittedMessage>,
+    pub message: Body,
+}
+
+/// Where an offered message's bytes are.
+#[derive(Clone)]
+pub enum Body {
+    /// In memory (a small message, from the spool's recent copies).
+    Memory(Arc<spool::CommittedMessage>),
+    /// In its spool file, held open: readable even once delivered and removed.
+    File(Arc<LargeMessage>),
+}
+
+impl Body {
+    /// The message in memory, if it is there.
+    pub fn in_memory(&self) -> Option<Arc<spool::CommittedMessage>> {
+        match self {
+            Body::Memory(m) => Some(m.clone()),
+            Body::File(_) => None,
+        }
+    }
+}
+
+/// A message too large to be kept in memory, read by the meter from its open spool file.
+pub struct LargeMessage {
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+    _slot: Slot,
+}
+
+impl LargeMessage {
+    /// The message data of an open spool file (`offset`, `len` as the spool gives them),
+    /// holding `slot` until it is read.
+    pub fn new(file: std::fs::File, offset: u64, len: u64, slot: Slot) -> LargeMessage {
+        LargeMessage { file, offset, len, _slot: slot }
+    }
+
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let n = self.len.min(LARGE_READ_MAX) as usize;
+        let mut data = vec![0u8; n];
+        self.file.read_exact_at(&mut data, self.offset)?;
+        Ok(data)
+    }
+}
+
+/// A place among the [`LARGE_IN_FLIGHT`] messages read from their files; freed on drop.
+pub struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The handle sessions offer messages to.
 #[derive(Clone)]
 pub struct Meter {
     tx: SyncSender<Offer>,
+    large: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Meter {
@@ -47,7 +105,19 @@ impl Meter {
             .name("bulk-meter".into())
             .spawn(move || run(rx, location, every, rt))
             .expect("spawning the bulk meter");
-        (Meter { tx }, thread)
+        (Meter { tx, large: Default::default() }, thread)
+    }
+
+    /// A place for a message read from its spool file (`None` when too many are in flight:
+    /// that message goes unmetered, counted).
+    pub fn large_slot(&self) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        if self.large.fetch_add(1, Ordering::Relaxed) >= LARGE_IN_FLIGHT {
+            self.large.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("mxshield_bulk_unmetered_total").increment(1);
+            return None;
+        }
+        Some(Slot(self.large.clone()))
     }
 
     /// Offers a message; never waits.
@@ -76,7 +146,18 @@ fn run(rx: Receiver<Offer>, location: msglog::LogLocation, every: Duration, rt: 
         let wait = next_flush.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(offer) => {
-                let fp = fingerprint(&offer.message.data);
+                let fp = match &offer.message {
+                    Body::Memory(m) => fingerprint(&m.data),
+                    Body::File(l) => match l.read() {
+                        Ok(data) => fingerprint(&data),
+                        Err(e) => {
+                            tracing::warn!(event = "bulk_unmetered", error = %e, "the spool file could not be read");
+                            metrics::counter!("mxshield_bulk_unmetered_total").increment(1);
+                            continue;
+                        }
+                    },
+                };
+                drop(offer.message);
                 let id = st.clusters.entry(offer.contract.clone()).or_default().add(&fp, offer.copies, offer.at);
                 let hour = offer.at - offer.at.rem_euclid(3600);
                 *st.pending.entry((offer.contract, id)).or_default().entry(hour).or_default() += offer.copies;

@@ -139,6 +139,7 @@ impl GatewaySession {
             rcpts: txn.rcpts.clone(),
             received_at: txn.received_at,
             contract: txn.contracts.join(","),
+            bulk: self.ctx.bulk.clone(),
         }
     }
 
@@ -155,7 +156,8 @@ impl GatewaySession {
             (&self.ctx.spam, txn.direction, txn.contracts.first())
         {
             let at = Utc::now().timestamp();
-            meter.offer(bulk::spam::SpamOffer { contract: contract.clone(), at, message: message.clone() });
+            let message = message.as_ref().and_then(bulk::meter::Body::in_memory);
+            meter.offer(bulk::spam::SpamOffer { contract: contract.clone(), at, message });
         }
         if let (Some(meter), Some(message)) = (&self.ctx.bulk, message) {
             let at = Utc::now().timestamp();
@@ -484,6 +486,9 @@ struct CommitPlan {
     rcpts: Vec<String>,
     received_at: u64,
     contract: String,
+    /// The bulk meter, for a message too large for the spool's recent copies (read from its
+    /// file).
+    bulk: Option<bulk::meter::Meter>,
 }
 
 /// A message committed: its id, its warnings (id, recipient, size) and whether it is delivered.
@@ -491,9 +496,8 @@ struct Committed {
     id: QueueId,
     warnings: Vec<(QueueId, (String, usize))>,
     deliver: bool,
-    /// The message as committed, for the bulk meter (small messages, while in the spool's
-    /// recent copies).
-    message: Option<std::sync::Arc<spool::CommittedMessage>>,
+    /// The message as committed, for the meters (in memory, or its open file).
+    message: Option<bulk::meter::Body>,
 }
 
 /// Queues the message (or, if it was dropped, a marker of it) together with its warnings in
@@ -506,7 +510,7 @@ fn commit(plan: CommitPlan, writer: Option<Writer>, decision: &mut Decision) -> 
         (FilterVerdict::Accept, None) => return Err(spool_error("the filter gave the message back to nobody")),
         (FilterVerdict::Accept, Some(w)) => w,
     };
-    let CommitPlan { spool, mut attrs, trace, sender, rcpts, received_at, contract } = plan;
+    let CommitPlan { spool, mut attrs, trace, sender, rcpts, received_at, contract, bulk } = plan;
     let warnings = std::mem::take(&mut decision.warnings);
     if decision.eight_bit {
         attrs.push((attrs::EIGHT_BIT.into(), "1".into()));
@@ -544,7 +548,16 @@ fn commit(plan: CommitPlan, writer: Option<Writer>, decision: &mut Decision) -> 
         Ok((id, warning_ids.into_iter().zip(sent).collect::<Vec<_>>()))
     })();
     let (id, warnings) = committed.map_err(spool_error)?;
-    // taken now, before delivery can remove it
-    let message = if deliver { spool.recent(&id) } else { None };
+    // taken now, before delivery can remove it: from memory, else the open file (the meter
+    // reads it later, even once delivered)
+    let message = if deliver {
+        spool.recent(&id).map(bulk::meter::Body::Memory).or_else(|| {
+            let slot = bulk.as_ref()?.large_slot()?;
+            let m = spool.open_message(&id).ok()?;
+            Some(bulk::meter::Body::File(Arc::new(bulk::meter::LargeMessage::new(m.file, m.data_offset, m.data_len, slot))))
+        })
+    } else {
+        None
+    };
     Ok(Committed { id, warnings, deliver, message })
 }

@@ -234,6 +234,38 @@ async fn unrelated_real_mail_forms_no_campaign() {
     );
 }
 
+/// A campaign of messages too large for the spool's copies in memory (a 300 KiB flyer each,
+/// the text personalised) is metered from the spool files: 1,200 copies warn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_of_large_messages_is_metered_from_the_spool_files() {
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let (gw, _dir) = gateway("conditions-bulk-large", &quoted(customer.addr), remote.addr, |c| {
+        with_conditions(&c, "bulk_flush = \"200ms\"\n")
+    });
+    let flyer: String = (0..300 * 1024 / 57)
+        .map(|i| format!("{:057}\r\n", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 10u64.pow(18)))
+        .collect();
+    let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw.addr).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    for m in 0..12 {
+        let rcpts: Vec<String> = (0..100).map(|i| format!("big{m}x{i}@remote.test")).collect();
+        let list: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        let msg = format!(
+            "From: news@acme.example\r\nTo: customers@acme.example\r\nSubject: Winter flyer\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+             Dear customer no. {m}, our winter flyer is attached.\r\n--b\r\nContent-Type: application/pdf; name=\"flyer.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{flyer}--b--\r\n"
+        );
+        assert!(msg.len() > 256 * 1024);
+        let r = c.send_mail("news@acme.example", &list, msg.as_bytes()).await.unwrap();
+        assert_eq!(r.code, 250, "message {m}");
+    }
+    let f = bulk_finding(&gw, 1200.0).await;
+    assert_eq!(f["counts"]["copies_24h"], 1200.0, "{f}");
+    assert_eq!(f["level"], "warn", "{f}");
+}
+
 /// The spam score of outbound mail (issue 16): a real spamd started here scores the contract's
 /// outbound messages after their `250`; GTUBE counts as spam per day against the thresholds,
 /// plain mail does not, and with the engine down mail still flows, counted unmeasured.
