@@ -554,7 +554,12 @@ fn commit(plan: CommitPlan, writer: Option<Writer>, decision: &mut Decision) -> 
         spool.recent(&id).map(bulk::meter::Body::Memory).or_else(|| {
             let slot = bulk.as_ref()?.large_slot()?;
             let m = spool.open_message(&id).ok()?;
-            Some(bulk::meter::Body::File(Arc::new(bulk::meter::LargeMessage::new(m.file, m.data_offset, m.data_len, slot))))
+            Some(bulk::meter::Body::File(Arc::new(bulk::meter::LargeMessage::new(
+                m.file,
+                m.data_offset,
+                m.data_len,
+                slot,
+            ))))
         })
     } else {
         None

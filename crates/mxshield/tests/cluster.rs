@@ -588,3 +588,39 @@ async fn a_campaign_spread_over_two_nodes_is_counted_whole() {
     .await;
     assert_eq!(finding["level"], "flag", "{finding}");
 }
+
+/// The open-relay probe across nodes (issue 16): node A probes, the relaying server delivers
+/// the canary to node B (its smarthost), B records the arrival in the shared store, and A's
+/// probe finds it there — the open relay is proven whichever node the canary reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_reaches_another_node_proves_the_open_relay() {
+    let schema = Schema::new("cluster_relay");
+    let customer = Sink::start(Behaviour::Accept).await;
+    let remote = Sink::start(Behaviour::Accept).await;
+    let relay_port = free_port();
+    let (mut a, _da) = node("mx-a", &schema.url(), remote.addr);
+    let (mut b, _db) = node("mx-b", &schema.url(), remote.addr);
+    for gw in [&a, &b] {
+        let keys = format!("relay_test_port = {relay_port}\nrelay_test_wait = \"5s\"\n");
+        let text = with_conditions(&std::fs::read_to_string(&gw.config).unwrap(), &keys);
+        std::fs::write(&gw.config, text).unwrap();
+    }
+    apply(&a, &contracts(&quoted(customer.addr)));
+    a.spawn();
+    b.spawn();
+    let _relay =
+        Sink::start_on(format!("127.0.0.5:{relay_port}").parse().unwrap(), Behaviour::Relay(b.addr), false).await;
+    let out = a.cli(&["conditions", "relay-test", "acme", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let relayed: Vec<&serde_json::Value> =
+        report["probes"].as_array().unwrap().iter().filter(|p| !p["arrived_at"].is_null()).collect();
+    assert_eq!(relayed.len(), 1, "{report}");
+    assert_eq!(relayed[0]["node"], "mx-a", "probed by A: {report}");
+    assert!(b.log().contains("relay_canary_recorded"), "received by B: {}", b.log());
+    assert!(!a.log().contains("relay_canary_recorded"));
+    let f: serde_json::Value =
+        serde_json::from_str(&stdout(&b, &["conditions", "--contract", "acme", "--json"])).unwrap();
+    let f = f["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "open-relay").cloned().unwrap();
+    assert_eq!(f["level"], "flag", "seen from either node: {f}");
+}
