@@ -46,6 +46,9 @@ pub async fn list(config: &Config, contract: Option<&str>, json: bool) -> anyhow
             f.window,
             f.threshold
         );
+        if let (Some(first), Some(last)) = (when(f.first_seen), when(f.last_seen)) {
+            println!("{:<59} first seen {first}, last seen {last}", "");
+        }
         for e in &f.evidence {
             println!("{:<59} {e}", "");
         }

@@ -252,3 +252,32 @@ impl Transcript {
         self.0.push_str(&format!("-- {text}\n"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(src: &str) -> Contract {
+        contracts::parse_file(src).unwrap().remove(0)
+    }
+
+    const ACME: &str = "[[contract]]\nid = \"acme\"\ncustomer = \"A\"\naccounts_limit = 5\nstarts = \"2026-01-01\"\n\
+        sending_servers = [SENDING]\n[[contract.domain]]\nname = \"acme.example\"\nreceiving_servers = [\"127.0.0.1:2600\"]\n\
+        accounts = [\"alice\"]\n";
+
+    #[tokio::test]
+    async fn the_targets_are_the_registered_servers_and_a_change_is_a_new_run() {
+        let c = contract(&ACME.replace("SENDING", "\"127.0.0.5\", \"198.51.100.0/28\", \"127.0.0.5\""));
+        let (targets, skipped) = targets(&c, 2525).await;
+        let addrs: Vec<String> = targets.iter().map(|t| t.addr.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.5:2525", "127.0.0.1:2600"], "each server once");
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("198.51.100.0/28") && skipped[0].contains("network"), "{skipped:?}");
+        // the digest follows the set of servers, not their order
+        let same = contract(&ACME.replace("SENDING", "\"198.51.100.0/28\", \"127.0.0.5\""));
+        let more = contract(&ACME.replace("SENDING", "\"127.0.0.5\", \"127.0.0.6\", \"198.51.100.0/28\""));
+        assert_eq!(registered_digest(&c, 25), registered_digest(&same, 25));
+        assert_ne!(registered_digest(&c, 25), registered_digest(&more, 25));
+        assert_ne!(registered_digest(&c, 25), registered_digest(&c, 2525), "the probed port is part of it");
+    }
+}
