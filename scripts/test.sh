@@ -26,9 +26,11 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # Postfix's smtp-source and smtp-sink: the standard load tools of scripts/bench-standard.sh
 # (installed with "No configuration": no system instance is set up or started)
 command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
-# SpamAssassin's spamd (with the rules Debian ships): the spam engine the conditions-of-use
+# SpamAssassin's spamd (with the rules Debian ships): the spam engines the conditions-of-use
 # tests start on loopback (network tests off)
 [ -x /usr/sbin/spamd ] || need+=(spamd)
+# and rspamd (its normal worker only, on a free port; no Redis, no network)
+[ -x /usr/bin/rspamd ] || need+=(rspamd)
 # a real browser for the console's tests (headless chromium driven by chromedriver), and a
 # Japanese font so that its screenshots show Japanese
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -38,3 +38,22 @@ async fn spamd_scores_gtube_as_spam_and_a_plain_note_as_not() {
     let small = Engine { max_size: 10, ..engine };
     assert!(matches!(small.check(&message("x", "y")).await, Err(mxshield_bulk::spam::SpamError::TooLarge(_))));
 }
+
+#[tokio::test]
+async fn rspamd_scores_gtube_as_spam_and_a_plain_note_as_not() {
+    let rspamd = tokio::task::spawn_blocking(testkit::rspamd::RspamdProcess::start).await.unwrap();
+    let engine = Engine {
+        kind: EngineKind::Rspamd,
+        addr: rspamd.addr(),
+        timeout: Duration::from_secs(30),
+        max_size: 512 * 1024,
+    };
+    let spam = engine.check(&message("offer", &format!("Buy now!\r\n{GTUBE}"))).await.unwrap();
+    assert!(spam.spam, "{spam:?}");
+    let ham = engine.check(&message("lunch", "Shall we have lunch on Friday? Bob")).await.unwrap();
+    assert!(!ham.spam, "{ham:?}");
+    println!(
+        "rspamd: GTUBE {:.1}/{:.1}, a plain note {:.1}/{:.1}",
+        spam.score, spam.threshold, ham.score, ham.threshold
+    );
+}
