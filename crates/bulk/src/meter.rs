@@ -76,7 +76,7 @@ impl LargeMessage {
     }
 }
 
-/// A place among the [`LARGE_IN_FLIGHT`] messages read from their files; freed on drop.
+/// A place among the messages read from their files (32 at most); freed on drop.
 pub struct Slot(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for Slot {
