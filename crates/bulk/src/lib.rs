@@ -117,8 +117,27 @@ fn attachment_key(encoded: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The key of an attachment cut off by the end of a prefix: its first 64 KiB as sent.
+fn cut_attachment_key(encoded: &[u8]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"cut");
+    h.update(&encoded[..encoded.len().min(ATTACHMENT_SAMPLE)]);
+    h.finalize().into()
+}
+
 /// The fingerprint of message `raw` (its header and body as received).
 pub fn fingerprint(raw: &[u8]) -> Fingerprint {
+    fingerprint_of(raw, true)
+}
+
+/// The fingerprint of a large message from its beginning `prefix` (it goes on beyond): as
+/// [`fingerprint`], except that the attachment cut off by the end of the prefix is keyed by
+/// its first 64 KiB alone (where the cut falls moves with the length of the text before it).
+pub fn fingerprint_prefix(prefix: &[u8]) -> Fingerprint {
+    fingerprint_of(prefix, false)
+}
+
+fn fingerprint_of(raw: &[u8], complete: bool) -> Fingerprint {
     let msg = mime::parse(raw);
     let subject_text = msg.root.header_text(raw, "Subject").unwrap_or_default();
     let mut text = String::new();
@@ -129,7 +148,12 @@ pub fn fingerprint(raw: &[u8]) -> Fingerprint {
         }
         if !part.is_body_text() {
             let encoded = raw.get(part.body.clone()).unwrap_or_default();
-            if !encoded.iter().all(u8::is_ascii_whitespace) {
+            if encoded.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if !complete && part.body.end >= raw.len() {
+                attachments.push(cut_attachment_key(encoded));
+            } else {
                 attachments.push(attachment_key(encoded));
             }
             continue;
@@ -213,7 +237,9 @@ fn carried_key(fp: &Fingerprint) -> Option<u64> {
         return None;
     }
     let mut bytes = fp.subject.to_le_bytes().to_vec();
-    if fp.minhash.is_none() {
+    // with no attachment, the exact text; with attachments, they and the subject (a short
+    // personalised greeting must not split an attachment campaign)
+    if fp.minhash.is_none() && fp.attachments.is_empty() {
         bytes.extend_from_slice(&fp.text.to_le_bytes());
     }
     for a in &fp.attachments {
@@ -379,3 +405,45 @@ pub fn group_shared(clusters: &[&msglog::BulkCluster]) -> HashMap<String, String
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    /// Two copies of a campaign with a large attachment whose personalised text differs in
+    /// length: fingerprinted from their first 256 KiB, the attachment cut off at different
+    /// places, they carry the same keys; another attachment does not.
+    #[test]
+    fn a_large_message_fingerprinted_from_its_beginning_keeps_its_attachment_key() {
+        let flyer = |seed: u64| -> String {
+            let mut x = seed;
+            (0..8000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{:076x}\r\n", u128::from(x) * 0x1_0000_0001)
+                })
+                .collect()
+        };
+        let msg = |name: &str, body: &str| {
+            format!(
+                "Subject: flyer\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+                 Dear {name}, our flyer is attached.\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                 {body}--b--\r\n"
+            )
+        };
+        let (one, other) = (flyer(7), flyer(8));
+        let a = msg("Ann", &one);
+        let b = msg("Bartholomew Fitzgerald", &one);
+        let c = msg("Ann", &other);
+        assert!(a.len() > 512 * 1024);
+        let fa = fingerprint_prefix(&a.as_bytes()[..256 * 1024]);
+        let fb = fingerprint_prefix(&b.as_bytes()[..256 * 1024]);
+        let fc = fingerprint_prefix(&c.as_bytes()[..256 * 1024]);
+        assert_eq!(fa.attachments.len(), 1);
+        assert_eq!(fa.attachments, fb.attachments);
+        assert_ne!(fa.attachments, fc.attachments);
+        assert_eq!(carried_hex(&fa), carried_hex(&fb));
+    }
+}

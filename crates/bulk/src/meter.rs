@@ -18,8 +18,9 @@ const QUEUE: usize = 10_000;
 
 /// Messages read from their spool files in flight at most (each holds an open file).
 const LARGE_IN_FLIGHT: usize = 32;
-/// Of a message read from its file, at most this much is fingerprinted.
-const LARGE_READ_MAX: u64 = 64 * 1024 * 1024;
+/// Of a message read from its file, its beginning is fingerprinted (as much as a message kept
+/// in memory: the cost of metering does not grow with the size of the attachments).
+const LARGE_READ_MAX: u64 = 256 * 1024;
 
 /// One accepted message: its delivered copies for a contract.
 pub struct Offer {
@@ -149,6 +150,7 @@ fn run(rx: Receiver<Offer>, location: msglog::LogLocation, every: Duration, rt: 
                 let fp = match &offer.message {
                     Body::Memory(m) => fingerprint(&m.data),
                     Body::File(l) => match l.read() {
+                        Ok(data) if (data.len() as u64) < l.len => crate::fingerprint_prefix(&data),
                         Ok(data) => fingerprint(&data),
                         Err(e) => {
                             tracing::warn!(event = "bulk_unmetered", error = %e, "the spool file could not be read");

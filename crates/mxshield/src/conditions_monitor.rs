@@ -59,6 +59,7 @@ impl Monitor {
         let mut current: HashMap<String, inbound::Hold> = Default::default();
         // one scheduled probe run at a time, off the measuring loop (it waits for canaries)
         let mut probing: Option<tokio::task::JoinHandle<()>> = None;
+        let probes_from = tokio::time::Instant::now() + me.settings.relay.delay;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -94,7 +95,7 @@ impl Monitor {
                     tracing::warn!(event = "conditions_notice_failed", contract = %f.contract, kind = f.kind, error = %e);
                 }
             }
-            if probing.as_ref().is_none_or(|p| p.is_finished()) {
+            if tokio::time::Instant::now() >= probes_from && probing.as_ref().is_none_or(|p| p.is_finished()) {
                 let m = me.clone();
                 probing = Some(tokio::spawn(async move { m.scheduled_probes(now).await }));
             }

@@ -372,7 +372,7 @@ fn read_smtp(r: &mut Reader<'_>, mut sec: Option<&mut Section<'_, '_>>) -> SmtpC
 /// `defer`, `refuse`) — and per contract in `[conditions.contract.ID]`; `check_every` ("60s"),
 /// `bulk_metering`, `bulk_flush`, `notify` (the address `warn` mails); the open-relay probe's
 /// `relay_test_every` ("7d"; "0s": on demand only), `canary_domain` (the host name),
-/// `relay_test_port` (25), `relay_test_wait` ("60s"); `spam_score_warn_per_day` (10),
+/// `relay_test_port` (25), `relay_test_wait` ("60s"), `relay_test_delay` ("10m"); `spam_score_warn_per_day` (10),
 /// `spam_score_flag_per_day` (50) and the engine in `[conditions.spam_engine]`: `kind` (`spamd`,
 /// `rspamd`), `address`, `timeout` ("10s"), `max_size` (512 KiB).
 fn read_conditions(
@@ -441,6 +441,9 @@ fn read_conditions(
             Ok(p) if p > 0 => settings.relay.sending_port = p,
             _ => r.issue(sec.child_path("relay_test_port"), line, "must be 1 to 65535"),
         }
+    }
+    if let Some((d, _)) = r.duration(sec, "relay_test_delay") {
+        settings.relay.delay = d;
     }
     if let Some((d, line)) = r.duration(sec, "relay_test_wait") {
         if d.is_zero() || d > std::time::Duration::from_secs(3600) {

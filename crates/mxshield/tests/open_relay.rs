@@ -132,7 +132,7 @@ async fn the_scheduled_probe_finds_an_open_relay_and_warn_mails_the_operator() {
         with_conditions(&c, &format!(
             "open_relay = \"warn\"\nnotify = \"ops@remote.test\"\ncheck_every = \"1s\"\nrelay_test_port = {relay_port}\nrelay_test_wait = \"5s\"\n"
         ))
-        .replace("relay_test_every = \"0s\"", "relay_test_every = \"1h\"")
+        .replace("relay_test_every = \"0s\"", "relay_test_every = \"1h\"\nrelay_test_delay = \"0s\"")
     });
     let _relay =
         Sink::start_on(format!("127.0.0.5:{relay_port}").parse().unwrap(), Behaviour::Relay(gw.addr), false).await;

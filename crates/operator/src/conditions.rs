@@ -102,6 +102,9 @@ pub struct RelaySettings {
     pub sending_port: u16,
     /// How long a probe waits for a canary.
     pub wait: std::time::Duration,
+    /// How long after start-up a running gateway first probes on schedule (a gateway started
+    /// for a trial or a benchmark probes nobody).
+    pub delay: std::time::Duration,
 }
 
 impl Default for RelaySettings {
@@ -111,6 +114,7 @@ impl Default for RelaySettings {
             canary_domain: None,
             sending_port: 25,
             wait: std::time::Duration::from_secs(60),
+            delay: std::time::Duration::from_secs(600),
         }
     }
 }
