@@ -24,6 +24,10 @@ pub enum FileType {
     SevenZip,
     /// RAR.
     Rar,
+    /// SZDD (Microsoft `COMPRESS.EXE`).
+    Szdd,
+    /// BinHex 4.0.
+    BinHex,
     /// PDF.
     Pdf,
     /// OLE2 compound file (old Office).
@@ -78,6 +82,13 @@ impl FileType {
             FileType::Tnef
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar
+        } else if starts(crate::unpack::SZDD_MAGIC) {
+            FileType::Szdd
+        } else if d
+            .get(..1024.min(d.len()))
+            .is_some_and(|h| memchr::memmem::find(h, crate::unpack::BINHEX_INTRO).is_some())
+        {
+            FileType::BinHex
         } else if starts(b"%PDF-") || d.get(..1024).is_some_and(|h| memchr::memmem::find(h, b"%PDF-").is_some()) {
             FileType::Pdf
         } else if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
@@ -147,6 +158,8 @@ impl FileType {
                 | FileType::Rar
                 | FileType::MachOUniversal
                 | FileType::Mail
+                | FileType::Szdd
+                | FileType::BinHex
         )
     }
 }

@@ -34,7 +34,8 @@ fn zero_false_positives_on_the_mail_corpus() {
 }
 
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
-/// bzip2, cpio and mail/mbox (base64, uuencoded) carriers of clam.exe must all be detected.
+/// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD and BinHex
+/// carriers of clam.exe must all be detected.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -55,6 +56,9 @@ fn clamav_testfiles_required_carriers() {
         "clam.bin-le.cpio",
         "clam.bin-be.cpio",
         "clam.tnef",
+        "clam.exe.html",
+        "clam.exe.szdd",
+        "clam.exe.binhex",
     ];
     let engine = engine();
     for name in required {

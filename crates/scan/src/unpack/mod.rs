@@ -3,15 +3,19 @@
 //! beyond the remaining expanded-bytes allowance, and a member that expands faster than the
 //! ratio limit stops early.
 
+mod binhex;
 mod cpio;
 mod macho_fat;
 mod rar;
 mod sevenz;
 mod single;
+mod szdd;
 mod tar;
 mod tnef;
 mod zip;
 
+pub use binhex::INTRO as BINHEX_INTRO;
+pub use szdd::MAGIC as SZDD_MAGIC;
 pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
 pub use zip::has_signature as has_zip_signature;
 pub use zip::member_name as zip_member_name;
@@ -73,7 +77,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 10] = [
+pub const UNPACKABLE: [FileType; 12] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -84,6 +88,8 @@ pub const UNPACKABLE: [FileType; 10] = [
     FileType::Rar,
     FileType::Tnef,
     FileType::MachOUniversal,
+    FileType::Szdd,
+    FileType::BinHex,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -99,6 +105,8 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Cpio => cpio::unpack(data, budget),
         FileType::Tnef => tnef::unpack(data, budget),
         FileType::MachOUniversal => macho_fat::unpack(data, budget),
+        FileType::Szdd => szdd::unpack(data, budget),
+        FileType::BinHex => binhex::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
