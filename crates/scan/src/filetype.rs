@@ -28,6 +28,8 @@ pub enum FileType {
     Szdd,
     /// BinHex 4.0.
     BinHex,
+    /// RTF (its embedded objects are opened).
+    Rtf,
     /// PDF.
     Pdf,
     /// OLE2 compound file (old Office).
@@ -82,6 +84,8 @@ impl FileType {
             FileType::Tnef
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar
+        } else if starts(crate::unpack::RTF_MAGIC) {
+            FileType::Rtf
         } else if starts(crate::unpack::SZDD_MAGIC) {
             FileType::Szdd
         } else if d
@@ -160,6 +164,7 @@ impl FileType {
                 | FileType::Mail
                 | FileType::Szdd
                 | FileType::BinHex
+                | FileType::Rtf
         )
     }
 }

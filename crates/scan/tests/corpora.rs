@@ -34,8 +34,8 @@ fn zero_false_positives_on_the_mail_corpus() {
 }
 
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
-/// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD and BinHex
-/// carriers of clam.exe must all be detected.
+/// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
+/// RTF (a packaged object) carriers of clam.exe must all be detected.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -59,6 +59,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.exe.html",
         "clam.exe.szdd",
         "clam.exe.binhex",
+        "clam.exe.rtf",
     ];
     let engine = engine();
     for name in required {

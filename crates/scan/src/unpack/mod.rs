@@ -7,6 +7,7 @@ mod binhex;
 mod cpio;
 mod macho_fat;
 mod rar;
+mod rtf;
 mod sevenz;
 mod single;
 mod szdd;
@@ -15,6 +16,7 @@ mod tnef;
 mod zip;
 
 pub use binhex::INTRO as BINHEX_INTRO;
+pub use rtf::MAGIC as RTF_MAGIC;
 pub use szdd::MAGIC as SZDD_MAGIC;
 pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
 pub use zip::has_signature as has_zip_signature;
@@ -77,7 +79,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 12] = [
+pub const UNPACKABLE: [FileType; 13] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -90,6 +92,7 @@ pub const UNPACKABLE: [FileType; 12] = [
     FileType::MachOUniversal,
     FileType::Szdd,
     FileType::BinHex,
+    FileType::Rtf,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -107,6 +110,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::MachOUniversal => macho_fat::unpack(data, budget),
         FileType::Szdd => szdd::unpack(data, budget),
         FileType::BinHex => binhex::unpack(data, budget),
+        FileType::Rtf => rtf::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
