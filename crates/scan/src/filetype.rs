@@ -165,6 +165,7 @@ impl FileType {
                 | FileType::Szdd
                 | FileType::BinHex
                 | FileType::Rtf
+                | FileType::Ole2
         )
     }
 }

@@ -6,6 +6,7 @@
 mod binhex;
 mod cpio;
 mod macho_fat;
+mod ole2;
 mod rar;
 mod rtf;
 mod sevenz;
@@ -79,7 +80,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 13] = [
+pub const UNPACKABLE: [FileType; 14] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -93,6 +94,7 @@ pub const UNPACKABLE: [FileType; 13] = [
     FileType::Szdd,
     FileType::BinHex,
     FileType::Rtf,
+    FileType::Ole2,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -111,6 +113,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Szdd => szdd::unpack(data, budget),
         FileType::BinHex => binhex::unpack(data, budget),
         FileType::Rtf => rtf::unpack(data, budget),
+        FileType::Ole2 => ole2::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
