@@ -182,6 +182,9 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             entries.push(Entry::File { name: format!("{name} › {file}"), data: payload.to_vec() });
             continue;
         }
+        if d.name == "PowerPoint Document" {
+            entries.extend(powerpoint_objects(&name, &bytes, budget)?);
+        }
         entries.push(if bytes.len() < size {
             let why = Unreadable::damaged("OLE2", format!("the stream ends after {} of {size} bytes", bytes.len()));
             if bytes.is_empty() {
@@ -194,6 +197,39 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         });
     }
     Ok(entries)
+}
+
+/// The objects embedded in a PowerPoint 97–2003 document stream (`ExOleObjStg` records,
+/// zlib-compressed when their instance is 1): each an OLE2 file of its own, opened in turn.
+/// Container records are descended into; the walk is bounded by the stream's length.
+fn powerpoint_objects(stream_name: &str, s: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
+    const EX_OLE_OBJ_STG: u16 = 0x1011;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = s.get(at..at + 8) {
+        let ver_instance = u16::from_le_bytes([h[0], h[1]]);
+        let kind = u16::from_le_bytes([h[2], h[3]]);
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let body = &s[at + 8..(at + 8).saturating_add(len).min(s.len())];
+        if ver_instance & 0xf == 0xf {
+            // a container: its records follow at once
+            at += 8;
+            continue;
+        }
+        if kind == EX_OLE_OBJ_STG {
+            budget.entry()?;
+            let name = format!("{stream_name} › embedded object {}", out.len() + 1);
+            let read = if ver_instance >> 4 == 1 && body.len() > 4 {
+                super::read_bounded(flate2::read::ZlibDecoder::new(&body[4..]), budget, Some(body.len() as u64))
+            } else {
+                budget.spend(body.len() as u64)?;
+                Ok(body.to_vec())
+            };
+            out.push(super::member(name, "PowerPoint", read)?);
+        }
+        at = at.saturating_add(8).saturating_add(len);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
