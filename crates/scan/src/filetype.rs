@@ -166,6 +166,7 @@ impl FileType {
                 | FileType::BinHex
                 | FileType::Rtf
                 | FileType::Ole2
+                | FileType::Pdf
         )
     }
 }

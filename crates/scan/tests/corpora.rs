@@ -35,7 +35,7 @@ fn zero_false_positives_on_the_mail_corpus() {
 
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
 /// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
-/// RTF, Word 97 and PowerPoint 97 (a packaged object) carriers of clam.exe must all be detected.
+/// RTF, Word 97 and PowerPoint 97 (a packaged object) and PDF (an embedded file) carriers of clam.exe must all be detected.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -62,6 +62,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.exe.rtf",
         "clam.ole.doc",
         "clam.ppt",
+        "clam.pdf",
     ];
     let engine = engine();
     for name in required {

@@ -7,6 +7,7 @@ mod binhex;
 mod cpio;
 mod macho_fat;
 mod ole2;
+mod pdf;
 mod rar;
 mod rtf;
 mod sevenz;
@@ -80,7 +81,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 14] = [
+pub const UNPACKABLE: [FileType; 15] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -95,6 +96,7 @@ pub const UNPACKABLE: [FileType; 14] = [
     FileType::BinHex,
     FileType::Rtf,
     FileType::Ole2,
+    FileType::Pdf,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -114,6 +116,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::BinHex => binhex::unpack(data, budget),
         FileType::Rtf => rtf::unpack(data, budget),
         FileType::Ole2 => ole2::unpack(data, budget),
+        FileType::Pdf => pdf::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }

@@ -1,0 +1,312 @@
+//! PDF streams: each `stream … endstream` of the file (object streams, page contents, fonts,
+//! embedded files — how `clam.pdf` carries an executable — and scripts) is a member, decoded
+//! through its filters where we have them: `FlateDecode` (zlib, or raw deflate as some writers
+//! make it), `ASCIIHexDecode`, `ASCII85Decode`, `RunLengthDecode`; a stream with another filter
+//! (images: `DCTDecode`, `JPXDecode`; `LZWDecode`, `CCITTFaxDecode`) is scanned as it is stored.
+//! The stream's end is its `/Length` when that is a number and `endstream` follows it, else the
+//! next `endstream`. Decoding is charged to the scan's budget and to its ratio limit.
+
+use super::{Entry, ReadError, UnpackError};
+use crate::limits::Budget;
+
+pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
+    let mut entries = Vec::new();
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&data[from..], b"stream") {
+        let kw = from + at;
+        from = kw + 6;
+        // `stream` after a dictionary (not `endstream`), then an end of line
+        let before = &data[..kw];
+        let dict_end = before.iter().rposition(|b| !b.is_ascii_whitespace());
+        if dict_end.is_none_or(|i| i < 1 || &data[i - 1..=i] != b">>") || before.ends_with(b"end") {
+            continue;
+        }
+        let mut start = kw + 6;
+        if data.get(start) == Some(&b'\r') {
+            start += 1;
+        }
+        if data.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        let dict = dictionary(data, dict_end.unwrap_or(0));
+        let end = stream_end(data, start, &dict);
+        from = end.max(start);
+        let raw = &data[start..end];
+        if raw.is_empty() {
+            continue;
+        }
+        budget.entry()?;
+        let object = object_number(before).map_or_else(|| format!("stream at {kw}"), |n| format!("object {n}"));
+        let name = match (filters(&dict).is_empty(), dict_has(&dict, b"/EmbeddedFile")) {
+            (_, true) => format!("{object} (embedded file)"),
+            _ => object,
+        };
+        let decoded = decode(raw, &filters(&dict), budget);
+        entries.push(super::member(name, "PDF", decoded)?);
+    }
+    Ok(entries)
+}
+
+/// The dictionary whose `>>` ends at `close`: from its matching `<<` (nesting counted back).
+fn dictionary(data: &[u8], close: usize) -> Vec<u8> {
+    let mut depth = 0i32;
+    let mut i = close + 1;
+    while i >= 2 {
+        i -= 1;
+        match &data[i - 1..=i] {
+            b">>" => {
+                depth += 1;
+                i -= 1;
+            }
+            b"<<" => {
+                depth -= 1;
+                if depth == 0 {
+                    return data[i - 1..=close].to_vec();
+                }
+                i -= 1;
+            }
+            _ => {}
+        }
+        if close - i > 64 * 1024 {
+            break;
+        }
+    }
+    Vec::new()
+}
+
+fn dict_has(dict: &[u8], name: &[u8]) -> bool {
+    memchr::memmem::find(dict, name)
+        .is_some_and(|i| dict.get(i + name.len()).is_none_or(|c| !c.is_ascii_alphanumeric()))
+}
+
+/// The filters named in `/Filter` (a name or an array of names), in order.
+fn filters(dict: &[u8]) -> Vec<String> {
+    let Some(at) = memchr::memmem::find(dict, b"/Filter") else { return Vec::new() };
+    let rest = &dict[at + 7..];
+    let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len())..];
+    let text = if rest.first() == Some(&b'[') {
+        &rest[1..rest.iter().position(|&b| b == b']').unwrap_or(rest.len())]
+    } else {
+        let end = rest
+            .iter()
+            .skip(1)
+            .position(|&b| b == b'/' || b == b'>' || b.is_ascii_whitespace())
+            .map_or(rest.len(), |p| p + 1);
+        &rest[..end]
+    };
+    text.split(|&b| b == b'/')
+        .map(|n| String::from_utf8_lossy(n).trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The end of a stream's data starting at `start`.
+fn stream_end(data: &[u8], start: usize, dict: &[u8]) -> usize {
+    let next = memchr::memmem::find(&data[start..], b"endstream").map_or(data.len(), |i| start + i);
+    let declared = memchr::memmem::find(dict, b"/Length").and_then(|i| {
+        let rest = std::str::from_utf8(&dict[i + 7..]).ok()?;
+        let mut words = rest.split_whitespace();
+        let n: usize = words.next()?.trim_end_matches(['/', '>']).parse().ok()?;
+        // `/Length 13 0 R` is a reference, not a number
+        if words.nth(1).is_some_and(|w| w.starts_with('R')) {
+            return None;
+        }
+        Some(n)
+    });
+    match declared {
+        Some(n) if start.checked_add(n).is_some_and(|e| e <= next) => {
+            let e = start + n;
+            // trust it only when `endstream` follows (after an end of line)
+            if data[e..next].iter().all(u8::is_ascii_whitespace) { e } else { trim_eol(data, start, next) }
+        }
+        _ => trim_eol(data, start, next),
+    }
+}
+
+/// `next` without the end of line before `endstream`.
+fn trim_eol(data: &[u8], start: usize, mut next: usize) -> usize {
+    if next > start && data[next - 1] == b'\n' {
+        next -= 1;
+    }
+    if next > start && data[next - 1] == b'\r' {
+        next -= 1;
+    }
+    next
+}
+
+/// The number of the object the stream belongs to (`12 0 obj` before it).
+fn object_number(before: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::rfind(&before[before.len().saturating_sub(64 * 1024)..], b" obj")?;
+    let base = before.len().saturating_sub(64 * 1024) + at;
+    let head = std::str::from_utf8(&before[base.saturating_sub(24)..base]).ok()?;
+    head.split_whitespace().rev().nth(1)?.parse().ok()
+}
+
+/// `raw` through `filters`; a filter we do not have leaves the bytes as they are from there.
+fn decode(raw: &[u8], filters: &[String], budget: &mut Budget) -> Result<Vec<u8>, ReadError> {
+    let mut data = raw.to_vec();
+    let packed = raw.len() as u64;
+    let mut charged = false;
+    for f in filters {
+        data = match f.as_str() {
+            "FlateDecode" | "Fl" => {
+                let z = super::read_bounded(flate2::read::ZlibDecoder::new(&data[..]), budget, Some(packed));
+                charged = true;
+                match z {
+                    Ok(v) => v,
+                    Err(ReadError::Io { partial, .. }) if partial.is_empty() => {
+                        super::read_bounded(flate2::read::DeflateDecoder::new(&data[..]), budget, Some(packed))?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            "ASCIIHexDecode" | "AHx" => hex(&data),
+            "ASCII85Decode" | "A85" => ascii85(&data),
+            "RunLengthDecode" | "RL" => {
+                charged = true;
+                run_length(&data, budget)?
+            }
+            _ => break,
+        };
+    }
+    if !charged {
+        budget.spend(data.len() as u64)?;
+    }
+    Ok(data)
+}
+
+fn hex(d: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.len() / 2);
+    let mut high = None;
+    for &c in d {
+        if c == b'>' {
+            break;
+        }
+        let Some(v) = (c as char).to_digit(16) else { continue };
+        match high.take() {
+            Some(h) => out.push((h << 4 | v) as u8),
+            None => high = Some(v),
+        }
+    }
+    if let Some(h) = high {
+        out.push((h << 4) as u8);
+    }
+    out
+}
+
+fn ascii85(d: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.len() * 4 / 5);
+    let (mut group, mut n) = (0u64, 0);
+    let text = d.strip_prefix(b"<~").unwrap_or(d);
+    for &c in text {
+        match c {
+            b'~' => break,
+            b'z' if n == 0 => out.extend_from_slice(&[0; 4]),
+            b'!'..=b'u' => {
+                group = group * 85 + u64::from(c - b'!');
+                n += 1;
+                if n == 5 {
+                    out.extend_from_slice(&(group as u32).to_be_bytes());
+                    group = 0;
+                    n = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+    if n > 1 {
+        for _ in n..5 {
+            group = group * 85 + 84;
+        }
+        out.extend_from_slice(&(group as u32).to_be_bytes()[..n - 1]);
+    }
+    out
+}
+
+fn run_length(d: &[u8], budget: &mut Budget) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::with_capacity(d.len());
+    let mut i = 0;
+    while i < d.len() {
+        let n = d[i];
+        i += 1;
+        match n {
+            128 => break,
+            0..=127 => {
+                let take = (usize::from(n) + 1).min(d.len() - i);
+                out.extend_from_slice(&d[i..i + take]);
+                i += take;
+            }
+            _ => {
+                let Some(&b) = d.get(i) else { break };
+                i += 1;
+                out.extend(std::iter::repeat_n(b, 257 - usize::from(n)));
+            }
+        }
+        if out.len() % (64 * 1024) < 130 {
+            budget.spend(0)?;
+        }
+    }
+    budget.spend(out.len() as u64)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    fn pdf(objects: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut v = b"%PDF-1.4\n".to_vec();
+        for (i, (dict, data)) in objects.iter().enumerate() {
+            v.extend_from_slice(format!("{} 0 obj\n<< {dict} /Length {} >>\nstream\r\n", i + 1, data.len()).as_bytes());
+            v.extend_from_slice(data);
+            v.extend_from_slice(b"\r\nendstream\nendobj\n");
+        }
+        v.extend_from_slice(b"trailer\n<< /Root 1 0 R >>\n%%EOF\n");
+        v
+    }
+
+    fn files(e: &[Entry]) -> Vec<(String, Vec<u8>)> {
+        e.iter()
+            .map(|e| match e {
+                Entry::File { name, data } => (name.clone(), data.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_are_decoded_through_their_filters() {
+        let text = b"BT /F1 12 Tf (hello) Tj ET".repeat(20);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &text).unwrap();
+        let zipped = z.finish().unwrap();
+        let hexed: String = text.iter().map(|b| format!("{b:02X}")).collect::<String>() + ">";
+        let doc = pdf(&[
+            ("/Filter /FlateDecode", &zipped),
+            ("/Filter [/ASCIIHexDecode]", hexed.as_bytes()),
+            ("/Type /EmbeddedFile", b"MZ raw embedded"),
+            ("/Filter /ASCII85Decode", b"<~87cURD]i,\"Ebo80~>"),
+            ("/Filter /DCTDecode", b"\xff\xd8\xff jpeg"),
+        ]);
+        let e = unpack(&doc, &mut Budget::new(Limits::default())).unwrap();
+        let got = files(&e);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(got[0], ("object 1".to_string(), text.clone()));
+        assert_eq!(got[1].1, text);
+        assert_eq!(got[2], ("object 3 (embedded file)".to_string(), b"MZ raw embedded".to_vec()));
+        assert_eq!(got[3].1, b"Hello World!");
+        assert_eq!(got[4].1, b"\xff\xd8\xff jpeg");
+    }
+
+    #[test]
+    fn an_inflating_stream_is_stopped_by_the_limits() {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &vec![0u8; 20 << 20]).unwrap();
+        let bomb = z.finish().unwrap();
+        let doc = pdf(&[("/Filter /FlateDecode", &bomb)]);
+        let limits = Limits { max_expanded: 4 << 20, ..Limits::default() };
+        let r = unpack(&doc, &mut Budget::new(limits));
+        assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
+    }
+}
