@@ -138,7 +138,7 @@ fn trim_eol(data: &[u8], start: usize, mut next: usize) -> usize {
 fn object_number(before: &[u8]) -> Option<u64> {
     let at = memchr::memmem::rfind(&before[before.len().saturating_sub(64 * 1024)..], b" obj")?;
     let base = before.len().saturating_sub(64 * 1024) + at;
-    let head = std::str::from_utf8(&before[base.saturating_sub(24)..base]).ok()?;
+    let head = String::from_utf8_lossy(&before[base.saturating_sub(24)..base]);
     head.split_whitespace().rev().nth(1)?.parse().ok()
 }
 
