@@ -72,6 +72,17 @@ impl Store {
         Ok(store)
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting out the busy timeout for it: a deferred transaction that read
+    /// first could only fail with "database is locked" when another connection wrote meanwhile.
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let begun = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        begun.map_err(q("starting a transaction"))
+    }
+
     /// The database this store lives in.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -109,7 +120,7 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         let mut made = std::collections::HashMap::new();
         for (id, doc, changed, fee) in revisions_of(contracts, plan) {
             let rev =
@@ -140,7 +151,7 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         let done = sqlx::query(
             "UPDATE contract_revisions SET withdrawn_at = $1 \
              WHERE contract_id = $2 AND rev = $3 AND pending = 1 AND withdrawn_at IS NULL AND effective_from > $4",
@@ -229,7 +240,7 @@ impl Store {
         total: i64,
         actor: &str,
     ) -> Result<(IssuedStatement, bool), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         let last = sqlx::query(
             "SELECT number, customer, month, issued_at, issued_by, corrects, total, body FROM statements \
              WHERE customer = $1 AND month = $2 ORDER BY number DESC LIMIT 1",
@@ -358,7 +369,7 @@ impl Store {
                 .map(|r| r.get("contract_id"))
                 .collect();
         let missing: Vec<&Contract> = contracts.iter().filter(|c| !known.contains(&c.id)).collect();
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         for c in missing {
             // several nodes may upgrade the same shared store at once: the first one's stays
             sqlx::query(
@@ -420,7 +431,7 @@ impl Store {
         record: Option<&Recorded<'_>>,
         scheduled: Option<&[Scheduled]>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         if let Some(scheduled) = scheduled {
             Store::copy_scheduled(&mut tx, scheduled).await?;
         }
@@ -466,7 +477,7 @@ impl Store {
     /// Loads every contract as it is now, the changes scheduled for later days (not withdrawn),
     /// and the generation, in one transaction.
     pub async fn load_all(&self) -> Result<(Vec<Contract>, Vec<Scheduled>, i64), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("starting a transaction"))?;
+        let mut tx = self.write_transaction().await?;
         let generation = generation_in(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT id, customer, accounts_limit, starts, ends, sending_servers, encrypted_attachments, \
