@@ -32,16 +32,6 @@ async fn send_newsletter(gw: std::net::SocketAddr) {
     }
 }
 
-/// RCPT's reply code for one more outbound message of the contract.
-async fn outbound_rcpt(gw: std::net::SocketAddr) -> (u16, String) {
-    let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw).await.unwrap();
-    c.cmd("EHLO mail.acme.example").await.unwrap();
-    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
-    let r = c.cmd("RCPT TO:<someone@remote.test>").await.unwrap();
-    let _ = c.cmd("QUIT").await;
-    (r.code, r.text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounces_and_spam_rejections_of_outbound_mail_are_measured_per_contract() {
     let customer = Sink::start(Behaviour::Accept).await;

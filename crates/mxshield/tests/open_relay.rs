@@ -13,16 +13,6 @@ use common::*;
 use testkit::client::RawClient;
 use testkit::sink::{Behaviour, Sink};
 
-/// `RCPT` of an outbound message from the contract's sending server: the reply's code and text.
-async fn outbound_rcpt(gw: std::net::SocketAddr) -> (u16, String) {
-    let (mut c, _) = RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw).await.unwrap();
-    c.cmd("EHLO mail.acme.example").await.unwrap();
-    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
-    let r = c.cmd("RCPT TO:<someone@remote.test>").await.unwrap();
-    let _ = c.cmd("QUIT").await;
-    (r.code, r.text)
-}
-
 /// The open-relay finding of contract acme (`Null` if none).
 fn relay_finding(gw: &testkit::gateway::Gateway) -> serde_json::Value {
     let out = gw.cli(&["conditions", "--contract", "acme", "--json"]);

@@ -427,29 +427,50 @@ impl AdminStore {
         }))
     }
 
-    /// Clears finding `kind` of `contract` as of `at` (Unix seconds): its measure restarts.
+    /// Clears the (contract, kind) finding at `at`: measured from then on.
     pub async fn clear_finding(&self, contract: &str, kind: &str, at: i64, by: &str) -> Result<(), AdminStoreError> {
-        sqlx::query(
-            "INSERT INTO conditions_cleared (contract, kind, cleared_at, cleared_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (contract, kind) DO UPDATE SET cleared_at = excluded.cleared_at, cleared_by = excluded.cleared_by",
-        )
-        .bind(contract)
-        .bind(kind)
-        .bind(at)
-        .bind(by)
-        .execute(self.pool().await?)
-        .await
-        .map_err(q("clearing a finding"))?;
-        Ok(())
+        self.mark_finding(FindingMark::Cleared, contract, kind, at, by).await
     }
 
     /// When each (contract, kind) finding was last cleared (Unix seconds).
     pub async fn cleared_findings(&self) -> Result<crate::conditions::Cleared, AdminStoreError> {
-        let rows = sqlx::query("SELECT contract, kind, cleared_at FROM conditions_cleared")
+        self.marked_findings(FindingMark::Cleared).await
+    }
+
+    /// Records a clearing or an acknowledgement of a finding (the latest of each kind kept).
+    async fn mark_finding(
+        &self,
+        mark: FindingMark,
+        contract: &str,
+        kind: &str,
+        at: i64,
+        by: &str,
+    ) -> Result<(), AdminStoreError> {
+        let (table, at_col, by_col) = mark.columns();
+        // constant table and column names: no caller's text is in the statement
+        let sql = format!(
+            "INSERT INTO {table} (contract, kind, {at_col}, {by_col}) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (contract, kind) DO UPDATE SET {at_col} = excluded.{at_col}, {by_col} = excluded.{by_col}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(contract)
+            .bind(kind)
+            .bind(at)
+            .bind(by)
+            .execute(self.pool().await?)
+            .await
+            .map_err(q("recording the handling of a finding"))?;
+        Ok(())
+    }
+
+    /// When each (contract, kind) finding was last cleared or acknowledged.
+    async fn marked_findings(&self, mark: FindingMark) -> Result<crate::conditions::Cleared, AdminStoreError> {
+        let (table, at_col, _) = mark.columns();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT contract, kind, {at_col} AS at FROM {table}")))
             .fetch_all(self.pool().await?)
             .await
-            .map_err(q("reading cleared findings"))?;
-        Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("cleared_at"))).collect())
+            .map_err(q("reading the handling of findings"))?;
+        Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("at"))).collect())
     }
 
     /// Claims the scheduled probe run of `contract` for `period` and the set of servers
@@ -576,28 +597,12 @@ impl AdminStore {
         at: i64,
         by: &str,
     ) -> Result<(), AdminStoreError> {
-        sqlx::query(
-            "INSERT INTO conditions_acknowledged (contract, kind, acknowledged_at, acknowledged_by) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (contract, kind) DO UPDATE SET \
-             acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by",
-        )
-        .bind(contract)
-        .bind(kind)
-        .bind(at)
-        .bind(by)
-        .execute(self.pool().await?)
-        .await
-        .map_err(q("acknowledging a finding"))?;
-        Ok(())
+        self.mark_finding(FindingMark::Acknowledged, contract, kind, at, by).await
     }
 
     /// When each (contract, kind) finding was last acknowledged (Unix seconds).
     pub async fn acknowledged_findings(&self) -> Result<crate::conditions::Cleared, AdminStoreError> {
-        let rows = sqlx::query("SELECT contract, kind, acknowledged_at FROM conditions_acknowledged")
-            .fetch_all(self.pool().await?)
-            .await
-            .map_err(q("reading acknowledged findings"))?;
-        Ok(rows.iter().map(|r| ((r.get("contract"), r.get("kind")), r.get("acknowledged_at"))).collect())
+        self.marked_findings(FindingMark::Acknowledged).await
     }
 
     /// Acknowledges or clears the (`contract`, `kind`) finding as `actor` from `source`
@@ -928,5 +933,22 @@ fn probe_of(r: &sqlx::any::AnyRow) -> RelayProbe {
         arrived_at: r.get("arrived_at"),
         arrived_from: r.get("arrived_from"),
         arrival: r.get("arrival"),
+    }
+}
+
+/// The operator's two handlings of a finding, each kept in its own table.
+#[derive(Debug, Clone, Copy)]
+enum FindingMark {
+    Cleared,
+    Acknowledged,
+}
+
+impl FindingMark {
+    /// Its table, and the columns of when and by whom.
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            FindingMark::Cleared => ("conditions_cleared", "cleared_at", "cleared_by"),
+            FindingMark::Acknowledged => ("conditions_acknowledged", "acknowledged_at", "acknowledged_by"),
+        }
     }
 }

@@ -79,18 +79,7 @@ impl RspamdProcess {
 
 impl Drop for RspamdProcess {
     fn drop(&mut self) {
-        // SIGTERM: rspamd ends its workers, then itself
-        // SAFETY: signalling a process we started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::stop_gracefully(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -158,3 +158,14 @@ pub fn newsletter_ja(r: usize) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The reply (code and text) to `RCPT` of one more outbound message of the standard contract,
+/// from its sending server.
+pub async fn outbound_rcpt(gw: SocketAddr) -> (u16, String) {
+    let (mut c, _) = testkit::client::RawClient::connect_from(SENDING_SERVER.parse().unwrap(), gw).await.unwrap();
+    c.cmd("EHLO mail.acme.example").await.unwrap();
+    c.cmd("MAIL FROM:<alice@acme.example>").await.unwrap();
+    let r = c.cmd("RCPT TO:<someone@remote.test>").await.unwrap();
+    let _ = c.cmd("QUIT").await;
+    (r.code, r.text)
+}
