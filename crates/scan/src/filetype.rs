@@ -30,6 +30,8 @@ pub enum FileType {
     BinHex,
     /// RTF (its embedded objects are opened).
     Rtf,
+    /// Microsoft Cabinet.
+    Cab,
     /// PDF.
     Pdf,
     /// OLE2 compound file (old Office).
@@ -84,6 +86,8 @@ impl FileType {
             FileType::Tnef
         } else if starts(b"Rar!\x1a\x07") {
             FileType::Rar
+        } else if starts(crate::unpack::CAB_MAGIC) && d.get(4..8) == Some(&[0, 0, 0, 0]) {
+            FileType::Cab
         } else if starts(crate::unpack::RTF_MAGIC) {
             FileType::Rtf
         } else if starts(crate::unpack::SZDD_MAGIC) {
@@ -167,6 +171,7 @@ impl FileType {
                 | FileType::Rtf
                 | FileType::Ole2
                 | FileType::Pdf
+                | FileType::Cab
         )
     }
 }

@@ -35,7 +35,7 @@ fn zero_false_positives_on_the_mail_corpus() {
 
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
 /// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
-/// RTF, Word 97 and PowerPoint 97 (a packaged object) and PDF (an embedded file) carriers of clam.exe must all be detected.
+/// RTF, Word 97 and PowerPoint 97 (a packaged object) PDF (an embedded file) and CAB carriers of clam.exe must all be detected.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -63,6 +63,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.ole.doc",
         "clam.ppt",
         "clam.pdf",
+        "clam.cab",
     ];
     let engine = engine();
     for name in required {
@@ -107,4 +108,36 @@ fn rar_members_and_encryption() {
     let mut headers_encrypted = rar;
     headers_encrypted[10] |= 0x80; // archive header flags: encrypted headers
     assert_eq!(engine.scan_bytes("y.rar", &headers_encrypted).verdict(), Verdict::Encrypted("Encrypted.RAR".into()));
+}
+
+/// A cabinet made by a real tool (`gcab -z`: MSZIP, a 200 KB member spanning several 32 KiB
+/// blocks that refer back across block boundaries, then the EICAR file): every member read
+/// whole, EICAR found in its member (issue 17).
+#[test]
+fn a_cabinet_made_by_gcab_is_opened() {
+    let gcab = Path::new("/usr/bin/gcab");
+    assert!(gcab.exists(), "gcab is not installed: run scripts/test.sh, which installs it");
+    let dir = std::env::temp_dir().join(format!("mxshield-gcab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let big: Vec<u8> =
+        (0..8_000).flat_map(|i| format!("line {} of the big text file\n", i % 997).into_bytes()).collect();
+    std::fs::write(dir.join("big.txt"), &big).unwrap();
+    let eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    std::fs::write(dir.join("eicar.com"), eicar).unwrap();
+    let status = std::process::Command::new(gcab)
+        .args(["-c", "-z", "test.cab", "big.txt", "eicar.com"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cab = std::fs::read(dir.join("test.cab")).unwrap();
+    assert!(cab.len() < big.len() / 2, "compressed: {} bytes", cab.len());
+    let r = engine().scan_bytes("test.cab", &cab);
+    let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+    assert_eq!(found, vec![("test.cab › eicar.com".to_string(), "Eicar-Test-Signature FOUND".to_string())]);
+    assert_eq!(r.root.children.len(), 2);
+    assert_eq!(r.root.children[0].size, big.len() as u64, "the whole member inflated");
+    assert!(r.root.children.iter().all(|c| c.damaged.is_none()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

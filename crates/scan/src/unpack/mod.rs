@@ -4,6 +4,7 @@
 //! ratio limit stops early.
 
 mod binhex;
+mod cab;
 mod cpio;
 mod macho_fat;
 mod ole2;
@@ -18,6 +19,7 @@ mod tnef;
 mod zip;
 
 pub use binhex::INTRO as BINHEX_INTRO;
+pub use cab::MAGIC as CAB_MAGIC;
 pub use rtf::MAGIC as RTF_MAGIC;
 pub use szdd::MAGIC as SZDD_MAGIC;
 pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
@@ -81,7 +83,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 15] = [
+pub const UNPACKABLE: [FileType; 16] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -97,6 +99,7 @@ pub const UNPACKABLE: [FileType; 15] = [
     FileType::Rtf,
     FileType::Ole2,
     FileType::Pdf,
+    FileType::Cab,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -117,6 +120,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Rtf => rtf::unpack(data, budget),
         FileType::Ole2 => ole2::unpack(data, budget),
         FileType::Pdf => pdf::unpack(data, budget),
+        FileType::Cab => cab::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
