@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     /// Total bytes produced by decoding and decompression for one scan (60 MB).
     pub max_expanded: u64,
-    /// Nesting of containers (16).
+    /// Nesting of containers (17, ClamAV's `MaxRecursion` default, counted as ClamAV counts
+    /// it: the file itself is at depth 0, and containers up to this depth are opened).
     pub max_depth: usize,
     /// Archive members and MIME parts in one scan (10,000).
     pub max_entries: usize,
@@ -23,7 +24,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_expanded: 60_000_000,
-            max_depth: 16,
+            max_depth: 17,
             max_entries: 10_000,
             max_ratio: 250,
             max_time: Duration::from_secs(60),

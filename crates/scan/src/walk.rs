@@ -54,7 +54,7 @@ impl<'a> Walker<'a> {
         if hit {
             return layer;
         }
-        if !uris.is_empty() && depth < self.budget.limits.max_depth {
+        if !uris.is_empty() && depth <= self.budget.limits.max_depth {
             for (i, uri) in uris.into_iter().enumerate() {
                 // each counts as a member (a page may hold a million of them)
                 if let Err(l) = self.budget.entry() {
@@ -81,7 +81,7 @@ impl<'a> Walker<'a> {
             }
             return layer;
         }
-        if depth >= self.budget.limits.max_depth {
+        if depth > self.budget.limits.max_depth {
             layer.verdict = Verdict::LimitExceeded(Limit::Depth { max: self.budget.limits.max_depth });
             return layer;
         }
@@ -111,7 +111,7 @@ impl<'a> Walker<'a> {
     /// Members of a zip inside a file of another type (a self-extractor, a zip after a prefix or
     /// with a damaged first signature): scanned as children; nothing if no member is found.
     fn embedded_zip(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
-        if depth >= self.budget.limits.max_depth {
+        if depth > self.budget.limits.max_depth {
             return;
         }
         match unpack::unpack(FileType::Zip, data, &mut self.budget) {

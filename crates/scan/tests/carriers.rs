@@ -287,7 +287,7 @@ fn nesting_deeper_than_the_limit() {
     }
     let r = engine().scan_bytes(&prev, &d.read(&prev));
     let Verdict::LimitExceeded(why) = r.verdict() else { panic!("{:?}", r.verdict()) };
-    assert_eq!(why, Limit::Depth { max: 16 }, "{why}");
+    assert_eq!(why, Limit::Depth { max: 17 }, "{why}");
 }
 
 #[test]

@@ -35,7 +35,8 @@ fn zero_false_positives_on_the_mail_corpus() {
 
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
 /// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
-/// RTF, Word 97 and PowerPoint 97 (a packaged object) PDF (an embedded file) and CAB carriers of clam.exe must all be detected.
+/// RTF, Word 97 and PowerPoint 97 (a packaged object) PDF (an embedded file) and CAB carriers of clam.exe must all be detected, and clam.exe 18
+/// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it).
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -64,6 +65,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.ppt",
         "clam.pdf",
         "clam.cab",
+        "clam_cache_emax.tgz",
     ];
     let engine = engine();
     for name in required {
@@ -140,4 +142,20 @@ fn a_cabinet_made_by_gcab_is_opened() {
     assert_eq!(r.root.children[0].size, big.len() as u64, "the whole member inflated");
     assert!(r.root.children.iter().all(|c| c.damaged.is_none()));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The depth limit counts as ClamAV's `MaxRecursion` does: `clamscan --max-recursion=17`
+/// finds clam.exe in `clam_cache_emax.tgz` (18 layers: nine gzip + tar pairs) and 16 does not
+/// (checked with Debian's clamscan 1.4 and the same SHA-256 signature); so here: 17 reaches
+/// it, 16 stops at the limit (refused rather than passed as clean).
+#[test]
+fn the_depth_limit_counts_as_clamav_counts_it() {
+    let data = std::fs::read("/usr/share/clamav-testfiles/clam_cache_emax.tgz").unwrap();
+    let scan = |max_depth| {
+        Engine::new(Arc::new(Signatures::builtin()), Limits { max_depth, ..Limits::default() })
+            .scan_bytes("clam_cache_emax.tgz", &data)
+            .verdict()
+    };
+    assert_eq!(scan(17), Verdict::Infected("ClamAV-Test-File".into()));
+    assert!(matches!(scan(16), Verdict::LimitExceeded(_)), "{:?}", scan(16));
 }
