@@ -8,7 +8,10 @@
 //! A measurement that fails (the database away) keeps the last holds: metering never stops
 //! mail by itself, and never lets it through unmeasured either.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// A scheduled probe run: contract, period, digest of its servers.
+type RunKey = (String, i64, String);
 use std::sync::Arc;
 
 use operator::conditions::{self, Policy, Settings};
@@ -60,49 +63,62 @@ impl Monitor {
         // one scheduled probe run at a time, off the measuring loop (it waits for canaries)
         let mut probing: Option<tokio::task::JoinHandle<()>> = None;
         let probes_from = tokio::time::Instant::now() + me.settings.relay.delay;
+        // the runs this node has claimed or seen claimed: the store is asked once per run
+        let tried: Arc<std::sync::Mutex<HashSet<RunKey>>> = Default::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|s| *s) => break,
             }
             let now = chrono::Utc::now().timestamp();
-            let thresholds = &me.settings.thresholds;
-            let findings = match me.operator.conditions(None, thresholds, &me.store, now).await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(event = "conditions_unmeasured", error = %e, "keeping the last holds");
-                    continue;
-                }
-            };
-            let holds: HashMap<String, inbound::Hold> = conditions::holds(&findings, &me.settings)
-                .into_iter()
-                .map(|(c, (p, why))| {
-                    (c, if p == Policy::Refuse { inbound::Hold::Refuse(why) } else { inbound::Hold::Defer(why) })
-                })
-                .collect();
-            for (c, h) in &holds {
-                if current.get(c) != Some(h) {
-                    tracing::warn!(event = "outbound_hold_on", contract = %c, hold = ?h);
-                }
-            }
-            for c in current.keys().filter(|c| !holds.contains_key(*c)) {
-                tracing::info!(event = "outbound_hold_off", contract = %c);
-            }
-            me.held.set(holds.clone());
-            current = holds;
-            for f in conditions::to_warn(&findings, &me.settings) {
-                if let Err(e) = me.warn(f, now).await {
-                    tracing::warn!(event = "conditions_notice_failed", contract = %f.contract, kind = f.kind, error = %e);
-                }
+            // measured only where a policy acts on it (the operator's own reads measure anew)
+            if me.settings.acts() {
+                current = me.act(current, now).await;
             }
             if tokio::time::Instant::now() >= probes_from && probing.as_ref().is_none_or(|p| p.is_finished()) {
                 let m = me.clone();
-                probing = Some(tokio::spawn(async move { m.scheduled_probes(now).await }));
+                let tried = tried.clone();
+                probing = Some(tokio::spawn(async move { m.scheduled_probes(now, &tried).await }));
             }
         }
         if let Some(p) = probing {
             p.abort();
         }
+    }
+
+    /// Measures every contract, publishes the holds of its `defer`/`refuse` findings and mails
+    /// the operator about its `warn` ones; gives the holds now in force (`current` kept when
+    /// the measurement fails).
+    async fn act(&self, current: HashMap<String, inbound::Hold>, now: i64) -> HashMap<String, inbound::Hold> {
+        let thresholds = &self.settings.thresholds;
+        let findings = match self.operator.conditions(None, thresholds, &self.store, now).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(event = "conditions_unmeasured", error = %e, "keeping the last holds");
+                return current;
+            }
+        };
+        let holds: HashMap<String, inbound::Hold> = conditions::holds(&findings, &self.settings)
+            .into_iter()
+            .map(|(c, (p, why))| {
+                (c, if p == Policy::Refuse { inbound::Hold::Refuse(why) } else { inbound::Hold::Defer(why) })
+            })
+            .collect();
+        for (c, h) in &holds {
+            if current.get(c) != Some(h) {
+                tracing::warn!(event = "outbound_hold_on", contract = %c, hold = ?h);
+            }
+        }
+        for c in current.keys().filter(|c| !holds.contains_key(*c)) {
+            tracing::info!(event = "outbound_hold_off", contract = %c);
+        }
+        self.held.set(holds.clone());
+        for f in conditions::to_warn(&findings, &self.settings) {
+            if let Err(e) = self.warn(f, now).await {
+                tracing::warn!(event = "conditions_notice_failed", contract = %f.contract, kind = f.kind, error = %e);
+            }
+        }
+        holds
     }
 
     /// Mails the operator about flagged finding `f`, unless a node already did in its episode.
@@ -127,14 +143,23 @@ impl Monitor {
 
     /// Probes the servers of each contract in force whose run of this period (or whose set of
     /// servers) no node has claimed yet.
-    async fn scheduled_probes(&self, now: i64) {
+    async fn scheduled_probes(&self, now: i64, tried: &std::sync::Mutex<HashSet<RunKey>>) {
         let Some(every) = self.settings.relay.every else { return };
         let period = now / i64::try_from(every.as_secs().max(1)).unwrap_or(i64::MAX);
         let snapshot = self.contracts.get();
         let today = self.contracts.today();
+        tried.lock().unwrap_or_else(|e| e.into_inner()).retain(|k| k.1 == period);
         for c in snapshot.contracts().iter().filter(|c| c.is_active(today)) {
             let digest = relay_probe::registered_digest(c, self.probe.sending_port);
-            match self.store.claim_relay_run(&c.id, period, &digest, &self.node, now).await {
+            let key = (c.id.clone(), period, digest.clone());
+            if tried.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+                continue;
+            }
+            let claimed = self.store.claim_relay_run(&c.id, period, &digest, &self.node, now).await;
+            if claimed.is_ok() {
+                tried.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            }
+            match claimed {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
