@@ -30,13 +30,12 @@ impl Cfb<'_> {
         self.data.get(start..end.min(self.data.len())).filter(|s| !s.is_empty())
     }
 
-    /// The sectors of the chain from `start`, stopping at its end, a bad number or a cycle.
+    /// The sectors of the chain from `start`, stopping at its end, a bad number, or — in a
+    /// cycle — once it is longer than the table (no chain without one can be).
     fn chain(&self, start: u32, table: &[u32]) -> Vec<u32> {
         let mut out = Vec::new();
-        let mut seen = vec![false; table.len()];
         let mut n = start;
-        while n <= MAX_SECTOR && (n as usize) < table.len() && !seen[n as usize] {
-            seen[n as usize] = true;
+        while n <= MAX_SECTOR && (n as usize) < table.len() && out.len() < table.len() {
             out.push(n);
             n = table[n as usize];
         }

@@ -28,15 +28,18 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         if data.get(start) == Some(&b'\n') {
             start += 1;
         }
-        let dict = dictionary(data, dict_end.unwrap_or(0));
+        // every stream counts, empty or not: a file of a million `>>stream` costs its entries
+        budget.entry()?;
+        budget.check_time()?;
+        let (dict_start, dict) = dictionary(data, dict_end.unwrap_or(0));
         let end = stream_end(data, start, &dict);
         from = end.max(start);
         let raw = &data[start..end];
         if raw.is_empty() {
             continue;
         }
-        budget.entry()?;
-        let object = object_number(before).map_or_else(|| format!("stream at {kw}"), |n| format!("object {n}"));
+        let object =
+            object_number(&data[..dict_start]).map_or_else(|| format!("stream at {kw}"), |n| format!("object {n}"));
         let name = match (filters(&dict).is_empty(), dict_has(&dict, b"/EmbeddedFile")) {
             (_, true) => format!("{object} (embedded file)"),
             _ => object,
@@ -47,11 +50,12 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
     Ok(entries)
 }
 
-/// The dictionary whose `>>` ends at `close`: from its matching `<<` (nesting counted back).
-fn dictionary(data: &[u8], close: usize) -> Vec<u8> {
+/// The dictionary whose `>>` ends at `close`: where it starts (its matching `<<`, nesting
+/// counted back at most 64 KiB) and its bytes; empty, starting at `close`, when there is none.
+fn dictionary(data: &[u8], close: usize) -> (usize, Vec<u8>) {
     let mut depth = 0i32;
     let mut i = close + 1;
-    while i >= 2 {
+    while i >= 2 && close.saturating_sub(i) <= 64 * 1024 {
         i -= 1;
         match &data[i - 1..=i] {
             b">>" => {
@@ -61,17 +65,14 @@ fn dictionary(data: &[u8], close: usize) -> Vec<u8> {
             b"<<" => {
                 depth -= 1;
                 if depth == 0 {
-                    return data[i - 1..=close].to_vec();
+                    return (i - 1, data[i - 1..=close].to_vec());
                 }
                 i -= 1;
             }
             _ => {}
         }
-        if close - i > 64 * 1024 {
-            break;
-        }
     }
-    Vec::new()
+    (close, Vec::new())
 }
 
 fn dict_has(dict: &[u8], name: &[u8]) -> bool {
@@ -134,12 +135,13 @@ fn trim_eol(data: &[u8], start: usize, mut next: usize) -> usize {
     next
 }
 
-/// The number of the object the stream belongs to (`12 0 obj` before it).
+/// The number of the object whose dictionary starts where `before` ends (`12 0 obj` just
+/// before it).
 fn object_number(before: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::rfind(&before[before.len().saturating_sub(64 * 1024)..], b" obj")?;
-    let base = before.len().saturating_sub(64 * 1024) + at;
-    let head = String::from_utf8_lossy(&before[base.saturating_sub(24)..base]);
-    head.split_whitespace().rev().nth(1)?.parse().ok()
+    let head = String::from_utf8_lossy(&before[before.len().saturating_sub(32)..]);
+    let mut words = head.split_whitespace().rev();
+    (words.next()? == "obj").then_some(())?;
+    words.nth(1)?.parse().ok()
 }
 
 /// `raw` through `filters`; a filter we do not have leaves the bytes as they are from there.
@@ -308,5 +310,21 @@ mod tests {
         let limits = Limits { max_expanded: 4 << 20, ..Limits::default() };
         let r = unpack(&doc, &mut Budget::new(limits));
         assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::limits::Limits;
+
+    /// Hundreds of thousands of empty or unmatched streams end at the entry limit, quickly.
+    #[test]
+    fn a_million_streams_cost_their_entries_not_quadratic_time() {
+        let doc = [b"%PDF-1.4\n".to_vec(), b">>stream\nendstream\n".repeat(300_000)].concat();
+        let t = std::time::Instant::now();
+        let r = unpack(&doc, &mut Budget::new(Limits::default()));
+        assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }
