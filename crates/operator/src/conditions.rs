@@ -455,10 +455,7 @@ fn level(value: f64, warn: f64, flag: f64) -> Level {
 /// The findings of every contract in `outcomes` (newest first, from `since`), as of `now`;
 /// a finding the operator cleared counts only what came after.
 pub fn measure(outcomes: &[msglog::OutboundOutcome], now: i64, th: &Thresholds, cleared: &Cleared) -> Vec<Finding> {
-    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::OutboundOutcome>> = Default::default();
-    for o in outcomes {
-        by_contract.entry(o.contract.as_str()).or_default().push(o);
-    }
+    let by_contract = by_contract(outcomes, |x| x.contract.as_str());
     let mut out = Vec::new();
     for (contract, list) in by_contract {
         out.push(undeliverable(contract, &after(cleared, contract, "undeliverable", &list), th));
@@ -576,10 +573,7 @@ pub fn measure_bulk(
     th: &Thresholds,
     cleared: &Cleared,
 ) -> Vec<Finding> {
-    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::BulkCluster>> = Default::default();
-    for c in clusters {
-        by_contract.entry(c.contract.as_str()).or_default().push(c);
-    }
+    let by_contract = by_contract(clusters, |x| x.contract.as_str());
     let since_window = now - i64::from(th.window_days) * 86_400;
     let since_day = now - 86_400;
     let mut out = Vec::new();
@@ -646,10 +640,7 @@ pub fn measure_bulk(
 /// the window, its outbound messages the engine called spam, against the thresholds (the worst
 /// day counts); messages the engine could not score are shown, never counted as either.
 pub fn measure_spam_score(counts: &[msglog::SpamCount], now: i64, th: &Thresholds, cleared: &Cleared) -> Vec<Finding> {
-    let mut by_contract: std::collections::BTreeMap<&str, Vec<&msglog::SpamCount>> = Default::default();
-    for c in counts {
-        by_contract.entry(c.contract.as_str()).or_default().push(c);
-    }
+    let by_contract = by_contract(counts, |x| x.contract.as_str());
     let today = now - now.rem_euclid(86_400);
     let since = today - i64::from(th.window_days.max(1) - 1) * 86_400;
     let mut out = Vec::new();
@@ -711,10 +702,7 @@ pub fn measure_spam_score(counts: &[msglog::SpamCount], now: i64, th: &Threshold
 /// it — an open relay, proven; one that took the message but whose canary has not arrived
 /// warns.
 pub fn measure_relay(probes: &[crate::store::RelayProbe], cleared: &Cleared) -> Vec<Finding> {
-    let mut by_contract: std::collections::BTreeMap<&str, Vec<&crate::store::RelayProbe>> = Default::default();
-    for p in probes {
-        by_contract.entry(p.contract.as_str()).or_default().push(p);
-    }
+    let by_contract = by_contract(probes, |x| x.contract.as_str());
     let mut out = Vec::new();
     for (contract, list) in by_contract {
         let from = cleared.get(&(contract.to_string(), "open-relay".to_string())).copied().unwrap_or(i64::MIN);
@@ -777,6 +765,18 @@ pub fn measure_relay(probes: &[crate::store::RelayProbe], cleared: &Cleared) -> 
 
 fn stamp(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
+}
+
+/// `items` grouped by contract (named by `contract`), in the contracts' order.
+fn by_contract<'a, T>(
+    items: &'a [T],
+    contract: impl Fn(&'a T) -> &'a str,
+) -> std::collections::BTreeMap<&'a str, Vec<&'a T>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&T>> = Default::default();
+    for x in items {
+        out.entry(contract(x)).or_default().push(x);
+    }
+    out
 }
 
 /// The outcomes of `list` after the operator last cleared `contract`'s finding of `kind`.
