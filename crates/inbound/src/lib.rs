@@ -100,6 +100,9 @@ pub struct InboundContext {
     /// The open-relay probe's canaries ([`bulk::canary`]): the domain they are addressed at and
     /// where their arrivals go (`None`: no canary is recognised).
     pub canaries: Option<Canaries>,
+    /// Whether `mxshield_contract_messages_total` counts messages per contract (`[admin]
+    /// metrics_by_contract`; a label value per contract, so switchable off for many contracts).
+    pub metrics_by_contract: bool,
 }
 
 /// Where the canaries of the open-relay probe are received and reported.

@@ -428,6 +428,21 @@ impl Policy for GatewaySession {
             warnings = if reply.is_positive() { warnings } else { 0 },
             cause, reply = %reply.one_line(),
         );
+        if self.ctx.metrics_by_contract {
+            for contract in &txn.contracts {
+                metrics::counter!(
+                    "mxshield_contract_messages_total",
+                    "contract" => contract.clone(),
+                    "direction" => txn.direction.as_str(),
+                    "result" => match (reply.is_positive(), decision.verdict_text.as_str()) {
+                        (false, _) => "refused",
+                        (true, "infected") => "infected",
+                        (true, _) => "accepted",
+                    },
+                )
+                .increment(1);
+            }
+        }
         let mut record = self.record(&txn, &queue_id, size, &decision, initial_state);
         record.summary.reply = reply.one_line();
         self.ctx.msglog.message(record);

@@ -71,6 +71,9 @@ pub struct AdminConfig {
     /// Whether tokens bound to contracts may read their contracts' message log (default off:
     /// the seed says customers are not sent logs).
     pub bound_tokens_read_log: bool,
+    /// Whether `/metrics` counts messages per contract (`mxshield_contract_messages_total`,
+    /// a series per contract, direction and result; default on, off for very many contracts).
+    pub metrics_by_contract: bool,
 }
 
 impl Default for AdminConfig {
@@ -83,6 +86,7 @@ impl Default for AdminConfig {
             header_timeout: std::time::Duration::from_secs(10),
             advertise: None,
             bound_tokens_read_log: false,
+            metrics_by_contract: true,
         }
     }
 }
@@ -625,6 +629,9 @@ fn read_admin(r: &mut Reader<'_>, sec: Option<&mut Section<'_, '_>>, smtp: &Smtp
     }
     if let Some((b, _)) = r.boolean(sec, "bound_tokens_read_log") {
         cfg.bound_tokens_read_log = b;
+    }
+    if let Some((b, _)) = r.boolean(sec, "metrics_by_contract") {
+        cfg.metrics_by_contract = b;
     }
     if let Some((d, line)) = r.duration(sec, "header_timeout") {
         if d.is_zero() || d > std::time::Duration::from_secs(300) {

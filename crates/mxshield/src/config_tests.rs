@@ -163,3 +163,14 @@ fn the_conditions_policies_are_per_kind_and_per_contract() {
         assert!(bad.contains(key), "{key}: {bad}");
     }
 }
+
+/// `[admin]`: the per-contract metric is on by default and can be switched off; a wrong
+/// value is an error with its key.
+#[test]
+fn the_per_contract_metric_can_be_switched_off() {
+    assert!(Config::defaults().admin.metrics_by_contract);
+    let c = Config::from_str("[admin]\nmetrics_by_contract = false\n").unwrap();
+    assert!(!c.admin.metrics_by_contract);
+    let e = Config::from_str("[admin]\nmetrics_by_contract = \"no\"\n").unwrap_err().to_string();
+    assert!(e.contains("metrics_by_contract"), "{e}");
+}

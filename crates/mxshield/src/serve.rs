@@ -164,6 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         bulk: bulk_meter.clone(),
         spam: spam_meter.clone(),
         canaries: Some(inbound::Canaries { domain: probe.canary_domain.clone(), arrivals: canary_tx }),
+        metrics_by_contract: config.admin.metrics_by_contract,
         smtp: config.smtp.clone(),
         spool,
         contracts,

@@ -260,6 +260,8 @@ async fn metrics_show_what_the_mail_path_recorded() {
         "# TYPE mxshield_scan_duration_seconds histogram",
         "mxshield_scan_duration_seconds_count 1",
         "mxshield_signatures ",
+        // per contract ([admin] metrics_by_contract, on by default): the contract's id, never its domains
+        "mxshield_contract_messages_total{contract=\"acme\",direction=\"inbound\",result=\"accepted\"} 1",
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }

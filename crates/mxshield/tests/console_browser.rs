@@ -171,6 +171,12 @@ async fn the_console_in_a_real_browser() {
     .await;
     let refused = b.wait_for_text("CSRF").await;
     assert!(refused.contains("CSRF"), "refused: {refused}");
+    // and one posted without any CSRF token
+    b.goto(&format!("{base}/console/")).await;
+    b.run("document.querySelector('nav input[name=csrf]').remove(); document.querySelector('nav form').submit();")
+        .await;
+    let refused = b.wait_for_text("CSRF").await;
+    assert!(refused.contains("CSRF"), "refused without a token: {refused}");
     b.goto(&format!("{base}/console/")).await;
     assert!(b.url().await.ends_with("/console/"), "still signed in");
     b.quit().await;
