@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use chrono::Datelike;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use mxshield_operator::admin::{AdminState, router};
@@ -45,6 +47,23 @@ struct World {
     _dir: std::path::PathBuf,
 }
 
+/// The operator's day, as the store records revisions on it (the tests' dates follow it, so
+/// that they hold on any day they run).
+fn today() -> chrono::NaiveDate {
+    contracts::Calendar::default().today()
+}
+
+/// `n` days from [`today`], as a form or the API writes it.
+fn day(n: i64) -> String {
+    (today() + chrono::Duration::days(n)).to_string()
+}
+
+/// The month before [`today`]'s (`YYYY-MM`): a month the contracts starting 2026-01-01 were billed.
+fn last_month() -> String {
+    let first = today().with_day(1).unwrap();
+    first.pred_opt().unwrap().format("%Y-%m").to_string()
+}
+
 async fn world(name: &str) -> World {
     world_with(name, false).await
 }
@@ -62,7 +81,7 @@ async fn world_with(name: &str, bound_tokens_read_log: bool) -> World {
     });
     operator.apply_contracts(CONTRACTS, ApplyOptions::default()).await.unwrap();
     let store = AdminStore::connect(&url).await.unwrap();
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    let today = today();
     let app = router(AdminState {
         operator: Arc::new(operator),
         store: store.clone(),
@@ -317,7 +336,7 @@ async fn without_its_database_the_api_is_unavailable_not_dead() {
         contracts: url.clone(),
         message_log: msglog::LogLocation::File(std::env::temp_dir().join("mxshield-admin-away.db")),
     });
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    let today = today();
     let app = router(AdminState {
         operator: Arc::new(operator),
         store: AdminStore::lazy(&url),
@@ -373,7 +392,7 @@ async fn raw(w: &World, path: &str, token: &str) -> (axum::http::HeaderMap, Stri
 
 fn gamma() -> Value {
     serde_json::json!({
-        "id": "gamma", "customer": "Gamma", "accounts_limit": 2, "starts": "2026-12-01",
+        "id": "gamma", "customer": "Gamma", "accounts_limit": 2, "starts": day(-3),
         "domains": [{ "name": "gamma.example", "receiving_servers": ["192.0.2.3"], "accounts": ["carol"] }]
     })
 }
@@ -411,7 +430,7 @@ async fn contracts_are_created_changed_and_cancelled_through_the_api() {
     // a change needs the ETag it was based on
     let mut change = gamma();
     change["domains"][0]["accounts"] = serde_json::json!(["carol", "dave"]);
-    change["effective"] = "2027-01-01".into();
+    change["effective"] = day(40).into();
     change["reason"] = "form 119".into();
     let (status, _, _) = send(&w, "PUT", "/api/v1/contracts/gamma", &writer, &[], change.clone()).await;
     assert_eq!(status, StatusCode::PRECONDITION_REQUIRED);
@@ -427,7 +446,7 @@ async fn contracts_are_created_changed_and_cancelled_through_the_api() {
     assert_eq!(plan["changed"][0]["fields"][0], "accounts");
     // scheduled: pending in the contract, with who and why in its history
     let (_, _, detail) = get(&w, "/api/v1/contracts/gamma", Some(&reader)).await;
-    assert_eq!(detail["pending"][0]["effective_from"], "2027-01-01");
+    assert_eq!(detail["pending"][0]["effective_from"], day(40));
     let rev = detail["pending"][0]["rev"].as_i64().unwrap();
     let scheduled = detail["revisions"].as_array().unwrap().iter().find(|r| r["rev"] == rev).unwrap().clone();
     assert_eq!(scheduled["reason"], "form 119");
@@ -440,7 +459,7 @@ async fn contracts_are_created_changed_and_cancelled_through_the_api() {
     assert_eq!(send(&w, "DELETE", &path, &writer, &[], Value::Null).await.0, StatusCode::OK);
     assert_eq!(send(&w, "DELETE", &path, &writer, &[], Value::Null).await.0, StatusCode::NOT_FOUND);
     // cancellation: the quote (a reader may ask), then the cancellation
-    let on = serde_json::json!({ "on": "2026-12-10", "reason": "letter" });
+    let on = serde_json::json!({ "on": day(6), "reason": "letter" });
     let (status, _, quote) =
         send(&w, "POST", "/api/v1/contracts/gamma/cancellation?dry_run=true", &reader, &[], on.clone()).await;
     assert_eq!(status, StatusCode::OK, "{quote}");
@@ -479,14 +498,14 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     let w = world("statements").await;
     let reader = token(&w, "billing:read", &[]).await;
     let writer = token(&w, "billing:write", &[]).await;
-    let (status, _, drafts) = get(&w, "/api/v1/statements?month=2026-11", Some(&reader)).await;
+    let (status, _, drafts) = get(&w, &format!("/api/v1/statements?month={}", last_month()), Some(&reader)).await;
     assert_eq!(status, StatusCode::OK, "{drafts}");
     let totals: Vec<i64> =
         drafts["statements"].as_array().unwrap().iter().map(|s| s["totals"]["total"].as_i64().unwrap()).collect();
     assert_eq!(totals, [3300, 3300], "3,000 yen a month and 10 % tax, for each customer");
     assert_eq!(get(&w, "/api/v1/statements", Some(&reader)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     // issued once
-    let month = serde_json::json!({ "month": "2026-11" });
+    let month = serde_json::json!({ "month": last_month() });
     assert_eq!(
         send(&w, "POST", "/api/v1/statements/issue", &reader, &[], month.clone()).await.0,
         StatusCode::FORBIDDEN
@@ -501,7 +520,8 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     // read back as issued, as JSON and as CSV
     let (status, _, one) = get(&w, "/api/v1/statements/issued/S-000002", Some(&reader)).await;
     assert_eq!((status, one["customer"].as_str()), (StatusCode::OK, Some("Beta K.K.")));
-    let (headers, text) = raw(&w, "/api/v1/statements/issued?month=2026-11&format=csv", &reader).await;
+    let (headers, text) =
+        raw(&w, &format!("/api/v1/statements/issued?month={}&format=csv", last_month()), &reader).await;
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
     let csv = text;
     assert!(csv.starts_with("statement,customer,month,"), "{csv}");
@@ -509,16 +529,16 @@ async fn statements_are_drafted_issued_and_read_through_the_api() {
     assert_eq!(get(&w, "/api/v1/statements/issued/S-000009", Some(&reader)).await.0, StatusCode::NOT_FOUND);
     // a token bound to a contract reads its customer's statements only, and issues none
     let bound = token(&w, "billing:read", &["acme"]).await;
-    let (status, _, own) = get(&w, "/api/v1/statements?month=2026-11", Some(&bound)).await;
+    let (status, _, own) = get(&w, &format!("/api/v1/statements?month={}", last_month()), Some(&bound)).await;
     assert_eq!(status, StatusCode::OK, "{own}");
     let customers: Vec<&str> =
         own["statements"].as_array().unwrap().iter().map(|s| s["customer"].as_str().unwrap()).collect();
     assert_eq!(customers, ["ACME Corp."]);
-    let (_, _, issued_own) = get(&w, "/api/v1/statements/issued?month=2026-11", Some(&bound)).await;
+    let (_, _, issued_own) = get(&w, &format!("/api/v1/statements/issued?month={}", last_month()), Some(&bound)).await;
     assert_eq!(issued_own["statements"].as_array().unwrap().len(), 1, "{issued_own}");
     assert_eq!(get(&w, "/api/v1/statements/issued/S-000002", Some(&bound)).await.0, StatusCode::NOT_FOUND, "Beta's");
     assert_eq!(get(&w, "/api/v1/statements/issued/S-000001", Some(&bound)).await.0, StatusCode::OK);
-    let month = serde_json::json!({ "month": "2026-11" });
+    let month = serde_json::json!({ "month": last_month() });
     assert_eq!(send(&w, "POST", "/api/v1/statements/issue", &bound, &[], month).await.0, StatusCode::FORBIDDEN);
     // the price tables, as configured
     let (status, _, tables) = get(&w, "/api/v1/price_tables", Some(&reader)).await;
@@ -657,16 +677,17 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     let (_, _, acme) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
     assert!(acme.contains("<td>applied</td>") && acme.contains("<td>activated</td>"), "{acme}");
     let (status, _, quote) =
-        console(&w, "/console/contracts/acme/cancel?on=2026-12-10", Some(&cookie), "en", None).await;
+        console(&w, &format!("/console/contracts/acme/cancel?on={}", day(6)), Some(&cookie), "en", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(quote.contains("id=\"fee\">0<") && quote.contains("id=\"confirm\""), "past the minimum term: {quote}");
     let (_, _, still) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
     assert!(still.contains("class=\"state\">active<"), "a quote changes nothing: {still}");
     let csrf_now = dash.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let (status, _, _) =
-        console(&w, "/console/contracts/acme/cancel", Some(&cookie), "en", Some("on=2026-12-10&csrf=forged")).await;
+        console(&w, "/console/contracts/acme/cancel", Some(&cookie), "en", Some(&format!("on={}&csrf=forged", day(6))))
+            .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let form = format!("on=2026-12-10&csrf={csrf_now}");
+    let form = format!("on={}&csrf={csrf_now}", day(6));
     let (status, headers, _) = console(&w, "/console/contracts/acme/cancel", Some(&cookie), "en", Some(&form)).await;
     assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/contracts/acme"));
     let (_, _, after) = console(&w, "/console/contracts/acme", Some(&cookie), "en", None).await;
@@ -704,7 +725,7 @@ async fn console_sign_in_session_csrf_and_the_dashboard() {
     assert!(page.contains("Your role cannot change contracts."), "{page}");
     let (_, _, dash) = console(&w, "/console/", Some(&kato), "en", None).await;
     let token = dash.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let form = format!("on=2026-12-10&csrf={token}");
+    let form = format!("on={}&csrf={token}", day(6));
     assert_eq!(
         console(&w, "/console/contracts/beta/cancel", Some(&kato), "en", Some(&form)).await.0,
         StatusCode::FORBIDDEN
@@ -793,24 +814,35 @@ async fn the_console_issues_the_months_statements() {
         .unwrap()
         .trim_start_matches("mxs_session=")
         .to_string();
-    let (status, _, page) = console(&w, "/console/statements?month=2026-11", Some(&cookie), "en", None).await;
+    let (status, _, page) =
+        console(&w, &format!("/console/statements?month={}", last_month()), Some(&cookie), "en", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page.matches("<tr class=\"draft\">").count(), 2, "{page}");
     assert!(page.contains("<td>ACME Corp.</td><td>3300</td>"), "{page}");
     let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let forged = console(&w, "/console/statements/issue", Some(&cookie), "en", Some("csrf=x&month=2026-11")).await.0;
+    let forged =
+        console(&w, "/console/statements/issue", Some(&cookie), "en", Some(&format!("csrf=x&month={}", last_month())))
+            .await
+            .0;
     assert_eq!(forged, StatusCode::FORBIDDEN);
-    let (status, headers, _) =
-        console(&w, "/console/statements/issue", Some(&cookie), "en", Some(&format!("csrf={csrf}&month=2026-11")))
-            .await;
+    let (status, headers, _) = console(
+        &w,
+        "/console/statements/issue",
+        Some(&cookie),
+        "en",
+        Some(&format!("csrf={csrf}&month={}", last_month())),
+    )
+    .await;
     assert_eq!(
         (status, headers["location"].to_str().unwrap()),
-        (StatusCode::SEE_OTHER, "/console/statements?month=2026-11")
+        (StatusCode::SEE_OTHER, format!("/console/statements?month={}", last_month()).as_str())
     );
-    let (_, _, page) = console(&w, "/console/statements?month=2026-11", Some(&cookie), "en", None).await;
+    let (_, _, page) =
+        console(&w, &format!("/console/statements?month={}", last_month()), Some(&cookie), "en", None).await;
     assert_eq!(page.matches("<tr class=\"issued\">").count(), 2, "{page}");
     assert!(page.contains("S-000001") && page.contains("S-000002"), "{page}");
-    let (status, headers, csv) = console(&w, "/console/statements.csv?month=2026-11", Some(&cookie), "en", None).await;
+    let (status, headers, csv) =
+        console(&w, &format!("/console/statements.csv?month={}", last_month()), Some(&cookie), "en", None).await;
     assert_eq!((status, headers["content-type"].to_str().unwrap()), (StatusCode::OK, "text/csv; charset=utf-8"));
     assert_eq!(csv.lines().filter(|l| l.contains(",total,")).count(), 2, "{csv}");
 }
@@ -886,13 +918,14 @@ async fn contracts_are_created_and_changed_from_the_console_forms() {
     let (status, _, new) = console(&w, "/console/contracts/new", Some(&cookie), "en", None).await;
     assert_eq!(status, StatusCode::OK);
     let csrf = input(&new, "csrf");
+    let (starts, later) = (day(-1), day(40));
     let gamma = |step: &'static str, limit: &'static str| {
         vec![
             ("step", step),
             ("id", "gamma"),
             ("customer", "Gamma 株式会社"),
             ("accounts_limit", limit),
-            ("starts", "2026-12-03"),
+            ("starts", starts.as_str()),
             ("sending_servers", "192.0.2.30\n198.51.100.0/28"),
             ("fn_inbound", "on"),
             ("fn_outbound", "on"),
@@ -942,7 +975,7 @@ async fn contracts_are_created_and_changed_from_the_console_forms() {
     let tag = input(&edit, "etag");
     let mut change = gamma("apply", "4");
     change.retain(|(k, _)| *k != "id");
-    change.extend([("csrf", csrf.as_str()), ("etag", tag.as_str()), ("effective", "2027-01-01")]);
+    change.extend([("csrf", csrf.as_str()), ("etag", tag.as_str()), ("effective", later.as_str())]);
     change.retain(|(k, v)| *k != "d0_accounts" || v.is_empty());
     change.push(("d0_accounts", "carol\ndave\nerin"));
     let (status, headers, page) =
@@ -951,7 +984,7 @@ async fn contracts_are_created_and_changed_from_the_console_forms() {
     assert_eq!(headers["location"].to_str().unwrap(), "/console/contracts/gamma");
     let (_, _, detail) = console(&w, "/console/contracts/gamma", Some(&cookie), "en", None).await;
     let events = detail.split("id=\"events\"").nth(1).unwrap();
-    assert!(events.contains("2027-01-01"), "the change in the timeline: {events}");
+    assert!(events.contains(&later), "the change in the timeline: {events}");
     let (_, _, body) = get(&w, "/api/v1/contracts/gamma", Some(&secret)).await;
     assert_eq!(body["accounts_limit"], 3, "unchanged until its day");
     assert_eq!(body["pending"].as_array().map(Vec::len), Some(1), "{body}");
