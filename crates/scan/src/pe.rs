@@ -164,6 +164,14 @@ fn name_at(data: &[u8], at: usize) -> &[u8] {
 }
 
 impl PeInfo {
+    /// Where the data appended after the sections begins (libclamav's overlay: the end of the
+    /// section reaching furthest in memory, by its size in the file), if any is left.
+    pub fn overlay_start(&self) -> Option<u32> {
+        let last = self.sections.iter().filter(|s| s.rsz != 0).max_by_key(|s| u64::from(s.rva) + u64::from(s.rsz))?;
+        let start = last.raw.checked_add(last.rsz)?;
+        (start < self.fsize).then_some(start)
+    }
+
     /// The layout of another kind of executable (ELF): an entry point and sections, no
     /// import table.
     pub(crate) fn from_layout(ep: u32, sections: Vec<Section>) -> PeInfo {

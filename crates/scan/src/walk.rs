@@ -21,12 +21,15 @@ pub struct Walker<'a> {
     container: Option<FileType>,
     /// The `data:` URIs of the HTML just matched, to scan as its members.
     data_uris: Vec<Vec<u8>>,
+    /// The executable about to be scanned was found embedded in another, whose search found
+    /// every executable after it: it is not searched again.
+    embedded_pe: bool,
 }
 
 impl<'a> Walker<'a> {
     /// A walker over `sigs` with a fresh budget.
     pub fn new(sigs: &'a Signatures, budget: Budget) -> Self {
-        Walker { sigs, budget, scanned: 0, container: None, data_uris: Vec::new() }
+        Walker { sigs, budget, scanned: 0, container: None, data_uris: Vec::new(), embedded_pe: false }
     }
 
     /// Scans `data` (named `name`, at container depth `depth`); `mail` forces MIME parsing.
@@ -72,6 +75,12 @@ impl<'a> Walker<'a> {
         if let Some(kind) = encrypted::document_encryption(ft, data) {
             layer.verdict = Verdict::Encrypted(kind.to_string());
             return layer;
+        }
+        if ft == FileType::Pe && depth <= self.budget.limits.max_depth {
+            self.executable(&mut layer, data, depth);
+            if layer.overall().is_limit() {
+                return layer;
+            }
         }
         if !ft.is_container() {
             // a zip may hide in any other type (a self-extractor, a zip appended to an image or
@@ -119,6 +128,58 @@ impl<'a> Walker<'a> {
             Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
             Err(_) => {}
         }
+    }
+
+    /// What an executable carries, as libclamav looks for it: the files of an InstallShield
+    /// setup stream in its overlay, and the executables embedded in it (each scanned up to the
+    /// next one, the last with the rest of the file; one found this way is not searched again —
+    /// the search of the outer file found every one after it).
+    fn executable(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
+        let searched = !std::mem::take(&mut self.embedded_pe);
+        let overlay = crate::pe::parse(data).and_then(|pe| pe.overlay_start());
+        for (name, range) in overlay.map(|s| unpack::exe::installshield_files(data, s as usize)).unwrap_or_default() {
+            if !self.member_slice(layer, name, &data[range], depth) {
+                return;
+            }
+        }
+        if !searched {
+            return;
+        }
+        let mut found = Vec::new();
+        for at in unpack::exe::mz_offsets(data) {
+            if let Err(l) = self.budget.check_time() {
+                layer.verdict = Verdict::LimitExceeded(l);
+                return;
+            }
+            if unpack::exe::embedded_pe_at(data, at) {
+                found.push(at);
+            }
+        }
+        // each up to the next one (the last one with the rest of the file, as libclamav scans
+        // it): every byte scanned once however many there are
+        let ends = found.iter().skip(1).copied().chain(std::iter::once(data.len()));
+        for (at, end) in found.iter().copied().zip(ends) {
+            self.embedded_pe = true;
+            let go_on = self.member_slice(layer, format!("executable at offset {at}"), &data[at..end], depth);
+            self.embedded_pe = false;
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Scans a part of a buffer as its member (an entry of the budget); false when a limit
+    /// stops the walk.
+    fn member_slice(&mut self, layer: &mut Layer, name: String, bytes: &[u8], depth: usize) -> bool {
+        if let Err(l) = self.budget.entry() {
+            layer.verdict = Verdict::LimitExceeded(l);
+            return false;
+        }
+        let mut child = self.inside(FileType::Pe, |w| w.scan(name.clone(), bytes, depth + 1, false));
+        child.filename = Some(name);
+        let stop = child.overall().is_limit();
+        layer.children.push(child);
+        !stop
     }
 
     /// Runs `f` with `container` as the type of the container being looked into.

@@ -36,7 +36,8 @@ fn zero_false_positives_on_the_mail_corpus() {
 /// Debian's clamav-testfiles (installed by scripts/test.sh): the plain, zip, 7z, tar, gzip,
 /// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
 /// RTF, Word 97 and PowerPoint 97 (a packaged object) PDF (an embedded file) and CAB carriers of clam.exe must all be detected, and clam.exe 18
-/// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it).
+/// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it); clam.exe
+/// embedded at the end of an FSG-packed executable and in an InstallShield setup stream.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -66,6 +67,8 @@ fn clamav_testfiles_required_carriers() {
         "clam.pdf",
         "clam.cab",
         "clam_cache_emax.tgz",
+        "clam-fsg.exe",
+        "clam_IScab_ext.exe",
     ];
     let engine = engine();
     for name in required {

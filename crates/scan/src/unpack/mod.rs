@@ -6,6 +6,7 @@
 mod binhex;
 mod cab;
 mod cpio;
+pub mod exe;
 mod macho_fat;
 mod ole2;
 mod pdf;
