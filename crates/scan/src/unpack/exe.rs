@@ -100,13 +100,13 @@ mod tests {
         let mut data = format!("a\0p\0v\0{}\0", 1_000_000).into_bytes();
         data.extend(b"short");
         assert!(installshield_files(&data, 0).is_empty());
-        assert!(installshield_files(b"a\0p\0v\012x\0abcdefghijklmnop", 0).is_empty());
+        assert!(installshield_files(b"a\0p\0v\x0012x\0abcdefghijklmnop", 0).is_empty());
         assert!(installshield_files(b"a\0p\0v\0-1\0abcdefghijklmnop", 0).is_empty());
-        assert!(installshield_files(b"a\0p\0v\099999999999999999999999\0abc", 0).is_empty());
+        assert!(installshield_files(b"a\0p\0v\x0099999999999999999999999\0abc", 0).is_empty());
         assert!(installshield_files(b"", 0).is_empty());
         // a field longer than 2048 bytes
         let mut long = vec![b'x'; 3000];
-        long.extend(b"\0p\0v\01\0a");
+        long.extend(b"\0p\0v\x001\0a");
         assert!(installshield_files(&long, 0).is_empty());
     }
 
