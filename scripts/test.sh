@@ -33,6 +33,8 @@ command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=
 [ -x /usr/bin/rspamd ] || need+=(rspamd)
 # gcab: cabinets made by a real tool for the CAB unpacker's test
 [ -x /usr/bin/gcab ] || need+=(gcab)
+# genisoimage: disk images made by a real tool for the ISO 9660 unpacker's test
+[ -x /usr/bin/genisoimage ] || need+=(genisoimage)
 # a real browser for the console's tests (headless chromium driven by chromedriver), and a
 # Japanese font so that its screenshots show Japanese
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -36,6 +36,10 @@ pub enum FileType {
     Pdf,
     /// OLE2 compound file (old Office).
     Ole2,
+    /// ISO 9660 disk image.
+    Iso,
+    /// OneNote notebook.
+    OneNote,
     /// Windows PE executable.
     Pe,
     /// ELF executable.
@@ -101,6 +105,10 @@ impl FileType {
             FileType::Pdf
         } else if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
             FileType::Ole2
+        } else if starts(&crate::unpack::ONENOTE_MAGIC) {
+            FileType::OneNote
+        } else if crate::unpack::is_iso(d) {
+            FileType::Iso
         } else if starts(b"MZ") {
             FileType::Pe
         } else if starts(b"\x7fELF") {
@@ -172,6 +180,8 @@ impl FileType {
                 | FileType::Ole2
                 | FileType::Pdf
                 | FileType::Cab
+                | FileType::Iso
+                | FileType::OneNote
         )
     }
 }

@@ -115,6 +115,66 @@ fn rar_members_and_encryption() {
     assert_eq!(engine.scan_bytes("y.rar", &headers_encrypted).verdict(), Verdict::Encrypted("Encrypted.RAR".into()));
 }
 
+/// ISO 9660 images and OneNote notebooks from ClamAV's own tests (testdata): clam.exe in a
+/// plain image and in a Joliet image, and attached to OneNote 2007 and 2010 notebooks (issue
+/// 17). The notebook exported by the OneNote web app stores its files in another structure
+/// (MS-FSSHTTPB) that is not read: it is left out, as `docs/detection.md` says.
+#[test]
+fn clam_exe_in_disk_images_and_notebooks() {
+    let dir = testkit::corpus::dir().join("clamav-upstream-extra");
+    let engine = engine();
+    for (name, path) in [
+        ("clam.iso", "clam.iso › DIR/CLAM.EXE"),
+        ("clamjol.iso", "clamjol.iso › long_dir_is_long/clam_exe_with_a_long_name.exe"),
+        ("clam.exe.2007.one", "clam.exe.2007.one › embedded file 1"),
+        ("clam.exe.2010.one", "clam.exe.2010.one › embedded file 2"),
+    ] {
+        let r = engine.scan_bytes(name, &std::fs::read(dir.join(name)).unwrap());
+        let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+        assert_eq!(found, vec![(path.to_string(), "ClamAV-Test-File FOUND".to_string())], "{name}");
+    }
+}
+
+/// Disk images made by a real tool (`genisoimage`, plain, with Joliet and Rock Ridge names, and
+/// a tree of directories): EICAR found in its file two directories down, every file read
+/// (issue 17).
+#[test]
+fn a_disk_image_made_by_genisoimage_is_opened() {
+    let tool = Path::new("/usr/bin/genisoimage");
+    assert!(tool.exists(), "genisoimage is not installed: run scripts/test.sh, which installs it");
+    let dir = std::env::temp_dir().join(format!("mxshield-iso-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tree/docs/deeper")).unwrap();
+    let eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    std::fs::write(dir.join("tree/docs/deeper/invoice 2026.pdf.exe"), eicar).unwrap();
+    std::fs::write(dir.join("tree/readme.txt"), b"nothing to see").unwrap();
+    let big: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(dir.join("tree/docs/big.bin"), &big).unwrap();
+    // the plain image has ISO 9660 level-1 names (8.3, upper case); Joliet keeps the real ones
+    for (image, flags, path) in [
+        ("plain.iso", &[][..], "plain.iso › DOCS/DEEPER/"),
+        ("joliet.iso", &["-J", "-R"][..], "joliet.iso › docs/deeper/invoice 2026.pdf.exe"),
+    ] {
+        let status = std::process::Command::new(tool)
+            .args(["-quiet", "-o", image])
+            .args(flags)
+            .arg("tree")
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{image}");
+        let iso = std::fs::read(dir.join(image)).unwrap();
+        let r = engine().scan_bytes(image, &iso);
+        let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+        assert_eq!(found.len(), 1, "{image}: {found:?}");
+        assert!(found[0].0.starts_with(path), "{image}: {found:?}");
+        assert_eq!(found[0].1, "Eicar-Test-Signature FOUND");
+        let sizes: Vec<u64> = r.root.children.iter().map(|c| c.size).collect();
+        assert!(sizes.contains(&(big.len() as u64)), "{image}: the big file read whole: {sizes:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A cabinet made by a real tool (`gcab -z`: MSZIP, a 200 KB member spanning several 32 KiB
 /// blocks that refer back across block boundaries, then the EICAR file): every member read
 /// whole, EICAR found in its member (issue 17).

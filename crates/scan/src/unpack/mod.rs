@@ -7,8 +7,10 @@ mod binhex;
 mod cab;
 mod cpio;
 pub mod exe;
+mod iso;
 mod macho_fat;
 mod ole2;
+mod onenote;
 mod pdf;
 mod rar;
 mod rtf;
@@ -21,6 +23,8 @@ mod zip;
 
 pub use binhex::INTRO as BINHEX_INTRO;
 pub use cab::MAGIC as CAB_MAGIC;
+pub use iso::is_iso;
+pub use onenote::MAGIC as ONENOTE_MAGIC;
 pub use rtf::MAGIC as RTF_MAGIC;
 pub use szdd::MAGIC as SZDD_MAGIC;
 pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
@@ -84,7 +88,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 16] = [
+pub const UNPACKABLE: [FileType; 18] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -101,6 +105,8 @@ pub const UNPACKABLE: [FileType; 16] = [
     FileType::Ole2,
     FileType::Pdf,
     FileType::Cab,
+    FileType::Iso,
+    FileType::OneNote,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -122,6 +128,8 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Ole2 => ole2::unpack(data, budget),
         FileType::Pdf => pdf::unpack(data, budget),
         FileType::Cab => cab::unpack(data, budget),
+        FileType::Iso => iso::unpack(data, budget),
+        FileType::OneNote => onenote::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
