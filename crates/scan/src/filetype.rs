@@ -36,6 +36,9 @@ pub enum FileType {
     Pdf,
     /// OLE2 compound file (old Office).
     Ole2,
+    /// The decompressed source of a VBA macro module (never detected: its document's unpacker
+    /// names it).
+    Vba,
     /// ISO 9660 disk image.
     Iso,
     /// OneNote notebook.
@@ -147,7 +150,7 @@ impl FileType {
             0 => true,
             1 => self == FileType::Pe,
             3 => self == FileType::Html,
-            2 => self == FileType::Ole2,
+            2 => matches!(self, FileType::Ole2 | FileType::Vba),
             4 => self == FileType::Mail,
             5 => self == FileType::Image,
             6 => self == FileType::Elf,

@@ -265,6 +265,11 @@ impl<'a> Walker<'a> {
                 l.filename = Some(name);
                 l
             }
+            Entry::Macro { name, data } => {
+                let mut child = self.scan_as(name.clone(), &data, depth + 1, FileType::Vba);
+                child.filename = Some(name);
+                child
+            }
             Entry::Broken { name, why } => {
                 let mut l = Layer::new(name.clone(), FileType::Binary, 0);
                 l.verdict = Verdict::Unscannable(why);

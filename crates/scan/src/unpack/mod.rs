@@ -19,6 +19,7 @@ mod single;
 mod szdd;
 mod tar;
 mod tnef;
+mod vba;
 mod zip;
 
 pub use binhex::INTRO as BINHEX_INTRO;
@@ -63,6 +64,14 @@ pub enum Entry {
         name: String,
         /// `Encrypted.Zip` and the like.
         kind: &'static str,
+    },
+    /// The decompressed source of a VBA macro module: matched as libclamav matches it, with the
+    /// signatures for OLE2 files (target type 2), and not opened further.
+    Macro {
+        /// Its module's stream and `(VBA source)`.
+        name: String,
+        /// The source text.
+        data: Vec<u8>,
     },
     /// A member that could not be read, and why.
     Broken {

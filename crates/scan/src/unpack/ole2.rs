@@ -195,6 +195,8 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             Entry::File { name, data: bytes }
         });
     }
+    let macros = super::vba::sources(&entries, budget)?;
+    entries.extend(macros);
     Ok(entries)
 }
 
