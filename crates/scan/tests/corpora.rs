@@ -37,7 +37,8 @@ fn zero_false_positives_on_the_mail_corpus() {
 /// bzip2, cpio, mail/mbox (base64, uuencoded), TNEF, HTML (a `data:` URI), SZDD, BinHex and
 /// RTF, Word 97 and PowerPoint 97 (a packaged object) PDF (an embedded file) and CAB carriers of clam.exe must all be detected, and clam.exe 18
 /// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it); clam.exe
-/// embedded at the end of an FSG-packed executable and in an InstallShield setup stream.
+/// embedded at the end of an FSG-packed executable and in an InstallShield setup stream, and
+/// imploded (PKZIP 2's method 6) in a zip.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -69,6 +70,7 @@ fn clamav_testfiles_required_carriers() {
         "clam_cache_emax.tgz",
         "clam-fsg.exe",
         "clam_IScab_ext.exe",
+        "clam.impl.zip",
     ];
     let engine = engine();
     for name in required {
@@ -113,6 +115,28 @@ fn rar_members_and_encryption() {
     let mut headers_encrypted = rar;
     headers_encrypted[10] |= 0x80; // archive header flags: encrypted headers
     assert_eq!(engine.scan_bytes("y.rar", &headers_encrypted).verdict(), Verdict::Encrypted("Encrypted.RAR".into()));
+}
+
+/// An imploded member cut short, or with its trees damaged, is scanned as far as it decodes and
+/// reported damaged (or unscannable), never silently clean and never a panic.
+#[test]
+fn a_damaged_imploded_member_is_reported() {
+    let zip = std::fs::read("/usr/share/clamav-testfiles/clam.impl.zip").unwrap();
+    let engine = engine();
+    let reported = |r: &scan::report::Report| {
+        r.verdict() != Verdict::Clean
+            || r.root.children.iter().any(|c| c.damaged.is_some() || c.verdict != Verdict::Clean)
+    };
+    let data_start = 30 + 8; // the local header and the name CLAM.EXE
+    let mut cut = zip[..data_start + 100].to_vec();
+    cut.extend_from_slice(&zip[zip.len() - 100..]);
+    assert!(reported(&engine.scan_bytes("cut.zip", &cut)));
+    for at in [data_start, data_start + 1, data_start + 50] {
+        let mut bad = zip.clone();
+        bad[at] ^= 0xff;
+        let r = engine.scan_bytes("bad.zip", &bad);
+        assert!(reported(&r), "byte {at}: {:?}", r.root);
+    }
 }
 
 /// ISO 9660 images and OneNote notebooks from ClamAV's own tests (testdata): clam.exe in a

@@ -216,9 +216,10 @@ fn decode(
     method: u16,
     input: &[u8],
     packed: Option<u64>,
-    unpacked: u64,
+    header: Header,
     budget: &mut Budget,
 ) -> Result<Decoded, Undecodable> {
+    let unpacked = header.unpacked;
     let mut rest = input;
     let memory_cap = budget.limits.max_expanded.min(DECODER_MEMORY_CAP);
     let ratio_base = Some(input.len() as u64);
@@ -276,10 +277,74 @@ fn decode(
                 Err(e) => return Err(Undecodable::Unsupported(format!("PPMd: {e}"))),
             }
         }
+        1..=6 => {
+            // Shrink, Reduce and Implode (PKZIP 1 and 2, still used by malware to slip past
+            // scanners): decoded by the zip crate's own decoders, through a one-member archive
+            let n = packed.map_or(input.len(), |p| p.min(input.len() as u64) as usize);
+            let Some(archive) = one_member_archive(method, &input[..n], header) else {
+                return Err(Undecodable::Unsupported(format!("compression method {method}: sizes past 4 GiB")));
+            };
+            let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(archive)) {
+                Ok(a) => a,
+                Err(e) => return Err(Undecodable::Unsupported(format!("compression method {method}: {e}"))),
+            };
+            let read = match archive.by_index(0) {
+                Ok(r) => read_bounded(r, budget, ratio_base),
+                Err(e) => return Err(Undecodable::Unsupported(format!("compression method {method}: {e}"))),
+            };
+            return finish(read, n, None);
+        }
         m => return Err(Undecodable::Unsupported(format!("compression method {m} not supported"))),
     };
     let used = input.len() - rest.len();
     finish(read, used, None)
+}
+
+/// What a member's header says that some decoders need.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// The general purpose flags (Implode's dictionary size and tree count).
+    flags: u16,
+    /// The CRC-32 the data should have.
+    crc: u32,
+    /// The size once decoded.
+    unpacked: u64,
+}
+
+/// An archive of one member `m` holding `data` compressed with `method`, with the member's
+/// flags, CRC and sizes (`None` when a size needs zip64).
+fn one_member_archive(method: u16, data: &[u8], h: Header) -> Option<Vec<u8>> {
+    let packed = u32::try_from(data.len()).ok()?;
+    let unpacked = u32::try_from(h.unpacked).ok()?;
+    // no data descriptor, no encryption: the sizes and CRC are in the headers
+    let flags = h.flags & !0x0009;
+    let fields = |out: &mut Vec<u8>| {
+        for v in [flags, method, 0, 0] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(h.crc.to_le_bytes());
+        out.extend(packed.to_le_bytes());
+        out.extend(unpacked.to_le_bytes());
+        out.extend(1u16.to_le_bytes()); // name length
+        out.extend(0u16.to_le_bytes()); // extra length
+    };
+    let mut a = b"PK\x03\x04".to_vec();
+    a.extend(20u16.to_le_bytes());
+    fields(&mut a);
+    a.push(b'm');
+    a.extend_from_slice(data);
+    let central_at = u32::try_from(a.len()).ok()?;
+    a.extend(b"PK\x01\x02");
+    a.extend([20, 0, 20, 0]);
+    fields(&mut a);
+    a.extend([0u8; 14]); // comment length, disk, attributes, local header offset 0
+    a.push(b'm');
+    let central_len = u32::try_from(a.len()).ok()? - central_at;
+    a.extend(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+    a.extend(central_len.to_le_bytes());
+    a.extend(central_at.to_le_bytes());
+    a.extend([0, 0]);
+    Some(a)
 }
 
 fn finish(r: Result<Vec<u8>, ReadError>, used: usize, damage: Option<String>) -> Result<Decoded, Undecodable> {
@@ -368,7 +433,8 @@ fn member_entries(
     let mut first: Option<Vec<u8>> = None;
     let mut failures = Vec::new();
     for (k, (method, packed)) in views.into_iter().enumerate() {
-        let d = match decode(method, input, packed, l.unpacked, budget) {
+        let header = Header { flags: l.flags, crc: expected_crc.unwrap_or(l.crc), unpacked: l.unpacked };
+        let d = match decode(method, input, packed, header, budget) {
             Ok(d) => d,
             Err(Undecodable::Limit(hit)) => return Err(UnpackError::Limit(hit)),
             Err(Undecodable::Unsupported(why)) => {
