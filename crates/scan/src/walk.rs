@@ -131,7 +131,8 @@ impl<'a> Walker<'a> {
     }
 
     /// What an executable carries, as libclamav looks for it: the files of an InstallShield
-    /// setup stream in its overlay, and the executables embedded in it (each scanned up to the
+    /// setup stream in its overlay, the executable UPX packed into it, and the executables
+    /// embedded in it (each scanned up to the
     /// next one, the last with the rest of the file; one found this way is not searched again —
     /// the search of the outer file found every one after it).
     fn executable(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
@@ -141,6 +142,19 @@ impl<'a> Walker<'a> {
             if !self.member_slice(layer, name, &data[range], depth) {
                 return;
             }
+        }
+        match unpack::upx::unpack(data, &mut self.budget) {
+            Ok(Some(rebuilt)) => {
+                if !self.member_slice(layer, "UPX-unpacked".into(), &rebuilt, depth) {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(UnpackError::Limit(l)) => {
+                layer.verdict = Verdict::LimitExceeded(l);
+                return;
+            }
+            Err(_) => {}
         }
         if !searched {
             return;

@@ -2,7 +2,8 @@
 //! MSZIP (each block `CK` and a deflate stream that may refer back to the 32 KiB before it in
 //! the folder), holding files as slices of their folder. A block is inflated as one deflate
 //! stream made of a stored block with the folder's last 32 KiB, then the block's own data, so
-//! that its references back resolve. Quantum and LZX folders are not opened (their files are
+//! that its references back resolve. LZX folders are decoded by the `lzxd` crate (each
+//! block one chunk of the folder's window); Quantum folders are not opened (their files are
 //! reported unsupported, never clean); files continued from or into another cabinet are
 //! reported as such. Every block's output is charged to the budget.
 
@@ -131,12 +132,17 @@ fn folder_data(
     data_reserve: usize,
     budget: &mut Budget,
 ) -> Result<Result<Vec<u8>, String>, UnpackError> {
-    match f.compression & 0x000f {
-        0 | 1 => {}
+    let mut lzx = match f.compression & 0x000f {
+        0 | 1 => None,
         2 => return Ok(Err("compression Quantum is not built".into())),
-        3 => return Ok(Err("compression LZX is not built".into())),
+        3 => match lzx_window(f.compression) {
+            Some(w) => Some(lzxd::Lzxd::new(w)),
+            None => {
+                return Ok(Err(format!("compression LZX with a window of 2^{} bytes", (f.compression >> 8) & 0x1f)));
+            }
+        },
         other => return Ok(Err(format!("compression {other} is unknown"))),
-    }
+    };
     let mszip = f.compression & 0x000f == 1;
     let mut out = Vec::new();
     let mut at = f.data_at;
@@ -149,7 +155,13 @@ fn folder_data(
         let start = at + 8 + data_reserve;
         let Some(block) = data.get(start..start + packed) else { break };
         at = start + packed;
-        let bytes = if !mszip {
+        let bytes = if let Some(lzx) = lzx.as_mut() {
+            // each block one LZX chunk, decoded with the folder's window
+            match lzx.decompress_next(block, unpacked) {
+                Ok(b) => b.to_vec(),
+                Err(_) => break,
+            }
+        } else if !mszip {
             block.to_vec()
         } else {
             let Some(deflated) = block.strip_prefix(b"CK") else { break };
@@ -176,6 +188,21 @@ fn folder_data(
         }
     }
     Ok(Ok(out))
+}
+
+/// The LZX window a folder's compression field names (2^15 to 2^21 bytes).
+fn lzx_window(compression: u16) -> Option<lzxd::WindowSize> {
+    use lzxd::WindowSize as W;
+    Some(match (compression >> 8) & 0x1f {
+        15 => W::KB32,
+        16 => W::KB64,
+        17 => W::KB128,
+        18 => W::KB256,
+        19 => W::KB512,
+        20 => W::MB1,
+        21 => W::MB2,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

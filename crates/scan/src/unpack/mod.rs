@@ -19,6 +19,7 @@ mod single;
 mod szdd;
 mod tar;
 mod tnef;
+pub mod upx;
 mod vba;
 mod zip;
 
