@@ -325,6 +325,9 @@ mod hostile {
         let t = std::time::Instant::now();
         let r = unpack(&doc, &mut Budget::new(Limits::default()));
         assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // the entry limit stops it after 10,000 streams (each looks back at most 64 KiB for its
+        // dictionary: 3-4 s in a debug build on a loaded machine); uncharged, the 300,000
+        // streams took minutes — the bound only tells those apart, it measures no speed
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "{:?}", t.elapsed());
     }
 }
