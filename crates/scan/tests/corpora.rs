@@ -73,6 +73,7 @@ fn clamav_testfiles_required_carriers() {
         "clam_IScab_ext.exe",
         "clam.impl.zip",
         "clam-upx.exe",
+        "clam-nsis.exe",
     ];
     let engine = engine();
     for name in required {
@@ -139,6 +140,52 @@ fn a_damaged_imploded_member_is_reported() {
         let r = engine.scan_bytes("bad.zip", &bad);
         assert!(reported(&r), "byte {at}: {:?}", r.root);
     }
+}
+
+/// Installers made by a real tool (`makensis`, Debian's nsis): a 239 KB text file, found by a
+/// hash signature of its own bytes (so only its decompression can find it) in installers
+/// compressed with zlib and LZMA, block by block and solid; NSIS's own bzip2 is reported
+/// unscannable, never clean (issue 17).
+#[test]
+fn installers_made_by_makensis_are_opened() {
+    let tool = Path::new("/usr/bin/makensis");
+    assert!(tool.exists(), "makensis is not installed: run scripts/test.sh, which installs nsis");
+    let dir = std::env::temp_dir().join(format!("mxshield-nsis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let big: Vec<u8> =
+        (0..8_000).flat_map(|i| format!("line {} of the big text file\n", i % 997).into_bytes()).collect();
+    std::fs::write(dir.join("big.txt"), &big).unwrap();
+    let md5: String = <md5::Md5 as md5::Digest>::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
+    let mut db = scan::sigdb::SigDb::default();
+    db.load_file("big.hdb", format!("{md5}:{}:Test.Big\n", big.len()).as_bytes()).unwrap();
+    let engine = Engine::new(Arc::new(Signatures::compile(db.finished())), Limits::default());
+    for (compressor, found) in [
+        ("zlib", true),
+        ("lzma", true),
+        ("/SOLID zlib", true),
+        ("/SOLID lzma", true),
+        ("bzip2", false),
+        ("/SOLID bzip2", false),
+    ] {
+        let script = format!(
+            "Name \"t\"\nOutFile \"t.exe\"\nSetCompressor {compressor}\nSection\nSetOutPath $INSTDIR\nFile \"big.txt\"\nSectionEnd\n"
+        );
+        std::fs::write(dir.join("t.nsi"), script).unwrap();
+        let out = std::process::Command::new(tool).args(["-V1", "t.nsi"]).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{compressor}: {}", String::from_utf8_lossy(&out.stdout));
+        let exe = std::fs::read(dir.join("t.exe")).unwrap();
+        assert!(memchr::memmem::find(&exe, &big[..1000]).is_none(), "{compressor}: the file is compressed");
+        let r = engine.scan_bytes("t.exe", &exe);
+        if found {
+            let hits: Vec<String> =
+                r.root.findings().into_iter().map(|(p, l)| format!("{p}: {}", l.verdict.label())).collect();
+            assert_eq!(hits, ["t.exe › content.001: Test.Big FOUND"], "{compressor}");
+        } else {
+            assert_eq!(r.verdict().label(), "Unpack.NSIS UNSCANNABLE", "{compressor}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A cabinet compressed with LZX by Microsoft's tools (the `engine32.cab` inside ClamAV's

@@ -9,6 +9,7 @@ mod cpio;
 pub mod exe;
 mod iso;
 mod macho_fat;
+pub mod nsis;
 mod ole2;
 mod onenote;
 mod pdf;
