@@ -43,6 +43,8 @@ pub enum FileType {
     Iso,
     /// OneNote notebook.
     OneNote,
+    /// Symbian installation file (before Symbian 9).
+    Sis,
     /// Windows PE executable.
     Pe,
     /// ELF executable.
@@ -112,6 +114,8 @@ impl FileType {
             FileType::OneNote
         } else if crate::unpack::is_iso(d) {
             FileType::Iso
+        } else if crate::unpack::is_sis(d) {
+            FileType::Sis
         } else if starts(b"MZ") {
             FileType::Pe
         } else if starts(b"\x7fELF") {
@@ -185,6 +189,7 @@ impl FileType {
                 | FileType::Cab
                 | FileType::Iso
                 | FileType::OneNote
+                | FileType::Sis
         )
     }
 }

@@ -74,6 +74,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.impl.zip",
         "clam-upx.exe",
         "clam-nsis.exe",
+        "clam.sis",
     ];
     let engine = engine();
     for name in required {

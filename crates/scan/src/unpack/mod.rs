@@ -17,6 +17,7 @@ mod rar;
 mod rtf;
 mod sevenz;
 mod single;
+mod sis;
 mod szdd;
 mod tar;
 mod tnef;
@@ -29,6 +30,7 @@ pub use cab::MAGIC as CAB_MAGIC;
 pub use iso::is_iso;
 pub use onenote::MAGIC as ONENOTE_MAGIC;
 pub use rtf::MAGIC as RTF_MAGIC;
+pub use sis::is_sis;
 pub use szdd::MAGIC as SZDD_MAGIC;
 pub use zip::CENTRAL_VIEW as ZIP_CENTRAL_VIEW;
 pub use zip::has_signature as has_zip_signature;
@@ -99,7 +101,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 18] = [
+pub const UNPACKABLE: [FileType; 19] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -118,6 +120,7 @@ pub const UNPACKABLE: [FileType; 18] = [
     FileType::Cab,
     FileType::Iso,
     FileType::OneNote,
+    FileType::Sis,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -141,6 +144,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Cab => cab::unpack(data, budget),
         FileType::Iso => iso::unpack(data, budget),
         FileType::OneNote => onenote::unpack(data, budget),
+        FileType::Sis => sis::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
