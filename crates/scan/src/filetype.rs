@@ -45,6 +45,8 @@ pub enum FileType {
     OneNote,
     /// Symbian installation file (before Symbian 9).
     Sis,
+    /// ARJ archive.
+    Arj,
     /// Windows PE executable.
     Pe,
     /// ELF executable.
@@ -116,6 +118,8 @@ impl FileType {
             FileType::Iso
         } else if crate::unpack::is_sis(d) {
             FileType::Sis
+        } else if starts(&[0x60, 0xea]) && crate::unpack::is_arj(d) {
+            FileType::Arj
         } else if starts(b"MZ") {
             FileType::Pe
         } else if starts(b"\x7fELF") {
@@ -190,6 +194,7 @@ impl FileType {
                 | FileType::Iso
                 | FileType::OneNote
                 | FileType::Sis
+                | FileType::Arj
         )
     }
 }

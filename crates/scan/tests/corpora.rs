@@ -75,6 +75,7 @@ fn clamav_testfiles_required_carriers() {
         "clam-upx.exe",
         "clam-nsis.exe",
         "clam.sis",
+        "clam.arj",
     ];
     let engine = engine();
     for name in required {
@@ -186,6 +187,67 @@ fn installers_made_by_makensis_are_opened() {
             assert_eq!(r.verdict().label(), "Unpack.NSIS UNSCANNABLE", "{compressor}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Archives made by a real tool (Debian's `arj`), one per method (stored, the three LZ77 +
+/// Huffman levels, "fastest"): a 1.3 MB text over many Huffman blocks, 100 KB of random bytes
+/// and EICAR, every member read whole with its CRC-32 right, EICAR found; a garbled (encrypted)
+/// archive reported encrypted (issue 17).
+#[test]
+fn archives_made_by_arj_are_opened() {
+    let tool = Path::new("/usr/bin/arj");
+    assert!(tool.exists(), "arj is not installed: run scripts/test.sh, which installs it");
+    let dir = std::env::temp_dir().join(format!("mxshield-arj-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let big: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| {
+            format!("line {} of the big text file {}\n", i % 997, i.wrapping_mul(2_654_435_761) % 100_000).into_bytes()
+        })
+        .collect();
+    let mut seed = 11u32;
+    let random: Vec<u8> = (0..100_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as u8
+        })
+        .collect();
+    std::fs::write(dir.join("big.txt"), &big).unwrap();
+    std::fs::write(dir.join("rand.bin"), &random).unwrap();
+    std::fs::write(dir.join("eicar.com"), b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+        .unwrap();
+    let engine = engine();
+    for method in ["-m0", "-m1", "-m2", "-m3", "-m4"] {
+        let name = format!("t{method}.arj");
+        let out = std::process::Command::new(tool)
+            .args(["a", method, "-y", &name, "big.txt", "rand.bin", "eicar.com"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stdout));
+        let r = engine.scan_bytes(&name, &std::fs::read(dir.join(&name)).unwrap());
+        let members: Vec<(String, u64, Option<String>)> =
+            r.root.children.iter().map(|c| (c.name.clone(), c.size, c.damaged.clone())).collect();
+        assert_eq!(
+            members,
+            vec![
+                ("big.txt".to_string(), big.len() as u64, None),
+                ("rand.bin".to_string(), 100_000, None),
+                ("eicar.com".to_string(), 68, None)
+            ],
+            "{method}"
+        );
+        assert_eq!(r.verdict(), Verdict::Infected("Eicar-Test-Signature".into()), "{method}");
+    }
+    let out = std::process::Command::new(tool)
+        .args(["a", "-gsecret", "-y", "g.arj", "eicar.com"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r = engine.scan_bytes("g.arj", &std::fs::read(dir.join("g.arj")).unwrap());
+    assert_eq!(r.verdict(), Verdict::Encrypted("Encrypted.ARJ".into()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,6 +3,7 @@
 //! beyond the remaining expanded-bytes allowance, and a member that expands faster than the
 //! ratio limit stops early.
 
+mod arj;
 mod binhex;
 mod cab;
 mod cpio;
@@ -25,6 +26,7 @@ pub mod upx;
 mod vba;
 mod zip;
 
+pub use arj::is_arj;
 pub use binhex::INTRO as BINHEX_INTRO;
 pub use cab::MAGIC as CAB_MAGIC;
 pub use iso::is_iso;
@@ -101,7 +103,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 19] = [
+pub const UNPACKABLE: [FileType; 20] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -121,6 +123,7 @@ pub const UNPACKABLE: [FileType; 19] = [
     FileType::Iso,
     FileType::OneNote,
     FileType::Sis,
+    FileType::Arj,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -145,6 +148,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::Iso => iso::unpack(data, budget),
         FileType::OneNote => onenote::unpack(data, budget),
         FileType::Sis => sis::unpack(data, budget),
+        FileType::Arj => arj::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
