@@ -21,6 +21,8 @@ pub struct Walker<'a> {
     container: Option<FileType>,
     /// The `data:` URIs of the HTML just matched, to scan as its members.
     data_uris: Vec<Vec<u8>>,
+    /// The files its scripts carry as base64 (HTML smuggling), to scan as its members.
+    script_blobs: Vec<Vec<u8>>,
     /// The executable about to be scanned was found embedded in another, whose search found
     /// every executable after it: it is not searched again.
     embedded_pe: bool,
@@ -29,7 +31,15 @@ pub struct Walker<'a> {
 impl<'a> Walker<'a> {
     /// A walker over `sigs` with a fresh budget.
     pub fn new(sigs: &'a Signatures, budget: Budget) -> Self {
-        Walker { sigs, budget, scanned: 0, container: None, data_uris: Vec::new(), embedded_pe: false }
+        Walker {
+            sigs,
+            budget,
+            scanned: 0,
+            container: None,
+            data_uris: Vec::new(),
+            script_blobs: Vec::new(),
+            embedded_pe: false,
+        }
     }
 
     /// Scans `data` (named `name`, at container depth `depth`); `mail` forces MIME parsing.
@@ -54,8 +64,20 @@ impl<'a> Walker<'a> {
         let hit = ft != FileType::Mail && !ft.is_container() && self.matched(&mut layer, data, ft);
         // an HTML document's `data:` URIs: scanned as the small messages libclamav makes of them
         let uris = std::mem::take(&mut self.data_uris);
+        let blobs = std::mem::take(&mut self.script_blobs);
         if hit {
             return layer;
+        }
+        if !blobs.is_empty() && depth <= self.budget.limits.max_depth {
+            for (i, blob) in blobs.iter().enumerate() {
+                if let Err(l) = self.budget.spend(blob.len() as u64) {
+                    layer.verdict = Verdict::LimitExceeded(l);
+                    return layer;
+                }
+                if !self.member_slice(&mut layer, format!("script base64 {}", i + 1), blob, depth, ft) {
+                    return layer;
+                }
+            }
         }
         if !uris.is_empty() && depth <= self.budget.limits.max_depth {
             for (i, uri) in uris.into_iter().enumerate() {
@@ -139,13 +161,13 @@ impl<'a> Walker<'a> {
         let searched = !std::mem::take(&mut self.embedded_pe);
         let overlay = crate::pe::parse(data).and_then(|pe| pe.overlay_start());
         for (name, range) in overlay.map(|s| unpack::exe::installshield_files(data, s as usize)).unwrap_or_default() {
-            if !self.member_slice(layer, name, &data[range], depth) {
+            if !self.member_slice(layer, name, &data[range], depth, FileType::Pe) {
                 return;
             }
         }
         match unpack::upx::unpack(data, &mut self.budget) {
             Ok(Some(rebuilt)) => {
-                if !self.member_slice(layer, "UPX-unpacked".into(), &rebuilt, depth) {
+                if !self.member_slice(layer, "UPX-unpacked".into(), &rebuilt, depth, FileType::Pe) {
                     return;
                 }
             }
@@ -184,7 +206,8 @@ impl<'a> Walker<'a> {
         let ends = found.iter().skip(1).copied().chain(std::iter::once(data.len()));
         for (at, end) in found.iter().copied().zip(ends) {
             self.embedded_pe = true;
-            let go_on = self.member_slice(layer, format!("executable at offset {at}"), &data[at..end], depth);
+            let go_on =
+                self.member_slice(layer, format!("executable at offset {at}"), &data[at..end], depth, FileType::Pe);
             self.embedded_pe = false;
             if !go_on {
                 return;
@@ -194,12 +217,19 @@ impl<'a> Walker<'a> {
 
     /// Scans a part of a buffer as its member (an entry of the budget); false when a limit
     /// stops the walk.
-    fn member_slice(&mut self, layer: &mut Layer, name: String, bytes: &[u8], depth: usize) -> bool {
+    fn member_slice(
+        &mut self,
+        layer: &mut Layer,
+        name: String,
+        bytes: &[u8],
+        depth: usize,
+        container: FileType,
+    ) -> bool {
         if let Err(l) = self.budget.entry() {
             layer.verdict = Verdict::LimitExceeded(l);
             return false;
         }
-        let mut child = self.inside(FileType::Pe, |w| w.scan(name.clone(), bytes, depth + 1, false));
+        let mut child = self.inside(container, |w| w.scan(name.clone(), bytes, depth + 1, false));
         child.filename = Some(name);
         let stop = child.overall().is_limit();
         layer.children.push(child);
@@ -241,6 +271,7 @@ impl<'a> Walker<'a> {
                 let n = crate::html::normalise(data);
                 self.scanned += (n.nocomment.len() + n.notags.len() + n.javascript.len()) as u64;
                 self.data_uris = n.data_uris;
+                self.script_blobs = crate::html::smuggling::script_blobs(data);
                 let js = &n.javascript;
                 self.sigs
                     .check_in(&n.nocomment, FileType::Html, container)

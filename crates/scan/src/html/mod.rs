@@ -14,6 +14,7 @@
 mod entities;
 pub mod js;
 mod screnc_tables;
+pub mod smuggling;
 
 /// How far into a file libclamav looks for the tags that make it HTML.
 const TYPING_WINDOW: usize = 1024;

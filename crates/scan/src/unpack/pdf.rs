@@ -168,6 +168,10 @@ fn decode(raw: &[u8], filters: &[String], budget: &mut Budget) -> Result<Vec<u8>
                 charged = true;
                 run_length(&data, budget)?
             }
+            "LZWDecode" | "LZW" => {
+                charged = true;
+                lzw(&data, budget)?
+            }
             _ => break,
         };
     }
@@ -223,6 +227,74 @@ fn ascii85(d: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(group as u32).to_be_bytes()[..n - 1]);
     }
     out
+}
+
+/// LZWDecode (9 to 12-bit codes, most significant bit first, 256 clears the table, 257 ends;
+/// the code width grows one code early, PDF's default `EarlyChange`); a code not yet defined
+/// ends it. Charged as it grows.
+fn lzw(d: &[u8], budget: &mut Budget) -> Result<Vec<u8>, ReadError> {
+    // codes from 258: the code of their string but the last byte, and that byte
+    let mut prefix: Vec<u16> = Vec::with_capacity(3838);
+    let mut suffix: Vec<u8> = Vec::with_capacity(3838);
+    let mut out: Vec<u8> = Vec::new();
+    let mut string: Vec<u8> = Vec::with_capacity(4096);
+    let (mut acc, mut nbits, mut width) = (0u32, 0u32, 9u32);
+    let mut prev: Option<u16> = None;
+    let mut charged = 0usize;
+    // the bytes of `code`'s string, into `string`
+    let spell = |code: u16, prefix: &[u16], suffix: &[u8], string: &mut Vec<u8>| {
+        string.clear();
+        let mut k = code;
+        while k >= 258 {
+            string.push(suffix[usize::from(k - 258)]);
+            k = prefix[usize::from(k - 258)];
+        }
+        string.push(k as u8);
+        string.reverse();
+    };
+    'input: for &byte in d {
+        acc = (acc << 8) | u32::from(byte);
+        nbits += 8;
+        while nbits >= width {
+            let code = ((acc >> (nbits - width)) & ((1 << width) - 1)) as u16;
+            nbits -= width;
+            let next = prefix.len() as u16 + 258;
+            match (code, prev) {
+                (256, _) => {
+                    prefix.clear();
+                    suffix.clear();
+                    width = 9;
+                    prev = None;
+                    continue;
+                }
+                (257, _) => break 'input,
+                (c, _) if c < 256 || c < next => spell(c, &prefix, &suffix, &mut string),
+                // the string being defined: the previous one and its own first byte
+                (c, Some(p)) if c == next => {
+                    spell(p, &prefix, &suffix, &mut string);
+                    string.push(string[0]);
+                }
+                _ => break 'input,
+            }
+            if let Some(p) = prev
+                && next < 4096
+            {
+                prefix.push(p);
+                suffix.push(string[0]);
+                if u32::from(next) + 2 >= 1 << width && width < 12 {
+                    width += 1;
+                }
+            }
+            prev = Some(code);
+            out.extend_from_slice(&string);
+            if out.len() - charged >= 64 * 1024 {
+                budget.spend((out.len() - charged) as u64)?;
+                charged = out.len();
+            }
+        }
+    }
+    budget.spend((out.len() - charged) as u64)?;
+    Ok(out)
 }
 
 fn run_length(d: &[u8], budget: &mut Budget) -> Result<Vec<u8>, ReadError> {
@@ -310,6 +382,61 @@ mod tests {
         let limits = Limits { max_expanded: 4 << 20, ..Limits::default() };
         let r = unpack(&doc, &mut Budget::new(limits));
         assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
+    }
+}
+
+#[cfg(test)]
+mod lzw_tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    /// The example of the PDF reference (7.4.4.2): "-----A---B" is the codes 256 45 258 258
+    /// 65 259 66 257.
+    #[test]
+    fn the_references_example_decodes() {
+        let coded = [0x80, 0x0b, 0x60, 0x50, 0x22, 0x0c, 0x0c, 0x85, 0x01];
+        assert_eq!(lzw(&coded, &mut Budget::new(Limits::default())).unwrap(), b"-----A---B");
+    }
+
+    /// A long run grows the codes to 12 bits and past a full table: 200,000 bytes from a few
+    /// thousand codes, charged to the budget (and stopped by it).
+    #[test]
+    fn long_streams_and_their_budget() {
+        // codes for "aaaa…": 97, then 258, 259, 260 … each one longer (the string being defined)
+        let mut codes = vec![256u16, 97];
+        let mut next = 258u16;
+        let mut total = 1usize;
+        while total < 200_000 && next < 4095 {
+            codes.push(next);
+            total += usize::from(next - 256);
+            next += 1;
+        }
+        codes.push(257);
+        let mut bits = Vec::new();
+        let (mut acc, mut n, mut width, mut defined) = (0u64, 0u32, 9u32, 258u32);
+        for (i, &c) in codes.iter().enumerate() {
+            acc = (acc << width) | u64::from(c);
+            n += width;
+            while n >= 8 {
+                bits.push((acc >> (n - 8)) as u8);
+                n -= 8;
+            }
+            if i >= 2 {
+                defined += 1;
+                if defined + 1 >= 1 << width && width < 12 {
+                    width += 1;
+                }
+            }
+        }
+        if n > 0 {
+            bits.push((acc << (8 - n)) as u8);
+        }
+        let out = lzw(&bits, &mut Budget::new(Limits::default())).unwrap();
+        assert!(out.len() >= 200_000 && out.iter().all(|&b| b == b'a'), "{}", out.len());
+        let r = lzw(&bits, &mut Budget::new(Limits { max_expanded: 100_000, ..Limits::default() }));
+        assert!(matches!(r, Err(ReadError::Limit(_))));
+        // garbage: a code not yet defined ends it, no panic
+        assert!(lzw(&[0xff; 64], &mut Budget::new(Limits::default())).unwrap().len() < 64 * 8);
     }
 }
 
