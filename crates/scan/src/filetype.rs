@@ -47,6 +47,8 @@ pub enum FileType {
     Sis,
     /// ARJ archive.
     Arj,
+    /// Compiled HTML Help.
+    Chm,
     /// Windows PE executable.
     Pe,
     /// ELF executable.
@@ -120,6 +122,8 @@ impl FileType {
             FileType::Sis
         } else if starts(&[0x60, 0xea]) && crate::unpack::is_arj(d) {
             FileType::Arj
+        } else if starts(crate::unpack::CHM_MAGIC) && d.get(4..8) == Some(&[3, 0, 0, 0]) {
+            FileType::Chm
         } else if starts(b"MZ") {
             FileType::Pe
         } else if starts(b"\x7fELF") {
@@ -195,6 +199,7 @@ impl FileType {
                 | FileType::OneNote
                 | FileType::Sis
                 | FileType::Arj
+                | FileType::Chm
         )
     }
 }

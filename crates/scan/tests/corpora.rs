@@ -76,6 +76,7 @@ fn clamav_testfiles_required_carriers() {
         "clam-nsis.exe",
         "clam.sis",
         "clam.arj",
+        "clam.chm",
     ];
     let engine = engine();
     for name in required {
@@ -248,6 +249,48 @@ fn archives_made_by_arj_are_opened() {
     assert!(out.status.success());
     let r = engine.scan_bytes("g.arj", &std::fs::read(dir.join("g.arj")).unwrap());
     assert_eq!(r.verdict(), Verdict::Encrypted("Encrypted.ARJ".into()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A compiled help file (ClamAV's `clam.chm`, made by Microsoft's help compiler): every file it
+/// lists, stored and LZX-compressed, is read byte for byte as 7-Zip extracts it (issue 17).
+#[test]
+fn a_help_file_is_read_as_7zip_reads_it() {
+    let chm = Path::new("/usr/share/clamav-testfiles/clam.chm");
+    let dir = std::env::temp_dir().join(format!("mxshield-chm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("7z")
+        .arg("x")
+        .arg("-y")
+        .arg(format!("-o{}", dir.display()))
+        .arg(chm)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("7z (scripts/test.sh installs p7zip-full)");
+    assert!(status.success());
+    let r = engine().scan_bytes("clam.chm", &std::fs::read(chm).unwrap());
+    // the empty files hold nothing to scan
+    let extracted: Vec<_> =
+        testkit::corpus::files_in(&dir).into_iter().filter(|f| std::fs::metadata(f).unwrap().len() > 0).collect();
+    assert_eq!(
+        r.root.children.len(),
+        extracted.len(),
+        "{:?}",
+        r.root.children.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+    let mut engine_files = std::collections::BTreeMap::new();
+    for c in &r.root.children {
+        assert!(c.damaged.is_none(), "{}: {:?}", c.name, c.damaged);
+        engine_files.insert(c.name.clone(), c.size);
+    }
+    for f in extracted {
+        let name = f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        let size = std::fs::metadata(&f).unwrap().len();
+        assert_eq!(engine_files.get(&name), Some(&size), "{name}");
+    }
+    let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+    assert_eq!(found, vec![("clam.chm › clam.exe.txt".to_string(), "ClamAV-Test-File FOUND".to_string())]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

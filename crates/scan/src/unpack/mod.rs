@@ -6,6 +6,7 @@
 mod arj;
 mod binhex;
 mod cab;
+mod chm;
 mod cpio;
 pub mod exe;
 mod iso;
@@ -29,6 +30,7 @@ mod zip;
 pub use arj::is_arj;
 pub use binhex::INTRO as BINHEX_INTRO;
 pub use cab::MAGIC as CAB_MAGIC;
+pub use chm::MAGIC as CHM_MAGIC;
 pub use iso::is_iso;
 pub use onenote::MAGIC as ONENOTE_MAGIC;
 pub use rtf::MAGIC as RTF_MAGIC;
@@ -103,7 +105,7 @@ pub enum UnpackError {
 }
 
 /// Every type [`unpack`] opens (fuzzers pick one by index).
-pub const UNPACKABLE: [FileType; 20] = [
+pub const UNPACKABLE: [FileType; 21] = [
     FileType::Zip,
     FileType::Gzip,
     FileType::Bzip2,
@@ -124,6 +126,7 @@ pub const UNPACKABLE: [FileType; 20] = [
     FileType::OneNote,
     FileType::Sis,
     FileType::Arj,
+    FileType::Chm,
 ];
 
 /// Unpacks a container of type `ft`.
@@ -149,6 +152,7 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
         FileType::OneNote => onenote::unpack(data, budget),
         FileType::Sis => sis::unpack(data, budget),
         FileType::Arj => arj::unpack(data, budget),
+        FileType::Chm => chm::unpack(data, budget),
         _ => Ok(Vec::new()),
     }
 }
