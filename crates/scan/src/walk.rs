@@ -153,8 +153,8 @@ impl<'a> Walker<'a> {
     }
 
     /// What an executable carries, as libclamav looks for it: the files of an InstallShield
-    /// setup stream in its overlay, the executable UPX packed into it, the files of a Nullsoft
-    /// installer, and the executables embedded in it (each scanned up to the
+    /// setup stream in its overlay, the executable UPX packed into it, the files of an
+    /// InstallShield MSI setup and of a Nullsoft installer, and the executables embedded in it (each scanned up to the
     /// next one, the last with the rest of the file; one found this way is not searched again —
     /// the search of the outer file found every one after it).
     fn executable(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
@@ -177,6 +177,16 @@ impl<'a> Walker<'a> {
                 return;
             }
             Err(_) => {}
+        }
+        if let Some(at) = unpack::ishield::find_msi(data) {
+            match unpack::ishield::msi_files(data, at, &mut self.budget) {
+                Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
+                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
+                Err(_) => {}
+            }
+            if layer.overall().is_limit() {
+                return;
+            }
         }
         if let Some(at) = unpack::nsis::find(data) {
             match unpack::nsis::unpack(&data[at..], &mut self.budget) {

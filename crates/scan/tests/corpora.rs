@@ -77,6 +77,8 @@ fn clamav_testfiles_required_carriers() {
         "clam.sis",
         "clam.arj",
         "clam.chm",
+        "clam_ISmsi_ext.exe",
+        "clam_ISmsi_int.exe",
     ];
     let engine = engine();
     for name in required {

@@ -9,6 +9,7 @@ mod cab;
 mod chm;
 mod cpio;
 pub mod exe;
+pub mod ishield;
 mod iso;
 mod macho_fat;
 pub mod nsis;
