@@ -41,7 +41,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             entries.push(Entry::Damaged { name, data: bytes.to_vec(), why });
         }
         // the next one after this file (a notebook inside it is opened as its member)
-        at = (from + bytes.len()).max(start + 16);
+        at = (from + bytes.len()).max(start + 16).min(data.len());
     }
     Ok(entries)
 }
