@@ -160,8 +160,29 @@ impl<'a> Walker<'a> {
     fn executable(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
         let searched = !std::mem::take(&mut self.embedded_pe);
         let overlay = crate::pe::parse(data).and_then(|pe| pe.overlay_start());
-        for (name, range) in overlay.map(|s| unpack::exe::installshield_files(data, s as usize)).unwrap_or_default() {
-            if !self.member_slice(layer, name, &data[range], depth, FileType::Pe) {
+        let stream = overlay.map(|s| unpack::exe::installshield_files(data, s as usize)).unwrap_or_default();
+        for (name, range) in &stream {
+            if !self.member_slice(layer, name.clone(), &data[range.clone()], depth, FileType::Pe) {
+                return;
+            }
+        }
+        // a cabinet set in the stream: data1.hdr's file table and the dataN.cab files
+        let leaf = |name: &str| name.rsplit(['\\', '/']).next().unwrap_or(name).to_ascii_lowercase();
+        let hdr = stream.iter().find(|(n, _)| leaf(n) == "data1.hdr").map(|(_, r)| &data[r.clone()]);
+        let cabs: Vec<(u16, &[u8])> = stream
+            .iter()
+            .filter_map(|(n, r)| {
+                let no = leaf(n).strip_prefix("data")?.strip_suffix(".cab")?.parse().ok()?;
+                Some((no, &data[r.clone()]))
+            })
+            .collect();
+        if let Some(hdr) = hdr.filter(|_| !cabs.is_empty()) {
+            match unpack::ishield::cab_files(hdr, &cabs, &mut self.budget) {
+                Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
+                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
+                Err(_) => {}
+            }
+            if layer.overall().is_limit() {
                 return;
             }
         }

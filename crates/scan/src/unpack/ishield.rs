@@ -119,3 +119,91 @@ mod tests {
         assert!(find_msi(b"InstallShield\0 but nothing after").is_none());
     }
 }
+
+/// The magic of an InstallShield cabinet header (`data1.hdr`): `ISc(`.
+const CAB_MAGIC: u32 = 0x2863_5349;
+/// A file's entry in the header's file table.
+const FILE_ITEM: usize = 87;
+
+fn le64(d: &[u8], at: usize) -> Option<u64> {
+    d.get(at..at.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+}
+
+/// The files of an InstallShield cabinet set (older, non-MSI setups): `hdr` is its
+/// `data1.hdr` (the file table), `cabs` its `dataN.cab` files by number. Each file the table
+/// marks as inside a cabinet is read at its offset there, as chunks of a 16-bit size and a raw
+/// deflate stream each, and checked against the table's size and MD5.
+pub fn cab_files(hdr: &[u8], cabs: &[(u16, &[u8])], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
+    use md5::Digest;
+    let mut entries = Vec::new();
+    if le32(hdr, 0) != Some(CAB_MAGIC) {
+        return Ok(entries);
+    }
+    let Some(data_off) = le32(hdr, 12).map(|v| v as usize) else { return Ok(entries) };
+    let (Some(dirs_off), Some(count), Some(dir_sz2)) =
+        (le32(hdr, data_off + 0x0c), le32(hdr, data_off + 0x28), le32(hdr, data_off + 0x2c))
+    else {
+        return Ok(entries);
+    };
+    let strings = data_off + dirs_off as usize;
+    let table = strings + dir_sz2 as usize;
+    for i in 0..(count as usize).min(MAX_FILES * 4) {
+        let Some(item) = hdr.get(table + i * FILE_ITEM..table + (i + 1) * FILE_ITEM) else { break };
+        let flags = u16::from_le_bytes([item[0], item[1]]);
+        let (Some(size), Some(csize), Some(at)) = (le64(item, 2), le64(item, 10), le64(item, 18)) else { break };
+        let md5 = &item[26..42];
+        let name_at = strings + le32(item, 58).unwrap_or(0) as usize;
+        let cab_no = u16::from_le_bytes([item[85], item[86]]);
+        // inside a cabinet, not a duplicate of the previous entry, not empty
+        if flags != 4 || item[84] & 1 != 0 || size == 0 {
+            continue;
+        }
+        budget.entry()?;
+        let name_field = hdr.get(name_at..).unwrap_or_default();
+        let name = super::text_name(&name_field[..name_field.iter().position(|&b| b == 0).unwrap_or(0).min(260)]);
+        let name = if name.is_empty() { format!("file {}", i + 1) } else { name };
+        let Some(stream) = cabs
+            .iter()
+            .find(|(n, _)| *n == cab_no)
+            .and_then(|(_, cab)| cab.get(usize::try_from(at).ok()?..usize::try_from(at.checked_add(csize)?).ok()?))
+        else {
+            entries.push(Entry::Broken {
+                name,
+                why: Unreadable::damaged("InstallShield", format!("not in data{cab_no}.cab")),
+            });
+            continue;
+        };
+        let mut out = Vec::new();
+        let mut rest = stream;
+        let mut failed = None;
+        while rest.len() >= 2 && (out.len() as u64) < size {
+            let n = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+            let Some(chunk) = rest.get(2..2 + n) else {
+                failed = Some("a chunk runs past the file".to_string());
+                break;
+            };
+            rest = &rest[2 + n..];
+            match read_bounded(flate2::read::DeflateDecoder::new(chunk), budget, Some(n as u64)) {
+                Ok(d) => out.extend(d),
+                Err(ReadError::Limit(l)) => return Err(UnpackError::Limit(l)),
+                Err(ReadError::Io { why, partial }) => {
+                    out.extend(partial);
+                    failed = Some(why);
+                    break;
+                }
+            }
+        }
+        let intact = out.len() as u64 == size && md5::Md5::digest(&out)[..] == *md5;
+        entries.push(match (intact, failed) {
+            (true, None) => Entry::File { name, data: out },
+            (_, _) if out.is_empty() => {
+                Entry::Broken { name, why: Unreadable::damaged("InstallShield", "the file does not decompress") }
+            }
+            (_, why) => {
+                let why = why.unwrap_or_else(|| format!("{} of {size} bytes, MD5 mismatch", out.len()));
+                Entry::Damaged { name, data: out, why: Unreadable::damaged("InstallShield", why).to_string() }
+            }
+        });
+    }
+    Ok(entries)
+}
