@@ -72,54 +72,6 @@ pub fn msi_files(data: &[u8], at: usize, budget: &mut Budget) -> Result<Vec<Entr
     Ok(entries)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::limits::Limits;
-    use std::io::Write;
-
-    /// A setup of one file, obfuscated as InstallShield does.
-    fn setup(name: &str, body: &[u8]) -> Vec<u8> {
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(body).unwrap();
-        let packed = z.finish().unwrap();
-        let key: Vec<u8> = name.bytes().enumerate().map(|(i, b)| b ^ NAME_KEY[i & 3]).collect();
-        let stored: Vec<u8> =
-            packed.iter().enumerate().map(|(i, &c)| (c ^ key[(i & 0x3ff) % key.len()]).rotate_left(4)).collect();
-        let mut d = b"MZ stub ".to_vec();
-        d.extend(MAGIC);
-        let mut header = vec![0u8; 0x20];
-        header[..4].copy_from_slice(&1u32.to_le_bytes());
-        d.extend(header);
-        let mut record = vec![0u8; RECORD];
-        record[..name.len()].copy_from_slice(name.as_bytes());
-        record[0x104] = 6;
-        record[0x10c..0x114].copy_from_slice(&(stored.len() as u64).to_le_bytes());
-        record[0x118] = 1;
-        d.extend(record);
-        d.extend(stored);
-        d
-    }
-
-    #[test]
-    fn a_file_is_recovered() {
-        let d = setup("clam.exe409.bmp", b"the file's bytes, compressed and obfuscated");
-        let at = find_msi(&d).unwrap();
-        let e = msi_files(&d, at, &mut Budget::new(Limits::default())).unwrap();
-        assert!(
-            matches!(&e[..], [Entry::File { name, data }] if name == "clam.exe409.bmp" && data.starts_with(b"the file's"))
-        );
-        // the name is the key: another name gives garbage, reported not silently dropped
-        let mut wrong = d.clone();
-        wrong[at + 0x20] ^= 1;
-        assert!(matches!(
-            &msi_files(&wrong, at, &mut Budget::new(Limits::default())).unwrap()[..],
-            [Entry::Broken { .. }]
-        ));
-        assert!(find_msi(b"InstallShield\0 but nothing after").is_none());
-    }
-}
-
 /// The magic of an InstallShield cabinet header (`data1.hdr`): `ISc(`.
 const CAB_MAGIC: u32 = 0x2863_5349;
 /// A file's entry in the header's file table.
@@ -206,4 +158,52 @@ pub fn cab_files(hdr: &[u8], cabs: &[(u16, &[u8])], budget: &mut Budget) -> Resu
         });
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+    use std::io::Write;
+
+    /// A setup of one file, obfuscated as InstallShield does.
+    fn setup(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(body).unwrap();
+        let packed = z.finish().unwrap();
+        let key: Vec<u8> = name.bytes().enumerate().map(|(i, b)| b ^ NAME_KEY[i & 3]).collect();
+        let stored: Vec<u8> =
+            packed.iter().enumerate().map(|(i, &c)| (c ^ key[(i & 0x3ff) % key.len()]).rotate_left(4)).collect();
+        let mut d = b"MZ stub ".to_vec();
+        d.extend(MAGIC);
+        let mut header = vec![0u8; 0x20];
+        header[..4].copy_from_slice(&1u32.to_le_bytes());
+        d.extend(header);
+        let mut record = vec![0u8; RECORD];
+        record[..name.len()].copy_from_slice(name.as_bytes());
+        record[0x104] = 6;
+        record[0x10c..0x114].copy_from_slice(&(stored.len() as u64).to_le_bytes());
+        record[0x118] = 1;
+        d.extend(record);
+        d.extend(stored);
+        d
+    }
+
+    #[test]
+    fn a_file_is_recovered() {
+        let d = setup("clam.exe409.bmp", b"the file's bytes, compressed and obfuscated");
+        let at = find_msi(&d).unwrap();
+        let e = msi_files(&d, at, &mut Budget::new(Limits::default())).unwrap();
+        assert!(
+            matches!(&e[..], [Entry::File { name, data }] if name == "clam.exe409.bmp" && data.starts_with(b"the file's"))
+        );
+        // the name is the key: another name gives garbage, reported not silently dropped
+        let mut wrong = d.clone();
+        wrong[at + 0x20] ^= 1;
+        assert!(matches!(
+            &msi_files(&wrong, at, &mut Budget::new(Limits::default())).unwrap()[..],
+            [Entry::Broken { .. }]
+        ));
+        assert!(find_msi(b"InstallShield\0 but nothing after").is_none());
+    }
 }
