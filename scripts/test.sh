@@ -39,6 +39,8 @@ command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=
 [ -x /usr/bin/makensis ] || need+=(nsis)
 # arj: ARJ archives made by the real tool for the ARJ unpacker's test
 [ -x /usr/bin/arj ] || need+=(arj)
+# qpdf: PDFs with object streams and attachments written by a real tool for the PDF test
+[ -x /usr/bin/qpdf ] || need+=(qpdf)
 # a real browser for the console's tests (headless chromium driven by chromedriver), and a
 # Japanese font so that its screenshots show Japanese
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

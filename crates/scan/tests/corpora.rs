@@ -297,6 +297,58 @@ fn a_help_file_is_read_as_7zip_reads_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A PDF written by a real tool (`qpdf`: compressed streams, object streams, EICAR attached as
+/// an embedded file): the attachment is found in its decoded stream, the file itself holding no
+/// plain EICAR (issue 17).
+#[test]
+fn a_pdf_made_by_qpdf_gives_up_its_attachment() {
+    let tool = Path::new("/usr/bin/qpdf");
+    assert!(tool.exists(), "qpdf is not installed: run scripts/test.sh, which installs it");
+    let dir = std::env::temp_dir().join(format!("mxshield-qpdf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // a one-page PDF to start from
+    const CONTENT: &str = "BT /F1 12 Tf 72 712 Td (Invoice attached) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{CONTENT}\nendstream", CONTENT.len()),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).into_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).into_bytes());
+    for o in offsets {
+        pdf.extend(format!("{o:010} 00000 n \n").into_bytes());
+    }
+    pdf.extend(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).into_bytes(),
+    );
+    std::fs::write(dir.join("base.pdf"), pdf).unwrap();
+    std::fs::write(dir.join("eicar.txt"), b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+        .unwrap();
+    let status = std::process::Command::new(tool)
+        .args(["--compress-streams=y", "--object-streams=generate", "--add-attachment", "eicar.txt", "--"])
+        .args(["base.pdf", "out.pdf"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::fs::read(dir.join("out.pdf")).unwrap();
+    assert!(memchr::memmem::find(&out, b"EICAR").is_none(), "the attachment is compressed");
+    let r = engine().scan_bytes("out.pdf", &out);
+    let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].0.ends_with("(embedded file)"), "{found:?}");
+    assert_eq!(found[0].1, "Eicar-Test-Signature FOUND");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A cabinet compressed with LZX by Microsoft's tools (the `engine32.cab` inside ClamAV's
 /// `clam_IScab_int.exe` InstallShield setup): every member decoded — its DLLs are executables
 /// whose headers parse, its registry scripts text — nothing reported unsupported (issue 17).
