@@ -156,9 +156,8 @@ fn a_damaged_imploded_member_is_reported() {
 fn installers_made_by_makensis_are_opened() {
     let tool = Path::new("/usr/bin/makensis");
     assert!(tool.exists(), "makensis is not installed: run scripts/test.sh, which installs nsis");
-    let dir = std::env::temp_dir().join(format!("mxshield-nsis-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = testkit::TempDir::new("nsis");
+    let dir = tmp.path();
     let big: Vec<u8> =
         (0..8_000).flat_map(|i| format!("line {} of the big text file\n", i % 997).into_bytes()).collect();
     std::fs::write(dir.join("big.txt"), &big).unwrap();
@@ -178,7 +177,7 @@ fn installers_made_by_makensis_are_opened() {
             "Name \"t\"\nOutFile \"t.exe\"\nSetCompressor {compressor}\nSection\nSetOutPath $INSTDIR\nFile \"big.txt\"\nSectionEnd\n"
         );
         std::fs::write(dir.join("t.nsi"), script).unwrap();
-        let out = std::process::Command::new(tool).args(["-V1", "t.nsi"]).current_dir(&dir).output().unwrap();
+        let out = std::process::Command::new(tool).args(["-V1", "t.nsi"]).current_dir(dir).output().unwrap();
         assert!(out.status.success(), "{compressor}: {}", String::from_utf8_lossy(&out.stdout));
         let exe = std::fs::read(dir.join("t.exe")).unwrap();
         assert!(memchr::memmem::find(&exe, &big[..1000]).is_none(), "{compressor}: the file is compressed");
@@ -191,7 +190,6 @@ fn installers_made_by_makensis_are_opened() {
             assert_eq!(r.verdict().label(), "Unpack.NSIS UNSCANNABLE", "{compressor}");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Archives made by a real tool (Debian's `arj`), one per method (stored, the three LZ77 +
@@ -202,21 +200,14 @@ fn installers_made_by_makensis_are_opened() {
 fn archives_made_by_arj_are_opened() {
     let tool = Path::new("/usr/bin/arj");
     assert!(tool.exists(), "arj is not installed: run scripts/test.sh, which installs it");
-    let dir = std::env::temp_dir().join(format!("mxshield-arj-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = testkit::TempDir::new("arj");
+    let dir = tmp.path();
     let big: Vec<u8> = (0..20_000u32)
         .flat_map(|i| {
             format!("line {} of the big text file {}\n", i % 997, i.wrapping_mul(2_654_435_761) % 100_000).into_bytes()
         })
         .collect();
-    let mut seed = 11u32;
-    let random: Vec<u8> = (0..100_000)
-        .map(|_| {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (seed >> 16) as u8
-        })
-        .collect();
+    let random = testkit::pseudo_random(11, 100_000);
     std::fs::write(dir.join("big.txt"), &big).unwrap();
     std::fs::write(dir.join("rand.bin"), &random).unwrap();
     std::fs::write(dir.join("eicar.com"), b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
@@ -226,7 +217,7 @@ fn archives_made_by_arj_are_opened() {
         let name = format!("t{method}.arj");
         let out = std::process::Command::new(tool)
             .args(["a", method, "-y", &name, "big.txt", "rand.bin", "eicar.com"])
-            .current_dir(&dir)
+            .current_dir(dir)
             .output()
             .unwrap();
         assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stdout));
@@ -246,13 +237,12 @@ fn archives_made_by_arj_are_opened() {
     }
     let out = std::process::Command::new(tool)
         .args(["a", "-gsecret", "-y", "g.arj", "eicar.com"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(out.status.success());
     let r = engine.scan_bytes("g.arj", &std::fs::read(dir.join("g.arj")).unwrap());
     assert_eq!(r.verdict(), Verdict::Encrypted("Encrypted.ARJ".into()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A compiled help file (ClamAV's `clam.chm`, made by Microsoft's help compiler): every file it
@@ -260,9 +250,8 @@ fn archives_made_by_arj_are_opened() {
 #[test]
 fn a_help_file_is_read_as_7zip_reads_it() {
     let chm = Path::new("/usr/share/clamav-testfiles/clam.chm");
-    let dir = std::env::temp_dir().join(format!("mxshield-chm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = testkit::TempDir::new("chm");
+    let dir = tmp.path();
     let status = std::process::Command::new("7z")
         .arg("x")
         .arg("-y")
@@ -275,7 +264,7 @@ fn a_help_file_is_read_as_7zip_reads_it() {
     let r = engine().scan_bytes("clam.chm", &std::fs::read(chm).unwrap());
     // the empty files hold nothing to scan
     let extracted: Vec<_> =
-        testkit::corpus::files_in(&dir).into_iter().filter(|f| std::fs::metadata(f).unwrap().len() > 0).collect();
+        testkit::corpus::files_in(dir).into_iter().filter(|f| std::fs::metadata(f).unwrap().len() > 0).collect();
     assert_eq!(
         r.root.children.len(),
         extracted.len(),
@@ -288,13 +277,12 @@ fn a_help_file_is_read_as_7zip_reads_it() {
         engine_files.insert(c.name.clone(), c.size);
     }
     for f in extracted {
-        let name = f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        let name = f.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
         let size = std::fs::metadata(&f).unwrap().len();
         assert_eq!(engine_files.get(&name), Some(&size), "{name}");
     }
     let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
     assert_eq!(found, vec![("clam.chm › clam.exe.txt".to_string(), "ClamAV-Test-File FOUND".to_string())]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A PDF written by a real tool (`qpdf`: compressed streams, object streams, EICAR attached as
@@ -304,9 +292,8 @@ fn a_help_file_is_read_as_7zip_reads_it() {
 fn a_pdf_made_by_qpdf_gives_up_its_attachment() {
     let tool = Path::new("/usr/bin/qpdf");
     assert!(tool.exists(), "qpdf is not installed: run scripts/test.sh, which installs it");
-    let dir = std::env::temp_dir().join(format!("mxshield-qpdf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = testkit::TempDir::new("qpdf");
+    let dir = tmp.path();
     // a one-page PDF to start from
     const CONTENT: &str = "BT /F1 12 Tf 72 712 Td (Invoice attached) Tj ET";
     let objects = [
@@ -335,7 +322,7 @@ fn a_pdf_made_by_qpdf_gives_up_its_attachment() {
     let status = std::process::Command::new(tool)
         .args(["--compress-streams=y", "--object-streams=generate", "--add-attachment", "eicar.txt", "--"])
         .args(["base.pdf", "out.pdf"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .status()
         .unwrap();
     assert!(status.success());
@@ -346,7 +333,6 @@ fn a_pdf_made_by_qpdf_gives_up_its_attachment() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].0.ends_with("(embedded file)"), "{found:?}");
     assert_eq!(found[0].1, "Eicar-Test-Signature FOUND");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A cabinet compressed with LZX by Microsoft's tools (the `engine32.cab` inside ClamAV's
@@ -400,8 +386,8 @@ fn clam_exe_in_disk_images_and_notebooks() {
 fn a_disk_image_made_by_genisoimage_is_opened() {
     let tool = Path::new("/usr/bin/genisoimage");
     assert!(tool.exists(), "genisoimage is not installed: run scripts/test.sh, which installs it");
-    let dir = std::env::temp_dir().join(format!("mxshield-iso-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = testkit::TempDir::new("iso");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("tree/docs/deeper")).unwrap();
     let eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
     std::fs::write(dir.join("tree/docs/deeper/invoice 2026.pdf.exe"), eicar).unwrap();
@@ -417,7 +403,7 @@ fn a_disk_image_made_by_genisoimage_is_opened() {
             .args(["-quiet", "-o", image])
             .args(flags)
             .arg("tree")
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
             .unwrap();
         assert!(status.success(), "{image}");
@@ -430,7 +416,6 @@ fn a_disk_image_made_by_genisoimage_is_opened() {
         let sizes: Vec<u64> = r.root.children.iter().map(|c| c.size).collect();
         assert!(sizes.contains(&(big.len() as u64)), "{image}: the big file read whole: {sizes:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A cabinet made by a real tool (`gcab -z`: MSZIP, a 200 KB member spanning several 32 KiB
@@ -440,9 +425,8 @@ fn a_disk_image_made_by_genisoimage_is_opened() {
 fn a_cabinet_made_by_gcab_is_opened() {
     let gcab = Path::new("/usr/bin/gcab");
     assert!(gcab.exists(), "gcab is not installed: run scripts/test.sh, which installs it");
-    let dir = std::env::temp_dir().join(format!("mxshield-gcab-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = testkit::TempDir::new("gcab");
+    let dir = tmp.path();
     let big: Vec<u8> =
         (0..8_000).flat_map(|i| format!("line {} of the big text file\n", i % 997).into_bytes()).collect();
     std::fs::write(dir.join("big.txt"), &big).unwrap();
@@ -450,7 +434,7 @@ fn a_cabinet_made_by_gcab_is_opened() {
     std::fs::write(dir.join("eicar.com"), eicar).unwrap();
     let status = std::process::Command::new(gcab)
         .args(["-c", "-z", "test.cab", "big.txt", "eicar.com"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .status()
         .unwrap();
     assert!(status.success());
@@ -462,7 +446,6 @@ fn a_cabinet_made_by_gcab_is_opened() {
     assert_eq!(r.root.children.len(), 2);
     assert_eq!(r.root.children[0].size, big.len() as u64, "the whole member inflated");
     assert!(r.root.children.iter().all(|c| c.damaged.is_none()));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The depth limit counts as ClamAV's `MaxRecursion` does: `clamscan --max-recursion=17`

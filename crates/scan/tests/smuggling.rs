@@ -8,21 +8,8 @@ use std::sync::Arc;
 
 use scan::{Engine, Limits, Signatures, Verdict};
 
-fn b64(d: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    d.chunks(3)
-        .flat_map(|c| {
-            let v = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            let n = c.len() + 1;
-            (0..4).map(move |i| if i < n { A[(v >> (18 - 6 * i)) as usize & 63] as char } else { '=' })
-        })
-        .collect()
-}
-
 fn page(payload: &[u8]) -> String {
-    let text = b64(payload);
+    let text = testkit::base64(payload);
     let pieces: Vec<String> =
         text.as_bytes().chunks(60).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
     format!(

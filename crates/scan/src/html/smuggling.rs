@@ -121,23 +121,10 @@ fn decode(text: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn b64(d: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        d.chunks(3)
-            .flat_map(|c| {
-                let v = (u32::from(c[0]) << 16)
-                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                    | u32::from(*c.get(2).unwrap_or(&0));
-                let n = c.len() + 1;
-                (0..4).map(move |i| if i < n { A[(v >> (18 - 6 * i)) as usize & 63] as char } else { '=' })
-            })
-            .collect()
-    }
-
     #[test]
     fn a_file_in_pieces_is_joined_and_short_strings_are_left() {
         let file: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
-        let text = b64(&file);
+        let text = testkit::base64(&file);
         let (a, b) = text.split_at(300);
         let page = format!(
             "<html><script>var id = \"AbCdEf012345\"; var p = [\"{a}\",\n \"{b}\"]; \
@@ -152,7 +139,7 @@ mod tests {
     #[test]
     fn many_blobs_are_bounded() {
         // base64 of 200 bytes, with a lower-case letter so that it is not a word
-        let one = format!("'{}Zz' ; ", b64(&[0x41u8; 198]));
+        let one = format!("'{}Zz' ; ", testkit::base64(&[0x41u8; 198]));
         let page = format!("<script>{}</script>", one.repeat(1000));
         assert_eq!(script_blobs(page.as_bytes()).len(), MAX_BLOBS);
     }

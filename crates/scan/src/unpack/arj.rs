@@ -491,13 +491,7 @@ mod tests {
     fn not_an_archive_and_garbage_members_end_without_a_panic() {
         assert!(!is_arj(b"not an archive"));
         assert!(unpack(b"\x60\xea\x00\x00", &mut Budget::new(Limits::default())).is_err());
-        let mut seed = 3u32;
-        let junk: Vec<u8> = (0..5000)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                (seed >> 16) as u8
-            })
-            .collect();
+        let junk = testkit::pseudo_random(3, 5000);
         let mut budget = Budget::new(Limits::default());
         for method in [1, 4] {
             let _ = Decoder::new(&junk, 100_000, &mut budget).lzh().map(|v| v.len());

@@ -352,13 +352,7 @@ mod tests {
 
     #[test]
     fn garbage_ends_in_bounded_time_for_every_method() {
-        let mut seed = 7u32;
-        let junk: Vec<u8> = (0..100_000)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                (seed >> 16) as u8
-            })
-            .collect();
+        let junk = testkit::pseudo_random(7, 100_000);
         for m in [Nrv::B, Nrv::D, Nrv::E] {
             let _ = decode(m, &junk, 1 << 20);
             assert!(decode(m, &[0xff; 64], 1 << 20).is_none());
