@@ -47,7 +47,87 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         let decoded = decode(raw, &filters(&dict), budget);
         entries.push(super::member(name, "PDF", decoded)?);
     }
+    // scripts given as strings (`/JS (…)` or `/JS <…>`), de-escaped as a reader reads them;
+    // a script in a stream (`/JS 12 0 R`) is that stream, decoded above
+    let finder = memchr::memmem::Finder::new(b"/JS");
+    let mut from = 0;
+    while let Some(at) = finder.find(&data[from..]) {
+        let start = from + at + 3;
+        from = start;
+        let rest = &data[start..];
+        let skip = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        let script = match rest.get(skip) {
+            Some(b'(') => literal_string(&rest[skip + 1..]),
+            Some(b'<') if rest.get(skip + 1) != Some(&b'<') => hex(&rest[skip + 1..]),
+            _ => continue,
+        };
+        if script.is_empty() {
+            continue;
+        }
+        budget.entry()?;
+        budget.check_time()?;
+        budget.spend(script.len() as u64)?;
+        entries.push(Entry::File { name: format!("JavaScript at {}", start - 3), data: script });
+    }
     Ok(entries)
+}
+
+/// A literal string's bytes (after its `(`) as a reader takes them: balanced parentheses kept,
+/// `\n \r \t \b \f \( \) \\`, octal `\ddd`, a backslash before a line end removed.
+fn literal_string(d: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut depth = 1usize;
+    let mut i = 0;
+    while i < d.len() {
+        let c = d[i];
+        i += 1;
+        match c {
+            b'(' => {
+                depth += 1;
+                out.push(c);
+            }
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+                out.push(c);
+            }
+            b'\\' => {
+                let Some(&e) = d.get(i) else { break };
+                i += 1;
+                match e {
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'0'..=b'7' => {
+                        let mut v = u32::from(e - b'0');
+                        for _ in 0..2 {
+                            match d.get(i) {
+                                Some(&o @ b'0'..=b'7') => {
+                                    v = v * 8 + u32::from(o - b'0');
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out.push(v as u8);
+                    }
+                    b'\r' => {
+                        if d.get(i) == Some(&b'\n') {
+                            i += 1;
+                        }
+                    }
+                    b'\n' => {}
+                    other => out.push(other),
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The dictionary whose `>>` ends at `close`: where it starts (its matching `<<`, nesting
@@ -382,6 +462,50 @@ mod tests {
         let limits = Limits { max_expanded: 4 << 20, ..Limits::default() };
         let r = unpack(&doc, &mut Budget::new(limits));
         assert!(matches!(r, Err(UnpackError::Limit(_))), "{:?}", r.map(|e| e.len()));
+    }
+}
+
+#[cfg(test)]
+mod js_tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    #[test]
+    fn scripts_in_strings_are_de_escaped() {
+        assert_eq!(
+            literal_string(
+                br"a\(b\) (nested) \\ \101\102C\
+d) after"
+            ),
+            b"a(b) (nested) \\ ABCd".to_vec()
+        );
+        let doc = b"%PDF-1.4\n1 0 obj\n<< /S /JavaScript /JS (app.alert\\(\\101\\)) >>\nendobj\n2 0 obj << /JS <6869> >> endobj\n3 0 obj << /JS 4 0 R >> endobj\n";
+        let e = unpack(doc, &mut Budget::new(Limits::default())).unwrap();
+        let scripts: Vec<Vec<u8>> = e
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::File { name, data } if name.starts_with("JavaScript") => Some(data),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scripts, vec![b"app.alert(A)".to_vec(), b"hi".to_vec()]);
+    }
+
+    /// EICAR written into a script string with the escapes a PDF writer uses before `\`, `(`
+    /// and `)`: not in the file's bytes, found in the script.
+    #[test]
+    fn a_script_string_is_scanned() {
+        let escaped = br"X5O!P%@AP[4\\PZX54\(P^\)7CC\)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        let mut doc = b"%PDF-1.4\n1 0 obj\n<< /S /JavaScript /JS (var s = '".to_vec();
+        doc.extend_from_slice(escaped);
+        doc.extend_from_slice(b"';) >>\nendobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+        assert!(memchr::memmem::find(&doc, b"EICAR-STANDARD").is_some());
+        assert!(memchr::memmem::find(&doc, b"PZX54(P^)7CC)7}").is_none(), "escaped in the file");
+        let engine = crate::Engine::new(std::sync::Arc::new(crate::Signatures::builtin()), Limits::default());
+        let r = engine.scan_bytes("js.pdf", &doc);
+        let found: Vec<String> =
+            r.root.findings().into_iter().map(|(p, l)| format!("{p}: {}", l.verdict.label())).collect();
+        assert_eq!(found, ["js.pdf › JavaScript at 35: Eicar-Test-Signature FOUND"]);
     }
 }
 
