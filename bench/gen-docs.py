@@ -24,25 +24,20 @@ import struct
 import zipfile
 import zlib
 
-WORDS = None
+def _corpus_generator():
+    """The synthetic corpus generator beside this file (its word list and text lines)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_corpus", os.path.join(os.path.dirname(__file__), "gen-corpus.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def words(rng):
-    global WORDS
-    if WORDS is None:
-        letters = "abcdefghijklmnopqrstuvwxyz"
-        WORDS = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(4096)]
-    return WORDS
+GEN = _corpus_generator()
 
 
 def text(rng, n):
-    w = words(rng)
-    out, total = [], 0
-    while total < n:
-        line = " ".join(rng.choices(w, k=12)) + ".\n"
-        out.append(line)
-        total += len(line)
-    return "".join(out)[:n].encode()
+    return GEN.text_bytes(rng, n)
 
 
 def binary(rng, n):

@@ -158,6 +158,18 @@ pub fn unpack(ft: FileType, data: &[u8], budget: &mut Budget) -> Result<Vec<Entr
     }
 }
 
+/// Each entry's name and bytes, for tests of unpackers that must give whole files only.
+#[cfg(test)]
+pub(crate) fn whole_files(entries: Vec<Entry>) -> Vec<(String, Vec<u8>)> {
+    entries
+        .into_iter()
+        .map(|e| match e {
+            Entry::File { name, data } => (name, data),
+            other => panic!("not a whole file: {other:?}"),
+        })
+        .collect()
+}
+
 /// A member name from bytes in an unknown 8-bit charset.
 pub(crate) fn text_name(raw: &[u8]) -> String {
     mime::charset::guess(raw)

@@ -207,13 +207,7 @@ mod tests {
             (true, deflate(b"file")),
         ]);
         let e = unpack(&d, &mut Budget::new(Limits::default())).unwrap();
-        let got: Vec<(String, Vec<u8>)> = e
-            .into_iter()
-            .map(|e| match e {
-                Entry::File { name, data } => (name, data),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let got = super::super::whole_files(e);
         assert_eq!(
             got,
             vec![

@@ -165,13 +165,7 @@ mod tests {
         for compressed in [true, false] {
             let d = sis(&[("app.app", b"MZ the program"), ("readme.txt", b"read me")], compressed, None);
             let e = unpack(&d, &mut Budget::new(Limits::default())).unwrap();
-            let got: Vec<(String, Vec<u8>)> = e
-                .into_iter()
-                .map(|e| match e {
-                    Entry::File { name, data } => (name, data),
-                    other => panic!("{other:?}"),
-                })
-                .collect();
+            let got = super::super::whole_files(e);
             assert_eq!(
                 got,
                 vec![("app.app".into(), b"MZ the program".to_vec()), ("readme.txt".into(), b"read me".to_vec())]
