@@ -9,6 +9,14 @@ use crate::report::Layer;
 use crate::unpack::{self, Entry, UnpackError};
 use crate::verdict::{Unreadable, Verdict};
 
+/// The archives a self-extracting executable carries after its stub, by their magic.
+const SFX_ARCHIVES: [(&[u8], FileType); 4] = [
+    (b"MSCF\0\0\0\0", FileType::Cab),
+    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], FileType::SevenZip),
+    (b"Rar!\x1a\x07", FileType::Rar),
+    (&[0x60, 0xea], FileType::Arj),
+];
+
 /// One scan in progress.
 pub struct Walker<'a> {
     sigs: &'a Signatures,
@@ -202,6 +210,22 @@ impl<'a> Walker<'a> {
         if let Some(at) = unpack::ishield::find_msi(data) {
             match unpack::ishield::msi_files(data, at, &mut self.budget) {
                 Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
+                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
+                Err(_) => {}
+            }
+            if layer.overall().is_limit() {
+                return;
+            }
+        }
+        // self-extractors: an archive after the stub (IExpress's cabinet, 7-Zip's, WinRAR's and
+        // ARJ's SFX modules); the first of each kind, opened if it reads as one
+        for (magic, kind) in SFX_ARCHIVES {
+            let Some(at) = data.get(1..).and_then(|d| memchr::memmem::find(d, magic)).map(|a| a + 1) else { continue };
+            if FileType::detect(&data[at..]) != kind {
+                continue;
+            }
+            match unpack::unpack(kind, &data[at..], &mut self.budget) {
+                Ok(entries) => self.entries(layer, entries, depth, kind),
                 Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
                 Err(_) => {}
             }

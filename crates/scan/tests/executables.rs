@@ -143,3 +143,37 @@ fn many_embedded_executables_are_bounded() {
     assert_eq!(r.root.children.len(), 50);
     assert!(r.root.children.iter().all(|c| c.children.is_empty()));
 }
+
+/// Self-extractors (issue 17): an archive made by a real tool (7-Zip, gcab, arj) after an
+/// executable stub, as IExpress, 7-Zip's, WinRAR's and ARJ's SFX modules write them. A
+/// compressible file in it is found by a hash signature of its own bytes, so only the archive's
+/// extraction can find it.
+#[test]
+fn archives_after_an_executable_stub_are_opened() {
+    let tmp = testkit::TempDir::new("sfx");
+    let dir = tmp.path();
+    let text: Vec<u8> =
+        (0..3000u32).flat_map(|i| format!("payload line {} of the dropped file\n", i % 211).into_bytes()).collect();
+    std::fs::write(dir.join("payload.txt"), &text).unwrap();
+    let (_, engine) = hash_signature(&text);
+    let stub = pe(b"self-extractor stub");
+    for (tool, args, archive) in [
+        ("7z", &["a", "-bd", "a.7z", "payload.txt"][..], "a.7z"),
+        ("gcab", &["-c", "-z", "a.cab", "payload.txt"][..], "a.cab"),
+        ("arj", &["a", "-m1", "-y", "a.arj", "payload.txt"][..], "a.arj"),
+    ] {
+        let out = Command::new(tool)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/test.sh installs it)"));
+        assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut sfx = stub.clone();
+        sfx.extend(std::fs::read(dir.join(archive)).unwrap());
+        assert!(memchr::memmem::find(&sfx, &text[..200]).is_none(), "{tool}: compressed");
+        let r = engine.scan_bytes("sfx.exe", &sfx);
+        let found: Vec<String> =
+            r.root.findings().into_iter().map(|(p, l)| format!("{p}: {}", l.verdict.label())).collect();
+        assert_eq!(found, ["sfx.exe › payload.txt: Test.Payload FOUND"], "{tool}");
+    }
+}
