@@ -215,7 +215,7 @@ def main():
     total, i = 0, 0
     while total < a.size_mb * 1024 * 1024:
         d, ext, make = KINDS[i % len(KINDS)]
-        size = int(math.exp(rng.uniform(math.log(16 * 1024), math.log(2 * 1024 * 1024))))
+        size = GEN.rand_size(rng, 16 * 1024, 2 * 1024 * 1024)
         data = make(rng, size)
         with open(os.path.join(a.out, d, "%05d.%s" % (i, ext)), "wb") as f:
             f.write(data)

@@ -161,10 +161,11 @@ impl<'a> Walker<'a> {
     }
 
     /// What an executable carries, as libclamav looks for it: the files of an InstallShield
-    /// setup stream in its overlay, the executable UPX packed into it, the files of an
-    /// InstallShield MSI setup and of a Nullsoft installer, and the executables embedded in it (each scanned up to the
-    /// next one, the last with the rest of the file; one found this way is not searched again —
-    /// the search of the outer file found every one after it).
+    /// setup stream in its overlay (and its cabinet set), the executable UPX packed into it, the
+    /// files of an InstallShield MSI setup, of a self-extractor's archive and of a Nullsoft
+    /// installer, and the executables embedded in it (each scanned up to the next one, the last
+    /// with the rest of the file; one found this way is not searched again — the search of the
+    /// outer file found every one after it).
     fn executable(&mut self, layer: &mut Layer, data: &[u8], depth: usize) {
         let searched = !std::mem::take(&mut self.embedded_pe);
         let overlay = crate::pe::parse(data).and_then(|pe| pe.overlay_start());
@@ -185,12 +186,8 @@ impl<'a> Walker<'a> {
             })
             .collect();
         if let Some(hdr) = hdr.filter(|_| !cabs.is_empty()) {
-            match unpack::ishield::cab_files(hdr, &cabs, &mut self.budget) {
-                Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
-                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
-                Err(_) => {}
-            }
-            if layer.overall().is_limit() {
+            let found = unpack::ishield::cab_files(hdr, &cabs, &mut self.budget);
+            if !self.carried(layer, found, depth, FileType::Pe) {
                 return;
             }
         }
@@ -208,12 +205,8 @@ impl<'a> Walker<'a> {
             Err(_) => {}
         }
         if let Some(at) = unpack::ishield::find_msi(data) {
-            match unpack::ishield::msi_files(data, at, &mut self.budget) {
-                Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
-                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
-                Err(_) => {}
-            }
-            if layer.overall().is_limit() {
+            let found = unpack::ishield::msi_files(data, at, &mut self.budget);
+            if !self.carried(layer, found, depth, FileType::Pe) {
                 return;
             }
         }
@@ -224,22 +217,14 @@ impl<'a> Walker<'a> {
             if FileType::detect(&data[at..]) != kind {
                 continue;
             }
-            match unpack::unpack(kind, &data[at..], &mut self.budget) {
-                Ok(entries) => self.entries(layer, entries, depth, kind),
-                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
-                Err(_) => {}
-            }
-            if layer.overall().is_limit() {
+            let found = unpack::unpack(kind, &data[at..], &mut self.budget);
+            if !self.carried(layer, found, depth, kind) {
                 return;
             }
         }
         if let Some(at) = unpack::nsis::find(data) {
-            match unpack::nsis::unpack(&data[at..], &mut self.budget) {
-                Ok(entries) => self.entries(layer, entries, depth, FileType::Pe),
-                Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
-                Err(_) => {}
-            }
-            if layer.overall().is_limit() {
+            let found = unpack::nsis::unpack(&data[at..], &mut self.budget);
+            if !self.carried(layer, found, depth, FileType::Pe) {
                 return;
             }
         }
@@ -268,6 +253,24 @@ impl<'a> Walker<'a> {
                 return;
             }
         }
+    }
+
+    /// Scans what a search inside an executable found (`found`: its members) as members of
+    /// `layer`; a container that turned out not to be one is nothing. False when a limit
+    /// stops the walk.
+    fn carried(
+        &mut self,
+        layer: &mut Layer,
+        found: Result<Vec<Entry>, UnpackError>,
+        depth: usize,
+        container: FileType,
+    ) -> bool {
+        match found {
+            Ok(entries) => self.entries(layer, entries, depth, container),
+            Err(UnpackError::Limit(l)) => layer.verdict = Verdict::LimitExceeded(l),
+            Err(_) => {}
+        }
+        !layer.overall().is_limit()
     }
 
     /// Scans a part of a buffer as its member (an entry of the budget); false when a limit
