@@ -20,10 +20,21 @@
 //! live window — usually the milliseconds of its first delivery attempt — could be restored by
 //! a replay after a crash: delivered at least once, as everywhere else in the spool.
 //!
-//! Record: `MXJ1`, payload length (u32 LE), CRC-32 of the payload (u32 LE), payload. Payload:
-//! kind `F` (files): count (u16 LE), then per file: id length (u8), id, file length (u32 LE),
-//! the spool file's bytes; kind `S` (settled): id length (u8), id. A segment is read from its
-//! start up to the first record that does not check out (the end of what was written).
+//! Segments are written in advance: a new one is [`SEGMENT_MAX`] bytes of zeros, synced once,
+//! and a segment no longer needed is renamed `SEQ.free` and taken again for a later sequence
+//! number (at most [`FREE_KEEP`] are kept). Records are only ever written over blocks the file
+//! already has, so syncing one writes those blocks and nothing else — no block allocation, no
+//! inode size, no file-system metadata to write with every group commit (as database write-ahead
+//! logs do).
+//!
+//! Record: `MXJ2`, payload length (u32 LE), CRC-32 of the segment's sequence number (u64 LE)
+//! followed by the payload (u32 LE), payload. Payload: kind `F` (files): count (u16 LE), then
+//! per file: id length (u8), id, file length (u32 LE), the spool file's bytes; kind `S`
+//! (settled): id length (u8), id. A segment is read from its start up to the first record that
+//! does not check out: the end of what was written, zeros, or a record of the file's earlier
+//! life under another sequence number (sequence numbers are never used twice in a journal).
+//! Records `MXJ1` (CRC of the payload alone, written by earlier versions into files that grew
+//! as they were written) are still read at start-up.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -34,10 +45,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::{GroupSync, QueueId};
 
-const MAGIC: &[u8; 4] = b"MXJ1";
+const MAGIC: &[u8; 4] = b"MXJ2";
+/// Records of earlier versions: CRC of the payload alone.
+const MAGIC_V1: &[u8; 4] = b"MXJ1";
 const HEADER_LEN: usize = 12;
-/// A segment is closed once it holds this much.
-const SEGMENT_MAX: u64 = 16 * 1024 * 1024;
+/// The size of a segment; it is closed once the next record would not fit.
+pub(crate) const SEGMENT_MAX: u64 = 16 * 1024 * 1024;
+/// At most this many segments no longer needed are kept to be written again.
+pub(crate) const FREE_KEEP: usize = 4;
 /// A commit larger than this (all its files together) syncs its own files instead.
 pub(crate) const RECORD_MAX: usize = 4 * 1024 * 1024;
 
@@ -74,11 +89,24 @@ fn segment_name(seq: u64) -> String {
     format!("{seq:016}.seg")
 }
 
+fn free_name(seq: u64) -> String {
+    format!("{seq:016}.free")
+}
+
+/// The CRC of a record: its segment's sequence number, then its payload.
+fn record_crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
 impl Journal {
     /// The journal in `dir` (created if needed); segments left there must have been replayed.
     pub(crate) fn open(dir: PathBuf) -> io::Result<Journal> {
         fs::create_dir_all(&dir)?;
-        let next_seq = segments(&dir)?.last().map_or(1, |(seq, _)| seq + 1);
+        let last = |ext| files(&dir, ext).map(|f| f.last().map_or(0, |(seq, _)| *seq));
+        let next_seq = last("seg")?.max(last("free")?) + 1;
         Ok(Journal { dir, state: Mutex::new(State { next_seq, ..State::default() }), sync: GroupSync::default() })
     }
 
@@ -151,12 +179,8 @@ impl Journal {
     /// Appends one record to the active segment, closing it first if the record does not fit;
     /// returns the segment's sequence number.
     fn append(&self, s: &mut State, payload: &[u8]) -> io::Result<u64> {
-        let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
-        record.extend_from_slice(MAGIC);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        record.extend_from_slice(payload);
-        let full = s.active.as_ref().is_some_and(|a| a.len > 0 && a.len + record.len() as u64 > SEGMENT_MAX);
+        let full =
+            s.active.as_ref().is_some_and(|a| a.len > 0 && a.len + (HEADER_LEN + payload.len()) as u64 > SEGMENT_MAX);
         if full && let Some(old) = s.active.take() {
             // everything appended to it is synced before a sync of the next one can be
             // taken to cover it
@@ -169,17 +193,54 @@ impl Journal {
         }
         if s.active.is_none() {
             let seq = s.next_seq;
-            let path = self.dir.join(segment_name(seq));
-            let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-            // the new segment's name must survive a crash as well as what is written in it
-            File::open(&self.dir)?.sync_all()?;
+            let (path, file) = self.new_segment(seq)?;
             s.next_seq += 1;
             s.active = Some(Segment { seq, path, file: Arc::new(file), len: 0, live: 0 });
         }
         let a = s.active.as_mut().expect("an active segment was just made");
+        let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
+        record.extend_from_slice(MAGIC);
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&record_crc(a.seq, payload).to_le_bytes());
+        record.extend_from_slice(payload);
         a.file.write_all_at(&record, a.len)?;
         a.len += record.len() as u64;
         Ok(a.seq)
+    }
+
+    /// The file of segment `seq`: a free one renamed, or [`SEGMENT_MAX`] zeros written and
+    /// synced; its name made durable either way.
+    fn new_segment(&self, seq: u64) -> io::Result<(PathBuf, File)> {
+        let path = self.dir.join(segment_name(seq));
+        let file = match files(&self.dir, "free")?.into_iter().next() {
+            Some((_, free)) => {
+                fs::rename(&free, &path)?;
+                OpenOptions::new().read(true).write(true).open(&path)?
+            }
+            None => {
+                let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+                let zeros = vec![0u8; 1024 * 1024];
+                let mut at = 0;
+                while at < SEGMENT_MAX {
+                    file.write_all_at(&zeros, at)?;
+                    at += zeros.len() as u64;
+                }
+                file.sync_all()?;
+                file
+            }
+        };
+        // the new segment's name must survive a crash as well as what is written in it
+        File::open(&self.dir)?.sync_all()?;
+        Ok((path, file))
+    }
+}
+
+/// Renames a segment no longer needed to be written again, or deletes it when enough are kept.
+fn retire(dir: &Path, seq: u64, path: &Path) -> io::Result<()> {
+    if files(dir, "free")?.len() < FREE_KEEP {
+        fs::rename(path, dir.join(free_name(seq)))
+    } else {
+        fs::remove_file(path)
     }
 }
 
@@ -196,7 +257,10 @@ fn prune(s: &mut State) {
         if entry.get().live > 0 {
             break;
         }
-        let _ = fs::remove_file(&entry.remove().path);
+        let seg = entry.remove();
+        if let Some(dir) = seg.path.parent() {
+            let _ = retire(dir, seg.seq, &seg.path);
+        }
     }
 }
 
@@ -205,22 +269,23 @@ fn put_id(out: &mut Vec<u8>, id: &QueueId) {
     out.extend_from_slice(id.as_str().as_bytes());
 }
 
-/// The segments in `dir`, oldest first.
-fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+/// The segments in `dir` (`ext` "seg"), or the free ones ("free"), oldest first.
+fn files(dir: &Path, ext: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
         let path = e?.path();
-        if let Some(seq) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok())
+        if path.extension().is_some_and(|x| x == ext)
+            && let Some(seq) = path.file_stem().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok())
         {
             out.push((seq, path));
         }
     }
     out.sort();
     Ok(out)
+}
+
+fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    files(dir, "seg")
 }
 
 /// What the journal in `dir` still holds: the last copy of every message not settled, oldest
@@ -231,10 +296,10 @@ pub(crate) fn unsettled(dir: &Path) -> io::Result<Vec<(QueueId, Vec<u8>)>> {
     if !dir.exists() {
         return Ok(files);
     }
-    for (_, path) in segments(dir)? {
+    for (seq, path) in segments(dir)? {
         let mut data = Vec::new();
         File::open(&path)?.read_to_end(&mut data)?;
-        for payload in Records(&data) {
+        for payload in (Records { seq, rest: &data }) {
             match payload.split_first() {
                 Some((b'F', rest)) => files.extend(decode_files(rest)),
                 Some((b'S', rest)) => settled.extend(decode_id(rest).map(|(id, _)| id)),
@@ -250,35 +315,44 @@ pub(crate) fn unsettled(dir: &Path) -> io::Result<Vec<(QueueId, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Deletes every segment in `dir` and syncs it.
+/// Retires every segment in `dir` (kept free to be written again, or deleted) and syncs it.
 pub(crate) fn clear(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    for (_, path) in segments(dir)? {
-        fs::remove_file(path)?;
+    for (seq, path) in segments(dir)? {
+        retire(dir, seq, &path)?;
     }
     File::open(dir)?.sync_all()
 }
 
 /// The payloads of a segment's valid records, up to the first that is not.
-struct Records<'a>(&'a [u8]);
+struct Records<'a> {
+    /// The segment's sequence number, part of each record's CRC.
+    seq: u64,
+    rest: &'a [u8],
+}
 
 impl<'a> Iterator for Records<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let d = self.0;
-        if d.len() < HEADER_LEN || &d[..4] != MAGIC {
+        let d = self.rest;
+        if d.len() < HEADER_LEN {
             return None;
         }
         let len = u32::from_le_bytes(d[4..8].try_into().ok()?) as usize;
         let crc = u32::from_le_bytes(d[8..12].try_into().ok()?);
         let payload = d.get(HEADER_LEN..HEADER_LEN.checked_add(len)?)?;
-        if crc32fast::hash(payload) != crc {
+        let valid = match &d[..4] {
+            m if m == MAGIC => record_crc(self.seq, payload) == crc,
+            m if m == MAGIC_V1 => crc32fast::hash(payload) == crc,
+            _ => false,
+        };
+        if !valid {
             return None;
         }
-        self.0 = &d[HEADER_LEN + len..];
+        self.rest = &d[HEADER_LEN + len..];
         Some(payload)
     }
 }
@@ -322,14 +396,64 @@ mod tests {
         assert_eq!(left, vec![(b.clone(), b"second".to_vec()), (c.clone(), b"third".to_vec())]);
         // a torn last record (a crash in mid-write) is the end of the segment
         let seg = segments(&dir).unwrap()[0].1.clone();
-        let len = fs::metadata(&seg).unwrap().len();
+        assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_MAX, "written over, never grown");
+        let data = fs::read(&seg).unwrap();
+        let last = data.windows(4).rposition(|w| w == MAGIC).unwrap();
+        let end = last + HEADER_LEN + u32::from_le_bytes(data[last + 4..last + 8].try_into().unwrap()) as usize;
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.set_len(len - 3).unwrap();
+        f.write_all_at(&[0; 3], (end - 3) as u64).unwrap();
         let left = unsettled(&dir).unwrap();
         let ids: Vec<_> = left.into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, vec![a, b, c], "the settled record was torn: a is not settled");
         clear(&dir).unwrap();
         assert!(unsettled(&dir).unwrap().is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_written_again_does_not_bring_back_its_earlier_records() {
+        let dir = std::env::temp_dir().join(format!("mxj-again-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let j = Journal::open(dir.clone()).unwrap();
+        let (old1, old2, new) = (QueueId::generate(), QueueId::generate(), QueueId::generate());
+        j.commit(&[(&old1, b"the first message")]).unwrap();
+        j.commit(&[(&old2, b"the next message")]).unwrap();
+        drop(j);
+        // a restart: replayed, then cleared, its segment kept free
+        assert_eq!(unsettled(&dir).unwrap().len(), 2);
+        clear(&dir).unwrap();
+        assert_eq!(files(&dir, "free").unwrap().len(), 1);
+        assert!(unsettled(&dir).unwrap().is_empty());
+        // the free segment is written again from its start, a record as long as the first
+        // one: the earlier second record follows it intact, but under the old number
+        let j = Journal::open(dir.clone()).unwrap();
+        j.commit(&[(&new, b"a new message....")]).unwrap();
+        assert!(files(&dir, "free").unwrap().is_empty(), "the free segment was taken");
+        let left: Vec<_> = unsettled(&dir).unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(left, vec![new]);
+        drop(j);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_of_earlier_versions_are_still_read() {
+        let dir = std::env::temp_dir().join(format!("mxj-v1-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let id = QueueId::generate();
+        let mut payload = vec![b'F', 1, 0];
+        put_id(&mut payload, &id);
+        payload.extend_from_slice(&5u32.to_le_bytes());
+        payload.extend_from_slice(b"bytes");
+        let mut record = MAGIC_V1.to_vec();
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        fs::write(dir.join(segment_name(7)), &record).unwrap();
+        assert_eq!(unsettled(&dir).unwrap(), vec![(id, b"bytes".to_vec())]);
+        // numbers go on after those found, free or not
+        let j = Journal::open(dir.clone()).unwrap();
+        assert_eq!(j.state().next_seq, 8);
         let _ = fs::remove_dir_all(&dir);
     }
 }
