@@ -95,6 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         queue_size: Default::default(),
     });
     let scheduler = tokio::spawn(scheduler::run(delivery.clone(), known, queued_rx, shutdown_rx.clone()));
+    let spool_at_shutdown = spool.clone();
 
     let mut listeners = Vec::new();
     for addr in &config.smtp.listen {
@@ -218,6 +219,17 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = scheduler.await;
+    // messages committed through the journal and not yet delivered get their files: the queue
+    // left on disk is whole without the journal (which would restore them at the next start)
+    let spool = spool_at_shutdown;
+    let not_written = tokio::task::spawn_blocking(move || spool.write_out_all()).await.unwrap_or(0);
+    if not_written > 0 {
+        tracing::warn!(
+            event = "spool_write_out_failed",
+            messages = not_written,
+            "queued messages kept in the commit journal only; restored at the next start"
+        );
+    }
     if let Some(u) = updater {
         let _ = u.await;
     }

@@ -351,23 +351,103 @@ fn restart(spool: &Spool) -> (Spool, Vec<QueueId>) {
 }
 
 #[test]
-fn a_journaled_message_whose_file_was_lost_is_restored_as_it_was() {
+fn a_journaled_message_is_restored_as_it_was() {
     let spool = journaled_spool("journal-restore");
     let id = commit_small(&spool, "Subject: kept\r\n\r\nbody\r\n");
-    let before = fs::read(msg_file(&spool, &id)).unwrap();
-    // the file was not synced on its own: a crash may lose it, or leave part of it
-    fs::remove_file(msg_file(&spool, &id)).unwrap();
+    // no file: the journal holds it on disk, the spool's memory is its only other copy
+    assert!(!msg_file(&spool, &id).exists());
+    // a crash while its file was being written left part of one
     let damaged = commit_small(&spool, "Subject: damaged\r\n\r\nbody\r\n");
-    let whole = fs::read(msg_file(&spool, &damaged)).unwrap();
+    let whole = {
+        let other = journaled_spool("journal-restore-model");
+        let m = commit_small(&other, "Subject: damaged\r\n\r\nbody\r\n");
+        other.write_out(&m).unwrap();
+        let bytes = fs::read(msg_file(&other, &m)).unwrap();
+        let _ = fs::remove_dir_all(other.root());
+        bytes
+    };
     fs::write(msg_file(&spool, &damaged), &whole[..whole.len() / 2]).unwrap();
     let (again, mut ids) = restart(&spool);
     ids.sort();
     assert_eq!(ids, vec![id.clone(), damaged.clone()]);
-    assert_eq!(fs::read(msg_file(&again, &id)).unwrap(), before);
-    assert_eq!(fs::read(msg_file(&again, &damaged)).unwrap(), whole);
     assert_eq!(again.read_data(&id).unwrap(), (envelope(), b"Subject: kept\r\n\r\nbody\r\n".to_vec()));
+    assert_eq!(again.read_data(&damaged).unwrap(), (envelope(), b"Subject: damaged\r\n\r\nbody\r\n".to_vec()));
     // the journal was cleared once its messages were on disk
     assert_eq!(segment_count(&again), 0);
+    let _ = fs::remove_dir_all(spool.root());
+}
+
+#[test]
+fn an_unwritten_message_gets_its_file_when_one_is_needed() {
+    let spool = journaled_spool("unwritten");
+    let id = commit_small(&spool, "Subject: one\r\n\r\nbody\r\n");
+    let journal = spool.journal.get().unwrap();
+    assert!(!msg_file(&spool, &id).exists());
+    assert!(spool.contains(&id));
+    assert_eq!(spool.list().unwrap(), vec![id.clone()]);
+    assert_eq!(spool.recent(&id).unwrap().data, b"Subject: one\r\n\r\nbody\r\n");
+    // delivered: removed without a file ever written
+    assert!(spool.remove(&id).unwrap());
+    assert!(!spool.contains(&id) && !journal.is_live(&id));
+    assert!(spool.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(spool.root().join("tmp")).unwrap().count(), 0, "no file was made");
+    // deferred: its first status gives it its file, synced, and settles it in the journal
+    let deferred = commit_small(&spool, "Subject: two\r\n\r\nbody\r\n");
+    spool.write_status(&deferred, &Status::new(2)).unwrap();
+    assert!(msg_file(&spool, &deferred).exists() && !journal.is_live(&deferred));
+    assert_eq!(spool.read_status(&deferred, 2).unwrap(), Status::new(2));
+    // an operator's look at it (open_message) writes it out too
+    let looked_at = commit_small(&spool, "Subject: three\r\n\r\nbody\r\n");
+    assert_eq!(spool.read_data(&looked_at).unwrap().1, b"Subject: three\r\n\r\nbody\r\n");
+    assert!(msg_file(&spool, &looked_at).exists() && !journal.is_live(&looked_at));
+    // at shutdown every message left gets its file: the queue on disk is whole without the journal
+    let left = [commit_small(&spool, "Subject: four\r\n\r\n"), commit_small(&spool, "Subject: five\r\n\r\n")];
+    assert_eq!(spool.write_out_all(), 0);
+    for id in &left {
+        assert!(msg_file(&spool, id).exists() && !journal.is_live(id));
+        assert_eq!(format::validate_file(&msg_file(&spool, id)).unwrap(), envelope());
+    }
+    assert_eq!(spool.recent.unwritten_bytes(), 0);
+    let _ = fs::remove_dir_all(spool.root());
+}
+
+#[test]
+fn unwritten_messages_beyond_their_memory_are_written_out_oldest_first() {
+    let spool = journaled_spool("unwritten-memory");
+    let body = format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(200 * 1024));
+    let ids: Vec<_> = (0..200).map(|_| commit_small(&spool, &body)).collect();
+    let held = spool.recent.unwritten_bytes();
+    println!("200 x 200 KiB committed: {held} bytes unwritten");
+    assert!(held <= recent::UNWRITTEN_MAX + body.len(), "{held}");
+    assert!(msg_file(&spool, &ids[0]).exists(), "the oldest was written out");
+    assert!(!msg_file(&spool, ids.last().unwrap()).exists(), "the newest is held");
+    for id in &ids {
+        assert_eq!(spool.recent(id).map(|m| m.data.len()), Some(body.len()));
+        assert!(spool.remove(id).unwrap());
+    }
+    assert!(spool.list().unwrap().is_empty());
+    let (_, left) = restart(&spool);
+    assert!(left.is_empty(), "{left:?}");
+    let _ = fs::remove_dir_all(spool.root());
+}
+
+#[test]
+fn a_message_removed_while_its_file_is_written_leaves_nothing() {
+    let spool = journaled_spool("unwritten-race");
+    for round in 0..200 {
+        let id = commit_small(&spool, &format!("Subject: {round}\r\n\r\n"));
+        let writer = {
+            let (spool, id) = (spool.clone(), id.clone());
+            std::thread::spawn(move || spool.write_out(&id))
+        };
+        assert!(spool.remove(&id).unwrap());
+        writer.join().unwrap().unwrap();
+        assert!(!spool.contains(&id), "round {round}");
+    }
+    assert!(spool.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(spool.root().join("queue")).unwrap().count(), 0);
+    let (_, left) = restart(&spool);
+    assert!(left.is_empty(), "{left:?}");
     let _ = fs::remove_dir_all(spool.root());
 }
 
@@ -395,8 +475,8 @@ fn a_message_and_its_companions_are_restored_together() {
     let mut warning = spool.create().unwrap();
     warning.write(b"Subject: warning\r\n\r\n").unwrap();
     let (id, companions) = main.commit_group(&envelope(), vec![(warning, envelope())]).unwrap();
-    for lost in [&id, &companions[0]] {
-        fs::remove_file(msg_file(&spool, lost)).unwrap();
+    for unwritten in [&id, &companions[0]] {
+        assert!(spool.contains(unwritten) && !msg_file(&spool, unwritten).exists());
     }
     let (again, mut ids) = restart(&spool);
     ids.sort();
