@@ -141,9 +141,14 @@ impl Journal {
                 }
             }
         }
-        self.sync.sync(|| match self.state().active.as_ref().map(|a| a.file.clone()) {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
+        self.sync.sync(|| {
+            // the state is not held during the sync: appends and settlements go on meanwhile (a
+            // segment closed since is synced before it was closed)
+            let active = self.state().active.as_ref().map(|a| a.file.clone());
+            match active {
+                Some(file) => file.sync_data(),
+                None => Ok(()),
+            }
         })
     }
 
