@@ -62,6 +62,8 @@ pub(crate) struct Journal {
     dir: PathBuf,
     state: Mutex<State>,
     sync: GroupSync,
+    /// Whether free segments are prepared in the background.
+    spares: bool,
 }
 
 #[derive(Debug, Default)]
@@ -104,10 +106,50 @@ fn record_crc(seq: u64, payload: &[u8]) -> u32 {
 impl Journal {
     /// The journal in `dir` (created if needed); segments left there must have been replayed.
     pub(crate) fn open(dir: PathBuf) -> io::Result<Journal> {
+        Journal::open_with(dir, true)
+    }
+
+    /// [`Journal::open`], preparing spare segments in the background or not (`spares`).
+    fn open_with(dir: PathBuf, spares: bool) -> io::Result<Journal> {
         fs::create_dir_all(&dir)?;
+        // a spare whose writing a crash cut short
+        for (_, path) in files(&dir, "prep")? {
+            let _ = fs::remove_file(path);
+        }
         let last = |ext| files(&dir, ext).map(|f| f.last().map_or(0, |(seq, _)| *seq));
         let next_seq = last("seg")?.max(last("free")?) + 1;
-        Ok(Journal { dir, state: Mutex::new(State { next_seq, ..State::default() }), sync: GroupSync::default() })
+        let journal = Journal {
+            dir,
+            state: Mutex::new(State { next_seq, ..State::default() }),
+            sync: GroupSync::default(),
+            spares,
+        };
+        journal.prepare_spare(&mut journal.state());
+        Ok(journal)
+    }
+
+    /// Starts writing a free segment in the background if none is kept, so that the commit
+    /// which needs a new segment finds one ready instead of writing 16 MiB of zeros while
+    /// every other commit waits.
+    fn prepare_spare(&self, s: &mut State) {
+        if !self.spares || files(&self.dir, "free").is_ok_and(|f| !f.is_empty()) {
+            return;
+        }
+        // a number of its own: never that of a segment, so nothing in it is ever read as a record
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        let dir = self.dir.clone();
+        let prepare = move || -> io::Result<()> {
+            let prep = dir.join(format!("{seq:016}.prep"));
+            let file = OpenOptions::new().write(true).create_new(true).open(&prep)?;
+            write_zeros(&file)?;
+            fs::rename(&prep, dir.join(free_name(seq)))?;
+            File::open(&dir)?.sync_all()
+        };
+        // without a thread, the next new segment is written when it is needed
+        let _ = std::thread::Builder::new().name("journal-spare".into()).spawn(move || {
+            let _ = prepare();
+        });
     }
 
     /// Where the segments are.
@@ -203,6 +245,7 @@ impl Journal {
             s.active = Some(Segment { seq, path, file: Arc::new(file), len: 0, live: 0 });
         }
         let a = s.active.as_mut().expect("an active segment was just made");
+        let was = a.len;
         let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
         record.extend_from_slice(MAGIC);
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -210,7 +253,11 @@ impl Journal {
         record.extend_from_slice(payload);
         a.file.write_all_at(&record, a.len)?;
         a.len += record.len() as u64;
-        Ok(a.seq)
+        let (seq, half) = (a.seq, SEGMENT_MAX / 2);
+        if was < half && a.len >= half {
+            self.prepare_spare(s);
+        }
+        Ok(seq)
     }
 
     /// The file of segment `seq`: a free one renamed, or [`SEGMENT_MAX`] zeros written and
@@ -224,13 +271,7 @@ impl Journal {
             }
             None => {
                 let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-                let zeros = vec![0u8; 1024 * 1024];
-                let mut at = 0;
-                while at < SEGMENT_MAX {
-                    file.write_all_at(&zeros, at)?;
-                    at += zeros.len() as u64;
-                }
-                file.sync_all()?;
+                write_zeros(&file)?;
                 file
             }
         };
@@ -238,6 +279,17 @@ impl Journal {
         File::open(&self.dir)?.sync_all()?;
         Ok((path, file))
     }
+}
+
+/// Writes a segment's [`SEGMENT_MAX`] zeros and syncs them.
+fn write_zeros(file: &File) -> io::Result<()> {
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut at = 0;
+    while at < SEGMENT_MAX {
+        file.write_all_at(&zeros, at)?;
+        at += zeros.len() as u64;
+    }
+    file.sync_all()
 }
 
 /// Renames a segment no longer needed to be written again, or deletes it when enough are kept.
@@ -392,7 +444,7 @@ mod tests {
     fn records_stop_at_the_first_that_does_not_check_out() {
         let dir = std::env::temp_dir().join(format!("mxj-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let j = Journal::open(dir.clone()).unwrap();
+        let j = Journal::open_with(dir.clone(), false).unwrap();
         let (a, b, c) = (QueueId::generate(), QueueId::generate(), QueueId::generate());
         j.commit(&[(&a, b"first")]).unwrap();
         j.commit(&[(&b, b"second"), (&c, b"third")]).unwrap();
@@ -419,7 +471,7 @@ mod tests {
     fn a_segment_written_again_does_not_bring_back_its_earlier_records() {
         let dir = std::env::temp_dir().join(format!("mxj-again-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let j = Journal::open(dir.clone()).unwrap();
+        let j = Journal::open_with(dir.clone(), false).unwrap();
         let (old1, old2, new) = (QueueId::generate(), QueueId::generate(), QueueId::generate());
         j.commit(&[(&old1, b"the first message")]).unwrap();
         j.commit(&[(&old2, b"the next message")]).unwrap();
@@ -431,11 +483,49 @@ mod tests {
         assert!(unsettled(&dir).unwrap().is_empty());
         // the free segment is written again from its start, a record as long as the first
         // one: the earlier second record follows it intact, but under the old number
-        let j = Journal::open(dir.clone()).unwrap();
+        let j = Journal::open_with(dir.clone(), false).unwrap();
         j.commit(&[(&new, b"a new message....")]).unwrap();
         assert!(files(&dir, "free").unwrap().is_empty(), "the free segment was taken");
         let left: Vec<_> = unsettled(&dir).unwrap().into_iter().map(|(id, _)| id).collect();
         assert_eq!(left, vec![new]);
+        drop(j);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Waits (bounded) until `dir` holds `n` free segments.
+    fn wait_for_free(dir: &Path, n: usize) -> bool {
+        for _ in 0..500 {
+            if files(dir, "free").unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_spare_segment_is_ready_before_it_is_needed() {
+        let dir = std::env::temp_dir().join(format!("mxj-spare-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let j = Journal::open(dir.clone()).unwrap();
+        assert!(wait_for_free(&dir, 1), "a spare is written when the journal opens");
+        let spare = files(&dir, "free").unwrap()[0].0;
+        j.commit(&[(&QueueId::generate(), b"first")]).unwrap();
+        assert!(files(&dir, "free").unwrap().is_empty(), "the first segment is the spare");
+        assert!(segments(&dir).unwrap()[0].0 > spare, "under a number of its own");
+        // past half the segment, the next one is written in the background
+        let big = vec![b'x'; 1024 * 1024];
+        for _ in 0..9 {
+            j.commit(&[(&QueueId::generate(), &big)]).unwrap();
+        }
+        assert!(wait_for_free(&dir, 1), "a spare for the next segment");
+        assert!(files(&dir, "prep").unwrap().is_empty());
+        for _ in 0..8 {
+            j.commit(&[(&QueueId::generate(), &big)]).unwrap();
+        }
+        assert_eq!(segments(&dir).unwrap().len(), 2, "the second segment");
+        assert!(segments(&dir).unwrap().iter().all(|(_, p)| fs::metadata(p).unwrap().len() == SEGMENT_MAX));
+        assert_eq!(unsettled(&dir).unwrap().len(), 18);
         drop(j);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -457,7 +547,7 @@ mod tests {
         fs::write(dir.join(segment_name(7)), &record).unwrap();
         assert_eq!(unsettled(&dir).unwrap(), vec![(id, b"bytes".to_vec())]);
         // numbers go on after those found, free or not
-        let j = Journal::open(dir.clone()).unwrap();
+        let j = Journal::open_with(dir.clone(), false).unwrap();
         assert_eq!(j.state().next_seq, 8);
         let _ = fs::remove_dir_all(&dir);
     }
