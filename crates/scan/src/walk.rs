@@ -9,6 +9,13 @@ use crate::report::Layer;
 use crate::unpack::{self, Entry, UnpackError};
 use crate::verdict::{Unreadable, Verdict};
 
+/// An executable unpacker: the rebuilt executable, `Ok(None)` when the file is not its kind.
+type Unpacker = fn(&[u8], &mut crate::limits::Budget) -> Result<Option<Vec<u8>>, UnpackError>;
+
+/// The packers whose executables are unpacked, and the name their member is given.
+const PACKERS: &[(&str, Unpacker)] =
+    &[("UPX-unpacked", unpack::upx::unpack), ("WWPack-unpacked", unpack::wwpack::unpack)];
+
 /// The archives a self-extracting executable carries after its stub, by their magic.
 const SFX_ARCHIVES: [(&[u8], FileType); 4] = [
     (b"MSCF\0\0\0\0", FileType::Cab),
@@ -191,18 +198,21 @@ impl<'a> Walker<'a> {
                 return;
             }
         }
-        match unpack::upx::unpack(data, &mut self.budget) {
-            Ok(Some(rebuilt)) => {
-                if !self.member_slice(layer, "UPX-unpacked".into(), &rebuilt, depth, FileType::Pe) {
+        // packers: the executable each rebuilds, scanned as a member
+        for (name, unpacker) in PACKERS {
+            match unpacker(data, &mut self.budget) {
+                Ok(Some(rebuilt)) => {
+                    if !self.member_slice(layer, (*name).into(), &rebuilt, depth, FileType::Pe) {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(UnpackError::Limit(l)) => {
+                    layer.verdict = Verdict::LimitExceeded(l);
                     return;
                 }
+                Err(_) => {}
             }
-            Ok(None) => {}
-            Err(UnpackError::Limit(l)) => {
-                layer.verdict = Verdict::LimitExceeded(l);
-                return;
-            }
-            Err(_) => {}
         }
         if let Some(at) = unpack::ishield::find_msi(data) {
             let found = unpack::ishield::msi_files(data, at, &mut self.budget);

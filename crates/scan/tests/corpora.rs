@@ -39,7 +39,7 @@ fn zero_false_positives_on_the_mail_corpus() {
 /// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it); clam.exe
 /// embedded at the end of an FSG-packed executable and in an InstallShield setup stream, and
 /// imploded (PKZIP 2's method 6) in a zip, and packed by UPX (NRV2B; unpacked and rebuilt, the
-/// payload found at the rebuilt file's end as libclamav finds it).
+/// payload found at the rebuilt file's end as libclamav finds it) or WWPack32.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -80,6 +80,7 @@ fn clamav_testfiles_required_carriers() {
         "clam_ISmsi_ext.exe",
         "clam_ISmsi_int.exe",
         "clam_IScab_int.exe",
+        "clam-wwpack.exe",
     ];
     let engine = engine();
     for name in required {

@@ -16,6 +16,7 @@ pub mod nsis;
 mod ole2;
 mod onenote;
 mod pdf;
+mod peimage;
 mod rar;
 mod rtf;
 mod sevenz;
@@ -26,6 +27,7 @@ mod tar;
 mod tnef;
 pub mod upx;
 mod vba;
+pub mod wwpack;
 mod zip;
 
 pub use arj::is_arj;

@@ -13,6 +13,7 @@
 //! size and the budget.
 
 use super::UnpackError;
+use super::peimage::{le16, le32, sections};
 use crate::limits::Budget;
 
 /// The NRV variant of a pack header's method (UPX numbers them 2, 5 and 8 in their 32-bit
@@ -22,46 +23,6 @@ enum Nrv {
     B,
     D,
     E,
-}
-
-fn le16(d: &[u8], at: usize) -> Option<usize> {
-    d.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-}
-
-fn le32(d: &[u8], at: usize) -> Option<usize> {
-    d.get(at..at.checked_add(4)?).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-}
-
-/// A section header: virtual size, address, size and offset in the file, and where the header is.
-#[derive(Debug, Clone, Copy)]
-struct Section {
-    vsize: usize,
-    rva: usize,
-    rsize: usize,
-    raw: usize,
-}
-
-/// The section headers of the PE header at `pe` (the `PE\0\0` signature) in `d`, and the
-/// optional header's size.
-fn sections(d: &[u8], pe: usize, max: usize) -> Option<(Vec<Section>, usize)> {
-    let n = le16(d, pe + 6)?;
-    let opt = le16(d, pe + 20)?;
-    if n == 0 || n > max || opt < 0xe0 {
-        return None;
-    }
-    let table = pe + 24 + opt;
-    let s = (0..n)
-        .map(|i| {
-            let h = table + i * 40;
-            Some(Section {
-                vsize: le32(d, h + 8)?,
-                rva: le32(d, h + 12)?,
-                rsize: le32(d, h + 16)?,
-                raw: le32(d, h + 20)?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((s, opt))
 }
 
 /// The unpacked and rebuilt executable, if `data` is a UPX-packed PE file whose image
