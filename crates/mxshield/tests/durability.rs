@@ -185,6 +185,26 @@ async fn sigterm_lets_the_session_in_progress_finish() {
     assert!(got.iter().any(|m| m.text().contains("Subject: last one")));
 }
 
+/// A message in its first delivery attempt has no file of its own yet (the commit journal holds
+/// it); a graceful stop writes it out, so the queue another process sees is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_out_the_messages_held_in_memory() {
+    let mut w = world_with("write-out", "", "", Behaviour::SlowData(Duration::from_secs(60))).await;
+    let body = message("held", "in memory and in the journal");
+    let r = send_one(w.gw.addr, "a@remote.test", &["alice@acme.example"], &body).await.unwrap();
+    assert_eq!(r.code, 250);
+    assert_eq!(w.customer.wait_for(1, WAIT).await.len(), 1);
+    let queue = w.dir.path().join("data/spool/queue");
+    let files = || -> Vec<_> { std::fs::read_dir(&queue).unwrap().map(|e| e.unwrap().path()).collect() };
+    assert!(files().is_empty(), "{:?}", files());
+    w.gw.signal_term();
+    let status = w.gw.wait_exit(Duration::from_secs(30)).expect("gateway exits");
+    assert!(status.success(), "{status:?}");
+    let listing = String::from_utf8_lossy(&w.gw.cli(&["queue", "list"]).stdout).into_owned();
+    assert!(listing.contains("(1 messages)"), "{listing}\n{}", w.gw.log());
+    assert!(files().iter().any(|p| p.extension().is_some_and(|x| x == "msg")), "{:?}", files());
+}
+
 /// On SIGTERM an idle client hears `421 4.3.2` within a second, not after its command timeout
 /// (issue 9), and the gateway exits without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
