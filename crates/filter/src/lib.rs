@@ -304,13 +304,14 @@ impl Filter {
         // if this future is dropped (the client went away), the scan stops at its next check
         let _cancel_on_drop = CancelOnDrop(stop.cancelled.clone());
         let joined = tokio::task::spawn_blocking(move || {
+            let queue_id = writer.id().clone();
             let mut decision = match writer.read_back() {
                 Ok(raw) => {
                     let scanner = this.scanner.load_full();
-                    let d = this.decide(&scanner, &facts, writer.id().as_str(), &raw, &stop);
+                    let d = this.decide(&scanner, &facts, queue_id.as_str(), &raw, &stop);
                     drop(raw);
                     if stop.is_cancelled() {
-                        tracing::info!(event = "scan_abandoned", queue_id = %writer.id(), scan_ms = d.scan_ms,
+                        tracing::info!(event = "scan_abandoned", queue_id = %queue_id, scan_ms = d.scan_ms,
                             reason = "the client has gone");
                     }
                     d

@@ -106,7 +106,7 @@ fn replaced_data_keeps_the_id_and_passes_recovery() {
     w.write(b"Subject: original with a long body\r\n\r\nvirus virus virus\r\n").unwrap();
     let id = w.id().clone();
     w.replace_data(b"Subject: cleaned\r\n\r\nok\r\n").unwrap();
-    assert_eq!(w.read_back().unwrap(), b"Subject: cleaned\r\n\r\nok\r\n");
+    assert_eq!(&*w.read_back().unwrap(), b"Subject: cleaned\r\n\r\nok\r\n");
     assert_eq!(w.commit(&envelope()).unwrap(), id);
     assert_eq!(spool.read_data(&id).unwrap().1, b"Subject: cleaned\r\n\r\nok\r\n");
     assert!(matches!(&spool.recover().unwrap()[..], [Recovered::Ok { .. }]));
@@ -271,7 +271,7 @@ fn a_recent_message_is_served_from_memory_as_it_is_in_its_file() {
     w.write(b"Subject: first\r\n\r\nbody\r\n").unwrap();
     // a rewritten message: the copy follows the replacement, as the file does
     w.replace_data(b"Subject: rewritten\r\n\r\nclean\r\n").unwrap();
-    assert_eq!(w.read_back().unwrap(), b"Subject: rewritten\r\n\r\nclean\r\n");
+    assert_eq!(&*w.read_back().unwrap(), b"Subject: rewritten\r\n\r\nclean\r\n");
     let id = w.commit(&envelope()).unwrap();
     let kept = spool.recent(&id).expect("kept in memory");
     let (env, data) = spool.read_data(&id).unwrap();
@@ -295,8 +295,11 @@ fn only_small_messages_are_kept_and_memory_is_bounded() {
     for _ in 0..5 {
         w.write(&chunk).unwrap();
     }
-    // larger than recent::MESSAGE_MAX: read back from the file, not kept
-    assert_eq!(w.read_back().unwrap().len(), 5 * chunk.len());
+    // larger than recent::MESSAGE_MAX: its file mapped for the scan (no private copy), not kept
+    let back = w.read_back().unwrap();
+    assert!(matches!(back, WrittenData::Mapped { .. }), "{back:?}");
+    assert_eq!(&*back, &chunk.repeat(5)[..]);
+    drop(back);
     let big = w.commit(&envelope()).unwrap();
     assert!(spool.recent(&big).is_none());
     // many small ones: the oldest give way, the total stays under the bound
