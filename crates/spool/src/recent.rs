@@ -6,7 +6,7 @@
 //!
 //! A message committed through the journal is *unwritten* at first: the journal holds it on
 //! disk and this cache is its only other copy; it has no file in `queue/` until
-//! [`crate::Spool`] writes it out (a first status, an operator's look, age or memory). Unwritten
+//! [`crate::Spool`] writes it out (a first status, its file opened, age, memory, shutdown). Unwritten
 //! copies are never dropped to make room; they have a budget of their own.
 
 use std::collections::{HashMap, VecDeque};

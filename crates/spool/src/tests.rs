@@ -399,7 +399,7 @@ fn an_unwritten_message_gets_its_file_when_one_is_needed() {
     spool.write_status(&deferred, &Status::new(2)).unwrap();
     assert!(msg_file(&spool, &deferred).exists() && !journal.is_live(&deferred));
     assert_eq!(spool.read_status(&deferred, 2).unwrap(), Status::new(2));
-    // an operator's look at it (open_message) writes it out too
+    // opening its file (a bounce quoting it) writes it out too
     let looked_at = commit_small(&spool, "Subject: three\r\n\r\nbody\r\n");
     assert_eq!(spool.read_data(&looked_at).unwrap().1, b"Subject: three\r\n\r\nbody\r\n");
     assert!(msg_file(&spool, &looked_at).exists() && !journal.is_live(&looked_at));
