@@ -13,8 +13,11 @@ use crate::verdict::{Unreadable, Verdict};
 type Unpacker = fn(&[u8], &mut crate::limits::Budget) -> Result<Option<Vec<u8>>, UnpackError>;
 
 /// The packers whose executables are unpacked, and the name their member is given.
-const PACKERS: &[(&str, Unpacker)] =
-    &[("UPX-unpacked", unpack::upx::unpack), ("WWPack-unpacked", unpack::wwpack::unpack)];
+const PACKERS: &[(&str, Unpacker)] = &[
+    ("UPX-unpacked", unpack::upx::unpack),
+    ("WWPack-unpacked", unpack::wwpack::unpack),
+    ("Petite-unpacked", unpack::petite::unpack),
+];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.
 const SFX_ARCHIVES: [(&[u8], FileType); 4] = [

@@ -39,7 +39,7 @@ fn zero_false_positives_on_the_mail_corpus() {
 /// layers deep in nine nested .tgz (ClamAV's default recursion of 17 reaches it); clam.exe
 /// embedded at the end of an FSG-packed executable and in an InstallShield setup stream, and
 /// imploded (PKZIP 2's method 6) in a zip, and packed by UPX (NRV2B; unpacked and rebuilt, the
-/// payload found at the rebuilt file's end as libclamav finds it) or WWPack32.
+/// payload found at the rebuilt file's end as libclamav finds it), WWPack32 or Petite.
 #[test]
 fn clamav_testfiles_required_carriers() {
     let dir = Path::new("/usr/share/clamav-testfiles");
@@ -81,6 +81,7 @@ fn clamav_testfiles_required_carriers() {
         "clam_ISmsi_int.exe",
         "clam_IScab_int.exe",
         "clam-wwpack.exe",
+        "clam-petite.exe",
     ];
     let engine = engine();
     for name in required {

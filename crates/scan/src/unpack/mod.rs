@@ -17,6 +17,7 @@ mod ole2;
 mod onenote;
 mod pdf;
 mod peimage;
+pub mod petite;
 mod rar;
 mod rtf;
 mod sevenz;
