@@ -175,6 +175,21 @@ impl Bits {
         self.reg = old.wrapping_mul(2);
         Some(u32::from(old >> 7))
     }
+
+    /// An Elias-gamma-like number (at least 2): a 1, then bits each followed by a flag that
+    /// says whether another comes; `None` past 2^30 or at the end of the data.
+    fn gamma(&mut self, image: &[u8], src: &mut usize) -> Option<i64> {
+        let mut v: i64 = 1;
+        loop {
+            v = v * 2 + i64::from(self.bit(image, src)?);
+            if v > 1 << 30 {
+                return None;
+            }
+            if self.bit(image, src)? == 0 {
+                return Some(v);
+            }
+        }
+    }
 }
 
 /// Decompresses `len` bytes from `src` to `dst` in the image; returns where the output ends.
@@ -196,16 +211,7 @@ fn decompress(image: &mut [u8], mut src: usize, mut dst: usize, len: usize) -> O
             (src, dst, left) = (src + 1, dst + 1, left - 1);
             continue;
         }
-        let mut gamma: i64 = 1;
-        loop {
-            gamma = gamma * 2 + i64::from(bits.bit(image, &mut src)?);
-            if gamma > 1 << 30 {
-                return None;
-            }
-            if bits.bit(image, &mut src)? == 0 {
-                break;
-            }
-        }
+        let gamma = bits.gamma(image, &mut src)?;
         let (back, mut count, extra) = if gamma >= 3 {
             let mut v = gamma - 3;
             for _ in 0..width {
@@ -221,17 +227,7 @@ fn decompress(image: &mut [u8], mut src: usize, mut dst: usize, len: usize) -> O
         count = count * 2 + i64::from(bits.bit(image, &mut src)?);
         count = count * 2 + i64::from(bits.bit(image, &mut src)?);
         if count == 0 {
-            count = 1;
-            loop {
-                count = count * 2 + i64::from(bits.bit(image, &mut src)?);
-                if count > 1 << 30 {
-                    return None;
-                }
-                if bits.bit(image, &mut src)? == 0 {
-                    break;
-                }
-            }
-            count += 2;
+            count = bits.gamma(image, &mut src)? + 2;
         }
         count += extra;
         let from = usize::try_from(dst as i64 + back).ok()?;
