@@ -140,6 +140,11 @@ struct State {
     log: Option<msglog::LogStore>,
 }
 
+/// After a burst of offers, the meter pauses this long before it waits again: a busy gateway
+/// wakes its thread a few hundred times a second, not once per message (each wake-up is a
+/// context switch on the mail path's cores).
+const PAUSE: Duration = Duration::from_millis(5);
+
 fn run(rx: Receiver<Offer>, location: msglog::LogLocation, every: Duration, rt: tokio::runtime::Handle) {
     let mut st = State { clusters: HashMap::new(), pending: HashMap::new(), shared: HashMap::new(), log: None };
     let mut next_flush = Instant::now() + every;
@@ -147,22 +152,11 @@ fn run(rx: Receiver<Offer>, location: msglog::LogLocation, every: Duration, rt: 
         let wait = next_flush.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(offer) => {
-                let fp = match &offer.message {
-                    Body::Memory(m) => fingerprint(&m.data),
-                    Body::File(l) => match l.read() {
-                        Ok(data) if (data.len() as u64) < l.len => crate::fingerprint_prefix(&data),
-                        Ok(data) => fingerprint(&data),
-                        Err(e) => {
-                            tracing::warn!(event = "bulk_unmetered", error = %e, "the spool file could not be read");
-                            metrics::counter!("mxshield_bulk_unmetered_total").increment(1);
-                            continue;
-                        }
-                    },
-                };
-                drop(offer.message);
-                let id = st.clusters.entry(offer.contract.clone()).or_default().add(&fp, offer.copies, offer.at);
-                let hour = offer.at - offer.at.rem_euclid(3600);
-                *st.pending.entry((offer.contract, id)).or_default().entry(hour).or_default() += offer.copies;
+                meter(&mut st, offer);
+                while let Ok(offer) = rx.try_recv() {
+                    meter(&mut st, offer);
+                }
+                std::thread::sleep(PAUSE);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -175,6 +169,26 @@ fn run(rx: Receiver<Offer>, location: msglog::LogLocation, every: Duration, rt: 
             next_flush = Instant::now() + every;
         }
     }
+}
+
+/// Adds one delivered message's copies to its contract's clusters.
+fn meter(st: &mut State, offer: Offer) {
+    let fp = match &offer.message {
+        Body::Memory(m) => fingerprint(&m.data),
+        Body::File(l) => match l.read() {
+            Ok(data) if (data.len() as u64) < l.len => crate::fingerprint_prefix(&data),
+            Ok(data) => fingerprint(&data),
+            Err(e) => {
+                tracing::warn!(event = "bulk_unmetered", error = %e, "the spool file could not be read");
+                metrics::counter!("mxshield_bulk_unmetered_total").increment(1);
+                return;
+            }
+        },
+    };
+    drop(offer.message);
+    let id = st.clusters.entry(offer.contract.clone()).or_default().add(&fp, offer.copies, offer.at);
+    let hour = offer.at - offer.at.rem_euclid(3600);
+    *st.pending.entry((offer.contract, id)).or_default().entry(hour).or_default() += offer.copies;
 }
 
 /// A fresh shared cluster id: 16 random bytes in hex.
