@@ -219,6 +219,7 @@ impl Journal {
     }
 
     /// Whether `id` is live in the journal (its file may not be on disk yet).
+    #[cfg(test)]
     pub(crate) fn is_live(&self, id: &QueueId) -> bool {
         self.state().live.contains_key(id)
     }

@@ -9,7 +9,13 @@ pub(super) fn le32(d: &[u8], at: usize) -> Option<usize> {
     d.get(at..at.checked_add(4)?).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// A section header: virtual size, address, size and offset in the file, and where the header is.
+/// Writes `v` as a 32-bit little-endian field at `at`; `None` if it does not fit there or in 32 bits.
+pub(super) fn put32(d: &mut [u8], at: usize, v: usize) -> Option<()> {
+    d.get_mut(at..at.checked_add(4)?)?.copy_from_slice(&u32::try_from(v).ok()?.to_le_bytes());
+    Some(())
+}
+
+/// A section header: virtual size, address, size and offset in the file.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Section {
     pub vsize: usize,

@@ -12,7 +12,7 @@
 //! (no compression) and older versions are not read.
 
 use super::UnpackError;
-use super::peimage::{Section, le16, le32, sections};
+use super::peimage::{Section, le16, le32, put32, sections};
 use crate::limits::Budget;
 
 /// Where the table is in the loader's section, and the size of the loader code appended to the
@@ -79,13 +79,25 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         };
         place.copy_from_slice(bytes);
     }
-    let Some(unpacked) = inflate(&mut image, min, secs, layout) else { return Ok(None) };
-    Ok(rebuild(data, pe, opt, &image, min, &unpacked))
+    let mut limit = None;
+    let unpacked = inflate(&mut image, min, secs, layout, budget, &mut limit);
+    if let Some(l) = limit {
+        return Err(l.into());
+    }
+    Ok(unpacked.and_then(|u| rebuild(data, pe, opt, &image, min, &u)))
 }
 
 /// Runs the table: moves and decompressions in the image (which starts at address `min`);
-/// returns the sections decompressed, in address order.
-fn inflate(image: &mut [u8], min: usize, secs: &[Section], layout: (usize, usize, usize)) -> Option<Vec<Unpacked>> {
+/// returns the sections decompressed, in address order. Each section's size is charged to the
+/// budget before it is decoded; the limit reached, if any, is left in `limit`.
+fn inflate(
+    image: &mut [u8],
+    min: usize,
+    secs: &[Section],
+    layout: (usize, usize, usize),
+    budget: &mut Budget,
+    limit: &mut Option<crate::limits::Limit>,
+) -> Option<Vec<Unpacked>> {
     let (table_at, grown, skew) = layout;
     let addr = |rva: usize| rva.checked_sub(min);
     let mut table = addr(secs.last()?.rva)? + table_at;
@@ -135,6 +147,10 @@ fn inflate(image: &mut [u8], min: usize, secs: &[Section], layout: (usize, usize
         let holder = secs.iter().find(|s| rva >= s.rva && rva + span <= s.rva + s.vsize)?;
         if after_move {
             kept = Unpacked { rva: holder.rva, len: rva - holder.rva + len };
+        }
+        if let Err(l) = budget.spend(len as u64) {
+            *limit = Some(l);
+            return None;
         }
         let end = decompress(image, addr(source)?, addr(rva)?, len)?;
         // the loader's code at the end of what was just decompressed: left out
@@ -261,7 +277,7 @@ fn rebuild(data: &[u8], pe: usize, opt: usize, image: &[u8], min: usize, unpacke
         let h = table + i * 40;
         out[h..h + 8].copy_from_slice(format!(".sect{i}").as_bytes().get(..8).unwrap_or(b".sect\0\0\0"));
         for (field, v) in [(8, vsize), (12, u.rva), (16, u.len), (20, raw)] {
-            out[h + field..h + field + 4].copy_from_slice(&u32::try_from(v).ok()?.to_le_bytes());
+            put32(&mut out, h + field, v)?;
         }
         raw += u.len;
         bodies.push(bytes);

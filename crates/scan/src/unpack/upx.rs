@@ -13,7 +13,7 @@
 //! size and the budget.
 
 use super::UnpackError;
-use super::peimage::{le16, le32, sections};
+use super::peimage::{le16, le32, put32, sections};
 use crate::limits::Budget;
 
 /// The NRV variant of a pack header's method (UPX numbers them 2, 5 and 8 in their 32-bit
@@ -93,7 +93,7 @@ fn rebuild(image: &[u8], base: usize) -> Option<Vec<u8>> {
         let h = 0x40 + nt + i * 40;
         out[h..h + 40].copy_from_slice(image.get(pe + nt + i * 40..pe + nt + i * 40 + 40)?);
         for (field, v) in [(8, bytes.len()), (12, from + base), (16, bytes.len()), (20, at)] {
-            out[h + field..h + field + 4].copy_from_slice(&u32::try_from(v).ok()?.to_le_bytes());
+            put32(&mut out, h + field, v)?;
         }
         out.extend_from_slice(bytes);
         at += bytes.len();

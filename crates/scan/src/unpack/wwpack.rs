@@ -13,7 +13,7 @@
 //! lengths. Decoded from that description; output is bounded by the image and the budget.
 
 use super::UnpackError;
-use super::peimage::{Section, le32, sections};
+use super::peimage::{Section, le32, put32, sections};
 use crate::limits::Budget;
 
 /// The loader's first bytes at the entry point, and those 0x68 bytes further.
@@ -60,9 +60,10 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         }
         let packed = image[at..at + len].to_vec();
         image[at..at + len].fill(0xff);
-        if decode(&packed, &mut image, at).is_none() {
-            return Ok(None);
-        }
+        // what each block decodes is charged: a table of many blocks cannot decode the image
+        // over and over
+        let Some(decoded) = decode(&packed, &mut image, at) else { return Ok(None) };
+        budget.spend(decoded as u64)?;
         table += ENTRY_LEN;
         if fields[ENTRY_LEN] == 0 {
             return Ok(rebuild(image, pe, opt, originals, loader, code));
@@ -99,20 +100,16 @@ fn rebuild(
     loader: &Section,
     code: &[u8],
 ) -> Option<Vec<u8>> {
-    let put = |image: &mut Vec<u8>, at: usize, v: usize| -> Option<()> {
-        image.get_mut(at..at + 4)?.copy_from_slice(&u32::try_from(v).ok()?.to_le_bytes());
-        Some(())
-    };
     image.get_mut(pe + 6..pe + 8)?.copy_from_slice(&u16::try_from(originals.len()).ok()?.to_le_bytes());
     let jump = le32(code, 0x295)?.wrapping_add(loader.rva).wrapping_add(0x299) & 0xffff_ffff;
-    put(&mut image, pe + 0x28, jump)?;
+    put32(&mut image, pe + 0x28, jump)?;
     let image_size = le32(&image, pe + 0x50)?.wrapping_sub(loader.vsize) & 0xffff_ffff;
-    put(&mut image, pe + 0x50, image_size)?;
+    put32(&mut image, pe + 0x50, image_size)?;
     let table = pe + 24 + opt;
     for (i, s) in originals.iter().enumerate() {
         let h = table + i * 40;
         for (field, v) in [(8, s.vsize), (12, s.rva), (16, s.vsize), (20, s.rva)] {
-            put(&mut image, h + field, v)?;
+            put32(&mut image, h + field, v)?;
         }
     }
     let last = table + originals.len() * 40;
@@ -188,9 +185,10 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// Decodes `packed` into `out` from `at` up to the end marker; `None` when the stream breaks
-/// off or a copy reaches outside `out`.
-fn decode(packed: &[u8], out: &mut [u8], mut at: usize) -> Option<()> {
+/// Decodes `packed` into `out` from `at` up to the end marker and returns how many bytes it
+/// wrote; `None` when the stream breaks off or a copy reaches outside `out`.
+fn decode(packed: &[u8], out: &mut [u8], start: usize) -> Option<usize> {
+    let mut at = start;
     let mut s = Stream::new(packed)?;
     let copy = |out: &mut [u8], at: usize, back: usize, len: usize| -> Option<usize> {
         let from = at.checked_sub(back)?;
@@ -220,7 +218,7 @@ fn decode(packed: &[u8], out: &mut [u8], mut at: usize) -> Option<()> {
             };
             let v = s.bits(width)?;
             if v == 0x1ff {
-                return Some(());
+                return Some(at - start);
             }
             at = copy(out, at, (base + v) as usize, 2)?;
             continue;
