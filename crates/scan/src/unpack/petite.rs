@@ -467,6 +467,10 @@ mod tests {
         assert_eq!(secs.len(), 1);
         assert_eq!((secs[0].rva, secs[0].rsize), (0x1000, len));
         assert_eq!(&rebuilt[secs[0].raw..], &want[..]);
+        // each section's size is charged: a budget that holds the image but not the decoded
+        // bytes as well is exceeded
+        let tight = Limits { max_expanded: 0x2000 + 10, ..Limits::default() };
+        assert!(matches!(unpack(&exe, &mut Budget::new(tight)), Err(UnpackError::Limit(_))));
         // not Petite's loader: not unpacked
         let mut other = exe.clone();
         other[0x400] = 0x90;

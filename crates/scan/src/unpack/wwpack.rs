@@ -513,6 +513,10 @@ mod tests {
         assert_eq!(secs.len(), 1);
         assert_eq!((secs[0].rva, secs[0].raw, secs[0].rsize), (0x1000, 0x1000, 0x1000));
         assert_eq!(le32(&image, 0x40 + 0x28), Some(0x10 + 0x2000 + 0x299));
+        // what the blocks decode is charged: a budget that holds the image but not the
+        // decoded bytes as well is exceeded
+        let tight = crate::limits::Limits { max_expanded: 0x2000 + 10, ..Default::default() };
+        assert!(matches!(unpack(&exe, &mut Budget::new(tight)), Err(UnpackError::Limit(_))));
         // not WWPack's loader: not unpacked
         let mut other = exe.clone();
         other[0x400] = 0x90;
