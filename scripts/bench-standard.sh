@@ -24,18 +24,20 @@ sinkroot=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )")
 SINK=127.0.0.1:25525 GW=127.0.0.1:25526
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$sinkroot"' EXIT
 
-# the 1 MiB-attachment message, pre-formatted for smtp-source -F
+# the 1 MiB-attachment message, pre-formatted for smtp-source -F: lines end in LF, because
+# smtp-source sends each line of the file with CRLF (a file with CRLF would arrive with a bare
+# CR before every line end)
 big="$sinkroot/big.eml"
 python3 - "$big" <<'PY'
 import base64, random, sys
 random.seed(13)
 data = bytes(random.getrandbits(8) for _ in range(1 << 20))
-b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
-body = ("From: bench@remote.test\r\nTo: alice@acme.example\r\nSubject: bench 1 MiB\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
-        "--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
-        "--B\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n"
-        "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--B--\r\n")
+b64 = base64.encodebytes(data).decode()
+body = ("From: bench@remote.test\nTo: alice@acme.example\nSubject: bench 1 MiB\n"
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"
+        "--B\nContent-Type: text/plain\n\nsee attached\n"
+        "--B\nContent-Type: application/octet-stream; name=\"data.bin\"\n"
+        "Content-Transfer-Encoding: base64\n\n" + b64 + "--B--\n")
 open(sys.argv[1], "w", newline="").write(body)
 PY
 
