@@ -235,6 +235,13 @@ impl<'a> Walker<'a> {
                 return;
             }
         }
+        // an AutoIt executable's script archive (the script and the files it installs)
+        for at in unpack::autoit::find(data) {
+            let found = unpack::autoit::unpack(&data[at..], &mut self.budget);
+            if !self.carried(layer, found, depth, FileType::Pe) {
+                return;
+            }
+        }
         if let Some(at) = unpack::nsis::find(data) {
             let found = unpack::nsis::unpack(&data[at..], &mut self.budget);
             if !self.carried(layer, found, depth, FileType::Pe) {

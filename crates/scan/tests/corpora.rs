@@ -82,6 +82,8 @@ fn clamav_testfiles_required_carriers() {
         "clam_IScab_int.exe",
         "clam-wwpack.exe",
         "clam-petite.exe",
+        "clam.ea05.exe",
+        "clam.ea06.exe",
     ];
     let engine = engine();
     for name in required {
