@@ -17,6 +17,7 @@ const PACKERS: &[(&str, Unpacker)] = &[
     ("UPX-unpacked", unpack::upx::unpack),
     ("WWPack-unpacked", unpack::wwpack::unpack),
     ("Petite-unpacked", unpack::petite::unpack),
+    ("ASPack-unpacked", unpack::aspack::unpack),
 ];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.

@@ -84,6 +84,7 @@ fn clamav_testfiles_required_carriers() {
         "clam-petite.exe",
         "clam.ea05.exe",
         "clam.ea06.exe",
+        "clam-aspack.exe",
     ];
     let engine = engine();
     for name in required {

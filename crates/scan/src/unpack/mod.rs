@@ -4,6 +4,7 @@
 //! ratio limit stops early.
 
 mod arj;
+pub mod aspack;
 pub mod autoit;
 mod binhex;
 mod cab;
