@@ -18,6 +18,7 @@ const PACKERS: &[(&str, Unpacker)] = &[
     ("WWPack-unpacked", unpack::wwpack::unpack),
     ("Petite-unpacked", unpack::petite::unpack),
     ("ASPack-unpacked", unpack::aspack::unpack),
+    ("yC-decrypted", unpack::yc::unpack),
 ];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.

@@ -85,6 +85,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.ea05.exe",
         "clam.ea06.exe",
         "clam-aspack.exe",
+        "clam-yc.exe",
     ];
     let engine = engine();
     for name in required {

@@ -610,7 +610,8 @@ mod tests {
             assert!(got.iter().any(|(n, _)| n.contains("AUTOIT")), "{name}: the script too");
             // every byte of the archive changed in turn, and cuts: never a panic
             let archive = &real[at[0]..];
-            for k in 0..archive.len().min(60_000) {
+            // (the records' headers densely, the data more sparsely: each try decodes it all)
+            for k in (0..archive.len().min(512)).chain((512..archive.len()).step_by(101)) {
                 let mut bad = archive.to_vec();
                 bad[k] ^= 0x5a;
                 let _ = unpack(&bad, &mut Budget::new(Limits::default()));

@@ -31,6 +31,7 @@ mod tnef;
 pub mod upx;
 mod vba;
 pub mod wwpack;
+pub mod yc;
 mod zip;
 
 pub use arj::is_arj;
