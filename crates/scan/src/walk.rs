@@ -19,6 +19,7 @@ const PACKERS: &[(&str, Unpacker)] = &[
     ("Petite-unpacked", unpack::petite::unpack),
     ("ASPack-unpacked", unpack::aspack::unpack),
     ("yC-decrypted", unpack::yc::unpack),
+    ("PESpin-unpacked", unpack::pespin::unpack),
 ];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.

@@ -86,6 +86,7 @@ fn clamav_testfiles_required_carriers() {
         "clam.ea06.exe",
         "clam-aspack.exe",
         "clam-yc.exe",
+        "clam-pespin.exe",
     ];
     let engine = engine();
     for name in required {

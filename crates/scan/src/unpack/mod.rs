@@ -19,6 +19,7 @@ mod ole2;
 mod onenote;
 mod pdf;
 mod peimage;
+pub mod pespin;
 pub mod petite;
 mod rar;
 mod rtf;

@@ -46,3 +46,49 @@ pub(super) fn sections(d: &[u8], pe: usize, max: usize) -> Option<(Vec<Section>,
         .collect::<Option<Vec<_>>>()?;
     Some((s, opt))
 }
+
+/// A section of an executable [`build`] makes: its address and size in memory and its bytes.
+pub(super) struct Built<'a> {
+    pub rva: usize,
+    pub vsize: usize,
+    pub data: &'a [u8],
+}
+
+/// A parsable (not runnable) 32-bit executable made of `sections`, laid out one after the
+/// other in the file, each padded to 512 bytes, as libclamav's `cli_rebuildpe` lays out what
+/// an unpacker gives it (so that what the original file ended with ends this one too). `None`
+/// when a field does not fit in 32 bits.
+pub(super) fn build(sections: &[Built<'_>], entry: usize, base: usize) -> Option<Vec<u8>> {
+    const PE: usize = 0x40;
+    const OPT: usize = 0xe0;
+    let table = PE + 24 + OPT;
+    let headers = (table + 40 * sections.len()).next_multiple_of(0x200);
+    let size = headers + sections.iter().map(|s| s.data.len().next_multiple_of(0x200)).sum::<usize>();
+    let mut f = vec![0u8; size];
+    f[..2].copy_from_slice(b"MZ");
+    put32(&mut f, 0x3c, PE)?;
+    f[PE..PE + 4].copy_from_slice(b"PE\0\0");
+    f[PE + 4..PE + 6].copy_from_slice(&0x14cu16.to_le_bytes());
+    f[PE + 6..PE + 8].copy_from_slice(&u16::try_from(sections.len()).ok()?.to_le_bytes());
+    f[PE + 20..PE + 22].copy_from_slice(&(OPT as u16).to_le_bytes());
+    f[PE + 22..PE + 24].copy_from_slice(&0x10fu16.to_le_bytes());
+    f[PE + 24..PE + 26].copy_from_slice(&0x10bu16.to_le_bytes());
+    let image_end = sections.iter().map(|s| s.rva.saturating_add(s.vsize.next_multiple_of(0x1000))).max().unwrap_or(0);
+    for (at, v) in
+        [(0x28, entry), (0x34, base), (0x38, 0x1000), (0x3c, 0x200), (0x50, image_end), (0x54, headers), (0x74, 16)]
+    {
+        put32(&mut f, PE + at, v)?;
+    }
+    let mut raw = headers;
+    for (i, s) in sections.iter().enumerate() {
+        let h = table + i * 40;
+        let name = format!(".clam{:02}", (i + 1) % 100);
+        f[h..h + name.len()].copy_from_slice(name.as_bytes());
+        for (at, v) in [(8, s.vsize), (12, s.rva), (16, s.data.len()), (20, raw), (36, 0xffff_ffff)] {
+            put32(&mut f, h + at, v)?;
+        }
+        f[raw..raw + s.data.len()].copy_from_slice(s.data);
+        raw += s.data.len().next_multiple_of(0x200);
+    }
+    Some(f)
+}
