@@ -20,6 +20,7 @@ const PACKERS: &[(&str, Unpacker)] = &[
     ("ASPack-unpacked", unpack::aspack::unpack),
     ("yC-decrypted", unpack::yc::unpack),
     ("PESpin-unpacked", unpack::pespin::unpack),
+    ("MEW-unpacked", unpack::mew::unpack),
 ];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.

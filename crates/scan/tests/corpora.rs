@@ -87,6 +87,7 @@ fn clamav_testfiles_required_carriers() {
         "clam-aspack.exe",
         "clam-yc.exe",
         "clam-pespin.exe",
+        "clam-mew.exe",
     ];
     let engine = engine();
     for name in required {

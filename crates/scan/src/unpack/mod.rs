@@ -3,6 +3,7 @@
 //! beyond the remaining expanded-bytes allowance, and a member that expands faster than the
 //! ratio limit stops early.
 
+mod aplib;
 mod arj;
 pub mod aspack;
 pub mod autoit;
@@ -14,6 +15,7 @@ pub mod exe;
 pub mod ishield;
 mod iso;
 mod macho_fat;
+pub mod mew;
 pub mod nsis;
 mod ole2;
 mod onenote;

@@ -92,3 +92,38 @@ pub(super) fn build(sections: &[Built<'_>], entry: usize, base: usize) -> Option
     }
     Some(f)
 }
+
+/// A section as libclamav keeps it: address and size in memory (aligned to the section
+/// alignment), place and size in the file (aligned to the file alignment, cut at the end of
+/// the file).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sect {
+    pub rva: usize,
+    pub vsize: usize,
+    pub raw: usize,
+    pub rsize: usize,
+}
+
+/// The parsed header and the sections of `data` as libclamav's unpackers see them.
+pub(super) fn clam_sections(data: &[u8]) -> Option<(crate::pe::PeInfo, Vec<Sect>)> {
+    let info = crate::pe::parse(data)?;
+    let pe = le32(data, 0x3c)?;
+    let (headers, _) = sections(data, pe, 96)?;
+    let salign = le32(data, pe + 24 + 32)?;
+    if headers.len() != info.sections.len() {
+        return None;
+    }
+    let up = |v: usize| if salign.is_power_of_two() { v.next_multiple_of(salign) } else { v };
+    let secs = info
+        .sections
+        .iter()
+        .zip(&headers)
+        .map(|(s, h)| Sect {
+            rva: s.rva as usize,
+            vsize: if h.vsize == 0 && s.rsz != 0 { up(h.rsize) } else { up(h.vsize) },
+            raw: s.raw as usize,
+            rsize: s.rsz as usize,
+        })
+        .collect();
+    Some((info, secs))
+}
