@@ -13,7 +13,7 @@
 //! the budget.
 
 use super::UnpackError;
-use super::peimage::{Section, le16, le32, put32, sections};
+use super::peimage::{Section, le16, le32, load, put32, sections};
 use crate::limits::Budget;
 
 /// The loader's first bytes (at the entry point).
@@ -104,22 +104,6 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
     let kept = if n > 2 && secs[n - 2].rva == loader && secs[n - 1].rsize == 0 { n - 2 } else { n };
     let oep = le32(&image, loader + layout.oep);
     Ok(rebuild(image, pe, opt, &secs[..kept], align, oep))
-}
-
-/// The headers and each section where it is in memory, sized as the sections' extent.
-fn load(data: &[u8], secs: &[Section], align: usize, budget: &mut Budget) -> Result<Option<Vec<u8>>, UnpackError> {
-    let size = secs.iter().map(|s| s.rva.saturating_add(s.vsize.max(s.rsize).next_multiple_of(align))).max();
-    let head = secs.iter().map(|s| s.raw).filter(|&r| r != 0).min().unwrap_or(0).min(data.len());
-    let Some(size) = size.filter(|&s| s > head && s as u64 <= budget.remaining()) else { return Ok(None) };
-    budget.spend(size as u64)?;
-    let mut image = vec![0u8; size];
-    image[..head].copy_from_slice(&data[..head]);
-    for s in secs.iter().filter(|s| s.rsize != 0) {
-        let Some(bytes) = data.get(s.raw..s.raw.saturating_add(s.rsize).min(data.len())) else { return Ok(None) };
-        let Some(place) = image.get_mut(s.rva..s.rva.saturating_add(bytes.len())) else { return Ok(None) };
-        place.copy_from_slice(bytes);
-    }
-    Ok(Some(image))
 }
 
 /// Runs the block table; `None` if a block does not decode (the limit reached, if any, left in
@@ -488,6 +472,7 @@ impl Decoder<'_> {
 mod tests {
     use super::*;
     use crate::limits::Limits;
+    use crate::unpack::peimage::test_exe;
 
     /// Bits most significant first.
     #[derive(Default)]
@@ -634,30 +619,16 @@ mod tests {
     /// A small ASPack 2.12 executable: `.text` (0x1000) holds the packed block, `.aspack`
     /// (0x2000) the loader, `.adata` is empty.
     fn packed(stream: &[u8], size: usize) -> Vec<u8> {
-        let mut f = vec![0u8; 0x2000];
-        f[..2].copy_from_slice(b"MZ");
-        f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-        let pe = 0x40;
-        f[pe..pe + 4].copy_from_slice(b"PE\0\0");
-        f[pe + 4..pe + 6].copy_from_slice(&0x14cu16.to_le_bytes());
-        f[pe + 6..pe + 8].copy_from_slice(&3u16.to_le_bytes());
-        f[pe + 20..pe + 22].copy_from_slice(&0xe0u16.to_le_bytes());
-        f[pe + 24..pe + 26].copy_from_slice(&0x10bu16.to_le_bytes());
-        for (at, v) in [(0x28, 0x2001), (0x34, 0x40_0000), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x4000)] {
-            put32(&mut f, pe + at, v).unwrap();
-        }
-        let table = pe + 24 + 0xe0;
-        for (i, (name, rva, rsize, raw)) in
-            [(&b".text"[..], 0x1000, 0x800, 0x400), (b".aspack", 0x2000, 0x1000, 0xc00), (b".adata", 0x3000, 0, 0)]
-                .into_iter()
-                .enumerate()
-        {
-            let h = table + i * 40;
-            f[h..h + name.len()].copy_from_slice(name);
-            for (at, v) in [(8, 0x1000), (12, rva), (16, rsize), (20, raw)] {
-                put32(&mut f, h + at, v).unwrap();
-            }
-        }
+        let mut f = test_exe(
+            0x2000,
+            0x40,
+            &[(0x28, 0x2001), (0x34, 0x40_0000), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x4000)],
+            &[
+                (b".text", 0x1000, 0x1000, 0x800, 0x400),
+                (b".aspack", 0x1000, 0x2000, 0x1000, 0xc00),
+                (b".adata", 0x1000, 0x3000, 0, 0),
+            ],
+        );
         assert!(stream.len() <= 0x800);
         f[0x400..0x400 + stream.len()].copy_from_slice(stream);
         let loader = 0xc00;

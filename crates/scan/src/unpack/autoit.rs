@@ -95,13 +95,13 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         at += 4;
         let tag_bytes = (tag_len as usize).saturating_mul(keys.char_size);
         let Some(tag) = data.get(at..at.saturating_add(tag_bytes)) else { break };
-        let tag = decrypt_field(version, tag, tag_len);
+        let tag = decrypt_field(version, Field::Tag, tag, tag_len);
         at += tag_bytes;
         let Some(name_len) = le32(data, at).map(|n| n ^ keys.name_len) else { break };
         at += 4;
         let name_bytes = (name_len as usize).saturating_mul(keys.char_size);
         let Some(raw_name) = data.get(at..at.saturating_add(name_bytes)) else { break };
-        let name = decrypt_name(version, raw_name, name_len);
+        let name = decrypt_field(version, Field::Name, raw_name, name_len);
         at += name_bytes;
         let (Some(&compressed), Some(csize)) = (data.get(at), le32(data, at + 1)) else { break };
         let csize = (csize ^ keys.size) as usize;
@@ -139,22 +139,23 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
     Ok(out)
 }
 
-/// A record's tag (`>>>AUTOIT SCRIPT<<<`, `>>>AUTOIT NO CMDEXECUTE<<<`, or a `FileInstall`
-/// source path), for the member's name.
-fn decrypt_field(version: Version, raw: &[u8], len: u32) -> String {
-    let mut b = raw.to_vec();
-    match version {
-        Version::Ea05 => Mt19937::new(len.wrapping_add(0xa25e)).xor(&mut b),
-        Version::Ea06 => Lame::new(len.wrapping_add(0xb33f)).xor(&mut b),
-    }
-    text(version, &b)
+/// Which of a record's two text fields: its tag (`>>>AUTOIT SCRIPT<<<`, `>>>AUTOIT NO
+/// CMDEXECUTE<<<`, or a `FileInstall` source path) or its file name; each has its own key.
+#[derive(Clone, Copy)]
+enum Field {
+    Tag,
+    Name,
 }
 
-fn decrypt_name(version: Version, raw: &[u8], len: u32) -> String {
+/// A record's text field decrypted (the key is the field's length plus a constant of its own),
+/// for the member's name.
+fn decrypt_field(version: Version, field: Field, raw: &[u8], len: u32) -> String {
     let mut b = raw.to_vec();
-    match version {
-        Version::Ea05 => Mt19937::new(len.wrapping_add(0xf25e)).xor(&mut b),
-        Version::Ea06 => Lame::new(len.wrapping_add(0xf479)).xor(&mut b),
+    match (version, field) {
+        (Version::Ea05, Field::Tag) => Mt19937::new(len.wrapping_add(0xa25e)).xor(&mut b),
+        (Version::Ea05, Field::Name) => Mt19937::new(len.wrapping_add(0xf25e)).xor(&mut b),
+        (Version::Ea06, Field::Tag) => Lame::new(len.wrapping_add(0xb33f)).xor(&mut b),
+        (Version::Ea06, Field::Name) => Lame::new(len.wrapping_add(0xf479)).xor(&mut b),
     }
     text(version, &b)
 }

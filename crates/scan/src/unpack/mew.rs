@@ -117,7 +117,7 @@ mod tests {
     use super::*;
     use crate::limits::Limits;
     use crate::unpack::aplib::tests::Packer;
-    use crate::unpack::peimage::{put32, sections};
+    use crate::unpack::peimage::{put32, sections, test_exe};
 
     const BASE: usize = 0x40_0000;
 
@@ -140,26 +140,14 @@ mod tests {
     /// packed section with the entry point's jump to the stub at 0x154 and a chain of two
     /// streams.
     fn packed(streams: &[(usize, Vec<u8>)], stub_0x7b: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 0x800];
-        f[..2].copy_from_slice(b"MZ");
         let pe = 0xc;
-        f[0x3c..0x40].copy_from_slice(&(pe as u32).to_le_bytes());
-        f[pe..pe + 4].copy_from_slice(b"PE\0\0");
-        f[pe + 4..pe + 6].copy_from_slice(&0x14cu16.to_le_bytes());
-        f[pe + 6..pe + 8].copy_from_slice(&2u16.to_le_bytes());
-        f[pe + 20..pe + 22].copy_from_slice(&0xe0u16.to_le_bytes());
-        f[pe + 24..pe + 26].copy_from_slice(&0x10bu16.to_le_bytes());
-        for (at, v) in [(0x28, 0x4010), (0x34, BASE), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x5000)] {
-            put32(&mut f, pe + at, v).unwrap();
-        }
+        let mut f = test_exe(
+            0x800,
+            pe,
+            &[(0x28, 0x4010), (0x34, BASE), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x5000)],
+            &[(b"", 0x3000, 0x1000, 0, 0), (b"", 0x1000, 0x4000, 0x400, 0x400)],
+        );
         let table = pe + 24 + 0xe0;
-        for (i, (rva, vsize, rsize, raw)) in
-            [(0x1000, 0x3000, 0, 0), (0x4000, 0x1000, 0x400, 0x400)].into_iter().enumerate()
-        {
-            for (at, v) in [(8, vsize), (12, rva), (16, rsize), (20, raw)] {
-                put32(&mut f, table + i * 40 + at, v).unwrap();
-            }
-        }
         assert_eq!(table + 80, 0x154);
         // the stub: `mov esi, packed data`
         let off = 0x20;

@@ -127,3 +127,58 @@ pub(super) fn clam_sections(data: &[u8]) -> Option<(crate::pe::PeInfo, Vec<Sect>
         .collect();
     Some((info, secs))
 }
+
+/// The headers and each section where it is in memory (sizes rounded up to `align`), charged
+/// to the budget; `None` if a section does not fit the image its headers describe or the image
+/// is larger than the budget left.
+pub(super) fn load(
+    data: &[u8],
+    secs: &[Section],
+    align: usize,
+    budget: &mut crate::limits::Budget,
+) -> Result<Option<Vec<u8>>, super::UnpackError> {
+    let size = secs.iter().map(|s| s.rva.saturating_add(s.vsize.max(s.rsize).next_multiple_of(align))).max();
+    let head = secs.iter().map(|s| s.raw).filter(|&r| r != 0).min().unwrap_or(0).min(data.len());
+    let Some(size) = size.filter(|&s| s > head && s as u64 <= budget.remaining()) else { return Ok(None) };
+    budget.spend(size as u64)?;
+    let mut image = vec![0u8; size];
+    image[..head].copy_from_slice(&data[..head]);
+    for s in secs.iter().filter(|s| s.rsize != 0) {
+        let Some(bytes) = data.get(s.raw..s.raw.saturating_add(s.rsize).min(data.len())) else { return Ok(None) };
+        let Some(place) = image.get_mut(s.rva..s.rva.saturating_add(bytes.len())) else { return Ok(None) };
+        place.copy_from_slice(bytes);
+    }
+    Ok(Some(image))
+}
+
+/// A test executable of `size` bytes: `MZ`, the PE header at `pe` (i386, a 0xe0-byte optional
+/// header), the optional-header `fields` (offset from the `PE` signature, value) and the
+/// `sections` (name, virtual size, address, size in the file, place in the file).
+#[cfg(test)]
+pub(super) fn test_exe(
+    size: usize,
+    pe: usize,
+    fields: &[(usize, usize)],
+    sections: &[(&[u8], usize, usize, usize, usize)],
+) -> Vec<u8> {
+    let mut f = vec![0u8; size];
+    f[..2].copy_from_slice(b"MZ");
+    put32(&mut f, 0x3c, pe).unwrap();
+    f[pe..pe + 4].copy_from_slice(b"PE\0\0");
+    f[pe + 4..pe + 6].copy_from_slice(&0x14cu16.to_le_bytes());
+    f[pe + 6..pe + 8].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+    f[pe + 20..pe + 22].copy_from_slice(&0xe0u16.to_le_bytes());
+    f[pe + 24..pe + 26].copy_from_slice(&0x10bu16.to_le_bytes());
+    for &(at, v) in fields {
+        put32(&mut f, pe + at, v).unwrap();
+    }
+    let table = pe + 24 + 0xe0;
+    for (i, &(name, vsize, rva, rsize, raw)) in sections.iter().enumerate() {
+        let h = table + i * 40;
+        f[h..h + name.len()].copy_from_slice(name);
+        for (at, v) in [(8, vsize), (12, rva), (16, rsize), (20, raw)] {
+            put32(&mut f, h + at, v).unwrap();
+        }
+    }
+    f
+}

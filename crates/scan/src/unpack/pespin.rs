@@ -273,7 +273,7 @@ mod tests {
     use super::*;
     use crate::limits::Limits;
     use crate::unpack::aplib::tests::Packer;
-    use crate::unpack::peimage::put32;
+    use crate::unpack::peimage::{put32, test_exe};
 
     /// The byte `code` turns into `plain` with count `cl` (its instructions are one-to-one).
     fn encrypt_byte(code: &[u8], plain: u8, cl: u8) -> u8 {
@@ -303,33 +303,16 @@ mod tests {
     /// and XORed; `.rsrc` as it is; the loader's layers over its keys and tables.
     fn spinned(text: &[u8]) -> Vec<u8> {
         let (ep, size) = (0x10, 0x3c00);
-        let mut f = vec![0u8; size];
-        f[..2].copy_from_slice(b"MZ");
-        f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-        let pe = 0x40;
-        f[pe..pe + 4].copy_from_slice(b"PE\0\0");
-        f[pe + 4..pe + 6].copy_from_slice(&0x14cu16.to_le_bytes());
-        f[pe + 6..pe + 8].copy_from_slice(&3u16.to_le_bytes());
-        f[pe + 20..pe + 22].copy_from_slice(&0xe0u16.to_le_bytes());
-        f[pe + 24..pe + 26].copy_from_slice(&0x10bu16.to_le_bytes());
-        for (at, v) in [(0x28, 0x3000 + ep), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x7000)] {
-            put32(&mut f, pe + at, v).unwrap();
-        }
-        let table = pe + 24 + 0xe0;
-        for (i, (name, rva, vsize, rsize, raw)) in [
-            (&b".text"[..], 0x1000, 0x1000, 0x200, 0x400),
-            (b".rsrc", 0x2000, 0x1000, 0x200, 0x600),
-            (b"spin", 0x3000, 0x4000, 0x3400, 0x800),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let h = table + i * 40;
-            f[h..h + name.len()].copy_from_slice(name);
-            for (at, v) in [(8, vsize), (12, rva), (16, rsize), (20, raw)] {
-                put32(&mut f, h + at, v).unwrap();
-            }
-        }
+        let mut f = test_exe(
+            size,
+            0x40,
+            &[(0x28, 0x3000 + ep), (24 + 32, 0x1000), (24 + 36, 0x200), (0x50, 0x7000)],
+            &[
+                (b".text", 0x1000, 0x1000, 0x200, 0x400),
+                (b".rsrc", 0x1000, 0x2000, 0x200, 0x600),
+                (b"spin", 0x4000, 0x3000, 0x3400, 0x800),
+            ],
+        );
         // .text: compressed, then the sections' decryptor, then the XOR key stream
         let mut p = Packer::new(text[0]);
         for &c in &text[1..] {

@@ -13,7 +13,7 @@
 //! lengths. Decoded from that description; output is bounded by the image and the budget.
 
 use super::UnpackError;
-use super::peimage::{Section, le32, put32, sections};
+use super::peimage::{Section, le32, load, put32, sections};
 use crate::limits::Budget;
 
 /// The loader's first bytes at the entry point, and those 0x68 bytes further.
@@ -70,23 +70,6 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         }
     }
     Ok(None)
-}
-
-/// The headers and each original section where it is in memory; `None` if a section does not
-/// fit the image its headers describe.
-fn load(data: &[u8], originals: &[Section], align: usize, budget: &mut Budget) -> Result<Option<Vec<u8>>, UnpackError> {
-    let head = originals.iter().map(|s| s.raw).filter(|&r| r != 0).min().unwrap_or(0).min(data.len());
-    let size = originals.iter().map(|s| s.rva.saturating_add(s.vsize.max(s.rsize).div_ceil(align) * align)).max();
-    let Some(size) = size.filter(|&s| s > head && s as u64 <= budget.remaining()) else { return Ok(None) };
-    budget.spend(size as u64)?;
-    let mut image = vec![0u8; size];
-    image[..head].copy_from_slice(&data[..head]);
-    for s in originals.iter().filter(|s| s.rsize != 0) {
-        let Some(bytes) = data.get(s.raw..s.raw.saturating_add(s.rsize).min(data.len())) else { return Ok(None) };
-        let Some(place) = image.get_mut(s.rva..s.rva.saturating_add(bytes.len())) else { return Ok(None) };
-        place.copy_from_slice(bytes);
-    }
-    Ok(Some(image))
 }
 
 /// The image as an executable: the loader's section dropped from the header, every other

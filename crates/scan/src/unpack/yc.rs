@@ -237,6 +237,7 @@ fn decrypt_byte(file: &[u8], decryptor: usize, mut al: u8, cl: u8) -> Option<u8>
 mod tests {
     use super::*;
     use crate::limits::Limits;
+    use crate::unpack::peimage::test_exe;
 
     /// The byte the decryptor turns into `plain` (its instructions are one-to-one).
     fn encrypt_byte(file: &[u8], decryptor: usize, plain: u8, cl: u8) -> u8 {
@@ -257,37 +258,23 @@ mod tests {
     /// encrypted, `.rsrc` not, the yC section last with its entry code, both decryptors (the
     /// second encrypted by the first) and the original entry point.
     fn encrypted(text: &[u8], dec1: &[u8], dec2: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 0x1200];
-        f[..2].copy_from_slice(b"MZ");
-        f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-        let pe = 0x40;
-        f[pe..pe + 4].copy_from_slice(b"PE\0\0");
-        f[pe + 4..pe + 6].copy_from_slice(&0x14cu16.to_le_bytes());
-        f[pe + 6..pe + 8].copy_from_slice(&3u16.to_le_bytes());
-        f[pe + 20..pe + 22].copy_from_slice(&0xe0u16.to_le_bytes());
-        f[pe + 24..pe + 26].copy_from_slice(&0x10bu16.to_le_bytes());
-        for (at, v) in [
-            (0x28, 0x3060),
-            (24 + 32, 0x1000),
-            (24 + 36, 0x200),
-            (0x50, 0x4000),
-            (24 + 0x68, 0x2000),
-            (24 + 0x6c, 0x40),
-        ] {
-            put32(&mut f, pe + at, v).unwrap();
-        }
-        let table = pe + 24 + 0xe0;
-        for (i, (name, rva, rsize, raw)) in
-            [(&b".text"[..], 0x1000, 0x200, 0x400), (b".rsrc", 0x2000, 0x200, 0x600), (b"yC", 0x3000, 0xa00, 0x800)]
-                .into_iter()
-                .enumerate()
-        {
-            let h = table + i * 40;
-            f[h..h + name.len()].copy_from_slice(name);
-            for (at, v) in [(8, 0x1000), (12, rva), (16, rsize), (20, raw)] {
-                put32(&mut f, h + at, v).unwrap();
-            }
-        }
+        let mut f = test_exe(
+            0x1200,
+            0x40,
+            &[
+                (0x28, 0x3060),
+                (24 + 32, 0x1000),
+                (24 + 36, 0x200),
+                (0x50, 0x4000),
+                (24 + 0x68, 0x2000),
+                (24 + 0x6c, 0x40),
+            ],
+            &[
+                (b".text", 0x1000, 0x1000, 0x200, 0x400),
+                (b".rsrc", 0x1000, 0x2000, 0x200, 0x600),
+                (b"yC", 0x1000, 0x3000, 0xa00, 0x800),
+            ],
+        );
         f[0x400..0x400 + text.len()].copy_from_slice(text);
         f[0x600..0x610].copy_from_slice(b"resources stay  ");
         let yc = 0x800;
