@@ -21,6 +21,7 @@ const PACKERS: &[(&str, Unpacker)] = &[
     ("yC-decrypted", unpack::yc::unpack),
     ("PESpin-unpacked", unpack::pespin::unpack),
     ("MEW-unpacked", unpack::mew::unpack),
+    ("Upack-unpacked", unpack::upack::unpack),
 ];
 
 /// The archives a self-extracting executable carries after its stub, by their magic.

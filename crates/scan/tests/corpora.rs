@@ -88,6 +88,7 @@ fn clamav_testfiles_required_carriers() {
         "clam-yc.exe",
         "clam-pespin.exe",
         "clam-mew.exe",
+        "clam-upack.exe",
     ];
     let engine = engine();
     for name in required {

@@ -31,6 +31,7 @@ mod sis;
 mod szdd;
 mod tar;
 mod tnef;
+pub mod upack;
 pub mod upx;
 mod vba;
 pub mod wwpack;
