@@ -370,8 +370,8 @@ fn an_lzx_cabinet_is_opened() {
 
 /// ISO 9660 images and OneNote notebooks from ClamAV's own tests (testdata): clam.exe in a
 /// plain image and in a Joliet image, and attached to OneNote 2007 and 2010 notebooks (issue
-/// 17). The notebook exported by the OneNote web app stores its files in another structure
-/// (MS-FSSHTTPB) that is not read: it is left out, as `docs/detection.md` says.
+/// 17), and in the notebook exported by the OneNote web app (its files in MS-FSSHTTPB Object
+/// Data BLOBs).
 #[test]
 fn clam_exe_in_disk_images_and_notebooks() {
     let dir = testkit::corpus::dir().join("clamav-upstream-extra");
@@ -381,6 +381,7 @@ fn clam_exe_in_disk_images_and_notebooks() {
         ("clamjol.iso", "clamjol.iso › long_dir_is_long/clam_exe_with_a_long_name.exe"),
         ("clam.exe.2007.one", "clam.exe.2007.one › embedded file 1"),
         ("clam.exe.2010.one", "clam.exe.2010.one › embedded file 2"),
+        ("clam.exe.webapp-export.one", "clam.exe.webapp-export.one › data blob 3"),
     ] {
         let r = engine.scan_bytes(name, &std::fs::read(dir.join(name)).unwrap());
         let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
