@@ -91,18 +91,8 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
     while le32(data, at) == Some(keys.magic) {
         budget.check_time()?;
         at += 4;
-        let Some(tag_len) = le32(data, at).map(|n| n ^ keys.tag_len) else { break };
-        at += 4;
-        let tag_bytes = (tag_len as usize).saturating_mul(keys.char_size);
-        let Some(tag) = data.get(at..at.saturating_add(tag_bytes)) else { break };
-        let tag = decrypt_field(version, Field::Tag, tag, tag_len);
-        at += tag_bytes;
-        let Some(name_len) = le32(data, at).map(|n| n ^ keys.name_len) else { break };
-        at += 4;
-        let name_bytes = (name_len as usize).saturating_mul(keys.char_size);
-        let Some(raw_name) = data.get(at..at.saturating_add(name_bytes)) else { break };
-        let name = decrypt_field(version, Field::Name, raw_name, name_len);
-        at += name_bytes;
+        let Some(tag) = read_field(data, &mut at, version, Field::Tag) else { break };
+        let Some(name) = read_field(data, &mut at, version, Field::Name) else { break };
         let (Some(&compressed), Some(csize)) = (data.get(at), le32(data, at + 1)) else { break };
         let csize = (csize ^ keys.size) as usize;
         // flag, packed size, size, checksum, then two file times
@@ -145,6 +135,21 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
 enum Field {
     Tag,
     Name,
+}
+
+/// Reads a record's text field at `*at` (its length XORed with the field's key, then its
+/// characters) and moves past it; `None` if it runs past the end of the data.
+fn read_field(data: &[u8], at: &mut usize, version: Version, field: Field) -> Option<String> {
+    let keys = version.keys();
+    let key = match field {
+        Field::Tag => keys.tag_len,
+        Field::Name => keys.name_len,
+    };
+    let len = le32(data, *at)? ^ key;
+    let bytes = (len as usize).saturating_mul(keys.char_size);
+    let raw = data.get(*at + 4..(*at + 4).saturating_add(bytes))?;
+    *at += 4 + bytes;
+    Some(decrypt_field(version, field, raw, len))
 }
 
 /// A record's text field decrypted (the key is the field's length plus a constant of its own),

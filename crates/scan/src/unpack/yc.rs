@@ -12,7 +12,7 @@
 //! budget and a limit on the decryptor's jumps.
 
 use super::UnpackError;
-use super::peimage::{le16, le32, put32, sections};
+use super::peimage::{clam_sections, le16, le32, put32, sections};
 use crate::limits::{Budget, Limit};
 
 /// Jumps a decryptor may take for one byte before it counts as a loop (libclamav allows
@@ -24,15 +24,15 @@ const DECRYPTOR_LEN: u32 = 0x30;
 /// The decrypted executable, if `data` is encrypted by yC 1.x and decrypts; `Ok(None)` when it is
 /// not one (or is damaged).
 pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, UnpackError> {
-    let Some(info) = crate::pe::parse(data) else { return Ok(None) };
+    let Some((info, secs)) = clam_sections(data) else { return Ok(None) };
     let Some(pe) = le32(data, 0x3c) else { return Ok(None) };
     let Some((headers, opt)) = sections(data, pe, 96) else { return Ok(None) };
-    let n = info.sections.len();
-    if n < 2 || headers.len() != n {
+    let n = secs.len();
+    if n < 2 {
         return Ok(None);
     }
-    let yc = info.sections[n - 1];
-    if le32(data, pe + 0x28) != Some(yc.rva as usize + 0x60) {
+    let yc = secs[n - 1];
+    if le32(data, pe + 0x28) != Some(yc.rva + 0x60) {
         return Ok(None);
     }
     let Some(code) = data.get(info.ep as usize..) else { return Ok(None) };
@@ -59,22 +59,22 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
     let end = data.len() - yc_raw_size.min(data.len());
     let second = base + if offset == -0x18 { 0x3ea } else { 0x457 };
     let table = pe + 24 + opt;
-    for (i, (s, h)) in info.sections[..n - 1].iter().zip(&headers).enumerate() {
+    for (i, (s, h)) in secs[..n - 1].iter().zip(&headers).enumerate() {
         budget.check_time()?;
         let name = le32(data, table + i * 40).unwrap_or(0) as u32;
-        if s.raw == 0 || s.rsz == 0 || SKIPPED.contains(&name) || name & 0xffff == 0x4379 {
+        if s.raw == 0 || s.rsize == 0 || SKIPPED.contains(&name) || name & 0xffff == 0x4379 {
             continue;
         }
-        let Some(max) = end.checked_sub(s.raw as usize) else { return Ok(None) };
+        let Some(max) = end.checked_sub(s.raw) else { return Ok(None) };
         let len = header_raw_size(h, data.len());
-        if !run(&mut file, second, s.raw as usize, len as u32, max, budget)? {
+        if !run(&mut file, second, s.raw, len as u32, max, budget)? {
             return Ok(None);
         }
     }
     // the original entry point, kept in the (decrypted) yC section
     let oep = le32(&file, base + 0xa0f);
     file.truncate(end);
-    let image_size = le32(&file, pe + 24 + 0x38).map(|v| v.wrapping_sub(yc_vsize(&headers[n - 1], data, pe)));
+    let image_size = le32(&file, pe + 24 + 0x38).map(|v| v.wrapping_sub(yc.vsize));
     let (Some(image_size), Some(oep)) = (image_size, oep) else { return Ok(None) };
     let Some(count_field) = file.get_mut(pe + 6..pe + 8) else { return Ok(None) };
     count_field.copy_from_slice(&((n - 1) as u16).to_le_bytes());
@@ -103,12 +103,6 @@ const SKIPPED: [u32; 8] = [
 /// A section's size in the file as its header gives it, cut at the end of the file.
 fn header_raw_size(h: &super::peimage::Section, len: usize) -> usize {
     if h.raw >= len { 0 } else { h.rsize.min(len - h.raw) }
-}
-
-/// The yC section's size in memory, rounded up to the section alignment.
-fn yc_vsize(h: &super::peimage::Section, data: &[u8], pe: usize) -> usize {
-    let align = le32(data, pe + 24 + 32).filter(|a| a.is_power_of_two()).unwrap_or(1);
-    h.vsize.next_multiple_of(align)
 }
 
 /// Which of the entry-code variants libclamav knows this is: the first decryptor's byte count
