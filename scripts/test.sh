@@ -46,12 +46,18 @@ command -v smtp-source >/dev/null 2>&1 || [ -x /usr/sbin/smtp-source ] || need+=
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -d /usr/share/fonts/opentype/ipafont-gothic ] || [ -d /usr/share/fonts/truetype/fonts-japanese-gothic.ttf ] || need+=(fonts-ipafont-gothic)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
+# LibreOffice (Calc, no GUI) driven over UNO: spreadsheets with a VBA macro written by a real
+# office suite for the macro test; without its recommends (Java, fonts, help)
+lo=()
+dpkg -s libreoffice-calc-nogui >/dev/null 2>&1 || lo+=(libreoffice-calc-nogui)
+dpkg -s python3-uno >/dev/null 2>&1 || lo+=(python3-uno)
+if [ ${#need[@]} -gt 0 ] || [ ${#lo[@]} -gt 0 ]; then
+  echo "installing: ${need[*]} ${lo[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections 2>/dev/null || true
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+  [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+  [ ${#lo[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${lo[@]}"
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

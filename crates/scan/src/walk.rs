@@ -408,6 +408,11 @@ impl<'a> Walker<'a> {
                 child.filename = Some(name);
                 child
             }
+            Entry::Script { name, data } => {
+                let mut child = self.scan_as(name.clone(), &data, depth + 1, FileType::Text);
+                child.filename = Some(name);
+                child
+            }
             Entry::Broken { name, why } => {
                 let mut l = Layer::new(name.clone(), FileType::Binary, 0);
                 l.verdict = Verdict::Unscannable(why);

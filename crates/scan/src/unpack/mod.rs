@@ -92,6 +92,14 @@ pub enum Entry {
         /// The source text.
         data: Vec<u8>,
     },
+    /// A text an unpacker made (a VBA project's normalised listing): matched as libclamav
+    /// matches a script — as text, raw and normalised — and not opened further.
+    Script {
+        /// What it lists and what it is, e.g. `VBA/dir (VBA project, normalised)`.
+        name: String,
+        /// The text.
+        data: Vec<u8>,
+    },
     /// A member that could not be read, and why.
     Broken {
         /// Its name.
