@@ -7,7 +7,9 @@
 # each sent straight to smtp-sink (the ceiling) and through mxshield (durable spool on disk,
 # scanning on) to the same sink. Prints accepted msg/s (smtp-source done: every 250 in),
 # end-to-end msg/s (every message delivered to the sink), the gateway's CPU per message, the
-# medians and the ratio to the ceiling.
+# medians and the ratio to the ceiling. A second reference, when run as root: the same load
+# through a private Postfix instance relaying to the same sink without a filter (POSTFIX=0
+# leaves it out).
 #
 # Needs smtp-source/smtp-sink (Debian's postfix package; scripts/test.sh installs it, no
 # system instance is started). Usage: scripts/bench-standard.sh [path/to/mxshield]
@@ -83,6 +85,43 @@ for d in (q, t):
 os.rmdir(root)
 PY
 
+# the second reference (POSTFIX=0 to leave it out): a private Postfix instance (Debian's postfix
+# package, the one that brings smtp-source) relaying the same mail to the same sink without a
+# filter or a scanner — a store-and-forward MTA's own cost on this machine. Its queue lives
+# beside the gateway's spool; it needs root (Postfix starts as root and drops to "postfix").
+POSTFIX=${POSTFIX:-1}; PF=127.0.0.1:25527; pfroot=""
+if [ "$POSTFIX" = 1 ] && { [ "$(id -u)" -ne 0 ] || ! [ -x /usr/sbin/postfix ] || ! id postfix >/dev/null 2>&1; }; then
+  echo "no Postfix reference: it needs root and Debian's postfix package (POSTFIX=0 skips it)"; POSTFIX=0
+fi
+if [ "$POSTFIX" = 1 ]; then
+  pfroot=$(mktemp -d -p "$parent"); chmod 755 "$pfroot"; mkdir -p "$pfroot/conf" "$pfroot/queue" "$pfroot/data"
+  chown postfix "$pfroot/data"
+  # Debian's master.cf, with smtpd on its own port and no service chrooted
+  awk -v listen="$PF" '/^[a-z]/ && NF >= 8 { if ($1 == "smtp" && $2 == "inet") $1 = listen; $5 = "n" } { print }' \
+    /etc/postfix/master.cf > "$pfroot/conf/master.cf"
+  cat > "$pfroot/conf/main.cf" <<MAINCF
+compatibility_level = 3.6
+queue_directory = $pfroot/queue
+data_directory = $pfroot/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = ${PF%:*}
+inet_protocols = ipv4
+myhostname = postfix.bench
+mydestination =
+relay_domains = acme.example
+transport_maps = inline:{ acme.example=smtp:[${SINK%:*}]:${SINK#*:} }
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+default_process_limit = 100
+message_size_limit = 52428800
+maillog_file_prefixes = $pfroot
+maillog_file = $pfroot/maillog
+MAINCF
+  postfix -c "$pfroot/conf" start >/dev/null 2>&1 || { echo "Postfix did not start:"; tail -5 "$pfroot/maillog"; exit 1; }
+  trap 'postfix -c "$pfroot/conf" stop >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$sinkroot" "$pfroot"' EXIT
+fi
+
 results="$sinkroot/results"; : > "$results"
 for round in $(seq "$ROUNDS"); do
   for w in a b c; do
@@ -110,6 +149,16 @@ for round in $(seq "$ROUNDS"); do
     echo "$w mxshield $(echo "$n/($t1-$t0)" | bc -l) $(echo "$n/($t2-$t0)" | bc -l) $(echo "($c1-$c0)*1000000/$(getconf CLK_TCK)/$n" | bc -l)" >> "$results"
     printf "round %d %s: sink %6.0f msg/s; mxshield accepted %6.0f, end-to-end %6.0f msg/s, CPU %4.0f us/msg\n" "$round" "$w" \
       "$(grep "^$w sink" "$results" | tail -1 | cut -d' ' -f3)" $(grep "^$w mxshield" "$results" | tail -1 | cut -d' ' -f3-5)
+    if [ "$POSTFIX" = 1 ]; then
+      # through Postfix, no filter
+      start_sink
+      t0=$(date +%s.%N); source_to $w "$PF"; t1=$(date +%s.%N); wait_for "$n"; t2=$(date +%s.%N)
+      got=$(count); stop_sink
+      [ "$got" -eq "$n" ] || { echo "through Postfix the sink got $got of $n; log:"; tail -5 "$pfroot/maillog"; exit 1; }
+      echo "$w postfix $(echo "$n/($t1-$t0)" | bc -l) $(echo "$n/($t2-$t0)" | bc -l) 0" >> "$results"
+      printf "round %d %s: Postfix (no filter) accepted %6.0f, end-to-end %6.0f msg/s\n" "$round" "$w" \
+        $(grep "^$w postfix" "$results" | tail -1 | cut -d' ' -f3-4)
+    fi
   done
 done
 
@@ -128,4 +177,14 @@ for w, name in names.items():
     cpu = statistics.median(float(r[4]) for r in rows if r[0] == w and r[1] == "mxshield")
     print(f"{name:<46} {sink:>8.0f} {acc:>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {cpu:>6.0f} us")
 print("(msg/s, medians of the rounds; ratio: end-to-end to the sink's rate in the same rounds)")
+if any(r[1] == "postfix" for r in rows):
+    print()
+    print(f"{'second reference: Postfix relaying, no filter':<46} {'sink':>8} {'accepted':>9} {'end-to-end':>11} {'ratio':>6} {'mxshield':>9}")
+    for w, name in names.items():
+        sink = statistics.median(float(r[2]) for r in rows if r[0] == w and r[1] == "sink")
+        acc = statistics.median(float(r[2]) for r in rows if r[0] == w and r[1] == "postfix")
+        e2e = statistics.median(float(r[3]) for r in rows if r[0] == w and r[1] == "postfix")
+        mx = statistics.median(float(r[3]) for r in rows if r[0] == w and r[1] == "mxshield")
+        print(f"{name:<46} {sink:>8.0f} {acc:>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {mx / e2e:>8.1f}x")
+    print("(mxshield: its end-to-end rate, scanning on, as a multiple of Postfix's without a filter)")
 PY
