@@ -1,11 +1,9 @@
 //! Nullsoft (NSIS) installers (issue 17): the data a `makensis` installer carries after its
 //! stub — its script's header block and each file it installs — compressed with zlib
-//! (deflate), bzip2 or LZMA, each block on its own or all in one solid stream. Found where
+//! (deflate), NSIS's own bzip2 (`nsis_bzip2`) or LZMA, each block on its own or all in one solid stream. Found where
 //! libclamav finds it: the first header (`…\xEF\xBE\xAD\xDENullsoftInst`) inside an executable.
 //! Every byte produced is charged to the budget; a block that breaks off is scanned as far as
 //! it decodes and reported damaged.
-
-use std::io::Read;
 
 use super::{Entry, UnpackError, read_bounded};
 use crate::limits::Budget;
@@ -49,8 +47,8 @@ fn decode(method: Method, input: &[u8], budget: &mut Budget) -> Result<Vec<u8>, 
     let ratio = Some(input.len() as u64);
     match method {
         Method::Zlib => read_bounded(flate2::read::DeflateDecoder::new(input), budget, ratio),
-        // NSIS writes bzip2 blocks without the stream header
-        Method::Bzip2 => read_bounded(bzip2::read::BzDecoder::new((&b"BZh9"[..]).chain(input)), budget, ratio),
+        // NSIS's own bzip2: no stream header, a byte for each block magic, no CRCs
+        Method::Bzip2 => read_bounded(super::nsis_bzip2::Reader::new(input), budget, ratio),
         Method::Lzma => {
             let (Some(&props), Some(dict)) = (input.first(), le32(input, 1)) else {
                 return Err(ReadError::Io { why: "LZMA header cut short".into(), partial: Vec::new() });
@@ -66,14 +64,10 @@ fn decode(method: Method, input: &[u8], budget: &mut Budget) -> Result<Vec<u8>, 
 
 /// A block as an entry: whole, damaged (what decoded before the damage) or unreadable —
 /// never left out.
-fn entry(name: String, method: Method, decoded: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
+fn entry(name: String, decoded: Result<Vec<u8>, ReadError>) -> Result<Entry, UnpackError> {
     Ok(match decoded {
         Ok(data) => Entry::File { name, data },
         Err(ReadError::Limit(l)) => return Err(UnpackError::Limit(l)),
-        // NSIS's bzip2 has no block headers or CRCs: a standard decoder reads none of it
-        Err(ReadError::Io { partial, .. }) if partial.is_empty() && method == Method::Bzip2 => {
-            Entry::Broken { name, why: Unreadable::unsupported("NSIS", "its own bzip2 variant is not read") }
-        }
         Err(ReadError::Io { why, partial }) if partial.is_empty() => {
             Entry::Broken { name, why: Unreadable::damaged("NSIS", why) }
         }
@@ -123,7 +117,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             Ok(d) => d,
             Err(ReadError::Limit(l)) => return Err(UnpackError::Limit(l)),
             Err(ReadError::Io { partial, .. }) if !partial.is_empty() => partial,
-            Err(e) => return Ok(vec![entry("solid stream".into(), method, Err(e))?]),
+            Err(e) => return Ok(vec![entry("solid stream".into(), Err(e))?]),
         };
         let mut at = 0;
         while let Some(size) = le32(&whole, at) {
@@ -166,7 +160,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             budget.spend(body.len() as u64)?;
             Ok(body.to_vec())
         };
-        entries.push(entry(name(i), method, decoded)?);
+        entries.push(entry(name(i), decoded)?);
         i += 1;
     }
     Ok(entries)
