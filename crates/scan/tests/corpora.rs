@@ -388,8 +388,8 @@ fn clam_exe_in_disk_images_and_notebooks() {
 }
 
 /// Disk images made by a real tool (`genisoimage`, plain, with Joliet and Rock Ridge names, and
-/// a tree of directories): EICAR found in its file two directories down, every file read
-/// (issue 17).
+/// a tree of directories; and its UDF volume alone): EICAR found in its file two directories
+/// down, every file read (issue 17).
 #[test]
 fn a_disk_image_made_by_genisoimage_is_opened() {
     let tool = Path::new("/usr/bin/genisoimage");
@@ -424,6 +424,34 @@ fn a_disk_image_made_by_genisoimage_is_opened() {
         let sizes: Vec<u64> = r.root.children.iter().map(|c| c.size).collect();
         assert!(sizes.contains(&(big.len() as u64)), "{image}: the big file read whole: {sizes:?}");
     }
+    // UDF only: genisoimage's UDF volume (`-udf`) with its ISO 9660 descriptors taken out and
+    // the UDF recognition sequence moved up to sector 16, as an image Windows writes begins
+    let status = std::process::Command::new(tool)
+        .args(["-quiet", "-udf", "-o", "hybrid.iso", "tree"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "genisoimage -udf");
+    let mut image = std::fs::read(dir.join("hybrid.iso")).unwrap();
+    const SECTOR: usize = 2048;
+    let descriptors: Vec<Vec<u8>> =
+        (16..32).map(|s| image[s * SECTOR..(s + 1) * SECTOR].to_vec()).take_while(|d| d[1..6] != [0; 5]).collect();
+    let recognition: Vec<&Vec<u8>> = descriptors.iter().filter(|d| &d[1..6] != b"CD001").collect();
+    assert_eq!(recognition.len(), 3, "BEA01, NSR02, TEA01");
+    image[16 * SECTOR..(16 + descriptors.len()) * SECTOR].fill(0);
+    for (i, d) in recognition.iter().enumerate() {
+        image[(16 + i) * SECTOR..(17 + i) * SECTOR].copy_from_slice(d);
+    }
+    assert!(memchr::memmem::find(&image, b"CD001").is_none());
+    let r = engine().scan_bytes("udf.iso", &image);
+    let found: Vec<(String, String)> = r.root.findings().into_iter().map(|(p, l)| (p, l.verdict.label())).collect();
+    assert_eq!(
+        found,
+        [("udf.iso › docs/deeper/invoice 2026.pdf.exe".to_string(), "Eicar-Test-Signature FOUND".to_string())]
+    );
+    let files: Vec<(Option<&str>, u64)> = r.root.children.iter().map(|c| (c.filename.as_deref(), c.size)).collect();
+    assert!(files.contains(&(Some("docs/big.bin"), big.len() as u64)), "the big file read whole: {files:?}");
+    assert!(files.contains(&(Some("readme.txt"), 14)), "{files:?}");
 }
 
 /// A cabinet made by a real tool (`gcab -z`: MSZIP, a 200 KB member spanning several 32 KiB

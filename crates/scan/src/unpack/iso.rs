@@ -3,7 +3,8 @@
 //! are read once each (a directory listing itself or an ancestor cannot loop), every
 //! directory's and file's bytes are charged to the budget, and every file counts as an entry
 //! (thousands of records pointing at one large extent reach the limits, not the memory).
-//! UDF-only images (no ISO 9660 descriptor) are not opened.
+//! An image with no ISO 9660 volume but a UDF one (Windows writes such) is read by
+//! [`super::udf`].
 
 use std::collections::{HashSet, VecDeque};
 
@@ -18,8 +19,13 @@ const DESCRIPTORS: usize = 16 * SECTOR;
 /// Volume descriptors read at most (a set ends with type 255 long before).
 const MAX_DESCRIPTORS: usize = 64;
 
-/// Whether `d` is an ISO 9660 image: the first volume descriptor's identifier.
+/// Whether `d` is a disk image: an ISO 9660 volume (the first volume descriptor's
+/// identifier) or a UDF one.
 pub fn is_iso(d: &[u8]) -> bool {
+    is_iso9660(d) || super::udf::is_udf(d)
+}
+
+fn is_iso9660(d: &[u8]) -> bool {
     d.get(DESCRIPTORS + 1..DESCRIPTORS + 6) == Some(b"CD001")
 }
 
@@ -36,7 +42,10 @@ struct Dir {
 }
 
 pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackError> {
-    if !is_iso(data) {
+    if !is_iso9660(data) {
+        if super::udf::is_udf(data) {
+            return super::udf::unpack(data, budget);
+        }
         return Err(UnpackError::Broken(Unreadable::damaged("ISO", "no volume descriptor")));
     }
     // the root directories of the primary and Joliet volumes

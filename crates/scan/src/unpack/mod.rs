@@ -32,6 +32,7 @@ mod sis;
 mod szdd;
 mod tar;
 mod tnef;
+mod udf;
 pub mod upack;
 pub mod upx;
 mod vba;
