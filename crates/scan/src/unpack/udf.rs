@@ -230,7 +230,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
             let use_len = le16(fid, 36).unwrap_or(0);
             let name_at = at + 38 + use_len;
             let raw_name = listing.get(name_at..name_at + name_len).unwrap_or_default();
-            at = (38 + use_len + name_len).div_ceil(4) * 4 + at;
+            at += (38 + use_len + name_len).div_ceil(4) * 4;
             // deleted entries and the parent
             if characteristics & 0x0c != 0 {
                 continue;
