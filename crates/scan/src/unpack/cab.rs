@@ -208,7 +208,7 @@ fn lzx_window(compression: u16) -> Option<lzxd::WindowSize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::Limits;
+    use crate::limits::{Limit, Limits};
 
     /// A cabinet of `files` in one folder, its data cut in blocks of `block` bytes, stored or
     /// MSZIP-compressed (each block deflated with the folder's history as its dictionary).
@@ -277,6 +277,32 @@ mod tests {
                 .collect();
             assert_eq!(got, vec![("a.txt", &a[..]), ("dir\\b.bin", &b[..])], "mszip {mszip}");
         }
+    }
+
+    /// Bombs: a file declaring 4 GiB in a folder of a few bytes is read as far as the folder
+    /// goes (nothing of the declared size is set aside); a folder of 60,000 MSZIP blocks, each
+    /// 32 KiB of zeros from a few bytes (about 2 GB declared), stops at the budget.
+    #[test]
+    fn huge_declared_sizes_are_bounded() {
+        let mut cab = cabinet(&[("big.exe", b"MZ tiny")], true, 1024);
+        let files_at = 36 + 8;
+        cab[files_at..files_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let started = std::time::Instant::now();
+        let e = unpack(&cab, &mut Budget::new(Limits::default())).unwrap();
+        assert!(matches!(&e[0], Entry::Damaged { data, .. } if data == b"MZ tiny"), "{e:?}");
+        let zeros = vec![0u8; 32 * 1024];
+        let one = cabinet(&[("zeros.bin", &zeros)], true, 32 * 1024);
+        let block = &one[files_at + 16 + "zeros.bin".len() + 1..];
+        let mut bomb = one[..files_at + 16 + "zeros.bin".len() + 1].to_vec();
+        let n = 60_000u32;
+        bomb[files_at..files_at + 4].copy_from_slice(&(n * 32 * 1024).to_le_bytes());
+        bomb[36 + 4..36 + 6].copy_from_slice(&(n as u16).to_le_bytes()); // the folder's block count
+        for _ in 0..n {
+            bomb.extend_from_slice(block);
+        }
+        let r = unpack(&bomb, &mut Budget::new(Limits { max_expanded: 50_000_000, ..Limits::default() }));
+        assert!(matches!(r, Err(UnpackError::Limit(Limit::Expanded { .. }))), "{r:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
