@@ -83,8 +83,9 @@ enum Command {
     /// Scan files, directories (recursively) and messages, like clamscan. Exit 0 = clean,
     /// 1 = virus found, 2 = error.
     Scan {
-        /// Signature directory (ClamAV formats); default: `[scan] signatures`, else built in.
-        #[arg(long, value_name = "DIR")]
+        /// Signature directory, or one database file (ClamAV formats); default: `[scan]
+        /// signatures`, else built in.
+        #[arg(long, value_name = "DIR|FILE")]
         db: Option<PathBuf>,
         /// Print the full report tree as JSON.
         #[arg(long)]
@@ -178,8 +179,9 @@ enum LogCmd {
 enum SigsCmd {
     /// Load a database and report what it holds and what is not supported.
     Info {
-        /// Signature directory; default: `[scan] signatures`, else built in.
-        #[arg(long, value_name = "DIR")]
+        /// Signature directory, or one database file; default: `[scan] signatures`, else
+        /// built in.
+        #[arg(long, value_name = "DIR|FILE")]
         db: Option<PathBuf>,
     },
     /// Make a signing key pair (minisign format; the secret key file gets mode 0600).
@@ -452,6 +454,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `scan` answers as clamscan does: 1 means a virus was found, so an error is 2
+    let error_code = if matches!(cli.command, Command::Scan { .. }) { 2 } else { 1 };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(config).await,
@@ -595,7 +599,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::from(2),
         Err(e) => {
             eprintln!("mxshield: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(error_code)
         }
     }
 }

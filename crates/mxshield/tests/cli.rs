@@ -779,6 +779,23 @@ fn sigs_info_lists_every_skipped_signature_by_kind() {
     }
 }
 
+/// `scan --db` takes one database file as well as a directory, as `clamscan -d` does; a path
+/// that is neither is a clear error (exit 2).
+#[test]
+fn scan_takes_a_database_file_like_clamscan() {
+    let dir = testkit::TempDir::new("scan-db-file");
+    std::fs::write(dir.path().join("one.ndb"), "Test.Marker:0:*:6d787368696c642d6d61726b6572\n").unwrap();
+    std::fs::write(dir.path().join("sample.txt"), "a line with mxshild-marker in it\n").unwrap();
+    std::fs::write(dir.path().join("clean.txt"), "nothing here\n").unwrap();
+    let (code, out, err) = run(dir.path(), &["scan", "--db", "one.ndb", "sample.txt", "clean.txt"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("sample.txt: Test.Marker FOUND"), "{out}");
+    assert!(out.contains("clean.txt: OK"), "{out}");
+    let (code, out, err) = run(dir.path(), &["scan", "--db", "missing.ndb", "sample.txt"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("missing.ndb"), "{err}");
+}
+
 /// Two nodes, each with its own data_dir, on one PostgreSQL database: contracts applied
 /// through one are the other's; check-config reports a database it cannot reach and a URL no
 /// store speaks.

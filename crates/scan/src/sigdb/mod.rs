@@ -859,9 +859,13 @@ fn is_pua(name: &str) -> bool {
     matches!(extension(name).as_str(), "ndu" | "ldu" | "hdu" | "hsu" | "mdu" | "msu")
 }
 
-/// The regular files of a database directory, sorted by name.
+/// The regular files of a database directory, sorted by name; a database file alone when
+/// `dir` is one (as `clamscan -d FILE` takes it).
 pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let err = |why: String| LoadError { file: dir.display().to_string(), line: 0, why };
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(format!("cannot read signature directory: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
