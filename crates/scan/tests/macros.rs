@@ -87,7 +87,7 @@ fn macro_source_is_matched_as_clamav_matches_it() {
 /// normalised listing by a signature written in its lower case, as clamscan matches it. Unlike
 /// us, clamscan 1.4 does not match the OLE2 signature here: it matches type 2 only in projects
 /// its older reader reads from the `_VBA_PROJECT` stream's cache, which LibreOffice leaves out
-/// (docs/detection.md) (issue 17).
+/// (docs/detection.md). The same workbook saved with a password is reported encrypted (issue 17).
 #[test]
 fn macros_written_by_libreoffice_are_matched() {
     assert!(
@@ -103,7 +103,13 @@ fn macros_written_by_libreoffice_are_matched() {
     let source = format!("Option VBASupport 1\nSub Auto_Open()\n    {statement}\nEnd Sub\n");
     std::fs::write(dir.join("Module1.bas"), &source).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/libreoffice_macro.py");
-    let out = Command::new("/usr/bin/python3").arg(&script).arg(dir).arg(dir.join("Module1.bas")).output().unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(dir)
+        .arg(dir.join("Module1.bas"))
+        .arg("s3cret")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let db = format!("Test.Macro.Source:2:*:{}\nTest.Macro.Listing:0:*:{}\n", hex(statement), hex(normalised));
     let mut sigs = SigDb::default();
@@ -136,4 +142,7 @@ fn macros_written_by_libreoffice_are_matched() {
         let r = clean.scan_bytes(file, &std::fs::read(dir.join(file)).unwrap());
         assert_eq!(r.verdict(), Verdict::Clean, "{file}");
     }
+    // the workbook saved with a password (Excel 97's RC4): reported encrypted, not clean
+    let r = clean.scan_bytes("protected.xls", &std::fs::read(dir.join("protected.xls")).unwrap());
+    assert_eq!(r.verdict(), Verdict::Encrypted("Encrypted.Excel".into()));
 }

@@ -1,10 +1,11 @@
 """Writes spreadsheets with a VBA macro through LibreOffice (headless, driven over UNO).
 
-Usage: /usr/bin/python3 libreoffice_macro.py OUT_DIR MACRO_SOURCE_FILE
+Usage: /usr/bin/python3 libreoffice_macro.py OUT_DIR MACRO_SOURCE_FILE [PASSWORD]
 
 Makes OUT_DIR/macro.xls (Excel 97, the project in an OLE2 storage) and OUT_DIR/macro.xlsm
 (OOXML, the project in xl/vbaProject.bin), each holding one standard module, Module1, with the
-given source. LibreOffice writes a VBA project from scratch when its Basic libraries are in VBA
+given source; with a PASSWORD, also OUT_DIR/protected.xls, the same workbook encrypted with it
+(Excel 97's RC4 CryptoAPI encryption, as LibreOffice writes it). LibreOffice writes a VBA project from scratch when its Basic libraries are in VBA
 compatibility mode; its own user profile lives in OUT_DIR, so that runs do not share state.
 Needs Debian's libreoffice-calc-nogui and python3-uno (scripts/test.sh installs them).
 """
@@ -69,6 +70,9 @@ def main():
         for name, filter_name in (("macro.xls", "MS Excel 97"), ("macro.xlsm", "Calc MS Excel 2007 VBA XML")):
             url = uno.systemPathToFileUrl(os.path.join(out_dir, name))
             doc.storeToURL(url, (prop("FilterName", filter_name),))
+        if len(sys.argv) > 3:
+            url = uno.systemPathToFileUrl(os.path.join(out_dir, "protected.xls"))
+            doc.storeToURL(url, (prop("FilterName", "MS Excel 97"), prop("Password", sys.argv[3])))
         doc.close(True)
         try:
             desktop.terminate()
