@@ -200,7 +200,14 @@ pub(crate) fn text_name(raw: &[u8]) -> String {
 pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut reads = 0u32;
     loop {
+        // the clock, every few reads as well as every 4 MiB: a decoder may work hard for few
+        // bytes (NSIS's bzip2 returns after each block, however small)
+        reads = reads.wrapping_add(1);
+        if reads % 16 == 0 {
+            budget.check_time()?;
+        }
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -39,7 +39,7 @@ impl<'a> Reader<'a> {
     /// A reader of the stream in `data`.
     pub fn new(data: &'a [u8]) -> Reader<'a> {
         Reader {
-            bits: Bits { data, at: 0, bit: 0 },
+            bits: Bits { data, at: 0, buffer: 0, held: 0 },
             tt: Vec::new(),
             position: 0,
             left: 0,
@@ -251,26 +251,27 @@ impl Read for Reader<'_> {
     }
 }
 
-/// Bits read from the most significant down.
+/// Bits read from the most significant down, through a 64-bit buffer.
 struct Bits<'a> {
     data: &'a [u8],
+    /// The next byte to load.
     at: usize,
-    bit: u32,
+    /// Loaded bits, the next one the highest of the `held` lowest.
+    buffer: u64,
+    held: u32,
 }
 
 impl Bits<'_> {
+    /// The next `n` bits (at most 32).
     fn take(&mut self, n: u32) -> Result<u32, &'static str> {
-        let mut v = 0;
-        for _ in 0..n {
+        while self.held < n {
             let byte = *self.data.get(self.at).ok_or("stream cut short")?;
-            v = (v << 1) | u32::from(byte >> (7 - self.bit) & 1);
-            self.bit += 1;
-            if self.bit == 8 {
-                self.bit = 0;
-                self.at += 1;
-            }
+            self.at += 1;
+            self.buffer = (self.buffer << 8) | u64::from(byte);
+            self.held += 8;
         }
-        Ok(v)
+        self.held -= n;
+        Ok(((self.buffer >> self.held) & ((1u64 << n) - 1)) as u32)
     }
 }
 
@@ -289,10 +290,6 @@ impl Huffman {
         for &l in lengths {
             count[usize::from(l)] += 1;
         }
-        let mut symbols = Vec::with_capacity(lengths.len());
-        for len in 1..=MAX_CODE_LEN as u8 {
-            symbols.extend((0..lengths.len() as u16).filter(|&s| lengths[usize::from(s)] == len));
-        }
         let (mut first, mut offset) = ([0u32; MAX_CODE_LEN as usize + 1], [0u32; MAX_CODE_LEN as usize + 1]);
         let (mut code, mut at) = (0u32, 0u32);
         for len in 1..=MAX_CODE_LEN as usize {
@@ -300,6 +297,13 @@ impl Huffman {
             offset[len] = at;
             code = (code + count[len]) << 1;
             at += count[len];
+        }
+        // symbols by length, then by value: one pass (a block may set up six tables of 258)
+        let mut symbols = vec![0u16; lengths.len()];
+        let mut next = offset;
+        for (s, &l) in lengths.iter().enumerate() {
+            symbols[next[usize::from(l)] as usize] = s as u16;
+            next[usize::from(l)] += 1;
         }
         Huffman { first, count, offset, symbols }
     }
@@ -392,6 +396,54 @@ mod tests {
         let mut w = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
         w.write_all(&a).unwrap();
         assert!(decode(&w.finish().unwrap()).is_err());
+    }
+
+    /// Writes bits, most significant first.
+    struct BitWriter(Vec<bool>);
+
+    impl BitWriter {
+        fn put(&mut self, v: u32, n: u32) {
+            self.0.extend((0..n).rev().map(|i| v >> i & 1 == 1));
+        }
+    }
+
+    /// A stream of many one-byte blocks, each declaring all 256 symbols and six Huffman tables
+    /// (the most set-up work per input bit): decoded in time proportional to its size.
+    #[test]
+    fn many_small_blocks_cost_their_size() {
+        let mut w = BitWriter(Vec::new());
+        let blocks = 20_000;
+        for _ in 0..blocks {
+            w.put(0x31, 8);
+            w.put(0, 24); // original pointer
+            w.put(0xffff, 16);
+            for _ in 0..16 {
+                w.put(0xffff, 16);
+            }
+            w.put(6, 3); // tables
+            w.put(1, 15); // one selector: table 0
+            w.put(0, 1);
+            for _ in 0..6 {
+                // 258 symbols: lengths 9 for all (a complete code needs 2^9 >= 258)
+                w.put(9, 5);
+                for _ in 0..258 {
+                    w.put(0, 1);
+                }
+            }
+            // RUNA (code 0 of length 9), then end of block (symbol 257: the 258th code)
+            w.put(0, 9);
+            w.put(257, 9);
+        }
+        w.put(0x17, 8);
+        let stream = bytes_of(&w.0);
+        let started = std::time::Instant::now();
+        let out = decode(&stream).unwrap();
+        assert_eq!(out, vec![0u8; blocks]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+        // and the scan's clock stops it, though it gives few bytes (a block each read)
+        let limits = crate::limits::Limits { max_time: std::time::Duration::ZERO, ..Default::default() };
+        let r = crate::unpack::read_bounded(Reader::new(&stream), &mut crate::limits::Budget::new(limits), None);
+        assert!(matches!(r, Err(crate::unpack::ReadError::Limit(crate::limits::Limit::Time { .. }))), "{r:?}");
     }
 
     /// Every cut of a stream and flips of its bytes: an error or some output, never a panic,
