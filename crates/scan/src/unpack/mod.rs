@@ -205,7 +205,7 @@ pub fn read_bounded(mut r: impl Read, budget: &mut Budget, packed: Option<u64>) 
         // the clock, every few reads as well as every 4 MiB: a decoder may work hard for few
         // bytes (NSIS's bzip2 returns after each block, however small)
         reads = reads.wrapping_add(1);
-        if reads % 16 == 0 {
+        if reads.is_multiple_of(16) {
             budget.check_time()?;
         }
         let n = match r.read(&mut buf) {
