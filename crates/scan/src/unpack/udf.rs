@@ -443,6 +443,37 @@ mod tests {
         assert!(!is_udf(b"not an image"));
     }
 
+    /// A file in long allocation descriptors (UDF's form with a partition reference): a
+    /// recorded extent, an unrecorded one (zeros), then a continuation to a block holding one
+    /// more recorded extent; read as one file of the declared size.
+    #[test]
+    fn long_descriptors_unrecorded_extents_and_continuations() {
+        let mut blocks = tree();
+        // the file's entry in long_ads: 100 bytes at block 4, 50 unrecorded, continue at block 8
+        let mut e = vec![0u8; BLOCK];
+        e[27] = 5;
+        put16(&mut e, 34, 1);
+        put64(&mut e, 56, 100 + 50 + 30);
+        put32(&mut e, 172, 3 * 16);
+        for (i, (len, block)) in [(100, 4), (1 << 30 | 50, 0), (3 << 30 | 16, 8)].into_iter().enumerate() {
+            put32(&mut e, 176 + i * 16, len);
+            put32(&mut e, 180 + i * 16, block);
+        }
+        tag(&mut e, 261);
+        blocks[2] = e;
+        blocks[3] = (0..100u8).collect();
+        // block 8: the continued list, one recorded extent of 30 bytes at block 9
+        let mut more = vec![0u8; 16];
+        put32(&mut more, 0, 30);
+        put32(&mut more, 4, 9);
+        blocks.push(more);
+        blocks.push(vec![b'z'; 30]);
+        let got = names(&unpacked(&image(&blocks, 1)).unwrap());
+        let want: Vec<u8> = (0..100u8).chain(std::iter::repeat_n(0, 50)).chain(std::iter::repeat_n(b'z', 30)).collect();
+        assert_eq!(got[0].0, "a.bin");
+        assert!(got[0].1 == want, "{} bytes", got[0].1.len());
+    }
+
     /// Extents "allocated, not recorded" are zeros charged to the budget: a gigabyte each,
     /// many times over, ends at the limit.
     #[test]
