@@ -11,23 +11,25 @@ pub fn base64(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if bits == 0 {
-            // fast path on a quantum boundary: eight alphabet characters make six bytes
+            // fast path on a quantum boundary: eight alphabet characters make six bytes, each
+            // four through tables of their values already in place (an OR of the four is the
+            // quantum; a character outside the alphabet sets a bit no value reaches)
             while let Some(q) = input.get(i..i + 8) {
-                let v: [u8; 8] = std::array::from_fn(|k| B64[usize::from(q[k])]);
-                if v.iter().fold(0, |a, &x| a | x) >= 64 {
+                let x = quantum(q[0], q[1], q[2], q[3]);
+                let y = quantum(q[4], q[5], q[6], q[7]);
+                if (x | y) >= OUTSIDE {
                     break;
                 }
-                let n = v.iter().fold(0u64, |a, &x| (a << 6) | u64::from(x));
+                let n = (u64::from(x) << 24) | u64::from(y);
                 out[o..o + 8].copy_from_slice(&(n << 16).to_be_bytes());
                 o += 6;
                 i += 8;
             }
             // and four make three
             if let Some(q) = input.get(i..i + 4) {
-                let (a, b, c, d) = (B64[q[0] as usize], B64[q[1] as usize], B64[q[2] as usize], B64[q[3] as usize]);
-                if (a | b | c | d) < 64 {
-                    let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
-                    out[o..o + 4].copy_from_slice(&(n << 8).to_be_bytes());
+                let x = quantum(q[0], q[1], q[2], q[3]);
+                if x < OUTSIDE {
+                    out[o..o + 4].copy_from_slice(&(x << 8).to_be_bytes());
                     o += 3;
                     i += 4;
                     continue;
@@ -66,6 +68,33 @@ pub fn base64(input: &[u8]) -> Vec<u8> {
 
 const PAD: u8 = 0xFE;
 const SKIP: u8 = 0xFF;
+
+/// Set in a [`PLACED`] entry for a byte outside the alphabet (above any 24-bit quantum).
+const OUTSIDE: u32 = 1 << 24;
+
+/// For each position in a quantum of four characters, each byte's value already shifted to
+/// its place (18, 12, 6, 0 bits), or [`OUTSIDE`].
+static PLACED: [[u32; 256]; 4] = {
+    let mut t = [[OUTSIDE; 256]; 4];
+    let mut c = 0;
+    while c < 256 {
+        let v = B64[c];
+        if v < 64 {
+            t[0][c] = (v as u32) << 18;
+            t[1][c] = (v as u32) << 12;
+            t[2][c] = (v as u32) << 6;
+            t[3][c] = v as u32;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// The 24 bits of four alphabet characters, at or above [`OUTSIDE`] if any is not one.
+#[inline(always)]
+fn quantum(a: u8, b: u8, c: u8, d: u8) -> u32 {
+    PLACED[0][usize::from(a)] | PLACED[1][usize::from(b)] | PLACED[2][usize::from(c)] | PLACED[3][usize::from(d)]
+}
 
 /// Value of each byte in base64 (both the standard and the URL-safe alphabet), [`PAD`] for
 /// `=`, [`SKIP`] for everything else (line breaks, spaces, junk).
