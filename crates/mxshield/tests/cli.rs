@@ -793,7 +793,7 @@ fn scan_takes_a_database_file_like_clamscan() {
     assert!(out.contains("clean.txt: OK"), "{out}");
     let (code, out, err) = run(dir.path(), &["scan", "--db", "missing.ndb", "sample.txt"]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("missing.ndb"), "{err}");
+    assert!(err.contains("missing.ndb: no such signature directory or database file"), "{err}");
 }
 
 /// Two nodes, each with its own data_dir, on one PostgreSQL database: contracts applied

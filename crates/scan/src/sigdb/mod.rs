@@ -265,7 +265,7 @@ impl LoadStats {
 
 /// A malformed database.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}:{line}: {why}")]
+#[error("{file}{}: {why}", if *line > 0 { format!(":{line}") } else { String::new() })]
 pub struct LoadError {
     /// The file (or container member).
     pub file: String,
@@ -865,6 +865,9 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let err = |why: String| LoadError { file: dir.display().to_string(), line: 0, why };
     if dir.is_file() {
         return Ok(vec![dir.to_path_buf()]);
+    }
+    if !dir.exists() {
+        return Err(err("no such signature directory or database file".into()));
     }
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(format!("cannot read signature directory: {e}")))?
