@@ -299,21 +299,22 @@ impl Client {
         // large reads: a tokio file read is a round trip to the blocking pool each time
         const MOST: usize = 256 * 1024;
         let len = size.map_or(MOST, |n| usize::try_from(n).unwrap_or(MOST).saturating_add(1).clamp(4096, MOST));
-        let mut buf = vec![0u8; len];
+        // read into spare capacity: nothing zeroed first
+        let mut buf = Vec::with_capacity(len);
         let mut out = Vec::with_capacity(len + len / 32 + 8);
         loop {
             // fill the buffer before sending (a body made of pieces — a prepended header, then
             // the data — goes out in one write, not one per piece), and end a body that fits
             // with its final dot: a small message is a single write
-            let mut filled = 0;
-            while filled < buf.len() {
-                match body.read(&mut buf[filled..]).await? {
-                    0 => break,
-                    n => filled += n,
+            buf.clear();
+            while buf.len() < len {
+                // at most the spare capacity (a Vec grows only when it has none)
+                if body.read_buf(&mut buf).await? == 0 {
+                    break;
                 }
             }
-            enc.encode(&buf[..filled], &mut out);
-            if filled < buf.len() {
+            enc.encode(&buf, &mut out);
+            if buf.len() < len {
                 break;
             }
             self.write(&out).await?;
