@@ -248,12 +248,15 @@ fn unspin(data: &[u8], secs: &[Sect], entry: usize, budget: &mut Budget) -> Resu
     {
         let s = secs[j];
         let keep = res - s.rva;
-        budget.spend(s.vsize as u64)?;
-        let mut out = vec![0u8; s.vsize];
-        out[..keep].copy_from_slice(&file[s.raw..s.raw + keep]);
-        // (libclamav goes on with the section as it is when this fails)
-        if aplib::decode(&file[s.raw + keep..s.raw + s.rsize], &mut out[keep..]).is_some() {
-            grown[j] = Some(out);
+        // a section whose bytes are not all in the file is left as it is
+        if let Some(raw) = file.get(s.raw..s.raw.saturating_add(s.rsize)) {
+            budget.spend(s.vsize as u64)?;
+            let mut out = vec![0u8; s.vsize];
+            out[..keep].copy_from_slice(&raw[..keep]);
+            // (libclamav goes on with the section as it is when this fails)
+            if aplib::decode(&raw[keep..], &mut out[keep..]).is_some() {
+                grown[j] = Some(out);
+            }
         }
     }
     let parts: Vec<Built<'_>> = secs[..n]
@@ -262,7 +265,8 @@ fn unspin(data: &[u8], secs: &[Sect], entry: usize, budget: &mut Budget) -> Resu
         .map(|(s, g)| Built {
             rva: s.rva,
             vsize: s.vsize,
-            data: g.as_deref().unwrap_or_else(|| &file[s.raw..(s.raw + s.rsize).min(file.len())]),
+            // a section placed past the end of the file has nothing of it in the file
+            data: g.as_deref().unwrap_or_else(|| file.get(s.raw..).map_or(&[][..], |f| &f[..s.rsize.min(f.len())])),
         })
         .collect();
     Ok(build(&parts, 0x1000, 0x40_0000))
