@@ -170,17 +170,16 @@ names = {"a": "(a) 2,000 x 10 KiB, a connection per message",
          "c": "(c) 200 x 1 MiB base64 attachment"}
 def med(w, kind, column):  # column 2: accepted msg/s, 3: end-to-end msg/s, 4: CPU us/msg
     return statistics.median(float(r[column]) for r in rows if r[0] == w and r[1] == kind)
-print()
-print(f"{'workload':<46} {'sink':>8} {'accepted':>9} {'end-to-end':>11} {'ratio':>6} {'CPU/msg':>9}")
-for w, name in names.items():
-    sink, e2e = med(w, "sink", 2), med(w, "mxshield", 3)
-    print(f"{name:<46} {sink:>8.0f} {med(w, 'mxshield', 2):>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {med(w, 'mxshield', 4):>6.0f} us")
+def table(kind, title, last_title, last):  # one row per workload: `kind` against the sink
+    print()
+    print(f"{title:<46} {'sink':>8} {'accepted':>9} {'end-to-end':>11} {'ratio':>6} {last_title:>9}")
+    for w, name in names.items():
+        sink, e2e = med(w, "sink", 2), med(w, kind, 3)
+        print(f"{name:<46} {sink:>8.0f} {med(w, kind, 2):>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {last(w, e2e):>9}")
+table("mxshield", "workload", "CPU/msg", lambda w, e2e: f"{med(w, 'mxshield', 4):.0f} us")
 print("(msg/s, medians of the rounds; ratio: end-to-end to the sink's rate in the same rounds)")
 if any(r[1] == "postfix" for r in rows):
-    print()
-    print(f"{'second reference: Postfix relaying, no filter':<46} {'sink':>8} {'accepted':>9} {'end-to-end':>11} {'ratio':>6} {'mxshield':>9}")
-    for w, name in names.items():
-        sink, e2e = med(w, "sink", 2), med(w, "postfix", 3)
-        print(f"{name:<46} {sink:>8.0f} {med(w, 'postfix', 2):>9.0f} {e2e:>11.0f} {e2e / sink:>6.0%} {med(w, 'mxshield', 3) / e2e:>8.1f}x")
+    table("postfix", "second reference: Postfix relaying, no filter", "mxshield",
+          lambda w, e2e: f"{med(w, 'mxshield', 3) / e2e:.1f}x")
     print("(mxshield: its end-to-end rate, scanning on, as a multiple of Postfix's without a filter)")
 PY

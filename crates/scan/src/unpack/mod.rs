@@ -17,7 +17,7 @@ mod iso;
 mod macho_fat;
 pub mod mew;
 pub mod nsis;
-pub mod nsis_bzip2;
+mod nsis_bzip2;
 mod ole2;
 mod onenote;
 mod pdf;

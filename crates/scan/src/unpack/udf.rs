@@ -14,6 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use super::peimage::{le16, le32};
 use super::{Entry, UnpackError};
 use crate::limits::Budget;
 use crate::verdict::Unreadable;
@@ -49,25 +50,24 @@ fn identifier(d: &[u8], i: usize) -> Option<[u8; 5]> {
     d.get(at + 1..at + 6)?.try_into().ok()
 }
 
-fn le16(d: &[u8], at: usize) -> Option<usize> {
-    d.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-}
-
-fn le32(d: &[u8], at: usize) -> Option<usize> {
-    d.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-}
-
 fn le64(d: &[u8], at: usize) -> Option<u64> {
     d.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
-/// The descriptor at byte `at` if its tag is sound (checksum over the tag's other 15 bytes)
-/// and says `id`; the block from there.
+/// A descriptor tag's checksum: the sum of its 16 bytes but the checksum's own (byte 4).
+fn tag_checksum(tag: &[u8]) -> u8 {
+    tag[..16].iter().enumerate().filter(|&(i, _)| i != 4).fold(0u8, |s, (_, &b)| s.wrapping_add(b))
+}
+
+/// Whether `d` starts with a sound tag (its checksum right) saying `id`.
+fn tagged(d: &[u8], id: usize) -> bool {
+    d.len() >= 16 && tag_checksum(d) == d[4] && le16(d, 0) == Some(id)
+}
+
+/// The descriptor at byte `at` if its tag is sound and says `id`; the block from there.
 fn descriptor(data: &[u8], at: usize, id: usize) -> Option<&[u8]> {
     let d = data.get(at..at.checked_add(BLOCK)?.min(data.len()))?;
-    let tag = d.get(..16)?;
-    let sum = tag.iter().enumerate().filter(|&(i, _)| i != 4).fold(0u8, |s, (_, &b)| s.wrapping_add(b));
-    (sum == tag[4] && le16(tag, 0)? == id).then_some(d)
+    tagged(d, id).then_some(d)
 }
 
 /// The one partition a volume of type 1 maps: where its blocks start in the image.
@@ -220,8 +220,7 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Vec<Entry>, UnpackErro
         let listing = dir.data;
         let mut at = 0;
         while let Some(fid) = listing.get(at..at + 38) {
-            let sum = fid[..16].iter().enumerate().filter(|&(i, _)| i != 4).fold(0u8, |s, (_, &b)| s.wrapping_add(b));
-            if le16(fid, 0) != Some(257) || sum != fid[4] {
+            if !tagged(fid, 257) {
                 break;
             }
             let characteristics = fid[18];
@@ -294,7 +293,7 @@ mod tests {
     fn tag(d: &mut [u8], id: usize) {
         put16(d, 0, id);
         put16(d, 2, 2);
-        d[4] = d[..16].iter().enumerate().filter(|&(i, _)| i != 4).fold(0u8, |s, (_, &b)| s.wrapping_add(b));
+        d[4] = tag_checksum(d);
     }
 
     /// A UDF image: recognition sequence, anchor, partition and logical volume descriptors,

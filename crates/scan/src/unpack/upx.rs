@@ -50,11 +50,10 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
     // LZMA (method 14): UPX's two bytes of properties, then a raw LZMA stream
     if let Some(h) = pack_header.filter(|h| h[6] == 14) {
         let u_len = le32(h, 16).unwrap_or(0).min(most);
-        for skew in skew.into_iter().chain([0]) {
-            let Some(image) = decode_lzma(&packed[skew..], u_len) else { continue };
-            budget.spend(image.len() as u64)?;
-            if let Some(rebuilt) = rebuild(&image, upx0.rva) {
-                budget.spend(rebuilt.len() as u64)?;
+        for start in skew.into_iter().chain([0]) {
+            if let Some(image) = decode_lzma(&packed[start..], u_len)
+                && let Some(rebuilt) = charged_rebuild(&image, upx0.rva, budget)?
+            {
                 return Ok(Some(rebuilt));
             }
         }
@@ -74,18 +73,24 @@ pub fn unpack(data: &[u8], budget: &mut Budget) -> Result<Option<Vec<u8>>, Unpac
         None => [Nrv::B, Nrv::D, Nrv::E].into_iter().map(|m| (m, most)).collect(),
     };
     // skewed first, as libclamav tries it, then from the section's start
-    let starts = skew.into_iter().chain([0]);
-    let tries: Vec<(Nrv, usize, usize)> =
-        starts.flat_map(|k| tries.iter().map(move |&(m, limit)| (m, limit, k))).collect();
-    for (method, limit, skew) in tries {
-        let Some(image) = decode(method, &packed[skew..], limit) else { continue };
-        budget.spend(image.len() as u64)?;
-        if let Some(rebuilt) = rebuild(&image, upx0.rva) {
-            budget.spend(rebuilt.len() as u64)?;
-            return Ok(Some(rebuilt));
+    for start in skew.into_iter().chain([0]) {
+        for &(method, limit) in &tries {
+            if let Some(image) = decode(method, &packed[start..], limit)
+                && let Some(rebuilt) = charged_rebuild(&image, upx0.rva, budget)?
+            {
+                return Ok(Some(rebuilt));
+            }
         }
     }
     Ok(None)
+}
+
+/// [`rebuild`], the decoded image and the rebuilt file both charged to the budget.
+fn charged_rebuild(image: &[u8], base: usize, budget: &mut Budget) -> Result<Option<Vec<u8>>, UnpackError> {
+    budget.spend(image.len() as u64)?;
+    let Some(rebuilt) = rebuild(image, base) else { return Ok(None) };
+    budget.spend(rebuilt.len() as u64)?;
+    Ok(Some(rebuilt))
 }
 
 /// How far into UPX1 the compressed stream starts, from the loader's `pusha; mov esi, imm32`

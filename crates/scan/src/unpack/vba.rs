@@ -163,7 +163,7 @@ fn code_page_encoding(code_page: u16) -> Option<&'static encoding_rs::Encoding> 
 /// literals, ASCII letters lower-cased and each run of blanks one space; a line ended by a
 /// blank and `_` (a continuation) joined to the next. Literals are kept as written; comments
 /// are not told apart (libclamav lower-cases them too).
-pub fn normalise(source: &str) -> Vec<u8> {
+fn normalise(source: &str) -> Vec<u8> {
     #[derive(PartialEq, Clone, Copy)]
     enum State {
         Normal,
